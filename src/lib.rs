@@ -1,0 +1,9 @@
+//! `promoter`: declarative container-image promotion.
+//!
+//! Data flows one way: [`manifest`] (load + validate) -> inventory (read
+//! registries through the [`registry::Registry`] trait) -> plan (pure set
+//! algebra) -> exec (carry the plan out) -> report.
+pub mod diag;
+pub mod manifest;
+pub mod reference;
+pub mod registry;

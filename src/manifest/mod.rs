@@ -1,0 +1,2 @@
+//! Loading and validating promoter manifests (plain files and thin trees).
+pub mod model;

@@ -1,0 +1,725 @@
+//! Names that flow through the whole pipeline: registry names, image
+//! (repository) names, tags and digests. Each is parsed once, at the edge, and
+//! is valid by construction afterwards. Parse errors carry a `help` text that
+//! tells the user how to fix the input.
+//!
+//! This module is the only place that knows the grammar of these names.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Why a name did not parse, and how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct NameError {
+    pub message: String,
+    pub help: Option<String>,
+}
+
+impl NameError {
+    fn new(message: impl Into<String>) -> Self {
+        NameError {
+            message: message.into(),
+            help: None,
+        }
+    }
+    fn with_help(message: impl Into<String>, help: impl Into<String>) -> Self {
+        NameError {
+            message: message.into(),
+            help: Some(help.into()),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- digests
+
+/// Digest algorithms OCI registries accept for content addressing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Algorithm {
+    Sha256,
+    Sha512,
+}
+
+impl Algorithm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Algorithm::Sha256 => "sha256",
+            Algorithm::Sha512 => "sha512",
+        }
+    }
+    pub fn hex_len(self) -> usize {
+        match self {
+            Algorithm::Sha256 => 64,
+            Algorithm::Sha512 => 128,
+        }
+    }
+}
+
+/// A content digest, `sha256:<64 lowercase hex>` or `sha512:<128 lowercase hex>`.
+///
+/// Stored as its canonical string so that it can be compared, hashed, sorted
+/// (byte order, as snapshots require) and displayed without allocation.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Digest(String);
+
+impl Digest {
+    pub fn parse(text: &str) -> Result<Digest, NameError> {
+        if text.is_empty() {
+            return Err(NameError::with_help(
+                "digest is empty",
+                "write the digest as sha256:<64 lowercase hex digits>",
+            ));
+        }
+        let Some((algo, hex)) = text.split_once(':') else {
+            let help = if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+                format!("add the algorithm prefix: sha256:{text}")
+            } else {
+                "write the digest as sha256:<64 lowercase hex digits>".to_string()
+            };
+            return Err(NameError::with_help(
+                format!("digest {text:?} has no algorithm prefix"),
+                help,
+            ));
+        };
+        let algorithm = match algo {
+            "sha256" => Algorithm::Sha256,
+            "sha512" => Algorithm::Sha512,
+            other => {
+                return Err(NameError::with_help(
+                    format!("digest algorithm {other:?} is not supported"),
+                    "use sha256 (or sha512), the algorithms OCI registries accept",
+                ))
+            }
+        };
+        if let Some(bad) = hex
+            .chars()
+            .find(|c| !(c.is_ascii_digit() || ('a'..='f').contains(c)))
+        {
+            let help = if hex.chars().all(|c| c.is_ascii_hexdigit()) {
+                "write the hex digits in lowercase".to_string()
+            } else {
+                format!("a digest holds only the hex digits 0-9 and a-f, not {bad:?}")
+            };
+            return Err(NameError::with_help(
+                format!("digest {text:?} is not lowercase hex"),
+                help,
+            ));
+        }
+        if hex.len() != algorithm.hex_len() {
+            return Err(NameError::with_help(
+                format!("digest {text:?} has the wrong length"),
+                format!(
+                    "digest has {} hex digits; {} needs {}",
+                    hex.len(),
+                    algorithm.as_str(),
+                    algorithm.hex_len()
+                ),
+            ));
+        }
+        Ok(Digest(text.to_string()))
+    }
+
+    /// The digest of `bytes` under `algorithm`.
+    pub fn of(algorithm: Algorithm, bytes: &[u8]) -> Digest {
+        let mut hasher = DigestHasher::new(algorithm);
+        hasher.update(bytes);
+        hasher.finish()
+    }
+
+    pub fn sha256_of(bytes: &[u8]) -> Digest {
+        Digest::of(Algorithm::Sha256, bytes)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    pub fn algorithm(&self) -> Algorithm {
+        if self.0.starts_with("sha512:") {
+            Algorithm::Sha512
+        } else {
+            Algorithm::Sha256
+        }
+    }
+    pub fn hex(&self) -> &str {
+        &self.0[self.0.find(':').map_or(0, |i| i + 1)..]
+    }
+    /// Whether `bytes` hash to this digest.
+    pub fn matches(&self, bytes: &[u8]) -> bool {
+        Digest::of(self.algorithm(), bytes) == *self
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for Digest {
+    type Err = NameError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Digest::parse(s)
+    }
+}
+
+impl Serialize for Digest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Digest::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Incremental digest computation, for verifying streams as they pass.
+pub struct DigestHasher {
+    inner: HasherInner,
+}
+
+enum HasherInner {
+    Sha256(sha2::Sha256),
+    Sha512(sha2::Sha512),
+}
+
+impl DigestHasher {
+    pub fn new(algorithm: Algorithm) -> Self {
+        use sha2::Digest as _;
+        let inner = match algorithm {
+            Algorithm::Sha256 => HasherInner::Sha256(sha2::Sha256::new()),
+            Algorithm::Sha512 => HasherInner::Sha512(sha2::Sha512::new()),
+        };
+        DigestHasher { inner }
+    }
+    pub fn update(&mut self, bytes: &[u8]) {
+        use sha2::Digest as _;
+        match &mut self.inner {
+            HasherInner::Sha256(h) => h.update(bytes),
+            HasherInner::Sha512(h) => h.update(bytes),
+        }
+    }
+    pub fn finish(self) -> Digest {
+        use sha2::Digest as _;
+        match self.inner {
+            HasherInner::Sha256(h) => Digest(format!("sha256:{}", hex::encode(h.finalize()))),
+            HasherInner::Sha512(h) => Digest(format!("sha512:{}", hex::encode(h.finalize()))),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- tags
+
+/// A tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Tag(String);
+
+impl Tag {
+    pub const MAX_LEN: usize = 128;
+
+    pub fn parse(text: &str) -> Result<Tag, NameError> {
+        if text.is_empty() {
+            return Err(NameError::with_help(
+                "tag is empty",
+                "remove the empty tag, or leave the list empty to promote by digest only",
+            ));
+        }
+        if text.len() > Tag::MAX_LEN {
+            return Err(NameError::with_help(
+                format!("tag is {} characters long", text.len()),
+                format!("a tag has at most {} characters", Tag::MAX_LEN),
+            ));
+        }
+        let first = text.as_bytes()[0];
+        if !(first.is_ascii_alphanumeric() || first == b'_') {
+            return Err(NameError::with_help(
+                format!("tag {text:?} starts with {:?}", first as char),
+                "a tag starts with a letter, a digit or '_'",
+            ));
+        }
+        if let Some(bad) = text
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+        {
+            return Err(NameError::with_help(
+                format!("tag {text:?} contains {bad:?}"),
+                "a tag holds only ASCII letters, digits, '_', '.' and '-'",
+            ));
+        }
+        Ok(Tag(text.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Tag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for Tag {
+    type Err = NameError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Tag::parse(s)
+    }
+}
+
+impl Serialize for Tag {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Tag {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Tag::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+// ---------------------------------------------------------------- image names
+
+/// A repository path relative to a registry: `/`-separated components, each
+/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*` (the OCI distribution grammar).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ImageName(String);
+
+/// Longest repository name most registries accept (Docker's limit).
+const MAX_REPOSITORY_LEN: usize = 255;
+
+fn check_path_component(component: &str, whole: &str) -> Result<(), NameError> {
+    if component.is_empty() {
+        return Err(NameError::with_help(
+            format!("name {whole:?} has an empty path component"),
+            "remove the leading, trailing or doubled '/'",
+        ));
+    }
+    if component == ".." || component == "." {
+        return Err(NameError::with_help(
+            format!("name {whole:?} contains {component:?}"),
+            "path components cannot be '.' or '..'",
+        ));
+    }
+    if component.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err(NameError::with_help(
+            format!("name {whole:?} contains uppercase letters"),
+            format!("use lowercase: {:?}", whole.to_ascii_lowercase()),
+        ));
+    }
+    let bytes = component.as_bytes();
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    if !alnum(bytes[0]) || !alnum(bytes[bytes.len() - 1]) {
+        return Err(NameError::with_help(
+            format!("component {component:?} of {whole:?} must start and end with a lowercase letter or digit"),
+            "remove the leading or trailing separator",
+        ));
+    }
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if alnum(b) {
+            i += 1;
+            continue;
+        }
+        // A separator run: '.', '_', '__', or one or more '-'.
+        let start = i;
+        while i < bytes.len() && !alnum(bytes[i]) {
+            i += 1;
+        }
+        let sep = &component[start..i];
+        let ok = sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|b| b == b'-');
+        if !ok {
+            let bad = sep.chars().find(|c| !matches!(c, '.' | '_' | '-'));
+            let message = match bad {
+                Some(c) => format!("name {whole:?} contains {c:?}"),
+                None => format!("name {whole:?} contains the separator run {sep:?}"),
+            };
+            return Err(NameError::with_help(
+                message,
+                "components hold lowercase letters and digits, separated by '.', '_', '__' or dashes",
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl ImageName {
+    pub fn parse(text: &str) -> Result<ImageName, NameError> {
+        if text.is_empty() {
+            return Err(NameError::new("image name is empty"));
+        }
+        if text.len() > MAX_REPOSITORY_LEN {
+            return Err(NameError::with_help(
+                format!("image name is {} characters long", text.len()),
+                format!("registries accept at most {MAX_REPOSITORY_LEN}"),
+            ));
+        }
+        for component in text.split('/') {
+            check_path_component(component, text)?;
+        }
+        Ok(ImageName(text.to_string()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ImageName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for ImageName {
+    type Err = NameError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ImageName::parse(s)
+    }
+}
+
+impl Serialize for ImageName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ImageName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        ImageName::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+// ---------------------------------------------------------------- registries
+
+/// Where a registry lives: an OCI Distribution endpoint, or a directory tree
+/// of OCI image layouts.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Endpoint {
+    /// `host[:port]`, normalised (Docker Hub's aliases fold to `docker.io`).
+    Http { host: String },
+    /// `oci:PATH`: image `foo/bar` lives in `PATH/foo/bar/`.
+    Layout { root: String },
+}
+
+impl Endpoint {
+    /// The HTTP(S) host to talk to; Docker Hub's API lives on another host than its name.
+    pub fn api_host(&self) -> Option<&str> {
+        match self {
+            Endpoint::Http { host } if host == "docker.io" => Some("registry-1.docker.io"),
+            Endpoint::Http { host } => Some(host),
+            Endpoint::Layout { .. } => None,
+        }
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Endpoint::Http { host } => f.write_str(host),
+            Endpoint::Layout { root } => write!(f, "oci:{root}"),
+        }
+    }
+}
+
+/// A registry as manifests name it: an endpoint plus an optional path prefix
+/// under which images live (`gcr.io/project/sub`, `oci:build/out/prod`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RegistryName {
+    pub endpoint: Endpoint,
+    /// Path prefix without leading or trailing `/`; empty for the root.
+    pub prefix: String,
+}
+
+impl RegistryName {
+    pub fn parse(text: &str) -> Result<RegistryName, NameError> {
+        if text.is_empty() {
+            return Err(NameError::with_help(
+                "registry name is empty",
+                "name the registry as host[:port][/path], e.g. gcr.io/my-project",
+            ));
+        }
+        if let Some(root) = text.strip_prefix("oci:") {
+            return RegistryName::parse_layout(text, root);
+        }
+        if let Some((scheme, rest)) = text.split_once("://") {
+            // Never echo what follows the scheme: it may hold credentials.
+            let host_only = rest
+                .rsplit_once('@')
+                .map_or(rest, |(_, after)| after)
+                .to_string();
+            return Err(NameError::with_help(
+                format!("registry name starts with the scheme {scheme:?}"),
+                format!("drop the scheme{}: write {host_only:?}; plain HTTP is chosen per registry in the registry options, not in the name",
+                    if rest.contains('@') { " and the credentials (use a docker config.json or --auth-file)" } else { "" }),
+            ));
+        }
+        if text.contains('@') {
+            return Err(NameError::with_help(
+                "registry name contains '@' (credentials do not belong in a manifest)",
+                "remove the user:password@ part and provide credentials through a docker config.json or --auth-file",
+            ));
+        }
+        let (host, path) = match text.split_once('/') {
+            Some((host, path)) => (host, path),
+            None => (text, ""),
+        };
+        check_host(host, text)?;
+        let path = path.trim_end_matches('/');
+        if !path.is_empty() {
+            for component in path.split('/') {
+                check_path_component(component, text)?;
+            }
+        }
+        let host = match host {
+            "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => "docker.io",
+            other => other,
+        };
+        Ok(RegistryName {
+            endpoint: Endpoint::Http {
+                host: host.to_string(),
+            },
+            prefix: path.to_string(),
+        })
+    }
+
+    fn parse_layout(text: &str, root: &str) -> Result<RegistryName, NameError> {
+        if root.is_empty() {
+            return Err(NameError::with_help(
+                "oci: registry has no path",
+                "write oci:PATH, e.g. oci:build/images (relative to the working directory)",
+            ));
+        }
+        if root.contains('\0') {
+            return Err(NameError::new(format!("registry name {text:?} contains a NUL byte")));
+        }
+        Ok(RegistryName {
+            endpoint: Endpoint::Layout {
+                root: root.trim_end_matches('/').to_string(),
+            },
+            prefix: String::new(),
+        })
+    }
+
+    /// The repository path on the endpoint for `image` under this registry.
+    pub fn repository(&self, image: &ImageName) -> String {
+        let mut repo = if self.prefix.is_empty() {
+            image.as_str().to_string()
+        } else {
+            format!("{}/{}", self.prefix, image.as_str())
+        };
+        // Docker Hub keeps single-component official images under library/.
+        if matches!(&self.endpoint, Endpoint::Http { host } if host == "docker.io")
+            && !repo.contains('/')
+        {
+            repo = format!("library/{repo}");
+        }
+        repo
+    }
+
+    /// Whether `other` is this registry or lies under it, on a path boundary:
+    /// `gcr.io/prod` contains `gcr.io/prod` and `gcr.io/prod/x`, never `gcr.io/prod-x`.
+    /// Returns the sub-path of `other` below `self` (empty when equal).
+    pub fn sub_path_of<'a>(&self, other: &'a RegistryName) -> Option<&'a str> {
+        if self.endpoint != other.endpoint {
+            return None;
+        }
+        if self.prefix.is_empty() {
+            return Some(&other.prefix);
+        }
+        let rest = other.prefix.strip_prefix(&self.prefix)?;
+        if rest.is_empty() {
+            Some("")
+        } else {
+            rest.strip_prefix('/')
+        }
+    }
+}
+
+fn check_host(host: &str, whole: &str) -> Result<(), NameError> {
+    let (name, port) = match host.rsplit_once(':') {
+        Some((name, port)) if !name.contains(']') || host.starts_with('[') => (name, Some(port)),
+        _ => (host, None),
+    };
+    if let Some(port) = port {
+        if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) || port.parse::<u16>().is_err() {
+            return Err(NameError::with_help(
+                format!("registry {whole:?} has an invalid port {port:?}"),
+                "a port is a number from 1 to 65535",
+            ));
+        }
+    }
+    if name.is_empty() {
+        return Err(NameError::with_help(
+            format!("registry {whole:?} has no host"),
+            "name the registry as host[:port][/path], e.g. gcr.io/my-project",
+        ));
+    }
+    if name.starts_with('[') && name.ends_with(']') {
+        return Ok(()); // IPv6 literal
+    }
+    for label in name.split('.') {
+        let ok = !label.is_empty()
+            && label.len() <= 63
+            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-');
+        if !ok {
+            return Err(NameError::with_help(
+                format!("registry {whole:?} has an invalid host {name:?}"),
+                "a host is made of dot-separated labels of letters, digits and '-'",
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl fmt::Display for RegistryName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.endpoint, self.prefix.is_empty()) {
+            (endpoint, true) => write!(f, "{endpoint}"),
+            (endpoint, false) => write!(f, "{endpoint}/{}", self.prefix),
+        }
+    }
+}
+
+impl FromStr for RegistryName {
+    type Err = NameError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        RegistryName::parse(s)
+    }
+}
+
+impl Serialize for RegistryName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for RegistryName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        RegistryName::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// What a manifest request addresses: a digest or a tag.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ManifestRef {
+    Digest(Digest),
+    Tag(Tag),
+}
+
+impl fmt::Display for ManifestRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ManifestRef::Digest(d) => write!(f, "{d}"),
+            ManifestRef::Tag(t) => write!(f, "{t}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valid_tags_parse() {
+        let long = "a".repeat(128);
+        for tag in ["a", "_", "latest", "_____----hello........", "1.0", "v1.10-rc.1", long.as_str()] {
+            assert!(Tag::parse(tag).is_ok(), "{tag:?} should be valid");
+        }
+    }
+
+    #[test]
+    fn invalid_tags_are_refused() {
+        let long = "a".repeat(129);
+        for tag in ["", ".", "-", "ünicode", "a b", "a/b", "a:b", long.as_str()] {
+            assert!(Tag::parse(tag).is_err(), "{tag:?} should be invalid");
+        }
+    }
+
+    #[test]
+    fn digest_lengths_and_case_are_checked_with_help() {
+        let ok = format!("sha256:{}", "a".repeat(64));
+        assert!(Digest::parse(&ok).is_ok());
+        assert!(Digest::parse(&format!("sha512:{}", "0".repeat(128))).is_ok());
+
+        let short = Digest::parse(&format!("sha256:{}", "a".repeat(63))).unwrap_err();
+        assert_eq!(short.help.as_deref(), Some("digest has 63 hex digits; sha256 needs 64"));
+        let long = Digest::parse(&format!("sha256:{}", "a".repeat(65))).unwrap_err();
+        assert_eq!(long.help.as_deref(), Some("digest has 65 hex digits; sha256 needs 64"));
+        let upper = Digest::parse(&format!("sha256:{}", "A".repeat(64))).unwrap_err();
+        assert_eq!(upper.help.as_deref(), Some("write the hex digits in lowercase"));
+        let bare = Digest::parse(&"a".repeat(64)).unwrap_err();
+        assert!(bare.help.unwrap().starts_with("add the algorithm prefix"));
+        assert!(Digest::parse("").is_err());
+        assert!(Digest::parse(&format!("md5:{}", "a".repeat(32))).is_err());
+    }
+
+    #[test]
+    fn digest_of_bytes_matches_known_value() {
+        assert_eq!(
+            Digest::sha256_of(b"").as_str(),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert!(Digest::sha256_of(b"x").matches(b"x"));
+        assert!(!Digest::sha256_of(b"x").matches(b"y"));
+    }
+
+    #[test]
+    fn image_names_follow_the_distribution_grammar() {
+        for ok in ["a", "foo/bar", "foo-bar/baz__qux", "a.b/c_d/e--f", "k8s-staging-foo/bar"] {
+            assert!(ImageName::parse(ok).is_ok(), "{ok:?}");
+        }
+        for bad in ["", "/foo", "foo/", "foo//bar", "../x", "a/../b", "Foo", "a..b", "a___b", "-a", "a b"] {
+            assert!(ImageName::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn registry_names_parse_and_refuse_schemes_without_echoing_secrets() {
+        let r = RegistryName::parse("gcr.io/proj/sub").unwrap();
+        assert_eq!(r.endpoint, Endpoint::Http { host: "gcr.io".into() });
+        assert_eq!(r.prefix, "proj/sub");
+        assert_eq!(r.to_string(), "gcr.io/proj/sub");
+        assert!(RegistryName::parse("localhost:5000").is_ok());
+        assert!(RegistryName::parse("127.0.0.1:5000/x").is_ok());
+        assert_eq!(
+            RegistryName::parse("index.docker.io").unwrap().to_string(),
+            "docker.io"
+        );
+        let err = RegistryName::parse("https://user:hunter2@host.example").unwrap_err();
+        assert!(!err.to_string().contains("hunter2"));
+        assert!(!err.help.as_ref().unwrap().contains("hunter2"));
+        assert!(RegistryName::parse("host:99999").is_err());
+        assert!(RegistryName::parse("host/UPPER").is_err());
+        let oci = RegistryName::parse("oci:some/dir/").unwrap();
+        assert_eq!(oci.endpoint, Endpoint::Layout { root: "some/dir".into() });
+    }
+
+    #[test]
+    fn docker_hub_single_names_live_under_library() {
+        let hub = RegistryName::parse("docker.io").unwrap();
+        assert_eq!(hub.repository(&ImageName::parse("alpine").unwrap()), "library/alpine");
+        assert_eq!(hub.repository(&ImageName::parse("a/b").unwrap()), "a/b");
+    }
+
+    #[test]
+    fn sub_path_matches_on_path_boundaries_only() {
+        let prod = RegistryName::parse("gcr.io/prod").unwrap();
+        let same = RegistryName::parse("gcr.io/prod").unwrap();
+        let below = RegistryName::parse("gcr.io/prod/eu").unwrap();
+        let sibling = RegistryName::parse("gcr.io/prod-foo").unwrap();
+        assert_eq!(prod.sub_path_of(&same), Some(""));
+        assert_eq!(prod.sub_path_of(&below), Some("eu"));
+        assert_eq!(prod.sub_path_of(&sibling), None);
+    }
+}

@@ -1,0 +1,1 @@
+//! `oci:PATH` trees of OCI image layouts.

@@ -1,0 +1,242 @@
+//! The only way the rest of the program touches images: the [`Registry`]
+//! trait, with an OCI Distribution implementation over HTTP ([`remote`]) and
+//! an OCI image-layout directory implementation ([`layout`]).
+//!
+//! Repositories are full paths on the endpoint (`prefix/image`); callers build
+//! them with [`crate::reference::RegistryName::repository`].
+//!
+//! Existence is three-valued on purpose: `Ok(Some(_))` present, `Ok(None)`
+//! absent (a 404), `Err(_)` unknown. An error is never read as "absent".
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::Stream;
+
+use crate::reference::{Digest, ManifestRef};
+
+pub mod layout;
+pub mod remote;
+
+/// Manifest media types this tool understands the structure of. Others are
+/// still copied byte for byte; they simply have no children we know of.
+pub mod media_type {
+    pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+    pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+    pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+    pub const DOCKER_MANIFEST_LIST: &str =
+        "application/vnd.docker.distribution.manifest.list.v2+json";
+    pub const OCTET_STREAM: &str = "application/octet-stream";
+
+    /// Every manifest type we ask registries for, in `Accept` order.
+    pub const ACCEPTED: &[&str] = &[OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST];
+
+    pub fn is_index(media_type: &str) -> bool {
+        media_type == OCI_INDEX || media_type == DOCKER_MANIFEST_LIST
+    }
+}
+
+/// What a HEAD on a manifest (or a referrers entry) says about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Descriptor {
+    pub digest: Digest,
+    pub media_type: String,
+    pub size: u64,
+    /// For referrers: the `artifactType`, when known.
+    pub artifact_type: Option<String>,
+}
+
+/// A manifest as the registry stored it. `bytes` are exact: putting them back
+/// with `media_type` reproduces `digest`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawManifest {
+    pub bytes: Bytes,
+    pub media_type: String,
+    pub digest: Digest,
+}
+
+impl RawManifest {
+    /// Build from bytes, computing the digest (sha256).
+    pub fn new(bytes: impl Into<Bytes>, media_type: impl Into<String>) -> RawManifest {
+        let bytes = bytes.into();
+        let digest = Digest::sha256_of(&bytes);
+        RawManifest {
+            bytes,
+            media_type: media_type.into(),
+            digest,
+        }
+    }
+}
+
+/// A stream of blob bytes. Streams returned by [`Registry::get_blob`] verify the
+/// digest as they go and end with [`RegistryError::DigestMismatch`] instead of
+/// the last chunk when the content is wrong.
+pub type BlobStream = Pin<Box<dyn Stream<Item = Result<Bytes, RegistryError>> + Send>>;
+
+/// Opens (or re-opens, for a retry) the bytes of a blob being uploaded.
+/// Re-openable bodies are what makes a blob upload safe to retry.
+pub type BlobOpener = Arc<dyn Fn() -> BoxFuture<'static, Result<BlobStream, RegistryError>> + Send + Sync>;
+
+/// A blob to write: its identity, its size, and where its bytes come from.
+#[derive(Clone)]
+pub struct BlobUpload {
+    pub digest: Digest,
+    pub size: u64,
+    /// A repository on the same endpoint that holds the blob: try a
+    /// cross-repository mount first, and fall back to uploading.
+    pub mount_from: Option<String>,
+    pub open: BlobOpener,
+}
+
+impl fmt::Debug for BlobUpload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BlobUpload")
+            .field("digest", &self.digest)
+            .field("size", &self.size)
+            .field("mount_from", &self.mount_from)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a blob reached its destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobPut {
+    /// Mounted from another repository: no bytes moved.
+    Mounted,
+    /// The bytes were streamed.
+    Uploaded,
+}
+
+/// A registry error, typed so that callers can branch (retry, report, give up).
+/// Display texts never contain credentials or URL query strings.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("{registry}: authentication required for {scope} (no usable credentials)")]
+    Unauthorized { registry: String, scope: String },
+    #[error("{registry}: access denied to {scope}")]
+    Denied { registry: String, scope: String },
+    #[error("{registry}: rate limited (HTTP 429){}", retry_after_text(*retry_after_secs))]
+    RateLimited {
+        registry: String,
+        retry_after_secs: Option<u64>,
+    },
+    #[error("{what}: expected digest {expected}, got {actual}")]
+    DigestMismatch {
+        what: String,
+        expected: Digest,
+        actual: Digest,
+    },
+    #[error("{what}: expected {expected} bytes, got {actual}")]
+    SizeMismatch {
+        what: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("{method} {url}: HTTP {status}{}", detail_text(detail))]
+    Status {
+        method: String,
+        /// Redacted: no query string, no user info.
+        url: String,
+        status: u16,
+        detail: Option<String>,
+    },
+    #[error("{method} {url}: {message}")]
+    Transport {
+        method: String,
+        url: String,
+        message: String,
+        /// Connection-level failures (reset, refused, timed out) are retryable.
+        retryable: bool,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what}: {message}")]
+    Invalid { what: String, message: String },
+    #[error("{registry}: {operation} is not supported by this registry")]
+    Unsupported { registry: String, operation: String },
+    #[error("{0}")]
+    Credentials(String),
+}
+
+fn retry_after_text(secs: Option<u64>) -> String {
+    secs.map(|s| format!(", retry after {s}s")).unwrap_or_default()
+}
+
+fn detail_text(detail: &Option<String>) -> String {
+    detail.as_ref().map(|d| format!(": {d}")).unwrap_or_default()
+}
+
+impl RegistryError {
+    /// Whether doing the same request again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            RegistryError::RateLimited { .. } => true,
+            RegistryError::Status { status, .. } => matches!(status, 429 | 500 | 502 | 503 | 504),
+            RegistryError::Transport { retryable, .. } => *retryable,
+            // A corrupted transfer may be a passing fault; the retry verifies again.
+            RegistryError::DigestMismatch { .. } | RegistryError::SizeMismatch { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+/// One registry endpoint: an OCI Distribution server or an `oci:` tree.
+#[async_trait]
+pub trait Registry: Send + Sync {
+    /// For messages: the endpoint's display name (never with credentials).
+    fn display_name(&self) -> String;
+
+    /// Every repository whose path is `prefix` or lies under `prefix/`
+    /// (all repositories for an empty prefix), sorted.
+    async fn list_repositories(&self, prefix: &str) -> Result<Vec<String>, RegistryError>;
+
+    /// Every tag of `repo`, sorted. A repository that does not exist has no tags.
+    async fn list_tags(&self, repo: &str) -> Result<Vec<String>, RegistryError>;
+
+    /// Digest, media type and size of a manifest, without its body.
+    async fn head_manifest(
+        &self,
+        repo: &str,
+        reference: &ManifestRef,
+    ) -> Result<Option<Descriptor>, RegistryError>;
+
+    /// A manifest's exact bytes and media type. When `reference` is a digest,
+    /// the bytes are verified against it.
+    async fn get_manifest(
+        &self,
+        repo: &str,
+        reference: &ManifestRef,
+    ) -> Result<Option<RawManifest>, RegistryError>;
+
+    /// Store `manifest` exactly as given, addressed by `reference` (its digest,
+    /// or a tag to point at it).
+    async fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &ManifestRef,
+        manifest: &RawManifest,
+    ) -> Result<(), RegistryError>;
+
+    /// The size of a blob if `repo` has it.
+    async fn blob_exists(&self, repo: &str, digest: &Digest) -> Result<Option<u64>, RegistryError>;
+
+    /// A blob's bytes, verified against `digest` while streaming.
+    async fn get_blob(&self, repo: &str, digest: &Digest) -> Result<BlobStream, RegistryError>;
+
+    /// Store a blob: mount it when `upload.mount_from` is set and the endpoint
+    /// can, otherwise stream it from `upload.open`.
+    async fn put_blob(&self, repo: &str, upload: &BlobUpload) -> Result<BlobPut, RegistryError>;
+
+    /// Manifests that declare `subject` as their subject: the OCI 1.1 referrers
+    /// API where offered, else the `sha256-<hex>` tag schema, keeping only
+    /// entries that really refer to `subject`.
+    async fn referrers(&self, repo: &str, subject: &Digest) -> Result<Vec<Descriptor>, RegistryError>;
+}

@@ -1,0 +1,1 @@
+//! OCI Distribution over HTTP.
