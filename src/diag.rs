@@ -64,12 +64,19 @@ impl fmt::Display for Diagnostic {
 /// output is stable and reads top to bottom.
 pub fn sort(diagnostics: &mut [Diagnostic]) {
     diagnostics.sort_by(|a, b| {
-        (&a.location.file, a.location.line, a.location.col, &a.message, a.severity).cmp(&(
-            &b.location.file,
-            b.location.line,
-            b.location.col,
-            &b.message,
-            b.severity,
-        ))
+        (
+            &a.location.file,
+            a.location.line,
+            a.location.col,
+            &a.message,
+            a.severity,
+        )
+            .cmp(&(
+                &b.location.file,
+                b.location.line,
+                b.location.col,
+                &b.message,
+                b.severity,
+            ))
     });
 }

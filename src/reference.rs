@@ -498,7 +498,9 @@ impl RegistryName {
             ));
         }
         if root.contains('\0') {
-            return Err(NameError::new(format!("registry name {text:?} contains a NUL byte")));
+            return Err(NameError::new(format!(
+                "registry name {text:?} contains a NUL byte"
+            )));
         }
         Ok(RegistryName {
             endpoint: Endpoint::Layout {
@@ -549,7 +551,10 @@ fn check_host(host: &str, whole: &str) -> Result<(), NameError> {
         _ => (host, None),
     };
     if let Some(port) = port {
-        if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) || port.parse::<u16>().is_err() {
+        if port.is_empty()
+            || !port.bytes().all(|b| b.is_ascii_digit())
+            || port.parse::<u16>().is_err()
+        {
             return Err(NameError::with_help(
                 format!("registry {whole:?} has an invalid port {port:?}"),
                 "a port is a number from 1 to 65535",
@@ -568,7 +573,9 @@ fn check_host(host: &str, whole: &str) -> Result<(), NameError> {
     for label in name.split('.') {
         let ok = !label.is_empty()
             && label.len() <= 63
-            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
             && !label.starts_with('-')
             && !label.ends_with('-');
         if !ok {
@@ -633,7 +640,15 @@ mod tests {
     #[test]
     fn valid_tags_parse() {
         let long = "a".repeat(128);
-        for tag in ["a", "_", "latest", "_____----hello........", "1.0", "v1.10-rc.1", long.as_str()] {
+        for tag in [
+            "a",
+            "_",
+            "latest",
+            "_____----hello........",
+            "1.0",
+            "v1.10-rc.1",
+            long.as_str(),
+        ] {
             assert!(Tag::parse(tag).is_ok(), "{tag:?} should be valid");
         }
     }
@@ -653,11 +668,20 @@ mod tests {
         assert!(Digest::parse(&format!("sha512:{}", "0".repeat(128))).is_ok());
 
         let short = Digest::parse(&format!("sha256:{}", "a".repeat(63))).unwrap_err();
-        assert_eq!(short.help.as_deref(), Some("digest has 63 hex digits; sha256 needs 64"));
+        assert_eq!(
+            short.help.as_deref(),
+            Some("digest has 63 hex digits; sha256 needs 64")
+        );
         let long = Digest::parse(&format!("sha256:{}", "a".repeat(65))).unwrap_err();
-        assert_eq!(long.help.as_deref(), Some("digest has 65 hex digits; sha256 needs 64"));
+        assert_eq!(
+            long.help.as_deref(),
+            Some("digest has 65 hex digits; sha256 needs 64")
+        );
         let upper = Digest::parse(&format!("sha256:{}", "A".repeat(64))).unwrap_err();
-        assert_eq!(upper.help.as_deref(), Some("write the hex digits in lowercase"));
+        assert_eq!(
+            upper.help.as_deref(),
+            Some("write the hex digits in lowercase")
+        );
         let bare = Digest::parse(&"a".repeat(64)).unwrap_err();
         assert!(bare.help.unwrap().starts_with("add the algorithm prefix"));
         assert!(Digest::parse("").is_err());
@@ -676,10 +700,18 @@ mod tests {
 
     #[test]
     fn image_names_follow_the_distribution_grammar() {
-        for ok in ["a", "foo/bar", "foo-bar/baz__qux", "a.b/c_d/e--f", "k8s-staging-foo/bar"] {
+        for ok in [
+            "a",
+            "foo/bar",
+            "foo-bar/baz__qux",
+            "a.b/c_d/e--f",
+            "k8s-staging-foo/bar",
+        ] {
             assert!(ImageName::parse(ok).is_ok(), "{ok:?}");
         }
-        for bad in ["", "/foo", "foo/", "foo//bar", "../x", "a/../b", "Foo", "a..b", "a___b", "-a", "a b"] {
+        for bad in [
+            "", "/foo", "foo/", "foo//bar", "../x", "a/../b", "Foo", "a..b", "a___b", "-a", "a b",
+        ] {
             assert!(ImageName::parse(bad).is_err(), "{bad:?}");
         }
     }
@@ -687,7 +719,12 @@ mod tests {
     #[test]
     fn registry_names_parse_and_refuse_schemes_without_echoing_secrets() {
         let r = RegistryName::parse("gcr.io/proj/sub").unwrap();
-        assert_eq!(r.endpoint, Endpoint::Http { host: "gcr.io".into() });
+        assert_eq!(
+            r.endpoint,
+            Endpoint::Http {
+                host: "gcr.io".into()
+            }
+        );
         assert_eq!(r.prefix, "proj/sub");
         assert_eq!(r.to_string(), "gcr.io/proj/sub");
         assert!(RegistryName::parse("localhost:5000").is_ok());
@@ -702,13 +739,21 @@ mod tests {
         assert!(RegistryName::parse("host:99999").is_err());
         assert!(RegistryName::parse("host/UPPER").is_err());
         let oci = RegistryName::parse("oci:some/dir/").unwrap();
-        assert_eq!(oci.endpoint, Endpoint::Layout { root: "some/dir".into() });
+        assert_eq!(
+            oci.endpoint,
+            Endpoint::Layout {
+                root: "some/dir".into()
+            }
+        );
     }
 
     #[test]
     fn docker_hub_single_names_live_under_library() {
         let hub = RegistryName::parse("docker.io").unwrap();
-        assert_eq!(hub.repository(&ImageName::parse("alpine").unwrap()), "library/alpine");
+        assert_eq!(
+            hub.repository(&ImageName::parse("alpine").unwrap()),
+            "library/alpine"
+        );
         assert_eq!(hub.repository(&ImageName::parse("a/b").unwrap()), "a/b");
     }
 

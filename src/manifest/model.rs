@@ -20,7 +20,11 @@ pub struct Location {
 
 impl Location {
     pub fn file_only(file: Arc<Path>) -> Location {
-        Location { file, line: 0, col: 0 }
+        Location {
+            file,
+            line: 0,
+            col: 0,
+        }
     }
 }
 

@@ -33,7 +33,12 @@ pub mod media_type {
     pub const OCTET_STREAM: &str = "application/octet-stream";
 
     /// Every manifest type we ask registries for, in `Accept` order.
-    pub const ACCEPTED: &[&str] = &[OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST];
+    pub const ACCEPTED: &[&str] = &[
+        OCI_INDEX,
+        OCI_MANIFEST,
+        DOCKER_MANIFEST_LIST,
+        DOCKER_MANIFEST,
+    ];
 
     pub fn is_index(media_type: &str) -> bool {
         media_type == OCI_INDEX || media_type == DOCKER_MANIFEST_LIST
@@ -79,7 +84,8 @@ pub type BlobStream = Pin<Box<dyn Stream<Item = Result<Bytes, RegistryError>> + 
 
 /// Opens (or re-opens, for a retry) the bytes of a blob being uploaded.
 /// Re-openable bodies are what makes a blob upload safe to retry.
-pub type BlobOpener = Arc<dyn Fn() -> BoxFuture<'static, Result<BlobStream, RegistryError>> + Send + Sync>;
+pub type BlobOpener =
+    Arc<dyn Fn() -> BoxFuture<'static, Result<BlobStream, RegistryError>> + Send + Sync>;
 
 /// A blob to write: its identity, its size, and where its bytes come from.
 #[derive(Clone)]
@@ -167,11 +173,15 @@ pub enum RegistryError {
 }
 
 fn retry_after_text(secs: Option<u64>) -> String {
-    secs.map(|s| format!(", retry after {s}s")).unwrap_or_default()
+    secs.map(|s| format!(", retry after {s}s"))
+        .unwrap_or_default()
 }
 
 fn detail_text(detail: &Option<String>) -> String {
-    detail.as_ref().map(|d| format!(": {d}")).unwrap_or_default()
+    detail
+        .as_ref()
+        .map(|d| format!(": {d}"))
+        .unwrap_or_default()
 }
 
 impl RegistryError {
@@ -238,5 +248,9 @@ pub trait Registry: Send + Sync {
     /// Manifests that declare `subject` as their subject: the OCI 1.1 referrers
     /// API where offered, else the `sha256-<hex>` tag schema, keeping only
     /// entries that really refer to `subject`.
-    async fn referrers(&self, repo: &str, subject: &Digest) -> Result<Vec<Descriptor>, RegistryError>;
+    async fn referrers(
+        &self,
+        repo: &str,
+        subject: &Digest,
+    ) -> Result<Vec<Descriptor>, RegistryError>;
 }
