@@ -5,5 +5,6 @@
 //! algebra) -> exec (carry the plan out) -> report.
 pub mod diag;
 pub mod manifest;
+pub mod plan;
 pub mod reference;
 pub mod registry;

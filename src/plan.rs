@@ -1,0 +1,510 @@
+//! The planner: pure set algebra from (what the manifests want, what the
+//! registries hold) to a plan. No I/O, no async, no registry types: every
+//! input is plain data, so every rule here is property-tested.
+//!
+//! Per destination repository and (digest, tag), with M the manifests, S the
+//! source and D the destination:
+//! - M ∩ D: already there, nothing to do;
+//! - digest in D, tag missing: add the tag (a manifest PUT only);
+//! - (M ∩ S) \ D: copy, then tag;
+//! - M \ (S ∪ D): lost, reported but not fatal;
+//! - tag in D on another digest: a refused tag move (fails the plan);
+//! - unknown existence (a read failed): blocks only its own edges.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::manifest::{Location, Manifest};
+use crate::reference::{Digest, ImageName, RegistryName, Tag};
+
+// ---------------------------------------------------------------- input
+
+/// A repository on an endpoint: the unit registries are read and written in.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RepoKey {
+    pub endpoint: String,
+    pub repository: String,
+}
+
+impl RepoKey {
+    pub fn new(registry: &RegistryName, image: &ImageName) -> RepoKey {
+        RepoKey {
+            endpoint: registry.endpoint.to_string(),
+            repository: registry.repository(image),
+        }
+    }
+}
+
+impl fmt::Display for RepoKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.endpoint, self.repository)
+    }
+}
+
+/// Where a wanted digest can be copied from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SourceRef {
+    pub registry: RegistryName,
+    pub repo: RepoKey,
+}
+
+/// One wanted digest in one destination repository, with its tags.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DigestWant {
+    /// Tags it must carry, each with the manifest line that asks for it.
+    pub tags: BTreeMap<Tag, Location>,
+    /// Every source that promotes it here (several manifests may).
+    pub sources: BTreeSet<SourceRef>,
+    /// The first manifest entry that asks for it.
+    pub location: Location,
+}
+
+/// Everything the manifests want in one destination repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepoWant {
+    /// For display: the destination registry and image as the manifest names them.
+    pub registry: RegistryName,
+    pub image: ImageName,
+    pub repo: RepoKey,
+    pub digests: BTreeMap<Digest, DigestWant>,
+}
+
+/// A tag in `repo` that two manifest entries want on different digests: the
+/// loader reports these as errors, so the planner only guards against them.
+fn conflicting_tags(want: &RepoWant) -> BTreeMap<&Tag, Vec<&Digest>> {
+    let mut by_tag: BTreeMap<&Tag, Vec<&Digest>> = BTreeMap::new();
+    for (digest, d) in &want.digests {
+        for tag in d.tags.keys() {
+            by_tag.entry(tag).or_default().push(digest);
+        }
+    }
+    by_tag.retain(|_, digests| digests.len() > 1);
+    by_tag
+}
+
+/// Merge the manifests into one want per destination repository, sorted by
+/// (registry, image). Two manifests that name the same repository differently
+/// (`gcr.io/a` + `b/c` and `gcr.io/a/b` + `c`) merge into one.
+pub fn wants(manifests: &[Manifest]) -> Vec<RepoWant> {
+    let mut by_repo: BTreeMap<RepoKey, RepoWant> = BTreeMap::new();
+    for manifest in manifests {
+        for destination in &manifest.destinations {
+            for image in &manifest.images {
+                let repo = RepoKey::new(&destination.name, &image.name);
+                let source = SourceRef {
+                    registry: manifest.source.name.clone(),
+                    repo: RepoKey::new(&manifest.source.name, &image.name),
+                };
+                let entry = by_repo.entry(repo.clone()).or_insert_with(|| RepoWant {
+                    registry: destination.name.clone(),
+                    image: image.name.clone(),
+                    repo,
+                    digests: BTreeMap::new(),
+                });
+                for d in &image.digests {
+                    let want =
+                        entry
+                            .digests
+                            .entry(d.digest.clone())
+                            .or_insert_with(|| DigestWant {
+                                tags: BTreeMap::new(),
+                                sources: BTreeSet::new(),
+                                location: d.location.clone(),
+                            });
+                    want.sources.insert(source.clone());
+                    for t in &d.tags {
+                        want.tags
+                            .entry(t.tag.clone())
+                            .or_insert_with(|| t.location.clone());
+                    }
+                }
+            }
+        }
+    }
+    by_repo.into_values().collect()
+}
+
+/// What a read said about one thing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "state", content = "value")]
+pub enum Observed<T> {
+    Present(T),
+    Absent,
+    /// The read failed; the text says why (already redacted).
+    Unknown(String),
+}
+
+/// What a destination repository holds, for the tags and digests asked about.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DestState {
+    pub tags: BTreeMap<Tag, Observed<Digest>>,
+    pub digests: BTreeMap<Digest, Observed<()>>,
+}
+
+impl DestState {
+    /// Whether `digest` is in the repository, using what the tags said too.
+    fn digest(&self, digest: &Digest) -> Observed<()> {
+        if self
+            .tags
+            .values()
+            .any(|t| matches!(t, Observed::Present(d) if d == digest))
+        {
+            return Observed::Present(());
+        }
+        self.digests.get(digest).cloned().unwrap_or_else(|| {
+            Observed::Unknown("the destination was not read for this digest".to_string())
+        })
+    }
+    fn tag(&self, tag: &Tag) -> Observed<Digest> {
+        self.tags.get(tag).cloned().unwrap_or_else(|| {
+            Observed::Unknown("the destination was not read for this tag".to_string())
+        })
+    }
+}
+
+/// What the registries hold, as far as the plan needs to know.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inventory {
+    pub destinations: BTreeMap<RepoKey, DestState>,
+    /// Per source repository: whether each asked-about digest is there.
+    pub sources: BTreeMap<RepoKey, BTreeMap<Digest, Observed<()>>>,
+}
+
+/// The destination reads the inventory must make for `want`: every wanted
+/// tag, and every wanted digest (a digest reachable through a wanted tag at
+/// the right digest needs no read of its own, the caller may skip it).
+pub fn destination_reads(want: &RepoWant) -> (BTreeSet<&Tag>, BTreeSet<&Digest>) {
+    let tags = want.digests.values().flat_map(|d| d.tags.keys()).collect();
+    let digests = want.digests.keys().collect();
+    (tags, digests)
+}
+
+/// The source digests that must be read once the destination is known: only
+/// what must be copied. When the destination already holds everything, the
+/// source gets no request at all.
+pub fn source_reads(wants: &[RepoWant], inventory: &Inventory) -> BTreeSet<(RepoKey, Digest)> {
+    let mut reads = BTreeSet::new();
+    for want in wants {
+        let empty = DestState::default();
+        let state = inventory.destinations.get(&want.repo).unwrap_or(&empty);
+        let conflicts = conflicting_tags(want);
+        for (digest, d) in &want.digests {
+            let needs_content = d.tags.is_empty()
+                || d.tags
+                    .keys()
+                    .any(|t| !conflicts.contains_key(t) && state.tag(t) == Observed::Absent);
+            if needs_content && state.digest(digest) == Observed::Absent {
+                for source in &d.sources {
+                    reads.insert((source.repo.clone(), digest.clone()));
+                }
+            }
+        }
+    }
+    reads
+}
+
+// ---------------------------------------------------------------- output
+
+/// What to do (or why not) for one (destination, image, digest[, tag]).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Action {
+    /// Copy the digest (manifest, children, blobs) from the source.
+    Copy,
+    /// Point the tag at the digest; the digest is there (or is copied first).
+    Tag,
+    /// Neither source nor destination has the digest.
+    Lost,
+    /// The tag already points at another digest; tags never move.
+    RefusedTagMove { current: Digest },
+    /// Two manifest entries want this tag on different digests.
+    Conflict,
+    /// A read failed, so the truth is unknown; nothing is done for this edge.
+    Blocked { reason: String },
+}
+
+impl Action {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Copy => "copy",
+            Action::Tag => "tag",
+            Action::Lost => "lost",
+            Action::RefusedTagMove { .. } => "refused",
+            Action::Conflict => "conflict",
+            Action::Blocked { .. } => "blocked",
+        }
+    }
+    /// Whether this item is work the executor carries out.
+    pub fn is_work(&self) -> bool {
+        matches!(self, Action::Copy | Action::Tag)
+    }
+    /// Whether this item fails the plan (exit code 3), in a dry run too.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, Action::RefusedTagMove { .. } | Action::Conflict)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanItem {
+    #[serde(flatten)]
+    pub action: Action,
+    pub registry: RegistryName,
+    pub image: ImageName,
+    pub repo: RepoKey,
+    pub digest: Digest,
+    pub tag: Option<Tag>,
+    /// The source to copy from (for `copy`, and for `lost`: the first source asked).
+    pub source: Option<SourceRef>,
+    /// The manifest entry behind this item.
+    pub location: Location,
+}
+
+impl PlanItem {
+    /// Human reason for this item, one short phrase.
+    pub fn reason(&self) -> String {
+        match &self.action {
+            Action::Copy => "digest absent in destination, present in source".to_string(),
+            Action::Tag => "tag absent in destination".to_string(),
+            Action::Lost => "digest found in neither source nor destination".to_string(),
+            Action::RefusedTagMove { current } => format!(
+                "tag already points at {current}; a promoted tag never moves (wanted by {})",
+                self.location
+            ),
+            Action::Conflict => format!(
+                "two manifest entries want this tag on different digests ({})",
+                self.location
+            ),
+            Action::Blocked { reason } => format!("blocked: {reason}"),
+        }
+    }
+
+    /// The destination reference: `registry/image:tag` or `registry/image@digest`.
+    pub fn dest_ref(&self) -> String {
+        match &self.tag {
+            Some(tag) => format!("{}/{}:{tag}", self.registry, self.image),
+            None => format!("{}/{}@{}", self.registry, self.image, self.digest),
+        }
+    }
+
+    fn sort_key(&self) -> (&RegistryName, &ImageName, &Digest, u8, Option<&Tag>) {
+        // Copies sort before the tags that depend on them.
+        let rank = match self.action {
+            Action::Copy => 0,
+            _ => 1,
+        };
+        (
+            &self.registry,
+            &self.image,
+            &self.digest,
+            rank,
+            self.tag.as_ref(),
+        )
+    }
+}
+
+/// The plan: items sorted by (destination, image, digest, tag), so that two
+/// plans can be diffed line by line.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub items: Vec<PlanItem>,
+    /// (digest, tag) edges already in place (M ∩ D).
+    pub already_present: usize,
+}
+
+/// Counts per kind, for the summary line and the JSON report.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub copy: usize,
+    pub tag: usize,
+    pub lost: usize,
+    pub refused: usize,
+    pub conflict: usize,
+    pub blocked: usize,
+    pub already_present: usize,
+}
+
+impl Plan {
+    pub fn counts(&self) -> Counts {
+        let mut counts = Counts {
+            already_present: self.already_present,
+            ..Counts::default()
+        };
+        for item in &self.items {
+            match item.action {
+                Action::Copy => counts.copy += 1,
+                Action::Tag => counts.tag += 1,
+                Action::Lost => counts.lost += 1,
+                Action::RefusedTagMove { .. } => counts.refused += 1,
+                Action::Conflict => counts.conflict += 1,
+                Action::Blocked { .. } => counts.blocked += 1,
+            }
+        }
+        counts
+    }
+    pub fn has_refusals(&self) -> bool {
+        self.items.iter().any(|i| i.action.is_refusal())
+    }
+    pub fn has_blocked(&self) -> bool {
+        self.items
+            .iter()
+            .any(|i| matches!(i.action, Action::Blocked { .. }))
+    }
+    pub fn work(&self) -> impl Iterator<Item = &PlanItem> {
+        self.items.iter().filter(|i| i.action.is_work())
+    }
+}
+
+// ---------------------------------------------------------------- planning
+
+/// Compute the plan. Pure: the same input always gives the same plan.
+pub fn plan(wants: &[RepoWant], inventory: &Inventory) -> Plan {
+    let mut items = Vec::new();
+    let mut already_present = 0;
+    let empty_dest = DestState::default();
+    let empty_source = BTreeMap::new();
+    for want in wants {
+        let state = inventory
+            .destinations
+            .get(&want.repo)
+            .unwrap_or(&empty_dest);
+        let conflicts = conflicting_tags(want);
+        for (digest, d) in &want.digests {
+            let item = |action: Action, tag: Option<&Tag>, source: Option<&SourceRef>| PlanItem {
+                action,
+                registry: want.registry.clone(),
+                image: want.image.clone(),
+                repo: want.repo.clone(),
+                digest: digest.clone(),
+                tag: tag.cloned(),
+                source: source.cloned(),
+                location: tag
+                    .and_then(|t| d.tags.get(t))
+                    .unwrap_or(&d.location)
+                    .clone(),
+            };
+
+            // Which tags need writing, which are refused.
+            let mut tags_to_add = Vec::new();
+            let mut problems = Vec::new();
+            for tag in d.tags.keys() {
+                if conflicts.contains_key(tag) {
+                    problems.push(item(Action::Conflict, Some(tag), None));
+                    continue;
+                }
+                match state.tag(tag) {
+                    Observed::Present(current) if &current == digest => already_present += 1,
+                    Observed::Present(current) => {
+                        problems.push(item(Action::RefusedTagMove { current }, Some(tag), None))
+                    }
+                    Observed::Absent => tags_to_add.push(tag),
+                    Observed::Unknown(reason) => {
+                        problems.push(item(Action::Blocked { reason }, Some(tag), None))
+                    }
+                }
+            }
+            items.extend(problems);
+
+            let untagged = d.tags.is_empty();
+            if !untagged && tags_to_add.is_empty() {
+                continue;
+            }
+            match state.digest(digest) {
+                Observed::Present(()) => {
+                    if untagged {
+                        already_present += 1;
+                    }
+                    for tag in tags_to_add {
+                        items.push(item(Action::Tag, Some(tag), None));
+                    }
+                }
+                Observed::Unknown(reason) => {
+                    let blocked = Action::Blocked { reason };
+                    if untagged {
+                        items.push(item(blocked.clone(), None, None));
+                    }
+                    for tag in tags_to_add {
+                        items.push(item(blocked.clone(), Some(tag), None));
+                    }
+                }
+                Observed::Absent => {
+                    let mut unknown = None;
+                    let mut found = None;
+                    for source in &d.sources {
+                        let states = inventory.sources.get(&source.repo).unwrap_or(&empty_source);
+                        match states.get(digest) {
+                            Some(Observed::Present(())) => {
+                                found = Some(source);
+                                break;
+                            }
+                            Some(Observed::Absent) => {}
+                            Some(Observed::Unknown(reason)) => {
+                                unknown.get_or_insert_with(|| reason.clone());
+                            }
+                            None => {
+                                unknown.get_or_insert_with(|| {
+                                    "the source was not read for this digest".to_string()
+                                });
+                            }
+                        }
+                    }
+                    let first_source = d.sources.iter().next();
+                    let (digest_action, tag_action) = match (found, unknown) {
+                        (Some(_), _) => (Action::Copy, Action::Tag),
+                        (None, Some(reason)) => (
+                            Action::Blocked {
+                                reason: reason.clone(),
+                            },
+                            Action::Blocked { reason },
+                        ),
+                        (None, None) => (Action::Lost, Action::Lost),
+                    };
+                    let source = found.or(first_source);
+                    if digest_action == Action::Copy || untagged {
+                        items.push(item(digest_action, None, source));
+                    }
+                    for tag in tags_to_add {
+                        let source = if tag_action == Action::Lost {
+                            source
+                        } else {
+                            None
+                        };
+                        items.push(item(tag_action.clone(), Some(tag), source));
+                    }
+                }
+            }
+        }
+    }
+    items.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+    Plan {
+        items,
+        already_present,
+    }
+}
+
+/// Group the plan's work by destination repository, in plan order: the unit the
+/// executor works in.
+pub fn work_by_repo(plan: &Plan) -> Vec<(&RepoKey, Vec<&PlanItem>)> {
+    let mut order: Vec<&RepoKey> = Vec::new();
+    let mut groups: HashMap<&RepoKey, Vec<&PlanItem>> = HashMap::new();
+    for item in plan.work() {
+        groups
+            .entry(&item.repo)
+            .or_insert_with(|| {
+                order.push(&item.repo);
+                Vec::new()
+            })
+            .push(item);
+    }
+    order
+        .into_iter()
+        .map(|repo| {
+            let items = groups.remove(repo).unwrap_or_default();
+            (repo, items)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

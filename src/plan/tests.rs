@@ -1,0 +1,448 @@
+//! The planner's rules, as examples and as properties over random worlds.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use proptest::prelude::*;
+
+use super::*;
+
+fn digest(n: u8) -> Digest {
+    Digest::parse(&format!("sha256:{}", format!("{n:02x}").repeat(32))).unwrap()
+}
+fn tag(name: &str) -> Tag {
+    Tag::parse(name).unwrap()
+}
+fn loc(line: u32) -> Location {
+    Location {
+        file: Arc::from(Path::new("images/a/images.yaml")),
+        line,
+        col: 3,
+    }
+}
+fn registry(name: &str) -> RegistryName {
+    RegistryName::parse(name).unwrap()
+}
+fn image(name: &str) -> ImageName {
+    ImageName::parse(name).unwrap()
+}
+
+const SRC: &str = "src.example/stage";
+const DST: &str = "dst.example/prod";
+
+fn source_ref(img: &str) -> SourceRef {
+    SourceRef {
+        registry: registry(SRC),
+        repo: RepoKey::new(&registry(SRC), &image(img)),
+    }
+}
+
+/// One destination repository `foo` wanting `digests` (digest number -> tags).
+fn want(digests: &[(u8, &[&str])]) -> RepoWant {
+    let mut map = BTreeMap::new();
+    for (i, (n, tags)) in digests.iter().enumerate() {
+        map.insert(
+            digest(*n),
+            DigestWant {
+                tags: tags.iter().map(|t| (tag(t), loc(i as u32 + 1))).collect(),
+                sources: BTreeSet::from([source_ref("foo")]),
+                location: loc(i as u32 + 1),
+            },
+        );
+    }
+    RepoWant {
+        registry: registry(DST),
+        image: image("foo"),
+        repo: RepoKey::new(&registry(DST), &image("foo")),
+        digests: map,
+    }
+}
+
+fn dest_repo() -> RepoKey {
+    RepoKey::new(&registry(DST), &image("foo"))
+}
+
+fn inventory(
+    dest_tags: &[(&str, Observed<Digest>)],
+    dest_digests: &[(u8, Observed<()>)],
+    source: &[(u8, Observed<()>)],
+) -> Inventory {
+    let mut inv = Inventory::default();
+    inv.destinations.insert(
+        dest_repo(),
+        DestState {
+            tags: dest_tags.iter().map(|(t, o)| (tag(t), o.clone())).collect(),
+            digests: dest_digests
+                .iter()
+                .map(|(n, o)| (digest(*n), o.clone()))
+                .collect(),
+        },
+    );
+    inv.sources.insert(
+        source_ref("foo").repo,
+        source
+            .iter()
+            .map(|(n, o)| (digest(*n), o.clone()))
+            .collect(),
+    );
+    inv
+}
+
+fn kinds(plan: &Plan) -> Vec<(String, u8, Option<String>)> {
+    plan.items
+        .iter()
+        .map(|i| {
+            let n = u8::from_str_radix(&i.digest.hex()[..2], 16).unwrap();
+            (
+                i.action.name().to_string(),
+                n,
+                i.tag.as_ref().map(|t| t.to_string()),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn already_there_plans_nothing() {
+    let w = want(&[(1, &["1.0"])]);
+    let inv = inventory(&[("1.0", Observed::Present(digest(1)))], &[], &[]);
+    let p = plan(&[w], &inv);
+    assert!(p.items.is_empty());
+    assert_eq!(p.already_present, 1);
+}
+
+#[test]
+fn digest_there_tag_missing_adds_the_tag_only() {
+    let w = want(&[(1, &["1.0"])]);
+    let inv = inventory(
+        &[("1.0", Observed::Absent)],
+        &[(1, Observed::Present(()))],
+        &[],
+    );
+    let p = plan(&[w], &inv);
+    assert_eq!(kinds(&p), vec![("tag".into(), 1, Some("1.0".into()))]);
+}
+
+#[test]
+fn neither_there_copies_then_tags() {
+    let w = want(&[(1, &["1.0", "latest"])]);
+    let inv = inventory(
+        &[("1.0", Observed::Absent), ("latest", Observed::Absent)],
+        &[(1, Observed::Absent)],
+        &[(1, Observed::Present(()))],
+    );
+    let p = plan(&[w], &inv);
+    assert_eq!(
+        kinds(&p),
+        vec![
+            ("copy".into(), 1, None),
+            ("tag".into(), 1, Some("1.0".into())),
+            ("tag".into(), 1, Some("latest".into())),
+        ]
+    );
+    assert_eq!(p.items[0].source, Some(source_ref("foo")));
+}
+
+#[test]
+fn missing_everywhere_is_lost_not_fatal() {
+    let w = want(&[(1, &["1.0"])]);
+    let inv = inventory(
+        &[("1.0", Observed::Absent)],
+        &[(1, Observed::Absent)],
+        &[(1, Observed::Absent)],
+    );
+    let p = plan(&[w], &inv);
+    assert_eq!(kinds(&p), vec![("lost".into(), 1, Some("1.0".into()))]);
+    assert!(!p.has_refusals());
+}
+
+#[test]
+fn a_tag_on_another_digest_is_refused_and_names_both_digests_and_the_line() {
+    let w = want(&[(1, &["1.0"])]);
+    let inv = inventory(&[("1.0", Observed::Present(digest(2)))], &[], &[]);
+    let p = plan(&[w], &inv);
+    assert_eq!(kinds(&p), vec![("refused".into(), 1, Some("1.0".into()))]);
+    assert!(p.has_refusals());
+    let reason = p.items[0].reason();
+    assert!(reason.contains(digest(2).as_str()), "{reason}");
+    assert!(reason.contains("images/a/images.yaml:1:3"), "{reason}");
+    assert_eq!(p.items[0].digest, digest(1));
+}
+
+#[test]
+fn a_refused_move_does_not_stop_other_digests() {
+    let w = want(&[(1, &["1.0"]), (3, &["2.0"])]);
+    let inv = inventory(
+        &[
+            ("1.0", Observed::Present(digest(2))),
+            ("2.0", Observed::Absent),
+        ],
+        &[(3, Observed::Absent)],
+        &[(3, Observed::Present(()))],
+    );
+    let p = plan(&[w], &inv);
+    assert_eq!(
+        kinds(&p),
+        vec![
+            ("refused".into(), 1, Some("1.0".into())),
+            ("copy".into(), 3, None),
+            ("tag".into(), 3, Some("2.0".into())),
+        ]
+    );
+}
+
+#[test]
+fn an_untagged_entry_promotes_by_digest() {
+    let w = want(&[(1, &[])]);
+    let inv = inventory(&[], &[(1, Observed::Absent)], &[(1, Observed::Present(()))]);
+    assert_eq!(
+        kinds(&plan(&[w.clone()], &inv)),
+        vec![("copy".into(), 1, None)]
+    );
+    let there = inventory(&[], &[(1, Observed::Present(()))], &[]);
+    let p = plan(&[w], &there);
+    assert!(p.items.is_empty());
+    assert_eq!(p.already_present, 1);
+}
+
+#[test]
+fn unknown_reads_block_only_their_own_edges() {
+    let w = want(&[(1, &["1.0"]), (3, &["2.0"])]);
+    let inv = inventory(
+        &[
+            ("1.0", Observed::Unknown("HTTP 500".into())),
+            ("2.0", Observed::Absent),
+        ],
+        &[(3, Observed::Present(()))],
+        &[],
+    );
+    let p = plan(&[w], &inv);
+    assert_eq!(
+        kinds(&p),
+        vec![
+            ("blocked".into(), 1, Some("1.0".into())),
+            ("tag".into(), 3, Some("2.0".into())),
+        ]
+    );
+}
+
+#[test]
+fn an_unreadable_source_blocks_rather_than_loses() {
+    let w = want(&[(1, &["1.0"])]);
+    let inv = inventory(
+        &[("1.0", Observed::Absent)],
+        &[(1, Observed::Absent)],
+        &[(1, Observed::Unknown("connection reset".into()))],
+    );
+    let p = plan(&[w], &inv);
+    assert_eq!(kinds(&p), vec![("blocked".into(), 1, Some("1.0".into()))]);
+}
+
+#[test]
+fn the_source_is_not_read_when_the_destination_has_everything() {
+    let w = want(&[(1, &["1.0"])]);
+    let inv = inventory(&[("1.0", Observed::Present(digest(1)))], &[], &[]);
+    assert!(source_reads(&[w.clone()], &inv).is_empty());
+    let refused = inventory(
+        &[("1.0", Observed::Present(digest(2)))],
+        &[(1, Observed::Absent)],
+        &[],
+    );
+    assert!(
+        source_reads(&[w.clone()], &refused).is_empty(),
+        "a refused tag needs no content"
+    );
+    let cold = inventory(&[("1.0", Observed::Absent)], &[(1, Observed::Absent)], &[]);
+    assert_eq!(
+        source_reads(&[w], &cold),
+        BTreeSet::from([(source_ref("foo").repo, digest(1))])
+    );
+}
+
+#[test]
+fn two_names_for_one_repository_merge() {
+    use crate::manifest::{DigestEntry, Image, Manifest, RegistryEntry, TagEntry};
+    let entry = |name: &str| RegistryEntry {
+        name: registry(name),
+        service_account: None,
+        location: loc(1),
+    };
+    let manifest = |dest: &str, img: &str, n: u8, t: &str| Manifest {
+        registries_file: Arc::from(Path::new("m.yaml")),
+        images_file: Arc::from(Path::new("m.yaml")),
+        source: entry(SRC),
+        destinations: vec![entry(dest)],
+        images: vec![Image {
+            name: image(img),
+            location: loc(2),
+            digests: vec![DigestEntry {
+                digest: digest(n),
+                location: loc(3),
+                tags: vec![TagEntry {
+                    tag: tag(t),
+                    location: loc(3),
+                }],
+            }],
+        }],
+    };
+    let ws = wants(&[
+        manifest("dst.example/a", "b/c", 1, "x"),
+        manifest("dst.example/a/b", "c", 2, "y"),
+    ]);
+    assert_eq!(ws.len(), 1);
+    assert_eq!(ws[0].repo.repository, "a/b/c");
+    assert_eq!(ws[0].digests.len(), 2);
+}
+
+// ---------------------------------------------------------------- properties
+
+/// A random world: wants over a few digests and tags (tags unique per repo,
+/// as the loader guarantees), and random destination and source states.
+fn world() -> impl Strategy<Value = (RepoWant, Inventory)> {
+    let observed_digest = prop_oneof![
+        (0u8..4).prop_map(|n| Observed::Present(digest(n))),
+        Just(Observed::Absent),
+        Just(Observed::Unknown("boom".to_string())),
+    ];
+    let observed_unit = prop_oneof![
+        Just(Observed::Present(())),
+        Just(Observed::Absent),
+        Just(Observed::Unknown("boom".to_string())),
+    ];
+    (
+        proptest::collection::vec(0u8..4, 5), // owner digest of tags t0..t4 (>=3 means unwanted)
+        proptest::collection::btree_set(0u8..4, 0..4), // untagged/tagged digests wanted
+        proptest::collection::vec(observed_digest, 5),
+        proptest::collection::vec(observed_unit.clone(), 4),
+        proptest::collection::vec(observed_unit, 4),
+    )
+        .prop_map(|(owners, extra, tag_states, dest_digests, src_digests)| {
+            let names = ["t0", "t1", "t2", "t3", "t4"];
+            let mut spec: BTreeMap<u8, Vec<&str>> = BTreeMap::new();
+            for n in extra {
+                spec.entry(n).or_default();
+            }
+            for (i, owner) in owners.iter().enumerate() {
+                if *owner < 3 {
+                    spec.entry(*owner).or_default().push(names[i]);
+                }
+            }
+            let spec: Vec<(u8, &[&str])> = spec.iter().map(|(n, t)| (*n, t.as_slice())).collect();
+            let w = want(&spec);
+            let tags: Vec<(&str, Observed<Digest>)> =
+                names.iter().copied().zip(tag_states).collect();
+            let dd: Vec<(u8, Observed<()>)> = (0u8..4).zip(dest_digests).collect();
+            let sd: Vec<(u8, Observed<()>)> = (0u8..4).zip(src_digests).collect();
+            // A present tag implies its digest is present: keep the world consistent.
+            let mut inv = inventory(&tags, &dd, &sd);
+            let state = inv.destinations.get_mut(&dest_repo()).unwrap();
+            let tagged: Vec<Digest> = state
+                .tags
+                .values()
+                .filter_map(|o| match o {
+                    Observed::Present(d) => Some(d.clone()),
+                    _ => None,
+                })
+                .collect();
+            for d in tagged {
+                state.digests.insert(d, Observed::Present(()));
+            }
+            (w, inv)
+        })
+}
+
+/// Carry out the plan's work on the destination state, as a perfect executor would.
+fn apply(plan: &Plan, inv: &Inventory) -> Inventory {
+    let mut next = inv.clone();
+    for item in plan.work() {
+        let state = next.destinations.entry(item.repo.clone()).or_default();
+        state
+            .digests
+            .insert(item.digest.clone(), Observed::Present(()));
+        if let Some(t) = &item.tag {
+            state
+                .tags
+                .insert(t.clone(), Observed::Present(item.digest.clone()));
+        }
+    }
+    next
+}
+
+proptest! {
+    #[test]
+    fn every_wanted_edge_is_accounted_for_exactly_once((w, inv) in world()) {
+        let p = plan(&[w.clone()], &inv);
+        let mut tagged = 0;
+        let mut untagged = 0;
+        for d in w.digests.values() {
+            if d.tags.is_empty() { untagged += 1 } else { tagged += d.tags.len() }
+        }
+        let tag_items = p.items.iter().filter(|i| i.tag.is_some()).count();
+        let untagged_items = p.items.iter()
+            .filter(|i| i.tag.is_none() && w.digests[&i.digest].tags.is_empty())
+            .count();
+        prop_assert_eq!(tag_items + untagged_items + p.already_present, tagged + untagged);
+    }
+
+    #[test]
+    fn a_tag_is_never_moved((w, inv) in world()) {
+        let p = plan(&[w], &inv);
+        let state = &inv.destinations[&dest_repo()];
+        for item in p.work() {
+            if let Some(t) = &item.tag {
+                prop_assert_eq!(state.tags.get(t), Some(&Observed::Absent));
+            }
+        }
+    }
+
+    #[test]
+    fn copies_only_what_the_destination_lacks_and_the_source_has((w, inv) in world()) {
+        let p = plan(&[w], &inv);
+        let state = &inv.destinations[&dest_repo()];
+        for item in p.items.iter().filter(|i| i.action == Action::Copy) {
+            prop_assert_eq!(state.digest(&item.digest), Observed::Absent);
+            let source = item.source.as_ref().unwrap();
+            prop_assert_eq!(inv.sources[&source.repo].get(&item.digest), Some(&Observed::Present(())));
+        }
+        // Every tag write has its digest in place or copied first.
+        for item in p.items.iter().filter(|i| i.action == Action::Tag) {
+            let copied = p.items.iter().any(|c| c.action == Action::Copy && c.digest == item.digest);
+            prop_assert!(copied || state.digest(&item.digest) == Observed::Present(()));
+        }
+    }
+
+    #[test]
+    fn plans_are_sorted_and_deterministic((w, inv) in world()) {
+        let a = plan(&[w.clone()], &inv);
+        let b = plan(&[w], &inv);
+        prop_assert_eq!(&a, &b);
+        let keys: Vec<_> = a.items.iter().map(|i| i.sort_key()).collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        prop_assert_eq!(keys, sorted);
+    }
+
+    #[test]
+    fn a_second_run_plans_nothing((w, inv) in world()) {
+        let first = plan(&[w.clone()], &inv);
+        let second = plan(&[w], &apply(&first, &inv));
+        prop_assert_eq!(second.work().count(), 0);
+        // Whatever was refused, lost or blocked stays so: nothing was hidden.
+        let problems = |p: &Plan| p.items.iter().filter(|i| !i.action.is_work()).count();
+        prop_assert_eq!(problems(&first), problems(&second));
+    }
+
+    #[test]
+    fn source_reads_cover_exactly_the_copies_and_losses((w, inv) in world()) {
+        let reads = source_reads(&[w.clone()], &inv);
+        let p = plan(&[w], &inv);
+        for item in p.items.iter().filter(|i| matches!(i.action, Action::Copy | Action::Lost)) {
+            let source = item.source.as_ref().unwrap();
+            prop_assert!(reads.contains(&(source.repo.clone(), item.digest.clone())));
+        }
+        for (_, d) in &reads {
+            prop_assert!(p.items.iter().any(|i| &i.digest == d && !matches!(i.action, Action::Tag)));
+        }
+    }
+}
