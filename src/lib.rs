@@ -4,7 +4,11 @@
 //! registries through the [`registry::Registry`] trait) -> plan (pure set
 //! algebra) -> exec (carry the plan out) -> report.
 pub mod diag;
+pub mod exec;
+pub mod inventory;
 pub mod manifest;
+pub mod oci;
 pub mod plan;
 pub mod reference;
 pub mod registry;
+pub mod report;

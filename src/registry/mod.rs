@@ -254,3 +254,30 @@ pub trait Registry: Send + Sync {
         subject: &Digest,
     ) -> Result<Vec<Descriptor>, RegistryError>;
 }
+
+/// The registries one run talks to, by endpoint (`RepoKey::endpoint`).
+#[derive(Clone, Default)]
+pub struct Registries {
+    by_endpoint: std::collections::BTreeMap<String, Arc<dyn Registry>>,
+}
+
+impl Registries {
+    pub fn insert(&mut self, endpoint: &crate::reference::Endpoint, registry: Arc<dyn Registry>) {
+        self.by_endpoint.insert(endpoint.to_string(), registry);
+    }
+
+    pub fn contains(&self, endpoint: &crate::reference::Endpoint) -> bool {
+        self.by_endpoint.contains_key(&endpoint.to_string())
+    }
+
+    /// The registry for an endpoint name. Every endpoint a plan mentions is
+    /// opened before planning, so a miss is a bug, reported as an error.
+    pub fn get(&self, endpoint: &str) -> Result<&Arc<dyn Registry>, RegistryError> {
+        self.by_endpoint
+            .get(endpoint)
+            .ok_or_else(|| RegistryError::Invalid {
+                what: endpoint.to_string(),
+                message: "registry was not opened for this run".to_string(),
+            })
+    }
+}

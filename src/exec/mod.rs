@@ -1,0 +1,605 @@
+//! The executor: carries out a [`Plan`] through the [`Registry`] trait,
+//! preserving digests, in a crash-safe order.
+//!
+//! Write order, per copied digest: blobs (skipped when present, mounted
+//! within one endpoint, else streamed from the source), then child manifests
+//! of an index (recursively, by digest), then the manifest itself, then its
+//! tags. The first tag is written by the same PUT that stores the manifest
+//! (by tag instead of by digest): it is still written only after everything
+//! the manifest references exists, and it saves one request per image. So a
+//! crash at any moment leaves blobs or untagged manifests behind, never a
+//! tag that points at missing content; a re-run finishes the job.
+//!
+//! Failures are per edge: one failed copy fails its own tags and nothing else.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures::future::{BoxFuture, FutureExt, Shared};
+use futures::stream::{self, StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+
+use crate::oci::{self, Reference};
+use crate::plan::{Action, Plan, PlanItem, RepoKey, SourceRef};
+use crate::reference::{Digest, ManifestRef, Tag};
+use crate::registry::{BlobPut, BlobUpload, RawManifest, Registries, Registry, RegistryError};
+
+#[cfg(test)]
+mod tests;
+
+/// A failure, with what was being done; cheap to clone so that every edge
+/// waiting on a shared transfer gets the same error.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{what}: {source}")]
+pub struct ExecError {
+    pub what: String,
+    #[source]
+    pub source: Arc<RegistryError>,
+}
+
+impl ExecError {
+    fn new(what: impl Into<String>, source: RegistryError) -> ExecError {
+        ExecError {
+            what: what.into(),
+            source: Arc::new(source),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ExecOptions {
+    /// Destination repositories worked on at once.
+    pub repo_concurrency: usize,
+    /// Blobs or child manifests transferred at once within one manifest.
+    pub blob_concurrency: usize,
+    /// Copy cosign-style attachments (`sha256-<hex>`, `.sig`, `.att`, `.sbom` tags).
+    pub attachments: bool,
+}
+
+impl Default for ExecOptions {
+    fn default() -> Self {
+        ExecOptions {
+            repo_concurrency: 16,
+            blob_concurrency: 4,
+            attachments: true,
+        }
+    }
+}
+
+/// What happened to one plan item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "status", content = "error")]
+pub enum Outcome {
+    Done,
+    Failed(String),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EdgeResult {
+    #[serde(flatten)]
+    pub item: PlanItem,
+    pub outcome: Outcome,
+}
+
+/// Transfer counters, for the summary and for tests that prove a fast path.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    pub blobs_present: u64,
+    pub blobs_mounted: u64,
+    pub blobs_uploaded: u64,
+    pub bytes_uploaded: u64,
+    pub manifests_written: u64,
+    pub tags_written: u64,
+    pub attachments_copied: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Report {
+    pub results: Vec<EdgeResult>,
+    pub stats: Stats,
+}
+
+impl Report {
+    pub fn failed(&self) -> impl Iterator<Item = &EdgeResult> {
+        self.results
+            .iter()
+            .filter(|r| matches!(r.outcome, Outcome::Failed(_)))
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    blobs_present: AtomicU64,
+    blobs_mounted: AtomicU64,
+    blobs_uploaded: AtomicU64,
+    bytes_uploaded: AtomicU64,
+    manifests_written: AtomicU64,
+    tags_written: AtomicU64,
+    attachments_copied: AtomicU64,
+}
+
+impl Counters {
+    fn count(&self, transfer: &Transfer, size: u64) {
+        let counter = match transfer {
+            Transfer::Present => &self.blobs_present,
+            Transfer::Put(BlobPut::Mounted) => &self.blobs_mounted,
+            Transfer::Put(BlobPut::Uploaded) => {
+                self.bytes_uploaded.fetch_add(size, Ordering::Relaxed);
+                &self.blobs_uploaded
+            }
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> Stats {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Stats {
+            blobs_present: get(&self.blobs_present),
+            blobs_mounted: get(&self.blobs_mounted),
+            blobs_uploaded: get(&self.blobs_uploaded),
+            bytes_uploaded: get(&self.bytes_uploaded),
+            manifests_written: get(&self.manifests_written),
+            tags_written: get(&self.tags_written),
+            attachments_copied: get(&self.attachments_copied),
+        }
+    }
+}
+
+type SharedResult<T> = Shared<BoxFuture<'static, Result<T, ExecError>>>;
+
+/// Runs `make()` once per key; concurrent and later callers with the same key
+/// share its result. This is the in-flight dedup of blobs and source reads.
+struct Once<K, T: Clone> {
+    running: Mutex<HashMap<K, SharedResult<T>>>,
+}
+
+impl<K: std::hash::Hash + Eq, T: Clone + Send + Sync + 'static> Once<K, T> {
+    fn new() -> Self {
+        Once {
+            running: Mutex::new(HashMap::new()),
+        }
+    }
+    /// Returns the shared future and whether this caller started it.
+    fn get_or_start(
+        &self,
+        key: K,
+        make: impl FnOnce() -> BoxFuture<'static, Result<T, ExecError>>,
+    ) -> (SharedResult<T>, bool) {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(existing) = running.get(&key) {
+            return (existing.clone(), false);
+        }
+        let shared = make().shared();
+        running.insert(key, shared.clone());
+        (shared, true)
+    }
+}
+
+struct Copier {
+    registries: Registries,
+    options: ExecOptions,
+    /// (destination endpoint, blob digest) -> the repository it first landed in.
+    blobs: Once<(String, Digest), String>,
+    /// (source endpoint, repository, digest) -> the manifest's bytes.
+    source_manifests: Once<(String, String, Digest), RawManifest>,
+    counters: Arc<Counters>,
+}
+
+/// Carry out the plan's copies and tag writes. Refused, lost and blocked
+/// items are not work: they are left out of the report (the plan has them).
+pub async fn execute(plan: &Plan, registries: &Registries, options: &ExecOptions) -> Report {
+    let copier = Arc::new(Copier {
+        registries: registries.clone(),
+        options: options.clone(),
+        blobs: Once::new(),
+        source_manifests: Once::new(),
+        counters: Arc::default(),
+    });
+    let groups = crate::plan::work_by_repo(plan);
+    let results: Vec<Vec<EdgeResult>> = stream::iter(groups)
+        .map(|(repo, items)| {
+            let copier = copier.clone();
+            let items: Vec<PlanItem> = items.into_iter().cloned().collect();
+            let repo = repo.clone();
+            async move { copier.run_repo(&repo, items).await }
+        })
+        .buffer_unordered(options.repo_concurrency.max(1))
+        .collect()
+        .await;
+    let mut results: Vec<EdgeResult> = results.into_iter().flatten().collect();
+    // Report in plan order, whatever order the work finished in.
+    let order: HashMap<(&RepoKey, &Digest, Option<&Tag>, &str), usize> = plan
+        .items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            (
+                (
+                    &item.repo,
+                    &item.digest,
+                    item.tag.as_ref(),
+                    item.action.name(),
+                ),
+                i,
+            )
+        })
+        .collect();
+    results.sort_by_key(|r| {
+        order
+            .get(&(
+                &r.item.repo,
+                &r.item.digest,
+                r.item.tag.as_ref(),
+                r.item.action.name(),
+            ))
+            .copied()
+            .unwrap_or(usize::MAX)
+    });
+    Report {
+        results,
+        stats: copier.counters.snapshot(),
+    }
+}
+
+impl Copier {
+    fn registry(&self, endpoint: &str) -> Result<Arc<dyn Registry>, ExecError> {
+        self.registries
+            .get(endpoint)
+            .cloned()
+            .map_err(|e| ExecError::new(endpoint.to_string(), e))
+    }
+
+    /// One destination repository's work: per digest, the copy, then its tags.
+    async fn run_repo(self: Arc<Self>, repo: &RepoKey, items: Vec<PlanItem>) -> Vec<EdgeResult> {
+        let mut by_digest: Vec<(Digest, Vec<PlanItem>)> = Vec::new();
+        for item in items {
+            match by_digest.last_mut() {
+                Some((digest, group)) if *digest == item.digest => group.push(item),
+                _ => by_digest.push((item.digest.clone(), vec![item])),
+            }
+        }
+        let mut results = Vec::new();
+        for (digest, group) in by_digest {
+            results.extend(self.run_digest(repo, &digest, group).await);
+        }
+        results
+    }
+
+    async fn run_digest(
+        &self,
+        repo: &RepoKey,
+        digest: &Digest,
+        group: Vec<PlanItem>,
+    ) -> Vec<EdgeResult> {
+        let copy = group.iter().find(|i| i.action == Action::Copy).cloned();
+        let tags: Vec<PlanItem> = group
+            .into_iter()
+            .filter(|i| i.action == Action::Tag)
+            .collect();
+        let mut results = Vec::new();
+        let dest = match self.registry(&repo.endpoint) {
+            Ok(dest) => dest,
+            Err(err) => {
+                return copy
+                    .into_iter()
+                    .chain(tags)
+                    .map(|item| EdgeResult {
+                        item,
+                        outcome: Outcome::Failed(err.to_string()),
+                    })
+                    .collect()
+            }
+        };
+        let mut remaining_tags = tags.as_slice();
+        let manifest = match copy {
+            Some(copy) => {
+                // The first tag rides on the manifest PUT itself.
+                let put_as = match tags.first() {
+                    Some(first) => {
+                        remaining_tags = &tags[1..];
+                        ManifestRef::Tag(first.tag.clone().expect("tag items carry a tag"))
+                    }
+                    None => ManifestRef::Digest(digest.clone()),
+                };
+                let source = copy.source.clone().expect("copy items carry a source");
+                let outcome = self
+                    .copy_manifest(&source, dest.as_ref(), repo, digest, put_as.clone())
+                    .await;
+                match outcome {
+                    Ok(manifest) => {
+                        if matches!(put_as, ManifestRef::Tag(_)) {
+                            self.counters.tags_written.fetch_add(1, Ordering::Relaxed);
+                            results.push(EdgeResult {
+                                item: tags[0].clone(),
+                                outcome: Outcome::Done,
+                            });
+                        }
+                        results.push(EdgeResult {
+                            item: copy.clone(),
+                            outcome: Outcome::Done,
+                        });
+                        if self.options.attachments {
+                            if let Err(err) = self
+                                .copy_attachments(&source, dest.as_ref(), repo, digest)
+                                .await
+                            {
+                                tracing::warn!("attachments of {repo}@{digest}: {err}");
+                            }
+                        }
+                        Ok(manifest)
+                    }
+                    Err(err) => {
+                        results.push(EdgeResult {
+                            item: copy,
+                            outcome: Outcome::Failed(err.to_string()),
+                        });
+                        for item in &tags {
+                            results.push(EdgeResult {
+                                item: item.clone(),
+                                outcome: Outcome::Failed(format!(
+                                    "not tagged: the copy of {digest} failed"
+                                )),
+                            });
+                        }
+                        return results;
+                    }
+                }
+            }
+            None if tags.is_empty() => return results,
+            None => match dest
+                .get_manifest(&repo.repository, &ManifestRef::Digest(digest.clone()))
+                .await
+            {
+                Ok(Some(manifest)) => Ok(manifest),
+                Ok(None) => Err(format!(
+                    "{repo}@{digest} vanished from the destination before tagging"
+                )),
+                Err(err) => Err(format!("reading {repo}@{digest} to tag it: {err}")),
+            },
+        };
+        for item in remaining_tags {
+            let outcome = match &manifest {
+                Err(err) => Outcome::Failed(err.clone()),
+                Ok(manifest) => {
+                    let tag = item.tag.clone().expect("tag items carry a tag");
+                    match dest
+                        .put_manifest(&repo.repository, &ManifestRef::Tag(tag), manifest)
+                        .await
+                    {
+                        Ok(()) => {
+                            self.counters.tags_written.fetch_add(1, Ordering::Relaxed);
+                            Outcome::Done
+                        }
+                        Err(err) => {
+                            Outcome::Failed(ExecError::new(item.dest_ref(), err).to_string())
+                        }
+                    }
+                }
+            };
+            results.push(EdgeResult {
+                item: item.clone(),
+                outcome,
+            });
+        }
+        results
+    }
+
+    /// The source manifest's bytes, read once per run however many
+    /// destinations want it.
+    async fn source_manifest(
+        &self,
+        source: &SourceRef,
+        digest: &Digest,
+    ) -> Result<RawManifest, ExecError> {
+        let registry = self.registry(&source.repo.endpoint)?;
+        let key = (
+            source.repo.endpoint.clone(),
+            source.repo.repository.clone(),
+            digest.clone(),
+        );
+        let repo = source.repo.clone();
+        let digest = digest.clone();
+        let (shared, _) = self.source_manifests.get_or_start(key, move || {
+            async move {
+                let what = format!("{repo}@{digest}");
+                match registry
+                    .get_manifest(&repo.repository, &ManifestRef::Digest(digest.clone()))
+                    .await
+                {
+                    Ok(Some(manifest)) => Ok(manifest),
+                    Ok(None) => Err(ExecError::new(
+                        what.clone(),
+                        RegistryError::Invalid {
+                            what,
+                            message: "vanished from the source after planning".to_string(),
+                        },
+                    )),
+                    Err(err) => Err(ExecError::new(what, err)),
+                }
+            }
+            .boxed()
+        });
+        shared.await
+    }
+
+    /// Copy `digest` and everything it references from `source` into `repo`,
+    /// writing the manifest itself last, as `put_as`.
+    fn copy_manifest<'a>(
+        &'a self,
+        source: &'a SourceRef,
+        dest: &'a dyn Registry,
+        repo: &'a RepoKey,
+        digest: &'a Digest,
+        put_as: ManifestRef,
+    ) -> BoxFuture<'a, Result<RawManifest, ExecError>> {
+        async move {
+            let manifest = self.source_manifest(source, digest).await?;
+            let what = format!("{}@{digest}", source.repo);
+            let refs =
+                oci::references(&manifest, &what).map_err(|e| ExecError::new(what.clone(), e))?;
+            let concurrency = self.options.blob_concurrency.max(1);
+            stream::iter(refs.manifests.iter().map(Ok::<_, ExecError>))
+                .try_for_each_concurrent(concurrency, |child| async move {
+                    let child_ref = ManifestRef::Digest(child.digest.clone());
+                    let present = dest
+                        .head_manifest(&repo.repository, &child_ref)
+                        .await
+                        .map_err(|e| ExecError::new(format!("{repo}@{}", child.digest), e))?;
+                    if present.is_none() {
+                        self.copy_manifest(source, dest, repo, &child.digest, child_ref)
+                            .await?;
+                    }
+                    Ok(())
+                })
+                .await?;
+            stream::iter(refs.blobs.iter().map(Ok::<_, ExecError>))
+                .try_for_each_concurrent(concurrency, |blob| self.ensure_blob(source, repo, blob))
+                .await?;
+            dest.put_manifest(&repo.repository, &put_as, &manifest)
+                .await
+                .map_err(|e| ExecError::new(format!("{repo}@{digest}"), e))?;
+            self.counters
+                .manifests_written
+                .fetch_add(1, Ordering::Relaxed);
+            Ok(manifest)
+        }
+        .boxed()
+    }
+
+    /// Make sure `repo` holds `blob`. The first repository of an endpoint to
+    /// need a blob transfers it; the others wait for it and mount from there.
+    async fn ensure_blob(
+        &self,
+        source: &SourceRef,
+        repo: &RepoKey,
+        blob: &Reference,
+    ) -> Result<(), ExecError> {
+        let dest = self.registry(&repo.endpoint)?;
+        let src = self.registry(&source.repo.endpoint)?;
+        let key = (repo.endpoint.clone(), blob.digest.clone());
+        let first_repo = repo.repository.clone();
+        let shared = {
+            let dest = dest.clone();
+            let src = src.clone();
+            let source = source.clone();
+            let blob = blob.clone();
+            let counters = self.counters.clone();
+            let mount_from =
+                (source.repo.endpoint == repo.endpoint).then(|| source.repo.repository.clone());
+            let (shared, _) = self.blobs.get_or_start(key, move || {
+                async move {
+                    let upload = upload_for(&src, &source, &blob, mount_from);
+                    let done = transfer(dest.as_ref(), &first_repo, &blob, &upload).await?;
+                    counters.count(&done, blob.size);
+                    Ok(first_repo)
+                }
+                .boxed()
+            });
+            shared
+        };
+        let landed = shared.await?;
+        if landed == repo.repository {
+            return Ok(());
+        }
+        let upload = upload_for(&src, source, blob, Some(landed));
+        let done = transfer(dest.as_ref(), &repo.repository, blob, &upload).await?;
+        self.counters.count(&done, blob.size);
+        Ok(())
+    }
+
+    /// Copy the attachments of `digest` that the source keeps under the
+    /// cosign and referrers tag schemas. Tags never move: an attachment tag
+    /// already pointing elsewhere in the destination is left alone.
+    async fn copy_attachments(
+        &self,
+        source: &SourceRef,
+        dest: &dyn Registry,
+        repo: &RepoKey,
+        digest: &Digest,
+    ) -> Result<(), ExecError> {
+        let src = self.registry(&source.repo.endpoint)?;
+        let base = format!("{}-{}", digest.algorithm().as_str(), digest.hex());
+        for suffix in ["", ".sig", ".att", ".sbom"] {
+            let Ok(tag) = Tag::parse(&format!("{base}{suffix}")) else {
+                continue;
+            };
+            let tag_ref = ManifestRef::Tag(tag.clone());
+            let found = src
+                .head_manifest(&source.repo.repository, &tag_ref)
+                .await
+                .map_err(|e| ExecError::new(format!("{}:{tag}", source.repo), e))?;
+            let Some(found) = found else { continue };
+            let existing = dest
+                .head_manifest(&repo.repository, &tag_ref)
+                .await
+                .map_err(|e| ExecError::new(format!("{repo}:{tag}"), e))?;
+            match existing {
+                Some(existing) if existing.digest == found.digest => {}
+                Some(existing) => tracing::warn!(
+                    "{repo}:{tag} already points at {}; the source has {}; tags never move",
+                    existing.digest,
+                    found.digest
+                ),
+                None => {
+                    self.copy_manifest(source, dest, repo, &found.digest, tag_ref)
+                        .await?;
+                    self.counters
+                        .attachments_copied
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+enum Transfer {
+    Present,
+    Put(BlobPut),
+}
+
+fn upload_for(
+    src: &Arc<dyn Registry>,
+    source: &SourceRef,
+    blob: &Reference,
+    mount_from: Option<String>,
+) -> BlobUpload {
+    let src = src.clone();
+    let src_repo = source.repo.repository.clone();
+    let digest = blob.digest.clone();
+    BlobUpload {
+        digest: blob.digest.clone(),
+        size: blob.size,
+        mount_from,
+        open: Arc::new(move || {
+            let src = src.clone();
+            let src_repo = src_repo.clone();
+            let digest = digest.clone();
+            async move { src.get_blob(&src_repo, &digest).await }.boxed()
+        }),
+    }
+}
+
+/// HEAD the destination blob; if absent, mount or upload it.
+async fn transfer(
+    dest: &dyn Registry,
+    repo: &str,
+    blob: &Reference,
+    upload: &BlobUpload,
+) -> Result<Transfer, ExecError> {
+    let what = || format!("blob {} into {}/{repo}", blob.digest, dest.display_name());
+    if dest
+        .blob_exists(repo, &blob.digest)
+        .await
+        .map_err(|e| ExecError::new(what(), e))?
+        .is_some()
+    {
+        return Ok(Transfer::Present);
+    }
+    let put = dest
+        .put_blob(repo, upload)
+        .await
+        .map_err(|e| ExecError::new(what(), e))?;
+    Ok(Transfer::Put(put))
+}

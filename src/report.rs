@@ -1,0 +1,185 @@
+//! Human and JSON output of plans and results. Text output is one line per
+//! item in plan order, so that two plans diff line by line; JSON output
+//! follows `docs/report.schema.json`.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::exec::{Outcome, Report};
+use crate::plan::{Counts, Plan, PlanItem};
+
+/// The `source -> destination` part of a line.
+fn refs(item: &PlanItem) -> String {
+    let source = item
+        .source
+        .as_ref()
+        .map(|s| format!("{}/{}", s.registry, item.image))
+        .unwrap_or_else(|| "-".to_string());
+    format!("{source} -> {}", item.dest_ref())
+}
+
+/// One line: `KIND  SOURCE -> DESTINATION  DIGEST  # REASON`.
+pub fn item_line(item: &PlanItem) -> String {
+    format!(
+        "{:<8} {}  {}  # {}",
+        item.action.name(),
+        refs(item),
+        item.digest,
+        item.reason()
+    )
+}
+
+pub fn counts_line(counts: &Counts) -> String {
+    format!(
+        "plan: {} copy, {} tag, {} lost, {} refused, {} conflict, {} blocked, {} already present",
+        counts.copy,
+        counts.tag,
+        counts.lost,
+        counts.refused,
+        counts.conflict,
+        counts.blocked,
+        counts.already_present
+    )
+}
+
+/// The whole plan as text: every item, then the counts.
+pub fn plan_text(plan: &Plan) -> String {
+    let mut out = String::new();
+    for item in &plan.items {
+        out.push_str(&item_line(item));
+        out.push('\n');
+    }
+    out.push_str(&counts_line(&plan.counts()));
+    out.push('\n');
+    out
+}
+
+/// The results of a run as text: one line per item that was work, with its
+/// outcome, then a summary.
+pub fn results_text(report: &Report) -> String {
+    let mut out = String::new();
+    for result in &report.results {
+        let status = match &result.outcome {
+            Outcome::Done => "done".to_string(),
+            Outcome::Failed(err) => format!("FAILED: {err}"),
+        };
+        let _ = writeln!(
+            out,
+            "{:<8} {}  {}  {status}",
+            result.item.action.name(),
+            refs(&result.item),
+            result.item.digest
+        );
+    }
+    let failed = report.failed().count();
+    let s = &report.stats;
+    let _ = writeln!(
+        out,
+        "result: {} done, {failed} failed; blobs: {} uploaded ({} bytes), {} mounted, {} already present; {} manifests, {} tags written, {} attachments",
+        report.results.len() - failed,
+        s.blobs_uploaded,
+        s.bytes_uploaded,
+        s.blobs_mounted,
+        s.blobs_present,
+        s.manifests_written,
+        s.tags_written,
+        s.attachments_copied,
+    );
+    out
+}
+
+/// The JSON document `--output json` prints (schema: docs/report.schema.json).
+#[derive(Debug, Serialize)]
+pub struct JsonReport<'a> {
+    pub version: u32,
+    pub dry_run: bool,
+    pub plan: &'a Plan,
+    pub counts: Counts,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub execution: Option<&'a Report>,
+}
+
+pub fn json(plan: &Plan, execution: Option<&Report>) -> String {
+    let doc = JsonReport {
+        version: 1,
+        dry_run: execution.is_none(),
+        plan,
+        counts: plan.counts(),
+        execution,
+    };
+    serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::Location;
+    use crate::plan::{Action, RepoKey, SourceRef};
+    use crate::reference::{Digest, ImageName, RegistryName, Tag};
+    use std::path::Path;
+    use std::sync::Arc;
+
+    fn item(action: Action, tag: Option<&str>) -> PlanItem {
+        let dst = RegistryName::parse("dst.example/prod").unwrap();
+        let src = RegistryName::parse("src.example/stage").unwrap();
+        let image = ImageName::parse("foo").unwrap();
+        PlanItem {
+            action,
+            repo: RepoKey::new(&dst, &image),
+            source: Some(SourceRef {
+                repo: RepoKey::new(&src, &image),
+                registry: src,
+            }),
+            registry: dst,
+            image,
+            digest: Digest::sha256_of(b"x"),
+            tag: tag.map(|t| Tag::parse(t).unwrap()),
+            location: Location {
+                file: Arc::from(Path::new("images/a/images.yaml")),
+                line: 7,
+                col: 5,
+            },
+        }
+    }
+
+    #[test]
+    fn a_line_names_kind_source_destination_digest_and_reason() {
+        let line = item_line(&item(Action::Tag, Some("1.0")));
+        assert_eq!(
+            line,
+            format!(
+                "tag      src.example/stage/foo -> dst.example/prod/foo:1.0  {}  # tag absent in destination",
+                Digest::sha256_of(b"x")
+            )
+        );
+    }
+
+    #[test]
+    fn a_refusal_line_points_at_the_manifest_entry() {
+        let current = Digest::sha256_of(b"y");
+        let line = item_line(&item(
+            Action::RefusedTagMove {
+                current: current.clone(),
+            },
+            Some("1.0"),
+        ));
+        assert!(line.starts_with("refused "), "{line}");
+        assert!(line.contains(current.as_str()), "{line}");
+        assert!(line.contains("images/a/images.yaml:7:5"), "{line}");
+    }
+
+    #[test]
+    fn json_carries_the_items_and_counts() {
+        let plan = Plan {
+            items: vec![item(Action::Copy, None)],
+            already_present: 2,
+        };
+        let value: serde_json::Value = serde_json::from_str(&json(&plan, None)).unwrap();
+        assert_eq!(value["version"], 1);
+        assert_eq!(value["dry_run"], true);
+        assert_eq!(value["plan"]["items"][0]["kind"], "copy");
+        assert_eq!(value["counts"]["copy"], 1);
+        assert_eq!(value["counts"]["already_present"], 2);
+    }
+}
