@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what the test suite and benchmarks need on a fresh Debian machine:
+# the CNCF Distribution registry (the real server the tests run against),
+# skopeo (the independent client tests verify with) and GNU time (peak RSS).
+set -euo pipefail
+
+missing=()
+command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
+command -v skopeo >/dev/null 2>&1 || missing+=(skopeo)
+[ -x /usr/bin/time ] || missing+=(time)
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+echo "installing: ${missing[*]}" >&2
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  sudo="sudo"
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# The Debian package may start a registry service on :5000; the tests start
+# their own on free loopback ports and need nothing else running.
