@@ -1,1 +1,1414 @@
 //! `oci:PATH` trees of OCI image layouts.
+//!
+//! Repository `foo/bar` lives in `PATH/foo/bar/`: an `oci-layout` marker, an
+//! `index.json`, and `blobs/<alg>/<hex>`. Manifests are blobs too. Tags are
+//! `org.opencontainers.image.ref.name` annotations on index.json entries, one
+//! entry per (digest, tag); a manifest put by digest only is kept reachable by
+//! an entry without that annotation (so that promote-by-digest works and
+//! layout tools don't collect it).
+//!
+//! Crash safety, the order every write follows:
+//! - a blob is streamed into `blobs/<alg>/.tmp-<hex>`, hashed on the way,
+//!   fsynced, verified, then renamed into place (and the directory fsynced):
+//!   a blob path either does not exist or holds verified content;
+//! - a manifest is only accepted once every blob or child manifest it
+//!   references exists, and index.json names it only after its own blob is
+//!   in place;
+//! - index.json is replaced atomically (temp file, fsync, rename, fsync dir).
+//!
+//! Temp names are fixed per target (`.tmp-<name>`), so a leftover from a crash
+//! is ignored by every read (readers only open exact names) and overwritten by
+//! the next write of the same target. Within one process, writers of the same
+//! target take an async lock, so concurrent tag writes to one repository never
+//! lose an update. Several processes writing one tree at once are not
+//! supported (as with other layout tools).
+
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
+
+use super::{
+    media_type, BlobPut, BlobStream, BlobUpload, Descriptor, RawManifest, Registry, RegistryError,
+};
+use crate::reference::{Digest, DigestHasher, ImageName, ManifestRef, Tag};
+
+const OCI_LAYOUT_FILE: &str = "oci-layout";
+const OCI_LAYOUT_CONTENT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+const INDEX_JSON: &str = "index.json";
+const BLOBS_DIR: &str = "blobs";
+const TEMP_PREFIX: &str = ".tmp-";
+/// The annotation that names a tag in index.json.
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+/// Registries refuse manifests above 4 MiB; reading more than that as a
+/// manifest would only mean a layer digest was asked for as a manifest.
+const MAX_MANIFEST_BYTES: u64 = 4 * 1024 * 1024;
+/// Read buffer for blob streams: bounded memory whatever the blob size.
+const STREAM_BUFFER: usize = 64 * 1024;
+/// Symlinked directories are followed inside the root; this bounds the depth
+/// of the walk whatever the links do.
+const MAX_WALK_DEPTH: usize = 64;
+
+// ---------------------------------------------------------------- index.json
+
+/// One `manifests` entry of index.json. Unknown fields (platform, other
+/// annotations…) are kept as they are when the file is rewritten.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct IndexEntry {
+    #[serde(rename = "mediaType")]
+    media_type: String,
+    digest: Digest,
+    size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    annotations: Option<BTreeMap<String, String>>,
+    #[serde(flatten)]
+    extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl IndexEntry {
+    fn new(manifest: &RawManifest, tag: Option<&Tag>) -> IndexEntry {
+        IndexEntry {
+            media_type: manifest.media_type.clone(),
+            digest: manifest.digest.clone(),
+            size: manifest.bytes.len() as u64,
+            annotations: tag.map(|t| BTreeMap::from([(REF_NAME.to_string(), t.to_string())])),
+            extra: serde_json::Map::new(),
+        }
+    }
+
+    fn ref_name(&self) -> Option<&str> {
+        self.annotations.as_ref()?.get(REF_NAME).map(String::as_str)
+    }
+
+    fn descriptor(&self) -> Descriptor {
+        Descriptor {
+            digest: self.digest.clone(),
+            media_type: self.media_type.clone(),
+            size: self.size,
+            artifact_type: None,
+        }
+    }
+
+    /// The same entry without its tag (what remains when a tag moves away).
+    fn untagged(mut self) -> IndexEntry {
+        if let Some(annotations) = &mut self.annotations {
+            annotations.remove(REF_NAME);
+            if annotations.is_empty() {
+                self.annotations = None;
+            }
+        }
+        self
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct IndexFile {
+    #[serde(rename = "schemaVersion")]
+    schema_version: u32,
+    #[serde(rename = "mediaType", default, skip_serializing_if = "Option::is_none")]
+    media_type: Option<String>,
+    #[serde(default)]
+    manifests: Vec<IndexEntry>,
+    #[serde(flatten)]
+    extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl IndexFile {
+    fn empty() -> IndexFile {
+        IndexFile {
+            schema_version: 2,
+            media_type: Some(media_type::OCI_INDEX.to_string()),
+            manifests: Vec::new(),
+            extra: serde_json::Map::new(),
+        }
+    }
+
+    /// The entry a tag names. Foreign tools may leave duplicates; the last
+    /// one is the most recently written.
+    fn tagged(&self, tag: &str) -> Option<&IndexEntry> {
+        self.manifests
+            .iter()
+            .rev()
+            .find(|e| e.ref_name() == Some(tag))
+    }
+
+    /// Record `manifest` as reachable by digest. Nothing to do when any
+    /// entry already names the digest. Returns whether anything changed.
+    fn add_untagged(&mut self, manifest: &RawManifest) -> bool {
+        if self.manifests.iter().any(|e| e.digest == manifest.digest) {
+            return false;
+        }
+        self.manifests.push(IndexEntry::new(manifest, None));
+        true
+    }
+
+    /// Point `tag` at `manifest`. A digest the tag leaves behind keeps an
+    /// untagged entry when nothing else names it, so no content becomes
+    /// unreachable; an untagged entry for the new digest becomes redundant.
+    fn set_tag(&mut self, tag: &Tag, manifest: &RawManifest) -> bool {
+        let tag_entries = self
+            .manifests
+            .iter()
+            .filter(|e| e.ref_name() == Some(tag.as_str()))
+            .count();
+        let redundant_untagged = self
+            .manifests
+            .iter()
+            .any(|e| e.digest == manifest.digest && e.ref_name().is_none());
+        if tag_entries == 1
+            && !redundant_untagged
+            && self.tagged(tag.as_str()).map(|e| &e.digest) == Some(&manifest.digest)
+        {
+            return false;
+        }
+        let (left, kept): (Vec<IndexEntry>, Vec<IndexEntry>) = std::mem::take(&mut self.manifests)
+            .into_iter()
+            .partition(|e| e.ref_name() == Some(tag.as_str()));
+        self.manifests = kept
+            .into_iter()
+            .filter(|e| !(e.digest == manifest.digest && e.ref_name().is_none()))
+            .collect();
+        for old in left {
+            if old.digest != manifest.digest
+                && !self.manifests.iter().any(|e| e.digest == old.digest)
+            {
+                self.manifests.push(old.untagged());
+            }
+        }
+        self.manifests.push(IndexEntry::new(manifest, Some(tag)));
+        true
+    }
+}
+
+// ---------------------------------------------------------------- locks
+
+/// Async locks keyed by path: one writer per target file within a process.
+/// Entries are dropped when nobody holds or waits for them.
+#[derive(Default)]
+struct PathLocks(std::sync::Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>);
+
+struct PathGuard<'a> {
+    locks: &'a PathLocks,
+    key: PathBuf,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl PathLocks {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>> {
+        // A panic while holding this short critical section cannot leave the
+        // map inconsistent, so a poisoned lock is still usable.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn lock(&self, key: &Path) -> PathGuard<'_> {
+        let mutex = self.map().entry(key.to_path_buf()).or_default().clone();
+        let guard = mutex.lock_owned().await;
+        PathGuard {
+            locks: self,
+            key: key.to_path_buf(),
+            guard: Some(guard),
+        }
+    }
+}
+
+impl Drop for PathGuard<'_> {
+    fn drop(&mut self) {
+        self.guard.take();
+        let mut map = self.locks.map();
+        if map
+            .get(&self.key)
+            .is_some_and(|m| Arc::strong_count(m) == 1)
+        {
+            map.remove(&self.key);
+        }
+    }
+}
+
+// ---------------------------------------------------------------- errors
+
+fn io_error(path: &Path, source: io::Error) -> RegistryError {
+    RegistryError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn invalid(what: impl Into<String>, message: impl Into<String>) -> RegistryError {
+    RegistryError::Invalid {
+        what: what.into(),
+        message: message.into(),
+    }
+}
+
+fn join_error(path: &Path, e: tokio::task::JoinError) -> RegistryError {
+    io_error(path, io::Error::other(e.to_string()))
+}
+
+// ---------------------------------------------------------------- the registry
+
+/// A tree of OCI image layouts under one root directory.
+pub struct LayoutRegistry {
+    root: PathBuf,
+    locks: PathLocks,
+}
+
+impl LayoutRegistry {
+    /// A registry over the layouts under `root`. Nothing is touched until the
+    /// first call; a missing root is an empty registry, created on first write.
+    pub fn new(root: impl Into<PathBuf>) -> LayoutRegistry {
+        LayoutRegistry {
+            root: root.into(),
+            locks: PathLocks::default(),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The directory of `repo`, which must be a valid repository path (this
+    /// is also what keeps `..` and absolute paths out of the tree).
+    fn repo_dir(&self, repo: &str) -> Result<PathBuf, RegistryError> {
+        let name = ImageName::parse(repo).map_err(|e| {
+            invalid(
+                format!("{}: repository {repo:?}", self.display_name()),
+                e.message,
+            )
+        })?;
+        Ok(name
+            .as_str()
+            .split('/')
+            .fold(self.root.clone(), |dir, c| dir.join(c)))
+    }
+
+    fn what(&self, repo: &str, reference: impl std::fmt::Display) -> String {
+        format!("{}/{repo}@{reference}", self.display_name())
+    }
+
+    async fn read_index(&self, dir: &Path) -> Result<Option<IndexFile>, RegistryError> {
+        let path = dir.join(INDEX_JSON);
+        match tokio::fs::read(&path).await {
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                invalid(
+                    path.display().to_string(),
+                    format!("not a valid OCI index: {e}"),
+                )
+            }),
+            Err(e) if is_absent(&e) => Ok(None),
+            Err(e) => Err(io_error(&path, e)),
+        }
+    }
+
+    /// Resolve `reference` to a descriptor, or `None` when absent.
+    async fn resolve(
+        &self,
+        repo: &str,
+        dir: &Path,
+        reference: &ManifestRef,
+    ) -> Result<Option<Descriptor>, RegistryError> {
+        let index = self.read_index(dir).await?;
+        match reference {
+            ManifestRef::Tag(tag) => {
+                let Some(entry) = index.as_ref().and_then(|i| i.tagged(tag.as_str())) else {
+                    return Ok(None);
+                };
+                // A tag naming missing content means a damaged layout: that is
+                // an error (unknown), never "absent".
+                let path = blob_path(dir, &entry.digest);
+                match blob_size(&path).await? {
+                    Some(size) if size == entry.size => Ok(Some(entry.descriptor())),
+                    Some(size) => Err(invalid(
+                        self.what(repo, tag),
+                        format!(
+                            "index.json says {} bytes, {} holds {size}",
+                            entry.size,
+                            path.display()
+                        ),
+                    )),
+                    None => Err(invalid(
+                        self.what(repo, tag),
+                        format!(
+                            "index.json names {} but {} is missing",
+                            entry.digest,
+                            path.display()
+                        ),
+                    )),
+                }
+            }
+            ManifestRef::Digest(digest) => {
+                let path = blob_path(dir, digest);
+                let Some(size) = blob_size(&path).await? else {
+                    return Ok(None);
+                };
+                if let Some(entry) = index
+                    .as_ref()
+                    .and_then(|i| i.manifests.iter().find(|e| &e.digest == digest))
+                {
+                    return Ok(Some(Descriptor {
+                        size,
+                        ..entry.descriptor()
+                    }));
+                }
+                // Not in index.json (a child of an index, say): the manifest's
+                // own mediaType says what it is. A blob that isn't a manifest
+                // is no manifest by that digest.
+                let Some(bytes) = self.read_manifest_bytes(repo, &path, digest, size).await? else {
+                    return Ok(None);
+                };
+                Ok(sniff_media_type(&bytes).map(|media_type| Descriptor {
+                    digest: digest.clone(),
+                    media_type,
+                    size,
+                    artifact_type: None,
+                }))
+            }
+        }
+    }
+
+    /// The verified bytes of a manifest blob; `None` when the blob is too big
+    /// to be a manifest or has vanished since it was looked at.
+    async fn read_manifest_bytes(
+        &self,
+        repo: &str,
+        path: &Path,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<Option<Bytes>, RegistryError> {
+        if size > MAX_MANIFEST_BYTES {
+            return Ok(None);
+        }
+        let bytes = match tokio::fs::read(path).await {
+            Ok(bytes) => Bytes::from(bytes),
+            Err(e) if is_absent(&e) => return Ok(None),
+            Err(e) => return Err(io_error(path, e)),
+        };
+        let actual = Digest::of(digest.algorithm(), &bytes);
+        if &actual != digest {
+            return Err(RegistryError::DigestMismatch {
+                what: self.what(repo, digest),
+                expected: digest.clone(),
+                actual,
+            });
+        }
+        Ok(Some(bytes))
+    }
+
+    /// Create the layout's skeleton (directory, `oci-layout`) if missing.
+    async fn ensure_layout(&self, dir: &Path) -> Result<(), RegistryError> {
+        let marker = dir.join(OCI_LAYOUT_FILE);
+        if tokio::fs::metadata(&marker).await.is_ok() {
+            return Ok(());
+        }
+        let _guard = self.locks.lock(&marker).await;
+        let dir = dir.to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
+            write_atomically(&dir, OCI_LAYOUT_FILE, OCI_LAYOUT_CONTENT)
+        })
+        .await
+        .map_err(|e| join_error(&marker, e))?
+    }
+
+    /// Stream `body` into the blob `digest` of the layout at `dir`, verifying
+    /// size and digest before it becomes visible. An existing blob is kept.
+    async fn write_blob(
+        &self,
+        dir: &Path,
+        digest: &Digest,
+        size: u64,
+        body: BlobStream,
+        what: &str,
+    ) -> Result<(), RegistryError> {
+        let target = blob_path(dir, digest);
+        let _guard = self.locks.lock(&target).await;
+        if blob_size(&target).await?.is_some() {
+            return Ok(());
+        }
+        let parent = blob_dir(dir, digest);
+        tokio::fs::create_dir_all(&parent)
+            .await
+            .map_err(|e| io_error(&parent, e))?;
+        let temp = parent.join(format!("{TEMP_PREFIX}{}", digest.hex()));
+        let result = stream_to_file(&temp, digest, size, body, what).await;
+        let result = match result {
+            Ok(()) => rename_durably(&temp, &target).await,
+            Err(e) => Err(e),
+        };
+        if result.is_err() {
+            // Best effort: a leftover is harmless (ignored, overwritten later).
+            let _ = tokio::fs::remove_file(&temp).await;
+        }
+        result
+    }
+
+    /// Replace index.json with `update` applied, under the per-repository
+    /// lock. Only written when `update` changed something.
+    async fn update_index(
+        &self,
+        dir: &Path,
+        update: impl FnOnce(&mut IndexFile) -> bool,
+    ) -> Result<(), RegistryError> {
+        let path = dir.join(INDEX_JSON);
+        let _guard = self.locks.lock(&path).await;
+        let mut index = self.read_index(dir).await?.unwrap_or_else(IndexFile::empty);
+        if !update(&mut index) {
+            return Ok(());
+        }
+        let bytes = serde_json::to_vec_pretty(&index)
+            .map_err(|e| invalid(path.display().to_string(), e.to_string()))?;
+        let dir = dir.to_path_buf();
+        tokio::task::spawn_blocking(move || write_atomically(&dir, INDEX_JSON, &bytes))
+            .await
+            .map_err(|e| join_error(&path, e))?
+    }
+
+    /// Refuse a manifest whose blobs or child manifests are not all in `dir`:
+    /// a layout (like a registry) never holds a manifest naming missing content.
+    async fn check_references(
+        &self,
+        repo: &str,
+        dir: &Path,
+        manifest: &RawManifest,
+    ) -> Result<(), RegistryError> {
+        let what = self.what(repo, &manifest.digest);
+        let known = media_type::ACCEPTED.contains(&manifest.media_type.as_str());
+        let refs = match crate::oci::references(manifest, &what) {
+            Ok(refs) => refs,
+            // Types we don't know are stored as they are, like a registry does.
+            Err(_) if !known => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for r in refs.manifests.iter().chain(refs.blobs.iter()) {
+            if r.foreign {
+                continue;
+            }
+            if blob_size(&blob_path(dir, &r.digest)).await?.is_none() {
+                return Err(invalid(
+                    what,
+                    format!(
+                        "references {} ({}), which {repo} does not hold",
+                        r.digest, r.media_type
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Manifest `digest` of `repo` if it declares `subject` as its subject.
+    async fn referrer(
+        &self,
+        repo: &str,
+        dir: &Path,
+        digest: &Digest,
+        subject: &Digest,
+    ) -> Result<Option<Descriptor>, RegistryError> {
+        let Some(desc) = self
+            .resolve(repo, dir, &ManifestRef::Digest(digest.clone()))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let path = blob_path(dir, digest);
+        let Some(bytes) = self
+            .read_manifest_bytes(repo, &path, digest, desc.size)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let manifest = RawManifest {
+            bytes,
+            media_type: desc.media_type.clone(),
+            digest: digest.clone(),
+        };
+        // Something that isn't a readable manifest refers to nothing.
+        let Ok(refs) = crate::oci::references(&manifest, &self.what(repo, digest)) else {
+            return Ok(None);
+        };
+        if refs.subject.as_ref() != Some(subject) {
+            return Ok(None);
+        }
+        // As the referrers API does: artifactType, else the config's media type.
+        let artifact_type = refs
+            .artifact_type
+            .or_else(|| refs.blobs.first().map(|c| c.media_type.clone()));
+        Ok(Some(Descriptor {
+            artifact_type,
+            ..desc
+        }))
+    }
+}
+
+#[async_trait]
+impl Registry for LayoutRegistry {
+    fn display_name(&self) -> String {
+        format!("oci:{}", self.root.display())
+    }
+
+    async fn list_repositories(&self, prefix: &str) -> Result<Vec<String>, RegistryError> {
+        let prefix = prefix.trim_matches('/').to_string();
+        let start = if prefix.is_empty() {
+            self.root.clone()
+        } else {
+            self.repo_dir(&prefix)?
+        };
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || walk_repositories(&root, &start, &prefix))
+            .await
+            .map_err(|e| join_error(&self.root, e))?
+    }
+
+    async fn list_tags(&self, repo: &str) -> Result<Vec<String>, RegistryError> {
+        let dir = self.repo_dir(repo)?;
+        let Some(index) = self.read_index(&dir).await? else {
+            return Ok(Vec::new());
+        };
+        // ref.name may hold a full reference when other tools wrote the
+        // layout; only names that are tags can be addressed as tags.
+        let mut tags: Vec<String> = index
+            .manifests
+            .iter()
+            .filter_map(IndexEntry::ref_name)
+            .filter(|name| Tag::parse(name).is_ok())
+            .map(str::to_string)
+            .collect();
+        tags.sort();
+        tags.dedup();
+        Ok(tags)
+    }
+
+    async fn head_manifest(
+        &self,
+        repo: &str,
+        reference: &ManifestRef,
+    ) -> Result<Option<Descriptor>, RegistryError> {
+        let dir = self.repo_dir(repo)?;
+        self.resolve(repo, &dir, reference).await
+    }
+
+    async fn get_manifest(
+        &self,
+        repo: &str,
+        reference: &ManifestRef,
+    ) -> Result<Option<RawManifest>, RegistryError> {
+        let dir = self.repo_dir(repo)?;
+        let Some(desc) = self.resolve(repo, &dir, reference).await? else {
+            return Ok(None);
+        };
+        let path = blob_path(&dir, &desc.digest);
+        if desc.size > MAX_MANIFEST_BYTES {
+            return Err(invalid(
+                self.what(repo, reference),
+                format!(
+                    "manifest of {} bytes exceeds the {MAX_MANIFEST_BYTES}-byte limit",
+                    desc.size
+                ),
+            ));
+        }
+        // Verified against the digest asked for, or the one the tag names.
+        let Some(bytes) = self
+            .read_manifest_bytes(repo, &path, &desc.digest, desc.size)
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(RawManifest {
+            bytes,
+            media_type: desc.media_type,
+            digest: desc.digest,
+        }))
+    }
+
+    async fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &ManifestRef,
+        manifest: &RawManifest,
+    ) -> Result<(), RegistryError> {
+        let dir = self.repo_dir(repo)?;
+        let what = self.what(repo, reference);
+        let actual = Digest::of(manifest.digest.algorithm(), &manifest.bytes);
+        if actual != manifest.digest {
+            return Err(RegistryError::DigestMismatch {
+                what,
+                expected: manifest.digest.clone(),
+                actual,
+            });
+        }
+        if let ManifestRef::Digest(d) = reference {
+            if d != &manifest.digest {
+                return Err(RegistryError::DigestMismatch {
+                    what,
+                    expected: d.clone(),
+                    actual: manifest.digest.clone(),
+                });
+            }
+        }
+        self.check_references(repo, &dir, manifest).await?;
+        self.ensure_layout(&dir).await?;
+        // The manifest's blob first: index.json must never name missing content.
+        let body: BlobStream =
+            Box::pin(futures::stream::once(futures::future::ready(Ok(manifest
+                .bytes
+                .clone()))));
+        self.write_blob(
+            &dir,
+            &manifest.digest,
+            manifest.bytes.len() as u64,
+            body,
+            &what,
+        )
+        .await?;
+        match reference {
+            ManifestRef::Digest(_) => self.update_index(&dir, |i| i.add_untagged(manifest)).await,
+            ManifestRef::Tag(tag) => self.update_index(&dir, |i| i.set_tag(tag, manifest)).await,
+        }
+    }
+
+    async fn blob_exists(&self, repo: &str, digest: &Digest) -> Result<Option<u64>, RegistryError> {
+        let dir = self.repo_dir(repo)?;
+        blob_size(&blob_path(&dir, digest)).await
+    }
+
+    async fn get_blob(&self, repo: &str, digest: &Digest) -> Result<BlobStream, RegistryError> {
+        let dir = self.repo_dir(repo)?;
+        let path = blob_path(&dir, digest);
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| io_error(&path, e))?;
+        let error_path = path.clone();
+        let raw: BlobStream = Box::pin(
+            tokio_util::io::ReaderStream::with_capacity(file, STREAM_BUFFER)
+                .map(move |r| r.map_err(|e| io_error(&error_path, e))),
+        );
+        Ok(verify_stream(raw, digest.clone(), self.what(repo, digest)))
+    }
+
+    async fn put_blob(&self, repo: &str, upload: &BlobUpload) -> Result<BlobPut, RegistryError> {
+        let dir = self.repo_dir(repo)?;
+        let target = blob_path(&dir, &upload.digest);
+        let what = self.what(repo, &upload.digest);
+        if let Some(size) = blob_size(&target).await? {
+            if size != upload.size {
+                return Err(RegistryError::SizeMismatch {
+                    what,
+                    expected: upload.size,
+                    actual: size,
+                });
+            }
+            // Left as is: nothing had to move.
+            return Ok(if upload.mount_from.is_some() {
+                BlobPut::Mounted
+            } else {
+                BlobPut::Uploaded
+            });
+        }
+        self.ensure_layout(&dir).await?;
+        if let Some(from) = &upload.mount_from {
+            let source = blob_path(&self.repo_dir(from)?, &upload.digest);
+            // Best effort, as a registry mount: a source without the blob
+            // falls back to the upload below.
+            if blob_size(&source).await? == Some(upload.size) {
+                if self
+                    .link_blob(&dir, &source, &target, &upload.digest)
+                    .await?
+                {
+                    return Ok(BlobPut::Mounted);
+                }
+                // No hard links here (another file system…): copy, verified.
+                let file = tokio::fs::File::open(&source)
+                    .await
+                    .map_err(|e| io_error(&source, e))?;
+                let error_path = source.clone();
+                let body: BlobStream = Box::pin(
+                    tokio_util::io::ReaderStream::with_capacity(file, STREAM_BUFFER)
+                        .map(move |r| r.map_err(|e| io_error(&error_path, e))),
+                );
+                self.write_blob(&dir, &upload.digest, upload.size, body, &what)
+                    .await?;
+                return Ok(BlobPut::Mounted);
+            }
+        }
+        let body = (upload.open)().await?;
+        self.write_blob(&dir, &upload.digest, upload.size, body, &what)
+            .await?;
+        Ok(BlobPut::Uploaded)
+    }
+
+    async fn referrers(
+        &self,
+        repo: &str,
+        subject: &Digest,
+    ) -> Result<Vec<Descriptor>, RegistryError> {
+        let dir = self.repo_dir(repo)?;
+        let Some(index) = self.read_index(&dir).await? else {
+            return Ok(Vec::new());
+        };
+        // Candidates: every manifest index.json names (referrers pushed by
+        // digest have an untagged entry), plus what the `sha256-<hex>` tag
+        // schema lists. Each is checked to really name `subject`.
+        let mut candidates: Vec<Digest> =
+            index.manifests.iter().map(|e| e.digest.clone()).collect();
+        let fallback_tag = format!("{}-{}", subject.algorithm().as_str(), subject.hex());
+        if let Some(entry) = index.tagged(&fallback_tag) {
+            let listed = self
+                .get_manifest(repo, &ManifestRef::Digest(entry.digest.clone()))
+                .await?;
+            if let Some(listed) = listed {
+                let what = self.what(repo, &fallback_tag);
+                let refs = crate::oci::references(&listed, &what)?;
+                candidates.extend(refs.manifests.into_iter().map(|r| r.digest));
+            }
+        }
+        candidates.sort();
+        candidates.dedup();
+        let mut found = Vec::new();
+        for digest in candidates {
+            if &digest == subject {
+                continue;
+            }
+            if let Some(desc) = self.referrer(repo, &dir, &digest, subject).await? {
+                found.push(desc);
+            }
+        }
+        Ok(found)
+    }
+}
+
+impl LayoutRegistry {
+    /// Hard-link `source` to `target`. `Ok(false)` when links are not
+    /// possible here, so that the caller copies instead.
+    async fn link_blob(
+        &self,
+        dir: &Path,
+        source: &Path,
+        target: &Path,
+        digest: &Digest,
+    ) -> Result<bool, RegistryError> {
+        let _guard = self.locks.lock(target).await;
+        let parent = blob_dir(dir, digest);
+        tokio::fs::create_dir_all(&parent)
+            .await
+            .map_err(|e| io_error(&parent, e))?;
+        // A link appears atomically, complete: no temp file needed.
+        match tokio::fs::hard_link(source, target).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(true),
+            Err(_) => return Ok(false),
+        }
+        sync_dir_async(&parent).await?;
+        Ok(true)
+    }
+}
+
+// ---------------------------------------------------------------- files
+
+fn blob_dir(repo_dir: &Path, digest: &Digest) -> PathBuf {
+    repo_dir.join(BLOBS_DIR).join(digest.algorithm().as_str())
+}
+
+fn blob_path(repo_dir: &Path, digest: &Digest) -> PathBuf {
+    blob_dir(repo_dir, digest).join(digest.hex())
+}
+
+/// `NotFound`, or a path component that is a file (`ENOTDIR`): both mean
+/// "there is nothing there".
+fn is_absent(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::NotFound || e.kind() == io::ErrorKind::NotADirectory
+}
+
+/// The size of the file at `path`, `None` when there is none.
+async fn blob_size(path: &Path) -> Result<Option<u64>, RegistryError> {
+    match tokio::fs::metadata(path).await {
+        Ok(m) if m.is_file() => Ok(Some(m.len())),
+        Ok(_) => Err(invalid(path.display().to_string(), "is not a regular file")),
+        Err(e) if is_absent(&e) => Ok(None),
+        Err(e) => Err(io_error(path, e)),
+    }
+}
+
+/// What a manifest's own `mediaType` field says, or what its shape implies
+/// when the field is absent (it is optional in OCI manifests). `None` for
+/// anything that isn't a manifest.
+fn sniff_media_type(bytes: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Probe {
+        #[serde(rename = "mediaType")]
+        media_type: Option<String>,
+        manifests: Option<serde::de::IgnoredAny>,
+        config: Option<serde::de::IgnoredAny>,
+        layers: Option<serde::de::IgnoredAny>,
+    }
+    let probe: Probe = serde_json::from_slice(bytes).ok()?;
+    match probe {
+        Probe {
+            media_type: Some(t),
+            ..
+        } => Some(t),
+        Probe {
+            manifests: Some(_), ..
+        } => Some(media_type::OCI_INDEX.to_string()),
+        Probe {
+            config: Some(_),
+            layers: Some(_),
+            ..
+        } => Some(media_type::OCI_MANIFEST.to_string()),
+        _ => None,
+    }
+}
+
+/// Write `body` to `temp` (created or truncated), checking that it is
+/// exactly `size` bytes hashing to `digest`, and fsync it.
+async fn stream_to_file(
+    temp: &Path,
+    digest: &Digest,
+    size: u64,
+    mut body: BlobStream,
+    what: &str,
+) -> Result<(), RegistryError> {
+    let mut file = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(temp)
+        .await
+        .map_err(|e| io_error(temp, e))?;
+    let mut hasher = DigestHasher::new(digest.algorithm());
+    let mut written: u64 = 0;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk?;
+        written += chunk.len() as u64;
+        if written > size {
+            // Stop early: a body longer than announced is wrong already.
+            return Err(RegistryError::SizeMismatch {
+                what: what.to_string(),
+                expected: size,
+                actual: written,
+            });
+        }
+        hasher.update(&chunk);
+        file.write_all(&chunk)
+            .await
+            .map_err(|e| io_error(temp, e))?;
+    }
+    if written != size {
+        return Err(RegistryError::SizeMismatch {
+            what: what.to_string(),
+            expected: size,
+            actual: written,
+        });
+    }
+    let actual = hasher.finish();
+    if &actual != digest {
+        return Err(RegistryError::DigestMismatch {
+            what: what.to_string(),
+            expected: digest.clone(),
+            actual,
+        });
+    }
+    file.sync_all().await.map_err(|e| io_error(temp, e))?;
+    Ok(())
+}
+
+async fn rename_durably(temp: &Path, target: &Path) -> Result<(), RegistryError> {
+    tokio::fs::rename(temp, target)
+        .await
+        .map_err(|e| io_error(target, e))?;
+    match target.parent() {
+        Some(parent) => sync_dir_async(parent).await,
+        None => Ok(()),
+    }
+}
+
+async fn sync_dir_async(dir: &Path) -> Result<(), RegistryError> {
+    let owned = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || sync_dir(&owned))
+        .await
+        .map_err(|e| join_error(dir, e))?
+}
+
+/// Make a rename in `dir` durable. Directories can only be fsynced on Unix;
+/// elsewhere the rename itself is what we have.
+fn sync_dir(dir: &Path) -> Result<(), RegistryError> {
+    #[cfg(unix)]
+    {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io_error(dir, e))?;
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// Replace `dir/name` with `bytes`: temp file, fsync, rename, fsync dir.
+/// Callers hold the lock for `dir/name`, so the fixed temp name is theirs.
+fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), RegistryError> {
+    use std::io::Write;
+    let temp = dir.join(format!("{TEMP_PREFIX}{name}"));
+    let target = dir.join(name);
+    let result = (|| {
+        let mut file = std::fs::File::create(&temp).map_err(|e| io_error(&temp, e))?;
+        file.write_all(bytes).map_err(|e| io_error(&temp, e))?;
+        file.sync_all().map_err(|e| io_error(&temp, e))?;
+        std::fs::rename(&temp, &target).map_err(|e| io_error(&target, e))?;
+        sync_dir(dir)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}
+
+/// A stream that passes `inner` through while hashing it, and ends with
+/// [`RegistryError::DigestMismatch`] *instead of* the last chunk when the
+/// content does not hash to `expected`: one chunk is held back, so a consumer
+/// never receives all of the bytes of a wrong blob.
+pub fn verify_stream(inner: BlobStream, expected: Digest, what: String) -> BlobStream {
+    struct State {
+        inner: BlobStream,
+        hasher: Option<DigestHasher>,
+        held: Option<Bytes>,
+        expected: Digest,
+        what: String,
+    }
+    let state = State {
+        inner,
+        hasher: Some(DigestHasher::new(expected.algorithm())),
+        held: None,
+        expected,
+        what,
+    };
+    Box::pin(futures::stream::unfold(state, |mut st| async move {
+        // `hasher` is taken when the stream has ended (or failed).
+        st.hasher.as_ref()?;
+        loop {
+            match st.inner.next().await {
+                Some(Ok(chunk)) => {
+                    if chunk.is_empty() {
+                        continue;
+                    }
+                    if let Some(h) = st.hasher.as_mut() {
+                        h.update(&chunk);
+                    }
+                    if let Some(previous) = st.held.replace(chunk) {
+                        return Some((Ok(previous), st));
+                    }
+                }
+                Some(Err(e)) => {
+                    st.hasher = None;
+                    return Some((Err(e), st));
+                }
+                None => {
+                    let actual = st.hasher.take()?.finish();
+                    if actual != st.expected {
+                        let err = RegistryError::DigestMismatch {
+                            what: st.what.clone(),
+                            expected: st.expected.clone(),
+                            actual,
+                        };
+                        return Some((Err(err), st));
+                    }
+                    let last = st.held.take()?;
+                    return Some((Ok(last), st));
+                }
+            }
+        }
+    }))
+}
+
+/// Every repository at or below `start` (whose repository path is `prefix`),
+/// sorted. Symlinked directories are followed only while they resolve inside
+/// the root and not to one of their own ancestors (no escape, no loop).
+fn walk_repositories(
+    root: &Path,
+    start: &Path,
+    prefix: &str,
+) -> Result<Vec<String>, RegistryError> {
+    let canonical_root = match std::fs::canonicalize(root) {
+        Ok(p) => p,
+        Err(e) if is_absent(&e) => return Ok(Vec::new()),
+        Err(e) => return Err(io_error(root, e)),
+    };
+    // The directories between the root and `start` count as ancestors too:
+    // a link from below `start` back up to them is a loop as well.
+    let mut ancestors = Vec::new();
+    let mut dir = root.to_path_buf();
+    for component in prefix.split('/').filter(|c| !c.is_empty()) {
+        match std::fs::canonicalize(&dir) {
+            Ok(p) => ancestors.push(p),
+            Err(e) if is_absent(&e) => return Ok(Vec::new()),
+            Err(e) => return Err(io_error(&dir, e)),
+        }
+        dir.push(component);
+    }
+    let mut found = Vec::new();
+    walk_dir(&canonical_root, start, prefix, &mut ancestors, &mut found)?;
+    found.sort();
+    Ok(found)
+}
+
+fn walk_dir(
+    canonical_root: &Path,
+    dir: &Path,
+    name: &str,
+    ancestors: &mut Vec<PathBuf>,
+    found: &mut Vec<String>,
+) -> Result<(), RegistryError> {
+    let canonical = match std::fs::canonicalize(dir) {
+        Ok(p) => p,
+        Err(e) if is_absent(&e) => return Ok(()),
+        Err(e) => return Err(io_error(dir, e)),
+    };
+    if !canonical.starts_with(canonical_root)
+        || ancestors.contains(&canonical)
+        || ancestors.len() >= MAX_WALK_DEPTH
+    {
+        return Ok(());
+    }
+    let is_repo =
+        !name.is_empty() && dir.join(OCI_LAYOUT_FILE).is_file() && dir.join(INDEX_JSON).is_file();
+    if is_repo {
+        found.push(name.to_string());
+    }
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if is_absent(&e) => return Ok(()),
+        Err(e) => return Err(io_error(dir, e)),
+    };
+    let mut children = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| io_error(dir, e))?;
+        let Ok(file_name) = entry.file_name().into_string() else {
+            continue; // not UTF-8: cannot be part of a repository name
+        };
+        // A layout's own blob store is not a repository (and is big).
+        if is_repo && file_name == BLOBS_DIR {
+            continue;
+        }
+        let child_name = if name.is_empty() {
+            file_name
+        } else {
+            format!("{name}/{file_name}")
+        };
+        // Temp files, hidden directories and anything else that cannot be a
+        // repository path are skipped, with everything below them.
+        if ImageName::parse(&child_name).is_err() {
+            continue;
+        }
+        let path = entry.path();
+        let file_type = entry.file_type().map_err(|e| io_error(&path, e))?;
+        let is_dir = file_type.is_dir() || (file_type.is_symlink() && path.is_dir());
+        if is_dir {
+            children.push((child_name, path));
+        }
+    }
+    children.sort();
+    ancestors.push(canonical);
+    for (child_name, path) in children {
+        walk_dir(canonical_root, &path, &child_name, ancestors, found)?;
+    }
+    ancestors.pop();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::FutureExt;
+
+    fn manifest_for(config: &[u8], layer: &[u8]) -> RawManifest {
+        let body = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": media_type::OCI_MANIFEST,
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": Digest::sha256_of(config).as_str(),
+                "size": config.len(),
+            },
+            "layers": [{
+                "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                "digest": Digest::sha256_of(layer).as_str(),
+                "size": layer.len(),
+            }],
+        });
+        RawManifest::new(serde_json::to_vec(&body).unwrap(), media_type::OCI_MANIFEST)
+    }
+
+    fn upload(bytes: &'static [u8]) -> BlobUpload {
+        upload_claiming(bytes, Digest::sha256_of(bytes))
+    }
+
+    fn upload_claiming(bytes: &'static [u8], digest: Digest) -> BlobUpload {
+        BlobUpload {
+            digest,
+            size: bytes.len() as u64,
+            mount_from: None,
+            open: Arc::new(move || {
+                async move {
+                    let s: BlobStream = Box::pin(futures::stream::once(futures::future::ready(
+                        Ok(Bytes::from_static(bytes)),
+                    )));
+                    Ok(s)
+                }
+                .boxed()
+            }),
+        }
+    }
+
+    fn tag(t: &str) -> ManifestRef {
+        ManifestRef::Tag(Tag::parse(t).unwrap())
+    }
+
+    fn entries(dir: &Path) -> Vec<(String, Option<String>)> {
+        let index: IndexFile =
+            serde_json::from_slice(&std::fs::read(dir.join(INDEX_JSON)).unwrap()).unwrap();
+        index
+            .manifests
+            .iter()
+            .map(|e| (e.digest.to_string(), e.ref_name().map(str::to_string)))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn index_json_never_names_a_manifest_whose_blobs_are_missing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let reg = LayoutRegistry::new(tmp.path());
+        let m = manifest_for(b"{}", b"layer");
+        reg.put_blob("app", &upload(b"{}")).await.unwrap();
+        // The layer is missing: the manifest is refused, nothing is recorded.
+        let err = reg.put_manifest("app", &tag("v1"), &m).await.unwrap_err();
+        assert!(matches!(err, RegistryError::Invalid { .. }), "{err}");
+        assert!(!tmp.path().join("app").join(INDEX_JSON).exists());
+        assert!(!blob_path(&tmp.path().join("app"), &m.digest).exists());
+        assert_eq!(reg.head_manifest("app", &tag("v1")).await.unwrap(), None);
+
+        reg.put_blob("app", &upload(b"layer")).await.unwrap();
+        reg.put_manifest("app", &tag("v1"), &m).await.unwrap();
+        let dir = tmp.path().join("app");
+        for (digest, _) in entries(&dir) {
+            let d = Digest::parse(&digest).unwrap();
+            assert!(blob_path(&dir, &d).is_file());
+        }
+        assert_eq!(reg.list_tags("app").await.unwrap(), vec!["v1"]);
+    }
+
+    #[tokio::test]
+    async fn a_wrong_upload_leaves_no_blob_and_no_temp_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let reg = LayoutRegistry::new(tmp.path());
+        let claimed = Digest::sha256_of(b"the real thing");
+        let err = reg
+            .put_blob("app", &upload_claiming(b"something else", claimed.clone()))
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            RegistryError::SizeMismatch { .. } | RegistryError::DigestMismatch { .. }
+        ));
+        let err = reg
+            .put_blob(
+                "app",
+                &upload_claiming(b"same length ok", Digest::sha256_of(b"same-length-ok")),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RegistryError::DigestMismatch { .. }), "{err}");
+        let sha = tmp.path().join("app/blobs/sha256");
+        let left: Vec<_> = std::fs::read_dir(&sha).unwrap().collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
+        assert_eq!(reg.blob_exists("app", &claimed).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn leftover_temp_files_are_ignored_then_overwritten() {
+        let tmp = tempfile::tempdir().unwrap();
+        let reg = LayoutRegistry::new(tmp.path());
+        let dir = tmp.path().join("app");
+        let config = Digest::sha256_of(b"{}");
+        // What a crash mid-write leaves: partial temp files and no index.json.
+        std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+        std::fs::write(dir.join(OCI_LAYOUT_FILE), OCI_LAYOUT_CONTENT).unwrap();
+        let blob_temp = dir.join(format!("blobs/sha256/{TEMP_PREFIX}{}", config.hex()));
+        std::fs::write(&blob_temp, b"{partial").unwrap();
+        let index_temp = dir.join(format!("{TEMP_PREFIX}{INDEX_JSON}"));
+        std::fs::write(&index_temp, b"{\"schemaVersion\":2,\"manifests\":[{\"trunc").unwrap();
+
+        assert_eq!(reg.blob_exists("app", &config).await.unwrap(), None);
+        assert!(reg.list_tags("app").await.unwrap().is_empty());
+        assert!(reg.list_repositories("").await.unwrap().is_empty());
+
+        reg.put_blob("app", &upload(b"{}")).await.unwrap();
+        reg.put_blob("app", &upload(b"layer")).await.unwrap();
+        let m = manifest_for(b"{}", b"layer");
+        reg.put_manifest("app", &tag("v1"), &m).await.unwrap();
+        assert!(!blob_temp.exists() && !index_temp.exists());
+        assert_eq!(reg.blob_exists("app", &config).await.unwrap(), Some(2));
+        assert_eq!(reg.list_repositories("").await.unwrap(), vec!["app"]);
+    }
+
+    #[tokio::test]
+    async fn concurrent_tag_writes_to_one_repository_are_all_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let reg = Arc::new(LayoutRegistry::new(tmp.path()));
+        reg.put_blob("app", &upload(b"{}")).await.unwrap();
+        reg.put_blob("app", &upload(b"layer")).await.unwrap();
+        let m = manifest_for(b"{}", b"layer");
+        let tasks: Vec<_> = (0..32)
+            .map(|i| {
+                let reg = reg.clone();
+                let m = m.clone();
+                tokio::spawn(
+                    async move { reg.put_manifest("app", &tag(&format!("t{i:02}")), &m).await },
+                )
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        let expected: Vec<String> = (0..32).map(|i| format!("t{i:02}")).collect();
+        assert_eq!(reg.list_tags("app").await.unwrap(), expected);
+    }
+
+    #[tokio::test]
+    async fn a_moved_tag_keeps_the_old_digest_reachable_and_untagged_entries_stay_minimal() {
+        let tmp = tempfile::tempdir().unwrap();
+        let reg = LayoutRegistry::new(tmp.path());
+        let dir = tmp.path().join("app");
+        for b in [&b"{}"[..], b"one", b"two"] {
+            let bytes: &'static [u8] = Box::leak(b.to_vec().into_boxed_slice());
+            reg.put_blob("app", &upload(bytes)).await.unwrap();
+        }
+        let one = manifest_for(b"{}", b"one");
+        let two = manifest_for(b"{}", b"two");
+        reg.put_manifest("app", &ManifestRef::Digest(one.digest.clone()), &one)
+            .await
+            .unwrap();
+        assert_eq!(entries(&dir), vec![(one.digest.to_string(), None)]);
+        reg.put_manifest("app", &tag("v1"), &one).await.unwrap();
+        assert_eq!(
+            entries(&dir),
+            vec![(one.digest.to_string(), Some("v1".into()))]
+        );
+        reg.put_manifest("app", &tag("v1"), &two).await.unwrap();
+        assert_eq!(
+            entries(&dir),
+            vec![
+                (one.digest.to_string(), None),
+                (two.digest.to_string(), Some("v1".into()))
+            ]
+        );
+        // Putting the same again changes nothing.
+        let before = std::fs::read(dir.join(INDEX_JSON)).unwrap();
+        reg.put_manifest("app", &tag("v1"), &two).await.unwrap();
+        reg.put_manifest("app", &ManifestRef::Digest(one.digest.clone()), &one)
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read(dir.join(INDEX_JSON)).unwrap(), before);
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_index_is_an_error_and_is_not_overwritten() {
+        let tmp = tempfile::tempdir().unwrap();
+        let reg = LayoutRegistry::new(tmp.path());
+        let dir = tmp.path().join("app");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(OCI_LAYOUT_FILE), OCI_LAYOUT_CONTENT).unwrap();
+        std::fs::write(dir.join(INDEX_JSON), b"{not json").unwrap();
+        reg.put_blob("app", &upload(b"{}")).await.unwrap();
+        reg.put_blob("app", &upload(b"layer")).await.unwrap();
+        let m = manifest_for(b"{}", b"layer");
+        let err = reg.put_manifest("app", &tag("v1"), &m).await.unwrap_err();
+        assert!(matches!(err, RegistryError::Invalid { .. }), "{err}");
+        assert!(reg.list_tags("app").await.is_err(), "unknown is not empty");
+        assert_eq!(std::fs::read(dir.join(INDEX_JSON)).unwrap(), b"{not json");
+    }
+
+    #[tokio::test]
+    async fn a_tag_naming_a_missing_blob_is_an_error_not_absent() {
+        let tmp = tempfile::tempdir().unwrap();
+        let reg = LayoutRegistry::new(tmp.path());
+        reg.put_blob("app", &upload(b"{}")).await.unwrap();
+        reg.put_blob("app", &upload(b"layer")).await.unwrap();
+        let m = manifest_for(b"{}", b"layer");
+        reg.put_manifest("app", &tag("v1"), &m).await.unwrap();
+        std::fs::remove_file(blob_path(&tmp.path().join("app"), &m.digest)).unwrap();
+        assert!(reg.head_manifest("app", &tag("v1")).await.is_err());
+        // By digest, the manifest simply is not there.
+        let by_digest = ManifestRef::Digest(m.digest.clone());
+        assert_eq!(reg.head_manifest("app", &by_digest).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_corrupted_blob_stream_ends_in_a_digest_mismatch_without_its_last_chunk() {
+        let tmp = tempfile::tempdir().unwrap();
+        let reg = LayoutRegistry::new(tmp.path());
+        let bytes: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+        let digest = Digest::sha256_of(bytes);
+        reg.put_blob("app", &upload(bytes)).await.unwrap();
+        let path = blob_path(&tmp.path().join("app"), &digest);
+        let mut damaged = bytes.to_vec();
+        damaged[100] ^= 1;
+        std::fs::write(&path, &damaged).unwrap();
+        let mut stream = reg.get_blob("app", &digest).await.unwrap();
+        let mut received = 0usize;
+        let mut error = None;
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(chunk) => received += chunk.len(),
+                Err(e) => error = Some(e),
+            }
+        }
+        assert!(matches!(error, Some(RegistryError::DigestMismatch { .. })));
+        assert!(received < bytes.len());
+    }
+
+    #[tokio::test]
+    async fn repository_names_cannot_escape_the_root() {
+        let tmp = tempfile::tempdir().unwrap();
+        let reg = LayoutRegistry::new(tmp.path().join("root"));
+        for bad in ["../x", "/abs", "a/../../b", ""] {
+            assert!(reg.list_tags(bad).await.is_err(), "{bad:?}");
+        }
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn the_walk_skips_symlinks_out_of_the_root_and_loops() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        let outside = tmp.path().join("outside/evil");
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join(OCI_LAYOUT_FILE), OCI_LAYOUT_CONTENT).unwrap();
+        std::fs::write(
+            outside.join(INDEX_JSON),
+            br#"{"schemaVersion":2,"manifests":[]}"#,
+        )
+        .unwrap();
+        let repo = root.join("a/b");
+        std::fs::create_dir_all(&repo).unwrap();
+        std::fs::write(repo.join(OCI_LAYOUT_FILE), OCI_LAYOUT_CONTENT).unwrap();
+        std::fs::write(
+            repo.join(INDEX_JSON),
+            br#"{"schemaVersion":2,"manifests":[]}"#,
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(tmp.path().join("outside"), root.join("out")).unwrap();
+        std::os::unix::fs::symlink(&root, root.join("a/loop")).unwrap();
+        std::os::unix::fs::symlink(root.join("a/b"), root.join("alias")).unwrap();
+        let reg = LayoutRegistry::new(&root);
+        assert_eq!(
+            reg.list_repositories("").await.unwrap(),
+            vec!["a/b", "alias"]
+        );
+        assert_eq!(reg.list_repositories("a").await.unwrap(), vec!["a/b"]);
+        assert!(reg.list_repositories("nope").await.unwrap().is_empty());
+    }
+}
