@@ -1,1 +1,1121 @@
-//! OCI Distribution over HTTP.
+//! OCI Distribution over HTTP: [`RemoteRegistry`] implements [`Registry`].
+//!
+//! Construction goes through [`Remotes`], which keeps one reqwest client per
+//! TLS configuration for the whole process (so connections are pooled and
+//! reused across registries and tasks) and one [`RemoteRegistry`] per
+//! endpoint (so the in-flight cap, pacing and token cache are per registry):
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), promoter::registry::RegistryError> {
+//! use promoter::reference::RegistryName;
+//! use promoter::registry::remote::{CredentialStore, RemoteOptions, Remotes};
+//! let remotes = Remotes::new(RemoteOptions::default(), CredentialStore::discover(None)?);
+//! let name = RegistryName::parse("registry.example/prod").unwrap();
+//! let registry = remotes.registry(&name.endpoint)?;
+//! # Ok(()) }
+//! ```
+//!
+//! Request economy: a blob upload is two requests (POST, then one streaming
+//! PUT); a mount is one; an existence check is one HEAD. See [`transport`]
+//! for retries, auth and redirects.
+
+pub mod auth;
+pub mod credentials;
+pub mod options;
+pub mod redact;
+pub mod transport;
+mod verify;
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use reqwest::header::{
+    HeaderMap, ACCEPT, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LINK, LOCATION,
+};
+use reqwest::{Method, Response, StatusCode};
+use serde::Deserialize;
+use url::Url;
+
+pub use auth::Scopes;
+pub use credentials::{Credential, CredentialStore, Secret};
+pub use options::{RegistryOptions, RemoteOptions, ResolvedOptions};
+
+use self::transport::{reqwest_error, Body, Req, RetryClock, Transport};
+use self::verify::VerifyingStream;
+use crate::reference::{Digest, Endpoint, ImageName, ManifestRef, Tag};
+use crate::registry::{
+    media_type, BlobPut, BlobStream, BlobUpload, Descriptor, RawManifest, Registry, RegistryError,
+};
+
+/// Largest manifest accepted (the distribution spec suggests registries
+/// take at least 4 MiB). Bounds what a hostile registry can make us hold.
+pub const MANIFEST_LIMIT: usize = 8 << 20;
+/// Most pages followed in one listing: a loop guard.
+const MAX_PAGES: usize = 100_000;
+
+const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
+
+// ---------------------------------------------------------------- factory
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ClientKey {
+    ca_file: Option<std::path::PathBuf>,
+    client_cert: Option<std::path::PathBuf>,
+    client_key: Option<std::path::PathBuf>,
+    connect_timeout: Duration,
+    read_timeout: Duration,
+}
+
+impl ClientKey {
+    fn of(opts: &ResolvedOptions) -> ClientKey {
+        ClientKey {
+            ca_file: opts.ca_file.clone(),
+            client_cert: opts.client_cert.clone(),
+            client_key: opts.client_key.clone(),
+            connect_timeout: opts.connect_timeout,
+            read_timeout: opts.read_timeout,
+        }
+    }
+}
+
+/// Hands out [`RemoteRegistry`] handles: one per endpoint, sharing one HTTP
+/// client per TLS configuration. Make one per process.
+pub struct Remotes {
+    options: RemoteOptions,
+    credentials: Arc<CredentialStore>,
+    clients: Mutex<HashMap<ClientKey, reqwest::Client>>,
+    registries: Mutex<HashMap<String, Arc<RemoteRegistry>>>,
+}
+
+impl std::fmt::Debug for Remotes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Remotes")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Remotes {
+    pub fn new(options: RemoteOptions, credentials: CredentialStore) -> Remotes {
+        Remotes {
+            options,
+            credentials: Arc::new(credentials),
+            clients: Mutex::new(HashMap::new()),
+            registries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The registry behind an HTTP endpoint (an `oci:` endpoint is refused:
+    /// that is the layout backend's).
+    pub fn registry(&self, endpoint: &Endpoint) -> Result<Arc<RemoteRegistry>, RegistryError> {
+        let Endpoint::Http { host } = endpoint else {
+            return Err(RegistryError::Invalid {
+                what: endpoint.to_string(),
+                message: "not an HTTP registry".to_string(),
+            });
+        };
+        if let Some(existing) = self.registries.lock().unwrap().get(host) {
+            return Ok(existing.clone());
+        }
+        let opts = self.options.for_host(host);
+        let client = {
+            let mut clients = self.clients.lock().unwrap();
+            let key = ClientKey::of(&opts);
+            match clients.get(&key) {
+                Some(c) => c.clone(),
+                None => {
+                    let c = transport::build_client(&opts)?;
+                    clients.insert(key, c.clone());
+                    c
+                }
+            }
+        };
+        let api_host = endpoint.api_host().unwrap_or(host);
+        let registry = Arc::new(RemoteRegistry::with_client(
+            host,
+            api_host,
+            opts,
+            client,
+            self.credentials.clone(),
+        )?);
+        Ok(self
+            .registries
+            .lock()
+            .unwrap()
+            .entry(host.clone())
+            .or_insert(registry)
+            .clone())
+    }
+}
+
+// ---------------------------------------------------------------- registry
+
+const REFERRERS_UNKNOWN: u8 = 0;
+const REFERRERS_SUPPORTED: u8 = 1;
+const REFERRERS_UNSUPPORTED: u8 = 2;
+
+/// One OCI Distribution endpoint.
+#[derive(Debug)]
+pub struct RemoteRegistry {
+    t: Transport,
+    /// Set once the registry refused a monolithic PUT: upload in chunks.
+    chunked: AtomicBool,
+    referrers_api: AtomicU8,
+}
+
+impl RemoteRegistry {
+    /// A registry with a client of its own. Prefer [`Remotes::registry`] in
+    /// the program, which shares clients; this suits tests and tools.
+    /// `host` is `host[:port]` as in [`Endpoint::Http`].
+    pub fn new(
+        host: &str,
+        options: ResolvedOptions,
+        credentials: Arc<CredentialStore>,
+    ) -> Result<RemoteRegistry, RegistryError> {
+        let endpoint = Endpoint::Http {
+            host: host.to_string(),
+        };
+        let api_host = endpoint.api_host().unwrap_or(host).to_string();
+        let client = transport::build_client(&options)?;
+        RemoteRegistry::with_client(host, &api_host, options, client, credentials)
+    }
+
+    fn with_client(
+        host: &str,
+        api_host: &str,
+        options: ResolvedOptions,
+        client: reqwest::Client,
+        credentials: Arc<CredentialStore>,
+    ) -> Result<RemoteRegistry, RegistryError> {
+        Ok(RemoteRegistry {
+            chunked: AtomicBool::new(options.chunked_upload),
+            t: Transport::new(host, api_host, options, client, credentials)?,
+            referrers_api: AtomicU8::new(REFERRERS_UNKNOWN),
+        })
+    }
+
+    /// `host[:port]`.
+    pub fn host(&self) -> &str {
+        &self.t.host
+    }
+
+    /// `http(s)://api-host[:port]/`.
+    pub fn base_url(&self) -> &Url {
+        &self.t.base
+    }
+
+    pub fn options(&self) -> &ResolvedOptions {
+        &self.t.opts
+    }
+
+    fn check_repo(&self, repo: &str) -> Result<(), RegistryError> {
+        // Repositories become URL paths: only the distribution grammar gets in.
+        ImageName::parse(repo)
+            .map(|_| ())
+            .map_err(|e| RegistryError::Invalid {
+                what: format!("{}/{repo}", self.t.host),
+                message: e.message,
+            })
+    }
+
+    fn what(&self, repo: &str, item: impl std::fmt::Display) -> String {
+        format!("{}/{repo}@{item}", self.t.host)
+    }
+
+    async fn error(&self, req: &Req, response: Response) -> RegistryError {
+        self.t
+            .status_error(&req.method, response, &req.scopes)
+            .await
+    }
+
+    /// Follow `Link: <…>; rel="next"` from `first`, collecting `field` of
+    /// each page. `Ok(None)` when the first page is a 404.
+    async fn paginate(
+        &self,
+        first: Url,
+        scopes: Scopes,
+        field: &'static str,
+    ) -> Result<Option<Vec<String>>, RegistryError> {
+        let mut out = Vec::new();
+        let mut url = first;
+        let mut seen = HashSet::new();
+        for page in 0..MAX_PAGES {
+            let req = Req::new(Method::GET, url.clone(), scopes.clone())
+                .header(ACCEPT, "application/json");
+            let response = self.t.send(&req).await?;
+            if response.status() == StatusCode::NOT_FOUND && page == 0 {
+                drain(response).await;
+                return Ok(None);
+            }
+            if !response.status().is_success() {
+                return Err(self.error(&req, response).await);
+            }
+            let next = next_link(response.headers());
+            let body = read_limited(response, MANIFEST_LIMIT * 4, &req).await?;
+            let value: serde_json::Value =
+                serde_json::from_slice(&body).map_err(|e| RegistryError::Invalid {
+                    what: redact::url(&url),
+                    message: format!("not a JSON listing: {e}"),
+                })?;
+            if let Some(items) = value.get(field).and_then(|v| v.as_array()) {
+                out.extend(items.iter().filter_map(|v| v.as_str()).map(str::to_string));
+            }
+            let Some(next) = next else {
+                return Ok(Some(out));
+            };
+            let next = url.join(&next).map_err(|e| RegistryError::Invalid {
+                what: redact::url(&url),
+                message: format!("bad Link header: {e}"),
+            })?;
+            if next.scheme() != url.scheme()
+                || next.host_str() != url.host_str()
+                || next.port_or_known_default() != url.port_or_known_default()
+            {
+                // Our credentials go only to the registry itself.
+                return Err(RegistryError::Invalid {
+                    what: redact::url(&url),
+                    message: format!("Link to another host ({})", redact::url(&next)),
+                });
+            }
+            if !seen.insert(next.as_str().to_string()) {
+                return Err(RegistryError::Invalid {
+                    what: redact::url(&url),
+                    message: "Link pagination loops".to_string(),
+                });
+            }
+            url = next;
+        }
+        Err(RegistryError::Invalid {
+            what: redact::url(&url),
+            message: format!("more than {MAX_PAGES} pages"),
+        })
+    }
+
+    fn manifest_req(
+        &self,
+        method: Method,
+        repo: &str,
+        reference: &ManifestRef,
+    ) -> Result<Req, RegistryError> {
+        let url = self.t.url(&format!("/v2/{repo}/manifests/{reference}"))?;
+        Ok(Req::new(method, url, Scopes::pull(repo)).header(ACCEPT, accept_manifests()))
+    }
+
+    /// One attempt at the whole upload sequence: mount or POST, then PUT (or
+    /// PATCHes and a PUT). `mount_from` is cleared once a mount failed, so a
+    /// retry goes straight to uploading.
+    async fn put_blob_once(
+        &self,
+        repo: &str,
+        upload: &BlobUpload,
+        mount_from: &mut Option<String>,
+        deadline: Instant,
+    ) -> Result<BlobPut, RegistryError> {
+        let mut session = None;
+        if let Some(from) = mount_from.clone() {
+            let mut url = self.t.url(&format!("/v2/{repo}/blobs/uploads/"))?;
+            url.query_pairs_mut()
+                .append_pair("mount", upload.digest.as_str())
+                .append_pair("from", &from);
+            // One token for both repositories, or the mount cannot work.
+            let scopes = Scopes::push(repo).with(&format!("repository:{from}"), &["pull"]);
+            let req = Req::new(Method::POST, url, scopes);
+            match self.t.send_until(&req, deadline).await {
+                Ok(response) if response.status() == StatusCode::CREATED => {
+                    drain(response).await;
+                    return Ok(BlobPut::Mounted);
+                }
+                Ok(response) if response.status() == StatusCode::ACCEPTED => {
+                    // The source lacked the blob: the registry opened an
+                    // ordinary upload session instead. Use it; no second POST.
+                    session = Some(self.session_location(&req, response).await?);
+                }
+                Ok(response) => {
+                    tracing::debug!(
+                        registry = %self.t.host, repo, from = %from,
+                        status = response.status().as_u16(), "mount refused; uploading"
+                    );
+                    drain(response).await;
+                    *mount_from = None;
+                }
+                Err(e) if e.is_retryable() => return Err(e),
+                Err(e) => {
+                    tracing::debug!(registry = %self.t.host, repo, error = %e, "mount failed; uploading");
+                    *mount_from = None;
+                }
+            }
+        }
+        let session = match session {
+            Some(s) => s,
+            None => {
+                let url = self.t.url(&format!("/v2/{repo}/blobs/uploads/"))?;
+                let req =
+                    Req::new(Method::POST, url, Scopes::push(repo)).header(CONTENT_LENGTH, "0");
+                let response = self.t.send_until(&req, deadline).await?;
+                if response.status() != StatusCode::ACCEPTED {
+                    return Err(self.error(&req, response).await);
+                }
+                self.session_location(&req, response).await?
+            }
+        };
+        if self.chunked.load(Ordering::Relaxed) {
+            return self.upload_chunked(repo, upload, session, deadline).await;
+        }
+        let mut url = session;
+        url.query_pairs_mut()
+            .append_pair("digest", upload.digest.as_str());
+        let req = Req::new(Method::PUT, url, Scopes::push(repo))
+            .header(CONTENT_TYPE, media_type::OCTET_STREAM)
+            .body(Body::Stream {
+                open: upload.open.clone(),
+                size: upload.size,
+            })
+            // The session may hold part of a failed body: the caller starts over.
+            .no_retry();
+        let response = self.t.send_until(&req, deadline).await?;
+        match response.status() {
+            StatusCode::CREATED | StatusCode::NO_CONTENT | StatusCode::OK => {
+                self.check_stored_digest(repo, &upload.digest, response.headers())?;
+                drain(response).await;
+                Ok(BlobPut::Uploaded)
+            }
+            StatusCode::METHOD_NOT_ALLOWED
+            | StatusCode::LENGTH_REQUIRED
+            | StatusCode::PAYLOAD_TOO_LARGE
+            | StatusCode::NOT_IMPLEMENTED => {
+                // This registry wants chunks. Remember, and start over.
+                tracing::info!(registry = %self.t.host, status = response.status().as_u16(),
+                    "monolithic blob upload refused; switching to chunked uploads");
+                drain(response).await;
+                self.chunked.store(true, Ordering::Relaxed);
+                Box::pin(self.put_blob_once(repo, upload, &mut None, deadline)).await
+            }
+            _ => Err(self.error(&req, response).await),
+        }
+    }
+
+    async fn upload_chunked(
+        &self,
+        repo: &str,
+        upload: &BlobUpload,
+        session: Url,
+        deadline: Instant,
+    ) -> Result<BlobPut, RegistryError> {
+        let chunk_size = self.t.opts.chunk_size as usize;
+        let mut source = (upload.open)().await?;
+        let mut url = session;
+        let mut offset: u64 = 0;
+        let mut buffer = BytesMut::new();
+        let mut ended = false;
+        loop {
+            while !ended && buffer.len() < chunk_size {
+                match source.next().await {
+                    Some(chunk) => buffer.extend_from_slice(&chunk?),
+                    None => ended = true,
+                }
+            }
+            let take = buffer.len().min(chunk_size);
+            if take == 0 {
+                break;
+            }
+            let chunk: Bytes = buffer.split_to(take).freeze();
+            let end = offset + chunk.len() as u64;
+            if end > upload.size {
+                return Err(RegistryError::SizeMismatch {
+                    what: self.what(repo, &upload.digest),
+                    expected: upload.size,
+                    actual: end,
+                });
+            }
+            let req = Req::new(Method::PATCH, url.clone(), Scopes::push(repo))
+                .header(CONTENT_TYPE, media_type::OCTET_STREAM)
+                .header(CONTENT_RANGE, format!("{offset}-{}", end - 1))
+                .header(CONTENT_LENGTH, chunk.len().to_string())
+                .body(Body::Bytes(chunk))
+                .no_retry();
+            let response = self.t.send_until(&req, deadline).await?;
+            if response.status() != StatusCode::ACCEPTED {
+                return Err(self.error(&req, response).await);
+            }
+            url = self.session_location(&req, response).await?;
+            offset = end;
+        }
+        if offset != upload.size {
+            return Err(RegistryError::SizeMismatch {
+                what: self.what(repo, &upload.digest),
+                expected: upload.size,
+                actual: offset,
+            });
+        }
+        url.query_pairs_mut()
+            .append_pair("digest", upload.digest.as_str());
+        let req = Req::new(Method::PUT, url, Scopes::push(repo))
+            .header(CONTENT_TYPE, media_type::OCTET_STREAM)
+            .header(CONTENT_LENGTH, "0")
+            .no_retry();
+        let response = self.t.send_until(&req, deadline).await?;
+        if !response.status().is_success() {
+            return Err(self.error(&req, response).await);
+        }
+        self.check_stored_digest(repo, &upload.digest, response.headers())?;
+        drain(response).await;
+        Ok(BlobPut::Uploaded)
+    }
+
+    /// The upload session URL from a 202's `Location`, resolved against the
+    /// request (registries answer relative or absolute).
+    async fn session_location(&self, req: &Req, response: Response) -> Result<Url, RegistryError> {
+        let location = response
+            .headers()
+            .get(LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .and_then(|l| req.url.join(l).ok());
+        drain(response).await;
+        location.ok_or_else(|| RegistryError::Invalid {
+            what: redact::url(&req.url),
+            message: "upload answer has no usable Location".to_string(),
+        })
+    }
+
+    fn check_stored_digest(
+        &self,
+        repo: &str,
+        expected: &Digest,
+        headers: &HeaderMap,
+    ) -> Result<(), RegistryError> {
+        match header_digest(headers) {
+            Some(stored) if stored.algorithm() == expected.algorithm() && stored != *expected => {
+                Err(RegistryError::DigestMismatch {
+                    what: format!("{} stored", self.what(repo, expected)),
+                    expected: expected.clone(),
+                    actual: stored,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Referrers through the OCI 1.1 API. `Ok(None)` when the registry does
+    /// not offer it.
+    async fn referrers_api(
+        &self,
+        repo: &str,
+        subject: &Digest,
+    ) -> Result<Option<Vec<Descriptor>>, RegistryError> {
+        let mut url = self.t.url(&format!("/v2/{repo}/referrers/{subject}"))?;
+        let mut out = Vec::new();
+        let mut seen = HashSet::new();
+        loop {
+            let req = Req::new(Method::GET, url.clone(), Scopes::pull(repo))
+                .header(ACCEPT, media_type::OCI_INDEX);
+            let response = self.t.send(&req).await?;
+            let status = response.status();
+            // A registry offering the API never answers 404 (spec: it
+            // answers an empty index), so a 404 means "no such API".
+            if status == StatusCode::NOT_FOUND && out.is_empty() {
+                drain(response).await;
+                return Ok(None);
+            }
+            if !status.is_success() {
+                return Err(self.error(&req, response).await);
+            }
+            let next = next_link(response.headers());
+            let body = read_limited(response, MANIFEST_LIMIT, &req).await?;
+            let index: IndexJson =
+                serde_json::from_slice(&body).map_err(|e| RegistryError::Invalid {
+                    what: self.what(repo, format!("referrers of {subject}")),
+                    message: format!("not an image index: {e}"),
+                })?;
+            for d in index.manifests {
+                out.push(d.into_descriptor(&self.what(repo, "referrers"))?);
+            }
+            match next.and_then(|n| url.join(&n).ok()) {
+                Some(n) if n.host_str() == url.host_str() && seen.insert(n.to_string()) => url = n,
+                _ => return Ok(Some(out)),
+            }
+        }
+    }
+
+    /// Referrers through the `<alg>-<hex>` tag schema, keeping only
+    /// manifests whose `subject` really is `subject`.
+    async fn referrers_by_tag(
+        &self,
+        repo: &str,
+        subject: &Digest,
+    ) -> Result<Vec<Descriptor>, RegistryError> {
+        let tag = referrers_tag(subject);
+        let Some(index) = self.get_manifest(repo, &ManifestRef::Tag(tag)).await? else {
+            return Ok(Vec::new());
+        };
+        let parsed: IndexJson =
+            serde_json::from_slice(&index.bytes).map_err(|e| RegistryError::Invalid {
+                what: self.what(repo, referrers_tag_text(subject)),
+                message: format!("referrers tag is not an image index: {e}"),
+            })?;
+        let mut out = Vec::new();
+        let mut seen = BTreeSet::new();
+        for entry in parsed.manifests {
+            let descriptor = entry.into_descriptor(&self.what(repo, "referrers"))?;
+            if !seen.insert(descriptor.digest.clone()) {
+                continue;
+            }
+            let Some(manifest) = self
+                .get_manifest(repo, &ManifestRef::Digest(descriptor.digest.clone()))
+                .await?
+            else {
+                continue; // listed but gone: not a referrer we can copy
+            };
+            let Ok(probe) = serde_json::from_slice::<SubjectProbe>(&manifest.bytes) else {
+                continue;
+            };
+            if probe.subject.as_ref().map(|s| s.digest.as_str()) != Some(subject.as_str()) {
+                tracing::debug!(registry = %self.t.host, repo, referrer = %descriptor.digest,
+                    "referrers tag lists a manifest whose subject is not this digest; skipped");
+                continue;
+            }
+            out.push(Descriptor {
+                artifact_type: descriptor
+                    .artifact_type
+                    .or(probe.artifact_type)
+                    .or(probe.config.map(|c| c.media_type)),
+                media_type: manifest.media_type,
+                size: manifest.bytes.len() as u64,
+                digest: descriptor.digest,
+            });
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl Registry for RemoteRegistry {
+    fn display_name(&self) -> String {
+        self.t.host.clone()
+    }
+
+    async fn list_repositories(&self, prefix: &str) -> Result<Vec<String>, RegistryError> {
+        let prefix = prefix.trim_matches('/');
+        let mut url = self.t.url("/v2/_catalog")?;
+        url.query_pairs_mut()
+            .append_pair("n", &self.t.opts.page_size.to_string());
+        let all = self
+            .paginate(url, Scopes::catalog(), "repositories")
+            .await?
+            .unwrap_or_default();
+        let mut repos: Vec<String> = all
+            .into_iter()
+            .filter(|r| {
+                prefix.is_empty()
+                    || r == prefix
+                    || r.strip_prefix(prefix)
+                        .is_some_and(|rest| rest.starts_with('/'))
+            })
+            .collect();
+        repos.sort();
+        repos.dedup();
+        Ok(repos)
+    }
+
+    async fn list_tags(&self, repo: &str) -> Result<Vec<String>, RegistryError> {
+        self.check_repo(repo)?;
+        let mut url = self.t.url(&format!("/v2/{repo}/tags/list"))?;
+        url.query_pairs_mut()
+            .append_pair("n", &self.t.opts.page_size.to_string());
+        let mut tags = self
+            .paginate(url, Scopes::pull(repo), "tags")
+            .await?
+            .unwrap_or_default();
+        tags.sort();
+        tags.dedup();
+        Ok(tags)
+    }
+
+    async fn head_manifest(
+        &self,
+        repo: &str,
+        reference: &ManifestRef,
+    ) -> Result<Option<Descriptor>, RegistryError> {
+        self.check_repo(repo)?;
+        let req = self.manifest_req(Method::HEAD, repo, reference)?;
+        let response = self.t.send(&req).await?;
+        match response.status() {
+            StatusCode::NOT_FOUND => return Ok(None),
+            s if s.is_success() => {}
+            _ => return Err(self.error(&req, response).await),
+        }
+        let headers = response.headers();
+        let digest = header_digest(headers).or(match reference {
+            ManifestRef::Digest(d) => Some(d.clone()),
+            ManifestRef::Tag(_) => None,
+        });
+        let media = content_type(headers).filter(|m| !is_generic_type(m));
+        let size = headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if let (Some(digest), Some(media_type), Some(size)) = (digest, media, size) {
+            if let ManifestRef::Digest(asked) = reference {
+                if *asked != digest {
+                    return Err(RegistryError::DigestMismatch {
+                        what: self.what(repo, asked),
+                        expected: asked.clone(),
+                        actual: digest,
+                    });
+                }
+            }
+            return Ok(Some(Descriptor {
+                digest,
+                media_type,
+                size,
+                artifact_type: None,
+            }));
+        }
+        // The registry left something out of its HEAD answer: a GET tells all.
+        Ok(self
+            .get_manifest(repo, reference)
+            .await?
+            .map(|m| Descriptor {
+                size: m.bytes.len() as u64,
+                digest: m.digest,
+                media_type: m.media_type,
+                artifact_type: None,
+            }))
+    }
+
+    async fn get_manifest(
+        &self,
+        repo: &str,
+        reference: &ManifestRef,
+    ) -> Result<Option<RawManifest>, RegistryError> {
+        self.check_repo(repo)?;
+        let req = self.manifest_req(Method::GET, repo, reference)?;
+        let response = self.t.send(&req).await?;
+        match response.status() {
+            StatusCode::NOT_FOUND => {
+                drain(response).await;
+                return Ok(None);
+            }
+            s if s.is_success() => {}
+            _ => return Err(self.error(&req, response).await),
+        }
+        let claimed = header_digest(response.headers());
+        let header_type = content_type(response.headers()).filter(|m| !is_generic_type(m));
+        let bytes = read_limited(response, MANIFEST_LIMIT, &req).await?;
+        let digest = match reference {
+            ManifestRef::Digest(asked) => {
+                let actual = Digest::of(asked.algorithm(), &bytes);
+                if actual != *asked {
+                    return Err(RegistryError::DigestMismatch {
+                        what: self.what(repo, asked),
+                        expected: asked.clone(),
+                        actual,
+                    });
+                }
+                actual
+            }
+            ManifestRef::Tag(tag) => match claimed {
+                // The registry says which digest the tag points at: the
+                // bytes must match it.
+                Some(claimed) => {
+                    let actual = Digest::of(claimed.algorithm(), &bytes);
+                    if actual != claimed {
+                        return Err(RegistryError::DigestMismatch {
+                            what: self.what(repo, tag),
+                            expected: claimed,
+                            actual,
+                        });
+                    }
+                    actual
+                }
+                None => Digest::sha256_of(&bytes),
+            },
+        };
+        let media_type = match header_type {
+            Some(m) => m,
+            None => sniff_media_type(&bytes),
+        };
+        Ok(Some(RawManifest {
+            bytes,
+            media_type,
+            digest,
+        }))
+    }
+
+    async fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &ManifestRef,
+        manifest: &RawManifest,
+    ) -> Result<(), RegistryError> {
+        self.check_repo(repo)?;
+        if let ManifestRef::Digest(d) = reference {
+            let actual = Digest::of(d.algorithm(), &manifest.bytes);
+            if actual != *d {
+                return Err(RegistryError::DigestMismatch {
+                    what: self.what(repo, d),
+                    expected: d.clone(),
+                    actual,
+                });
+            }
+        }
+        let url = self.t.url(&format!("/v2/{repo}/manifests/{reference}"))?;
+        let req = Req::new(Method::PUT, url, Scopes::push(repo))
+            .header(CONTENT_TYPE, &manifest.media_type)
+            .body(Body::Bytes(manifest.bytes.clone()));
+        let response = self.t.send(&req).await?;
+        if !response.status().is_success() {
+            return Err(self.error(&req, response).await);
+        }
+        self.check_stored_digest(repo, &manifest.digest, response.headers())?;
+        drain(response).await;
+        Ok(())
+    }
+
+    async fn blob_exists(&self, repo: &str, digest: &Digest) -> Result<Option<u64>, RegistryError> {
+        self.check_repo(repo)?;
+        let url = self.t.url(&format!("/v2/{repo}/blobs/{digest}"))?;
+        let req = Req::new(Method::HEAD, url, Scopes::pull(repo));
+        let response = self.t.send(&req).await?;
+        match response.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            s if s.is_success() => {
+                let size = response
+                    .headers()
+                    .get(CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .ok_or_else(|| RegistryError::Invalid {
+                        what: self.what(repo, digest),
+                        message: "blob HEAD answer has no Content-Length".to_string(),
+                    })?;
+                Ok(Some(size))
+            }
+            _ => Err(self.error(&req, response).await),
+        }
+    }
+
+    async fn get_blob(&self, repo: &str, digest: &Digest) -> Result<BlobStream, RegistryError> {
+        self.check_repo(repo)?;
+        let url = self.t.url(&format!("/v2/{repo}/blobs/{digest}"))?;
+        let req = Req::new(Method::GET, url, Scopes::pull(repo));
+        let response = self.t.send(&req).await?;
+        if response.status() != StatusCode::OK {
+            return Err(self.error(&req, response).await);
+        }
+        let size = response.content_length();
+        let shown = redact::url(response.url());
+        let what = self.what(repo, digest);
+        let bytes = response
+            .bytes_stream()
+            .map(move |r| r.map_err(|e| reqwest_error("GET", &shown, e)));
+        Ok(Box::pin(VerifyingStream::new(
+            bytes,
+            digest.clone(),
+            size,
+            what,
+        )))
+    }
+
+    async fn put_blob(&self, repo: &str, upload: &BlobUpload) -> Result<BlobPut, RegistryError> {
+        self.check_repo(repo)?;
+        let mut mount_from = match &upload.mount_from {
+            Some(from) if from != repo => {
+                self.check_repo(from)?;
+                Some(from.clone())
+            }
+            _ => None,
+        };
+        let deadline = Instant::now() + self.t.opts.retry_deadline;
+        let mut clock = RetryClock::new(deadline, self.t.opts.max_attempts);
+        loop {
+            match self
+                .put_blob_once(repo, upload, &mut mount_from, deadline)
+                .await
+            {
+                Ok(done) => return Ok(done),
+                Err(e) if e.is_retryable() => {
+                    let hint = match &e {
+                        RegistryError::RateLimited {
+                            retry_after_secs: Some(s),
+                            ..
+                        } => Some(Duration::from_secs(*s)),
+                        _ => None,
+                    };
+                    match clock.next_delay(hint) {
+                        Some(wait) => {
+                            tracing::debug!(registry = %self.t.host, repo, digest = %upload.digest,
+                                error = %e, wait_ms = wait.as_millis() as u64, "retrying blob upload");
+                            tokio::time::sleep(wait).await;
+                        }
+                        None => return Err(e),
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn referrers(
+        &self,
+        repo: &str,
+        subject: &Digest,
+    ) -> Result<Vec<Descriptor>, RegistryError> {
+        self.check_repo(repo)?;
+        if self.referrers_api.load(Ordering::Relaxed) != REFERRERS_UNSUPPORTED {
+            match self.referrers_api(repo, subject).await? {
+                Some(found) => {
+                    self.referrers_api
+                        .store(REFERRERS_SUPPORTED, Ordering::Relaxed);
+                    return Ok(found);
+                }
+                None => {
+                    // Only learn "unsupported" from a registry that never
+                    // answered the API: one stray 404 should not disable it.
+                    let _ = self.referrers_api.compare_exchange(
+                        REFERRERS_UNKNOWN,
+                        REFERRERS_UNSUPPORTED,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
+                }
+            }
+        }
+        self.referrers_by_tag(repo, subject).await
+    }
+}
+
+// ---------------------------------------------------------------- helpers
+
+/// The `Accept` header for manifests: every type we understand.
+fn accept_manifests() -> String {
+    media_type::ACCEPTED.join(", ")
+}
+
+fn content_type(headers: &HeaderMap) -> Option<String> {
+    let raw = headers.get(CONTENT_TYPE)?.to_str().ok()?;
+    let bare = raw.split(';').next().unwrap_or(raw).trim();
+    (!bare.is_empty()).then(|| bare.to_string())
+}
+
+fn is_generic_type(media_type: &str) -> bool {
+    matches!(
+        media_type,
+        "application/json" | "text/plain" | "application/octet-stream"
+    )
+}
+
+fn header_digest(headers: &HeaderMap) -> Option<Digest> {
+    headers
+        .get(DOCKER_CONTENT_DIGEST)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| Digest::parse(v.trim()).ok())
+}
+
+/// The media type a manifest declares in its body (when the registry's
+/// `Content-Type` was missing or generic).
+fn sniff_media_type(bytes: &[u8]) -> String {
+    #[derive(Deserialize)]
+    struct Probe {
+        #[serde(default, rename = "mediaType")]
+        media_type: Option<String>,
+        #[serde(default)]
+        manifests: Option<serde_json::Value>,
+    }
+    match serde_json::from_slice::<Probe>(bytes) {
+        Ok(Probe {
+            media_type: Some(m),
+            ..
+        }) if !m.is_empty() => m,
+        Ok(Probe {
+            manifests: Some(_), ..
+        }) => media_type::OCI_INDEX.to_string(),
+        _ => media_type::OCI_MANIFEST.to_string(),
+    }
+}
+
+/// The `rel="next"` target of a `Link` header, if any.
+pub fn next_link(headers: &HeaderMap) -> Option<String> {
+    for value in headers.get_all(LINK) {
+        let Ok(text) = value.to_str() else { continue };
+        let mut rest = text;
+        while let Some(open) = rest.find('<') {
+            let after = &rest[open + 1..];
+            let Some(close) = after.find('>') else { break };
+            let target = &after[..close];
+            let params_end = after[close..].find('<').map_or(after.len(), |i| close + i);
+            let params = &after[close + 1..params_end];
+            let is_next = params.split(';').any(|p| {
+                let p = p.trim().trim_end_matches(',').trim();
+                p.split_once('=').is_some_and(|(k, v)| {
+                    k.trim().eq_ignore_ascii_case("rel")
+                        && v.trim()
+                            .trim_matches('"')
+                            .split_ascii_whitespace()
+                            .any(|r| r.eq_ignore_ascii_case("next"))
+                })
+            });
+            if is_next {
+                return Some(target.to_string());
+            }
+            rest = &after[params_end..];
+        }
+    }
+    None
+}
+
+/// The tag the referrers tag schema uses for `subject`: `<alg>-<hex>`, the
+/// algorithm cut to 32 and the hex to 64 characters (so sha512 fits a tag).
+pub fn referrers_tag(subject: &Digest) -> Tag {
+    Tag::parse(&referrers_tag_text(subject)).expect("alg-hex is always a valid tag")
+}
+
+fn referrers_tag_text(subject: &Digest) -> String {
+    let alg = subject.algorithm().as_str();
+    let hex = subject.hex();
+    format!(
+        "{}-{}",
+        &alg[..alg.len().min(32)],
+        &hex[..hex.len().min(64)]
+    )
+}
+
+/// Read a whole (small) body, refusing more than `limit` bytes.
+async fn read_limited(response: Response, limit: usize, req: &Req) -> Result<Bytes, RegistryError> {
+    let shown = redact::url(response.url());
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(RegistryError::Invalid {
+            what: shown,
+            message: format!("answer larger than {limit} bytes"),
+        });
+    }
+    let mut body = BytesMut::new();
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| reqwest_error(req.method.as_str(), &shown, e))?;
+        if body.len() + chunk.len() > limit {
+            return Err(RegistryError::Invalid {
+                what: shown,
+                message: format!("answer larger than {limit} bytes"),
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// Read and drop a small body so the connection goes back to the pool.
+async fn drain(response: Response) {
+    let mut stream = response.bytes_stream();
+    let mut read = 0usize;
+    while let Some(Ok(chunk)) = stream.next().await {
+        read += chunk.len();
+        if read > 64 << 10 {
+            break; // not worth it: let the connection go
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct IndexJson {
+    #[serde(default)]
+    manifests: Vec<DescriptorJson>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DescriptorJson {
+    media_type: String,
+    digest: String,
+    size: u64,
+    #[serde(default)]
+    artifact_type: Option<String>,
+}
+
+impl DescriptorJson {
+    fn into_descriptor(self, what: &str) -> Result<Descriptor, RegistryError> {
+        let digest = Digest::parse(&self.digest).map_err(|e| RegistryError::Invalid {
+            what: what.to_string(),
+            message: e.message,
+        })?;
+        Ok(Descriptor {
+            digest,
+            media_type: self.media_type,
+            size: self.size,
+            artifact_type: self.artifact_type,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SubjectProbe {
+    #[serde(default)]
+    subject: Option<DescriptorJson>,
+    #[serde(default)]
+    artifact_type: Option<String>,
+    #[serde(default)]
+    config: Option<DescriptorJson>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    #[test]
+    fn link_headers_yield_the_next_page() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            LINK,
+            HeaderValue::from_static(r#"</v2/_catalog?last=b&n=2>; rel="next""#),
+        );
+        assert_eq!(next_link(&h).as_deref(), Some("/v2/_catalog?last=b&n=2"));
+        h.insert(
+            LINK,
+            HeaderValue::from_static(
+                r#"<https://x/prev>; rel="prev", <https://x/next?a=1,2>; rel=next"#,
+            ),
+        );
+        assert_eq!(next_link(&h).as_deref(), Some("https://x/next?a=1,2"));
+        h.insert(
+            LINK,
+            HeaderValue::from_static(r#"<https://x/a>; rel="first""#),
+        );
+        assert_eq!(next_link(&h), None);
+        for junk in ["<", ">", "<<>>", "<a>; rel", "rel=next"] {
+            h.insert(LINK, HeaderValue::from_static(junk));
+            let _ = next_link(&h);
+        }
+    }
+
+    #[test]
+    fn referrers_tags_fit_the_tag_grammar() {
+        let d = Digest::sha256_of(b"x");
+        assert_eq!(referrers_tag(&d).as_str(), format!("sha256-{}", d.hex()));
+        let long = Digest::parse(&format!("sha512:{}", "a".repeat(128))).unwrap();
+        assert_eq!(
+            referrers_tag(&long).as_str(),
+            format!("sha512-{}", "a".repeat(64))
+        );
+    }
+
+    #[test]
+    fn media_type_is_sniffed_when_the_header_is_generic() {
+        assert_eq!(
+            sniff_media_type(
+                br#"{"mediaType":"application/vnd.docker.distribution.manifest.v2+json"}"#
+            ),
+            media_type::DOCKER_MANIFEST
+        );
+        assert_eq!(
+            sniff_media_type(br#"{"manifests":[]}"#),
+            media_type::OCI_INDEX
+        );
+        assert_eq!(sniff_media_type(b"{}"), media_type::OCI_MANIFEST);
+    }
+}

@@ -1,0 +1,623 @@
+//! Registry authentication: `WWW-Authenticate` challenges, scopes, and bearer
+//! tokens cached per scope set.
+//!
+//! The flow is docker's: a `/v2/` ping tells which scheme the registry wants
+//! (none, Basic, or Bearer with a token realm). For Bearer, each request names
+//! the scopes it needs; a token is fetched for that scope set from the realm
+//! (anonymously, with Basic credentials, or with an identity token through the
+//! OAuth2 `refresh_token` grant) and cached until shortly before it expires.
+//! A cross-repository mount asks for one token covering
+//! `repository:src:pull` and `repository:dst:pull,push`: a token for the
+//! destination alone makes the registry answer the mount with an upload
+//! session instead.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use reqwest::StatusCode;
+use serde::Deserialize;
+use tokio::sync::OnceCell;
+use url::Url;
+
+use super::credentials::{Credential, CredentialStore, Secret};
+use super::redact;
+use super::transport::{reqwest_error, RetryClock};
+use crate::registry::RegistryError;
+
+// ---------------------------------------------------------------- challenges
+
+/// One challenge of a `WWW-Authenticate` header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Challenge {
+    Basic {
+        realm: Option<String>,
+    },
+    Bearer {
+        realm: String,
+        service: Option<String>,
+        scope: Option<String>,
+        /// `insufficient_scope`, `invalid_token`, …
+        error: Option<String>,
+    },
+    /// A scheme we do not speak (e.g. Negotiate).
+    Other {
+        scheme: String,
+    },
+}
+
+/// Parse a `WWW-Authenticate` header value into its challenges (RFC 7235:
+/// `scheme param=value, param="quoted, value", Other …`). Lenient: malformed
+/// parts are skipped, never a panic.
+pub fn parse_challenges(header: &str) -> Vec<Challenge> {
+    let mut out = Vec::new();
+    let mut current: Option<(String, BTreeMap<String, String>)> = None;
+    let mut rest = header;
+    loop {
+        rest = rest.trim_start_matches([' ', '\t', ',']);
+        if rest.is_empty() {
+            break;
+        }
+        // A token: either a new scheme, or a parameter name followed by '='.
+        let end = rest.find(['=', ',', ' ', '\t']).unwrap_or(rest.len());
+        let token = &rest[..end];
+        let after = rest[end..].trim_start_matches([' ', '\t']);
+        if let (Some(value_part), false) = (after.strip_prefix('='), token.is_empty()) {
+            // Parameter (token68 padding `abc==` also lands here; harmless).
+            let value_part = value_part.trim_start_matches([' ', '\t']);
+            let (value, remaining) = if let Some(quoted) = value_part.strip_prefix('"') {
+                let mut value = String::new();
+                let mut chars = quoted.char_indices();
+                let mut consumed = quoted.len();
+                while let Some((i, c)) = chars.next() {
+                    match c {
+                        '\\' => {
+                            if let Some((_, escaped)) = chars.next() {
+                                value.push(escaped);
+                            }
+                        }
+                        '"' => {
+                            consumed = i + 1;
+                            break;
+                        }
+                        c => value.push(c),
+                    }
+                }
+                (value, &quoted[consumed.min(quoted.len())..])
+            } else {
+                let end = value_part.find(',').unwrap_or(value_part.len());
+                (value_part[..end].trim().to_string(), &value_part[end..])
+            };
+            if let Some((_, params)) = current.as_mut() {
+                params.insert(token.to_ascii_lowercase(), value);
+            }
+            rest = remaining;
+        } else if token.is_empty() {
+            // Stray '=' or similar: skip one character.
+            let mut chars = rest.chars();
+            chars.next();
+            rest = chars.as_str();
+        } else {
+            if let Some(done) = current.take() {
+                out.push(make_challenge(done));
+            }
+            current = Some((token.to_string(), BTreeMap::new()));
+            rest = &rest[end..];
+        }
+    }
+    if let Some(done) = current.take() {
+        out.push(make_challenge(done));
+    }
+    out
+}
+
+fn make_challenge((scheme, mut params): (String, BTreeMap<String, String>)) -> Challenge {
+    if scheme.eq_ignore_ascii_case("basic") {
+        Challenge::Basic {
+            realm: params.remove("realm"),
+        }
+    } else if scheme.eq_ignore_ascii_case("bearer") {
+        match params.remove("realm") {
+            Some(realm) => Challenge::Bearer {
+                realm,
+                service: params.remove("service"),
+                scope: params.remove("scope"),
+                error: params.remove("error"),
+            },
+            None => Challenge::Other { scheme },
+        }
+    } else {
+        Challenge::Other { scheme }
+    }
+}
+
+// ---------------------------------------------------------------- scopes
+
+/// The resources and actions a request needs: `repository:foo:pull,push`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Scopes(BTreeMap<String, BTreeSet<String>>);
+
+impl Scopes {
+    pub fn none() -> Scopes {
+        Scopes::default()
+    }
+    pub fn pull(repo: &str) -> Scopes {
+        Scopes::none().with(&format!("repository:{repo}"), &["pull"])
+    }
+    pub fn push(repo: &str) -> Scopes {
+        Scopes::none().with(&format!("repository:{repo}"), &["pull", "push"])
+    }
+    pub fn catalog() -> Scopes {
+        Scopes::none().with("registry:catalog", &["*"])
+    }
+    /// Add `actions` on `resource` (`type:name`).
+    pub fn with(mut self, resource: &str, actions: &[&str]) -> Scopes {
+        let entry = self.0.entry(resource.to_string()).or_default();
+        entry.extend(actions.iter().map(|a| a.to_string()));
+        self
+    }
+    /// Everything `self` grants covers everything `other` asks for.
+    pub fn covers(&self, other: &Scopes) -> bool {
+        other.0.iter().all(|(resource, actions)| {
+            self.0
+                .get(resource)
+                .is_some_and(|have| have.contains("*") || actions.is_subset(have))
+        })
+    }
+    /// The `scope` query values, one per resource.
+    pub fn to_strings(&self) -> Vec<String> {
+        self.0
+            .iter()
+            .map(|(resource, actions)| {
+                let actions: Vec<&str> = actions.iter().map(String::as_str).collect();
+                format!("{resource}:{}", actions.join(","))
+            })
+            .collect()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Display for Scopes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("the registry");
+        }
+        f.write_str(&self.to_strings().join(" "))
+    }
+}
+
+// ---------------------------------------------------------------- state
+
+/// What the registry asked for at its `/v2/` ping (or a later 401).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthMode {
+    Anonymous,
+    Basic,
+    Bearer { realm: Url, service: Option<String> },
+}
+
+impl AuthMode {
+    /// The mode a set of challenges asks for; Bearer is preferred.
+    pub fn from_challenges(challenges: &[Challenge]) -> Option<AuthMode> {
+        let bearer = challenges.iter().find_map(|c| match c {
+            Challenge::Bearer { realm, service, .. } => {
+                let realm = Url::parse(realm).ok()?;
+                matches!(realm.scheme(), "http" | "https").then(|| AuthMode::Bearer {
+                    realm,
+                    service: service.clone(),
+                })
+            }
+            _ => None,
+        });
+        bearer.or_else(|| {
+            challenges
+                .iter()
+                .any(|c| matches!(c, Challenge::Basic { .. }))
+                .then_some(AuthMode::Basic)
+        })
+    }
+}
+
+struct CachedToken {
+    token: Secret,
+    valid_until: Instant,
+}
+
+/// Per-registry authentication state: the mode, the host's credential
+/// (looked up once), and bearer tokens per scope set.
+pub struct Authenticator {
+    host: String,
+    store: Arc<CredentialStore>,
+    credential: OnceCell<Option<Credential>>,
+    mode: Mutex<Option<AuthMode>>,
+    tokens: Mutex<HashMap<Scopes, CachedToken>>,
+    /// One token fetch at a time per registry: a burst of requests for a
+    /// cold scope set costs one token request, not one each.
+    fetching: tokio::sync::Mutex<()>,
+}
+
+impl fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("host", &self.host)
+            .field("mode", &self.mode.lock().unwrap())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`Authenticator::on_unauthorized`] decided.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reauth {
+    /// Fresh authorization may help: send again.
+    Retry,
+    /// Nothing better to offer.
+    GiveUp,
+}
+
+impl Authenticator {
+    pub fn new(host: String, store: Arc<CredentialStore>) -> Authenticator {
+        Authenticator {
+            host,
+            store,
+            credential: OnceCell::new(),
+            mode: Mutex::new(None),
+            tokens: Mutex::new(HashMap::new()),
+            fetching: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn mode(&self) -> Option<AuthMode> {
+        self.mode.lock().unwrap().clone()
+    }
+
+    pub fn set_mode(&self, mode: AuthMode) {
+        *self.mode.lock().unwrap() = Some(mode);
+    }
+
+    async fn credential(&self) -> Result<Option<Credential>, RegistryError> {
+        self.credential
+            .get_or_try_init(|| self.store.lookup(&self.host))
+            .await
+            .cloned()
+    }
+
+    /// The `Authorization` value for a request needing `scopes`, if any.
+    pub async fn header(
+        &self,
+        client: &reqwest::Client,
+        scopes: &Scopes,
+        deadline: Instant,
+        max_attempts: u32,
+    ) -> Result<Option<HeaderValue>, RegistryError> {
+        match self.mode() {
+            None | Some(AuthMode::Anonymous) => Ok(None),
+            Some(AuthMode::Basic) => match self.credential().await? {
+                Some(Credential::Basic { username, password }) => {
+                    let raw = format!("{username}:{}", password.expose());
+                    let encoded = base64::engine::general_purpose::STANDARD.encode(raw);
+                    Ok(Some(sensitive(&format!("Basic {encoded}"))?))
+                }
+                // An identity token cannot answer a Basic challenge.
+                _ => Ok(None),
+            },
+            Some(AuthMode::Bearer { realm, service }) => {
+                if let Some(token) = self.cached(scopes) {
+                    return Ok(Some(sensitive(&format!("Bearer {}", token.expose()))?));
+                }
+                let _one_at_a_time = self.fetching.lock().await;
+                // Another task may have fetched it while we waited.
+                if let Some(token) = self.cached(scopes) {
+                    return Ok(Some(sensitive(&format!("Bearer {}", token.expose()))?));
+                }
+                let credential = self.credential().await?;
+                let fetched = fetch_token(
+                    client,
+                    &self.host,
+                    &realm,
+                    service.as_deref(),
+                    scopes,
+                    credential.as_ref(),
+                    deadline,
+                    max_attempts,
+                )
+                .await?;
+                let header = sensitive(&format!("Bearer {}", fetched.token.expose()))?;
+                self.tokens.lock().unwrap().insert(scopes.clone(), fetched);
+                Ok(Some(header))
+            }
+        }
+    }
+
+    fn cached(&self, scopes: &Scopes) -> Option<Secret> {
+        let now = Instant::now();
+        let mut tokens = self.tokens.lock().unwrap();
+        tokens.retain(|_, t| t.valid_until > now);
+        if let Some(t) = tokens.get(scopes) {
+            return Some(t.token.clone());
+        }
+        // A token for a wider scope set serves a narrower request (the push
+        // token of a mount also serves the PUT that follows).
+        tokens
+            .iter()
+            .find(|(have, _)| have.covers(scopes))
+            .map(|(_, t)| t.token.clone())
+    }
+
+    /// A request needing `scopes` was answered 401 with `challenges`.
+    /// `sent_auth` tells whether it carried an `Authorization` header.
+    pub async fn on_unauthorized(
+        &self,
+        scopes: &Scopes,
+        challenges: &[Challenge],
+        sent_auth: bool,
+    ) -> Result<Reauth, RegistryError> {
+        let previous = self.mode();
+        let Some(mode) = AuthMode::from_challenges(challenges) else {
+            return Ok(Reauth::GiveUp);
+        };
+        self.set_mode(mode.clone());
+        match mode {
+            AuthMode::Bearer { .. } => {
+                // The token may have expired early or lacked a scope: drop
+                // every cached token that would be picked for this request.
+                self.tokens
+                    .lock()
+                    .unwrap()
+                    .retain(|have, _| !have.covers(scopes));
+                Ok(Reauth::Retry)
+            }
+            AuthMode::Basic => {
+                let have_basic = matches!(self.credential().await?, Some(Credential::Basic { .. }));
+                // Sending the same password again cannot help.
+                if have_basic && (!sent_auth || previous != Some(AuthMode::Basic)) {
+                    Ok(Reauth::Retry)
+                } else {
+                    Ok(Reauth::GiveUp)
+                }
+            }
+            AuthMode::Anonymous => Ok(Reauth::GiveUp),
+        }
+    }
+}
+
+fn sensitive(value: &str) -> Result<HeaderValue, RegistryError> {
+    let mut header = HeaderValue::from_str(value).map_err(|_| {
+        RegistryError::Credentials(
+            "credentials contain characters not allowed in an HTTP header".to_string(),
+        )
+    })?;
+    // Keeps it out of HTTP/2 header compression tables and Debug output.
+    header.set_sensitive(true);
+    Ok(header)
+}
+
+// ---------------------------------------------------------------- tokens
+
+#[derive(Deserialize)]
+struct TokenAnswer {
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    access_token: Option<String>,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+/// Fetch a bearer token for `scopes` from `realm`.
+#[allow(clippy::too_many_arguments)]
+async fn fetch_token(
+    client: &reqwest::Client,
+    host: &str,
+    realm: &Url,
+    service: Option<&str>,
+    scopes: &Scopes,
+    credential: Option<&Credential>,
+    deadline: Instant,
+    max_attempts: u32,
+) -> Result<CachedToken, RegistryError> {
+    let scope_strings = scopes.to_strings();
+    let mut clock = RetryClock::new(deadline, max_attempts);
+    let method = match credential {
+        Some(Credential::IdentityToken(_)) => "POST",
+        _ => "GET",
+    };
+    let shown_url = redact::url(realm);
+    loop {
+        let request = match credential {
+            Some(Credential::IdentityToken(refresh)) => {
+                // OAuth2 refresh_token grant: the way docker uses identity tokens.
+                let mut form = url::form_urlencoded::Serializer::new(String::new());
+                form.append_pair("grant_type", "refresh_token");
+                form.append_pair("refresh_token", refresh.expose());
+                form.append_pair("client_id", "promoter");
+                if let Some(service) = service {
+                    form.append_pair("service", service);
+                }
+                if !scope_strings.is_empty() {
+                    form.append_pair("scope", &scope_strings.join(" "));
+                }
+                client
+                    .post(realm.clone())
+                    .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+                    .body(form.finish())
+            }
+            _ => {
+                let mut url = realm.clone();
+                {
+                    let mut query = url.query_pairs_mut();
+                    if let Some(service) = service {
+                        query.append_pair("service", service);
+                    }
+                    for scope in &scope_strings {
+                        query.append_pair("scope", scope);
+                    }
+                }
+                let mut request = client.get(url);
+                if let Some(Credential::Basic { username, password }) = credential {
+                    let raw = format!("{username}:{}", password.expose());
+                    let encoded = base64::engine::general_purpose::STANDARD.encode(raw);
+                    request =
+                        request.header(AUTHORIZATION, sensitive(&format!("Basic {encoded}"))?);
+                }
+                request
+            }
+        };
+        let started = Instant::now();
+        let outcome = request.send().await;
+        let retry_after;
+        match outcome {
+            Ok(response) if response.status().is_success() => {
+                let body = response
+                    .bytes()
+                    .await
+                    .map_err(|e| reqwest_error(method, &shown_url, e))?;
+                let answer: TokenAnswer =
+                    serde_json::from_slice(&body).map_err(|_| RegistryError::Invalid {
+                        what: format!("token from {shown_url}"),
+                        message: "the answer is not a token JSON document".to_string(),
+                    })?;
+                let token = answer
+                    .token
+                    .filter(|t| !t.is_empty())
+                    .or(answer.access_token.filter(|t| !t.is_empty()))
+                    .ok_or_else(|| RegistryError::Invalid {
+                        what: format!("token from {shown_url}"),
+                        message: "the answer holds no token".to_string(),
+                    })?;
+                // Spec default is 60 s. Renew a little early so that a token
+                // never expires between our check and the registry's.
+                let lifetime = Duration::from_secs(answer.expires_in.unwrap_or(60).max(1));
+                let margin = (lifetime / 10).max(Duration::from_secs(1));
+                return Ok(CachedToken {
+                    token: Secret::new(token),
+                    valid_until: started + lifetime.saturating_sub(margin),
+                });
+            }
+            Ok(response) => {
+                let status = response.status();
+                match status {
+                    StatusCode::UNAUTHORIZED => {
+                        return Err(RegistryError::Unauthorized {
+                            registry: host.to_string(),
+                            scope: scopes.to_string(),
+                        })
+                    }
+                    StatusCode::FORBIDDEN => {
+                        return Err(RegistryError::Denied {
+                            registry: host.to_string(),
+                            scope: scopes.to_string(),
+                        })
+                    }
+                    _ => {}
+                }
+                let err = RegistryError::Status {
+                    method: method.to_string(),
+                    url: shown_url.clone(),
+                    status: status.as_u16(),
+                    detail: Some("token request failed".to_string()),
+                };
+                if !err.is_retryable() {
+                    return Err(err);
+                }
+                retry_after = super::transport::retry_after(response.headers());
+                match clock.next_delay(retry_after) {
+                    Some(delay) => tokio::time::sleep(delay).await,
+                    None => return Err(err),
+                }
+            }
+            Err(e) => {
+                let err = reqwest_error(method, &shown_url, e);
+                if !err.is_retryable() {
+                    return Err(err);
+                }
+                match clock.next_delay(None) {
+                    Some(delay) => tokio::time::sleep(delay).await,
+                    None => return Err(err),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_bearer_with_quoted_commas_and_several_challenges() {
+        let got = parse_challenges(
+            r#"Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull,push", Basic realm="x""#,
+        );
+        assert_eq!(
+            got,
+            vec![
+                Challenge::Bearer {
+                    realm: "https://auth.example/token".into(),
+                    service: Some("registry.example".into()),
+                    scope: Some("repository:a/b:pull,push".into()),
+                    error: None,
+                },
+                Challenge::Basic {
+                    realm: Some("x".into())
+                },
+            ]
+        );
+        assert_eq!(
+            parse_challenges(r#"basic realm="Registry Realm""#),
+            vec![Challenge::Basic {
+                realm: Some("Registry Realm".into())
+            }]
+        );
+        assert_eq!(
+            parse_challenges(r#"Bearer realm=https://a/t, error="insufficient_scope""#),
+            vec![Challenge::Bearer {
+                realm: "https://a/t".into(),
+                service: None,
+                scope: None,
+                error: Some("insufficient_scope".into()),
+            }]
+        );
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        for input in [
+            "",
+            "=",
+            "==,,",
+            "Bearer",
+            "Bearer realm=\"",
+            "Bearer realm=\"\\",
+            "\"",
+            ",=,=",
+            "Basic abc==",
+            "Négociation x=ü",
+            "Bearer realm=\"a\\\"b\"",
+        ] {
+            let _ = parse_challenges(input);
+        }
+        assert_eq!(
+            AuthMode::from_challenges(&parse_challenges("Bearer realm=\"ftp://x\"")),
+            None
+        );
+    }
+
+    #[test]
+    fn scopes_render_and_cover() {
+        let mount = Scopes::push("dst").with("repository:src", &["pull"]);
+        assert_eq!(
+            mount.to_strings(),
+            vec!["repository:dst:pull,push", "repository:src:pull"]
+        );
+        assert!(mount.covers(&Scopes::push("dst")));
+        assert!(mount.covers(&Scopes::pull("src")));
+        assert!(!mount.covers(&Scopes::push("src")));
+        assert!(!Scopes::pull("dst").covers(&Scopes::push("dst")));
+        assert!(Scopes::catalog().covers(&Scopes::catalog()));
+    }
+}

@@ -1,0 +1,228 @@
+//! Knobs for talking to HTTP registries, per registry and for all of them.
+//!
+//! The shape is serde-deserialisable so that the CLI (or a config file) can
+//! fill it: `defaults` apply to every registry, `registries` override them for
+//! one `host[:port]` (as written in the manifests, after Docker Hub
+//! normalisation, e.g. `docker.io`, `localhost:5000`).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Options for every HTTP registry, with per-registry overrides.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RemoteOptions {
+    /// Applied to every registry unless an entry in `registries` says otherwise.
+    pub defaults: RegistryOptions,
+    /// Per registry, keyed by `host[:port]`.
+    pub registries: BTreeMap<String, RegistryOptions>,
+}
+
+impl RemoteOptions {
+    /// The options in force for `host` (`host[:port]`), every field resolved.
+    pub fn for_host(&self, host: &str) -> ResolvedOptions {
+        let specific = self.registries.get(host).cloned().unwrap_or_default();
+        specific.over(&self.defaults).resolve(host)
+    }
+}
+
+/// One registry's options. Every field is optional: unset fields fall back to
+/// [`RemoteOptions::defaults`], then to the built-in defaults documented on
+/// each field.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistryOptions {
+    /// Talk plain HTTP instead of HTTPS. Default: plain for loopback hosts
+    /// (`127.0.0.0/8`, `::1`, `localhost`) as docker does, unless a CA file or
+    /// a client certificate is configured; HTTPS for everything else.
+    pub plain_http: Option<bool>,
+    /// A PEM file of CA certificates trusted for this registry, in addition
+    /// to the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// A PEM client certificate (chain) for mutual TLS; needs `client_key`.
+    pub client_cert: Option<PathBuf>,
+    /// The PEM private key of `client_cert`.
+    pub client_key: Option<PathBuf>,
+    /// Requests in flight at once to this registry. Default 16.
+    pub max_in_flight: Option<usize>,
+    /// A requests-per-second budget for quota-limited registries.
+    /// Default: none (no pacing).
+    pub requests_per_second: Option<f64>,
+    /// Upload blobs in PATCH chunks instead of one streaming PUT.
+    /// Default false; chunked is also the automatic fallback when a registry
+    /// refuses a monolithic PUT.
+    pub chunked_upload: Option<bool>,
+    /// Chunk size for chunked uploads, in bytes (also the memory one chunked
+    /// upload holds). Default 8 MiB.
+    pub chunk_size: Option<u64>,
+    /// How long one operation may keep retrying transient failures (429,
+    /// 5xx, connection errors), in seconds. Default 120.
+    pub retry_deadline_secs: Option<f64>,
+    /// Most attempts of one request, first included. Default 10.
+    pub max_attempts: Option<u32>,
+    /// TCP+TLS connect timeout, in seconds. Default 30.
+    pub connect_timeout_secs: Option<f64>,
+    /// Longest silence while reading a response, in seconds. Default 120.
+    pub read_timeout_secs: Option<f64>,
+    /// Page size (`n`) asked of `_catalog` and `tags/list`. Default 1000
+    /// (the most docker-registry accepts).
+    pub page_size: Option<u32>,
+}
+
+impl RegistryOptions {
+    /// `self`, with unset fields taken from `base`.
+    pub fn over(&self, base: &RegistryOptions) -> RegistryOptions {
+        RegistryOptions {
+            plain_http: self.plain_http.or(base.plain_http),
+            ca_file: self.ca_file.clone().or_else(|| base.ca_file.clone()),
+            client_cert: self
+                .client_cert
+                .clone()
+                .or_else(|| base.client_cert.clone()),
+            client_key: self.client_key.clone().or_else(|| base.client_key.clone()),
+            max_in_flight: self.max_in_flight.or(base.max_in_flight),
+            requests_per_second: self.requests_per_second.or(base.requests_per_second),
+            chunked_upload: self.chunked_upload.or(base.chunked_upload),
+            chunk_size: self.chunk_size.or(base.chunk_size),
+            retry_deadline_secs: self.retry_deadline_secs.or(base.retry_deadline_secs),
+            max_attempts: self.max_attempts.or(base.max_attempts),
+            connect_timeout_secs: self.connect_timeout_secs.or(base.connect_timeout_secs),
+            read_timeout_secs: self.read_timeout_secs.or(base.read_timeout_secs),
+            page_size: self.page_size.or(base.page_size),
+        }
+    }
+
+    /// Every field decided, for `host`.
+    pub fn resolve(&self, host: &str) -> ResolvedOptions {
+        let has_tls_material = self.ca_file.is_some() || self.client_cert.is_some();
+        let secs = |v: Option<f64>, default: f64| {
+            Duration::from_secs_f64(v.filter(|s| s.is_finite() && *s >= 0.0).unwrap_or(default))
+        };
+        ResolvedOptions {
+            plain_http: self
+                .plain_http
+                .unwrap_or_else(|| is_loopback_host(host) && !has_tls_material),
+            ca_file: self.ca_file.clone(),
+            client_cert: self.client_cert.clone(),
+            client_key: self.client_key.clone(),
+            max_in_flight: self.max_in_flight.unwrap_or(16).max(1),
+            requests_per_second: self
+                .requests_per_second
+                .filter(|r| r.is_finite() && *r > 0.0),
+            chunked_upload: self.chunked_upload.unwrap_or(false),
+            chunk_size: self.chunk_size.unwrap_or(8 << 20).max(64 << 10),
+            retry_deadline: secs(self.retry_deadline_secs, 120.0),
+            max_attempts: self.max_attempts.unwrap_or(10).max(1),
+            connect_timeout: secs(self.connect_timeout_secs, 30.0),
+            read_timeout: secs(self.read_timeout_secs, 120.0),
+            page_size: self.page_size.unwrap_or(1000).max(1),
+        }
+    }
+}
+
+/// [`RegistryOptions`] with every default applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedOptions {
+    pub plain_http: bool,
+    pub ca_file: Option<PathBuf>,
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    pub max_in_flight: usize,
+    pub requests_per_second: Option<f64>,
+    pub chunked_upload: bool,
+    pub chunk_size: u64,
+    pub retry_deadline: Duration,
+    pub max_attempts: u32,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub page_size: u32,
+}
+
+impl Default for ResolvedOptions {
+    fn default() -> Self {
+        RegistryOptions::default().resolve("registry.invalid")
+    }
+}
+
+/// Whether `host` (`name[:port]`) is a loopback address or `localhost`.
+pub fn is_loopback_host(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        // [v6]:port or [v6]
+        rest.split_once(']').map_or(rest, |(inside, _)| inside)
+    } else if host.matches(':').count() == 1 {
+        host.split_once(':').map_or(host, |(n, _)| n)
+    } else {
+        host
+    };
+    if name.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts_default_to_plain_http() {
+        for host in [
+            "127.0.0.1:5000",
+            "127.1.2.3",
+            "localhost",
+            "localhost:80",
+            "[::1]:5000",
+            "::1",
+        ] {
+            assert!(is_loopback_host(host), "{host}");
+            assert!(RemoteOptions::default().for_host(host).plain_http, "{host}");
+        }
+        for host in [
+            "gcr.io",
+            "10.0.0.1:5000",
+            "localhost.example.com",
+            "[::2]:1",
+        ] {
+            assert!(
+                !RemoteOptions::default().for_host(host).plain_http,
+                "{host}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_ca_file_means_tls_even_on_loopback() {
+        let mut opts = RemoteOptions::default();
+        opts.registries.insert(
+            "127.0.0.1:5443".into(),
+            RegistryOptions {
+                ca_file: Some("ca.pem".into()),
+                ..Default::default()
+            },
+        );
+        assert!(!opts.for_host("127.0.0.1:5443").plain_http);
+    }
+
+    #[test]
+    fn per_registry_entries_override_defaults_field_by_field() {
+        let opts: RemoteOptions = serde_json::from_value(serde_json::json!({
+            "defaults": {"max_in_flight": 4, "requests_per_second": 10.0},
+            "registries": {"gcr.io": {"max_in_flight": 2}}
+        }))
+        .unwrap();
+        let gcr = opts.for_host("gcr.io");
+        assert_eq!(gcr.max_in_flight, 2);
+        assert_eq!(gcr.requests_per_second, Some(10.0));
+        let other = opts.for_host("quay.io");
+        assert_eq!(other.max_in_flight, 4);
+        assert_eq!(other.page_size, 1000);
+        assert!(serde_json::from_value::<RemoteOptions>(
+            serde_json::json!({"defaults": {"nope": 1}})
+        )
+        .is_err());
+    }
+}

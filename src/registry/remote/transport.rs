@@ -1,0 +1,786 @@
+//! Sending requests to one registry: the shared client, the in-flight cap and
+//! pacing, authentication, redirects, and retries.
+//!
+//! Layers, from the inside out:
+//! - [`Transport::execute`]: one logical request. Waits for an in-flight
+//!   permit (and the requests-per-second pace), attaches `Authorization` for
+//!   the request's scopes, follows redirects for GET/HEAD by hand, and answers
+//!   one 401 by re-authenticating and sending again.
+//! - [`Transport::send`]: `execute` again on 429/500/502/503/504 and
+//!   connection errors, with exponential backoff and jitter, honouring
+//!   `Retry-After`, until a deadline or an attempt limit. 404 and other
+//!   client errors are answers, never retried.
+//!
+//! Redirects are followed here rather than by reqwest so that the rule is
+//! explicit and tested: `Authorization` goes only to the registry's own origin
+//! (scheme, host, port). Once a redirect leaves that origin (blob downloads
+//! often go to object storage with a signed URL), no later hop gets it.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use rand::Rng;
+use reqwest::header::{
+    HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_LENGTH, LOCATION, RETRY_AFTER,
+    WWW_AUTHENTICATE,
+};
+use reqwest::{Method, Response, StatusCode};
+use tokio::sync::{OnceCell, Semaphore};
+use url::Url;
+
+use super::auth::{parse_challenges, AuthMode, Authenticator, Reauth, Scopes};
+use super::credentials::CredentialStore;
+use super::options::ResolvedOptions;
+use super::redact;
+use crate::registry::{BlobOpener, RegistryError};
+
+/// Most redirects followed for one request.
+const MAX_REDIRECTS: usize = 5;
+/// How much of an error body is read for its message.
+const ERROR_BODY_LIMIT: usize = 16 << 10;
+
+// ---------------------------------------------------------------- client
+
+/// Build the reqwest client for one TLS configuration. Redirects are off:
+/// [`Transport::execute`] follows them itself.
+pub fn build_client(opts: &ResolvedOptions) -> Result<reqwest::Client, RegistryError> {
+    let mut builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("promoter/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(opts.connect_timeout)
+        .read_timeout(opts.read_timeout)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(64)
+        .tcp_nodelay(true);
+    if let Some(path) = &opts.ca_file {
+        let pem = std::fs::read(path).map_err(|source| RegistryError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let certs =
+            reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| RegistryError::Invalid {
+                what: path.display().to_string(),
+                message: format!("not a PEM CA bundle: {}", error_chain(&e)),
+            })?;
+        builder = builder.tls_certs_merge(certs);
+    }
+    match (&opts.client_cert, &opts.client_key) {
+        (Some(cert), Some(key)) => {
+            let read = |p: &std::path::Path| {
+                std::fs::read(p).map_err(|source| RegistryError::Io {
+                    path: p.display().to_string(),
+                    source,
+                })
+            };
+            let mut pem = read(cert)?;
+            pem.push(b'\n');
+            pem.extend(read(key)?);
+            let identity =
+                reqwest::Identity::from_pem(&pem).map_err(|_| RegistryError::Invalid {
+                    what: cert.display().to_string(),
+                    message: "client certificate and key are not a usable PEM pair".to_string(),
+                })?;
+            builder = builder.identity(identity);
+        }
+        (None, None) => {}
+        _ => {
+            return Err(RegistryError::Invalid {
+                what: "registry options".to_string(),
+                message: "client_cert and client_key go together".to_string(),
+            })
+        }
+    }
+    builder.build().map_err(|e| RegistryError::Invalid {
+        what: "HTTP client".to_string(),
+        message: error_chain(&e),
+    })
+}
+
+// ---------------------------------------------------------------- errors
+
+/// An error's message with its sources, `a: b: c`.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let next = s.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// A reqwest error as a [`RegistryError::Transport`], without its URL (which
+/// may carry a signature or upload state) and with its cause chain.
+pub fn reqwest_error(method: &str, shown_url: &str, err: reqwest::Error) -> RegistryError {
+    let connectish = err.is_connect() || err.is_timeout() || err.is_request() || err.is_body();
+    let err = err.without_url();
+    let message = error_chain(&err);
+    // A certificate the client will not trust is not a passing fault.
+    let tls_refusal = message.contains("certificate") || message.contains("UnknownIssuer");
+    RegistryError::Transport {
+        method: method.to_string(),
+        url: shown_url.to_string(),
+        message,
+        retryable: connectish && !tls_refusal && !err.is_builder(),
+    }
+}
+
+/// `Retry-After`, in delta-seconds or HTTP-date form, as a wait from now.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let text = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = text.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(text).ok()?;
+    Some(
+        when.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+// ---------------------------------------------------------------- retries
+
+/// Decides whether and when to try again: exponential backoff with jitter,
+/// `Retry-After` when given, bounded by a deadline and an attempt count.
+#[derive(Debug)]
+pub struct RetryClock {
+    deadline: Instant,
+    attempts: u32,
+    max_attempts: u32,
+}
+
+impl RetryClock {
+    const BASE: Duration = Duration::from_millis(200);
+    const CAP: Duration = Duration::from_secs(10);
+
+    pub fn new(deadline: Instant, max_attempts: u32) -> RetryClock {
+        RetryClock {
+            deadline,
+            attempts: 1,
+            max_attempts,
+        }
+    }
+
+    /// The wait before the next attempt, or `None` to give up. A server's
+    /// `Retry-After` is obeyed as given (never shortened by jitter); when it
+    /// reaches past the deadline we give up at once rather than sleep for
+    /// nothing.
+    pub fn next_delay(&mut self, retry_after: Option<Duration>) -> Option<Duration> {
+        if self.attempts >= self.max_attempts {
+            return None;
+        }
+        let delay = match retry_after {
+            Some(wait) => wait,
+            None => {
+                let exp = Self::BASE.saturating_mul(1u32 << (self.attempts - 1).min(16));
+                let capped = exp.min(Self::CAP);
+                // "Equal jitter": half fixed, half random, so retries from
+                // many workers spread out but never collapse to zero.
+                let half = capped / 2;
+                half + half.mul_f64(rand::rng().random::<f64>())
+            }
+        };
+        if Instant::now() + delay > self.deadline {
+            return None;
+        }
+        self.attempts += 1;
+        Some(delay)
+    }
+}
+
+// ---------------------------------------------------------------- requests
+
+/// A request body that can be produced again for every attempt.
+#[derive(Clone)]
+pub enum Body {
+    Empty,
+    Bytes(Bytes),
+    /// A blob: `open` (re)opens its bytes, exactly `size` of them.
+    Stream {
+        open: BlobOpener,
+        size: u64,
+    },
+}
+
+/// One request to the registry, described so that it can be sent again.
+#[derive(Clone)]
+pub struct Req {
+    pub method: Method,
+    pub url: Url,
+    pub headers: HeaderMap,
+    pub body: Body,
+    pub scopes: Scopes,
+    /// Follow redirects (GET and HEAD only).
+    pub follow_redirects: bool,
+    /// Retry transient failures. Off for requests whose repetition is not
+    /// safe on its own (a PATCH, the PUT closing an upload session): their
+    /// callers restart the whole sequence instead.
+    pub retry: bool,
+}
+
+impl Req {
+    pub fn new(method: Method, url: Url, scopes: Scopes) -> Req {
+        let idempotent = matches!(
+            method,
+            Method::GET | Method::HEAD | Method::PUT | Method::DELETE
+        );
+        Req {
+            follow_redirects: matches!(method, Method::GET | Method::HEAD),
+            retry: idempotent || method == Method::POST,
+            method,
+            url,
+            headers: HeaderMap::new(),
+            body: Body::Empty,
+            scopes,
+        }
+    }
+    pub fn header(mut self, name: HeaderName, value: impl AsRef<str>) -> Req {
+        if let Ok(v) = HeaderValue::from_str(value.as_ref()) {
+            self.headers.append(name, v);
+        }
+        self
+    }
+    pub fn body(mut self, body: Body) -> Req {
+        self.body = body;
+        self
+    }
+    pub fn no_retry(mut self) -> Req {
+        self.retry = false;
+        self
+    }
+}
+
+/// Paces requests to a steady rate: each request takes the next free slot.
+#[derive(Debug)]
+struct Pacer {
+    interval: Duration,
+    next: Mutex<Instant>,
+}
+
+impl Pacer {
+    async fn wait(&self) {
+        let slot = {
+            let mut next = self.next.lock().unwrap();
+            let slot = (*next).max(Instant::now());
+            *next = slot + self.interval;
+            slot
+        };
+        tokio::time::sleep_until(slot.into()).await;
+    }
+}
+
+/// Everything needed to talk to one registry endpoint.
+pub struct Transport {
+    /// `host[:port]` as the user names it, for messages and credentials.
+    pub host: String,
+    /// `scheme://api-host[:port]/`.
+    pub base: Url,
+    pub opts: ResolvedOptions,
+    client: reqwest::Client,
+    permits: Semaphore,
+    pacer: Option<Pacer>,
+    pub auth: Authenticator,
+    pinged: OnceCell<()>,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport")
+            .field("host", &self.host)
+            .field("base", &redact::url(&self.base))
+            .finish_non_exhaustive()
+    }
+}
+
+fn same_origin(a: &Url, b: &Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
+impl Transport {
+    pub fn new(
+        host: &str,
+        api_host: &str,
+        opts: ResolvedOptions,
+        client: reqwest::Client,
+        credentials: Arc<CredentialStore>,
+    ) -> Result<Transport, RegistryError> {
+        let scheme = if opts.plain_http { "http" } else { "https" };
+        let base =
+            Url::parse(&format!("{scheme}://{api_host}/")).map_err(|e| RegistryError::Invalid {
+                what: host.to_string(),
+                message: format!("not a usable registry host: {e}"),
+            })?;
+        let pacer = opts.requests_per_second.map(|rps| Pacer {
+            interval: Duration::from_secs_f64(1.0 / rps),
+            next: Mutex::new(Instant::now()),
+        });
+        Ok(Transport {
+            host: host.to_string(),
+            base,
+            permits: Semaphore::new(opts.max_in_flight),
+            pacer,
+            client,
+            opts,
+            auth: Authenticator::new(host.to_string(), credentials),
+            pinged: OnceCell::new(),
+        })
+    }
+
+    /// `base` joined with `path` (which starts with `/v2/`).
+    pub fn url(&self, path_and_query: &str) -> Result<Url, RegistryError> {
+        self.base
+            .join(path_and_query)
+            .map_err(|e| RegistryError::Invalid {
+                what: format!("{}{}", self.host, redact::url_text(path_and_query)),
+                message: format!("not a valid URL: {e}"),
+            })
+    }
+
+    fn deadline(&self) -> Instant {
+        Instant::now() + self.opts.retry_deadline
+    }
+
+    /// The `/v2/` ping, once per registry: learn the auth scheme.
+    async fn ensure_pinged(&self) -> Result<(), RegistryError> {
+        self.pinged
+            .get_or_try_init(|| async {
+                let url = self.url("/v2/")?;
+                let mut req = Req::new(Method::GET, url, Scopes::none());
+                req.follow_redirects = false;
+                let response = self.send_raw(&req, None).await?;
+                match response.status() {
+                    StatusCode::UNAUTHORIZED => {
+                        let challenges = challenges_of(response.headers());
+                        let mode = AuthMode::from_challenges(&challenges).ok_or_else(|| {
+                            RegistryError::Unsupported {
+                                registry: self.host.clone(),
+                                operation: "its authentication scheme".to_string(),
+                            }
+                        })?;
+                        self.auth.set_mode(mode);
+                    }
+                    s if s.is_success() => self.auth.set_mode(AuthMode::Anonymous),
+                    // Some registries answer 404 at /v2/ yet serve the API;
+                    // learn the scheme from the first 401 instead.
+                    _ => self.auth.set_mode(AuthMode::Anonymous),
+                }
+                Ok(())
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// Send `req` with retries (see the module docs). Retryable failures
+    /// that outlast the deadline become errors; every other response,
+    /// whatever its status, is returned for the caller to read.
+    pub async fn send(&self, req: &Req) -> Result<Response, RegistryError> {
+        self.send_until(req, self.deadline()).await
+    }
+
+    /// [`Transport::send`] with an explicit deadline, for a sequence of
+    /// requests sharing one retry budget.
+    pub async fn send_until(
+        &self,
+        req: &Req,
+        deadline: Instant,
+    ) -> Result<Response, RegistryError> {
+        let mut clock = RetryClock::new(deadline, self.opts.max_attempts);
+        loop {
+            let wait = match self.execute(req, deadline).await {
+                Ok(response) => {
+                    let status = response.status();
+                    if !is_retryable_status(status) {
+                        return Ok(response);
+                    }
+                    let wait = if req.retry {
+                        clock.next_delay(retry_after(response.headers()))
+                    } else {
+                        None
+                    };
+                    match wait {
+                        Some(wait) => {
+                            tracing::debug!(
+                                registry = %self.host, method = %req.method,
+                                url = %redact::url(&req.url), status = status.as_u16(),
+                                wait_ms = wait.as_millis() as u64, "retrying"
+                            );
+                            wait
+                        }
+                        None => {
+                            return Err(self.status_error(&req.method, response, &req.scopes).await)
+                        }
+                    }
+                }
+                Err(err) => {
+                    let wait = if req.retry && err.is_retryable() {
+                        clock.next_delay(None)
+                    } else {
+                        None
+                    };
+                    match wait {
+                        Some(wait) => {
+                            tracing::debug!(
+                                registry = %self.host, method = %req.method,
+                                url = %redact::url(&req.url), error = %err,
+                                wait_ms = wait.as_millis() as u64, "retrying"
+                            );
+                            wait
+                        }
+                        None => return Err(err),
+                    }
+                }
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// One logical request: permit, pace, auth (with one re-auth on 401),
+    /// redirects. No retries.
+    pub async fn execute(&self, req: &Req, deadline: Instant) -> Result<Response, RegistryError> {
+        self.ensure_pinged().await?;
+        let mut reauthed = false;
+        loop {
+            let auth = self
+                .auth
+                .header(&self.client, &req.scopes, deadline, self.opts.max_attempts)
+                .await?;
+            let response = self.send_raw(req, auth.as_ref()).await?;
+            if response.status() == StatusCode::UNAUTHORIZED
+                && !reauthed
+                && same_origin(response.url(), &self.base)
+            {
+                let challenges = challenges_of(response.headers());
+                if self
+                    .auth
+                    .on_unauthorized(&req.scopes, &challenges, auth.is_some())
+                    .await?
+                    == Reauth::Retry
+                {
+                    reauthed = true;
+                    continue;
+                }
+            }
+            return Ok(response);
+        }
+    }
+
+    /// Send under the in-flight cap, following redirects for GET/HEAD.
+    async fn send_raw(
+        &self,
+        req: &Req,
+        auth: Option<&HeaderValue>,
+    ) -> Result<Response, RegistryError> {
+        // Held until the response headers arrive (for an upload, that is
+        // after its body went out). Not held while a caller reads a blob body:
+        // a copy reading from and writing to the same registry would
+        // otherwise deadlock with every permit held by its downloads.
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| RegistryError::Invalid {
+                what: self.host.clone(),
+                message: "transport closed".to_string(),
+            })?;
+        if let Some(pacer) = &self.pacer {
+            pacer.wait().await;
+        }
+        let mut url = req.url.clone();
+        let mut left_origin = false;
+        let mut hops = 0;
+        loop {
+            left_origin |= !same_origin(&url, &self.base);
+            let shown = redact::url(&url);
+            let method_name = req.method.as_str();
+            let mut builder = self
+                .client
+                .request(req.method.clone(), url.clone())
+                .headers(req.headers.clone());
+            if let (Some(auth), false) = (auth, left_origin) {
+                builder = builder.header(AUTHORIZATION, auth.clone());
+            }
+            let source_failure: Arc<Mutex<Option<RegistryError>>> = Arc::default();
+            builder = match &req.body {
+                Body::Empty => builder,
+                Body::Bytes(bytes) => builder.body(bytes.clone()),
+                Body::Stream { open, size } => {
+                    let stream = open().await?;
+                    let counted = ExactSize {
+                        inner: stream,
+                        expected: *size,
+                        seen: 0,
+                        failure: source_failure.clone(),
+                        what: shown.clone(),
+                    };
+                    builder
+                        .header(CONTENT_LENGTH, size.to_string())
+                        .body(reqwest::Body::wrap_stream(counted))
+                }
+            };
+            let response = match builder.send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    // If our own body source failed, that is the real cause.
+                    if let Some(source) = source_failure.lock().unwrap().take() {
+                        return Err(source);
+                    }
+                    return Err(reqwest_error(method_name, &shown, e));
+                }
+            };
+            let status = response.status();
+            let redirect = matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308);
+            if redirect && req.follow_redirects && matches!(req.method, Method::GET | Method::HEAD)
+            {
+                if hops >= MAX_REDIRECTS {
+                    return Err(RegistryError::Status {
+                        method: method_name.to_string(),
+                        url: shown,
+                        status: status.as_u16(),
+                        detail: Some(format!("more than {MAX_REDIRECTS} redirects")),
+                    });
+                }
+                let next = response
+                    .headers()
+                    .get(LOCATION)
+                    .and_then(|l| l.to_str().ok())
+                    .and_then(|l| url.join(l).ok())
+                    .filter(|u| matches!(u.scheme(), "http" | "https"));
+                match next {
+                    Some(next) => {
+                        tracing::trace!(from = %shown, to = %redact::url(&next), "redirect");
+                        url = next;
+                        hops += 1;
+                        continue;
+                    }
+                    None => {
+                        return Err(RegistryError::Status {
+                            method: method_name.to_string(),
+                            url: shown,
+                            status: status.as_u16(),
+                            detail: Some("redirect without a usable Location".to_string()),
+                        })
+                    }
+                }
+            }
+            return Ok(response);
+        }
+    }
+
+    /// The error a non-success response stands for. Reads a bounded part of
+    /// the body for the registry's own error code and message.
+    pub async fn status_error(
+        &self,
+        method: &Method,
+        response: Response,
+        scopes: &Scopes,
+    ) -> RegistryError {
+        let status = response.status();
+        let url = redact::url(response.url());
+        let headers = response.headers().clone();
+        let detail = read_error_detail(response).await;
+        match status {
+            StatusCode::UNAUTHORIZED => RegistryError::Unauthorized {
+                registry: self.host.clone(),
+                scope: scopes.to_string(),
+            },
+            StatusCode::FORBIDDEN => RegistryError::Denied {
+                registry: self.host.clone(),
+                scope: scopes.to_string(),
+            },
+            StatusCode::TOO_MANY_REQUESTS => RegistryError::RateLimited {
+                registry: self.host.clone(),
+                retry_after_secs: retry_after(&headers).map(|d| d.as_secs()),
+            },
+            _ => RegistryError::Status {
+                method: method.to_string(),
+                url,
+                status: status.as_u16(),
+                detail,
+            },
+        }
+    }
+}
+
+pub fn is_retryable_status(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 429 | 500 | 502 | 503 | 504)
+}
+
+fn challenges_of(headers: &HeaderMap) -> Vec<super::auth::Challenge> {
+    headers
+        .get_all(WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(parse_challenges)
+        .collect()
+}
+
+/// `CODE: message` from an OCI error body, else the start of a text body.
+async fn read_error_detail(response: Response) -> Option<String> {
+    let mut body = Vec::new();
+    let mut stream = response.bytes_stream();
+    while let Some(Ok(chunk)) = stream.next().await {
+        let room = ERROR_BODY_LIMIT - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() >= ERROR_BODY_LIMIT {
+            break;
+        }
+    }
+    #[derive(serde::Deserialize)]
+    struct Errors {
+        errors: Vec<OneError>,
+    }
+    #[derive(serde::Deserialize)]
+    struct OneError {
+        #[serde(default)]
+        code: String,
+        #[serde(default)]
+        message: String,
+    }
+    let clip = |s: &str| -> String {
+        let s = s.trim();
+        match s.char_indices().nth(200) {
+            Some((i, _)) => format!("{}…", &s[..i]),
+            None => s.to_string(),
+        }
+    };
+    if let Ok(parsed) = serde_json::from_slice::<Errors>(&body) {
+        let parts: Vec<String> = parsed
+            .errors
+            .iter()
+            .map(|e| match (e.code.is_empty(), e.message.is_empty()) {
+                (false, false) => format!("{}: {}", e.code, e.message),
+                (false, true) => e.code.clone(),
+                _ => e.message.clone(),
+            })
+            .collect();
+        if !parts.is_empty() {
+            return Some(clip(&parts.join("; ")));
+        }
+    }
+    let text = String::from_utf8_lossy(&body);
+    let text = text.trim();
+    // Only short plain-text answers are worth quoting; HTML pages are not.
+    (!text.is_empty() && !text.starts_with('<')).then(|| clip(text))
+}
+
+/// Passes an upload's bytes through, failing if there are more or fewer than
+/// declared (the registry would otherwise see a short body or a hang).
+struct ExactSize {
+    inner: crate::registry::BlobStream,
+    expected: u64,
+    seen: u64,
+    failure: Arc<Mutex<Option<RegistryError>>>,
+    what: String,
+}
+
+impl Stream for ExactSize {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        match this.inner.as_mut().poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                this.seen += chunk.len() as u64;
+                if this.seen > this.expected {
+                    return Poll::Ready(Some(Err(this.fail(RegistryError::SizeMismatch {
+                        what: this.what.clone(),
+                        expected: this.expected,
+                        actual: this.seen,
+                    }))));
+                }
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(this.fail(e)))),
+            Poll::Ready(None) if this.seen != this.expected => {
+                Poll::Ready(Some(Err(this.fail(RegistryError::SizeMismatch {
+                    what: this.what.clone(),
+                    expected: this.expected,
+                    actual: this.seen,
+                }))))
+            }
+            other => other.map(|o| o.map(|r| r.map_err(std::io::Error::other))),
+        }
+    }
+}
+
+impl ExactSize {
+    fn fail(&self, err: RegistryError) -> std::io::Error {
+        let message = err.to_string();
+        *self.failure.lock().unwrap() = Some(err);
+        std::io::Error::other(message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_static("3"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
+        let later = SystemTime::now() + Duration::from_secs(30);
+        h.insert(
+            RETRY_AFTER,
+            HeaderValue::from_str(&httpdate::fmt_http_date(later)).unwrap(),
+        );
+        let wait = retry_after(&h).unwrap();
+        assert!(
+            wait > Duration::from_secs(27) && wait <= Duration::from_secs(30),
+            "{wait:?}"
+        );
+        h.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(retry_after(&h), Some(Duration::ZERO));
+        h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn backoff_grows_is_jittered_and_stops_at_the_deadline_or_count() {
+        let mut clock = RetryClock::new(Instant::now() + Duration::from_secs(3600), 5);
+        let delays: Vec<Duration> = std::iter::from_fn(|| clock.next_delay(None)).collect();
+        assert_eq!(delays.len(), 4);
+        for (i, d) in delays.iter().enumerate() {
+            let full = RetryClock::BASE * (1 << i);
+            assert!(*d >= full / 2 && *d <= full, "{i}: {d:?}");
+        }
+        let mut short = RetryClock::new(Instant::now() + Duration::from_secs(2), 100);
+        assert_eq!(short.next_delay(Some(Duration::from_secs(5))), None);
+        assert_eq!(
+            short.next_delay(Some(Duration::from_secs(1))),
+            Some(Duration::from_secs(1))
+        );
+    }
+
+    #[test]
+    fn origins_compare_scheme_host_and_port() {
+        let a = Url::parse("https://r.example/v2/").unwrap();
+        assert!(same_origin(
+            &a,
+            &Url::parse("https://r.example:443/x?y").unwrap()
+        ));
+        assert!(!same_origin(&a, &Url::parse("http://r.example/").unwrap()));
+        assert!(!same_origin(
+            &a,
+            &Url::parse("https://s3.example/").unwrap()
+        ));
+        assert!(!same_origin(
+            &a,
+            &Url::parse("https://r.example:8443/").unwrap()
+        ));
+    }
+}
