@@ -9,6 +9,8 @@ pub mod inventory;
 pub mod manifest;
 pub mod oci;
 pub mod plan;
+pub mod promote;
 pub mod reference;
 pub mod registry;
 pub mod report;
+pub mod snapshot;

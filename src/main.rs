@@ -4,15 +4,23 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use promoter::exec::ExecOptions;
 use promoter::manifest::{self, ManifestInput};
+use promoter::plan;
+use promoter::promote::{self, PlanFile};
+use promoter::registry::{self, OpenOptions};
+use promoter::report;
 
 /// Exit codes, documented in README.md.
 mod exit {
     pub const OK: u8 = 0;
     pub const INVALID_INPUT: u8 = 1;
     pub const USAGE: u8 = 2;
+    pub const REFUSED: u8 = 3;
+    pub const FAILED: u8 = 4;
 }
 
 #[derive(Parser, Debug)]
@@ -24,8 +32,12 @@ mod exit {
 and makes every destination match them: copies what is missing, never moves a tag, never deletes.",
     after_help = "Examples:
   promoter run --thin-manifest-dir manifests/quickstart --parse-only   validate a tree (presubmit)
-  promoter run --manifest manifests/plain.yaml                          dry run: print the plan
-  promoter run --manifest manifests/plain.yaml --confirm                carry the plan out"
+  promoter run --thin-manifest-dir manifests/quickstart                dry run: print the plan
+  promoter run --thin-manifest-dir manifests/quickstart --confirm      carry the plan out
+  promoter run --manifest m.yaml --plan-out plan.json                  save a plan for review
+  promoter apply plan.json                                             apply it if nothing drifted
+
+Exit codes: 0 ok, 1 invalid input, 2 usage error, 3 refused (tag move, conflict, drift), 4 failed edges."
 )]
 struct Cli {
     /// Log verbosity: error, warn, info, debug or trace.
@@ -40,6 +52,43 @@ struct Cli {
 enum Command {
     /// Validate manifests, plan, and (with --confirm) promote.
     Run(RunArgs),
+    /// Apply a plan written by `run --plan-out`, if the registries have not drifted.
+    Apply(ApplyArgs),
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum Output {
+    /// One line per plan item, then counts.
+    Text,
+    /// The documented JSON report (docs/report.schema.json).
+    Json,
+}
+
+#[derive(Args, Debug)]
+struct RegistryArgs {
+    /// A docker config.json / containers auth.json to take credentials from,
+    /// before $DOCKER_CONFIG, ~/.docker/config.json and $REGISTRY_AUTH_FILE.
+    #[arg(long, value_name = "FILE", global = true)]
+    auth_file: Option<PathBuf>,
+
+    /// Per-registry options (TLS, plain HTTP, request budgets), JSON.
+    /// See CONTRIBUTING.md, "Registry options".
+    #[arg(long, value_name = "FILE", global = true)]
+    registry_config: Option<PathBuf>,
+
+    /// Do not copy signatures, attestations and SBOMs along with promoted digests.
+    #[arg(long, global = true)]
+    no_attachments: bool,
+
+    /// Output format.
+    #[arg(
+        long,
+        value_enum,
+        ignore_case = true,
+        default_value = "text",
+        global = true
+    )]
+    output: Output,
 }
 
 #[derive(Args, Debug)]
@@ -60,6 +109,23 @@ struct RunArgs {
     /// Carry the plan out. Without it, nothing is written anywhere (dry run).
     #[arg(long)]
     confirm: bool,
+
+    /// Write the plan, with the registry state it was computed from, to FILE
+    /// (for review, then `promoter apply FILE`).
+    #[arg(long, value_name = "FILE")]
+    plan_out: Option<PathBuf>,
+
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+#[derive(Args, Debug)]
+struct ApplyArgs {
+    /// A plan file written by `promoter run --plan-out`.
+    plan: PathBuf,
+
+    #[command(flatten)]
+    registry: RegistryArgs,
 }
 
 fn main() -> ExitCode {
@@ -76,9 +142,14 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&cli.log_level);
-    match cli.command {
-        Command::Run(args) => ExitCode::from(run(args)),
-    }
+    let code = match cli.command {
+        Command::Run(args) => run(args),
+        Command::Apply(args) => apply(args),
+    };
+    ExitCode::from(code.unwrap_or_else(|err| {
+        eprintln!("error: {err:#}");
+        exit::INVALID_INPUT
+    }))
 }
 
 fn init_logging(level: &str) {
@@ -91,7 +162,41 @@ fn init_logging(level: &str) {
         .init();
 }
 
-fn run(args: RunArgs) -> u8 {
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn open_options(args: &RegistryArgs) -> anyhow::Result<OpenOptions> {
+    let remote = match &args.registry_config {
+        None => Default::default(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("{}: cannot read the registry options", path.display()))?;
+            serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "{}: not valid registry options (see CONTRIBUTING.md, \"Registry options\")",
+                    path.display()
+                )
+            })?
+        }
+    };
+    Ok(OpenOptions {
+        remote,
+        auth_file: args.auth_file.clone(),
+    })
+}
+
+fn exec_options(args: &RegistryArgs) -> ExecOptions {
+    ExecOptions {
+        attachments: !args.no_attachments,
+        ..ExecOptions::default()
+    }
+}
+
+fn run(args: RunArgs) -> anyhow::Result<u8> {
     let input = match (&args.manifest, &args.thin_manifest_dir) {
         (Some(file), None) => ManifestInput::Plain(file),
         (None, Some(dir)) => ManifestInput::ThinTree(dir),
@@ -104,7 +209,7 @@ fn run(args: RunArgs) -> u8 {
     if loaded.has_errors() {
         let errors = loaded.diagnostics.iter().filter(|d| d.is_error()).count();
         eprintln!("error: {errors} problem(s) in the manifests; nothing was planned");
-        return exit::INVALID_INPUT;
+        return Ok(exit::INVALID_INPUT);
     }
     if args.parse_only {
         let digests: usize = loaded
@@ -118,12 +223,84 @@ fn run(args: RunArgs) -> u8 {
             digests,
             if digests == 1 { "y" } else { "ies" }
         );
-        return exit::OK;
+        return Ok(exit::OK);
     }
-    if args.confirm {
-        eprintln!("error: --confirm is not available yet: the executor has not landed; nothing was written");
-        return exit::USAGE;
+    let options = open_options(&args.registry)?;
+    let names = promote::registry_names(&loaded.manifests);
+    let wants = plan::wants(&loaded.manifests);
+    runtime()?.block_on(async {
+        let registries = registry::open_all(names.iter(), &options)?;
+        let planned = promote::plan(wants, &registries).await;
+        if let Some(path) = &args.plan_out {
+            promote::write_plan_file(path, &planned)?;
+            eprintln!("plan written to {}", path.display());
+        }
+        finish(&planned, &registries, args.confirm, &args.registry).await
+    })
+}
+
+fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
+    let reviewed = promote::read_plan_file(&args.plan)?;
+    let options = open_options(&args.registry)?;
+    let names: std::collections::BTreeSet<_> = reviewed
+        .wants
+        .iter()
+        .flat_map(|w| {
+            std::iter::once(w.registry.clone()).chain(
+                w.digests
+                    .values()
+                    .flat_map(|d| d.sources.iter().map(|s| s.registry.clone())),
+            )
+        })
+        .collect();
+    runtime()?.block_on(async {
+        let registries = registry::open_all(names.iter(), &options)?;
+        let fresh = promote::plan(reviewed.wants.clone(), &registries).await;
+        if let Some(diff) = promote::drift(&reviewed.plan, &fresh.plan) {
+            eprintln!(
+                "error: the registries changed since {} was written; the plan is no longer what was reviewed:",
+                args.plan.display()
+            );
+            eprint!("{diff}");
+            eprintln!("help: review the new plan (`promoter run ... --plan-out FILE`) and apply that instead; nothing was written");
+            return Ok(exit::REFUSED);
+        }
+        finish(&fresh, &registries, true, &args.registry).await
+    })
+}
+
+/// Print the plan, execute it when asked, print the results, choose the exit code.
+async fn finish(
+    planned: &PlanFile,
+    registries: &registry::Registries,
+    confirm: bool,
+    args: &RegistryArgs,
+) -> anyhow::Result<u8> {
+    let plan = &planned.plan;
+    let execution = if confirm {
+        Some(promote::execute(plan, registries, &exec_options(args)).await)
+    } else {
+        None
+    };
+    match args.output {
+        Output::Json => println!("{}", report::json(plan, execution.as_ref())),
+        Output::Text => {
+            print!("{}", report::plan_text(plan));
+            if let Some(execution) = &execution {
+                print!("{}", report::results_text(execution));
+            } else if plan.work().next().is_some() {
+                eprintln!("dry run: nothing was written; add --confirm to carry the plan out");
+            }
+        }
     }
-    eprintln!("error: planning is not available yet; use --parse-only to validate manifests");
-    exit::USAGE
+    let failed = execution
+        .as_ref()
+        .is_some_and(|e| e.failed().next().is_some());
+    Ok(if plan.has_refusals() {
+        exit::REFUSED
+    } else if failed || plan.has_blocked() {
+        exit::FAILED
+    } else {
+        exit::OK
+    })
 }

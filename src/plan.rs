@@ -126,6 +126,29 @@ pub fn wants(manifests: &[Manifest]) -> Vec<RepoWant> {
     by_repo.into_values().collect()
 }
 
+/// JSON objects need string keys: maps keyed by a [`RepoKey`] are written as
+/// lists of `[key, value]` pairs.
+mod repo_map {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::RepoKey;
+
+    pub fn serialize<V: Serialize, S: Serializer>(
+        map: &BTreeMap<RepoKey, V>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(map.iter())
+    }
+
+    pub fn deserialize<'de, V: Deserialize<'de>, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<RepoKey, V>, D::Error> {
+        Ok(Vec::<(RepoKey, V)>::deserialize(d)?.into_iter().collect())
+    }
+}
+
 /// What a read said about one thing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "state", content = "value")]
@@ -167,8 +190,10 @@ impl DestState {
 /// What the registries hold, as far as the plan needs to know.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Inventory {
+    #[serde(with = "repo_map")]
     pub destinations: BTreeMap<RepoKey, DestState>,
     /// Per source repository: whether each asked-about digest is there.
+    #[serde(with = "repo_map")]
     pub sources: BTreeMap<RepoKey, BTreeMap<Digest, Observed<()>>>,
 }
 
@@ -280,11 +305,12 @@ impl PlanItem {
         }
     }
 
-    /// The destination reference: `registry/image:tag` or `registry/image@digest`.
+    /// The destination reference: `registry/image:tag`, or `registry/image`
+    /// for a digest-only item (the digest has a column of its own).
     pub fn dest_ref(&self) -> String {
         match &self.tag {
             Some(tag) => format!("{}/{}:{tag}", self.registry, self.image),
-            None => format!("{}/{}@{}", self.registry, self.image, self.digest),
+            None => format!("{}/{}", self.registry, self.image),
         }
     }
 

@@ -281,3 +281,42 @@ impl Registries {
             })
     }
 }
+
+/// How to open the registries of a run.
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    pub remote: remote::options::RemoteOptions,
+    /// An explicit credentials file, consulted first.
+    pub auth_file: Option<std::path::PathBuf>,
+}
+
+/// Open every registry `names` mention, one per endpoint. Nothing is sent
+/// over the network here; credentials files are read (not helpers run).
+pub fn open_all<'a>(
+    names: impl IntoIterator<Item = &'a crate::reference::RegistryName>,
+    options: &OpenOptions,
+) -> Result<Registries, RegistryError> {
+    use crate::reference::Endpoint;
+    let mut registries = Registries::default();
+    let mut remotes = None;
+    for name in names {
+        if registries.contains(&name.endpoint) {
+            continue;
+        }
+        let registry: Arc<dyn Registry> = match &name.endpoint {
+            Endpoint::Layout { root } => Arc::new(layout::LayoutRegistry::new(root)),
+            Endpoint::Http { .. } => {
+                if remotes.is_none() {
+                    let credentials = remote::credentials::CredentialStore::discover(
+                        options.auth_file.as_deref(),
+                    )?;
+                    remotes = Some(remote::Remotes::new(options.remote.clone(), credentials));
+                }
+                let remotes = remotes.as_ref().expect("set just above");
+                remotes.registry(&name.endpoint)?
+            }
+        };
+        registries.insert(&name.endpoint, registry);
+    }
+    Ok(registries)
+}

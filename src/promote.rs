@@ -1,0 +1,207 @@
+//! One promotion, end to end: wants -> inventory -> plan (-> execute), and
+//! plan files that can be reviewed and applied later.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::exec::{self, ExecOptions, Report};
+use crate::inventory;
+use crate::manifest::Manifest;
+use crate::plan::{self, Inventory, Plan, RepoWant};
+use crate::reference::RegistryName;
+use crate::registry::Registries;
+use crate::report;
+
+/// Every registry the manifests name, sources and destinations.
+pub fn registry_names(manifests: &[Manifest]) -> BTreeSet<RegistryName> {
+    manifests
+        .iter()
+        .flat_map(|m| std::iter::once(&m.source).chain(&m.destinations))
+        .map(|r| r.name.clone())
+        .collect()
+}
+
+/// A computed plan together with what it was computed from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanFile {
+    /// Format version of this file.
+    pub version: u32,
+    pub wants: Vec<RepoWant>,
+    /// The destination (and source) state the plan was computed from.
+    pub inventory: Inventory,
+    pub plan: Plan,
+}
+
+pub const PLAN_FILE_VERSION: u32 = 1;
+
+/// Read the registries for `wants` and plan.
+pub async fn plan(wants: Vec<RepoWant>, registries: &Registries) -> PlanFile {
+    let inventory = inventory::take(&wants, registries, inventory::DEFAULT_READ_CONCURRENCY).await;
+    let plan = plan::plan(&wants, &inventory);
+    PlanFile {
+        version: PLAN_FILE_VERSION,
+        wants,
+        inventory,
+        plan,
+    }
+}
+
+/// Carry out a plan.
+pub async fn execute(plan: &Plan, registries: &Registries, options: &ExecOptions) -> Report {
+    exec::execute(plan, registries, options).await
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanFileError {
+    #[error("{path}: cannot read the plan file: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a promoter plan file: {source}")]
+    Parse {
+        path: String,
+        source: serde_json::Error,
+    },
+    #[error("{path}: plan file version {found} is not supported (this promoter reads version {PLAN_FILE_VERSION})")]
+    Version { path: String, found: u32 },
+    #[error("{path}: cannot write the plan file: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// Write the plan file atomically: a reader never sees half a plan.
+pub fn write_plan_file(path: &Path, plan: &PlanFile) -> Result<(), PlanFileError> {
+    let shown = path.display().to_string();
+    let write_err = |source| PlanFileError::Write {
+        path: shown.clone(),
+        source,
+    };
+    let json = serde_json::to_vec_pretty(plan).map_err(|e| write_err(std::io::Error::other(e)))?;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(write_err)?;
+    std::io::Write::write_all(&mut tmp, &json).map_err(write_err)?;
+    tmp.as_file().sync_all().map_err(write_err)?;
+    tmp.persist(path).map_err(|e| write_err(e.error))?;
+    Ok(())
+}
+
+pub fn read_plan_file(path: &Path) -> Result<PlanFile, PlanFileError> {
+    let shown = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|source| PlanFileError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    #[derive(Deserialize)]
+    struct VersionOnly {
+        version: u32,
+    }
+    let version: VersionOnly =
+        serde_json::from_slice(&bytes).map_err(|source| PlanFileError::Parse {
+            path: shown.clone(),
+            source,
+        })?;
+    if version.version != PLAN_FILE_VERSION {
+        return Err(PlanFileError::Version {
+            path: shown,
+            found: version.version,
+        });
+    }
+    serde_json::from_slice(&bytes).map_err(|source| PlanFileError::Parse {
+        path: shown,
+        source,
+    })
+}
+
+/// If `fresh` differs from the reviewed plan, a unified diff of the two plans
+/// (reviewed first); `None` when applying the reviewed plan is still exactly right.
+pub fn drift(reviewed: &Plan, fresh: &Plan) -> Option<String> {
+    if reviewed.items == fresh.items {
+        return None;
+    }
+    let old = report::plan_text(reviewed);
+    let new = report::plan_text(fresh);
+    let diff = similar::TextDiff::from_lines(&old, &new);
+    Some(
+        diff.unified_diff()
+            .context_radius(2)
+            .header("reviewed plan", "plan against the registries now")
+            .to_string(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::Location;
+    use crate::plan::{Action, PlanItem, RepoKey};
+    use crate::reference::{Digest, ImageName, Tag};
+    use std::sync::Arc;
+
+    fn item(action: Action) -> PlanItem {
+        let dst = RegistryName::parse("dst.example/prod").unwrap();
+        let image = ImageName::parse("foo").unwrap();
+        PlanItem {
+            action,
+            repo: RepoKey::new(&dst, &image),
+            registry: dst,
+            image,
+            digest: Digest::sha256_of(b"x"),
+            tag: Some(Tag::parse("1.0").unwrap()),
+            source: None,
+            location: Location::file_only(Arc::from(Path::new("m.yaml"))),
+        }
+    }
+
+    #[test]
+    fn an_unchanged_plan_has_no_drift_and_a_changed_one_shows_a_diff() {
+        let reviewed = Plan {
+            items: vec![item(Action::Tag)],
+            already_present: 0,
+        };
+        assert_eq!(drift(&reviewed, &reviewed.clone()), None);
+        let fresh = Plan {
+            items: vec![item(Action::RefusedTagMove {
+                current: Digest::sha256_of(b"y"),
+            })],
+            already_present: 0,
+        };
+        let diff = drift(&reviewed, &fresh).unwrap();
+        assert!(diff.contains("-tag "), "{diff}");
+        assert!(diff.contains("+refused "), "{diff}");
+    }
+
+    #[test]
+    fn plan_files_round_trip_and_refuse_other_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plan.json");
+        let file = PlanFile {
+            version: PLAN_FILE_VERSION,
+            wants: vec![],
+            inventory: Inventory::default(),
+            plan: Plan {
+                items: vec![item(Action::Tag)],
+                already_present: 3,
+            },
+        };
+        write_plan_file(&path, &file).unwrap();
+        assert_eq!(read_plan_file(&path).unwrap(), file);
+        std::fs::write(&path, br#"{"version": 99}"#).unwrap();
+        assert!(matches!(
+            read_plan_file(&path),
+            Err(PlanFileError::Version { found: 99, .. })
+        ));
+        std::fs::write(&path, b"garbage").unwrap();
+        assert!(matches!(
+            read_plan_file(&path),
+            Err(PlanFileError::Parse { .. })
+        ));
+    }
+}

@@ -1,0 +1,320 @@
+//! Snapshots: a registry's (or the manifests') images as `images.yaml` or
+//! CSV, byte for byte in CIP's formats. A snapshot is a registry's
+//! fingerprint: two registries compare by diffing their snapshots.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use futures::stream::{self, StreamExt};
+
+use crate::manifest::Manifest;
+use crate::oci;
+use crate::reference::{Digest, ManifestRef, RegistryName, Tag};
+use crate::registry::{media_type, Registry, RegistryError};
+
+/// One image of a snapshot: digest -> tags (byte-sorted). An untagged digest
+/// has an empty set.
+pub type DigestTags = BTreeMap<Digest, BTreeSet<String>>;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Image name, relative to the snapshot root -> its digests.
+    pub images: BTreeMap<String, DigestTags>,
+    /// (image, digest) pairs that are children of an index in that image.
+    pub index_children: BTreeSet<(String, Digest)>,
+}
+
+impl Snapshot {
+    fn add(&mut self, name: &str, digest: &Digest, tag: Option<&str>) {
+        let tags = self
+            .images
+            .entry(name.to_string())
+            .or_default()
+            .entry(digest.clone())
+            .or_default();
+        if let Some(tag) = tag {
+            tags.insert(tag.to_string());
+        }
+    }
+
+    /// `--minimal-snapshot`: drop untagged children of indexes. Tagged
+    /// children, and untagged digests that are nobody's child, stay.
+    pub fn minimal(mut self) -> Snapshot {
+        for (name, digest) in &self.index_children {
+            if let Some(digests) = self.images.get_mut(name) {
+                if digests.get(digest).is_some_and(BTreeSet::is_empty) {
+                    digests.remove(digest);
+                }
+            }
+        }
+        self.images.retain(|_, digests| !digests.is_empty());
+        self
+    }
+
+    /// `--snapshot-tag TAG`: keep only the digests that carry TAG, each with
+    /// its full tag list (so that the output still says what else points there).
+    pub fn with_tag(mut self, tag: &str) -> Snapshot {
+        for digests in self.images.values_mut() {
+            digests.retain(|_, tags| tags.contains(tag));
+        }
+        self.images.retain(|_, digests| !digests.is_empty());
+        self
+    }
+
+    /// CIP's `images.yaml` format; valid input for this tool's loader.
+    pub fn to_yaml(&self) -> String {
+        let mut out = String::new();
+        for (name, digests) in &self.images {
+            let _ = writeln!(out, "- name: {name}");
+            let _ = writeln!(out, "  dmap:");
+            for (digest, tags) in digests {
+                let list: Vec<String> = tags.iter().map(|t| format!("\"{t}\"")).collect();
+                let _ = writeln!(out, "    \"{digest}\": [{}]", list.join(", "));
+            }
+        }
+        out
+    }
+
+    /// CIP's CSV: no header, `<name>@<digest>,<name>:<tag>` per tag, or
+    /// `<name>@<digest>,-` for an untagged digest.
+    pub fn to_csv(&self) -> String {
+        let mut writer = csv::WriterBuilder::new()
+            .has_headers(false)
+            .from_writer(Vec::new());
+        for (name, digests) in &self.images {
+            for (digest, tags) in digests {
+                let at = format!("{name}@{digest}");
+                if tags.is_empty() {
+                    let _ = writer.write_record([at.as_str(), "-"]);
+                }
+                for tag in tags {
+                    let _ = writer.write_record([at.clone(), format!("{name}:{tag}")]);
+                }
+            }
+        }
+        let bytes = writer.into_inner().unwrap_or_default();
+        String::from_utf8(bytes).unwrap_or_default()
+    }
+}
+
+/// How many repositories are read at once.
+const SNAPSHOT_CONCURRENCY: usize = 32;
+
+/// What one repository holds: tags and their digests, plus the untagged
+/// children of its indexes.
+async fn read_repository(
+    registry: &dyn Registry,
+    repo: &str,
+) -> Result<(DigestTags, BTreeSet<Digest>), RegistryError> {
+    let tags = registry.list_tags(repo).await?;
+    let heads: Vec<_> = stream::iter(tags)
+        .map(|tag| async move {
+            let parsed = Tag::parse(&tag).map_err(|e| RegistryError::Invalid {
+                what: format!("{repo}:{tag}"),
+                message: e.to_string(),
+            })?;
+            let head = registry
+                .head_manifest(repo, &ManifestRef::Tag(parsed))
+                .await?;
+            Ok::<_, RegistryError>((tag, head))
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    let mut digests = DigestTags::new();
+    let mut indexes = BTreeSet::new();
+    for head in heads {
+        let (tag, head) = head?;
+        // A tag deleted between listing and reading is simply gone.
+        let Some(descriptor) = head else { continue };
+        if media_type::is_index(&descriptor.media_type) {
+            indexes.insert(descriptor.digest.clone());
+        }
+        digests.entry(descriptor.digest).or_default().insert(tag);
+    }
+    // Generic registries cannot list untagged digests: the children of
+    // indexes are the untagged digests we can know about.
+    let mut children = BTreeSet::new();
+    let mut pending: Vec<Digest> = indexes.into_iter().collect();
+    let mut seen = BTreeSet::new();
+    while let Some(index) = pending.pop() {
+        if !seen.insert(index.clone()) {
+            continue;
+        }
+        let Some(manifest) = registry
+            .get_manifest(repo, &ManifestRef::Digest(index.clone()))
+            .await?
+        else {
+            continue;
+        };
+        for child in oci::references(&manifest, &format!("{repo}@{index}"))?.manifests {
+            if media_type::is_index(&child.media_type) {
+                pending.push(child.digest.clone());
+            }
+            digests.entry(child.digest.clone()).or_default();
+            children.insert(child.digest);
+        }
+    }
+    Ok((digests, children))
+}
+
+/// Snapshot every repository under `root` (a registry with an optional path).
+pub async fn of_registry(
+    registry: &dyn Registry,
+    root: &RegistryName,
+) -> Result<Snapshot, RegistryError> {
+    let prefix = root.prefix.as_str();
+    let repos = registry.list_repositories(prefix).await?;
+    let results: Vec<_> = stream::iter(repos)
+        .map(|repo| async move {
+            let read = read_repository(registry, &repo).await;
+            (repo, read)
+        })
+        .buffer_unordered(SNAPSHOT_CONCURRENCY)
+        .collect()
+        .await;
+    let mut snapshot = Snapshot::default();
+    for (repo, read) in results {
+        let (digests, children) = read?;
+        let name = if prefix.is_empty() {
+            repo.as_str()
+        } else {
+            match repo.strip_prefix(prefix).and_then(|r| r.strip_prefix('/')) {
+                Some(name) => name,
+                None => {
+                    tracing::warn!(
+                        "{repo} is the snapshot root itself, not an image under it; left out"
+                    );
+                    continue;
+                }
+            }
+        };
+        if digests.is_empty() {
+            continue;
+        }
+        for child in children {
+            snapshot.index_children.insert((name.to_string(), child));
+        }
+        snapshot.images.insert(name.to_string(), digests);
+    }
+    Ok(snapshot)
+}
+
+/// What the manifests promote into `root`, offline. Destinations match on
+/// path boundaries: `gcr.io/prod` matches `gcr.io/prod` and `gcr.io/prod/eu`,
+/// never `gcr.io/prod-eu`. Names are relative to `root`, destination sub-path
+/// included.
+pub fn of_manifests(manifests: &[Manifest], root: &RegistryName) -> Snapshot {
+    let mut snapshot = Snapshot::default();
+    for manifest in manifests {
+        for destination in &manifest.destinations {
+            let Some(sub) = root.sub_path_of(&destination.name) else {
+                continue;
+            };
+            for image in &manifest.images {
+                let name = if sub.is_empty() {
+                    image.name.to_string()
+                } else {
+                    format!("{sub}/{}", image.name)
+                };
+                for entry in &image.digests {
+                    if entry.tags.is_empty() {
+                        snapshot.add(&name, &entry.digest, None);
+                    }
+                    for tag in &entry.tags {
+                        snapshot.add(&name, &entry.digest, Some(tag.tag.as_str()));
+                    }
+                }
+            }
+        }
+    }
+    snapshot
+}
+
+/// Unified diff of two snapshots' YAML, `None` when they are equal.
+pub fn diff(a_name: &str, a: &Snapshot, b_name: &str, b: &Snapshot) -> Option<String> {
+    let (a, b) = (a.to_yaml(), b.to_yaml());
+    if a == b {
+        return None;
+    }
+    Some(
+        similar::TextDiff::from_lines(&a, &b)
+            .unified_diff()
+            .context_radius(3)
+            .header(a_name, b_name)
+            .to_string(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(n: u8) -> Digest {
+        Digest::parse(&format!("sha256:{}", format!("{n:02x}").repeat(32))).unwrap()
+    }
+
+    fn sample() -> Snapshot {
+        let mut s = Snapshot::default();
+        s.add("foo/bar", &d(2), Some("1.10"));
+        s.add("foo/bar", &d(2), Some("1.0"));
+        s.add("foo/bar", &d(1), None); // an untagged child of the index d(2)
+        s.add("foo/bar", &d(3), Some("latest")); // a tagged child
+        s.add("alpha", &d(4), None); // untagged, nobody's child
+        s.index_children.insert(("foo/bar".into(), d(1)));
+        s.index_children.insert(("foo/bar".into(), d(3)));
+        s
+    }
+
+    #[test]
+    fn yaml_is_cips_format_sorted_by_name_digest_and_tag() {
+        let expected = format!(
+            "- name: alpha\n  dmap:\n    \"{}\": []\n- name: foo/bar\n  dmap:\n    \"{}\": []\n    \"{}\": [\"1.0\", \"1.10\"]\n    \"{}\": [\"latest\"]\n",
+            d(4),
+            d(1),
+            d(2),
+            d(3)
+        );
+        assert_eq!(sample().to_yaml(), expected);
+    }
+
+    #[test]
+    fn csv_has_a_row_per_tag_and_a_dash_for_untagged() {
+        let expected = format!(
+            "alpha@{a},-\nfoo/bar@{b},-\nfoo/bar@{c},foo/bar:1.0\nfoo/bar@{c},foo/bar:1.10\nfoo/bar@{e},foo/bar:latest\n",
+            a = d(4),
+            b = d(1),
+            c = d(2),
+            e = d(3)
+        );
+        assert_eq!(sample().to_csv(), expected);
+    }
+
+    #[test]
+    fn minimal_drops_only_untagged_index_children() {
+        let minimal = sample().minimal();
+        let foo = &minimal.images["foo/bar"];
+        assert!(!foo.contains_key(&d(1)), "untagged child dropped");
+        assert!(foo.contains_key(&d(3)), "tagged child kept");
+        assert!(
+            minimal.images["alpha"].contains_key(&d(4)),
+            "untagged non-child kept"
+        );
+    }
+
+    #[test]
+    fn snapshot_tag_keeps_digests_carrying_the_tag_with_all_their_tags() {
+        let only = sample().with_tag("1.0");
+        assert_eq!(only.images.len(), 1);
+        let tags: Vec<_> = only.images["foo/bar"][&d(2)].iter().cloned().collect();
+        assert_eq!(tags, vec!["1.0", "1.10"]);
+    }
+
+    #[test]
+    fn diff_is_none_for_equal_snapshots() {
+        assert_eq!(diff("a", &sample(), "b", &sample()), None);
+        let other = sample().minimal();
+        let text = diff("a", &sample(), "b", &other).unwrap();
+        assert!(text.contains(&format!("-    \"{}\": []", d(1))), "{text}");
+    }
+}

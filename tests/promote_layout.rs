@@ -1,0 +1,350 @@
+//! End to end, through the binary, on `oci:` layout trees (no server): plan,
+//! promote, re-run, tag add, refused tag move, lost image, tagless promotion,
+//! plan files and drift. End states are checked with skopeo where it can read
+//! them (tags), and on disk.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use promoter::reference::Digest;
+use support::images::{write_oci_layout, Flavor, Platform, TestImage};
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn promoter(cwd: &Path, args: &[&str]) -> Out {
+    let out = Command::new(env!("CARGO_BIN_EXE_promoter"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("run promoter");
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+struct World {
+    dir: tempfile::TempDir,
+    index: TestImage,
+    image: TestImage,
+    tagless: TestImage,
+    other: TestImage,
+}
+
+impl World {
+    fn new() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let index = TestImage::multi_arch(
+            1,
+            Flavor::Oci,
+            &[Platform::linux("amd64"), Platform::linux("arm64")],
+            512,
+        );
+        let image = TestImage::single_layer(2, 700);
+        let tagless = TestImage::single_layer(3, 300);
+        let other = TestImage::single_layer(4, 200);
+        let src = dir.path().join("src");
+        write_oci_layout(&src, "hello", &[(&index, Some("1.0"))]).unwrap();
+        write_oci_layout(
+            &src,
+            "tools/echo",
+            &[
+                (&image, Some("v1")),
+                (&tagless, None),
+                (&other, Some("other")),
+            ],
+        )
+        .unwrap();
+        World {
+            dir,
+            index,
+            image,
+            tagless,
+            other,
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn dst(&self) -> PathBuf {
+        self.path().join("dst")
+    }
+
+    /// A plain manifest promoting `images` (YAML text) from src to dst.
+    fn manifest(&self, name: &str, images: &str) -> String {
+        let text = format!(
+            "registries:\n- name: oci:src\n  src: true\n- name: oci:dst\nimages:\n{images}"
+        );
+        std::fs::write(self.path().join(name), text).unwrap();
+        name.to_string()
+    }
+
+    fn standard(&self) -> String {
+        let lost = Digest::sha256_of(b"nowhere");
+        self.manifest(
+            "promote.yaml",
+            &format!(
+                "- name: hello\n  dmap:\n    \"{}\": [\"1.0\"]\n\
+                 - name: tools/echo\n  dmap:\n    \"{}\": [\"v1\", \"latest\"]\n    \"{}\": []\n\
+                 - name: gone\n  dmap:\n    \"{lost}\": [\"1.0\"]\n",
+                self.index.digest(),
+                self.image.digest(),
+                self.tagless.digest(),
+            ),
+        )
+    }
+
+    fn run(&self, args: &[&str]) -> Out {
+        promoter(self.path(), args)
+    }
+}
+
+fn tree_bytes(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    if !dir.exists() {
+        return out;
+    }
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let p = entry.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push((p.clone(), std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// skopeo (an independent client) reads the tag; its raw manifest has the digest we promised.
+fn skopeo_digest(layout_root: &Path, repo: &str, tag: &str) -> Option<Digest> {
+    if Command::new("skopeo").arg("--version").output().is_err() {
+        assert!(std::env::var("CI").is_err(), "skopeo is missing in CI");
+        eprintln!("skipping the skopeo check: skopeo is not installed");
+        return None;
+    }
+    let out = Command::new("skopeo")
+        .args(["inspect", "--raw"])
+        .arg(format!("oci:{}:{tag}", layout_root.join(repo).display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(Digest::sha256_of(&out.stdout))
+}
+
+#[test]
+fn dry_run_prints_the_plan_and_writes_nothing() {
+    let w = World::new();
+    let m = w.standard();
+    let out = w.run(&["run", "--manifest", &m]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    // Every tag line comes after the copy of its digest, when there is one.
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    for (i, line) in lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.starts_with("tag "))
+    {
+        let digest = line.split_whitespace().nth(4).unwrap();
+        if let Some(copy) = lines
+            .iter()
+            .position(|l| l.starts_with("copy ") && l.contains(digest))
+        {
+            assert!(copy < i, "tag before its copy:\n{}", out.stdout);
+        }
+    }
+    assert!(
+        lines[0].starts_with("lost     oci:src/gone -> oci:dst/gone:1.0"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("plan: 3 copy, 3 tag, 1 lost, 0 refused"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stderr.contains("dry run"), "{}", out.stderr);
+    assert!(!w.dst().exists(), "a dry run wrote to the destination");
+}
+
+#[test]
+fn confirm_promotes_digests_exactly_and_a_second_run_plans_nothing() {
+    let w = World::new();
+    let m = w.standard();
+    let out = w.run(&["run", "--manifest", &m, "--confirm"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("0 failed"), "{}", out.stdout);
+
+    // Tags point at exactly the promoted digests, read by skopeo.
+    if let Some(d) = skopeo_digest(&w.dst(), "hello", "1.0") {
+        assert_eq!(&d, w.index.digest());
+        assert_eq!(
+            &skopeo_digest(&w.dst(), "tools/echo", "v1").unwrap(),
+            w.image.digest()
+        );
+        assert_eq!(
+            &skopeo_digest(&w.dst(), "tools/echo", "latest").unwrap(),
+            w.image.digest()
+        );
+    }
+    // Every manifest and blob, index children and the tagless image included, is there byte for byte.
+    for (repo, image) in [
+        ("hello", &w.index),
+        ("tools/echo", &w.image),
+        ("tools/echo", &w.tagless),
+    ] {
+        for manifest in image.all_manifests() {
+            let path = support::images::blob_path(&w.dst(), repo, &manifest.digest);
+            assert_eq!(
+                std::fs::read(&path).unwrap(),
+                manifest.bytes.to_vec(),
+                "{}",
+                path.display()
+            );
+        }
+        for blob in image.all_blobs() {
+            let path = support::images::blob_path(&w.dst(), repo, &blob.digest);
+            assert_eq!(
+                std::fs::read(&path).unwrap(),
+                blob.bytes.to_vec(),
+                "{}",
+                path.display()
+            );
+        }
+    }
+    // The unwanted image was not copied.
+    assert!(!support::images::blob_path(&w.dst(), "tools/echo", w.other.digest()).exists());
+
+    let again = w.run(&["run", "--manifest", &m]);
+    assert_eq!(again.code, 0);
+    assert!(
+        again.stdout.contains("plan: 0 copy, 0 tag, 1 lost"),
+        "{}",
+        again.stdout
+    );
+}
+
+#[test]
+fn a_tag_move_is_refused_with_exit_3_and_nothing_is_written() {
+    let w = World::new();
+    let m = w.standard();
+    assert_eq!(w.run(&["run", "--manifest", &m, "--confirm"]).code, 0);
+    let before = tree_bytes(&w.dst());
+
+    let moved = w.manifest(
+        "move.yaml",
+        &format!(
+            "- name: tools/echo\n  dmap:\n    \"{}\": [\"v1\"]\n",
+            w.other.digest()
+        ),
+    );
+    for extra in [&[][..], &["--confirm"][..]] {
+        let mut args = vec!["run", "--manifest", &moved];
+        args.extend_from_slice(extra);
+        let out = w.run(&args);
+        assert_eq!(out.code, 3, "{}{}", out.stdout, out.stderr);
+        let line = out
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("refused"))
+            .expect("a refused line");
+        assert!(
+            line.contains(w.image.digest().as_str()),
+            "names the current digest: {line}"
+        );
+        assert!(
+            line.contains(w.other.digest().as_str()),
+            "names the wanted digest: {line}"
+        );
+        assert!(
+            line.contains("move.yaml:"),
+            "names the manifest line: {line}"
+        );
+    }
+    assert_eq!(
+        tree_bytes(&w.dst()),
+        before,
+        "a refused move changed the destination"
+    );
+}
+
+#[test]
+fn a_tag_add_writes_only_the_tag() {
+    let w = World::new();
+    let m = w.standard();
+    assert_eq!(w.run(&["run", "--manifest", &m, "--confirm"]).code, 0);
+    let add = w.manifest(
+        "add.yaml",
+        &format!(
+            "- name: tools/echo\n  dmap:\n    \"{}\": [\"v1\", \"stable\"]\n",
+            w.image.digest()
+        ),
+    );
+    let out = w.run(&["run", "--manifest", &add, "--confirm", "--output", "json"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(report["counts"]["tag"], 1);
+    assert_eq!(report["counts"]["copy"], 0);
+    assert_eq!(report["execution"]["stats"]["blobs_uploaded"], 0);
+    assert_eq!(report["execution"]["stats"]["tags_written"], 1);
+    if let Some(d) = skopeo_digest(&w.dst(), "tools/echo", "stable") {
+        assert_eq!(&d, w.image.digest());
+    }
+}
+
+#[test]
+fn apply_runs_a_reviewed_plan_and_refuses_when_the_destination_drifted() {
+    let w = World::new();
+    let m = w.standard();
+    let out = w.run(&["run", "--manifest", &m, "--plan-out", "plan.json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!w.dst().exists());
+
+    // Someone else tags v1 elsewhere in the meantime.
+    let sneaky = w.manifest(
+        "sneaky.yaml",
+        &format!(
+            "- name: tools/echo\n  dmap:\n    \"{}\": [\"v1\"]\n",
+            w.other.digest()
+        ),
+    );
+    assert_eq!(w.run(&["run", "--manifest", &sneaky, "--confirm"]).code, 0);
+    let before = tree_bytes(&w.dst());
+    let out = w.run(&["apply", "plan.json"]);
+    assert_eq!(out.code, 3, "{}{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("+refused"), "{}", out.stderr);
+    assert!(out.stderr.contains("nothing was written"), "{}", out.stderr);
+    assert_eq!(tree_bytes(&w.dst()), before);
+
+    // A fresh plan on a fresh destination applies cleanly.
+    let w2 = World::new();
+    let m2 = w2.standard();
+    assert_eq!(
+        w2.run(&["run", "--manifest", &m2, "--plan-out", "plan.json"])
+            .code,
+        0
+    );
+    let out = w2.run(&["apply", "plan.json"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(w2
+        .run(&["run", "--manifest", &m2])
+        .stdout
+        .contains("plan: 0 copy, 0 tag"));
+}
