@@ -1,1 +1,602 @@
-//! (to be written)
+//! A small HTTP proxy on loopback, between a client under test and a real
+//! registry. It records every request (for wire-level assertions: which
+//! requests, how many, with or without `Authorization`, how many body bytes)
+//! and plays scripted faults: canned answers (429 with `Retry-After`, 503,
+//! 401 on a mount), delays, a connection reset in the middle of a body, a
+//! truncated body, wrong bytes, and a redirect to a second loopback host (a
+//! stand-in for object storage, serving from a "signed" URL) that records
+//! whether `Authorization` arrived there.
+//!
+//! ```ignore
+//! let proxy = Proxy::start(&registry.host()).await;
+//! proxy.add(Rule::new("GET", "/blobs/").times(1).action(Action::status(429).header("Retry-After", "1")));
+//! // point the client at proxy.host() …
+//! let log = proxy.log();
+//! ```
+//!
+//! Only plain HTTP upstreams; everything binds to 127.0.0.1; the server tasks
+//! are aborted when the `Proxy` is dropped.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use http_body_util::{combinators::BoxBody, BodyExt, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+pub type ProxyBody = BoxBody<Bytes, std::io::Error>;
+pub type Handler = Arc<
+    dyn Fn(Request<Incoming>) -> Pin<Box<dyn Future<Output = Response<ProxyBody>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// Serve HTTP/1 on `listener` with `handler` until the task is aborted.
+pub fn serve_http(listener: TcpListener, handler: Handler) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut connections = tokio::task::JoinSet::new();
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let handler = handler.clone();
+            connections.spawn(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let handler = handler.clone();
+                    async move { Ok::<_, Infallible>(handler(req).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .keep_alive(true)
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+            // Reap finished connections so the set does not grow forever.
+            while connections.try_join_next().is_some() {}
+        }
+    })
+}
+
+pub fn full(body: impl Into<Bytes>) -> ProxyBody {
+    http_body_util::Full::new(body.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+fn stream_body<S>(stream: S) -> ProxyBody
+where
+    S: Stream<Item = Result<Bytes, std::io::Error>> + Send + Sync + 'static,
+{
+    BodyExt::boxed(StreamBody::new(stream.map(|r| r.map(Frame::data))))
+}
+
+/// Which listener answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// Forwarded to the registry.
+    Upstream,
+    /// Answered by the proxy itself (a scripted fault).
+    Injected,
+    /// The second host (redirect target).
+    Sink,
+}
+
+/// One request as the proxy saw it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    /// Path and query, as sent.
+    pub path: String,
+    pub status: u16,
+    /// Whether an `Authorization` header came with it.
+    pub authorization: bool,
+    pub content_type: Option<String>,
+    /// Request body bytes the proxy received.
+    pub request_bytes: u64,
+    pub target: Target,
+    /// When the request arrived.
+    pub at: Instant,
+    /// The fault applied, if any (its `Debug`).
+    pub fault: Option<String>,
+}
+
+impl Recorded {
+    pub fn is(&self, method: &str, path_contains: &str) -> bool {
+        self.method == method && self.path.contains(path_contains)
+    }
+}
+
+/// What a matching rule does.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Answer directly, without asking the registry.
+    Respond {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: String,
+    },
+    /// Wait, then forward.
+    Delay(Duration),
+    /// Forward, then send half the body and break the connection.
+    ResetMidBody,
+    /// Forward, then send half the body as a clean chunked answer (no
+    /// Content-Length): the client sees a complete but short body.
+    Truncate,
+    /// Forward, with every body byte inverted (same length).
+    WrongBytes,
+    /// Fetch from the registry, then answer 307 to the sink host with a
+    /// signed-looking URL that serves those bytes.
+    RedirectToSink,
+}
+
+impl Action {
+    pub fn status(status: u16) -> Action {
+        Action::Respond {
+            status,
+            headers: Vec::new(),
+            body: String::new(),
+        }
+    }
+    /// Add a header to a `Respond` action.
+    pub fn header(mut self, name: &str, value: &str) -> Action {
+        if let Action::Respond { headers, .. } = &mut self {
+            headers.push((name.to_string(), value.to_string()));
+        }
+        self
+    }
+}
+
+/// A scripted fault: requests matching `method` and containing `path` (and
+/// `query`, if set) get `action`, `times` times (then pass through).
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub method: String,
+    pub path: String,
+    pub query: Option<String>,
+    pub times: usize,
+    pub action: Action,
+}
+
+impl Rule {
+    pub fn new(method: &str, path_contains: &str) -> Rule {
+        Rule {
+            method: method.to_string(),
+            path: path_contains.to_string(),
+            query: None,
+            times: 1,
+            action: Action::Delay(Duration::ZERO),
+        }
+    }
+    pub fn query(mut self, contains: &str) -> Rule {
+        self.query = Some(contains.to_string());
+        self
+    }
+    pub fn times(mut self, times: usize) -> Rule {
+        self.times = times;
+        self
+    }
+    pub fn always(self) -> Rule {
+        self.times(usize::MAX)
+    }
+    pub fn action(mut self, action: Action) -> Rule {
+        self.action = action;
+        self
+    }
+}
+
+/// The secret-looking query the sink's URLs carry, for redaction tests.
+pub const SINK_SIGNATURE: &str = "X-Signature=sink-signature-s3cr3t";
+
+struct State {
+    upstream: String,
+    sink_port: u16,
+    client: reqwest::Client,
+    rules: Mutex<Vec<Rule>>,
+    log: Mutex<Vec<Recorded>>,
+    parked: Mutex<HashMap<u64, (Bytes, Option<String>)>>,
+    next_id: AtomicUsize,
+}
+
+/// A recording, fault-injecting proxy in front of one registry.
+pub struct Proxy {
+    addr: SocketAddr,
+    sink_addr: SocketAddr,
+    state: Arc<State>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl Proxy {
+    /// A proxy to `upstream` (`127.0.0.1:PORT`, plain HTTP).
+    pub async fn start(upstream: &str) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let sink_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let sink_addr = sink_listener.local_addr().unwrap();
+        let state = Arc::new(State {
+            upstream: upstream.to_string(),
+            sink_port: sink_addr.port(),
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            rules: Mutex::new(Vec::new()),
+            log: Mutex::new(Vec::new()),
+            parked: Mutex::new(HashMap::new()),
+            next_id: AtomicUsize::new(1),
+        });
+        let s = state.clone();
+        let main: Handler = Arc::new(move |req| {
+            let s = s.clone();
+            Box::pin(async move { handle(s, req).await })
+        });
+        let s = state.clone();
+        let sink: Handler = Arc::new(move |req| {
+            let s = s.clone();
+            Box::pin(async move { handle_sink(s, req).await })
+        });
+        Proxy {
+            addr,
+            sink_addr,
+            state,
+            tasks: vec![serve_http(listener, main), serve_http(sink_listener, sink)],
+        }
+    }
+
+    /// `127.0.0.1:PORT`: what the client should use as the registry host.
+    pub fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    pub fn sink_port(&self) -> u16 {
+        self.sink_addr.port()
+    }
+
+    /// Add a scripted fault; rules are tried in the order added.
+    pub fn add(&self, rule: Rule) {
+        self.state.rules.lock().unwrap().push(rule);
+    }
+
+    pub fn clear_rules(&self) {
+        self.state.rules.lock().unwrap().clear();
+    }
+
+    /// Every request so far, in arrival order of their answers.
+    pub fn log(&self) -> Vec<Recorded> {
+        let mut log = self.state.log.lock().unwrap().clone();
+        log.sort_by_key(|r| r.at);
+        log
+    }
+
+    pub fn clear_log(&self) {
+        self.state.log.lock().unwrap().clear();
+    }
+
+    /// Requests with `method` whose path contains `path`.
+    pub fn count(&self, method: &str, path_contains: &str) -> usize {
+        self.log()
+            .iter()
+            .filter(|r| r.is(method, path_contains))
+            .count()
+    }
+
+    /// Print the log (for failing tests).
+    pub fn dump(&self) -> String {
+        self.log()
+            .iter()
+            .map(|r| {
+                format!(
+                    "{:?} {} {} -> {} auth={} bytes={} fault={:?}\n",
+                    r.target, r.method, r.path, r.status, r.authorization, r.request_bytes, r.fault
+                )
+            })
+            .collect()
+    }
+}
+
+fn take_rule(state: &State, method: &str, path: &str, query: &str) -> Option<Action> {
+    let mut rules = state.rules.lock().unwrap();
+    for rule in rules.iter_mut() {
+        if rule.times == 0 || rule.method != method || !path.contains(&rule.path) {
+            continue;
+        }
+        if let Some(q) = &rule.query {
+            if !query.contains(q.as_str()) {
+                continue;
+            }
+        }
+        rule.times = rule.times.saturating_sub(1);
+        return Some(rule.action.clone());
+    }
+    None
+}
+
+async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<ProxyBody> {
+    let at = Instant::now();
+    let method = req.method().as_str().to_string();
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".to_string());
+    let query = req.uri().query().unwrap_or("").to_string();
+    let authorization = req.headers().contains_key(hyper::header::AUTHORIZATION);
+    let content_type = req
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let action = take_rule(&state, &method, req.uri().path(), &query);
+    let record = |status: u16, target: Target, bytes: u64, fault: &Option<Action>| Recorded {
+        method: method.clone(),
+        path: path.clone(),
+        status,
+        authorization,
+        content_type: content_type.clone(),
+        request_bytes: bytes,
+        target,
+        at,
+        fault: fault.as_ref().map(|a| format!("{a:?}")),
+    };
+
+    if let Some(Action::Respond {
+        status,
+        headers,
+        body,
+    }) = &action
+    {
+        // Read (and count) the request body, as a server would.
+        let bytes = req
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes().len() as u64)
+            .unwrap_or(0);
+        state
+            .log
+            .lock()
+            .unwrap()
+            .push(record(*status, Target::Injected, bytes, &action));
+        let mut response = Response::builder().status(*status);
+        for (name, value) in headers {
+            response = response.header(name.as_str(), value.as_str());
+        }
+        return response.body(full(body.clone())).unwrap();
+    }
+    if let Some(Action::Delay(wait)) = &action {
+        tokio::time::sleep(*wait).await;
+    }
+
+    // Forward, keeping Host so the registry's Location headers point back here.
+    let counted = Arc::new(AtomicU64::new(0));
+    let (parts, body) = req.into_parts();
+    let url = format!("http://{}{}", state.upstream, path);
+    let mut forward = state.client.request(parts.method.clone(), &url);
+    for (name, value) in parts.headers.iter() {
+        if is_hop_by_hop(name) {
+            continue;
+        }
+        forward = forward.header(name, value);
+    }
+    let has_body = parts.headers.contains_key(hyper::header::CONTENT_LENGTH)
+        || parts.headers.contains_key(hyper::header::TRANSFER_ENCODING);
+    if has_body {
+        let c = counted.clone();
+        let stream = http_body_util::BodyStream::new(body).filter_map(move |frame| {
+            let c = c.clone();
+            async move {
+                match frame {
+                    Ok(f) => f.into_data().ok().map(|d| {
+                        c.fetch_add(d.len() as u64, Ordering::Relaxed);
+                        Ok::<_, std::io::Error>(d)
+                    }),
+                    Err(e) => Some(Err(std::io::Error::other(e))),
+                }
+            }
+        });
+        forward = forward.body(reqwest::Body::wrap_stream(stream));
+    }
+    let upstream = match forward.send().await {
+        Ok(r) => r,
+        Err(e) => {
+            state.log.lock().unwrap().push(record(
+                502,
+                Target::Upstream,
+                counted.load(Ordering::Relaxed),
+                &action,
+            ));
+            return Response::builder()
+                .status(502)
+                .body(full(format!("proxy: upstream failed: {e}")))
+                .unwrap();
+        }
+    };
+    let status = upstream.status().as_u16();
+    let request_bytes = counted.load(Ordering::Relaxed);
+
+    if matches!(action, Some(Action::RedirectToSink)) && upstream.status().is_success() {
+        let content_type = upstream
+            .headers()
+            .get(hyper::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let bytes = upstream.bytes().await.unwrap_or_default();
+        let id = state.next_id.fetch_add(1, Ordering::Relaxed) as u64;
+        state
+            .parked
+            .lock()
+            .unwrap()
+            .insert(id, (bytes, content_type));
+        state
+            .log
+            .lock()
+            .unwrap()
+            .push(record(307, Target::Injected, request_bytes, &action));
+        // Another host name than the registry's (localhost, not 127.0.0.1)
+        // and another port: another origin on every count.
+        let location = format!(
+            "http://localhost:{}/sink/{id}?{SINK_SIGNATURE}",
+            state.sink_port
+        );
+        return Response::builder()
+            .status(307)
+            .header("Location", location)
+            .body(full(Bytes::new()))
+            .unwrap();
+    }
+
+    state
+        .log
+        .lock()
+        .unwrap()
+        .push(record(status, Target::Upstream, request_bytes, &action));
+
+    let mut response = Response::builder().status(status);
+    let content_length = upstream.content_length();
+    for (name, value) in upstream.headers().iter() {
+        if is_hop_by_hop(name) {
+            continue;
+        }
+        if matches!(action, Some(Action::Truncate)) && name == hyper::header::CONTENT_LENGTH {
+            continue; // chunked instead, so the short body ends cleanly
+        }
+        response = response.header(name, value);
+    }
+    let body = upstream
+        .bytes_stream()
+        .map(|r| r.map_err(std::io::Error::other));
+    let body: ProxyBody = match (&action, content_length) {
+        (Some(Action::ResetMidBody), Some(len)) if len > 1 => {
+            stream_body(cut_after(body, len / 2, true))
+        }
+        (Some(Action::Truncate), Some(len)) if len > 1 => {
+            stream_body(cut_after(body, len / 2, false))
+        }
+        (Some(Action::WrongBytes), _) => stream_body(
+            body.map(|r| r.map(|b| Bytes::from(b.iter().map(|x| !x).collect::<Vec<u8>>()))),
+        ),
+        _ => stream_body(body),
+    };
+    response.body(body).unwrap()
+}
+
+/// The first `keep` bytes of `inner`, then an error (`fail`) or a clean end.
+fn cut_after<S>(
+    inner: S,
+    keep: u64,
+    fail: bool,
+) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + Sync + 'static
+where
+    S: Stream<Item = Result<Bytes, std::io::Error>> + Send + Sync + 'static,
+{
+    futures::stream::unfold(
+        (Box::pin(inner), keep, false),
+        move |(mut inner, left, finished)| async move {
+            if finished {
+                return None;
+            }
+            if left == 0 {
+                return if fail {
+                    Some((
+                        Err(std::io::Error::new(
+                            std::io::ErrorKind::ConnectionReset,
+                            "proxy: injected reset",
+                        )),
+                        (inner, 0, true),
+                    ))
+                } else {
+                    None
+                };
+            }
+            match inner.next().await {
+                Some(Ok(chunk)) => {
+                    let take = (chunk.len() as u64).min(left);
+                    Some((
+                        Ok(chunk.slice(..take as usize)),
+                        (inner, left - take, false),
+                    ))
+                }
+                Some(Err(e)) => Some((Err(e), (inner, 0, true))),
+                None => None,
+            }
+        },
+    )
+}
+
+async fn handle_sink(state: Arc<State>, req: Request<Incoming>) -> Response<ProxyBody> {
+    let at = Instant::now();
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    let authorization = req.headers().contains_key(hyper::header::AUTHORIZATION);
+    let id: Option<u64> = req
+        .uri()
+        .path()
+        .strip_prefix("/sink/")
+        .and_then(|s| s.parse().ok());
+    let signed = req.uri().query() == Some(SINK_SIGNATURE);
+    let found = id.and_then(|id| state.parked.lock().unwrap().get(&id).cloned());
+    let (status, body, content_type) = match (found, signed) {
+        (Some((bytes, ct)), true) => (200, bytes, ct),
+        (Some(_), false) => (403, Bytes::from_static(b"bad signature"), None),
+        (None, _) => (404, Bytes::new(), None),
+    };
+    state.log.lock().unwrap().push(Recorded {
+        method: req.method().as_str().to_string(),
+        path,
+        status,
+        authorization,
+        content_type: None,
+        request_bytes: 0,
+        target: Target::Sink,
+        at,
+        fault: None,
+    });
+    let mut response = Response::builder()
+        .status(StatusCode::from_u16(status).unwrap())
+        .header("Content-Length", body.len().to_string());
+    if let Some(ct) = content_type {
+        response = response.header(
+            "Content-Type",
+            HeaderValue::from_str(&ct)
+                .unwrap_or(HeaderValue::from_static("application/octet-stream")),
+        );
+    }
+    if req.method() == hyper::Method::HEAD {
+        return response.body(full(Bytes::new())).unwrap();
+    }
+    response.body(full(body)).unwrap()
+}
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "transfer-encoding"
+            | "te"
+            | "trailer"
+            | "upgrade"
+    )
+}

@@ -120,7 +120,13 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
 /// A reqwest error as a [`RegistryError::Transport`], without its URL (which
 /// may carry a signature or upload state) and with its cause chain.
 pub fn reqwest_error(method: &str, shown_url: &str, err: reqwest::Error) -> RegistryError {
-    let connectish = err.is_connect() || err.is_timeout() || err.is_request() || err.is_body();
+    // A body that breaks off mid-transfer surfaces as a "decode" error in
+    // reqwest; we never ask reqwest to decode anything else (no .json()).
+    let connectish = err.is_connect()
+        || err.is_timeout()
+        || err.is_request()
+        || err.is_body()
+        || err.is_decode();
     let err = err.without_url();
     let message = error_chain(&err);
     // A certificate the client will not trust is not a passing fault.
