@@ -284,14 +284,23 @@ async fn finish(
     };
     match args.output {
         Output::Json => println!("{}", report::json(plan, execution.as_ref())),
-        Output::Text => {
-            print!("{}", report::plan_text(plan));
-            if let Some(execution) = &execution {
+        Output::Text => match &execution {
+            // The results list every work item with its outcome; the plan
+            // adds what was not work (lost, refused, blocked) and the counts.
+            Some(execution) => {
+                for item in plan.items.iter().filter(|i| !i.action.is_work()) {
+                    println!("{}", report::item_line(item));
+                }
                 print!("{}", report::results_text(execution));
-            } else if plan.work().next().is_some() {
-                eprintln!("dry run: nothing was written; add --confirm to carry the plan out");
+                println!("{}", report::counts_line(&plan.counts()));
             }
-        }
+            None => {
+                print!("{}", report::plan_text(plan));
+                if plan.work().next().is_some() {
+                    eprintln!("dry run: nothing was written; add --confirm to carry the plan out");
+                }
+            }
+        },
     }
     let failed = execution
         .as_ref()
