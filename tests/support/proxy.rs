@@ -138,6 +138,8 @@ pub enum Action {
     /// Fetch from the registry, then answer 307 to the sink host with a
     /// signed-looking URL that serves those bytes.
     RedirectToSink,
+    /// Answer 307 to a signed-looking sink URL that does not exist (404).
+    RedirectToNowhere,
 }
 
 impl Action {
@@ -380,6 +382,23 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<ProxyBody
             response = response.header(name.as_str(), value.as_str());
         }
         return response.body(full(body.clone())).unwrap();
+    }
+    if let Some(Action::RedirectToNowhere) = &action {
+        state
+            .log
+            .lock()
+            .unwrap()
+            .push(record(307, Target::Injected, 0, &action));
+        // Id 0 is never parked.
+        let location = format!(
+            "http://localhost:{}/sink/0?{SINK_SIGNATURE}",
+            state.sink_port
+        );
+        return Response::builder()
+            .status(307)
+            .header("Location", location)
+            .body(full(Bytes::new()))
+            .unwrap();
     }
     if let Some(Action::Delay(wait)) = &action {
         tokio::time::sleep(*wait).await;

@@ -310,10 +310,9 @@ storage:
       enabled: false
 http:
   addr: 127.0.0.1:{port}
-  secret: {secret}
+  secret: test-secret-{port}
 ",
         storage = storage.display(),
-        secret = format!("test-secret-{port}"),
     );
     if let Some(tls) = tls {
         yaml.push_str(&format!(
@@ -525,9 +524,7 @@ async fn issue(
         scopes
             .iter()
             .filter_map(|s| {
-                let mut parts = s.rsplitn(2, ':');
-                let actions = parts.next()?;
-                let resource = parts.next()?;
+                let (resource, actions) = s.rsplit_once(':')?;
                 let (kind, name) = resource.split_once(':')?;
                 Some(serde_json::json!({
                     "type": kind,
