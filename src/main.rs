@@ -11,8 +11,10 @@ use promoter::exec::ExecOptions;
 use promoter::manifest::{self, ManifestInput};
 use promoter::plan;
 use promoter::promote::{self, PlanFile};
+use promoter::reference::RegistryName;
 use promoter::registry::{self, OpenOptions};
 use promoter::report;
+use promoter::snapshot::{self, Snapshot};
 
 /// Exit codes, documented in README.md.
 mod exit {
@@ -54,14 +56,21 @@ enum Command {
     Run(RunArgs),
     /// Apply a plan written by `run --plan-out`, if the registries have not drifted.
     Apply(ApplyArgs),
+    /// Compare two registries (or snapshot files): a unified diff of their
+    /// snapshots; exit 0 when equal, 1 when different.
+    Diff(DiffArgs),
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 enum Output {
-    /// One line per plan item, then counts.
+    /// Plans: one line per plan item, then counts (the default for plans).
     Text,
-    /// The documented JSON report (docs/report.schema.json).
+    /// Plans: the documented JSON report (docs/report.schema.json).
     Json,
+    /// Snapshots: CIP's images.yaml format (the default for snapshots).
+    Yaml,
+    /// Snapshots: `name@digest,name:tag` rows, no header.
+    Csv,
 }
 
 #[derive(Args, Debug)]
@@ -80,27 +89,38 @@ struct RegistryArgs {
     #[arg(long, global = true)]
     no_attachments: bool,
 
-    /// Output format.
-    #[arg(
-        long,
-        value_enum,
-        ignore_case = true,
-        default_value = "text",
-        global = true
-    )]
-    output: Output,
+    /// Output format: text or json for plans, yaml or csv for snapshots.
+    #[arg(long, value_enum, ignore_case = true, global = true)]
+    output: Option<Output>,
 }
 
 #[derive(Args, Debug)]
 #[command(group = clap::ArgGroup::new("input").required(true).multiple(false))]
+#[command(group = clap::ArgGroup::new("manifests").multiple(false))]
 struct RunArgs {
     /// A plain manifest file (registries and images in one file).
-    #[arg(long, value_name = "FILE", group = "input")]
+    #[arg(long, value_name = "FILE", groups = ["input", "manifests"])]
     manifest: Option<PathBuf>,
 
     /// A thin manifest tree: DIR/manifests/<x>/promoter-manifest.yaml + DIR/images/<x>/images.yaml.
-    #[arg(long, value_name = "DIR", group = "input")]
+    #[arg(long, value_name = "DIR", groups = ["input", "manifests"])]
     thin_manifest_dir: Option<PathBuf>,
+
+    /// Print what REGISTRY[/path] (or oci:PATH) holds as images.yaml (or --output csv).
+    #[arg(long, value_name = "REGISTRY", group = "input")]
+    snapshot: Option<String>,
+
+    /// Print what the manifests promote into REGISTRY[/path], offline.
+    #[arg(long, value_name = "REGISTRY", requires = "manifests")]
+    manifest_based_snapshot_of: Option<String>,
+
+    /// Snapshots: leave out untagged children of indexes.
+    #[arg(long)]
+    minimal_snapshot: bool,
+
+    /// Snapshots: keep only the digests that carry TAG (with all their tags).
+    #[arg(long, value_name = "TAG")]
+    snapshot_tag: Option<String>,
 
     /// Load, validate and conflict-check the manifests, then stop. Never touches the network.
     #[arg(long)]
@@ -128,6 +148,21 @@ struct ApplyArgs {
     registry: RegistryArgs,
 }
 
+#[derive(Args, Debug)]
+struct DiffArgs {
+    /// A registry path, an oci: tree, or a snapshot file (images.yaml format).
+    a: String,
+    /// The same, to compare with.
+    b: String,
+
+    /// Leave out untagged children of indexes on both sides.
+    #[arg(long)]
+    minimal_snapshot: bool,
+
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -145,6 +180,7 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Run(args) => run(args),
         Command::Apply(args) => apply(args),
+        Command::Diff(args) => diff(args),
     };
     ExitCode::from(code.unwrap_or_else(|err| {
         eprintln!("error: {err:#}");
@@ -196,11 +232,94 @@ fn exec_options(args: &RegistryArgs) -> ExecOptions {
     }
 }
 
+/// The output format for a mode, or a usage error naming the ones that fit.
+fn output_for(requested: Option<Output>, allowed: &[Output], what: &str) -> Result<Output, u8> {
+    match requested {
+        None => Ok(allowed[0]),
+        Some(o) if allowed.contains(&o) => Ok(o),
+        Some(o) => {
+            let names: Vec<String> = allowed
+                .iter()
+                .map(|a| format!("{a:?}").to_lowercase())
+                .collect();
+            eprintln!(
+                "error: --output {} does not apply to {what}; use one of: {}",
+                format!("{o:?}").to_lowercase(),
+                names.join(", ")
+            );
+            Err(exit::USAGE)
+        }
+    }
+}
+
+fn parse_registry(text: &str, flag: &str) -> anyhow::Result<RegistryName> {
+    RegistryName::parse(text).map_err(|e| {
+        let help = e.help.map(|h| format!(" ({h})")).unwrap_or_default();
+        anyhow::anyhow!("{flag} {text:?}: {}{help}", e.message)
+    })
+}
+
+fn print_snapshot(snapshot: Snapshot, args: &RunArgs, output: Output) {
+    let snapshot = if args.minimal_snapshot {
+        snapshot.minimal()
+    } else {
+        snapshot
+    };
+    let snapshot = match &args.snapshot_tag {
+        Some(tag) => snapshot.with_tag(tag),
+        None => snapshot,
+    };
+    match output {
+        Output::Csv => print!("{}", snapshot.to_csv()),
+        _ => print!("{}", snapshot.to_yaml()),
+    }
+}
+
 fn run(args: RunArgs) -> anyhow::Result<u8> {
+    if let Some(registry) = &args.snapshot {
+        let output = match output_for(
+            args.registry.output,
+            &[Output::Yaml, Output::Csv],
+            "snapshots",
+        ) {
+            Ok(o) => o,
+            Err(code) => return Ok(code),
+        };
+        let root = parse_registry(registry, "--snapshot")?;
+        let options = open_options(&args.registry)?;
+        let snapshot = runtime()?.block_on(async {
+            let registries = registry::open_all([&root], &options)?;
+            let endpoint = registries.get(&root.endpoint.to_string())?;
+            snapshot::of_registry(endpoint.as_ref(), &root).await
+        })?;
+        print_snapshot(snapshot, &args, output);
+        return Ok(exit::OK);
+    }
     let input = match (&args.manifest, &args.thin_manifest_dir) {
         (Some(file), None) => ManifestInput::Plain(file),
         (None, Some(dir)) => ManifestInput::ThinTree(dir),
         _ => unreachable!("clap enforces exactly one input"),
+    };
+    let snapshot_root = match &args.manifest_based_snapshot_of {
+        Some(text) => Some(parse_registry(text, "--manifest-based-snapshot-of")?),
+        None => None,
+    };
+    let allowed: &[Output] = if snapshot_root.is_some() {
+        &[Output::Yaml, Output::Csv]
+    } else {
+        &[Output::Text, Output::Json]
+    };
+    let output = match output_for(
+        args.registry.output,
+        allowed,
+        if snapshot_root.is_some() {
+            "snapshots"
+        } else {
+            "plans"
+        },
+    ) {
+        Ok(o) => o,
+        Err(code) => return Ok(code),
     };
     let loaded = manifest::load(input);
     for diagnostic in &loaded.diagnostics {
@@ -225,6 +344,24 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
         );
         return Ok(exit::OK);
     }
+    if let Some(root) = &snapshot_root {
+        let snapshot = snapshot::of_manifests(&loaded.manifests, root);
+        let snapshot = if args.minimal_snapshot {
+            // Which untagged digests are index children is only known by
+            // reading the source.
+            let options = open_options(&args.registry)?;
+            runtime()?.block_on(mark_index_children(
+                snapshot,
+                &loaded.manifests,
+                root,
+                &options,
+            ))?
+        } else {
+            snapshot
+        };
+        print_snapshot(snapshot, &args, output);
+        return Ok(exit::OK);
+    }
     let options = open_options(&args.registry)?;
     let names = promote::registry_names(&loaded.manifests);
     let wants = plan::wants(&loaded.manifests);
@@ -235,11 +372,64 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
             promote::write_plan_file(path, &planned)?;
             eprintln!("plan written to {}", path.display());
         }
-        finish(&planned, &registries, args.confirm, &args.registry).await
+        finish(&planned, &registries, args.confirm, &args.registry, output).await
     })
 }
 
+/// For `--manifest-based-snapshot-of --minimal-snapshot`: read the sources'
+/// indexes to learn which untagged digests are index children.
+async fn mark_index_children(
+    snapshot: Snapshot,
+    manifests: &[manifest::Manifest],
+    root: &RegistryName,
+    options: &OpenOptions,
+) -> anyhow::Result<Snapshot> {
+    let names = promote::registry_names(manifests);
+    let registries = registry::open_all(names.iter(), options)?;
+    Ok(snapshot::mark_index_children(snapshot, manifests, root, &registries).await?)
+}
+
+/// A diff side: a snapshot file when the path is a file, else a registry.
+async fn snapshot_of(side: &str, options: &OpenOptions) -> anyhow::Result<Snapshot> {
+    let path = std::path::Path::new(side);
+    if path.is_file() {
+        return snapshot::of_file(path).map_err(|diagnostics| {
+            let text: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+            anyhow::anyhow!("{} is not a valid snapshot:\n{}", side, text.join("\n"))
+        });
+    }
+    let root = parse_registry(side, "diff")?;
+    let registries = registry::open_all([&root], options)?;
+    let endpoint = registries.get(&root.endpoint.to_string())?;
+    Ok(snapshot::of_registry(endpoint.as_ref(), &root).await?)
+}
+
+fn diff(args: DiffArgs) -> anyhow::Result<u8> {
+    let options = open_options(&args.registry)?;
+    let (a, b) = runtime()?.block_on(async {
+        let a = snapshot_of(&args.a, &options).await?;
+        let b = snapshot_of(&args.b, &options).await?;
+        anyhow::Ok((a, b))
+    })?;
+    let (a, b) = if args.minimal_snapshot {
+        (a.minimal(), b.minimal())
+    } else {
+        (a, b)
+    };
+    match snapshot::diff(&args.a, &a, &args.b, &b) {
+        None => Ok(exit::OK),
+        Some(text) => {
+            print!("{text}");
+            Ok(1)
+        }
+    }
+}
+
 fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
+    let output = match output_for(args.registry.output, &[Output::Text, Output::Json], "plans") {
+        Ok(o) => o,
+        Err(code) => return Ok(code),
+    };
     let reviewed = promote::read_plan_file(&args.plan)?;
     let options = open_options(&args.registry)?;
     let names: std::collections::BTreeSet<_> = reviewed
@@ -265,7 +455,7 @@ fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
             eprintln!("help: review the new plan (`promoter run ... --plan-out FILE`) and apply that instead; nothing was written");
             return Ok(exit::REFUSED);
         }
-        finish(&fresh, &registries, true, &args.registry).await
+        finish(&fresh, &registries, true, &args.registry, output).await
     })
 }
 
@@ -275,6 +465,7 @@ async fn finish(
     registries: &registry::Registries,
     confirm: bool,
     args: &RegistryArgs,
+    output: Output,
 ) -> anyhow::Result<u8> {
     let plan = &planned.plan;
     let execution = if confirm {
@@ -282,8 +473,10 @@ async fn finish(
     } else {
         None
     };
-    match args.output {
-        Output::Json => println!("{}", report::json(plan, execution.as_ref())),
+    match output {
+        Output::Json | Output::Yaml | Output::Csv => {
+            println!("{}", report::json(plan, execution.as_ref()))
+        }
         Output::Text => match &execution {
             // The results list every work item with its outcome; the plan
             // adds what was not work (lost, refused, blocked) and the counts.

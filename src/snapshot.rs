@@ -10,7 +10,7 @@ use futures::stream::{self, StreamExt};
 use crate::manifest::Manifest;
 use crate::oci;
 use crate::reference::{Digest, ManifestRef, RegistryName, Tag};
-use crate::registry::{media_type, Registry, RegistryError};
+use crate::registry::{media_type, Registries, Registry, RegistryError};
 
 /// One image of a snapshot: digest -> tags (byte-sorted). An untagged digest
 /// has an empty set.
@@ -229,6 +229,85 @@ pub fn of_manifests(manifests: &[Manifest], root: &RegistryName) -> Snapshot {
         }
     }
     snapshot
+}
+
+/// For `--manifest-based-snapshot-of --minimal-snapshot`: learn from the
+/// sources which of the snapshot's digests are children of a promoted index.
+pub async fn mark_index_children(
+    mut snapshot: Snapshot,
+    manifests: &[Manifest],
+    root: &RegistryName,
+    registries: &Registries,
+) -> Result<Snapshot, RegistryError> {
+    let mut wanted: BTreeSet<(String, String, String, Digest)> = BTreeSet::new();
+    for manifest in manifests {
+        for destination in &manifest.destinations {
+            let Some(sub) = root.sub_path_of(&destination.name) else {
+                continue;
+            };
+            for image in &manifest.images {
+                let name = if sub.is_empty() {
+                    image.name.to_string()
+                } else {
+                    format!("{sub}/{}", image.name)
+                };
+                let endpoint = manifest.source.name.endpoint.to_string();
+                let repo = manifest.source.name.repository(&image.name);
+                for entry in &image.digests {
+                    wanted.insert((
+                        name.clone(),
+                        endpoint.clone(),
+                        repo.clone(),
+                        entry.digest.clone(),
+                    ));
+                }
+            }
+        }
+    }
+    let found: Vec<Result<Vec<(String, Digest)>, RegistryError>> = stream::iter(wanted)
+        .map(|(name, endpoint, repo, digest)| async move {
+            let registry = registries.get(&endpoint)?;
+            let reference = ManifestRef::Digest(digest.clone());
+            let Some(head) = registry.head_manifest(&repo, &reference).await? else {
+                return Ok(Vec::new());
+            };
+            if !media_type::is_index(&head.media_type) {
+                return Ok(Vec::new());
+            }
+            let Some(manifest) = registry.get_manifest(&repo, &reference).await? else {
+                return Ok(Vec::new());
+            };
+            let refs = oci::references(&manifest, &format!("{repo}@{digest}"))?;
+            Ok(refs
+                .manifests
+                .into_iter()
+                .map(|c| (name.clone(), c.digest))
+                .collect())
+        })
+        .buffer_unordered(SNAPSHOT_CONCURRENCY)
+        .collect()
+        .await;
+    for children in found {
+        snapshot.index_children.extend(children?);
+    }
+    Ok(snapshot)
+}
+
+/// Read a snapshot back from an images.yaml-format file.
+pub fn of_file(path: &std::path::Path) -> Result<Snapshot, Vec<crate::diag::Diagnostic>> {
+    let images = crate::manifest::images_file::load(path)?;
+    let mut snapshot = Snapshot::default();
+    for image in images {
+        for entry in &image.digests {
+            if entry.tags.is_empty() {
+                snapshot.add(image.name.as_str(), &entry.digest, None);
+            }
+            for tag in &entry.tags {
+                snapshot.add(image.name.as_str(), &entry.digest, Some(tag.tag.as_str()));
+            }
+        }
+    }
+    Ok(snapshot)
 }
 
 /// Unified diff of two snapshots' YAML, `None` when they are equal.
