@@ -130,6 +130,11 @@ struct RunArgs {
     #[arg(long)]
     confirm: bool,
 
+    /// Do only part INDEX of COUNT (0-based) of the work, split by
+    /// (destination registry, image): COUNT runs together do it all once.
+    #[arg(long, value_name = "INDEX/COUNT", env = "PROMOTER_SHARD")]
+    shard: Option<plan::Shard>,
+
     /// Write the plan, with the registry state it was computed from, to FILE
     /// (for review, then `promoter apply FILE`).
     #[arg(long, value_name = "FILE")]
@@ -364,7 +369,10 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
     }
     let options = open_options(&args.registry)?;
     let names = promote::registry_names(&loaded.manifests);
-    let wants = plan::wants(&loaded.manifests);
+    let mut wants = plan::wants(&loaded.manifests);
+    if let Some(shard) = args.shard {
+        wants = plan::shard(wants, shard);
+    }
     runtime()?.block_on(async {
         let registries = registry::open_all(names.iter(), &options)?;
         let planned = promote::plan(wants, &registries).await;

@@ -149,6 +149,54 @@ mod repo_map {
     }
 }
 
+/// One of `count` disjoint parts of the work, for running a promotion on
+/// several machines: `index` in `0..count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+    /// `INDEX/COUNT`, 0-based: `0/3`, `1/3`, `2/3`.
+    fn from_str(text: &str) -> Result<Shard, String> {
+        let usage = || format!("{text:?} is not INDEX/COUNT with 0 <= INDEX < COUNT (e.g. 0/4)");
+        let (index, count) = text.split_once('/').ok_or_else(usage)?;
+        let index: u32 = index.trim().parse().map_err(|_| usage())?;
+        let count: u32 = count.trim().parse().map_err(|_| usage())?;
+        if count == 0 || index >= count {
+            return Err(usage());
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+impl Shard {
+    /// Whether this shard owns `repo`. The hash is FNV-1a over the
+    /// repository's full name: stable across machines, builds and releases,
+    /// unlike the standard library's hasher.
+    pub fn owns(&self, repo: &RepoKey) -> bool {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in repo
+            .endpoint
+            .bytes()
+            .chain([b'/'])
+            .chain(repo.repository.bytes())
+        {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        hash % u64::from(self.count) == u64::from(self.index)
+    }
+}
+
+/// The wants this shard owns: by (destination registry, image), so that
+/// every shard plans and copies whole repositories.
+pub fn shard(wants: Vec<RepoWant>, shard: Shard) -> Vec<RepoWant> {
+    wants.into_iter().filter(|w| shard.owns(&w.repo)).collect()
+}
+
 /// What a read said about one thing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "state", content = "value")]

@@ -446,3 +446,36 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn shard_specs_parse_and_refuse_nonsense() {
+    assert_eq!("1/3".parse::<Shard>(), Ok(Shard { index: 1, count: 3 }));
+    for bad in ["3/3", "0/0", "1", "a/b", "-1/2", ""] {
+        assert!(bad.parse::<Shard>().is_err(), "{bad:?}");
+    }
+}
+
+proptest! {
+    #[test]
+    fn shards_cover_every_repository_exactly_once(
+        repos in proptest::collection::btree_set("[a-z]{1,8}(/[a-z0-9]{1,6}){0,2}", 0..40),
+        count in 1u32..9,
+    ) {
+        let wants: Vec<RepoWant> = repos.iter().map(|r| RepoWant {
+            registry: registry(DST),
+            image: image(r),
+            repo: RepoKey::new(&registry(DST), &image(r)),
+            digests: BTreeMap::new(),
+        }).collect();
+        let mut seen = Vec::new();
+        for index in 0..count {
+            for w in shard(wants.clone(), Shard { index, count }) {
+                seen.push(w.repo);
+            }
+        }
+        seen.sort();
+        let mut all: Vec<RepoKey> = wants.into_iter().map(|w| w.repo).collect();
+        all.sort();
+        prop_assert_eq!(seen, all);
+    }
+}
