@@ -236,9 +236,10 @@ pub struct Authenticator {
     credential: OnceCell<Option<Credential>>,
     mode: Mutex<Option<AuthMode>>,
     tokens: Mutex<HashMap<Scopes, CachedToken>>,
-    /// One token fetch at a time per registry: a burst of requests for a
-    /// cold scope set costs one token request, not one each.
-    fetching: tokio::sync::Mutex<()>,
+    /// One fetch at a time per scope set: a burst of requests for a cold
+    /// scope set costs one token request, not one each, while fetches for
+    /// different scope sets (different repositories) run side by side.
+    fetching: Mutex<HashMap<Scopes, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl fmt::Debug for Authenticator {
@@ -267,7 +268,7 @@ impl Authenticator {
             credential: OnceCell::new(),
             mode: Mutex::new(None),
             tokens: Mutex::new(HashMap::new()),
-            fetching: tokio::sync::Mutex::new(()),
+            fetching: Mutex::new(HashMap::new()),
         }
     }
 
@@ -309,7 +310,14 @@ impl Authenticator {
                 if let Some(token) = self.cached(scopes) {
                     return Ok(Some(sensitive(&format!("Bearer {}", token.expose()))?));
                 }
-                let _one_at_a_time = self.fetching.lock().await;
+                let gate = self
+                    .fetching
+                    .lock()
+                    .unwrap()
+                    .entry(scopes.clone())
+                    .or_default()
+                    .clone();
+                let _one_at_a_time = gate.lock().await;
                 // Another task may have fetched it while we waited.
                 if let Some(token) = self.cached(scopes) {
                     return Ok(Some(sensitive(&format!("Bearer {}", token.expose()))?));
@@ -325,9 +333,15 @@ impl Authenticator {
                     deadline,
                     max_attempts,
                 )
-                .await?;
+                .await;
+                self.fetching.lock().unwrap().remove(scopes);
+                let fetched = fetched?;
                 let header = sensitive(&format!("Bearer {}", fetched.token.expose()))?;
-                self.tokens.lock().unwrap().insert(scopes.clone(), fetched);
+                let now = Instant::now();
+                let mut tokens = self.tokens.lock().unwrap();
+                // Pruned here, once per fetch, not on every lookup.
+                tokens.retain(|_, t| t.valid_until > now);
+                tokens.insert(scopes.clone(), fetched);
                 Ok(Some(header))
             }
         }
@@ -336,16 +350,24 @@ impl Authenticator {
     fn cached(&self, scopes: &Scopes) -> Option<Secret> {
         let now = Instant::now();
         let mut tokens = self.tokens.lock().unwrap();
-        tokens.retain(|_, t| t.valid_until > now);
-        if let Some(t) = tokens.get(scopes) {
+        if let Some(t) = tokens.get(scopes).filter(|t| t.valid_until > now) {
             return Some(t.token.clone());
         }
         // A token for a wider scope set serves a narrower request (the push
-        // token of a mount also serves the PUT that follows).
-        tokens
+        // token of a mount also serves the PUT that follows). Remember it
+        // under the narrower key too, so the next lookup is a map hit.
+        let (token, valid_until) = tokens
             .iter()
-            .find(|(have, _)| have.covers(scopes))
-            .map(|(_, t)| t.token.clone())
+            .find(|(have, t)| t.valid_until > now && have.covers(scopes))
+            .map(|(_, t)| (t.token.clone(), t.valid_until))?;
+        tokens.insert(
+            scopes.clone(),
+            CachedToken {
+                token: token.clone(),
+                valid_until,
+            },
+        );
+        Some(token)
     }
 
     /// A request needing `scopes` was answered 401 with `challenges`.

@@ -45,7 +45,7 @@ pub use auth::Scopes;
 pub use credentials::{Credential, CredentialStore, Secret};
 pub use options::{RegistryOptions, RemoteOptions, ResolvedOptions};
 
-use self::transport::{reqwest_error, Body, Req, RetryClock, Transport};
+use self::transport::{drain, reqwest_error, Body, Req, RetryClock, Transport};
 use self::verify::VerifyingStream;
 use crate::reference::{Digest, Endpoint, ImageName, ManifestRef, Tag};
 use crate::registry::{
@@ -838,23 +838,14 @@ impl Registry for RemoteRegistry {
                 .await
             {
                 Ok(done) => return Ok(done),
-                Err(e) if e.is_retryable() => {
-                    let hint = match &e {
-                        RegistryError::RateLimited {
-                            retry_after_secs: Some(s),
-                            ..
-                        } => Some(Duration::from_secs(*s)),
-                        _ => None,
-                    };
-                    match clock.next_delay(hint) {
-                        Some(wait) => {
-                            tracing::debug!(registry = %self.t.host, repo, digest = %upload.digest,
+                Err(e) if e.is_retryable() => match clock.next_delay(transport::retry_hint(&e)) {
+                    Some(wait) => {
+                        tracing::debug!(registry = %self.t.host, repo, digest = %upload.digest,
                                 error = %e, wait_ms = wait.as_millis() as u64, "retrying blob upload");
-                            tokio::time::sleep(wait).await;
-                        }
-                        None => return Err(e),
+                        tokio::time::sleep(wait).await;
                     }
-                }
+                    None => return Err(e),
+                },
                 Err(e) => return Err(e),
             }
         }
@@ -1006,18 +997,6 @@ async fn read_limited(response: Response, limit: usize, req: &Req) -> Result<Byt
         body.extend_from_slice(&chunk);
     }
     Ok(body.freeze())
-}
-
-/// Read and drop a small body so the connection goes back to the pool.
-async fn drain(response: Response) {
-    let mut stream = response.bytes_stream();
-    let mut read = 0usize;
-    while let Some(Ok(chunk)) = stream.next().await {
-        read += chunk.len();
-        if read > 64 << 10 {
-            break; // not worth it: let the connection go
-        }
-    }
 }
 
 #[derive(Deserialize)]

@@ -154,6 +154,17 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 
 // ---------------------------------------------------------------- retries
 
+/// The wait a rate-limit error asked for, if any.
+pub fn retry_hint(err: &RegistryError) -> Option<Duration> {
+    match err {
+        RegistryError::RateLimited {
+            retry_after_secs: Some(secs),
+            ..
+        } => Some(Duration::from_secs(*secs)),
+        _ => None,
+    }
+}
+
 /// Decides whether and when to try again: exponential backoff with jitter,
 /// `Retry-After` when given, bounded by a deadline and an attempt count.
 #[derive(Debug)]
@@ -375,11 +386,15 @@ impl Transport {
                         })?;
                         self.auth.set_mode(mode);
                     }
-                    s if s.is_success() => self.auth.set_mode(AuthMode::Anonymous),
-                    // Some registries answer 404 at /v2/ yet serve the API;
-                    // learn the scheme from the first 401 instead.
+                    s if is_retryable_status(s) => {
+                        return Err(self.status_error(&req.method, response, &req.scopes).await)
+                    }
+                    // 2xx, or a registry answering 404 at /v2/ while serving
+                    // the API: start anonymous and learn the scheme from the
+                    // first 401 if one comes.
                     _ => self.auth.set_mode(AuthMode::Anonymous),
                 }
+                drain(response).await;
                 Ok(())
             })
             .await
@@ -429,7 +444,7 @@ impl Transport {
                 }
                 Err(err) => {
                     let wait = if req.retry && err.is_retryable() {
-                        clock.next_delay(None)
+                        clock.next_delay(retry_hint(&err))
                     } else {
                         None
                     };
@@ -472,6 +487,7 @@ impl Transport {
                     .await?
                     == Reauth::Retry
                 {
+                    drain(response).await;
                     reauthed = true;
                     continue;
                 }
@@ -613,6 +629,18 @@ impl Transport {
                 status: status.as_u16(),
                 detail,
             },
+        }
+    }
+}
+
+/// Read and drop a small body so the connection goes back to the pool.
+pub async fn drain(response: Response) {
+    let mut stream = response.bytes_stream();
+    let mut read = 0usize;
+    while let Some(Ok(chunk)) = stream.next().await {
+        read += chunk.len();
+        if read > 64 << 10 {
+            break; // not worth it: let the connection go
         }
     }
 }
