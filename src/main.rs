@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use promoter::exec::ExecOptions;
 use promoter::manifest::{self, ManifestInput};
 use promoter::plan;
-use promoter::promote::{self, PlanFile};
+use promoter::promote;
 use promoter::reference::RegistryName;
 use promoter::registry::{self, OpenOptions};
 use promoter::report;
@@ -375,12 +375,18 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
     }
     runtime()?.block_on(async {
         let registries = registry::open_all(names.iter(), &options)?;
-        let planned = promote::plan(wants, &registries).await;
+        let (planned, execution) = if args.confirm {
+            let (planned, report) =
+                promote::promote(wants, &registries, &exec_options(&args.registry)).await;
+            (planned, Some(report))
+        } else {
+            (promote::plan(wants, &registries).await, None)
+        };
         if let Some(path) = &args.plan_out {
             promote::write_plan_file(path, &planned)?;
             eprintln!("plan written to {}", path.display());
         }
-        finish(&planned, &registries, args.confirm, &args.registry, output).await
+        Ok(finish(&planned.plan, execution.as_ref(), output))
     })
 }
 
@@ -463,29 +469,16 @@ fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
             eprintln!("help: review the new plan (`promoter run ... --plan-out FILE`) and apply that instead; nothing was written");
             return Ok(exit::REFUSED);
         }
-        finish(&fresh, &registries, true, &args.registry, output).await
+        let execution = promote::execute(&fresh.plan, &registries, &exec_options(&args.registry)).await;
+        Ok(finish(&fresh.plan, Some(&execution), output))
     })
 }
 
-/// Print the plan, execute it when asked, print the results, choose the exit code.
-async fn finish(
-    planned: &PlanFile,
-    registries: &registry::Registries,
-    confirm: bool,
-    args: &RegistryArgs,
-    output: Output,
-) -> anyhow::Result<u8> {
-    let plan = &planned.plan;
-    let execution = if confirm {
-        Some(promote::execute(plan, registries, &exec_options(args)).await)
-    } else {
-        None
-    };
+/// Print the plan (and the results when it was carried out); choose the exit code.
+fn finish(plan: &plan::Plan, execution: Option<&promoter::exec::Report>, output: Output) -> u8 {
     match output {
-        Output::Json | Output::Yaml | Output::Csv => {
-            println!("{}", report::json(plan, execution.as_ref()))
-        }
-        Output::Text => match &execution {
+        Output::Json | Output::Yaml | Output::Csv => println!("{}", report::json(plan, execution)),
+        Output::Text => match execution {
             // The results list every work item with its outcome; the plan
             // adds what was not work (lost, refused, blocked) and the counts.
             Some(execution) => {
@@ -503,14 +496,12 @@ async fn finish(
             }
         },
     }
-    let failed = execution
-        .as_ref()
-        .is_some_and(|e| e.failed().next().is_some());
-    Ok(if plan.has_refusals() {
+    let failed = execution.is_some_and(|e| e.failed().next().is_some());
+    if plan.has_refusals() {
         exit::REFUSED
     } else if failed || plan.has_blocked() {
         exit::FAILED
     } else {
         exit::OK
-    })
+    }
 }

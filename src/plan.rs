@@ -212,6 +212,10 @@ pub enum Observed<T> {
 pub struct DestState {
     pub tags: BTreeMap<Tag, Observed<Digest>>,
     pub digests: BTreeMap<Digest, Observed<()>>,
+    /// The registry's repository list did not have this repository: nothing
+    /// in it needs an existence check before writing.
+    #[serde(default)]
+    pub repository_absent: bool,
 }
 
 impl DestState {
@@ -362,7 +366,8 @@ impl PlanItem {
         }
     }
 
-    fn sort_key(&self) -> (&RegistryName, &ImageName, &Digest, u8, Option<&Tag>) {
+    /// Plan order: (destination, image, digest, copy before tags, tag).
+    pub fn sort_key(&self) -> (&RegistryName, &ImageName, &Digest, u8, Option<&Tag>) {
         // Copies sort before the tags that depend on them.
         let rank = match self.action {
             Action::Copy => 0,
@@ -385,6 +390,10 @@ pub struct Plan {
     pub items: Vec<PlanItem>,
     /// (digest, tag) edges already in place (M ∩ D).
     pub already_present: usize,
+    /// Destination repositories with copies that the inventory saw absent:
+    /// the executor writes into them without existence checks.
+    #[serde(default)]
+    pub new_repositories: BTreeSet<RepoKey>,
 }
 
 /// Counts per kind, for the summary line and the JSON report.
@@ -551,9 +560,21 @@ pub fn plan(wants: &[RepoWant], inventory: &Inventory) -> Plan {
         }
     }
     items.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+    let new_repositories = items
+        .iter()
+        .filter(|i| i.action == Action::Copy)
+        .filter(|i| {
+            inventory
+                .destinations
+                .get(&i.repo)
+                .is_some_and(|s| s.repository_absent)
+        })
+        .map(|i| i.repo.clone())
+        .collect();
     Plan {
         items,
         already_present,
+        new_repositories,
     }
 }
 

@@ -6,7 +6,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::exec::{self, ExecOptions, Report};
+use futures::stream::{self, StreamExt};
+
+use crate::exec::{self, EdgeResult, ExecOptions, Executor, Report};
 use crate::inventory;
 use crate::manifest::Manifest;
 use crate::plan::{self, Inventory, Plan, RepoWant};
@@ -48,9 +50,73 @@ pub async fn plan(wants: Vec<RepoWant>, registries: &Registries) -> PlanFile {
     }
 }
 
-/// Carry out a plan.
+/// Carry out a plan computed earlier (`apply`).
 pub async fn execute(plan: &Plan, registries: &Registries, options: &ExecOptions) -> Report {
     exec::execute(plan, registries, options).await
+}
+
+/// Plan and promote, pipelined: each destination repository is copied as
+/// soon as it is planned, while the others are still being read. Refusals
+/// and failures stay within their repository; the merged plan and report
+/// are the same as planning everything first would give.
+pub async fn promote(
+    wants: Vec<RepoWant>,
+    registries: &Registries,
+    options: &ExecOptions,
+) -> (PlanFile, Report) {
+    let reader = inventory::Reader::new(registries, inventory::DEFAULT_READ_CONCURRENCY);
+    let executor = Executor::new(registries, options);
+    let (reader, executor) = (&reader, &executor);
+    let per_repo: Vec<(Inventory, Plan, Vec<EdgeResult>)> = stream::iter(&wants)
+        .map(|want| async move {
+            let one = std::slice::from_ref(want);
+            let inventory = reader.take(one).await;
+            let plan = plan::plan(one, &inventory);
+            let work: Vec<_> = plan.work().cloned().collect();
+            let results = if work.is_empty() {
+                Vec::new()
+            } else {
+                let is_new = plan.new_repositories.contains(&want.repo);
+                executor.run_repo(&want.repo, work, is_new).await
+            };
+            (inventory, plan, results)
+        })
+        .buffer_unordered(options.repo_concurrency.max(1))
+        .collect()
+        .await;
+
+    let mut merged_inventory = Inventory::default();
+    let mut merged_plan = Plan::default();
+    let mut results = Vec::new();
+    for (inventory, plan, repo_results) in per_repo {
+        merged_inventory.destinations.extend(inventory.destinations);
+        for (repo, digests) in inventory.sources {
+            merged_inventory
+                .sources
+                .entry(repo)
+                .or_default()
+                .extend(digests);
+        }
+        merged_plan.items.extend(plan.items);
+        merged_plan.already_present += plan.already_present;
+        merged_plan.new_repositories.extend(plan.new_repositories);
+        results.extend(repo_results);
+    }
+    merged_plan
+        .items
+        .sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+    exec::sort_results(&mut results);
+    let report = Report {
+        results,
+        stats: executor.stats(),
+    };
+    let planned = PlanFile {
+        version: PLAN_FILE_VERSION,
+        wants,
+        inventory: merged_inventory,
+        plan: merged_plan,
+    };
+    (planned, report)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -165,6 +231,7 @@ mod tests {
         let reviewed = Plan {
             items: vec![item(Action::Tag)],
             already_present: 0,
+            ..Plan::default()
         };
         assert_eq!(drift(&reviewed, &reviewed.clone()), None);
         let fresh = Plan {
@@ -172,6 +239,7 @@ mod tests {
                 current: Digest::sha256_of(b"y"),
             })],
             already_present: 0,
+            ..Plan::default()
         };
         let diff = drift(&reviewed, &fresh).unwrap();
         assert!(diff.contains("-tag "), "{diff}");
@@ -189,6 +257,7 @@ mod tests {
             plan: Plan {
                 items: vec![item(Action::Tag)],
                 already_present: 3,
+                ..Plan::default()
             },
         };
         write_plan_file(&path, &file).unwrap();

@@ -174,6 +174,7 @@ mod tests {
         let plan = Plan {
             items: vec![item(Action::Copy, None)],
             already_present: 2,
+            ..Plan::default()
         };
         let value: serde_json::Value = serde_json::from_str(&json(&plan, None)).unwrap();
         assert_eq!(value["version"], 1);

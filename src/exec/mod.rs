@@ -186,59 +186,71 @@ struct Copier {
     counters: Arc<Counters>,
 }
 
+/// Carries out plans, one destination repository at a time, sharing blob
+/// transfers and source reads across everything it runs: a run may feed it
+/// repository by repository as they are planned (pipelining).
+pub struct Executor {
+    copier: Arc<Copier>,
+}
+
+impl Executor {
+    pub fn new(registries: &Registries, options: &ExecOptions) -> Executor {
+        Executor {
+            copier: Arc::new(Copier {
+                registries: registries.clone(),
+                options: options.clone(),
+                blobs: Once::new(),
+                source_manifests: Once::new(),
+                counters: Arc::default(),
+            }),
+        }
+    }
+
+    /// The work items of one destination repository, in plan order.
+    /// `repository_is_new`: the inventory saw no such repository, so nothing
+    /// in it needs an existence check before writing.
+    pub async fn run_repo(
+        &self,
+        repo: &RepoKey,
+        items: Vec<PlanItem>,
+        repository_is_new: bool,
+    ) -> Vec<EdgeResult> {
+        self.copier
+            .clone()
+            .run_repo(repo, items, repository_is_new)
+            .await
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.copier.counters.snapshot()
+    }
+}
+
+/// Put results in plan order, whatever order the work finished in.
+pub fn sort_results(results: &mut [EdgeResult]) {
+    results.sort_by(|a, b| a.item.sort_key().cmp(&b.item.sort_key()));
+}
+
 /// Carry out the plan's copies and tag writes. Refused, lost and blocked
 /// items are not work: they are left out of the report (the plan has them).
 pub async fn execute(plan: &Plan, registries: &Registries, options: &ExecOptions) -> Report {
-    let copier = Arc::new(Copier {
-        registries: registries.clone(),
-        options: options.clone(),
-        blobs: Once::new(),
-        source_manifests: Once::new(),
-        counters: Arc::default(),
-    });
+    let executor = Executor::new(registries, options);
     let groups = crate::plan::work_by_repo(plan);
     let results: Vec<Vec<EdgeResult>> = stream::iter(groups)
         .map(|(repo, items)| {
-            let copier = copier.clone();
             let items: Vec<PlanItem> = items.into_iter().cloned().collect();
-            let repo = repo.clone();
-            async move { copier.run_repo(&repo, items).await }
+            let is_new = plan.new_repositories.contains(repo);
+            let executor = &executor;
+            async move { executor.run_repo(repo, items, is_new).await }
         })
         .buffer_unordered(options.repo_concurrency.max(1))
         .collect()
         .await;
     let mut results: Vec<EdgeResult> = results.into_iter().flatten().collect();
-    // Report in plan order, whatever order the work finished in.
-    let order: HashMap<(&RepoKey, &Digest, Option<&Tag>, &str), usize> = plan
-        .items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| {
-            (
-                (
-                    &item.repo,
-                    &item.digest,
-                    item.tag.as_ref(),
-                    item.action.name(),
-                ),
-                i,
-            )
-        })
-        .collect();
-    results.sort_by_key(|r| {
-        order
-            .get(&(
-                &r.item.repo,
-                &r.item.digest,
-                r.item.tag.as_ref(),
-                r.item.action.name(),
-            ))
-            .copied()
-            .unwrap_or(usize::MAX)
-    });
+    sort_results(&mut results);
     Report {
         results,
-        stats: copier.counters.snapshot(),
+        stats: executor.stats(),
     }
 }
 
@@ -251,7 +263,12 @@ impl Copier {
     }
 
     /// One destination repository's work: per digest, the copy, then its tags.
-    async fn run_repo(self: Arc<Self>, repo: &RepoKey, items: Vec<PlanItem>) -> Vec<EdgeResult> {
+    async fn run_repo(
+        self: Arc<Self>,
+        repo: &RepoKey,
+        items: Vec<PlanItem>,
+        is_new: bool,
+    ) -> Vec<EdgeResult> {
         let mut by_digest: Vec<(Digest, Vec<PlanItem>)> = Vec::new();
         for item in items {
             match by_digest.last_mut() {
@@ -261,7 +278,7 @@ impl Copier {
         }
         let mut results = Vec::new();
         for (digest, group) in by_digest {
-            results.extend(self.run_digest(repo, &digest, group).await);
+            results.extend(self.run_digest(repo, &digest, group, is_new).await);
         }
         results
     }
@@ -271,6 +288,7 @@ impl Copier {
         repo: &RepoKey,
         digest: &Digest,
         group: Vec<PlanItem>,
+        is_new: bool,
     ) -> Vec<EdgeResult> {
         let copy = group.iter().find(|i| i.action == Action::Copy).cloned();
         let tags: Vec<PlanItem> = group
@@ -303,8 +321,13 @@ impl Copier {
                     None => ManifestRef::Digest(digest.clone()),
                 };
                 let source = copy.source.clone().expect("copy items carry a source");
+                let target = Dest {
+                    registry: dest.as_ref(),
+                    repo,
+                    is_new,
+                };
                 let outcome = self
-                    .copy_manifest(&source, dest.as_ref(), repo, digest, put_as.clone())
+                    .copy_manifest(&source, target, digest, put_as.clone())
                     .await;
                 match outcome {
                     Ok(manifest) => {
@@ -320,10 +343,7 @@ impl Copier {
                             outcome: Outcome::Done,
                         });
                         if self.options.attachments {
-                            if let Err(err) = self
-                                .copy_attachments(&source, dest.as_ref(), repo, digest)
-                                .await
-                            {
+                            if let Err(err) = self.copy_attachments(&source, target, digest).await {
                                 tracing::warn!("attachments of {repo}@{digest}: {err}");
                             }
                         }
@@ -423,13 +443,12 @@ impl Copier {
         shared.await
     }
 
-    /// Copy `digest` and everything it references from `source` into `repo`,
-    /// writing the manifest itself last, as `put_as`.
+    /// Copy `digest` and everything it references from `source` into the
+    /// destination, writing the manifest itself last, as `put_as`.
     fn copy_manifest<'a>(
         &'a self,
         source: &'a SourceRef,
-        dest: &'a dyn Registry,
-        repo: &'a RepoKey,
+        dest: Dest<'a>,
         digest: &'a Digest,
         put_as: ManifestRef,
     ) -> BoxFuture<'a, Result<RawManifest, ExecError>> {
@@ -439,24 +458,31 @@ impl Copier {
             let refs =
                 oci::references(&manifest, &what).map_err(|e| ExecError::new(what.clone(), e))?;
             let concurrency = self.options.blob_concurrency.max(1);
+            let repo = dest.repo;
             stream::iter(refs.manifests.iter().map(Ok::<_, ExecError>))
                 .try_for_each_concurrent(concurrency, |child| async move {
                     let child_ref = ManifestRef::Digest(child.digest.clone());
-                    let present = dest
-                        .head_manifest(&repo.repository, &child_ref)
-                        .await
-                        .map_err(|e| ExecError::new(format!("{repo}@{}", child.digest), e))?;
+                    // In a repository the inventory saw as new, nothing is there yet.
+                    let present = if dest.is_new {
+                        None
+                    } else {
+                        dest.registry
+                            .head_manifest(&repo.repository, &child_ref)
+                            .await
+                            .map_err(|e| ExecError::new(format!("{repo}@{}", child.digest), e))?
+                    };
                     if present.is_none() {
-                        self.copy_manifest(source, dest, repo, &child.digest, child_ref)
+                        self.copy_manifest(source, dest, &child.digest, child_ref)
                             .await?;
                     }
                     Ok(())
                 })
                 .await?;
             stream::iter(refs.blobs.iter().map(Ok::<_, ExecError>))
-                .try_for_each_concurrent(concurrency, |blob| self.ensure_blob(source, repo, blob))
+                .try_for_each_concurrent(concurrency, |blob| self.ensure_blob(source, dest, blob))
                 .await?;
-            dest.put_manifest(&repo.repository, &put_as, &manifest)
+            dest.registry
+                .put_manifest(&repo.repository, &put_as, &manifest)
                 .await
                 .map_err(|e| ExecError::new(format!("{repo}@{digest}"), e))?;
             self.counters
@@ -467,30 +493,42 @@ impl Copier {
         .boxed()
     }
 
-    /// Make sure `repo` holds `blob`. The first repository of an endpoint to
-    /// need a blob transfers it; the others wait for it and mount from there.
+    /// Make sure the destination repository holds `blob`. The first
+    /// repository of an endpoint to need a blob transfers it; the others wait
+    /// for it and mount from there.
     async fn ensure_blob(
         &self,
         source: &SourceRef,
-        repo: &RepoKey,
+        dest: Dest<'_>,
         blob: &Reference,
     ) -> Result<(), ExecError> {
-        let dest = self.registry(&repo.endpoint)?;
+        let repo = dest.repo;
         let src = self.registry(&source.repo.endpoint)?;
+        if blob.foreign {
+            // Non-distributable layers live elsewhere; registries need not hold them.
+            let in_source = src.blob_exists(&source.repo.repository, &blob.digest).await;
+            if matches!(in_source, Ok(None)) {
+                return Ok(());
+            }
+        }
+        let dest_registry = self.registry(&repo.endpoint)?;
         let key = (repo.endpoint.clone(), blob.digest.clone());
-        let first_repo = repo.repository.clone();
         let shared = {
-            let dest = dest.clone();
+            let dest_registry = dest_registry.clone();
             let src = src.clone();
             let source = source.clone();
             let blob = blob.clone();
             let counters = self.counters.clone();
+            let first_repo = repo.repository.clone();
+            let is_new = dest.is_new;
             let mount_from =
                 (source.repo.endpoint == repo.endpoint).then(|| source.repo.repository.clone());
             let (shared, _) = self.blobs.get_or_start(key, move || {
                 async move {
                     let upload = upload_for(&src, &source, &blob, mount_from);
-                    let done = transfer(dest.as_ref(), &first_repo, &blob, &upload).await?;
+                    let done =
+                        transfer(dest_registry.as_ref(), &first_repo, is_new, &blob, &upload)
+                            .await?;
                     counters.count(&done, blob.size);
                     Ok(first_repo)
                 }
@@ -503,7 +541,14 @@ impl Copier {
             return Ok(());
         }
         let upload = upload_for(&src, source, blob, Some(landed));
-        let done = transfer(dest.as_ref(), &repo.repository, blob, &upload).await?;
+        let done = transfer(
+            dest_registry.as_ref(),
+            &repo.repository,
+            dest.is_new,
+            blob,
+            &upload,
+        )
+        .await?;
         self.counters.count(&done, blob.size);
         Ok(())
     }
@@ -514,10 +559,10 @@ impl Copier {
     async fn copy_attachments(
         &self,
         source: &SourceRef,
-        dest: &dyn Registry,
-        repo: &RepoKey,
+        dest: Dest<'_>,
         digest: &Digest,
     ) -> Result<(), ExecError> {
+        let repo = dest.repo;
         let src = self.registry(&source.repo.endpoint)?;
         let base = format!("{}-{}", digest.algorithm().as_str(), digest.hex());
         for suffix in ["", ".sig", ".att", ".sbom"] {
@@ -531,6 +576,7 @@ impl Copier {
                 .map_err(|e| ExecError::new(format!("{}:{tag}", source.repo), e))?;
             let Some(found) = found else { continue };
             let existing = dest
+                .registry
                 .head_manifest(&repo.repository, &tag_ref)
                 .await
                 .map_err(|e| ExecError::new(format!("{repo}:{tag}"), e))?;
@@ -542,7 +588,7 @@ impl Copier {
                     found.digest
                 ),
                 None => {
-                    self.copy_manifest(source, dest, repo, &found.digest, tag_ref)
+                    self.copy_manifest(source, dest, &found.digest, tag_ref)
                         .await?;
                     self.counters
                         .attachments_copied
@@ -552,6 +598,15 @@ impl Copier {
         }
         Ok(())
     }
+}
+
+/// Where a copy writes: one destination repository.
+#[derive(Clone, Copy)]
+struct Dest<'a> {
+    registry: &'a dyn Registry,
+    repo: &'a RepoKey,
+    /// The inventory saw no such repository: skip existence checks.
+    is_new: bool,
 }
 
 enum Transfer {
@@ -581,19 +636,22 @@ fn upload_for(
     }
 }
 
-/// HEAD the destination blob; if absent, mount or upload it.
+/// HEAD the destination blob (unless the repository is new); if absent,
+/// mount or upload it.
 async fn transfer(
     dest: &dyn Registry,
     repo: &str,
+    repository_is_new: bool,
     blob: &Reference,
     upload: &BlobUpload,
 ) -> Result<Transfer, ExecError> {
     let what = || format!("blob {} into {}/{repo}", blob.digest, dest.display_name());
-    if dest
-        .blob_exists(repo, &blob.digest)
-        .await
-        .map_err(|e| ExecError::new(what(), e))?
-        .is_some()
+    if !repository_is_new
+        && dest
+            .blob_exists(repo, &blob.digest)
+            .await
+            .map_err(|e| ExecError::new(what(), e))?
+            .is_some()
     {
         return Ok(Transfer::Present);
     }
