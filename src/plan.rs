@@ -295,6 +295,7 @@ pub enum Action {
     /// Neither source nor destination has the digest.
     Lost,
     /// The tag already points at another digest; tags never move.
+    #[serde(rename = "refused")]
     RefusedTagMove { current: Digest },
     /// Two manifest entries want this tag on different digests.
     Conflict,

@@ -348,3 +348,62 @@ fn apply_runs_a_reviewed_plan_and_refuses_when_the_destination_drifted() {
         .stdout
         .contains("plan: 0 copy, 0 tag"));
 }
+
+/// Every JSON report (dry run with every kind of item, and a confirmed run)
+/// validates against the documented schema.
+#[test]
+fn json_reports_validate_against_the_documented_schema() {
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/report.schema.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("the schema itself is valid");
+    let check = |out: &Out| {
+        let report: serde_json::Value = serde_json::from_str(&out.stdout).expect(&out.stdout);
+        let errors: Vec<String> = validator
+            .iter_errors(&report)
+            .map(|e| format!("{e} at {}", e.instance_path()))
+            .collect();
+        assert!(errors.is_empty(), "{errors:?}\n{}", out.stdout);
+        report
+    };
+
+    let w = World::new();
+    let m = w.standard();
+    let dry = check(&w.run(&["run", "--manifest", &m, "--output", "json"]));
+    assert_eq!(dry["dry_run"], true);
+    let done = check(&w.run(&["run", "--manifest", &m, "--output", "json", "--confirm"]));
+    assert_eq!(done["execution"]["results"].as_array().unwrap().len(), 6);
+
+    // Refused and blocked items too: a tag move, and a destination that cannot be read.
+    let broken = w.path().join("unreadable/tools/echo");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(
+        broken.join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    std::fs::write(broken.join("index.json"), b"{ this is not json").unwrap();
+    let text = format!(
+        "registries:\n- name: oci:src\n  src: true\n- name: oci:dst\n- name: oci:unreadable\nimages:\n\
+         - name: tools/echo\n  dmap:\n    \"{}\": [\"v1\"]\n",
+        w.other.digest()
+    );
+    std::fs::write(w.path().join("mixed.yaml"), text).unwrap();
+    let out = w.run(&["run", "--manifest", "mixed.yaml", "--output", "json"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    let mixed = check(&out);
+    let kinds: Vec<&str> = mixed["plan"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"refused") && kinds.contains(&"blocked"),
+        "{kinds:?}"
+    );
+}
