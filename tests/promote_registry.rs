@@ -321,3 +321,92 @@ async fn within_one_registry_blobs_are_mounted_not_copied() {
         assert_eq!(raw, image.manifest.bytes.to_vec());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signatures_come_along_unless_attachments_are_off() {
+    let Some(src) = TestRegistry::plain().await else {
+        return;
+    };
+    let Some(dst) = TestRegistry::plain().await else {
+        return;
+    };
+    let client = src.remote(CredentialStore::anonymous());
+    let signed = TestImage::single_layer(41, 100);
+    let unsigned_run = TestImage::single_layer(42, 100);
+    let signature = TestImage::cosign_signature(43, signed.digest());
+    let sig_tag = support::images::cosign_tag(signed.digest(), "sig");
+    push(&client, "stage/app", &signed, Some("1.0"))
+        .await
+        .unwrap();
+    push(&client, "stage/app", &signature, Some(&sig_tag))
+        .await
+        .unwrap();
+    let sig2 = TestImage::cosign_signature(44, unsigned_run.digest());
+    let sig2_tag = support::images::cosign_tag(unsigned_run.digest(), "sig");
+    push(&client, "stage/app", &unsigned_run, Some("2.0"))
+        .await
+        .unwrap();
+    push(&client, "stage/app", &sig2, Some(&sig2_tag))
+        .await
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = |digest: &Digest, tag: &str| {
+        format!(
+            "registries:\n- name: {}/stage\n  src: true\n- name: {}/prod\nimages:\n- name: app\n  dmap:\n    \"{digest}\": [\"{tag}\"]\n",
+            src.host(),
+            dst.host()
+        )
+    };
+    std::fs::write(
+        dir.path().join("with.yaml"),
+        manifest(signed.digest(), "1.0"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("without.yaml"),
+        manifest(unsigned_run.digest(), "2.0"),
+    )
+    .unwrap();
+
+    let out = promoter(
+        dir.path(),
+        &[
+            "run",
+            "--manifest",
+            "with.yaml",
+            "--confirm",
+            "--output",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(report["execution"]["stats"]["attachments_copied"], 1);
+    if let Some(raw) = skopeo_inspect_raw(&format!("{}/prod/app:{sig_tag}", dst.host())).await {
+        assert_eq!(raw, signature.manifest.bytes.to_vec());
+    }
+
+    let out = promoter(
+        dir.path(),
+        &[
+            "run",
+            "--manifest",
+            "without.yaml",
+            "--confirm",
+            "--no-attachments",
+        ],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let dst_client = dst.remote(CredentialStore::anonymous());
+    let tags = promoter::registry::Registry::list_tags(&dst_client, "prod/app")
+        .await
+        .unwrap();
+    assert!(tags.contains(&sig_tag), "{tags:?}");
+    assert!(
+        !tags.contains(&sig2_tag),
+        "--no-attachments copied a signature: {tags:?}"
+    );
+}
