@@ -799,3 +799,112 @@ async fn the_in_flight_cap_and_rate_budget_hold() {
         .iter()
         .all(|r| r.target == Target::Upstream));
 }
+
+#[tokio::test]
+async fn a_very_slow_answer_times_out_and_is_retried() {
+    let Some(rig) = rig_with(|o| o.read_timeout_secs = Some(0.3)).await else {
+        return;
+    };
+    let blob = TestBlob::layer(23, 100);
+    rig.direct
+        .put_blob("slow/one", &blob.upload(None))
+        .await
+        .unwrap();
+    rig.warm().await;
+    rig.proxy
+        .add(Rule::new("HEAD", "/blobs/").action(Action::Delay(Duration::from_millis(1500))));
+    let started = Instant::now();
+    assert_eq!(
+        rig.client
+            .blob_exists("slow/one", &blob.digest)
+            .await
+            .unwrap(),
+        Some(100)
+    );
+    // Gave up on the slow one after the read timeout, not after its 1.5 s.
+    assert!(
+        started.elapsed() < Duration::from_millis(1400),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn sequential_requests_reuse_one_connection() {
+    let Some(rig) = rig().await else { return };
+    let image = TestImage::single_layer(24, 1000);
+    push(&rig.direct, "reuse/one", &image, Some("v1"))
+        .await
+        .unwrap();
+    rig.warm().await;
+    for _ in 0..5 {
+        rig.client
+            .head_manifest("reuse/one", &tag("v1"))
+            .await
+            .unwrap()
+            .unwrap();
+        rig.client
+            .get_manifest("reuse/one", &tag("v1"))
+            .await
+            .unwrap()
+            .unwrap();
+        rig.client
+            .blob_exists("reuse/one", &image.layers[0].digest)
+            .await
+            .unwrap();
+        let _ = read_blob(&rig.client, "reuse/one", &image.layers[0].digest)
+            .await
+            .unwrap();
+        let missing = Digest::sha256_of(b"nope");
+        assert_eq!(
+            rig.client.blob_exists("reuse/one", &missing).await.unwrap(),
+            None
+        );
+    }
+    let log = rig.proxy.log();
+    assert_eq!(log.len(), 25);
+    let conns: std::collections::BTreeSet<u64> = log.iter().map(|r| r.conn).collect();
+    assert_eq!(conns.len(), 1, "{}", rig.proxy.dump());
+}
+
+#[tokio::test]
+async fn the_referrers_api_is_used_where_offered() {
+    let Some(rig) = rig().await else { return };
+    let subject = Digest::sha256_of(b"subject");
+    let referrer = Digest::sha256_of(b"referrer");
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media_type::OCI_INDEX,
+        "manifests": [{
+            "mediaType": media_type::OCI_MANIFEST,
+            "digest": referrer.as_str(),
+            "size": 123,
+            "artifactType": "application/vnd.example.sig",
+        }],
+    });
+    // docker-registry 2.8 has no referrers API: the proxy plays one.
+    rig.proxy.add(
+        Rule::new("GET", "/referrers/")
+            .always()
+            .action(Action::Respond {
+                status: 200,
+                headers: vec![("Content-Type".into(), media_type::OCI_INDEX.into())],
+                body: index.to_string(),
+            }),
+    );
+    rig.warm().await;
+    let found = rig.client.referrers("api/repo", &subject).await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].digest, referrer);
+    assert_eq!(found[0].size, 123);
+    assert_eq!(
+        found[0].artifact_type.as_deref(),
+        Some("application/vnd.example.sig")
+    );
+    // One request, and no look at the fallback tag.
+    let log = rig.proxy.log();
+    assert_eq!(log.len(), 1, "{}", rig.proxy.dump());
+    assert!(log[0]
+        .path
+        .ends_with(&format!("/v2/api/repo/referrers/{subject}")));
+}

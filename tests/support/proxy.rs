@@ -44,17 +44,26 @@ pub type Handler = Arc<
 >;
 
 /// Serve HTTP/1 on `listener` with `handler` until the task is aborted.
+/// Which accepted connection a request came on (a request extension set by
+/// [`serve_http`]), to prove connection reuse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnId(pub u64);
+
 pub fn serve_http(listener: TcpListener, handler: Handler) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut connections = tokio::task::JoinSet::new();
+        let mut next_conn = 0u64;
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
+            next_conn += 1;
+            let conn = ConnId(next_conn);
             let handler = handler.clone();
             connections.spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
+                let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
                     let handler = handler.clone();
+                    req.extensions_mut().insert(conn);
                     async move { Ok::<_, Infallible>(handler(req).await) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
@@ -109,6 +118,8 @@ pub struct Recorded {
     pub at: Instant,
     /// The fault applied, if any (its `Debug`).
     pub fault: Option<String>,
+    /// The client connection it came on (numbered per listener).
+    pub conn: u64,
 }
 
 impl Recorded {
@@ -306,8 +317,15 @@ impl Proxy {
             .iter()
             .map(|r| {
                 format!(
-                    "{:?} {} {} -> {} auth={} bytes={} fault={:?}\n",
-                    r.target, r.method, r.path, r.status, r.authorization, r.request_bytes, r.fault
+                    "{:?} conn={} {} {} -> {} auth={} bytes={} fault={:?}\n",
+                    r.target,
+                    r.conn,
+                    r.method,
+                    r.path,
+                    r.status,
+                    r.authorization,
+                    r.request_bytes,
+                    r.fault
                 )
             })
             .collect()
@@ -331,8 +349,13 @@ fn take_rule(state: &State, method: &str, path: &str, query: &str) -> Option<Act
     None
 }
 
+fn conn_of(req: &Request<Incoming>) -> u64 {
+    req.extensions().get::<ConnId>().map_or(0, |c| c.0)
+}
+
 async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<ProxyBody> {
     let at = Instant::now();
+    let conn = conn_of(&req);
     let method = req.method().as_str().to_string();
     let path = req
         .uri()
@@ -357,6 +380,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<ProxyBody
         target,
         at,
         fault: fault.as_ref().map(|a| format!("{a:?}")),
+        conn,
     };
 
     if let Some(Action::Respond {
@@ -562,6 +586,7 @@ where
 
 async fn handle_sink(state: Arc<State>, req: Request<Incoming>) -> Response<ProxyBody> {
     let at = Instant::now();
+    let conn = conn_of(&req);
     let path = req
         .uri()
         .path_and_query()
@@ -590,6 +615,7 @@ async fn handle_sink(state: Arc<State>, req: Request<Incoming>) -> Response<Prox
         target: Target::Sink,
         at,
         fault: None,
+        conn,
     });
     let mut response = Response::builder()
         .status(StatusCode::from_u16(status).unwrap())

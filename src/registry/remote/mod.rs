@@ -603,10 +603,15 @@ impl Registry for RemoteRegistry {
         let mut url = self.t.url("/v2/_catalog")?;
         url.query_pairs_mut()
             .append_pair("n", &self.t.opts.page_size.to_string());
+        // A 404 here means no catalog API (Docker Hub, some clouds), not an
+        // empty registry: say so rather than answer "no repositories".
         let all = self
             .paginate(url, Scopes::catalog(), "repositories")
             .await?
-            .unwrap_or_default();
+            .ok_or_else(|| RegistryError::Unsupported {
+                registry: self.t.host.clone(),
+                operation: "listing repositories (_catalog)".to_string(),
+            })?;
         let mut repos: Vec<String> = all
             .into_iter()
             .filter(|r| {
