@@ -7,7 +7,10 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use promoter::exec::ExecOptions;
+use std::io::IsTerminal as _;
+use std::sync::Arc;
+
+use promoter::exec::{ExecOptions, Executor, Progress};
 use promoter::manifest::{self, ManifestInput};
 use promoter::plan;
 use promoter::promote;
@@ -199,6 +202,7 @@ fn init_logging(level: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
 }
@@ -228,6 +232,60 @@ fn open_options(args: &RegistryArgs) -> anyhow::Result<OpenOptions> {
         remote,
         auth_file: args.auth_file.clone(),
     })
+}
+
+/// Progress on a terminal: a live counter on stderr. Elsewhere (CI logs) the
+/// executor's structured log lines (`--log-level info`) say the same.
+struct TerminalProgress {
+    bar: indicatif::ProgressBar,
+}
+
+impl TerminalProgress {
+    fn start(total: Option<u64>) -> Option<Arc<dyn Progress>> {
+        if !std::io::stderr().is_terminal() {
+            return None;
+        }
+        let bar = match total {
+            Some(total) => indicatif::ProgressBar::new(total),
+            None => indicatif::ProgressBar::new_spinner(),
+        };
+        let template = if total.is_some() {
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} edges {msg}"
+        } else {
+            "{spinner} [{elapsed_precise}] {pos} edges {msg}"
+        };
+        if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+            bar.set_style(style);
+        }
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        Some(Arc::new(TerminalProgress { bar }))
+    }
+}
+
+impl Progress for TerminalProgress {
+    fn finished(&self, result: &promoter::exec::EdgeResult) {
+        self.bar.inc(1);
+        if let promoter::exec::Outcome::Failed(_) = result.outcome {
+            self.bar.set_message("(some failed)");
+        }
+    }
+}
+
+impl Drop for TerminalProgress {
+    fn drop(&mut self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+fn executor(
+    registries: &registry::Registries,
+    options: &ExecOptions,
+    total: Option<u64>,
+) -> Executor {
+    match TerminalProgress::start(total) {
+        Some(progress) => Executor::with_progress(registries, options, progress),
+        None => Executor::new(registries, options),
+    }
 }
 
 fn exec_options(args: &RegistryArgs) -> ExecOptions {
@@ -376,8 +434,11 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
     runtime()?.block_on(async {
         let registries = registry::open_all(names.iter(), &options)?;
         let (planned, execution) = if args.confirm {
-            let (planned, report) =
-                promote::promote(wants, &registries, &exec_options(&args.registry)).await;
+            let (planned, report) = {
+                let options = exec_options(&args.registry);
+                let executor = executor(&registries, &options, None);
+                promote::promote(wants, &registries, &executor, &options).await
+            };
             (planned, Some(report))
         } else {
             (promote::plan(wants, &registries).await, None)
@@ -469,7 +530,10 @@ fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
             eprintln!("help: review the new plan (`promoter run ... --plan-out FILE`) and apply that instead; nothing was written");
             return Ok(exit::REFUSED);
         }
-        let execution = promote::execute(&fresh.plan, &registries, &exec_options(&args.registry)).await;
+        let options = exec_options(&args.registry);
+        let total = fresh.plan.work().count() as u64;
+        let executor = executor(&registries, &options, Some(total));
+        let execution = promote::execute(&fresh.plan, &executor, &options).await;
         Ok(finish(&fresh.plan, Some(&execution), output))
     })
 }

@@ -51,8 +51,8 @@ pub async fn plan(wants: Vec<RepoWant>, registries: &Registries) -> PlanFile {
 }
 
 /// Carry out a plan computed earlier (`apply`).
-pub async fn execute(plan: &Plan, registries: &Registries, options: &ExecOptions) -> Report {
-    exec::execute(plan, registries, options).await
+pub async fn execute(plan: &Plan, executor: &Executor, options: &ExecOptions) -> Report {
+    exec::execute(plan, executor, options).await
 }
 
 /// Plan and promote, pipelined: each destination repository is copied as
@@ -62,11 +62,11 @@ pub async fn execute(plan: &Plan, registries: &Registries, options: &ExecOptions
 pub async fn promote(
     wants: Vec<RepoWant>,
     registries: &Registries,
+    executor: &Executor,
     options: &ExecOptions,
 ) -> (PlanFile, Report) {
     let reader = inventory::Reader::new(registries, inventory::DEFAULT_READ_CONCURRENCY);
-    let executor = Executor::new(registries, options);
-    let (reader, executor) = (&reader, &executor);
+    let reader = &reader;
     let per_repo: Vec<(Inventory, Plan, Vec<EdgeResult>)> = stream::iter(&wants)
         .map(|want| async move {
             let one = std::slice::from_ref(want);

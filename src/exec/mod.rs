@@ -47,6 +47,12 @@ impl ExecError {
     }
 }
 
+/// Hears about each edge as it finishes, for progress display. The library
+/// never draws anything itself: the binary decides how to show progress.
+pub trait Progress: Send + Sync {
+    fn finished(&self, result: &EdgeResult);
+}
+
 #[derive(Debug, Clone)]
 pub struct ExecOptions {
     /// Destination repositories worked on at once.
@@ -184,6 +190,7 @@ struct Copier {
     /// (source endpoint, repository, digest) -> the manifest's bytes.
     source_manifests: Once<(String, String, Digest), RawManifest>,
     counters: Arc<Counters>,
+    progress: Option<Arc<dyn Progress>>,
 }
 
 /// Carries out plans, one destination repository at a time, sharing blob
@@ -202,8 +209,22 @@ impl Executor {
                 blobs: Once::new(),
                 source_manifests: Once::new(),
                 counters: Arc::default(),
+                progress: None,
             }),
         }
+    }
+
+    /// An executor that tells `progress` about every finished edge.
+    pub fn with_progress(
+        registries: &Registries,
+        options: &ExecOptions,
+        progress: Arc<dyn Progress>,
+    ) -> Executor {
+        let mut executor = Executor::new(registries, options);
+        if let Some(copier) = Arc::get_mut(&mut executor.copier) {
+            copier.progress = Some(progress);
+        }
+        executor
     }
 
     /// The work items of one destination repository, in plan order.
@@ -233,14 +254,12 @@ pub fn sort_results(results: &mut [EdgeResult]) {
 
 /// Carry out the plan's copies and tag writes. Refused, lost and blocked
 /// items are not work: they are left out of the report (the plan has them).
-pub async fn execute(plan: &Plan, registries: &Registries, options: &ExecOptions) -> Report {
-    let executor = Executor::new(registries, options);
+pub async fn execute(plan: &Plan, executor: &Executor, options: &ExecOptions) -> Report {
     let groups = crate::plan::work_by_repo(plan);
     let results: Vec<Vec<EdgeResult>> = stream::iter(groups)
         .map(|(repo, items)| {
             let items: Vec<PlanItem> = items.into_iter().cloned().collect();
             let is_new = plan.new_repositories.contains(repo);
-            let executor = &executor;
             async move { executor.run_repo(repo, items, is_new).await }
         })
         .buffer_unordered(options.repo_concurrency.max(1))
@@ -278,7 +297,28 @@ impl Copier {
         }
         let mut results = Vec::new();
         for (digest, group) in by_digest {
-            results.extend(self.run_digest(repo, &digest, group, is_new).await);
+            let done = self.run_digest(repo, &digest, group, is_new).await;
+            for result in &done {
+                match &result.outcome {
+                    Outcome::Done => tracing::info!(
+                        kind = result.item.action.name(),
+                        destination = %result.item.dest_ref(),
+                        digest = %result.item.digest,
+                        "done"
+                    ),
+                    Outcome::Failed(error) => tracing::warn!(
+                        kind = result.item.action.name(),
+                        destination = %result.item.dest_ref(),
+                        digest = %result.item.digest,
+                        error = %error,
+                        "failed"
+                    ),
+                }
+                if let Some(progress) = &self.progress {
+                    progress.finished(result);
+                }
+            }
+            results.extend(done);
         }
         results
     }
