@@ -119,6 +119,7 @@ impl CredentialStore {
 
     /// The usual places, in order: `explicit` (an `--auth-file`, which must
     /// exist), `$REGISTRY_AUTH_FILE`, `$XDG_RUNTIME_DIR/containers/auth.json`,
+    /// `$XDG_CONFIG_HOME/containers/auth.json` (or `~/.config/…`),
     /// `$DOCKER_CONFIG/config.json` or else `~/.docker/config.json`. Missing
     /// default files are skipped; unreadable or malformed ones are errors.
     pub fn discover(explicit: Option<&Path>) -> Result<CredentialStore, RegistryError> {
@@ -133,6 +134,12 @@ impl CredentialStore {
         }
         if let Some(dir) = env("XDG_RUNTIME_DIR") {
             defaults.push(PathBuf::from(dir).join("containers/auth.json"));
+        }
+        // Where containers tools keep it when it should survive a reboot.
+        if let Some(dir) = env("XDG_CONFIG_HOME") {
+            defaults.push(PathBuf::from(dir).join("containers/auth.json"));
+        } else if let Some(home) = env("HOME") {
+            defaults.push(PathBuf::from(home).join(".config/containers/auth.json"));
         }
         if let Some(dir) = env("DOCKER_CONFIG") {
             defaults.push(PathBuf::from(dir).join("config.json"));
