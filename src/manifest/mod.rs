@@ -2,13 +2,27 @@
 //!
 //! Everything here is offline. `load` never stops at the first problem: it
 //! returns every diagnostic it found, sorted by file and line.
+//!
+//! Layers, bottom up: `read` (size cap, UTF-8), `yaml` (spanned tree, raw
+//! scalars, duplicate keys, alias budget), `decode` (CIP's schema and the
+//! name/digest/tag grammar), `tree` (thin-tree shape and symlink policy),
+//! `conflict` (one digest per destination tag across the whole input).
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
-use crate::diag::Diagnostic;
+use crate::diag::{self, Diagnostic};
 
+mod conflict;
+mod decode;
+pub mod images_file;
 pub mod model;
+mod read;
+mod tree;
+pub mod yaml;
 
 pub use model::{DigestEntry, Image, Location, Manifest, RegistryEntry, TagEntry};
+pub use read::MAX_FILE_BYTES;
 
 /// What to load.
 #[derive(Debug, Clone, Copy)]
@@ -37,6 +51,244 @@ impl Loaded {
 
 /// Load, validate and conflict-check the input.
 pub fn load(input: ManifestInput<'_>) -> Loaded {
-    let _ = input;
-    Loaded::default()
+    let mut loaded = match input {
+        ManifestInput::Plain(path) => load_plain(path),
+        ManifestInput::ThinTree(dir) => load_thin(dir),
+    };
+    conflict::check(&loaded.manifests, &mut loaded.diagnostics);
+    for d in &mut loaded.diagnostics {
+        redact_credentials(&mut d.message);
+        if let Some(help) = &mut d.help {
+            redact_credentials(help);
+        }
+    }
+    diag::sort(&mut loaded.diagnostics);
+    loaded
+}
+
+fn load_plain(path: &Path) -> Loaded {
+    let display: Arc<Path> = Arc::from(path);
+    let mut diagnostics = Vec::new();
+    let text = match read::read_text(path, &display, false) {
+        Ok(text) => text,
+        Err(d) => {
+            return Loaded {
+                manifests: Vec::new(),
+                diagnostics: vec![d],
+            }
+        }
+    };
+    let parsed = yaml::parse(&text);
+    push_yaml_errors(&display, parsed.errors, &mut diagnostics);
+    if parsed.root.is_none() && diagnostics.iter().any(Diagnostic::is_error) {
+        return Loaded {
+            manifests: Vec::new(),
+            diagnostics,
+        };
+    }
+    let mut ctx = decode::Ctx {
+        file: display.clone(),
+        thin: false,
+        diagnostics: &mut diagnostics,
+    };
+    let (registries, images) = decode::plain(parsed.root.as_ref(), &mut ctx);
+    let manifests = registries
+        .map(|r| Manifest {
+            registries_file: display.clone(),
+            images_file: display.clone(),
+            source: r.source,
+            destinations: r.destinations,
+            images,
+        })
+        .into_iter()
+        .collect();
+    Loaded {
+        manifests,
+        diagnostics,
+    }
+}
+
+fn push_yaml_errors(file: &Arc<Path>, errors: Vec<yaml::YamlError>, out: &mut Vec<Diagnostic>) {
+    for e in errors {
+        let mut d = Diagnostic::error(
+            Location {
+                file: file.clone(),
+                line: e.pos.line,
+                col: e.pos.col,
+            },
+            e.message,
+        );
+        d.help = e.help;
+        out.push(d);
+    }
+}
+
+/// One file of a thin tree, decoded on a worker thread.
+enum Decoded {
+    Registries(Option<decode::Registries>),
+    Images(Option<Vec<Image>>),
+}
+
+fn load_thin(dir: &Path) -> Loaded {
+    let mut diagnostics = Vec::new();
+    let pairs = tree::discover(dir, &mut diagnostics);
+    let jobs: Vec<(&Path, &Arc<Path>, bool)> = pairs
+        .iter()
+        .flat_map(|p| {
+            [
+                (p.registries_path.as_path(), &p.registries_display, true),
+                (p.images_path.as_path(), &p.images_display, false),
+            ]
+        })
+        .collect();
+    let results = parallel_map(&jobs, |&(path, display, is_registries)| {
+        let mut diagnostics = Vec::new();
+        let decoded = decode_thin_file(path, display, is_registries, &mut diagnostics);
+        (decoded, diagnostics)
+    });
+    let mut manifests = Vec::new();
+    let mut results = results.into_iter();
+    for pair in &pairs {
+        let (Some((registries, d1)), Some((images, d2))) = (results.next(), results.next()) else {
+            break;
+        };
+        diagnostics.extend(d1);
+        diagnostics.extend(d2);
+        if let (Decoded::Registries(Some(r)), Decoded::Images(Some(images))) = (registries, images)
+        {
+            manifests.push(Manifest {
+                registries_file: pair.registries_display.clone(),
+                images_file: pair.images_display.clone(),
+                source: r.source,
+                destinations: r.destinations,
+                images,
+            });
+        }
+    }
+    Loaded {
+        manifests,
+        diagnostics,
+    }
+}
+
+fn decode_thin_file(
+    path: &Path,
+    display: &Arc<Path>,
+    is_registries: bool,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Decoded {
+    let failed = || {
+        if is_registries {
+            Decoded::Registries(None)
+        } else {
+            Decoded::Images(None)
+        }
+    };
+    let text = match read::read_text(path, display, true) {
+        Ok(text) => text,
+        Err(d) => {
+            diagnostics.push(d);
+            return failed();
+        }
+    };
+    let parsed = yaml::parse(&text);
+    let fatal = parsed.root.is_none() && !parsed.errors.is_empty();
+    push_yaml_errors(display, parsed.errors, diagnostics);
+    if fatal {
+        return failed();
+    }
+    let mut ctx = decode::Ctx {
+        file: display.clone(),
+        thin: true,
+        diagnostics,
+    };
+    if is_registries {
+        Decoded::Registries(decode::thin_registries(parsed.root.as_ref(), &mut ctx))
+    } else {
+        // Invalid entries are left out but the rest is kept, so the
+        // conflict check still reports clashes among the valid ones.
+        Decoded::Images(Some(decode::thin_images(parsed.root.as_ref(), &mut ctx)))
+    }
+}
+
+/// Map `f` over `items` on up to as many threads as there are cores; results
+/// keep the order of `items`. Threads take the next item when free, so one
+/// large file does not hold up the rest.
+fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(items.len())
+        .min(16);
+    if threads <= 1 {
+        return items.iter().map(f).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let mut slots: Vec<Option<R>> = Vec::with_capacity(items.len());
+    slots.resize_with(items.len(), || None);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(item) = items.get(i) else { break };
+                        done.push((i, f(item)));
+                    }
+                    done
+                })
+            })
+            .collect();
+        for worker in workers {
+            // A panicking worker is a bug; propagate it rather than drop files.
+            let done = match worker.join() {
+                Ok(done) => done,
+                Err(panic) => std::panic::resume_unwind(panic),
+            };
+            for (i, r) in done {
+                slots[i] = Some(r);
+            }
+        }
+    });
+    slots.into_iter().flatten().collect()
+}
+
+/// Replace the `user:password` of any `scheme://user:password@host` with
+/// `***`: whatever the user wrote where, credentials never reach CI logs.
+fn redact_credentials(text: &mut String) {
+    let mut search_from = 0;
+    while let Some(found) = text[search_from..].find("://") {
+        let start = search_from + found + 3;
+        let authority_end = text[start..]
+            .find(|c: char| c == '/' || c == '"' || c == '\'' || c.is_whitespace())
+            .map_or(text.len(), |i| start + i);
+        if let Some(at) = text[start..authority_end].rfind('@') {
+            text.replace_range(start..start + at, "***");
+            search_from = start + 3;
+        } else {
+            search_from = start;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_are_redacted_wherever_they_appear() {
+        let mut text = "name \"https://user:hunter2@host.example/x\" and ftp://a@b".to_string();
+        redact_credentials(&mut text);
+        assert_eq!(text, "name \"https://***@host.example/x\" and ftp://***@b");
+        let mut plain = "no scheme: user@host".to_string();
+        redact_credentials(&mut plain);
+        assert_eq!(plain, "no scheme: user@host");
+    }
+
+    #[test]
+    fn parallel_map_keeps_order() {
+        let items: Vec<u32> = (0..1000).collect();
+        let out = parallel_map(&items, |x| x * 2);
+        assert_eq!(out, items.iter().map(|x| x * 2).collect::<Vec<_>>());
+    }
 }

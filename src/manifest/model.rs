@@ -10,7 +10,9 @@ use crate::reference::{Digest, ImageName, RegistryName, Tag};
 
 /// A position in an input file. `line` and `col` are 1-based; 0 means the
 /// whole file (no better position is known).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct Location {
     /// Display path: relative to the `--thin-manifest-dir` or as given for `--manifest`.
     pub file: Arc<Path>,
