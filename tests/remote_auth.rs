@@ -206,6 +206,17 @@ fn stub_helper(dir: &Path, name: &str, answer: Option<&str>, fail: Option<&str>)
     drop(f);
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Another test thread forking at the moment the file was open for
+    // writing makes exec fail with "text file busy" for a moment: wait it out
+    // here, so the client under test never meets it.
+    for _ in 0..100 {
+        match std::process::Command::new(&path).arg("probe").output() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            _ => break,
+        }
+    }
 }
 
 #[tokio::test]
