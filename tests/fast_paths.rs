@@ -1,0 +1,223 @@
+//! Each speed technique, proven at the wire level on a real registry: the
+//! proxy's request log shows that the fast path was taken.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use promoter::registry::remote::CredentialStore;
+use support::images::{push, TestBlob, TestImage};
+use support::proxy::{Proxy, Recorded};
+use support::registry::TestRegistry;
+
+async fn promoter(cwd: &Path, args: &[&str]) -> (i32, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_promoter"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .await
+        .expect("run promoter");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// A source registry holding `images` (repo, image, tag), a destination
+/// behind a recording proxy, and a manifest promoting them all.
+struct Setup {
+    _src: TestRegistry,
+    _dst: TestRegistry,
+    dst_proxy: Proxy,
+    dir: tempfile::TempDir,
+}
+
+async fn setup(images: &[(String, TestImage, &str)]) -> Option<Setup> {
+    let src = TestRegistry::plain().await?;
+    let dst = TestRegistry::plain().await?;
+    let dst_proxy = Proxy::start(&dst.host()).await;
+    let client = src.remote(CredentialStore::anonymous());
+    let mut yaml = format!(
+        "registries:\n- name: {}/stage\n  src: true\n- name: {}/prod\nimages:\n",
+        src.host(),
+        dst_proxy.host()
+    );
+    for (repo, image, tag) in images {
+        push(&client, &format!("stage/{repo}"), image, Some(tag))
+            .await
+            .unwrap();
+        yaml.push_str(&format!(
+            "- name: {repo}\n  dmap:\n    \"{}\": [\"{tag}\"]\n",
+            image.digest()
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("m.yaml"), yaml).unwrap();
+    Some(Setup {
+        _src: src,
+        _dst: dst,
+        dst_proxy,
+        dir,
+    })
+}
+
+impl Setup {
+    async fn promote(&self) -> Vec<Recorded> {
+        let (code, out) = promoter(
+            self.dir.path(),
+            &["run", "--manifest", "m.yaml", "--confirm"],
+        )
+        .await;
+        assert_eq!(code, 0, "{out}");
+        self.dst_proxy.log()
+    }
+}
+
+fn blob_uploads(log: &[Recorded]) -> Vec<&Recorded> {
+    log.iter()
+        .filter(|r| {
+            (r.method == "PUT" || r.method == "PATCH") && r.path.contains("/blobs/uploads/")
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_repositories_get_no_head_before_upload_and_six_requests_per_image() {
+    let images: Vec<_> = (0..8)
+        .map(|i| {
+            (
+                format!("app{i}"),
+                TestImage::single_layer(100 + i, 512),
+                "1.0",
+            )
+        })
+        .collect();
+    let Some(s) = setup(&images).await else {
+        return;
+    };
+    let log = s.promote().await;
+
+    let blob_heads = log
+        .iter()
+        .filter(|r| r.method == "HEAD" && r.path.contains("/blobs/"))
+        .count();
+    assert_eq!(blob_heads, 0, "{}", s.dst_proxy.dump());
+    // Per image: HEAD tag, POST+PUT config, POST+PUT layer, PUT manifest by tag.
+    // Per run: the /v2/ ping and one repository list.
+    let per_run = log
+        .iter()
+        .filter(|r| r.path == "/v2/" || r.path.starts_with("/v2/_catalog"))
+        .count();
+    assert!(per_run <= 2, "{}", s.dst_proxy.dump());
+    let per_image = (log.len() - per_run) as f64 / images.len() as f64;
+    assert!(
+        per_image <= 6.0,
+        "{per_image} requests per image:\n{}",
+        s.dst_proxy.dump()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_are_one_post_and_one_put_with_the_whole_blob() {
+    let images = vec![(
+        "big".to_string(),
+        TestImage::layered(200, 2, 3 * 1024 * 1024, None),
+        "1.0",
+    )];
+    let Some(s) = setup(&images).await else {
+        return;
+    };
+    let log = s.promote().await;
+    let posts = log
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.contains("/blobs/uploads/"))
+        .count();
+    let uploads = blob_uploads(&log);
+    let blobs = images[0].1.all_blobs();
+    assert_eq!(posts, blobs.len(), "{}", s.dst_proxy.dump());
+    assert_eq!(uploads.len(), blobs.len(), "{}", s.dst_proxy.dump());
+    assert!(
+        uploads.iter().all(|r| r.method == "PUT"),
+        "no PATCH: {}",
+        s.dst_proxy.dump()
+    );
+    let sizes: BTreeSet<u64> = uploads.iter().map(|r| r.request_bytes).collect();
+    let expected: BTreeSet<u64> = blobs.iter().map(|b| b.size()).collect();
+    assert_eq!(sizes, expected, "each PUT carries one whole blob");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_blob_is_uploaded_once_and_mounted_elsewhere() {
+    let base = TestBlob::layer(300, 256 * 1024);
+    let images: Vec<_> = (0..5)
+        .map(|i| {
+            (
+                format!("svc{i}"),
+                TestImage::layered(310 + i, 1, 1024, Some(&base)),
+                "1.0",
+            )
+        })
+        .collect();
+    let Some(s) = setup(&images).await else {
+        return;
+    };
+    let log = s.promote().await;
+    let base_uploads = blob_uploads(&log)
+        .into_iter()
+        .filter(|r| r.path.contains(base.digest.hex()))
+        .count();
+    assert_eq!(
+        base_uploads,
+        1,
+        "the shared base went up more than once:\n{}",
+        s.dst_proxy.dump()
+    );
+    let mounts = log
+        .iter()
+        .filter(|r| {
+            r.method == "POST" && r.path.contains("mount=") && r.path.contains(base.digest.hex())
+        })
+        .filter(|r| r.status == 201)
+        .count();
+    assert_eq!(mounts, images.len() - 1, "{}", s.dst_proxy.dump());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copying_starts_before_planning_ends_and_connections_are_reused() {
+    let images: Vec<_> = (0..60)
+        .map(|i| {
+            (
+                format!("p{i:02}"),
+                TestImage::single_layer(400 + i, 256),
+                "1.0",
+            )
+        })
+        .collect();
+    let Some(s) = setup(&images).await else {
+        return;
+    };
+    let log = s.promote().await;
+    let first_write = log
+        .iter()
+        .position(|r| r.method == "PUT")
+        .expect("writes happened");
+    let last_tag_head = log
+        .iter()
+        .rposition(|r| r.method == "HEAD" && r.path.ends_with("/manifests/1.0"))
+        .expect("tag reads happened");
+    assert!(
+        first_write < last_tag_head,
+        "planning of later images should overlap copying of earlier ones:\n{}",
+        s.dst_proxy.dump()
+    );
+    let connections: BTreeSet<u64> = log.iter().map(|r| r.conn).collect();
+    assert!(
+        connections.len() * 4 <= log.len(),
+        "{} requests over {} connections",
+        log.len(),
+        connections.len()
+    );
+}
