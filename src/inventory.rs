@@ -48,8 +48,13 @@ async fn head_digest(registry: &dyn Registry, repo: &str, digest: &Digest) -> Ob
 /// catalog permission or API), so nothing can be concluded from it.
 #[derive(Default)]
 pub struct RepositoryLists {
-    lists: Mutex<HashMap<(String, String), Arc<OnceCell<Option<BTreeSet<String>>>>>>,
+    lists: Mutex<Listings>,
 }
+
+/// A registry path's repositories, or `None` when the registry would not list them.
+type Listing = Option<BTreeSet<String>>;
+/// One listing per (endpoint, path prefix), filled at most once.
+type Listings = HashMap<(String, String), Arc<OnceCell<Listing>>>;
 
 impl RepositoryLists {
     /// Whether the registry lists `want`'s repository: `None` when unknown.
