@@ -95,14 +95,17 @@ async fn catalog_pagination_with_n_2_walks_the_link_header() {
         rig.direct.put_blob(repo, &blob.upload(None)).await.unwrap();
     }
     rig.warm().await;
-    let repos = rig.client.list_repositories("team").await.unwrap();
-    assert_eq!(repos, vec!["team/one", "team/sub/four", "team/two"]);
-    let pages: Vec<_> = rig
-        .proxy
-        .log()
-        .into_iter()
-        .filter(|r| r.is("GET", "/v2/_catalog"))
-        .collect();
+    let catalog_pages = |rig: &Rig| -> Vec<_> {
+        rig.proxy
+            .log()
+            .into_iter()
+            .filter(|r| r.is("GET", "/v2/_catalog"))
+            .collect()
+    };
+    // The whole catalog: five names, two per page, three pages via Link.
+    let all = rig.client.list_repositories("").await.unwrap();
+    assert_eq!(all.len(), 5);
+    let pages = catalog_pages(&rig);
     assert_eq!(pages.len(), 3, "{}", rig.proxy.dump());
     assert!(pages[0].path.contains("n=2"), "{}", rig.proxy.dump());
     assert!(
@@ -110,8 +113,19 @@ async fn catalog_pagination_with_n_2_walks_the_link_header() {
         "second page follows Link: {}",
         rig.proxy.dump()
     );
-    let all = rig.client.list_repositories("").await.unwrap();
-    assert_eq!(all.len(), 5);
+
+    // Under a prefix: the walk starts just before it (skipping `other/`),
+    // still follows Link, and keeps only names on the path boundary.
+    rig.proxy.clear_log();
+    let repos = rig.client.list_repositories("team").await.unwrap();
+    assert_eq!(repos, vec!["team/one", "team/sub/four", "team/two"]);
+    let pages = catalog_pages(&rig);
+    assert!(
+        pages[0].path.contains("last=teal%7E"),
+        "{}",
+        rig.proxy.dump()
+    );
+    assert_eq!(pages.len(), 2, "{}", rig.proxy.dump());
 }
 
 #[tokio::test]

@@ -235,11 +235,14 @@ impl RemoteRegistry {
 
     /// Follow `Link: <…>; rel="next"` from `first`, collecting `field` of
     /// each page. `Ok(None)` when the first page is a 404.
+    /// Every item of a paginated listing. With `until`, stop as soon as a
+    /// page ends past it: catalogs are sorted, so nothing later can match.
     async fn paginate(
         &self,
         first: Url,
         scopes: Scopes,
         field: &'static str,
+        until: Option<&str>,
     ) -> Result<Option<Vec<String>>, RegistryError> {
         let mut out = Vec::new();
         let mut url = first;
@@ -265,7 +268,9 @@ impl RemoteRegistry {
             if let Some(items) = value.get(field).and_then(|v| v.as_array()) {
                 out.extend(items.iter().filter_map(|v| v.as_str()).map(str::to_string));
             }
-            let Some(next) = next else {
+            let past_range =
+                until.is_some_and(|until| out.last().is_some_and(|last| last.as_str() > until));
+            let Some(next) = next.filter(|_| !past_range) else {
                 return Ok(Some(out));
             };
             let next = url.join(&next).map_err(|e| RegistryError::Invalid {
@@ -603,10 +608,16 @@ impl Registry for RemoteRegistry {
         let mut url = self.t.url("/v2/_catalog")?;
         url.query_pairs_mut()
             .append_pair("n", &self.t.opts.page_size.to_string());
+        // Catalogs are sorted: start just before the prefix and stop after
+        // its last possible name, instead of reading the whole registry.
+        let until = (!prefix.is_empty()).then(|| format!("{prefix}/~"));
+        if let Some(last) = catalog_start(prefix) {
+            url.query_pairs_mut().append_pair("last", &last);
+        }
         // A 404 here means no catalog API (Docker Hub, some clouds), not an
         // empty registry: say so rather than answer "no repositories".
         let all = self
-            .paginate(url, Scopes::catalog(), "repositories")
+            .paginate(url, Scopes::catalog(), "repositories", until.as_deref())
             .await?
             .ok_or_else(|| RegistryError::Unsupported {
                 registry: self.t.host.clone(),
@@ -632,7 +643,7 @@ impl Registry for RemoteRegistry {
         url.query_pairs_mut()
             .append_pair("n", &self.t.opts.page_size.to_string());
         let mut tags = self
-            .paginate(url, Scopes::pull(repo), "tags")
+            .paginate(url, Scopes::pull(repo), "tags", None)
             .await?
             .unwrap_or_default();
         tags.sort();
@@ -935,6 +946,17 @@ fn sniff_media_type(bytes: &[u8]) -> String {
 }
 
 /// The `rel="next"` target of a `Link` header, if any.
+/// A `last=` value that sorts just before `prefix` and after every name that
+/// sorts before it: the prefix with its last character decremented, then
+/// '~' (greater than every character a repository name can hold).
+fn catalog_start(prefix: &str) -> Option<String> {
+    let mut bytes = prefix.as_bytes().to_vec();
+    let last = bytes.pop()?;
+    bytes.push(last.checked_sub(1)?);
+    bytes.push(b'~');
+    String::from_utf8(bytes).ok()
+}
+
 pub fn next_link(headers: &HeaderMap) -> Option<String> {
     for value in headers.get_all(LINK) {
         let Ok(text) = value.to_str() else { continue };
@@ -1048,6 +1070,22 @@ struct SubjectProbe {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn catalog_listing_starts_just_before_the_prefix() {
+        assert_eq!(super::catalog_start("prod").as_deref(), Some("proc~"));
+        assert_eq!(super::catalog_start("a/b0").as_deref(), Some("a/b/~"));
+        assert_eq!(super::catalog_start(""), None);
+        // Every name under the prefix sorts after the start, and the names
+        // just before it do not.
+        let start = super::catalog_start("prod").unwrap();
+        for under in ["prod", "prod/a", "prod-x", "prod/zzz"] {
+            assert!(under > start.as_str(), "{under}");
+        }
+        for before in ["proc", "proc/zzz", "procz"] {
+            assert!(before < start.as_str(), "{before}");
+        }
+    }
+
     use super::*;
     use reqwest::header::HeaderValue;
 
