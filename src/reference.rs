@@ -234,10 +234,11 @@ impl Tag {
                 format!("a tag has at most {} characters", Tag::MAX_LEN),
             ));
         }
-        let first = text.as_bytes()[0];
-        if !(first.is_ascii_alphanumeric() || first == b'_') {
+        let first = text.chars().next().unwrap_or(' ');
+        if !(first.is_ascii_alphanumeric() || first == '_') {
             return Err(NameError::with_help(
-                format!("tag {text:?} starts with {:?}", first as char),
+                // The character, not the byte: "안녕" starts with '안'.
+                format!("tag {text:?} starts with {first:?}"),
                 "a tag starts with a letter, a digit or '_'",
             ));
         }
@@ -359,6 +360,20 @@ impl ImageName {
             return Err(NameError::with_help(
                 format!("image name is {} characters long", text.len()),
                 format!("registries accept at most {MAX_REPOSITORY_LEN}"),
+            ));
+        }
+        // Checked before the component grammar, whose messages quote the
+        // name: what follows a scheme or precedes an '@' may be a password.
+        if text.contains("://") {
+            return Err(NameError::with_help(
+                "image name starts with a scheme (a URL is not an image name)",
+                "write the repository path below the registries, e.g. team/app; registries are named under `registries`",
+            ));
+        }
+        if text.contains('@') {
+            return Err(NameError::with_help(
+                "image name contains '@'",
+                "write the repository path only: digests go under `dmap`, and credentials never go in a manifest",
             ));
         }
         for component in text.split('/') {
@@ -659,6 +674,8 @@ mod tests {
         for tag in ["", ".", "-", "ünicode", "a b", "a/b", "a:b", long.as_str()] {
             assert!(Tag::parse(tag).is_err(), "{tag:?} should be invalid");
         }
+        let err = Tag::parse("안녕").unwrap_err();
+        assert_eq!(err.message, "tag \"안녕\" starts with '안'");
     }
 
     #[test]
@@ -713,6 +730,11 @@ mod tests {
             "", "/foo", "foo/", "foo//bar", "../x", "a/../b", "Foo", "a..b", "a___b", "-a", "a b",
         ] {
             assert!(ImageName::parse(bad).is_err(), "{bad:?}");
+        }
+        for secret in ["https://u:hunter2@host/x", "u:hunter2@host/x", "x@sha256:abc"] {
+            let err = ImageName::parse(secret).unwrap_err();
+            assert!(!err.message.contains("hunter2"), "{err:?}");
+            assert!(!err.help.unwrap_or_default().contains("hunter2"));
         }
     }
 

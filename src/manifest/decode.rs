@@ -55,7 +55,7 @@ pub struct Registries {
 pub fn plain(root: Option<&Node<'_>>, ctx: &mut Ctx<'_>) -> (Option<Registries>, Vec<Image>) {
     let Some(root) = root.filter(|r| !r.is_null()) else {
         ctx.error(
-            Pos { line: 1, col: 1 },
+            Pos::default(),
             "the manifest is empty",
             Some(REGISTRIES_HELP.to_string()),
         );
@@ -64,8 +64,8 @@ pub fn plain(root: Option<&Node<'_>>, ctx: &mut Ctx<'_>) -> (Option<Registries>,
     let Some(fields) = fields(root, "a manifest", &["registries", "images"], &[], ctx) else {
         return (None, Vec::new());
     };
-    let registries = registries(value(fields[0]), root.pos, ctx);
-    let images = match value(fields[1]) {
+    let registries = registries(fields.value(0), fields.truly_missing(0), root.pos, ctx);
+    let images = match fields.value(1) {
         Some(node) => images(node, ctx),
         None => Vec::new(),
     };
@@ -76,7 +76,7 @@ pub fn plain(root: Option<&Node<'_>>, ctx: &mut Ctx<'_>) -> (Option<Registries>,
 pub fn thin_registries(root: Option<&Node<'_>>, ctx: &mut Ctx<'_>) -> Option<Registries> {
     let Some(root) = root.filter(|r| !r.is_null()) else {
         ctx.error(
-            Pos { line: 1, col: 1 },
+            Pos::default(),
             "the manifest is empty",
             Some(REGISTRIES_HELP.to_string()),
         );
@@ -93,7 +93,7 @@ pub fn thin_registries(root: Option<&Node<'_>>, ctx: &mut Ctx<'_>) -> Option<Reg
         ctx,
     )?;
     // `imagesPath` is deprecated in CIP and does nothing; accept and ignore it.
-    registries(value(fields[0]), root.pos, ctx)
+    registries(fields.value(0), fields.truly_missing(0), root.pos, ctx)
 }
 
 /// `images/<x>/images.yaml`: a bare list of images; empty means none.
@@ -129,6 +129,28 @@ fn key_is(key: &Node<'_>, name: &str) -> bool {
     key.as_scalar().is_some_and(|s| s.text == name)
 }
 
+/// The allowed keys of a mapping: (key, value) where present, and whether
+/// an unknown key was reported as a likely misspelling of it (then "missing"
+/// would only repeat that error).
+struct Fields<'n, 'a, const N: usize> {
+    found: [Option<(&'n Node<'a>, &'n Node<'a>)>; N],
+    misspelled: [bool; N],
+}
+
+impl<'n, 'a, const N: usize> Fields<'n, 'a, N> {
+    fn value(&self, i: usize) -> Option<&'n Node<'a>> {
+        value(self.found[i])
+    }
+    /// Absent, and not already reported as misspelled.
+    fn truly_missing(&self, i: usize) -> bool {
+        self.found[i].is_none() && !self.misspelled[i]
+    }
+    /// Absent because an unknown key, already reported, looks like it.
+    fn reported_as_typo(&self, i: usize) -> bool {
+        self.found[i].is_none() && self.misspelled[i]
+    }
+}
+
 /// Look up `allowed` keys of a mapping node; report unknown keys (with a
 /// did-you-mean) and non-text keys. `None` when `node` is not a mapping.
 fn fields<'n, 'a, const N: usize>(
@@ -137,7 +159,7 @@ fn fields<'n, 'a, const N: usize>(
     allowed: &[&str; N],
     refused: &[(&str, &str)],
     ctx: &mut Ctx<'_>,
-) -> Option<[Option<(&'n Node<'a>, &'n Node<'a>)>; N]> {
+) -> Option<Fields<'n, 'a, N>> {
     let Value::Map(entries) = &node.value else {
         ctx.error(
             node.pos,
@@ -151,6 +173,7 @@ fn fields<'n, 'a, const N: usize>(
         return None;
     };
     let mut found = [None; N];
+    let mut misspelled = [false; N];
     for (key, value) in entries {
         let Some(Scalar { text, .. }) = key.as_scalar() else {
             ctx.error(
@@ -174,7 +197,12 @@ fn fields<'n, 'a, const N: usize>(
             );
         } else {
             let help = match did_you_mean(text, allowed) {
-                Some(best) => format!("did you mean {best:?}?"),
+                Some(best) => {
+                    if let Some(i) = allowed.iter().position(|a| *a == best) {
+                        misspelled[i] = true;
+                    }
+                    format!("did you mean {best:?}?")
+                }
                 None => format!("{what} has the keys: {}", allowed.join(", ")),
             };
             ctx.error(
@@ -184,7 +212,7 @@ fn fields<'n, 'a, const N: usize>(
             );
         }
     }
-    Some(found)
+    Some(Fields { found, misspelled })
 }
 
 /// The closest allowed key, if it is close enough to be a typo.
@@ -251,8 +279,16 @@ fn text<'n>(node: &'n Node<'_>, what: &str, ctx: &mut Ctx<'_>) -> Option<&'n str
     }
 }
 
-fn registries(node: Option<&Node<'_>>, root: Pos, ctx: &mut Ctx<'_>) -> Option<Registries> {
+fn registries(
+    node: Option<&Node<'_>>,
+    report_missing: bool,
+    root: Pos,
+    ctx: &mut Ctx<'_>,
+) -> Option<Registries> {
     let Some(node) = node else {
+        if !report_missing {
+            return None;
+        }
         ctx.error(
             root,
             "the manifest has no `registries`",
@@ -288,17 +324,17 @@ fn registries(node: Option<&Node<'_>>, root: Pos, ctx: &mut Ctx<'_>) -> Option<R
     let mut destinations: Vec<RegistryEntry> = Vec::new();
     let mut seen: HashMap<RegistryName, u32> = HashMap::new();
     for item in items {
-        let Some([name, src, account]) = fields(
+        let Some(entry) = fields(
             item,
             "a registry entry",
             &["name", "src", "service-account"],
             &[],
             ctx,
-        )
-        .map(|f| f.map(value)) else {
+        ) else {
             ok = false;
             continue;
         };
+        let [name, src, account] = [entry.value(0), entry.value(1), entry.value(2)];
         let is_src = match src {
             None => false,
             Some(node) => match boolean(node, ctx) {
@@ -321,6 +357,10 @@ fn registries(node: Option<&Node<'_>>, root: Pos, ctx: &mut Ctx<'_>) -> Option<R
             None => None,
         };
         let Some(name_node) = name.filter(|n| !n.is_null()) else {
+            ok = false;
+            if entry.reported_as_typo(0) {
+                continue;
+            }
             ctx.error(
                 item.pos,
                 "the registry entry has no `name`",
@@ -483,9 +523,12 @@ fn images(node: &Node<'_>, ctx: &mut Ctx<'_>) -> Vec<Image> {
 }
 
 fn image(item: &Node<'_>, ctx: &mut Ctx<'_>) -> Option<Image> {
-    let [name, dmap_entry] = fields(item, "an image entry", &["name", "dmap"], &[], ctx)?;
-    let name = value(name);
-    let Some(name_node) = name.filter(|n| !n.is_null()) else {
+    let entry = fields(item, "an image entry", &["name", "dmap"], &[], ctx)?;
+    let dmap_entry = entry.found[1];
+    let Some(name_node) = entry.value(0).filter(|n| !n.is_null()) else {
+        if entry.reported_as_typo(0) {
+            return None;
+        }
         ctx.error(
             item.pos,
             "the image entry has no `name`",
@@ -506,7 +549,7 @@ fn image(item: &Node<'_>, ctx: &mut Ctx<'_>) -> Option<Image> {
         None => (Vec::new(), 0),
     };
     let name = name?;
-    if written == 0 {
+    if written == 0 && !entry.reported_as_typo(1) {
         let pos = dmap_entry.map_or(item.pos, |(key, _)| key.pos);
         let message = format!("image {name} has an empty `dmap`: nothing to promote");
         let help =
@@ -625,7 +668,7 @@ fn tags(node: &Node<'_>, ctx: &mut Ctx<'_>) -> Vec<TagEntry> {
         if let Some(line) = first {
             ctx.warning(
                 item.pos,
-                format!("tag {tag} is listed twice for this digest (first on line {line})"),
+                format!("tag {:?} is listed twice for this digest (first on line {line})", tag.as_str()),
                 Some("remove the repeated tag".to_string()),
             );
             continue;

@@ -253,22 +253,36 @@ fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Ve
     slots.into_iter().flatten().collect()
 }
 
-/// Replace the `user:password` of any `scheme://user:password@host` with
-/// `***`: whatever the user wrote where, credentials never reach CI logs.
+/// Replace the `user:password` of `scheme://user:password@host` (and of a
+/// bare `user:password@host`) with `***`: whatever the user wrote where,
+/// credentials never reach CI logs. Service accounts (`sa@project`) have no
+/// colon before the '@' and stay readable.
 fn redact_credentials(text: &mut String) {
-    let mut search_from = 0;
-    while let Some(found) = text[search_from..].find("://") {
-        let start = search_from + found + 3;
-        let authority_end = text[start..]
-            .find(|c: char| c == '/' || c == '"' || c == '\'' || c.is_whitespace())
-            .map_or(text.len(), |i| start + i);
-        if let Some(at) = text[start..authority_end].rfind('@') {
-            text.replace_range(start..start + at, "***");
-            search_from = start + 3;
-        } else {
-            search_from = start;
+    let is_boundary =
+        |c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '(' | ')' | '[' | ']' | ',');
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while !rest.is_empty() {
+        let token_end = rest.find(is_boundary).unwrap_or(rest.len());
+        let (token, tail) = rest.split_at(token_end);
+        // The userinfo ends at the last '@' before the first '/' after it.
+        let authority_start = token.find("://").map_or(0, |i| i + 3);
+        let authority_end = token[authority_start..]
+            .find('/')
+            .map_or(token.len(), |i| authority_start + i);
+        match token[authority_start..authority_end].rfind('@') {
+            Some(at) if authority_start > 0 || token[..authority_start + at].contains(':') => {
+                out.push_str(&token[..authority_start]);
+                out.push_str("***");
+                out.push_str(&token[authority_start + at..]);
+            }
+            _ => out.push_str(token),
         }
+        let boundary_len = tail.chars().next().map_or(0, char::len_utf8);
+        out.push_str(&tail[..boundary_len]);
+        rest = &tail[boundary_len..];
     }
+    *text = out;
 }
 
 #[cfg(test)]
@@ -280,9 +294,12 @@ mod tests {
         let mut text = "name \"https://user:hunter2@host.example/x\" and ftp://a@b".to_string();
         redact_credentials(&mut text);
         assert_eq!(text, "name \"https://***@host.example/x\" and ftp://***@b");
-        let mut plain = "no scheme: user@host".to_string();
+        let mut plain = "service account sa@robot.com, digest sha256:abc".to_string();
         redact_credentials(&mut plain);
-        assert_eq!(plain, "no scheme: user@host");
+        assert_eq!(plain, "service account sa@robot.com, digest sha256:abc");
+        let mut bare = "key \"robot:hunter2@evil.example/x\"".to_string();
+        redact_credentials(&mut bare);
+        assert_eq!(bare, "key \"***@evil.example/x\"");
     }
 
     #[test]

@@ -47,6 +47,9 @@ enum Kind {
 struct Walker<'a> {
     root: PathBuf,
     diagnostics: &'a mut Vec<Diagnostic>,
+    /// A path can be looked at twice (by the pairing and by the walk that
+    /// looks for misplaced manifests); say each thing once.
+    reported: HashSet<(PathBuf, String)>,
 }
 
 /// Find the manifest pairs of the tree at `dir`, reporting shape problems.
@@ -86,7 +89,11 @@ pub fn discover(dir: &Path, diagnostics: &mut Vec<Diagnostic>) -> Vec<Pair> {
             return Vec::new();
         }
     };
-    let mut walker = Walker { root, diagnostics };
+    let mut walker = Walker {
+        root,
+        diagnostics,
+        reported: HashSet::new(),
+    };
     walker.pairs(dir)
 }
 
@@ -96,6 +103,13 @@ fn at(display: &Path) -> Location {
 
 impl Walker<'_> {
     fn error(&mut self, display: &Path, message: impl Into<String>, help: Option<&str>) {
+        let message = message.into();
+        if !self
+            .reported
+            .insert((display.to_path_buf(), message.clone()))
+        {
+            return;
+        }
         let mut d = Diagnostic::error(at(display), message);
         d.help = help.map(str::to_string);
         self.diagnostics.push(d);

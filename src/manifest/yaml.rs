@@ -96,7 +96,8 @@ impl<'a> Node<'a> {
 
 /// Quote user text for a message: bounded length, control characters escaped.
 pub fn quote(text: &str) -> String {
-    const MAX: usize = 60;
+    // Long enough for a sha512 digest, short enough for a line.
+    const MAX: usize = 140;
     if text.chars().count() <= MAX {
         format!("{text:?}")
     } else {
@@ -188,6 +189,11 @@ fn syntax_error(err: &ScanError) -> YamlError {
     let info = err.info();
     let help = if info.contains("tab") {
         Some("indent with spaces: YAML does not allow tabs in indentation".to_string())
+    } else if info.contains("indentation") || info.contains("did not find expected") {
+        Some(
+            "check the indentation above this point, and that every quote, [ and { is closed"
+                .to_string(),
+        )
     } else if info.contains("unknown anchor") {
         Some("define the anchor (&name) before using the alias (*name)".to_string())
     } else {
