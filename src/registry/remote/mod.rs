@@ -848,12 +848,25 @@ impl Registry for RemoteRegistry {
         };
         let deadline = Instant::now() + self.t.opts.retry_deadline;
         let mut clock = RetryClock::new(deadline, self.t.opts.max_attempts);
+        // Wrong or short content from the upload's source is worth a fresh
+        // read or two (a passing network fault), not a retry until the
+        // deadline: a source that keeps sending bad bytes is broken.
+        let mut bad_content = 0;
         loop {
             match self
                 .put_blob_once(repo, upload, &mut mount_from, deadline)
                 .await
             {
                 Ok(done) => return Ok(done),
+                Err(
+                    e @ (RegistryError::DigestMismatch { .. } | RegistryError::SizeMismatch { .. }),
+                ) if {
+                    bad_content += 1;
+                    bad_content >= MAX_BAD_CONTENT_ATTEMPTS
+                } =>
+                {
+                    return Err(e)
+                }
                 Err(e) if e.is_retryable() => match clock.next_delay(transport::retry_hint(&e)) {
                     Some(wait) => {
                         tracing::debug!(registry = %self.t.host, repo, digest = %upload.digest,
@@ -946,6 +959,9 @@ fn sniff_media_type(bytes: &[u8]) -> String {
 }
 
 /// The `rel="next"` target of a `Link` header, if any.
+/// Attempts of one blob upload whose source keeps producing wrong content.
+const MAX_BAD_CONTENT_ATTEMPTS: u32 = 3;
+
 /// A `last=` value that sorts just before `prefix` and after every name that
 /// sorts before it: the prefix with its last character decremented, then
 /// '~' (greater than every character a repository name can hold).
