@@ -134,14 +134,7 @@ async fn read_destination(
         return state;
     }
     // A digest needs its own read only when no wanted tag shows it present.
-    let shown: Vec<Digest> = state
-        .tags
-        .values()
-        .filter_map(|o| match o {
-            Observed::Present(d) => Some(d.clone()),
-            _ => None,
-        })
-        .collect();
+    let shown: Vec<Digest> = state.tagged_digests().cloned().collect();
     let unread: Vec<&Digest> = want.digests.keys().filter(|d| !shown.contains(d)).collect();
     let digest_states: Vec<_> = stream::iter(unread)
         .map(|digest| async move { (digest.clone(), head_digest(registry, repo, digest).await) })

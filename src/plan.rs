@@ -220,12 +220,16 @@ pub struct DestState {
 
 impl DestState {
     /// Whether `digest` is in the repository, using what the tags said too.
+    /// The digests the read tags point at: present, whatever else was read.
+    pub fn tagged_digests(&self) -> impl Iterator<Item = &Digest> {
+        self.tags.values().filter_map(|o| match o {
+            Observed::Present(d) => Some(d),
+            _ => None,
+        })
+    }
+
     fn digest(&self, digest: &Digest) -> Observed<()> {
-        if self
-            .tags
-            .values()
-            .any(|t| matches!(t, Observed::Present(d) if d == digest))
-        {
+        if self.tagged_digests().any(|d| d == digest) {
             return Observed::Present(());
         }
         self.digests.get(digest).cloned().unwrap_or_else(|| {

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use futures::stream::{self, StreamExt};
 
-use crate::manifest::Manifest;
+use crate::manifest::{Image, Manifest};
 use crate::oci;
 use crate::reference::{Digest, ManifestRef, RegistryName, Tag};
 use crate::registry::{media_type, Registries, Registry, RegistryError};
@@ -34,6 +34,18 @@ impl Snapshot {
             .or_default();
         if let Some(tag) = tag {
             tags.insert(tag.to_string());
+        }
+    }
+
+    /// Every digest of a manifest image entry, with its tags, under `name`.
+    fn add_image(&mut self, name: &str, image: &Image) {
+        for entry in &image.digests {
+            if entry.tags.is_empty() {
+                self.add(name, &entry.digest, None);
+            }
+            for tag in &entry.tags {
+                self.add(name, &entry.digest, Some(tag.tag.as_str()));
+            }
         }
     }
 
@@ -200,33 +212,33 @@ pub async fn of_registry(
     Ok(snapshot)
 }
 
-/// What the manifests promote into `root`, offline. Destinations match on
-/// path boundaries: `gcr.io/prod` matches `gcr.io/prod` and `gcr.io/prod/eu`,
-/// never `gcr.io/prod-eu`. Names are relative to `root`, destination sub-path
-/// included.
+/// Every image the manifests promote into `root`, with its name relative to
+/// `root`. Destinations match on path boundaries: `gcr.io/prod` matches
+/// `gcr.io/prod` and `gcr.io/prod/eu`, never `gcr.io/prod-eu`; a
+/// destination's sub-path becomes part of the name.
+fn promoted_into<'m>(
+    manifests: &'m [Manifest],
+    root: &'m RegistryName,
+) -> impl Iterator<Item = (String, &'m Manifest, &'m Image)> + 'm {
+    manifests.iter().flat_map(move |manifest| {
+        manifest.destinations.iter().flat_map(move |destination| {
+            let sub = root.sub_path_of(&destination.name);
+            manifest.images.iter().filter_map(move |image| {
+                let name = match sub? {
+                    "" => image.name.to_string(),
+                    sub => format!("{sub}/{}", image.name),
+                };
+                Some((name, manifest, image))
+            })
+        })
+    })
+}
+
+/// What the manifests promote into `root`, offline.
 pub fn of_manifests(manifests: &[Manifest], root: &RegistryName) -> Snapshot {
     let mut snapshot = Snapshot::default();
-    for manifest in manifests {
-        for destination in &manifest.destinations {
-            let Some(sub) = root.sub_path_of(&destination.name) else {
-                continue;
-            };
-            for image in &manifest.images {
-                let name = if sub.is_empty() {
-                    image.name.to_string()
-                } else {
-                    format!("{sub}/{}", image.name)
-                };
-                for entry in &image.digests {
-                    if entry.tags.is_empty() {
-                        snapshot.add(&name, &entry.digest, None);
-                    }
-                    for tag in &entry.tags {
-                        snapshot.add(&name, &entry.digest, Some(tag.tag.as_str()));
-                    }
-                }
-            }
-        }
+    for (name, _, image) in promoted_into(manifests, root) {
+        snapshot.add_image(&name, image);
     }
     snapshot
 }
@@ -240,28 +252,16 @@ pub async fn mark_index_children(
     registries: &Registries,
 ) -> Result<Snapshot, RegistryError> {
     let mut wanted: BTreeSet<(String, String, String, Digest)> = BTreeSet::new();
-    for manifest in manifests {
-        for destination in &manifest.destinations {
-            let Some(sub) = root.sub_path_of(&destination.name) else {
-                continue;
-            };
-            for image in &manifest.images {
-                let name = if sub.is_empty() {
-                    image.name.to_string()
-                } else {
-                    format!("{sub}/{}", image.name)
-                };
-                let endpoint = manifest.source.name.endpoint.to_string();
-                let repo = manifest.source.name.repository(&image.name);
-                for entry in &image.digests {
-                    wanted.insert((
-                        name.clone(),
-                        endpoint.clone(),
-                        repo.clone(),
-                        entry.digest.clone(),
-                    ));
-                }
-            }
+    for (name, manifest, image) in promoted_into(manifests, root) {
+        let endpoint = manifest.source.name.endpoint.to_string();
+        let repo = manifest.source.name.repository(&image.name);
+        for entry in &image.digests {
+            wanted.insert((
+                name.clone(),
+                endpoint.clone(),
+                repo.clone(),
+                entry.digest.clone(),
+            ));
         }
     }
     let found: Vec<Result<Vec<(String, Digest)>, RegistryError>> = stream::iter(wanted)
@@ -297,15 +297,8 @@ pub async fn mark_index_children(
 pub fn of_file(path: &std::path::Path) -> Result<Snapshot, Vec<crate::diag::Diagnostic>> {
     let images = crate::manifest::images_file::load(path)?;
     let mut snapshot = Snapshot::default();
-    for image in images {
-        for entry in &image.digests {
-            if entry.tags.is_empty() {
-                snapshot.add(image.name.as_str(), &entry.digest, None);
-            }
-            for tag in &entry.tags {
-                snapshot.add(image.name.as_str(), &entry.digest, Some(tag.tag.as_str()));
-            }
-        }
+    for image in &images {
+        snapshot.add_image(image.name.as_str(), image);
     }
     Ok(snapshot)
 }

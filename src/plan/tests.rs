@@ -338,14 +338,7 @@ fn world() -> impl Strategy<Value = (RepoWant, Inventory)> {
             // A present tag implies its digest is present: keep the world consistent.
             let mut inv = inventory(&tags, &dd, &sd);
             let state = inv.destinations.get_mut(&dest_repo()).unwrap();
-            let tagged: Vec<Digest> = state
-                .tags
-                .values()
-                .filter_map(|o| match o {
-                    Observed::Present(d) => Some(d.clone()),
-                    _ => None,
-                })
-                .collect();
+            let tagged: Vec<Digest> = state.tagged_digests().cloned().collect();
             for d in tagged {
                 state.digests.insert(d, Observed::Present(()));
             }
