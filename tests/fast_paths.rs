@@ -12,18 +12,8 @@ use support::proxy::{Proxy, Recorded};
 use support::registry::TestRegistry;
 
 async fn promoter(cwd: &Path, args: &[&str]) -> (i32, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_promoter"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .await
-        .expect("run promoter");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
+    let out = support::cli::promoter_async(cwd, args).await;
+    (out.code, out.all())
 }
 
 /// A source registry holding `images` (repo, image, tag), a destination

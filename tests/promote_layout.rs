@@ -9,26 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use promoter::reference::Digest;
+use support::cli::{promoter, Out};
 use support::images::{write_oci_layout, Flavor, Platform, TestImage};
-
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn promoter(cwd: &Path, args: &[&str]) -> Out {
-    let out = Command::new(env!("CARGO_BIN_EXE_promoter"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("run promoter");
-    Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
 
 struct World {
     dir: tempfile::TempDir,

@@ -4,33 +4,12 @@
 
 mod support;
 
-use std::path::Path;
-
 use promoter::reference::Digest;
 use promoter::registry::remote::CredentialStore;
+use support::cli::{promoter_async as promoter, Out};
 use support::images::{push, Flavor, Platform, TestImage};
 use support::proxy::Proxy;
 use support::registry::{skopeo_inspect_raw, TestRegistry};
-
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-async fn promoter(cwd: &Path, args: &[&str]) -> Out {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_promoter"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .await
-        .expect("run promoter");
-    Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
 
 fn is_write(method: &str) -> bool {
     matches!(method, "PUT" | "POST" | "PATCH" | "DELETE")

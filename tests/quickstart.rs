@@ -1,21 +1,13 @@
 //! The README's main command works as written: the bundled thin tree
 //! promotes from the shipped OCI layout to a local one, no server needed.
 
+mod support;
+
 use std::path::Path;
-use std::process::Command;
 
 fn promoter(cwd: &Path, args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_promoter"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
+    let out = support::cli::promoter(cwd, args);
+    (out.code, out.all())
 }
 
 #[test]

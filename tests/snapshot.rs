@@ -11,17 +11,8 @@ use support::images::{push, Flavor, Platform, TestImage};
 use support::registry::TestRegistry;
 
 async fn promoter(cwd: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_promoter"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .await
-        .expect("run promoter");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let out = support::cli::promoter_async(cwd, args).await;
+    (out.code, out.stdout, out.stderr)
 }
 
 struct Seeded {

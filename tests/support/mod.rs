@@ -2,6 +2,7 @@
 //! deterministic image builder. Each test binary uses a subset.
 #![allow(dead_code)]
 
+pub mod cli;
 pub mod images;
 pub mod proxy;
 pub mod registry;
