@@ -6,3 +6,4 @@ pub mod cli;
 pub mod images;
 pub mod proxy;
 pub mod registry;
+pub mod verify;

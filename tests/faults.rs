@@ -1,0 +1,644 @@
+//! Injected registry faults (issue 7 §1), through the real binary with
+//! `--confirm`, with the recording proxy in front of the source and the
+//! destination registries (real CNCF Distribution instances).
+//!
+//! Every scenario proves the same three things:
+//! 1. the promotion either completes (exit 0, thanks to retries) or reports
+//!    the failed edges, only those of the image that met the fault, and
+//!    exits 4;
+//! 2. whatever happened, no destination tag points at missing or wrong
+//!    content (`support::verify`: skopeo, manifest GETs, blob HEADs);
+//! 3. a re-run without faults exits 0 and leaves exactly the wanted tags,
+//!    and the run after that has nothing left to do.
+//!
+//! Retry deadlines are cut to 5 s (`--registry-config`) to keep this fast.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use promoter::registry::remote::CredentialStore;
+use serde_json::Value;
+use support::images::{cosign_tag, push, TestBlob, TestImage};
+use support::proxy::{Action, Proxy, Rule, Target};
+use support::registry::TestRegistry;
+use support::verify::{self, Skopeo, Tags};
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// Run the binary in `cwd`, bounded (a hang is a failure, not a stuck suite).
+async fn promoter(cwd: &Path, args: &[&str]) -> Out {
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_promoter"))
+        .args(args)
+        .current_dir(cwd)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(180), child)
+        .await
+        .unwrap_or_else(|_| panic!("promoter {args:?} did not finish in 180 s"))
+        .expect("run promoter");
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The images every scenario promotes, with the tags they get.
+struct Images {
+    /// Two layers of its own on a base it shares with `tools`; signed.
+    app: TestImage,
+    signature: TestImage,
+    tools: TestImage,
+    /// Multi-arch OCI index.
+    hello: TestImage,
+    /// Multi-arch Docker manifest list.
+    lib: TestImage,
+    /// Promoted by digest only.
+    tagless: TestImage,
+}
+
+impl Images {
+    fn new() -> Images {
+        let base = TestBlob::layer(700, 96 * 1024);
+        let app = TestImage::layered(701, 2, 96 * 1024, Some(&base));
+        let signature = TestImage::cosign_signature(702, app.digest());
+        Images {
+            tools: TestImage::layered(703, 1, 64 * 1024, Some(&base)),
+            hello: TestImage::oci_index(704, 64 * 1024),
+            lib: TestImage::docker_list(705, 48 * 1024),
+            tagless: TestImage::single_layer(706, 40 * 1024),
+            app,
+            signature,
+        }
+    }
+
+    /// Every tag the destination must end with (relative to `prod`).
+    fn expected(&self) -> Tags {
+        let mut tags = Tags::new();
+        let mut add = |tag: String, image: &TestImage| {
+            tags.insert(tag, image.digest().clone());
+        };
+        add("app:1.0".into(), &self.app);
+        add("app:latest".into(), &self.app);
+        add(
+            format!("app:{}", cosign_tag(self.app.digest(), "sig")),
+            &self.signature,
+        );
+        add("tools/app:2.0".into(), &self.tools);
+        add("hello:1.0".into(), &self.hello);
+        add("lib:3.0".into(), &self.lib);
+        tags
+    }
+}
+
+/// A source and a destination registry, each behind a fault proxy, the
+/// source loaded, and a manifest promoting everything from `stage` to `prod`.
+/// With `same_registry`, the source is `prod`'s own registry (so that blobs
+/// are mounted rather than uploaded).
+struct Fixture {
+    _src: Option<TestRegistry>,
+    dst: TestRegistry,
+    src_proxy: Proxy,
+    dst_proxy: Proxy,
+    dir: tempfile::TempDir,
+    images: Images,
+}
+
+impl Fixture {
+    async fn start() -> Option<Fixture> {
+        Fixture::with(false).await
+    }
+
+    async fn with(same_registry: bool) -> Option<Fixture> {
+        let dst = TestRegistry::plain().await?;
+        let src = if same_registry {
+            None
+        } else {
+            Some(TestRegistry::plain().await?)
+        };
+        let src_host = src.as_ref().map_or_else(|| dst.host(), |s| s.host());
+        let src_proxy = Proxy::start(&src_host).await;
+        let dst_proxy = Proxy::start(&dst.host()).await;
+        let images = Images::new();
+        let client = match &src {
+            Some(src) => src.remote(CredentialStore::anonymous()),
+            None => dst.remote(CredentialStore::anonymous()),
+        };
+        let i = &images;
+        push(&client, "stage/app", &i.app, Some("1.0"))
+            .await
+            .unwrap();
+        let sig_tag = cosign_tag(i.app.digest(), "sig");
+        push(&client, "stage/app", &i.signature, Some(&sig_tag))
+            .await
+            .unwrap();
+        push(&client, "stage/app", &i.tagless, None).await.unwrap();
+        push(&client, "stage/tools/app", &i.tools, Some("2.0"))
+            .await
+            .unwrap();
+        push(&client, "stage/hello", &i.hello, Some("1.0"))
+            .await
+            .unwrap();
+        push(&client, "stage/lib", &i.lib, Some("3.0"))
+            .await
+            .unwrap();
+
+        let dir = tempfile::tempdir().unwrap();
+        // Within one registry the source must be addressed through the
+        // destination's proxy too, or the two would be different endpoints.
+        let src_name = if same_registry {
+            dst_proxy.host()
+        } else {
+            src_proxy.host()
+        };
+        let yaml = format!(
+            "registries:\n- name: {src_name}/stage\n  src: true\n- name: {}/prod\nimages:\n\
+             - name: app\n  dmap:\n    \"{}\": [\"1.0\", \"latest\"]\n    \"{}\": []\n\
+             - name: tools/app\n  dmap:\n    \"{}\": [\"2.0\"]\n\
+             - name: hello\n  dmap:\n    \"{}\": [\"1.0\"]\n\
+             - name: lib\n  dmap:\n    \"{}\": [\"3.0\"]\n",
+            dst_proxy.host(),
+            i.app.digest(),
+            i.tagless.digest(),
+            i.tools.digest(),
+            i.hello.digest(),
+            i.lib.digest(),
+        );
+        std::fs::write(dir.path().join("m.yaml"), yaml).unwrap();
+        Fixture::options(&dir, "{}");
+        Some(Fixture {
+            _src: src,
+            dst,
+            src_proxy,
+            dst_proxy,
+            dir,
+            images,
+        })
+    }
+
+    /// Write the registry options, with a 5 s retry deadline and `extra`
+    /// defaults merged in.
+    fn options(dir: &tempfile::TempDir, extra: &str) {
+        let mut defaults: Value = serde_json::from_str(extra).unwrap();
+        defaults["retry_deadline_secs"] = 5.into();
+        let options = serde_json::json!({ "defaults": defaults });
+        std::fs::write(dir.path().join("options.json"), options.to_string()).unwrap();
+    }
+
+    fn set_options(&self, extra: &str) {
+        Fixture::options(&self.dir, extra);
+    }
+
+    async fn promote(&self) -> (Out, Value) {
+        let out = promoter(
+            self.dir.path(),
+            &[
+                "run",
+                "--manifest",
+                "m.yaml",
+                "--confirm",
+                "--output",
+                "json",
+                "--registry-config",
+                "options.json",
+                "--log-level",
+                "debug",
+            ],
+        )
+        .await;
+        let report: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "exit {}: not a JSON report ({e}):\n{}\n{}",
+                out.code, out.stdout, out.stderr
+            )
+        });
+        (out, report)
+    }
+
+    fn dumps(&self) -> String {
+        format!(
+            "--- source proxy:\n{}--- destination proxy:\n{}",
+            self.src_proxy.dump(),
+            self.dst_proxy.dump()
+        )
+    }
+
+    /// Walk the destination (directly, not through the armed proxy).
+    async fn check(&self, context: &str) -> Tags {
+        let found = verify::assert_registry(&self.dst.host(), "prod", Skopeo::Yes, context).await;
+        verify::assert_no_wrong_tags(&found, &self.images.expected(), context);
+        found
+    }
+}
+
+/// What a scenario's faulty run must end in.
+enum Expect {
+    /// Exit 0: retries absorbed every fault.
+    Completes,
+    /// Exit 4, with failed edges only for these images (and at least one).
+    FailsOnly(&'static [&'static str]),
+}
+
+fn results(report: &Value) -> Vec<Value> {
+    report["execution"]["results"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn failed(report: &Value) -> Vec<Value> {
+    results(report)
+        .into_iter()
+        .filter(|r| r["outcome"]["status"] != "done")
+        .collect()
+}
+
+/// Run with the faults armed, check, disarm, re-run, check again. Answers
+/// the first run's output and report.
+async fn scenario(f: &Fixture, expect: Expect) -> (Out, Value) {
+    let (out, report) = f.promote().await;
+    let context = format!("exit {}\n{}\n{}", out.code, out.stderr, f.dumps());
+    let fired = f
+        .src_proxy
+        .log()
+        .iter()
+        .chain(f.dst_proxy.log().iter())
+        .any(|r| r.fault.is_some())
+        // A request the client gave up on (a timeout) leaves no record in
+        // the proxy, only a retry on our side.
+        || out.stderr.contains("retrying");
+    assert!(fired, "the fault never fired: {context}");
+    let found = f.check(&format!("after the faulty run; {context}")).await;
+    match expect {
+        Expect::Completes => {
+            assert_eq!(out.code, 0, "{context}");
+            assert!(failed(&report).is_empty(), "{report:#}");
+            assert_eq!(found, f.images.expected(), "{context}");
+        }
+        Expect::FailsOnly(images) => {
+            assert_eq!(out.code, 4, "{context}");
+            let failed = failed(&report);
+            assert!(
+                !failed.is_empty(),
+                "exit 4 without failed edges: {report:#}"
+            );
+            for edge in &failed {
+                let image = edge["image"].as_str().unwrap();
+                assert!(
+                    images.contains(&image),
+                    "{image} failed, only {images:?} should: {edge:#}\n{context}"
+                );
+                let error = edge["outcome"]["error"].as_str().unwrap_or_default();
+                assert!(!error.is_empty(), "a failed edge says why: {edge:#}");
+                // A failed edge's tag was not written.
+                if let Some(tag) = edge["tag"].as_str() {
+                    let at = format!("{image}:{tag}");
+                    assert!(
+                        !found.contains_key(&at),
+                        "{at} was written although its edge failed"
+                    );
+                }
+            }
+            // Everything else went ahead.
+            for result in results(&report) {
+                let image = result["image"].as_str().unwrap();
+                if !images.contains(&image) {
+                    assert_eq!(result["outcome"]["status"], "done", "{result:#}");
+                }
+            }
+            assert!(out.stdout.contains("failed"), "{}", out.stdout);
+        }
+    }
+
+    f.src_proxy.clear_rules();
+    f.dst_proxy.clear_rules();
+    let (again, again_report) = f.promote().await;
+    assert_eq!(
+        again.code, 0,
+        "the re-run without faults: {}\n{again_report:#}",
+        again.stderr
+    );
+    let found = f.check("after the re-run").await;
+    assert_eq!(found, f.images.expected(), "after the re-run");
+    let (idle, idle_report) = f.promote().await;
+    assert_eq!(idle.code, 0, "{}", idle.stderr);
+    assert_eq!(
+        idle_report["counts"]["copy"], 0,
+        "nothing left to copy: {idle_report:#}"
+    );
+    assert_eq!(idle_report["counts"]["tag"], 0, "{idle_report:#}");
+    (out, report)
+}
+
+fn status(code: u16) -> Action {
+    Action::status(code)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_with_retry_after_are_waited_out() {
+    let Some(f) = Fixture::start().await else {
+        return;
+    };
+    let limited = || status(429).header("Retry-After", "1");
+    f.dst_proxy
+        .add(Rule::new("PUT", "/prod/app/manifests/").action(limited()));
+    f.dst_proxy.add(
+        Rule::new("POST", "/blobs/uploads/")
+            .times(2)
+            .action(limited()),
+    );
+    f.src_proxy
+        .add(Rule::new("GET", "/blobs/").times(2).action(limited()));
+    f.dst_proxy
+        .add(Rule::new("HEAD", "/manifests/").action(limited()));
+    scenario(&f, Expect::Completes).await;
+
+    // Retry-After was obeyed: the manifest PUT came back no sooner than 1 s
+    // after its 429 (a lower bound only; a loaded machine may be slower).
+    let log = f.dst_proxy.log();
+    let limited_at = log
+        .iter()
+        .find(|r| r.is("PUT", "/prod/app/manifests/") && r.target == Target::Injected)
+        .expect("the 429")
+        .at;
+    let retried_at = log
+        .iter()
+        .filter(|r| r.is("PUT", "/prod/app/manifests/") && r.target == Target::Upstream)
+        .map(|r| r.at)
+        .min()
+        .expect("the retried PUT");
+    assert!(
+        retried_at.duration_since(limited_at) >= Duration::from_millis(950),
+        "retried after {:?}",
+        retried_at.duration_since(limited_at)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bursts_of_503_are_retried() {
+    let Some(f) = Fixture::start().await else {
+        return;
+    };
+    for (method, path) in [
+        ("PUT", "/manifests/"),
+        ("POST", "/blobs/uploads/"),
+        ("HEAD", "/manifests/"),
+    ] {
+        f.dst_proxy
+            .add(Rule::new(method, path).times(3).action(status(503)));
+    }
+    f.src_proxy
+        .add(Rule::new("GET", "/blobs/").times(3).action(status(503)));
+    f.src_proxy
+        .add(Rule::new("GET", "/manifests/").times(3).action(status(503)));
+    scenario(&f, Expect::Completes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persistent_503_fails_only_that_image_and_exits_4() {
+    let Some(f) = Fixture::start().await else {
+        return;
+    };
+    f.dst_proxy.add(
+        Rule::new("PUT", "/prod/lib/manifests/")
+            .always()
+            .action(status(503)),
+    );
+    scenario(&f, Expect::FailsOnly(&["lib"])).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_reset_in_the_middle_of_a_blob_is_retried() {
+    let Some(f) = Fixture::start().await else {
+        return;
+    };
+    f.src_proxy.add(
+        Rule::new("GET", "/blobs/")
+            .times(3)
+            .action(Action::ResetMidBody),
+    );
+    scenario(&f, Expect::Completes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resets_on_every_read_of_one_blob_fail_only_its_image() {
+    let Some(f) = Fixture::start().await else {
+        return;
+    };
+    let own_layer = f.images.app.layers.last().unwrap().digest.clone();
+    f.src_proxy.add(
+        Rule::new("GET", &format!("/blobs/{own_layer}"))
+            .always()
+            .action(Action::ResetMidBody),
+    );
+    scenario(&f, Expect::FailsOnly(&["app"])).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncated_bodies_are_detected_and_retried() {
+    let Some(f) = Fixture::start().await else {
+        return;
+    };
+    f.src_proxy.add(
+        Rule::new("GET", "/blobs/")
+            .times(3)
+            .action(Action::Truncate),
+    );
+    scenario(&f, Expect::Completes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_that_always_arrives_truncated_fails_only_its_image() {
+    let Some(f) = Fixture::start().await else {
+        return;
+    };
+    f.src_proxy.add(
+        Rule::new("GET", &format!("/manifests/{}", f.images.hello.digest()))
+            .always()
+            .action(Action::Truncate),
+    );
+    scenario(&f, Expect::FailsOnly(&["hello"])).await;
+}
+
+/// Blob bodies that break off or arrive short are retried (above); manifest
+/// bodies are not: `RemoteRegistry::get_manifest` retries only until the
+/// response headers, and a body that then fails verification (truncated,
+/// reset) ends the operation although `DigestMismatch` and body errors are
+/// retryable. The edge fails (exit 4) where a retry would have completed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug: remote get_manifest does not retry a manifest body that is truncated or reset (src/registry/remote/mod.rs)"]
+async fn a_manifest_body_truncated_or_reset_once_is_retried() {
+    let Some(f) = Fixture::start().await else {
+        return;
+    };
+    f.src_proxy.add(
+        Rule::new("GET", &format!("/manifests/{}", f.images.hello.digest()))
+            .action(Action::Truncate),
+    );
+    f.src_proxy.add(
+        Rule::new("GET", &format!("/manifests/{}", f.images.app.digest()))
+            .action(Action::ResetMidBody),
+    );
+    scenario(&f, Expect::Completes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_bytes_for_a_digest_are_never_written_and_fail_only_that_image() {
+    let Some(f) = Fixture::start().await else {
+        return;
+    };
+    let own_layer = f.images.app.layers.last().unwrap().digest.clone();
+    f.src_proxy.add(
+        Rule::new("GET", &format!("/blobs/{own_layer}"))
+            .always()
+            .action(Action::WrongBytes),
+    );
+    // Also a manifest: its bytes are checked against the digest asked for.
+    f.src_proxy.add(
+        Rule::new("GET", &format!("/manifests/{}", f.images.lib.digest()))
+            .always()
+            .action(Action::WrongBytes),
+    );
+    let (out, _) = f.promote().await;
+    assert_eq!(out.code, 4, "{}\n{}", out.stderr, f.dumps());
+    // Neither the corrupt blob nor a manifest or tag over it was stored.
+    let targets = [
+        "/prod/app/manifests/1.0".to_string(),
+        "/prod/app/manifests/latest".to_string(),
+        format!("/prod/app/manifests/{}", f.images.app.digest()),
+        "/prod/lib/manifests/3.0".to_string(),
+        format!("/prod/lib/manifests/{}", f.images.lib.digest()),
+    ];
+    let written: Vec<_> = f
+        .dst_proxy
+        .log()
+        .into_iter()
+        .filter(|r| r.method == "PUT" && r.status < 300)
+        .filter(|r| targets.iter().any(|t| r.path.ends_with(t.as_str())))
+        .collect();
+    assert!(
+        written.is_empty(),
+        "written over corrupt content: {written:?}"
+    );
+    let head = reqwest::Client::new()
+        .head(format!(
+            "http://{}/v2/prod/app/blobs/{own_layer}",
+            f.dst.host()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        head.status(),
+        404,
+        "the corrupt blob is not in the destination"
+    );
+    f.check("after the corrupt reads").await;
+
+    // The whole scenario from this state: the faulty run again, then clean.
+    let (_, report) = scenario(&f, Expect::FailsOnly(&["app", "lib"])).await;
+    let errors: Vec<String> = failed(&report)
+        .iter()
+        .filter_map(|r| r["outcome"]["error"].as_str().map(str::to_string))
+        .collect();
+    assert!(
+        errors.iter().any(|e| e.contains("digest")),
+        "the report says a digest did not match: {errors:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_bytes_once_are_retried() {
+    let Some(f) = Fixture::start().await else {
+        return;
+    };
+    f.src_proxy.add(
+        Rule::new("GET", "/blobs/")
+            .times(2)
+            .action(Action::WrongBytes),
+    );
+    scenario(&f, Expect::Completes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_answers_within_the_timeouts_just_take_longer() {
+    let Some(f) = Fixture::start().await else {
+        return;
+    };
+    let slow = Action::Delay(Duration::from_secs(2));
+    f.dst_proxy.add(
+        Rule::new("PUT", "/manifests/")
+            .times(2)
+            .action(slow.clone()),
+    );
+    f.src_proxy
+        .add(Rule::new("GET", "/blobs/").times(2).action(slow.clone()));
+    f.dst_proxy
+        .add(Rule::new("HEAD", "/manifests/").action(slow));
+    scenario(&f, Expect::Completes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_slower_than_the_read_timeout_are_retried() {
+    let Some(f) = Fixture::start().await else {
+        return;
+    };
+    f.set_options(r#"{"read_timeout_secs": 1}"#);
+    let slow = Action::Delay(Duration::from_secs(2));
+    f.src_proxy
+        .add(Rule::new("GET", "/blobs/").times(2).action(slow.clone()));
+    f.src_proxy
+        .add(Rule::new("GET", "/manifests/").action(slow.clone()));
+    f.dst_proxy.add(
+        Rule::new("HEAD", "/manifests/")
+            .times(2)
+            .action(slow.clone()),
+    );
+    f.dst_proxy
+        .add(Rule::new("PUT", "/manifests/").action(slow));
+    let (out, _) = scenario(&f, Expect::Completes).await;
+    let timeouts = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("retrying") && l.contains("timed out"))
+        .count();
+    assert!(timeouts > 0, "no request timed out: {}", out.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_401_on_a_mount_falls_back_to_an_upload() {
+    let Some(f) = Fixture::with(true).await else {
+        return;
+    };
+    f.dst_proxy.add(
+        Rule::new("POST", "/blobs/uploads/")
+            .query("mount=")
+            .always()
+            .action(status(401).header("WWW-Authenticate", r#"Basic realm="mounts""#)),
+    );
+    let (_, report) = scenario(&f, Expect::Completes).await;
+    let stats = &report["execution"]["stats"];
+    assert_eq!(stats["blobs_mounted"], 0, "{stats}");
+    assert!(
+        stats["blobs_uploaded"].as_u64().unwrap() > 0,
+        "the blobs were uploaded instead: {stats}"
+    );
+    // On the wire: every refused mount was followed by a real upload.
+    let log = f.dst_proxy.log();
+    let refused = log
+        .iter()
+        .filter(|r| r.path.contains("mount=") && r.status == 401)
+        .count();
+    let uploads = log
+        .iter()
+        .filter(|r| r.method == "PUT" && r.path.contains("/blobs/uploads/") && r.request_bytes > 0)
+        .count();
+    assert!(refused > 0, "{}", f.dumps());
+    assert!(uploads > 0, "{}", f.dumps());
+}
