@@ -1,1 +1,409 @@
+//! The executor's promises, on real `oci:` layouts with every registry call
+//! recorded: write order, failure isolation, dedup, and the new-repository
+//! fast path.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+
+use super::*;
+use crate::manifest::Location;
+use crate::plan::{self, DestState, DigestWant, Inventory, Observed, RepoWant};
+use crate::reference::{ImageName, RegistryName};
+use crate::registry::layout::LayoutRegistry;
+use crate::registry::{media_type, BlobStream, Descriptor, RawManifest};
+
+/// A real layout registry that records every call, in order.
+struct Recording {
+    inner: LayoutRegistry,
+    calls: Mutex<Vec<String>>,
+    /// Blob digests whose upload fails (to test failure isolation).
+    fail_blobs: BTreeSet<Digest>,
+}
+
+impl Recording {
+    fn new(root: &Path) -> Recording {
+        Recording {
+            inner: LayoutRegistry::new(root),
+            calls: Mutex::new(Vec::new()),
+            fail_blobs: BTreeSet::new(),
+        }
+    }
+    fn record(&self, call: String) {
+        self.calls.lock().unwrap().push(call);
+    }
+    fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+#[async_trait]
+impl Registry for Recording {
+    fn display_name(&self) -> String {
+        self.inner.display_name()
+    }
+    async fn list_repositories(&self, prefix: &str) -> Result<Vec<String>, RegistryError> {
+        self.record(format!("list {prefix}"));
+        self.inner.list_repositories(prefix).await
+    }
+    async fn list_tags(&self, repo: &str) -> Result<Vec<String>, RegistryError> {
+        self.record(format!("tags {repo}"));
+        self.inner.list_tags(repo).await
+    }
+    async fn head_manifest(
+        &self,
+        repo: &str,
+        r: &ManifestRef,
+    ) -> Result<Option<Descriptor>, RegistryError> {
+        self.record(format!("head-manifest {repo} {r}"));
+        self.inner.head_manifest(repo, r).await
+    }
+    async fn get_manifest(
+        &self,
+        repo: &str,
+        r: &ManifestRef,
+    ) -> Result<Option<RawManifest>, RegistryError> {
+        self.record(format!("get-manifest {repo} {r}"));
+        self.inner.get_manifest(repo, r).await
+    }
+    async fn put_manifest(
+        &self,
+        repo: &str,
+        r: &ManifestRef,
+        m: &RawManifest,
+    ) -> Result<(), RegistryError> {
+        self.record(format!("put-manifest {repo} {r}"));
+        self.inner.put_manifest(repo, r, m).await
+    }
+    async fn blob_exists(&self, repo: &str, d: &Digest) -> Result<Option<u64>, RegistryError> {
+        self.record(format!("head-blob {repo} {d}"));
+        self.inner.blob_exists(repo, d).await
+    }
+    async fn get_blob(&self, repo: &str, d: &Digest) -> Result<BlobStream, RegistryError> {
+        self.record(format!("get-blob {repo} {d}"));
+        self.inner.get_blob(repo, d).await
+    }
+    async fn put_blob(&self, repo: &str, upload: &BlobUpload) -> Result<BlobPut, RegistryError> {
+        self.record(format!("put-blob {repo} {}", upload.digest));
+        if self.fail_blobs.contains(&upload.digest) {
+            return Err(RegistryError::Status {
+                method: "PUT".into(),
+                url: "test".into(),
+                status: 500,
+                detail: None,
+            });
+        }
+        self.inner.put_blob(repo, upload).await
+    }
+    async fn referrers(
+        &self,
+        repo: &str,
+        subject: &Digest,
+    ) -> Result<Vec<Descriptor>, RegistryError> {
+        self.inner.referrers(repo, subject).await
+    }
+}
+
+/// An image: config + one layer + manifest, pushed into `repo` of `registry`.
+async fn image(
+    registry: &dyn Registry,
+    repo: &str,
+    seed: u8,
+    shared: Option<&[u8]>,
+) -> (RawManifest, Vec<Digest>) {
+    let config = Bytes::from(format!("{{\"seed\":{seed}}}"));
+    let layer = Bytes::from(vec![seed; 1000 + seed as usize]);
+    let mut blobs = vec![
+        (
+            config,
+            "application/vnd.oci.image.config.v1+json".to_string(),
+        ),
+        (layer, "application/vnd.oci.image.layer.v1.tar".to_string()),
+    ];
+    if let Some(shared) = shared {
+        blobs.push((
+            Bytes::copy_from_slice(shared),
+            "application/vnd.oci.image.layer.v1.tar".to_string(),
+        ));
+    }
+    let mut digests = Vec::new();
+    for (bytes, _) in &blobs {
+        let digest = Digest::sha256_of(bytes);
+        let bytes = bytes.clone();
+        let upload = BlobUpload {
+            digest: digest.clone(),
+            size: bytes.len() as u64,
+            mount_from: None,
+            open: Arc::new(move || {
+                let bytes = bytes.clone();
+                async move { Ok(futures::stream::once(async move { Ok(bytes) }).boxed() as BlobStream) }.boxed()
+            }),
+        };
+        registry.put_blob(repo, &upload).await.unwrap();
+        digests.push(digest);
+    }
+    let desc = |i: usize| {
+        format!(
+            r#"{{"mediaType":"{}","digest":"{}","size":{}}}"#,
+            blobs[i].1,
+            digests[i],
+            blobs[i].0.len()
+        )
+    };
+    let layers: Vec<String> = (1..blobs.len()).map(desc).collect();
+    let body = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{}","config":{},"layers":[{}]}}"#,
+        media_type::OCI_MANIFEST,
+        desc(0),
+        layers.join(",")
+    );
+    let manifest = RawManifest::new(body, media_type::OCI_MANIFEST);
+    registry
+        .put_manifest(
+            repo,
+            &ManifestRef::Digest(manifest.digest.clone()),
+            &manifest,
+        )
+        .await
+        .unwrap();
+    (manifest, digests)
+}
+
+struct World {
+    _dir: tempfile::TempDir,
+    src: Arc<Recording>,
+    dst: Arc<Recording>,
+    registries: Registries,
+    src_name: RegistryName,
+    dst_name: RegistryName,
+}
+
+fn world_with(fail_blobs: BTreeSet<Digest>) -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let src_root = dir.path().join("src");
+    let dst_root = dir.path().join("dst");
+    let src = Arc::new(Recording::new(&src_root));
+    let mut dst = Recording::new(&dst_root);
+    dst.fail_blobs = fail_blobs;
+    let dst = Arc::new(dst);
+    let src_name = RegistryName::parse(&format!("oci:{}", src_root.display())).unwrap();
+    let dst_name = RegistryName::parse(&format!("oci:{}", dst_root.display())).unwrap();
+    let mut registries = Registries::default();
+    registries.insert(&src_name.endpoint, src.clone());
+    registries.insert(&dst_name.endpoint, dst.clone());
+    World {
+        _dir: dir,
+        src,
+        dst,
+        registries,
+        src_name,
+        dst_name,
+    }
+}
+
+impl World {
+    /// A want for `repo` with `digests` (digest -> tags).
+    fn want(&self, repo: &str, digests: &[(&Digest, &[&str])]) -> RepoWant {
+        let image = ImageName::parse(repo).unwrap();
+        let source = plan::SourceRef {
+            registry: self.src_name.clone(),
+            repo: plan::RepoKey::new(&self.src_name, &image),
+        };
+        let location = Location::file_only(Arc::from(Path::new("m.yaml")));
+        RepoWant {
+            registry: self.dst_name.clone(),
+            repo: plan::RepoKey::new(&self.dst_name, &image),
+            image,
+            digests: digests
+                .iter()
+                .map(|(d, tags)| {
+                    let want = DigestWant {
+                        tags: tags
+                            .iter()
+                            .map(|t| (Tag::parse(t).unwrap(), location.clone()))
+                            .collect(),
+                        sources: BTreeSet::from([source.clone()]),
+                        location: location.clone(),
+                    };
+                    ((*d).clone(), want)
+                })
+                .collect(),
+        }
+    }
+
+    /// A cold plan: the destination has nothing, the source has everything.
+    fn cold_plan(&self, wants: &[RepoWant], repository_absent: bool) -> Plan {
+        let mut inventory = Inventory::default();
+        for want in wants {
+            let mut state = DestState {
+                repository_absent,
+                ..DestState::default()
+            };
+            for (digest, d) in &want.digests {
+                state.digests.insert(digest.clone(), Observed::Absent);
+                for tag in d.tags.keys() {
+                    state.tags.insert(tag.clone(), Observed::Absent);
+                }
+                for source in &d.sources {
+                    inventory
+                        .sources
+                        .entry(source.repo.clone())
+                        .or_insert_with(BTreeMap::new)
+                        .insert(digest.clone(), Observed::Present(()));
+                }
+            }
+            inventory.destinations.insert(want.repo.clone(), state);
+        }
+        plan::plan(wants, &inventory)
+    }
+}
+
+fn options() -> ExecOptions {
+    ExecOptions {
+        attachments: false,
+        ..ExecOptions::default()
+    }
+}
+
+fn position(calls: &[String], prefix: &str) -> usize {
+    calls
+        .iter()
+        .position(|c| c.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no call {prefix:?} in {calls:#?}"))
+}
+
+#[tokio::test]
+async fn blobs_come_before_the_manifest_and_the_first_tag_rides_on_its_put() {
+    let w = world_with(BTreeSet::new());
+    let (manifest, blobs) = image(w.src.as_ref(), "app", 1, None).await;
+    let wants = [w.want("app", &[(&manifest.digest, &["1.0", "latest"])])];
+    let plan = w.cold_plan(&wants, false);
+    let executor = Executor::new(&w.registries, &options());
+    let report = execute(&plan, &executor, &options()).await;
+    assert_eq!(report.failed().count(), 0, "{report:#?}");
+
+    let calls = w.dst.calls();
+    let first_manifest_put = position(&calls, "put-manifest app");
+    for blob in &blobs {
+        assert!(
+            position(&calls, &format!("put-blob app {blob}")) < first_manifest_put,
+            "{calls:#?}"
+        );
+    }
+    let manifest_puts: Vec<&String> = calls
+        .iter()
+        .filter(|c| c.starts_with("put-manifest"))
+        .collect();
+    assert_eq!(
+        manifest_puts,
+        vec!["put-manifest app 1.0", "put-manifest app latest"],
+        "{calls:#?}"
+    );
+    assert_eq!(report.stats.tags_written, 2);
+    assert_eq!(report.stats.manifests_written, 1);
+}
+
+#[tokio::test]
+async fn a_failed_copy_fails_its_own_tags_and_nothing_else() {
+    let w0 = world_with(BTreeSet::new());
+    // Learn the digest of the blob that will fail, then build the real world.
+    let (_, doomed_blobs) = image(w0.src.as_ref(), "x", 2, None).await;
+    let w = world_with(BTreeSet::from([doomed_blobs[1].clone()]));
+    let (bad, _) = image(w.src.as_ref(), "bad", 2, None).await;
+    let (good, _) = image(w.src.as_ref(), "good", 3, None).await;
+    let wants = [
+        w.want("bad", &[(&bad.digest, &["1.0"])]),
+        w.want("good", &[(&good.digest, &["1.0"])]),
+    ];
+    let plan = w.cold_plan(&wants, false);
+    let executor = Executor::new(&w.registries, &options());
+    let report = execute(&plan, &executor, &options()).await;
+
+    let outcome = |repo: &str, tag: Option<&str>| {
+        report
+            .results
+            .iter()
+            .find(|r| {
+                r.item.repo.repository == repo && r.item.tag.as_ref().map(|t| t.as_str()) == tag
+            })
+            .map(|r| matches!(r.outcome, Outcome::Done))
+            .unwrap()
+    };
+    assert!(!outcome("bad", None), "the copy failed");
+    assert!(!outcome("bad", Some("1.0")), "its tag failed with it");
+    assert!(
+        outcome("good", None) && outcome("good", Some("1.0")),
+        "{report:#?}"
+    );
+    // Nothing references the missing blob: no manifest, no tag for `bad`.
+    assert!(!w
+        .dst
+        .calls()
+        .iter()
+        .any(|c| c.starts_with("put-manifest bad")));
+}
+
+#[tokio::test]
+async fn a_blob_shared_by_many_repositories_moves_once_and_is_mounted_elsewhere() {
+    let w = world_with(BTreeSet::new());
+    let shared = vec![7u8; 5000];
+    let mut wants = Vec::new();
+    for (i, repo) in ["a", "b", "c", "d"].iter().enumerate() {
+        let (manifest, _) = image(w.src.as_ref(), repo, 10 + i as u8, Some(&shared)).await;
+        wants.push(w.want(repo, &[(&manifest.digest, &["1"])]));
+    }
+    let plan = w.cold_plan(&wants, true);
+    let executor = Executor::new(&w.registries, &options());
+    let report = execute(&plan, &executor, &options()).await;
+    assert_eq!(report.failed().count(), 0, "{report:#?}");
+    let shared_digest = Digest::sha256_of(&shared);
+    let source_reads = w
+        .src
+        .calls()
+        .iter()
+        .filter(|c| c.starts_with("get-blob") && c.ends_with(shared_digest.as_str()))
+        .count();
+    assert_eq!(
+        source_reads, 1,
+        "the shared blob was read from the source more than once"
+    );
+    assert_eq!(report.stats.blobs_mounted, 3);
+}
+
+#[tokio::test]
+async fn a_new_repository_gets_no_existence_checks() {
+    let w = world_with(BTreeSet::new());
+    let (manifest, _) = image(w.src.as_ref(), "fresh", 20, None).await;
+    let wants = [w.want("fresh", &[(&manifest.digest, &["1.0"])])];
+    let plan = w.cold_plan(&wants, true);
+    assert!(plan.new_repositories.contains(&wants[0].repo));
+    let executor = Executor::new(&w.registries, &options());
+    let report = execute(&plan, &executor, &options()).await;
+    assert_eq!(report.failed().count(), 0, "{report:#?}");
+    let heads: Vec<String> = w
+        .dst
+        .calls()
+        .into_iter()
+        .filter(|c| c.starts_with("head"))
+        .collect();
+    assert!(heads.is_empty(), "{heads:?}");
+
+    // In a repository not known to be new, every blob is checked first.
+    let w2 = world_with(BTreeSet::new());
+    let (manifest, blobs) = image(w2.src.as_ref(), "old", 21, None).await;
+    let wants = [w2.want("old", &[(&manifest.digest, &["1.0"])])];
+    let plan = w2.cold_plan(&wants, false);
+    let executor = Executor::new(&w2.registries, &options());
+    execute(&plan, &executor, &options()).await;
+    let blob_heads = w2
+        .dst
+        .calls()
+        .iter()
+        .filter(|c| c.starts_with("head-blob"))
+        .count();
+    assert_eq!(blob_heads, blobs.len());
+}
