@@ -211,3 +211,162 @@ impl<'a> Reader<'a> {
 pub async fn take(wants: &[RepoWant], registries: &Registries, concurrency: usize) -> Inventory {
     Reader::new(registries, concurrency).take(wants).await
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::manifest::Location;
+    use crate::plan::{DigestWant, SourceRef};
+    use crate::reference::{ImageName, RegistryName, Tag};
+    use crate::registry::recording::Recording;
+    use crate::registry::{media_type, RawManifest};
+
+    /// Source and destination `oci:` registries that record their calls; the
+    /// source holds one manifest (by digest and tag `1.0`).
+    struct World {
+        _dir: tempfile::TempDir,
+        src: Arc<Recording>,
+        dst: Arc<Recording>,
+        registries: Registries,
+        want: RepoWant,
+        manifest: RawManifest,
+    }
+
+    async fn world() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let (src_root, dst_root) = (dir.path().join("src"), dir.path().join("dst"));
+        let src = Arc::new(Recording::new(&src_root));
+        let dst = Arc::new(Recording::new(&dst_root));
+        let src_name = RegistryName::parse(&format!("oci:{}", src_root.display())).unwrap();
+        let dst_name = RegistryName::parse(&format!("oci:{}/prod", dst_root.display())).unwrap();
+        let mut registries = Registries::default();
+        registries.insert(&src_name.endpoint, src.clone());
+        registries.insert(&dst_name.endpoint, dst.clone());
+        // A manifest with no blobs is enough for existence questions.
+        let manifest = RawManifest::new(
+            format!(
+                r#"{{"schemaVersion":2,"mediaType":"{}","manifests":[]}}"#,
+                media_type::OCI_INDEX
+            ),
+            media_type::OCI_INDEX,
+        );
+        let image = ImageName::parse("app").unwrap();
+        let location = Location::file_only(Arc::from(Path::new("m.yaml")));
+        let want = RepoWant {
+            registry: dst_name.clone(),
+            repo: RepoKey::new(&dst_name, &image),
+            digests: BTreeMap::from([(
+                manifest.digest.clone(),
+                DigestWant {
+                    tags: BTreeMap::from([(Tag::parse("1.0").unwrap(), location.clone())]),
+                    sources: BTreeSet::from([SourceRef {
+                        registry: src_name.clone(),
+                        repo: RepoKey::new(&src_name, &image),
+                    }]),
+                    location,
+                },
+            )]),
+            image,
+        };
+        src.put_manifest(
+            "app",
+            &ManifestRef::Digest(manifest.digest.clone()),
+            &manifest,
+        )
+        .await
+        .unwrap();
+        World {
+            _dir: dir,
+            src,
+            dst,
+            registries,
+            want,
+            manifest,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_destination_that_has_everything_costs_one_head_per_tag_and_no_source_read() {
+        let w = world().await;
+        // The destination already has the manifest under its wanted tag.
+        let repo = w.want.repo.repository.clone();
+        w.dst
+            .put_manifest(
+                &repo,
+                &ManifestRef::Tag(Tag::parse("1.0").unwrap()),
+                &w.manifest,
+            )
+            .await
+            .unwrap();
+        let before = w.dst.calls().len();
+        let inventory = take(std::slice::from_ref(&w.want), &w.registries, 4).await;
+        let calls = w.dst.calls()[before..].to_vec();
+        assert_eq!(calls, vec![format!("head-manifest {repo} 1.0")]);
+        assert!(
+            w.src.calls().iter().all(|c| c.starts_with("put")),
+            "{:?}",
+            w.src.calls()
+        );
+        let state = &inventory.destinations[&w.want.repo];
+        assert_eq!(
+            state.tags.values().next(),
+            Some(&Observed::Present(w.manifest.digest.clone()))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_repository_missing_from_the_listing_needs_no_digest_reads() {
+        let w = world().await;
+        let inventory = take(std::slice::from_ref(&w.want), &w.registries, 4).await;
+        let state = &inventory.destinations[&w.want.repo];
+        assert!(state.repository_absent);
+        assert_eq!(state.digests[&w.manifest.digest], Observed::Absent);
+        let calls = w.dst.calls();
+        assert_eq!(
+            calls.iter().filter(|c| c.starts_with("list")).count(),
+            1,
+            "{calls:?}"
+        );
+        assert!(
+            !calls.iter().any(|c| c.contains(w.manifest.digest.as_str())),
+            "{calls:?}"
+        );
+        // The source is asked about the digest that must be copied, once.
+        let source = &inventory.sources.values().next().unwrap()[&w.manifest.digest];
+        assert_eq!(source, &Observed::Present(()));
+    }
+
+    #[tokio::test]
+    async fn an_existing_repository_is_asked_about_each_digest() {
+        let w = world().await;
+        // Something else lives in the repository, so it exists, but not our tag.
+        let other = RawManifest::new(
+            format!(
+                r#"{{"schemaVersion":2,"mediaType":"{}","manifests":[],"x":1}}"#,
+                media_type::OCI_INDEX
+            ),
+            media_type::OCI_INDEX,
+        );
+        let repo = w.want.repo.repository.clone();
+        w.dst
+            .put_manifest(
+                &repo,
+                &ManifestRef::Tag(Tag::parse("other").unwrap()),
+                &other,
+            )
+            .await
+            .unwrap();
+        let inventory = take(std::slice::from_ref(&w.want), &w.registries, 4).await;
+        let state = &inventory.destinations[&w.want.repo];
+        assert!(!state.repository_absent);
+        assert_eq!(state.digests[&w.manifest.digest], Observed::Absent);
+        assert!(w
+            .dst
+            .calls()
+            .contains(&format!("head-manifest {repo} {}", w.manifest.digest)));
+    }
+}

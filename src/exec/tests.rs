@@ -4,9 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 
@@ -14,99 +13,8 @@ use super::*;
 use crate::manifest::Location;
 use crate::plan::{self, DestState, DigestWant, Inventory, Observed, RepoWant};
 use crate::reference::{ImageName, RegistryName};
-use crate::registry::layout::LayoutRegistry;
-use crate::registry::{media_type, BlobStream, Descriptor, RawManifest};
-
-/// A real layout registry that records every call, in order.
-struct Recording {
-    inner: LayoutRegistry,
-    calls: Mutex<Vec<String>>,
-    /// Blob digests whose upload fails (to test failure isolation).
-    fail_blobs: BTreeSet<Digest>,
-}
-
-impl Recording {
-    fn new(root: &Path) -> Recording {
-        Recording {
-            inner: LayoutRegistry::new(root),
-            calls: Mutex::new(Vec::new()),
-            fail_blobs: BTreeSet::new(),
-        }
-    }
-    fn record(&self, call: String) {
-        self.calls.lock().unwrap().push(call);
-    }
-    fn calls(&self) -> Vec<String> {
-        self.calls.lock().unwrap().clone()
-    }
-}
-
-#[async_trait]
-impl Registry for Recording {
-    fn display_name(&self) -> String {
-        self.inner.display_name()
-    }
-    async fn list_repositories(&self, prefix: &str) -> Result<Vec<String>, RegistryError> {
-        self.record(format!("list {prefix}"));
-        self.inner.list_repositories(prefix).await
-    }
-    async fn list_tags(&self, repo: &str) -> Result<Vec<String>, RegistryError> {
-        self.record(format!("tags {repo}"));
-        self.inner.list_tags(repo).await
-    }
-    async fn head_manifest(
-        &self,
-        repo: &str,
-        r: &ManifestRef,
-    ) -> Result<Option<Descriptor>, RegistryError> {
-        self.record(format!("head-manifest {repo} {r}"));
-        self.inner.head_manifest(repo, r).await
-    }
-    async fn get_manifest(
-        &self,
-        repo: &str,
-        r: &ManifestRef,
-    ) -> Result<Option<RawManifest>, RegistryError> {
-        self.record(format!("get-manifest {repo} {r}"));
-        self.inner.get_manifest(repo, r).await
-    }
-    async fn put_manifest(
-        &self,
-        repo: &str,
-        r: &ManifestRef,
-        m: &RawManifest,
-    ) -> Result<(), RegistryError> {
-        self.record(format!("put-manifest {repo} {r}"));
-        self.inner.put_manifest(repo, r, m).await
-    }
-    async fn blob_exists(&self, repo: &str, d: &Digest) -> Result<Option<u64>, RegistryError> {
-        self.record(format!("head-blob {repo} {d}"));
-        self.inner.blob_exists(repo, d).await
-    }
-    async fn get_blob(&self, repo: &str, d: &Digest) -> Result<BlobStream, RegistryError> {
-        self.record(format!("get-blob {repo} {d}"));
-        self.inner.get_blob(repo, d).await
-    }
-    async fn put_blob(&self, repo: &str, upload: &BlobUpload) -> Result<BlobPut, RegistryError> {
-        self.record(format!("put-blob {repo} {}", upload.digest));
-        if self.fail_blobs.contains(&upload.digest) {
-            return Err(RegistryError::Status {
-                method: "PUT".into(),
-                url: "test".into(),
-                status: 500,
-                detail: None,
-            });
-        }
-        self.inner.put_blob(repo, upload).await
-    }
-    async fn referrers(
-        &self,
-        repo: &str,
-        subject: &Digest,
-    ) -> Result<Vec<Descriptor>, RegistryError> {
-        self.inner.referrers(repo, subject).await
-    }
-}
+use crate::registry::recording::Recording;
+use crate::registry::{media_type, BlobStream, RawManifest};
 
 /// An image: config + one layer + manifest, pushed into `repo` of `registry`.
 async fn image(

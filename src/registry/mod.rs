@@ -20,6 +20,8 @@ use futures::Stream;
 use crate::reference::{Digest, ManifestRef};
 
 pub mod layout;
+#[cfg(test)]
+pub mod recording;
 pub mod remote;
 
 /// Manifest media types this tool understands the structure of. Others are

@@ -1,0 +1,103 @@
+//! Test support: a real registry that records every call, in order, so that
+//! unit tests can assert which requests a component made.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use super::layout::LayoutRegistry;
+use super::{BlobPut, BlobStream, BlobUpload, Descriptor, RawManifest, Registry, RegistryError};
+use crate::reference::{Digest, ManifestRef};
+
+/// A real layout registry that records every call, in order.
+pub struct Recording {
+    inner: LayoutRegistry,
+    calls: Mutex<Vec<String>>,
+    /// Blob digests whose upload fails (to test failure isolation).
+    pub fail_blobs: BTreeSet<Digest>,
+}
+
+impl Recording {
+    pub fn new(root: &Path) -> Recording {
+        Recording {
+            inner: LayoutRegistry::new(root),
+            calls: Mutex::new(Vec::new()),
+            fail_blobs: BTreeSet::new(),
+        }
+    }
+    fn record(&self, call: String) {
+        self.calls.lock().unwrap().push(call);
+    }
+    pub fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+#[async_trait]
+impl Registry for Recording {
+    fn display_name(&self) -> String {
+        self.inner.display_name()
+    }
+    async fn list_repositories(&self, prefix: &str) -> Result<Vec<String>, RegistryError> {
+        self.record(format!("list {prefix}"));
+        self.inner.list_repositories(prefix).await
+    }
+    async fn list_tags(&self, repo: &str) -> Result<Vec<String>, RegistryError> {
+        self.record(format!("tags {repo}"));
+        self.inner.list_tags(repo).await
+    }
+    async fn head_manifest(
+        &self,
+        repo: &str,
+        r: &ManifestRef,
+    ) -> Result<Option<Descriptor>, RegistryError> {
+        self.record(format!("head-manifest {repo} {r}"));
+        self.inner.head_manifest(repo, r).await
+    }
+    async fn get_manifest(
+        &self,
+        repo: &str,
+        r: &ManifestRef,
+    ) -> Result<Option<RawManifest>, RegistryError> {
+        self.record(format!("get-manifest {repo} {r}"));
+        self.inner.get_manifest(repo, r).await
+    }
+    async fn put_manifest(
+        &self,
+        repo: &str,
+        r: &ManifestRef,
+        m: &RawManifest,
+    ) -> Result<(), RegistryError> {
+        self.record(format!("put-manifest {repo} {r}"));
+        self.inner.put_manifest(repo, r, m).await
+    }
+    async fn blob_exists(&self, repo: &str, d: &Digest) -> Result<Option<u64>, RegistryError> {
+        self.record(format!("head-blob {repo} {d}"));
+        self.inner.blob_exists(repo, d).await
+    }
+    async fn get_blob(&self, repo: &str, d: &Digest) -> Result<BlobStream, RegistryError> {
+        self.record(format!("get-blob {repo} {d}"));
+        self.inner.get_blob(repo, d).await
+    }
+    async fn put_blob(&self, repo: &str, upload: &BlobUpload) -> Result<BlobPut, RegistryError> {
+        self.record(format!("put-blob {repo} {}", upload.digest));
+        if self.fail_blobs.contains(&upload.digest) {
+            return Err(RegistryError::Status {
+                method: "PUT".into(),
+                url: "test".into(),
+                status: 500,
+                detail: None,
+            });
+        }
+        self.inner.put_blob(repo, upload).await
+    }
+    async fn referrers(
+        &self,
+        repo: &str,
+        subject: &Digest,
+    ) -> Result<Vec<Descriptor>, RegistryError> {
+        self.inner.referrers(repo, subject).await
+    }
+}
