@@ -324,11 +324,7 @@ mod tests {
     }
 
     fn digest(i: usize) -> Digest {
-        Digest::parse(&format!(
-            "sha256:{}",
-            format!("{i:x}").repeat(64)[..64].to_string()
-        ))
-        .unwrap()
+        Digest::parse(&format!("sha256:{}", &format!("{i:x}").repeat(64)[..64])).unwrap()
     }
 
     // Destinations that overlap through sub-paths, and image names that can

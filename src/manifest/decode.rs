@@ -668,7 +668,10 @@ fn tags(node: &Node<'_>, ctx: &mut Ctx<'_>) -> Vec<TagEntry> {
         if let Some(line) = first {
             ctx.warning(
                 item.pos,
-                format!("tag {:?} is listed twice for this digest (first on line {line})", tag.as_str()),
+                format!(
+                    "tag {:?} is listed twice for this digest (first on line {line})",
+                    tag.as_str()
+                ),
                 Some("remove the repeated tag".to_string()),
             );
             continue;

@@ -146,9 +146,7 @@ pub fn parse(text: &str) -> Parsed<'_> {
         while let Some(next) = parser.next_event() {
             match next {
                 Ok((event, span)) => {
-                    if let Err(err) = builder.on_event(event, span) {
-                        return Err(err);
-                    }
+                    builder.on_event(event, span)?;
                     if builder.done {
                         return Ok(());
                     }
@@ -402,9 +400,10 @@ impl<'a> Builder<'a> {
                 .iter()
                 .map(|(k, _)| k.as_scalar().map(|s| &*s.text))
                 .collect();
-            let clean = texts.iter().enumerate().all(|(i, t)| {
-                t.is_none_or(|t| !texts[..i].iter().any(|earlier| *earlier == Some(t)))
-            });
+            let clean = texts
+                .iter()
+                .enumerate()
+                .all(|(i, t)| t.is_none_or(|t| !texts[..i].contains(&Some(t))));
             if clean {
                 return entries;
             }
