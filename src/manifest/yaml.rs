@@ -94,10 +94,14 @@ impl<'a> Node<'a> {
     }
 }
 
-/// Quote user text for a message: bounded length, control characters escaped.
+/// Quote user text for a message: credentials redacted (before cutting, so
+/// that a cut cannot hide the '@' that marks them), bounded length, control
+/// characters escaped.
 pub fn quote(text: &str) -> String {
     // Long enough for a sha512 digest, short enough for a line.
     const MAX: usize = 140;
+    let mut text = text.to_string();
+    crate::manifest::redact::credentials(&mut text);
     if text.chars().count() <= MAX {
         format!("{text:?}")
     } else {
