@@ -43,6 +43,7 @@ fn generator(case: &str) -> Option<Generator> {
         "symlink-dir-makes-nested-manifest" => gen_symlink_dir_nested,
         "valid-symlinks-inside-tree" => gen_symlinks_inside,
         "tree-empty-manifests-dir" => gen_empty_manifests_dir,
+        "hostile-fifo-as-images-file" => gen_fifo,
         _ => return None,
     })
 }
@@ -317,4 +318,16 @@ fn gen_symlinks_inside(dir: &Path) {
 fn gen_empty_manifests_dir(dir: &Path) {
     fs::create_dir_all(dir.join("manifests")).expect("mkdir");
     fs::create_dir_all(dir.join("images")).expect("mkdir");
+}
+
+fn gen_fifo(dir: &Path) {
+    write(&dir.join("manifests/a/promoter-manifest.yaml"), REGISTRIES);
+    fs::create_dir_all(dir.join("images/a")).expect("mkdir");
+    // Opening a FIFO for reading blocks until a writer comes: a tree from a
+    // PR must not be able to hang the presubmit.
+    let status = Command::new("mkfifo")
+        .arg(dir.join("images/a/images.yaml"))
+        .status()
+        .expect("run mkfifo");
+    assert!(status.success(), "mkfifo failed");
 }

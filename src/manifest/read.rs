@@ -29,6 +29,14 @@ pub fn read_text(
             format!("cannot {what} the file: {}", io_message(&err)),
         )
     };
+    if regular_only {
+        // Before opening: opening a FIFO blocks until someone writes to it.
+        let meta = std::fs::metadata(path).map_err(|err| io_error("inspect", err))?;
+        if !meta.is_file() && !meta.is_dir() {
+            return Err(Diagnostic::error(at_file(), "is not a regular file")
+                .with_help("replace it with a plain YAML file"));
+        }
+    }
     let file = File::open(path).map_err(|err| io_error("open", err))?;
     let meta = file.metadata().map_err(|err| io_error("inspect", err))?;
     if meta.is_dir() {
