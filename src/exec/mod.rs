@@ -3,12 +3,20 @@
 //!
 //! Write order, per copied digest: blobs (skipped when present, mounted
 //! within one endpoint, else streamed from the source), then child manifests
-//! of an index (recursively, by digest), then the manifest itself, then its
-//! tags. The first tag is written by the same PUT that stores the manifest
-//! (by tag instead of by digest): it is still written only after everything
-//! the manifest references exists, and it saves one request per image. So a
-//! crash at any moment leaves blobs or untagged manifests behind, never a
-//! tag that points at missing content; a re-run finishes the job.
+//! of an index (recursively, by digest), then its attachments (cosign
+//! signatures, attestations, SBOMs: each copied the same way, tag last),
+//! then the manifest itself, then its tags. The first tag is written by the
+//! same PUT that stores the manifest (by tag instead of by digest): it is
+//! still written only after everything the manifest references exists, and
+//! it saves one request per image. So a crash at any moment leaves blobs,
+//! untagged manifests or attachments of a not-yet-promoted digest behind,
+//! never a tag that points at missing content, and never a promoted digest
+//! without its attachments; a re-run finishes the job.
+//!
+//! Attachments go before their subject because a re-run only looks at what
+//! the manifests name: once the subject is in the destination, nothing would
+//! bring a missing signature. For the same reason a failed attachment fails
+//! its subject's copy (and so its tags), and the re-run tries again.
 //!
 //! Failures are per edge: one failed copy fails its own tags and nothing else.
 
@@ -367,7 +375,13 @@ impl Copier {
                     is_new,
                 };
                 let outcome = self
-                    .copy_manifest(&source, target, digest, put_as.clone())
+                    .copy_manifest(
+                        &source,
+                        target,
+                        digest,
+                        put_as.clone(),
+                        self.options.attachments,
+                    )
                     .await;
                 match outcome {
                     Ok(manifest) => {
@@ -382,11 +396,6 @@ impl Copier {
                             item: copy.clone(),
                             outcome: Outcome::Done,
                         });
-                        if self.options.attachments {
-                            if let Err(err) = self.copy_attachments(&source, target, digest).await {
-                                tracing::warn!("attachments of {repo}@{digest}: {err}");
-                            }
-                        }
                         Ok(manifest)
                     }
                     Err(err) => {
@@ -484,13 +493,15 @@ impl Copier {
     }
 
     /// Copy `digest` and everything it references from `source` into the
-    /// destination, writing the manifest itself last, as `put_as`.
+    /// destination (and, with `attachments`, what is attached to it),
+    /// writing the manifest itself last, as `put_as`.
     fn copy_manifest<'a>(
         &'a self,
         source: &'a SourceRef,
         dest: Dest<'a>,
         digest: &'a Digest,
         put_as: ManifestRef,
+        attachments: bool,
     ) -> BoxFuture<'a, Result<RawManifest, ExecError>> {
         async move {
             let manifest = self.source_manifest(source, digest).await?;
@@ -512,7 +523,7 @@ impl Copier {
                             .map_err(|e| ExecError::new(format!("{repo}@{}", child.digest), e))?
                     };
                     if present.is_none() {
-                        self.copy_manifest(source, dest, &child.digest, child_ref)
+                        self.copy_manifest(source, dest, &child.digest, child_ref, false)
                             .await?;
                     }
                     Ok(())
@@ -521,6 +532,9 @@ impl Copier {
             stream::iter(refs.blobs.iter().map(Ok::<_, ExecError>))
                 .try_for_each_concurrent(concurrency, |blob| self.ensure_blob(source, dest, blob))
                 .await?;
+            if attachments {
+                self.copy_attachments(source, dest, digest).await?;
+            }
             dest.registry
                 .put_manifest(&repo.repository, &put_as, &manifest)
                 .await
@@ -594,8 +608,9 @@ impl Copier {
     }
 
     /// Copy the attachments of `digest` that the source keeps under the
-    /// cosign and referrers tag schemas. Tags never move: an attachment tag
-    /// already pointing elsewhere in the destination is left alone.
+    /// cosign and referrers tag schemas, before `digest` itself is written
+    /// (see the module docs). Tags never move: an attachment tag already
+    /// pointing elsewhere in the destination is left alone.
     async fn copy_attachments(
         &self,
         source: &SourceRef,
@@ -628,7 +643,7 @@ impl Copier {
                     found.digest
                 ),
                 None => {
-                    self.copy_manifest(source, dest, &found.digest, tag_ref)
+                    self.copy_manifest(source, dest, &found.digest, tag_ref, false)
                         .await?;
                     self.counters
                         .attachments_copied
