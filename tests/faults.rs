@@ -413,6 +413,25 @@ async fn a_persistent_503_fails_only_that_image_and_exits_4() {
     scenario(&f, Expect::FailsOnly(&["lib"])).await;
 }
 
+/// A signature travels with its image: when it cannot be written, the
+/// image's copy fails (and so its tags), so that the re-run, which only
+/// looks at what the manifests name, tries again and brings both. Were the
+/// image written anyway, the re-run would find it promoted and never copy
+/// the signature.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signature_that_cannot_be_written_fails_its_image_and_the_rerun_brings_both() {
+    let Some(f) = Fixture::start().await else {
+        return;
+    };
+    let sig_tag = cosign_tag(f.images.app.digest(), "sig");
+    f.dst_proxy.add(
+        Rule::new("PUT", &format!("/prod/app/manifests/{sig_tag}"))
+            .always()
+            .action(status(503)),
+    );
+    scenario(&f, Expect::FailsOnly(&["app"])).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_reset_in_the_middle_of_a_blob_is_retried() {
     let Some(f) = Fixture::start().await else {

@@ -93,6 +93,9 @@ struct RegistryWalk {
     base: String,
     host: String,
     skopeo: bool,
+    /// The registry's storage root, when the walk may see tags the
+    /// registry itself was interrupted writing (see `half_written`).
+    storage: Option<PathBuf>,
     problems: Vec<String>,
     /// (repository, digest) already proven complete.
     sound: BTreeSet<(String, Digest)>,
@@ -160,6 +163,9 @@ impl RegistryWalk {
                 return None;
             }
         };
+        if response.status() == 404 && self.half_written(repo, reference) {
+            return None;
+        }
         if !response.status().is_success() {
             self.problems.push(format!(
                 "{repo}:{reference} does not resolve: HTTP {}",
@@ -188,6 +194,25 @@ impl RegistryWalk {
             }
         }
         Some((bytes, digest))
+    }
+
+    /// Whether tag `reference` of `repo` is one the registry was killed in
+    /// the middle of writing: listed (its directory exists) but without the
+    /// `current/link` that would make it point anywhere. Such a tag points at
+    /// nothing, which is as good as absent. Only known with the storage root.
+    fn half_written(&self, repo: &str, reference: &str) -> bool {
+        let Some(storage) = &self.storage else {
+            return false;
+        };
+        if Digest::parse(reference).is_ok() {
+            return false;
+        }
+        let tag_dir = storage
+            .join("docker/registry/v2/repositories")
+            .join(repo)
+            .join("_manifests/tags")
+            .join(reference);
+        tag_dir.is_dir() && !tag_dir.join("current/link").is_file()
     }
 
     async fn skopeo_digest(&self, repo: &str, tag: &str) -> Result<Digest, String> {
@@ -279,12 +304,38 @@ impl RegistryWalk {
 /// (`127.0.0.1:PORT`, plain HTTP, no auth): every tag must resolve to
 /// content that is entirely there. Answers the tags found, or every problem.
 pub async fn registry(host: &str, prefix: &str, skopeo: Skopeo) -> Result<Tags, Vec<String>> {
+    registry_walk(host, prefix, skopeo, None).await
+}
+
+/// [`registry`] for a registry whose client may just have been killed:
+/// the registry may be in the middle of writing a tag (Distribution writes
+/// a tag's directory before the link that makes it point somewhere, and a
+/// dropped connection can cancel the request between the two). A listed
+/// tag that does not resolve *and* has no `current/link` in `storage` (the
+/// registry's storage root) is counted as absent; with a link, it is a
+/// violation like any other.
+pub async fn registry_after_kill(
+    host: &str,
+    prefix: &str,
+    skopeo: Skopeo,
+    storage: &Path,
+) -> Result<Tags, Vec<String>> {
+    registry_walk(host, prefix, skopeo, Some(storage.to_path_buf())).await
+}
+
+async fn registry_walk(
+    host: &str,
+    prefix: &str,
+    skopeo: Skopeo,
+    storage: Option<PathBuf>,
+) -> Result<Tags, Vec<String>> {
     let skopeo = skopeo == Skopeo::Yes && require_binary("skopeo").is_some();
     let mut walk = RegistryWalk {
         client: reqwest::Client::new(),
         base: format!("http://{host}"),
         host: host.to_string(),
         skopeo,
+        storage,
         problems: Vec::new(),
         sound: BTreeSet::new(),
     };
@@ -332,7 +383,25 @@ pub async fn registry(host: &str, prefix: &str, skopeo: Skopeo) -> Result<Tags, 
 
 /// [`registry`], panicking with every problem (and `context`) when there are any.
 pub async fn assert_registry(host: &str, prefix: &str, skopeo: Skopeo, context: &str) -> Tags {
-    match registry(host, prefix, skopeo).await {
+    expect_sound(registry(host, prefix, skopeo).await, context)
+}
+
+/// [`registry_after_kill`], panicking with every problem when there are any.
+pub async fn assert_registry_after_kill(
+    host: &str,
+    prefix: &str,
+    skopeo: Skopeo,
+    storage: &Path,
+    context: &str,
+) -> Tags {
+    expect_sound(
+        registry_after_kill(host, prefix, skopeo, storage).await,
+        context,
+    )
+}
+
+fn expect_sound(walked: Result<Tags, Vec<String>>, context: &str) -> Tags {
+    match walked {
         Ok(tags) => tags,
         Err(problems) => panic!(
             "{context}: a destination tag points at missing or wrong content:\n  {}",
