@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# Prints the benchmark report from a results directory written by bench/run.sh:
+#   bench/report.sh target/bench/results/<stamp>
+# Every figure is the best (lowest wall time) of the repetitions; request
+# counts and CPU are those of that same repetition.
+set -euo pipefail
+R=${1:?usage: bench/report.sh RESULTS_DIR}
+TSV=$R/results.tsv
+
+cat "$R/header.txt"
+echo
+
+# info.W: images=N bytes=B
+info() { sed -n "s/.*$2=\([0-9]*\).*/\1/p" "$R/info.$1" 2>/dev/null || echo 0; }
+
+# best PART TOOL PHASE: the row with the lowest wall time.
+best() {
+  awk -F'\t' -v p="$1" -v t="$2" -v ph="$3" '
+    $1 == p && $2 == t && $3 == ph && (!found || $5 < w) { w = $5; row = $0; found = 1 }
+    END { if (found) print row }' "$TSV"
+}
+# reps PART TOOL PHASE: every wall time, for the spread.
+walls() {
+  awk -F'\t' -v p="$1" -v t="$2" -v ph="$3" '$1 == p && $2 == t && $3 == ph { printf "%s%.2f", sep, $5; sep = " " }' "$TSV"
+}
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+check() { awk -v x="$1" -v t="$2" 'BEGIN { print (x + 0 >= t ? "holds" : "MISSED") }'; }
+
+if [ -f "$R/floor.tsv" ]; then
+  echo "## The floor: what one request costs the registry (docker-registry, 4 in flight, kept-alive connections)"
+  echo
+  echo "| request | requests/s | registry CPU ms per request |"
+  echo "|---|---|---|"
+  awk -F'\t' 'NR > 1 { printf "| %s | %.0f | %.2f |\n", $1, $2 / $3, $4 * 1000 / $2 }' "$R/floor.tsv"
+  echo
+  echo "(upload = POST + PUT of a 4 KiB blob, counted as 2 requests; mount = POST ?mount= into a new repository.)"
+  echo
+fi
+
+PROMOTION=0
+for part in a b c d big; do [ -f "$R/info.$part" ] && PROMOTION=1; done
+if [ $PROMOTION = 1 ]; then
+printf '%s\n' "## Promotion: promoter run --confirm vs skopeo (best of $(awk -F'\t' 'NR > 1 { if ($4 > m) m = $4 } END { print m + 0 }' "$TSV") runs)"
+echo
+printf '| part | tool | phase | wall s (all runs) | dst req/img | src req/img | MB/s | client CPU s | src-reg CPU s | dst-reg CPU s | peak RSS MiB |\n'
+printf '|---|---|---|---|---|---|---|---|---|---|---|\n'
+for part in a b c d big; do
+  [ -f "$R/info.$part" ] || continue
+  images=$(info "$part" images); bytes=$(info "$part" bytes)
+  for tool in promoter promoter-noatt skopeo-sync skopeo-copy; do
+    for phase in cold noop; do
+      row=$(best "$part" "$tool" "$phase")
+      [ -n "$row" ] || continue
+      echo "$row" | awk -F'\t' -v n="$images" -v b="$bytes" -v all="$(walls "$part" "$tool" "$phase")" '{
+        mbs = ($3 == "cold" && $5 > 0) ? sprintf("%.1f", b / 1e6 / $5) : "-"
+        printf "| %s | %s | %s | **%.2f** (%s) | %.1f | %.1f | %s | %.2f | %.2f | %.2f | %.0f |\n",
+          $1, $2, $3, $5, all, $10 / n, $9 / n, mbs, $6 + $7, $11, $12, $8 / 1024 }'
+    done
+  done
+done
+echo
+
+echo "## Ratios (skopeo's faster approach / promoter; > 1 means promoter is faster)"
+echo
+echo "Wall time decides. CPU is the total of client and both registries in the same"
+echo "runs: on a shared 2-core machine it is the less noisy cost, and wall time can"
+echo "never drop below CPU / 2."
+echo
+printf '| part | phase | promoter s | skopeo s (approach) | speedup | target | | CPU s promoter / skopeo | CPU ratio |\n|---|---|---|---|---|---|---|---|---|\n'
+target() {
+  case $1.$2 in
+    a.cold) echo 3 ;; a.noop) echo 8 ;; b.cold) echo 2 ;; c.cold) echo 1.5 ;; *) echo "" ;;
+  esac
+}
+for part in a b c d; do
+  [ -f "$R/info.$part" ] || continue
+  for phase in cold noop; do
+    prow=$(best "$part" promoter "$phase")
+    [ -n "$prow" ] || continue
+    p=$(echo "$prow" | cut -f5)
+    s=""; sname=""; srow=""
+    for tool in skopeo-sync skopeo-copy; do
+      row=$(best "$part" "$tool" "$phase")
+      [ -n "$row" ] || continue
+      w=$(echo "$row" | cut -f5)
+      if [ -z "$s" ] || awk -v a="$w" -v b="$s" 'BEGIN { exit !(a < b) }'; then s=$w; sname=$tool; srow=$row; fi
+    done
+    r=$(ratio "$s" "$p")
+    pc=$(echo "$prow" | awk -F'\t' '{ printf "%.2f", $6 + $7 + $11 + $12 }')
+    sc=$(echo "$srow" | awk -F'\t' '{ printf "%.2f", $6 + $7 + $11 + $12 }')
+    t=$(target "$part" "$phase")
+    if [ -n "$t" ]; then verdict=$(check "$r" "$t"); t="≥ $t×"; else verdict=""; fi
+    printf '| %s | %s | %.2f | %.2f (%s) | **%s×** | %s | %s | %s / %s | %s× |\n' "$part" "$phase" "$p" "$s" "$sname" "$r" "$t" "$verdict" "$pc" "$sc" "$(ratio "$sc" "$pc")"
+  done
+done
+echo
+
+if [ -f "$R/info.a" ]; then
+  echo "## Request targets for (a)"
+  echo
+  images=$(info a images)
+  cold=$(best a promoter cold); noop=$(best a promoter noop)
+  # Requests made once per run and registry (the /v2/ ping, catalog pages)
+  # are shown apart from those per image.
+  per_run() { awk '$3 == "/v2/" || $3 == "_catalog" { s += $1 } END { print s + 0 }' "$R/runs/a.promoter.$1.$2.dst"; }
+  c_rep=$(echo "$cold" | cut -f4); n_rep=$(echo "$noop" | cut -f4)
+  c_run=$(per_run cold "$c_rep"); n_run=$(per_run noop "$n_rep")
+  echo "$cold" | awk -F'\t' -v n="$images" -v r="$c_run" '{ x = ($10 - r) / n; printf "- cold: %d destination requests = %.2f per image + %d per run (ping, catalog); target ≤ 6 per single-layer image: %s (%.3f per image counting the per-run ones)\n", $10, x, r, (x <= 6 ? "holds" : "MISSED"), $10 / n }'
+  echo "$noop" | awk -F'\t' -v n="$images" -v r="$n_run" '{ x = ($10 - r) / n; printf "- no-op: %d source requests (target 0): %s; %d destination requests = %.2f per wanted tag + %d per run (ping); target ≤ 1 per tag: %s (%.3f counting the ping)\n", $9, ($9 == 0 ? "holds" : "MISSED"), $10, x, r, (x <= 1 ? "holds" : "MISSED"), $10 / n }'
+  echo
+fi
+
+echo "## Requests per image by endpoint (the best run of each; METHOD endpoint status: count per image)"
+for part in a b c d big; do
+  [ -f "$R/info.$part" ] || continue
+  images=$(info "$part" images)
+  for tool in promoter promoter-noatt skopeo-sync skopeo-copy; do
+    for phase in cold noop; do
+      row=$(best "$part" "$tool" "$phase")
+      [ -n "$row" ] || continue
+      rep=$(echo "$row" | cut -f4)
+      echo
+      echo "### $part $tool $phase ($images images)"
+      echo '```'
+      for side in dst src; do
+        f=$R/runs/$part.$tool.$phase.$rep.$side
+        [ -s "$f" ] || { echo "$side: none"; continue; }
+        awk -v n="$images" -v side="$side" '{ c = $1; $1 = ""; printf "%s %6d = %6.2f/img  %s\n", side, c, c / n, $0 }' "$f"
+      done
+      echo '```'
+    done
+  done
+done
+echo
+
+fi # PROMOTION
+
+if [ -f "$R/info.big" ]; then
+  echo "## One 1 GiB layer"
+  echo
+  bytes=$(info big bytes)
+  for tool in promoter skopeo-copy; do
+    best big "$tool" cold | awk -F'\t' -v b="$bytes" '{ printf "- %s: %.2f s, %.0f MB/s, peak RSS %.1f MiB%s\n", $2, $5, b / 1e6 / $5, $8 / 1024, ($2 == "promoter" ? ($8 / 1024 < 64 ? " (target < 64 MiB: holds)" : " (target < 64 MiB: MISSED)") : "") }'
+  done
+  echo
+fi
+
+if [ -f "$R/parse-tree.txt" ]; then
+  echo "## --parse-only on the generated thin tree"
+  echo
+  echo "- $(cat "$R/parse-tree.txt")"
+  best parse promoter parse-only | awk -F'\t' -v all="$(walls parse promoter parse-only)" '{ printf "- best %.3f s (runs: %s), peak RSS %.1f MiB, CPU %.2f s (target < 0.3 s: %s)\n", $5, all, $8 / 1024, $6 + $7, ($5 < 0.3 ? "holds" : "MISSED") }'
+  echo
+fi
+
+if [ -f "$R/info.snap" ]; then
+  echo "## Snapshot of 1,000 repositories × 5 tags (issue 5 §7)"
+  echo
+  p=$(best snap promoter snapshot)
+  stool=$(awk -F'\t' '$1 == "snap" && $2 ~ /^skopeo-/ { print $2; exit }' "$TSV")
+  s=$(best snap "$stool" snapshot)
+  repos=${stool#skopeo-}
+  echo "$p" | awk -F'\t' -v all="$(walls snap promoter snapshot)" '{ printf "- promoter run --snapshot: %.2f s (runs: %s), %d requests, client CPU %.2f s, registry CPU %.2f s, peak RSS %.1f MiB\n", $5, all, $9, $6 + $7, $11, $8 / 1024 }'
+  echo "$s" | awk -F'\t' -v all="$(walls snap "$stool" snapshot)" -v r="$repos" '{ printf "- skopeo list-tags + inspect --raw per tag, %d of 1000 repositories: %.2f s (runs: %s), %d requests, client CPU %.2f s, registry CPU %.2f s\n", r, $5, all, $9, $6 + $7, $11 }'
+  pw=$(echo "$p" | cut -f5); sw=$(echo "$s" | cut -f5)
+  if [ "$repos" = 1000 ]; then
+    r=$(ratio "$sw" "$pw")
+    echo "- ratio skopeo / promoter: **${r}×** (target ≥ 10×: $(check "$r" 10))"
+  else
+    full=$(awk -v s="$sw" -v r="$repos" 'BEGIN { printf "%.1f", s * 1000 / r }')
+    r=$(ratio "$full" "$pw")
+    echo "- skopeo extrapolated to 1,000 repositories (×$((1000 / repos)), EXTRAPOLATED): ${full} s"
+    echo "- ratio skopeo (extrapolated) / promoter: **${r}×** (target ≥ 10×: $(check "$r" 10))"
+  fi
+  echo
+fi
+
+if [ -f "$R/verified.txt" ]; then
+  echo "## Verification"
+  echo
+  sed 's/^/- /' "$R/verified.txt"
+fi
