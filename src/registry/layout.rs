@@ -14,7 +14,10 @@
 //! - a manifest is only accepted once every blob or child manifest it
 //!   references exists, and index.json names it only after its own blob is
 //!   in place;
-//! - index.json is replaced atomically (temp file, fsync, rename, fsync dir).
+//! - index.json is replaced atomically (temp file, fsync, rename, fsync dir);
+//! - by digest, only what index.json reaches is a manifest of the layout (an
+//!   entry, or a child of an index with one): a manifest blob left without
+//!   its entry by a crash reads as absent, so the next put records it.
 //!
 //! Temp names are fixed per target (`.tmp-<name>`), so a leftover from a crash
 //! is ignored by every read (readers only open exact names) and overwritten by
@@ -355,9 +358,20 @@ impl LayoutRegistry {
                         ..entry.descriptor()
                     }));
                 }
-                // Not in index.json (a child of an index, say): the manifest's
-                // own mediaType says what it is. A blob that isn't a manifest
-                // is no manifest by that digest.
+                // Not in index.json: a manifest only if it is the child of an
+                // index that index.json names (other tools keep children as
+                // blobs only). Anything else is unreachable: the leftover of a
+                // put interrupted between the blob and its index.json entry,
+                // which a layout GC may collect. Reporting it absent makes the
+                // next promotion put it again, which adds the entry.
+                if !self
+                    .is_indexed_child(repo, dir, index.as_ref(), digest)
+                    .await?
+                {
+                    return Ok(None);
+                }
+                // The manifest's own mediaType says what it is. A blob that
+                // isn't a manifest is no manifest by that digest.
                 let Some(bytes) = self.read_manifest_bytes(repo, &path, digest, size).await? else {
                     return Ok(None);
                 };
@@ -369,6 +383,56 @@ impl LayoutRegistry {
                 }))
             }
         }
+    }
+
+    /// Whether `digest` is a child (at any depth) of an index that
+    /// index.json names.
+    async fn is_indexed_child(
+        &self,
+        repo: &str,
+        dir: &Path,
+        index: Option<&IndexFile>,
+        digest: &Digest,
+    ) -> Result<bool, RegistryError> {
+        let Some(index) = index else {
+            return Ok(false);
+        };
+        let mut pending: Vec<(Digest, String)> = index
+            .manifests
+            .iter()
+            .filter(|e| media_type::is_index(&e.media_type))
+            .map(|e| (e.digest.clone(), e.media_type.clone()))
+            .collect();
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some((parent, media_type)) = pending.pop() {
+            if !seen.insert(parent.clone()) {
+                continue;
+            }
+            let path = blob_path(dir, &parent);
+            let Some(size) = blob_size(&path).await? else {
+                continue;
+            };
+            let Some(bytes) = self.read_manifest_bytes(repo, &path, &parent, size).await? else {
+                continue;
+            };
+            let manifest = RawManifest {
+                bytes,
+                media_type,
+                digest: parent.clone(),
+            };
+            let Ok(refs) = crate::oci::references(&manifest, &self.what(repo, &parent)) else {
+                continue;
+            };
+            for child in refs.manifests {
+                if &child.digest == digest {
+                    return Ok(true);
+                }
+                if media_type::is_index(&child.media_type) {
+                    pending.push((child.digest, child.media_type));
+                }
+            }
+        }
+        Ok(false)
     }
 
     /// The verified bytes of a manifest blob; `None` when the blob is too big
@@ -1328,6 +1392,86 @@ mod tests {
         assert!(matches!(err, RegistryError::Invalid { .. }), "{err}");
         assert!(reg.list_tags("app").await.is_err(), "unknown is not empty");
         assert_eq!(std::fs::read(dir.join(INDEX_JSON)).unwrap(), b"{not json");
+    }
+
+    #[tokio::test]
+    async fn a_manifest_blob_without_its_index_entry_is_absent_until_put_again() {
+        // The state a crash between a by-digest put's blob and its
+        // index.json entry leaves behind.
+        let tmp = tempfile::tempdir().unwrap();
+        let reg = LayoutRegistry::new(tmp.path());
+        reg.put_blob("app", &upload(b"{}")).await.unwrap();
+        reg.put_blob("app", &upload(b"layer")).await.unwrap();
+        let m = manifest_for(b"{}", b"layer");
+        let bytes: &'static [u8] = Box::leak(m.bytes.to_vec().into_boxed_slice());
+        reg.put_blob("app", &upload(bytes)).await.unwrap();
+        let by_digest = ManifestRef::Digest(m.digest.clone());
+        assert_eq!(reg.head_manifest("app", &by_digest).await.unwrap(), None);
+        assert_eq!(reg.get_manifest("app", &by_digest).await.unwrap(), None);
+
+        // Putting it again records it: reachable, and found.
+        reg.put_manifest("app", &by_digest, &m).await.unwrap();
+        let dir = tmp.path().join("app");
+        assert!(entries(&dir).contains(&(m.digest.to_string(), None)));
+        assert!(reg
+            .head_manifest("app", &by_digest)
+            .await
+            .unwrap()
+            .is_some());
+    }
+
+    #[tokio::test]
+    async fn children_of_a_named_index_are_found_without_entries_of_their_own() {
+        // As other tools write layouts: children are blobs only.
+        let tmp = tempfile::tempdir().unwrap();
+        let reg = LayoutRegistry::new(tmp.path());
+        reg.put_blob("app", &upload(b"{}")).await.unwrap();
+        reg.put_blob("app", &upload(b"layer")).await.unwrap();
+        let child = manifest_for(b"{}", b"layer");
+        let child_bytes: &'static [u8] = Box::leak(child.bytes.to_vec().into_boxed_slice());
+        reg.put_blob("app", &upload(child_bytes)).await.unwrap();
+        let inner = RawManifest::new(
+            serde_json::to_vec(&serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": media_type::OCI_INDEX,
+                "manifests": [{
+                    "mediaType": media_type::OCI_MANIFEST,
+                    "digest": child.digest.as_str(),
+                    "size": child.bytes.len(),
+                }],
+            }))
+            .unwrap(),
+            media_type::OCI_INDEX,
+        );
+        let inner_bytes: &'static [u8] = Box::leak(inner.bytes.to_vec().into_boxed_slice());
+        reg.put_blob("app", &upload(inner_bytes)).await.unwrap();
+        let outer = RawManifest::new(
+            serde_json::to_vec(&serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": media_type::OCI_INDEX,
+                "manifests": [{
+                    "mediaType": media_type::OCI_INDEX,
+                    "digest": inner.digest.as_str(),
+                    "size": inner.bytes.len(),
+                }],
+            }))
+            .unwrap(),
+            media_type::OCI_INDEX,
+        );
+        reg.put_manifest("app", &tag("1.0"), &outer).await.unwrap();
+        let dir = tmp.path().join("app");
+        assert_eq!(entries(&dir).len(), 1, "{:?}", entries(&dir));
+        for (m, media_type) in [
+            (&inner, media_type::OCI_INDEX),
+            (&child, media_type::OCI_MANIFEST),
+        ] {
+            let found = reg
+                .head_manifest("app", &ManifestRef::Digest(m.digest.clone()))
+                .await
+                .unwrap()
+                .expect("a child of the tagged index");
+            assert_eq!(found.media_type, media_type);
+        }
     }
 
     #[tokio::test]
