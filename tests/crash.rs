@@ -593,6 +593,10 @@ async fn sigkill_at_random_moments_never_leaves_a_registry_tag_on_missing_conten
     let started = Instant::now();
     let tally = campaign(&world, &src.host(), &dest, dir.path(), seed()).await;
     eprintln!("registry: {tally:?} in {:?}", started.elapsed());
+    assert!(
+        !dst_proxy.log().iter().any(|r| r.method == "DELETE"),
+        "nothing is ever deleted"
+    );
     assert!(tally.kills >= MIN_KILLS, "{tally:?}");
     assert!(
         tally.mid_write >= MIN_KILLS / 4,
@@ -740,4 +744,51 @@ async fn a_kill_while_a_signature_is_written_leaves_its_image_untagged() {
         found, expected,
         "the re-run brings the image and its signature"
     );
+}
+
+/// The state a kill leaves when it lands between a by-digest manifest's
+/// blob and its index.json entry in an `oci:` destination: the blob is
+/// there, nothing names it (a layout GC may collect it). The re-run must
+/// not take it for promoted: it puts it again, which records it.
+#[test]
+fn a_kill_between_a_manifest_blob_and_its_index_entry_is_repaired_by_the_rerun() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = TestImage::single_layer(950, 4096);
+    let tagged = TestImage::single_layer(951, 4096);
+    let src = dir.path().join("src");
+    support::images::write_oci_layout(&src, "app", &[(&image, None), (&tagged, Some("1.0"))])
+        .unwrap();
+    let dst = dir.path().join("dst");
+    // The interrupted promotion: the tagged image is done, the tagless one
+    // has its blobs and its manifest blob, but no index.json entry.
+    support::images::write_oci_layout(&dst, "app", &[(&tagged, Some("1.0"))]).unwrap();
+    for (digest, bytes) in image
+        .all_blobs()
+        .iter()
+        .map(|b| (&b.digest, &b.bytes))
+        .chain([(image.digest(), &image.manifest.bytes)])
+    {
+        std::fs::write(support::images::blob_path(&dst, "app", digest), bytes).unwrap();
+    }
+    std::fs::write(
+        dir.path().join("m.yaml"),
+        format!(
+            "registries:\n- name: oci:{}\n  src: true\n- name: oci:{}\nimages:\n\
+             - name: app\n  dmap:\n    \"{}\": []\n    \"{}\": [\"1.0\"]\n",
+            src.display(),
+            dst.display(),
+            image.digest(),
+            tagged.digest()
+        ),
+    )
+    .unwrap();
+    let out = support::cli::promoter(dir.path(), &["run", "--manifest", "m.yaml", "--confirm"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    let index = std::fs::read_to_string(dst.join("app/index.json")).unwrap();
+    assert!(
+        index.contains(image.digest().as_str()),
+        "the promoted-by-digest image is still unreachable:\n{index}\n{}",
+        out.all()
+    );
+    verify::assert_layout(&dst, "after the re-run");
 }

@@ -337,6 +337,12 @@ async fn scenario(f: &Fixture, expect: Expect) -> (Out, Value) {
         "nothing left to copy: {idle_report:#}"
     );
     assert_eq!(idle_report["counts"]["tag"], 0, "{idle_report:#}");
+    // Whatever happened, nothing was ever deleted.
+    assert!(
+        !f.dst_proxy.log().iter().any(|r| r.method == "DELETE"),
+        "{}",
+        f.dumps()
+    );
     (out, report)
 }
 
