@@ -278,28 +278,23 @@ impl World {
         join_all(runs).await
     }
 
-    /// Faults that make the promoter retry and follow signed redirects.
-    fn arm(&self, blob_redirect: Action) {
+    /// Faults that make the promoter retry and follow signed redirects: one
+    /// 503 for a tag read and one for a manifest write of every run of
+    /// [`World::every_level`] labelled `label` (each run writes to its own
+    /// path, so every run retries, whatever order they run in).
+    fn arm(&self, label: &str, blob_redirect: Action) {
         self.src_proxy
             .add(Rule::new("GET", "/blobs/").always().action(blob_redirect));
-        self.dst_proxy.add(
-            Rule::new("PUT", "/manifests/")
-                .times(12)
-                .action(Action::status(503)),
-        );
-        self.dst_proxy.add(
-            Rule::new("HEAD", "/manifests/")
-                .times(12)
-                .action(Action::status(503)),
-        );
+        for level in LEVELS {
+            for output in OUTPUTS {
+                let path = format!("/v2/{label}-{level}-{output}/");
+                for method in ["HEAD", "PUT"] {
+                    self.dst_proxy
+                        .add(Rule::new(method, &path).action(Action::status(503)));
+                }
+            }
+        }
     }
-}
-
-fn stderr_at(outs: &[(String, Out)], level: &str) -> String {
-    outs.iter()
-        .filter(|(name, _)| name.contains(&format!("-{level}-")))
-        .map(|(_, out)| out.stderr.as_str())
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -310,8 +305,8 @@ async fn successful_promotions_print_no_secret_at_any_level() {
     for by_identity_token in [false, true] {
         w.src_proxy.clear_rules();
         w.dst_proxy.clear_rules();
-        w.arm(Action::RedirectToSink);
         let label = if by_identity_token { "idt" } else { "pw" };
+        w.arm(label, Action::RedirectToSink);
         let outs = w
             .every_level(label, &w.good_auth(by_identity_token), true)
             .await;
@@ -319,9 +314,14 @@ async fn successful_promotions_print_no_secret_at_any_level() {
             assert_eq!(out.code, 0, "{name}: {}{}", out.stdout, out.stderr);
         }
         // The logs were really there to look at: retries and redirects.
-        let verbose = stderr_at(&outs, "debug") + &stderr_at(&outs, "trace");
-        assert!(verbose.contains("retrying"), "{verbose}");
-        assert!(stderr_at(&outs, "trace").contains("redirect"), "{verbose}");
+        for (name, out) in &outs {
+            if name.contains("-debug-") || name.contains("-trace-") {
+                assert!(out.stderr.contains("retrying"), "{name}: {}", out.stderr);
+            }
+            if name.contains("-trace-") {
+                assert!(out.stderr.contains("redirect"), "{name}: {}", out.stderr);
+            }
+        }
     }
     // Blobs really came from the signed URLs, and without credentials.
     let sink: Vec<_> = w
@@ -390,7 +390,7 @@ async fn failing_promotions_print_no_secret_at_any_level() {
 
     // Good credentials, but the signed URLs the source redirects blobs to
     // lead nowhere (404): the copies fail, naming the URL without its query.
-    w.arm(Action::RedirectToNowhere);
+    w.arm("dead-redirect", Action::RedirectToNowhere);
     let outs = w
         .every_level("dead-redirect", &w.good_auth(false), true)
         .await;
