@@ -495,13 +495,8 @@ async fn a_manifest_that_always_arrives_truncated_fails_only_its_image() {
     scenario(&f, Expect::FailsOnly(&["hello"])).await;
 }
 
-/// Blob bodies that break off or arrive short are retried (above); manifest
-/// bodies are not: `RemoteRegistry::get_manifest` retries only until the
-/// response headers, and a body that then fails verification (truncated,
-/// reset) ends the operation although `DigestMismatch` and body errors are
-/// retryable. The edge fails (exit 4) where a retry would have completed.
+/// Manifest bodies that break off or arrive short are read again, like blobs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: remote get_manifest does not retry a manifest body that is truncated or reset (src/registry/remote/mod.rs)"]
 async fn a_manifest_body_truncated_or_reset_once_is_retried() {
     let Some(f) = Fixture::start().await else {
         return;

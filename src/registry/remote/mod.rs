@@ -709,59 +709,31 @@ impl Registry for RemoteRegistry {
         reference: &ManifestRef,
     ) -> Result<Option<RawManifest>, RegistryError> {
         self.check_repo(repo)?;
-        let req = self.manifest_req(Method::GET, repo, reference)?;
-        let response = self.t.send(&req).await?;
-        match response.status() {
-            StatusCode::NOT_FOUND => {
-                drain(response).await;
-                return Ok(None);
-            }
-            s if s.is_success() => {}
-            _ => return Err(self.error(&req, response).await),
-        }
-        let claimed = header_digest(response.headers());
-        let header_type = content_type(response.headers()).filter(|m| !is_generic_type(m));
-        let bytes = read_limited(response, MANIFEST_LIMIT, &req).await?;
-        let digest = match reference {
-            ManifestRef::Digest(asked) => {
-                let actual = Digest::of(asked.algorithm(), &bytes);
-                if actual != *asked {
-                    return Err(RegistryError::DigestMismatch {
-                        what: self.what(repo, asked),
-                        expected: asked.clone(),
-                        actual,
-                    });
-                }
-                actual
-            }
-            ManifestRef::Tag(tag) => match claimed {
-                // The registry says which digest the tag points at: the
-                // bytes must match it.
-                Some(claimed) => {
-                    let actual = Digest::of(claimed.algorithm(), &bytes);
-                    if actual != claimed {
-                        return Err(RegistryError::DigestMismatch {
-                            what: self.what(repo, tag),
-                            expected: claimed,
-                            actual,
-                        });
+        // The transport retries what happens before the body arrives; a body
+        // cut short, reset or corrupted on the way is worth a fresh read or
+        // two as well (a passing fault), but no more (a broken registry).
+        let deadline = Instant::now() + self.t.opts.retry_deadline;
+        let mut clock = RetryClock::new(deadline, MAX_BAD_CONTENT_ATTEMPTS);
+        loop {
+            match self.get_manifest_once(repo, reference).await {
+                Err(
+                    e @ (RegistryError::DigestMismatch { .. }
+                    | RegistryError::SizeMismatch { .. }
+                    | RegistryError::Transport {
+                        retryable: true, ..
+                    }),
+                ) => match clock.next_delay(None) {
+                    Some(wait) => {
+                        tracing::debug!(registry = %self.t.host, repo, reference = %reference,
+                            error = %e, wait_ms = wait.as_millis() as u64, "reading the manifest again");
+                        tokio::time::sleep(wait).await;
                     }
-                    actual
-                }
-                None => Digest::sha256_of(&bytes),
-            },
-        };
-        let media_type = match header_type {
-            Some(m) => m,
-            None => sniff_media_type(&bytes),
-        };
-        Ok(Some(RawManifest {
-            bytes,
-            media_type,
-            digest,
-        }))
+                    None => return Err(e),
+                },
+                other => return other,
+            }
+        }
     }
-
     async fn put_manifest(
         &self,
         repo: &str,
@@ -1082,6 +1054,67 @@ struct SubjectProbe {
     artifact_type: Option<String>,
     #[serde(default)]
     config: Option<DescriptorJson>,
+}
+
+impl RemoteRegistry {
+    /// One GET of a manifest, verified against what was asked.
+    async fn get_manifest_once(
+        &self,
+        repo: &str,
+        reference: &ManifestRef,
+    ) -> Result<Option<RawManifest>, RegistryError> {
+        let req = self.manifest_req(Method::GET, repo, reference)?;
+        let response = self.t.send(&req).await?;
+        match response.status() {
+            StatusCode::NOT_FOUND => {
+                drain(response).await;
+                return Ok(None);
+            }
+            s if s.is_success() => {}
+            _ => return Err(self.error(&req, response).await),
+        }
+        let claimed = header_digest(response.headers());
+        let header_type = content_type(response.headers()).filter(|m| !is_generic_type(m));
+        let bytes = read_limited(response, MANIFEST_LIMIT, &req).await?;
+        let digest = match reference {
+            ManifestRef::Digest(asked) => {
+                let actual = Digest::of(asked.algorithm(), &bytes);
+                if actual != *asked {
+                    return Err(RegistryError::DigestMismatch {
+                        what: self.what(repo, asked),
+                        expected: asked.clone(),
+                        actual,
+                    });
+                }
+                actual
+            }
+            ManifestRef::Tag(tag) => match claimed {
+                // The registry says which digest the tag points at: the
+                // bytes must match it.
+                Some(claimed) => {
+                    let actual = Digest::of(claimed.algorithm(), &bytes);
+                    if actual != claimed {
+                        return Err(RegistryError::DigestMismatch {
+                            what: self.what(repo, tag),
+                            expected: claimed,
+                            actual,
+                        });
+                    }
+                    actual
+                }
+                None => Digest::sha256_of(&bytes),
+            },
+        };
+        let media_type = match header_type {
+            Some(m) => m,
+            None => sniff_media_type(&bytes),
+        };
+        Ok(Some(RawManifest {
+            bytes,
+            media_type,
+            digest,
+        }))
+    }
 }
 
 #[cfg(test)]
