@@ -316,9 +316,12 @@ fn output_for(requested: Option<Output>, allowed: &[Output], what: &str) -> Resu
 }
 
 fn parse_registry(text: &str, flag: &str) -> anyhow::Result<RegistryName> {
+    // The argument itself is never echoed: it may hold credentials
+    // (`https://user:password@host`). The parser's message names only what
+    // is safe to show.
     RegistryName::parse(text).map_err(|e| {
         let help = e.help.map(|h| format!(" ({h})")).unwrap_or_default();
-        anyhow::anyhow!("{flag} {text:?}: {}{help}", e.message)
+        anyhow::anyhow!("{flag}: {}{help}", e.message)
     })
 }
 

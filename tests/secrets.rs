@@ -533,7 +533,6 @@ async fn malformed_auth_files_are_reported_without_their_content() {
 /// The same mistake on the command line is refused too, but the error
 /// quotes the whole argument, password included, into the CI log.
 #[tokio::test]
-#[ignore = "bug: src/main.rs parse_registry quotes a registry argument with its user:password@ (--snapshot, diff, --manifest-based-snapshot-of)"]
 async fn credentials_in_a_registry_argument_are_not_echoed() {
     let env = Env::new();
     env.write("m.yaml", "registries: []\nimages: []\n");
