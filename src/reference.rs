@@ -517,9 +517,15 @@ impl RegistryName {
                 "registry name {text:?} contains a NUL byte"
             )));
         }
+        // `oci:/` is the file system root: trimming it to "" would make it
+        // the working directory (and display as `oci:`, which is refused).
+        let root = match root.trim_end_matches('/') {
+            "" => "/",
+            trimmed => trimmed,
+        };
         Ok(RegistryName {
             endpoint: Endpoint::Layout {
-                root: root.trim_end_matches('/').to_string(),
+                root: root.to_string(),
             },
             prefix: String::new(),
         })
@@ -731,7 +737,11 @@ mod tests {
         ] {
             assert!(ImageName::parse(bad).is_err(), "{bad:?}");
         }
-        for secret in ["https://u:hunter2@host/x", "u:hunter2@host/x", "x@sha256:abc"] {
+        for secret in [
+            "https://u:hunter2@host/x",
+            "u:hunter2@host/x",
+            "x@sha256:abc",
+        ] {
             let err = ImageName::parse(secret).unwrap_err();
             assert!(!err.message.contains("hunter2"), "{err:?}");
             assert!(!err.help.unwrap_or_default().contains("hunter2"));
@@ -767,6 +777,19 @@ mod tests {
                 root: "some/dir".into()
             }
         );
+    }
+
+    /// Found by `fuzz/fuzz_targets/image_reference.rs`: `oci:/` parsed to
+    /// the root "" (the working directory), displayed as `oci:`, which did
+    /// not parse again.
+    #[test]
+    fn an_oci_root_of_slashes_is_the_file_system_root_and_round_trips() {
+        for text in ["oci:/", "oci://", "oci:///"] {
+            let r = RegistryName::parse(text).unwrap();
+            assert_eq!(r.endpoint, Endpoint::Layout { root: "/".into() }, "{text}");
+            assert_eq!(r.to_string(), "oci:/");
+            assert_eq!(RegistryName::parse(&r.to_string()).unwrap(), r);
+        }
     }
 
     #[test]
