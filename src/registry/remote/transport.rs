@@ -139,17 +139,24 @@ pub fn reqwest_error(method: &str, shown_url: &str, err: reqwest::Error) -> Regi
     }
 }
 
-/// `Retry-After`, in delta-seconds or HTTP-date form, as a wait from now.
+/// The longest wait a `Retry-After` is read as. Longer ones (a year, or
+/// `18446744073709551615` seconds, which overflowed `Instant` arithmetic)
+/// become this: still past any retry deadline, so the request fails at once.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// `Retry-After`, in delta-seconds or HTTP-date form, as a wait from now
+/// (at most [`MAX_RETRY_AFTER`]).
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let text = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = text.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let when = httpdate::parse_http_date(text).ok()?;
-    Some(
+    let wait = if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        // Too many digits for a u64 is still "very long", not "absent".
+        Duration::from_secs(text.parse::<u64>().unwrap_or(u64::MAX))
+    } else {
+        let when = httpdate::parse_http_date(text).ok()?;
         when.duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO),
-    )
+            .unwrap_or(Duration::ZERO)
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
 }
 
 // ---------------------------------------------------------------- retries
@@ -205,7 +212,10 @@ impl RetryClock {
                 half + half.mul_f64(rand::rng().random::<f64>())
             }
         };
-        if Instant::now() + delay > self.deadline {
+        if Instant::now()
+            .checked_add(delay)
+            .is_none_or(|at| at > self.deadline)
+        {
             return None;
         }
         self.attempts += 1;
