@@ -430,6 +430,19 @@ struct TokenAnswer {
     expires_in: Option<u64>,
 }
 
+/// Longest a token is trusted, whatever its `expires_in` says.
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Until when a token fetched at `started` is used. Spec default is 60 s.
+/// Renew a little early so that a token never expires between our check and
+/// the registry's. Capped, so that `expires_in: 18446744073709551615` from
+/// a token server cannot overflow `Instant` arithmetic.
+fn token_valid_until(started: Instant, expires_in: Option<u64>) -> Instant {
+    let lifetime = Duration::from_secs(expires_in.unwrap_or(60).max(1)).min(MAX_TOKEN_LIFETIME);
+    let margin = (lifetime / 10).max(Duration::from_secs(1));
+    started + lifetime.saturating_sub(margin)
+}
+
 /// Fetch a bearer token for `scopes` from `realm`.
 #[allow(clippy::too_many_arguments)]
 async fn fetch_token(
@@ -511,13 +524,9 @@ async fn fetch_token(
                         what: format!("token from {shown_url}"),
                         message: "the answer holds no token".to_string(),
                     })?;
-                // Spec default is 60 s. Renew a little early so that a token
-                // never expires between our check and the registry's.
-                let lifetime = Duration::from_secs(answer.expires_in.unwrap_or(60).max(1));
-                let margin = (lifetime / 10).max(Duration::from_secs(1));
                 return Ok(CachedToken {
                     token: Secret::new(token),
-                    valid_until: started + lifetime.saturating_sub(margin),
+                    valid_until: token_valid_until(started, answer.expires_in),
                 });
             }
             Ok(response) => {
@@ -569,6 +578,26 @@ async fn fetch_token(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by review next to the fuzzed `Retry-After` overflow: a token
+    /// answer's `expires_in` near `u64::MAX` panicked in `started + lifetime`.
+    #[test]
+    fn an_absurd_token_lifetime_is_capped_without_overflow() {
+        let started = Instant::now();
+        assert_eq!(
+            token_valid_until(started, Some(u64::MAX)),
+            started + MAX_TOKEN_LIFETIME - MAX_TOKEN_LIFETIME / 10
+        );
+        assert_eq!(
+            token_valid_until(started, Some(300)),
+            started + Duration::from_secs(270)
+        );
+        assert_eq!(
+            token_valid_until(started, None),
+            started + Duration::from_secs(54)
+        );
+        assert_eq!(token_valid_until(started, Some(0)), started);
+    }
 
     #[test]
     fn parses_bearer_with_quoted_commas_and_several_challenges() {
