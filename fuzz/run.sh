@@ -13,6 +13,11 @@ minutes="${2:-5}"
 cd "$(dirname "$0")"
 mkdir -p "corpus/$target" "artifacts/$target"
 
+# Committed seeds (tiny, hand-written) start every run; the corpus the
+# fuzzer grows stays in corpus/TARGET, outside git.
+if [ -d "seeds/$target" ]; then
+    cp seeds/"$target"/* "corpus/$target/"
+fi
 # Seed the loader with every manifest of the golden corpus.
 if [ "$target" = manifest_loader ]; then
     find ../testdata/manifests -name '*.yaml' -size -64k -exec cp {} "corpus/$target/" \; 2>/dev/null || true
@@ -28,6 +33,6 @@ export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4
 -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing -Cdebug-assertions -Coverflow-checks"
 # An explicit --target keeps RUSTFLAGS off build scripts and proc macros.
 host="$(rustc +nightly -vV | sed -n 's/^host: //p')"
-cargo +nightly build --release --target "$host" --bin "$target"
+cargo +nightly build --release --locked --target "$host" --bin "$target"
 exec "target/$host/release/$target" "corpus/$target" \
     -max_total_time=$((minutes * 60)) -artifact_prefix="artifacts/$target/" -max_len=65536
