@@ -411,8 +411,24 @@ async fn wrong_bytes_are_caught_as_a_digest_mismatch() {
     );
     assert!(err.is_retryable());
 
+    // A manifest corrupted once is read again and arrives intact...
     rig.proxy
         .add(Rule::new("GET", "/manifests/").action(Action::WrongBytes));
+    let healed = rig
+        .client
+        .get_manifest("bad/bytes", &by_digest(image.digest()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(healed.bytes, image.manifest.bytes);
+
+    // ...one that stays corrupt is a digest mismatch.
+    rig.proxy.clear_rules();
+    rig.proxy.add(
+        Rule::new("GET", "/manifests/")
+            .always()
+            .action(Action::WrongBytes),
+    );
     let err = rig
         .client
         .get_manifest("bad/bytes", &by_digest(image.digest()))
@@ -421,8 +437,6 @@ async fn wrong_bytes_are_caught_as_a_digest_mismatch() {
     assert!(matches!(err, RegistryError::DigestMismatch { .. }), "{err}");
 
     // By tag, the registry's Docker-Content-Digest is the yardstick.
-    rig.proxy
-        .add(Rule::new("GET", "/manifests/").action(Action::WrongBytes));
     let err = rig
         .client
         .get_manifest("bad/bytes", &tag("v1"))
