@@ -67,31 +67,33 @@ echo "Wall time decides. CPU is the total of client and both registries in the s
 echo "runs: on a shared 2-core machine it is the less noisy cost, and wall time can"
 echo "never drop below CPU / 2."
 echo
-printf '| part | phase | promoter s | skopeo s (approach) | speedup | target | | CPU s promoter / skopeo | CPU ratio |\n|---|---|---|---|---|---|---|---|---|\n'
+printf '| part | phase | promoter s | skopeo sync s | skopeo copy loop s | speedup vs skopeo'"'"'s faster | target | | CPU s promoter / that skopeo | CPU ratio |\n|---|---|---|---|---|---|---|---|---|---|\n'
 target() {
   case $1.$2 in
     a.cold) echo 3 ;; a.noop) echo 8 ;; b.cold) echo 2 ;; c.cold) echo 1.5 ;; *) echo "" ;;
   esac
 }
+cpu() { echo "$1" | awk -F'\t' '{ printf "%.2f", $6 + $7 + $11 + $12 }'; }
 for part in a b c d; do
   [ -f "$R/info.$part" ] || continue
   for phase in cold noop; do
     prow=$(best "$part" promoter "$phase")
     [ -n "$prow" ] || continue
     p=$(echo "$prow" | cut -f5)
-    s=""; sname=""; srow=""
-    for tool in skopeo-sync skopeo-copy; do
-      row=$(best "$part" "$tool" "$phase")
-      [ -n "$row" ] || continue
-      w=$(echo "$row" | cut -f5)
-      if [ -z "$s" ] || awk -v a="$w" -v b="$s" 'BEGIN { exit !(a < b) }'; then s=$w; sname=$tool; srow=$row; fi
-    done
+    sync_row=$(best "$part" skopeo-sync "$phase"); copy_row=$(best "$part" skopeo-copy "$phase")
+    sync_w=$(echo "$sync_row" | cut -f5); copy_w=$(echo "$copy_row" | cut -f5)
+    if [ -z "$copy_w" ] || { [ -n "$sync_w" ] && awk -v a="$sync_w" -v b="$copy_w" 'BEGIN { exit !(a < b) }'; }; then
+      s=$sync_w; srow=$sync_row
+    else
+      s=$copy_w; srow=$copy_row
+    fi
     r=$(ratio "$s" "$p")
-    pc=$(echo "$prow" | awk -F'\t' '{ printf "%.2f", $6 + $7 + $11 + $12 }')
-    sc=$(echo "$srow" | awk -F'\t' '{ printf "%.2f", $6 + $7 + $11 + $12 }')
+    pc=$(cpu "$prow"); sc=$(cpu "$srow")
     t=$(target "$part" "$phase")
     if [ -n "$t" ]; then verdict=$(check "$r" "$t"); t="≥ $t×"; else verdict=""; fi
-    printf '| %s | %s | %.2f | %.2f (%s) | **%s×** | %s | %s | %s / %s | %s× |\n' "$part" "$phase" "$p" "$s" "$sname" "$r" "$t" "$verdict" "$pc" "$sc" "$(ratio "$sc" "$pc")"
+    fmt() { [ -n "$1" ] && printf '%.2f (%s×)' "$1" "$(ratio "$1" "$p")" || printf -- '-'; }
+    printf '| %s | %s | %.2f | %s | %s | **%s×** | %s | %s | %s / %s | %s× |\n' "$part" "$phase" "$p" \
+      "$(fmt "$sync_w")" "$(fmt "$copy_w")" "$r" "$t" "$verdict" "$pc" "$sc" "$(ratio "$sc" "$pc")"
   done
 done
 echo
@@ -110,6 +112,17 @@ if [ -f "$R/info.a" ]; then
   echo "$noop" | awk -F'\t' -v n="$images" -v r="$n_run" '{ x = ($10 - r) / n; printf "- no-op: %d source requests (target 0): %s; %d destination requests = %.2f per wanted tag + %d per run (ping); target ≤ 1 per tag: %s (%.3f counting the ping)\n", $9, ($9 == 0 ? "holds" : "MISSED"), $10, x, r, (x <= 1 ? "holds" : "MISSED"), $10 / n }'
   echo
 fi
+
+echo "## promoter's own counters (cold runs, from --output json)"
+echo
+for part in a b c d big; do
+  [ -f "$R/info.$part" ] || continue
+  rep=$(best "$part" promoter cold | cut -f4)
+  f=$R/runs/$part.promoter.cold.$rep.out
+  [ -f "$f" ] || continue
+  printf -- '- %s: %s\n' "$part" "$(awk -F'[":, ]+' '/"stats"/ { on = 1; next } on && /}/ { on = 0 } on { printf "%s%s %s", sep, $2, $3; sep = ", " }' "$f")"
+done
+echo
 
 echo "## Requests per image by endpoint (the best run of each; METHOD endpoint status: count per image)"
 for part in a b c d big; do
