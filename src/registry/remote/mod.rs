@@ -277,10 +277,7 @@ impl RemoteRegistry {
                 what: redact::url(&url),
                 message: format!("bad Link header: {e}"),
             })?;
-            if next.scheme() != url.scheme()
-                || next.host_str() != url.host_str()
-                || next.port_or_known_default() != url.port_or_known_default()
-            {
+            if !transport::same_origin(&next, &url) {
                 // Our credentials go only to the registry itself.
                 return Err(RegistryError::Invalid {
                     what: redact::url(&url),
@@ -540,7 +537,11 @@ impl RemoteRegistry {
                 out.push(d.into_descriptor(&self.what(repo, "referrers"))?);
             }
             match next.and_then(|n| url.join(&n).ok()) {
-                Some(n) if n.host_str() == url.host_str() && seen.insert(n.to_string()) => url = n,
+                // Our credentials go only to the registry itself: a Link
+                // to another scheme, host or port ends the listing.
+                Some(n) if transport::same_origin(&n, &url) && seen.insert(n.to_string()) => {
+                    url = n
+                }
                 _ => return Ok(Some(out)),
             }
         }

@@ -327,7 +327,8 @@ impl std::fmt::Debug for Transport {
     }
 }
 
-fn same_origin(a: &Url, b: &Url) -> bool {
+/// Same scheme, host and port: the only places our credentials may go.
+pub(crate) fn same_origin(a: &Url, b: &Url) -> bool {
     a.scheme() == b.scheme()
         && a.host_str() == b.host_str()
         && a.port_or_known_default() == b.port_or_known_default()
