@@ -414,15 +414,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<ProxyBody
             .unwrap()
             .push(record(307, Target::Injected, 0, &action));
         // Id 0 is never parked.
-        let location = format!(
-            "http://localhost:{}/sink/0?{SINK_SIGNATURE}",
-            state.sink_port
-        );
-        return Response::builder()
-            .status(307)
-            .header("Location", location)
-            .body(full(Bytes::new()))
-            .unwrap();
+        return redirect_to_sink(&state, 0);
     }
     if let Some(Action::Delay(wait)) = &action {
         tokio::time::sleep(*wait).await;
@@ -493,17 +485,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<ProxyBody
             .lock()
             .unwrap()
             .push(record(307, Target::Injected, request_bytes, &action));
-        // Another host name than the registry's (localhost, not 127.0.0.1)
-        // and another port: another origin on every count.
-        let location = format!(
-            "http://localhost:{}/sink/{id}?{SINK_SIGNATURE}",
-            state.sink_port
-        );
-        return Response::builder()
-            .status(307)
-            .header("Location", location)
-            .body(full(Bytes::new()))
-            .unwrap();
+        return redirect_to_sink(&state, id);
     }
 
     state
@@ -644,4 +626,19 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
             | "trailer"
             | "upgrade"
     )
+}
+
+/// A 307 to the sink host with a signed-looking query. Another host name
+/// than the registry's (localhost, not 127.0.0.1) and another port: another
+/// origin on every count.
+fn redirect_to_sink(state: &State, id: u64) -> Response<ProxyBody> {
+    let location = format!(
+        "http://localhost:{}/sink/{id}?{SINK_SIGNATURE}",
+        state.sink_port
+    );
+    Response::builder()
+        .status(307)
+        .header("Location", location)
+        .body(full(Bytes::new()))
+        .unwrap()
 }
