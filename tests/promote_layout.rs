@@ -71,18 +71,12 @@ impl World {
     }
 
     fn standard(&self) -> String {
-        let lost = Digest::sha256_of(b"nowhere");
-        self.manifest(
-            "promote.yaml",
-            &format!(
-                "- name: hello\n  dmap:\n    \"{}\": [\"1.0\"]\n\
-                 - name: tools/echo\n  dmap:\n    \"{}\": [\"v1\", \"latest\"]\n    \"{}\": []\n\
-                 - name: gone\n  dmap:\n    \"{lost}\": [\"1.0\"]\n",
-                self.index.digest(),
-                self.image.digest(),
-                self.tagless.digest(),
-            ),
-        )
+        let images = support::images::scenario_images_yaml(
+            self.index.digest(),
+            self.image.digest(),
+            self.tagless.digest(),
+        );
+        self.manifest("promote.yaml", &images)
     }
 
     fn run(&self, args: &[&str]) -> Out {

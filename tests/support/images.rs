@@ -806,3 +806,15 @@ pub async fn push(
     }
     Ok(())
 }
+
+/// The images.yaml body of the end-to-end scenario both destination kinds
+/// run: `hello` (an index) tagged 1.0, `tools/echo` tagged v1 and latest
+/// plus a tagless digest, and `gone`, whose digest exists nowhere (lost).
+pub fn scenario_images_yaml(index: &Digest, image: &Digest, tagless: &Digest) -> String {
+    let lost = Digest::sha256_of(b"nowhere");
+    format!(
+        "- name: hello\n  dmap:\n    \"{index}\": [\"1.0\"]\n\
+         - name: tools/echo\n  dmap:\n    \"{image}\": [\"v1\", \"latest\"]\n    \"{tagless}\": []\n\
+         - name: gone\n  dmap:\n    \"{lost}\": [\"1.0\"]\n"
+    )
+}
