@@ -536,7 +536,7 @@ fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
         let options = exec_options(&args.registry);
         let total = fresh.plan.work().count() as u64;
         let executor = executor(&registries, &options, Some(total));
-        let execution = promote::execute(&fresh.plan, &executor, &options).await;
+        let execution = promoter::exec::execute(&fresh.plan, &executor, &options).await;
         Ok(finish(&fresh.plan, Some(&execution), output))
     })
 }

@@ -50,11 +50,6 @@ pub async fn plan(wants: Vec<RepoWant>, registries: &Registries) -> PlanFile {
     }
 }
 
-/// Carry out a plan computed earlier (`apply`).
-pub async fn execute(plan: &Plan, executor: &Executor, options: &ExecOptions) -> Report {
-    exec::execute(plan, executor, options).await
-}
-
 /// Plan and promote, pipelined: each destination repository is copied as
 /// soon as it is planned, while the others are still being read. Refusals
 /// and failures stay within their repository; the merged plan and report
