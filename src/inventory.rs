@@ -219,7 +219,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::manifest::Location;
+    use crate::diag::Location;
     use crate::plan::{DigestWant, SourceRef};
     use crate::reference::{ImageName, RegistryName, Tag};
     use crate::registry::recording::Recording;

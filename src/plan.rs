@@ -16,7 +16,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::manifest::{Location, Manifest};
+use crate::diag::Location;
+use crate::manifest::Manifest;
 use crate::reference::{Digest, ImageName, RegistryName, Tag};
 
 // ---------------------------------------------------------------- input

@@ -201,7 +201,7 @@ pub fn drift(reviewed: &Plan, fresh: &Plan) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::Location;
+    use crate::diag::Location;
     use crate::plan::{Action, PlanItem, RepoKey};
     use crate::reference::{Digest, ImageName, Tag};
     use std::sync::Arc;

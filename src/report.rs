@@ -114,7 +114,7 @@ pub fn json(plan: &Plan, execution: Option<&Report>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::Location;
+    use crate::diag::Location;
     use crate::plan::{Action, RepoKey, SourceRef};
     use crate::reference::{Digest, ImageName, RegistryName, Tag};
     use std::path::Path;

@@ -20,7 +20,7 @@
 //!
 //! Failures are per edge: one failed copy fails its own tags and nothing else.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -28,9 +28,9 @@ use futures::future::{BoxFuture, FutureExt, Shared};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
-use crate::oci::{self, Reference};
+use crate::oci::{self, Descriptor};
 use crate::plan::{Action, Plan, PlanItem, RepoKey, SourceRef};
-use crate::reference::{Digest, ManifestRef, Tag};
+use crate::reference::{Digest, ManifestRef};
 use crate::registry::{BlobPut, BlobUpload, RawManifest, Registries, Registry, RegistryError};
 
 #[cfg(test)]
@@ -67,7 +67,8 @@ pub struct ExecOptions {
     pub repo_concurrency: usize,
     /// Blobs or child manifests transferred at once within one manifest.
     pub blob_concurrency: usize,
-    /// Copy cosign-style attachments (`sha256-<hex>`, `.sig`, `.att`, `.sbom` tags).
+    /// Copy attachments: OCI 1.1 referrers and cosign's `.sig`, `.att`,
+    /// `.sbom` tags.
     pub attachments: bool,
 }
 
@@ -197,6 +198,8 @@ struct Copier {
     blobs: Once<(String, Digest), String>,
     /// (source endpoint, repository, digest) -> the manifest's bytes.
     source_manifests: Once<(String, String, Digest), RawManifest>,
+    /// (source endpoint, repository) -> its tags.
+    source_tags: Once<(String, String), Arc<BTreeSet<String>>>,
     counters: Arc<Counters>,
     progress: Option<Arc<dyn Progress>>,
 }
@@ -216,6 +219,7 @@ impl Executor {
                 options: options.clone(),
                 blobs: Once::new(),
                 source_manifests: Once::new(),
+                source_tags: Once::new(),
                 counters: Arc::default(),
                 progress: None,
             }),
@@ -506,8 +510,8 @@ impl Copier {
         async move {
             let manifest = self.source_manifest(source, digest).await?;
             let what = format!("{}@{digest}", source.repo);
-            let refs =
-                oci::references(&manifest, &what).map_err(|e| ExecError::new(what.clone(), e))?;
+            let refs = oci::references(&manifest, &what)
+                .map_err(|e| ExecError::new(what.clone(), e.into()))?;
             let concurrency = self.options.blob_concurrency.max(1);
             let repo = dest.repo;
             stream::iter(refs.manifests.iter().map(Ok::<_, ExecError>))
@@ -554,7 +558,7 @@ impl Copier {
         &self,
         source: &SourceRef,
         dest: Dest<'_>,
-        blob: &Reference,
+        blob: &Descriptor,
     ) -> Result<(), ExecError> {
         let repo = dest.repo;
         let src = self.registry(&source.repo.endpoint)?;
@@ -607,10 +611,41 @@ impl Copier {
         Ok(())
     }
 
-    /// Copy the attachments of `digest` that the source keeps under the
-    /// cosign and referrers tag schemas, before `digest` itself is written
-    /// (see the module docs). Tags never move: an attachment tag already
-    /// pointing elsewhere in the destination is left alone.
+    /// The source repository's tags, listed once per run however many
+    /// digests of it are copied: attachment tags are looked up here instead
+    /// of probed one suffix at a time.
+    async fn source_tags(&self, source: &SourceRef) -> Result<Arc<BTreeSet<String>>, ExecError> {
+        let registry = self.registry(&source.repo.endpoint)?;
+        let key = (source.repo.endpoint.clone(), source.repo.repository.clone());
+        let repo = source.repo.clone();
+        let (shared, _) = self.source_tags.get_or_start(key, move || {
+            async move {
+                registry
+                    .list_tags(&repo.repository)
+                    .await
+                    .map(|tags| Arc::new(tags.into_iter().collect()))
+                    .map_err(|e| ExecError::new(format!("tags of {repo}"), e))
+            }
+            .boxed()
+        });
+        shared.await
+    }
+
+    /// Copy what is attached to `digest` before `digest` itself is written
+    /// (see the module docs):
+    ///
+    /// 1. the attachment tags the source has for it ([`oci::attachment_tag`]:
+    ///    the referrers tag schema's index and cosign's `.sig`, `.att`,
+    ///    `.sbom`), found in the source's tag list; tags never move, so one
+    ///    already pointing elsewhere in the destination is left alone;
+    /// 2. every referrer [`Registry::referrers`] reports (the OCI 1.1 API
+    ///    where the source has it, the tag schema otherwise) that step 1 did
+    ///    not bring, copied by digest;
+    /// 3. if the destination does not list those referrers by itself (a
+    ///    registry without the referrers API), the referrers tag index is
+    ///    written or extended there, as the distribution spec asks of
+    ///    clients. That index is the one tag that may change: it only ever
+    ///    gains entries.
     async fn copy_attachments(
         &self,
         source: &SourceRef,
@@ -619,22 +654,30 @@ impl Copier {
     ) -> Result<(), ExecError> {
         let repo = dest.repo;
         let src = self.registry(&source.repo.endpoint)?;
-        let base = format!("{}-{}", digest.algorithm().as_str(), digest.hex());
-        for suffix in ["", ".sig", ".att", ".sbom"] {
-            let Ok(tag) = Tag::parse(&format!("{base}{suffix}")) else {
+        let source_tags = self.source_tags(source).await?;
+        // Digests the tags brought (each tagged manifest and, for the
+        // referrers index, its entries): step 2 need not copy them again.
+        let mut brought = BTreeSet::new();
+        let suffixes = std::iter::once(None).chain(oci::COSIGN_SUFFIXES.into_iter().map(Some));
+        for suffix in suffixes {
+            let tag = oci::attachment_tag(digest, suffix);
+            if !source_tags.contains(tag.as_str()) {
                 continue;
-            };
+            }
             let tag_ref = ManifestRef::Tag(tag.clone());
             let found = src
                 .head_manifest(&source.repo.repository, &tag_ref)
                 .await
                 .map_err(|e| ExecError::new(format!("{}:{tag}", source.repo), e))?;
             let Some(found) = found else { continue };
-            let existing = dest
-                .registry
-                .head_manifest(&repo.repository, &tag_ref)
-                .await
-                .map_err(|e| ExecError::new(format!("{repo}:{tag}"), e))?;
+            let existing = if dest.is_new {
+                None
+            } else {
+                dest.registry
+                    .head_manifest(&repo.repository, &tag_ref)
+                    .await
+                    .map_err(|e| ExecError::new(format!("{repo}:{tag}"), e))?
+            };
             match existing {
                 Some(existing) if existing.digest == found.digest => {}
                 Some(existing) => tracing::warn!(
@@ -643,14 +686,95 @@ impl Copier {
                     found.digest
                 ),
                 None => {
-                    self.copy_manifest(source, dest, &found.digest, tag_ref, false)
+                    let copied = self
+                        .copy_manifest(source, dest, &found.digest, tag_ref, false)
                         .await?;
                     self.counters
                         .attachments_copied
                         .fetch_add(1, Ordering::Relaxed);
+                    brought.insert(found.digest.clone());
+                    if suffix.is_none() {
+                        let what = format!("{}:{tag}", source.repo);
+                        if let Ok(refs) = oci::references(&copied, &what) {
+                            brought.extend(refs.manifests.into_iter().map(|d| d.digest));
+                        }
+                    }
                 }
             }
         }
+        let referrers = src
+            .referrers(&source.repo.repository, digest)
+            .await
+            .map_err(|e| ExecError::new(format!("referrers of {}@{digest}", source.repo), e))?;
+        let mut copied = Vec::new();
+        for referrer in referrers {
+            if brought.contains(&referrer.digest) {
+                continue;
+            }
+            let by_digest = ManifestRef::Digest(referrer.digest.clone());
+            let present = if dest.is_new {
+                None
+            } else {
+                dest.registry
+                    .head_manifest(&repo.repository, &by_digest)
+                    .await
+                    .map_err(|e| ExecError::new(format!("{repo}@{}", referrer.digest), e))?
+            };
+            if present.is_none() {
+                self.copy_manifest(source, dest, &referrer.digest, by_digest, false)
+                    .await?;
+                self.counters
+                    .attachments_copied
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            copied.push(referrer);
+        }
+        if !copied.is_empty() {
+            self.list_referrers_in(dest, digest, copied).await?;
+        }
+        Ok(())
+    }
+
+    /// Make sure the destination lists `referrers` for `subject`: a registry
+    /// with the referrers API does by itself once they are stored; for one
+    /// without it, add them to the referrers tag index.
+    async fn list_referrers_in(
+        &self,
+        dest: Dest<'_>,
+        subject: &Digest,
+        referrers: Vec<Descriptor>,
+    ) -> Result<(), ExecError> {
+        let repo = dest.repo;
+        let listed: BTreeSet<Digest> = dest
+            .registry
+            .referrers(&repo.repository, subject)
+            .await
+            .map_err(|e| ExecError::new(format!("referrers of {repo}@{subject}"), e))?
+            .into_iter()
+            .map(|d| d.digest)
+            .collect();
+        let missing: Vec<Descriptor> = referrers
+            .into_iter()
+            .filter(|r| !listed.contains(&r.digest))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let tag = oci::attachment_tag(subject, None);
+        let tag_ref = ManifestRef::Tag(tag.clone());
+        let what = format!("{repo}:{tag}");
+        let existing = dest
+            .registry
+            .get_manifest(&repo.repository, &tag_ref)
+            .await
+            .map_err(|e| ExecError::new(what.clone(), e))?;
+        let index = oci::extend_referrers_index(existing.as_ref(), &missing, &what)
+            .map_err(|e| ExecError::new(what.clone(), e.into()))?;
+        dest.registry
+            .put_manifest(&repo.repository, &tag_ref, &index)
+            .await
+            .map_err(|e| ExecError::new(what, e))?;
+        self.counters.tags_written.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 }
@@ -672,7 +796,7 @@ enum Transfer {
 fn upload_for(
     src: &Arc<dyn Registry>,
     source: &SourceRef,
-    blob: &Reference,
+    blob: &Descriptor,
     mount_from: Option<String>,
 ) -> BlobUpload {
     let src = src.clone();
@@ -697,7 +821,7 @@ async fn transfer(
     dest: &dyn Registry,
     repo: &str,
     repository_is_new: bool,
-    blob: &Reference,
+    blob: &Descriptor,
     upload: &BlobUpload,
 ) -> Result<Transfer, ExecError> {
     let what = || format!("blob {} into {}/{repo}", blob.digest, dest.display_name());

@@ -10,9 +10,9 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 use super::*;
-use crate::manifest::Location;
+use crate::diag::Location;
 use crate::plan::{self, DestState, DigestWant, Inventory, Observed, RepoWant};
-use crate::reference::{ImageName, RegistryName};
+use crate::reference::{ImageName, RegistryName, Tag};
 use crate::registry::recording::Recording;
 use crate::registry::{media_type, BlobStream, RawManifest};
 
@@ -314,4 +314,168 @@ async fn a_new_repository_gets_no_existence_checks() {
         .filter(|c| c.starts_with("head-blob"))
         .count();
     assert_eq!(blob_heads, blobs.len());
+}
+
+/// Put `manifest` into `repo` of `registry` under `reference`.
+async fn put(registry: &dyn Registry, repo: &str, reference: ManifestRef, manifest: &RawManifest) {
+    registry
+        .put_manifest(repo, &reference, manifest)
+        .await
+        .unwrap();
+}
+
+/// A small artifact (a signature, an SBOM) about `subject`: an image
+/// manifest whose config and layer are pushed into `repo`, with `subject`
+/// set when given.
+async fn artifact(
+    registry: &dyn Registry,
+    repo: &str,
+    seed: u8,
+    subject: Option<&RawManifest>,
+) -> RawManifest {
+    let (image, _) = image(registry, repo, seed, None).await;
+    let mut body: serde_json::Value = serde_json::from_slice(&image.bytes).unwrap();
+    body["artifactType"] = "application/vnd.example.signature".into();
+    if let Some(subject) = subject {
+        body["subject"] = serde_json::json!({
+            "mediaType": subject.media_type,
+            "digest": subject.digest.as_str(),
+            "size": subject.bytes.len(),
+        });
+    }
+    RawManifest::new(serde_json::to_vec(&body).unwrap(), media_type::OCI_MANIFEST)
+}
+
+fn with_attachments() -> ExecOptions {
+    ExecOptions {
+        attachments: true,
+        ..ExecOptions::default()
+    }
+}
+
+#[tokio::test]
+async fn a_sha512_image_brings_its_signature() {
+    let w = world_with(BTreeSet::new());
+    let (image, _) = image(w.src.as_ref(), "app", 30, None).await;
+    // The same image bytes, addressed by sha512.
+    let image = RawManifest {
+        digest: Digest::of(crate::reference::Algorithm::Sha512, &image.bytes),
+        ..image
+    };
+    put(
+        w.src.as_ref(),
+        "app",
+        ManifestRef::Digest(image.digest.clone()),
+        &image,
+    )
+    .await;
+    let signature = artifact(w.src.as_ref(), "app", 31, None).await;
+    let sig_tag = oci::attachment_tag(&image.digest, Some("sig"));
+    assert!(sig_tag.as_str().len() <= 128);
+    put(
+        w.src.as_ref(),
+        "app",
+        ManifestRef::Tag(sig_tag.clone()),
+        &signature,
+    )
+    .await;
+
+    let wants = [w.want("app", &[(&image.digest, &["1.0"])])];
+    let plan = w.cold_plan(&wants, false);
+    let executor = Executor::new(&w.registries, &with_attachments());
+    let report = execute(&plan, &executor, &with_attachments()).await;
+    assert_eq!(report.failed().count(), 0, "{report:#?}");
+    assert_eq!(report.stats.attachments_copied, 1);
+    let copied = w
+        .dst
+        .get_manifest("app", &ManifestRef::Tag(sig_tag))
+        .await
+        .unwrap()
+        .expect("the signature reached the destination");
+    assert_eq!(copied.digest, signature.digest);
+    // Written before the tag of its subject (crash safety).
+    let calls = w.dst.calls();
+    assert!(
+        position(&calls, "put-manifest app sha512-") < position(&calls, "put-manifest app 1.0"),
+        "{calls:#?}"
+    );
+}
+
+#[tokio::test]
+async fn referrers_known_only_by_their_subject_are_copied_and_listed() {
+    let w = world_with(BTreeSet::new());
+    let (image, _) = image(w.src.as_ref(), "app", 40, None).await;
+    // Pushed by digest, as through the referrers API: no tag names it.
+    let sbom = artifact(w.src.as_ref(), "app", 41, Some(&image)).await;
+    put(
+        w.src.as_ref(),
+        "app",
+        ManifestRef::Digest(sbom.digest.clone()),
+        &sbom,
+    )
+    .await;
+
+    let wants = [w.want("app", &[(&image.digest, &["1.0"])])];
+    let plan = w.cold_plan(&wants, false);
+    let executor = Executor::new(&w.registries, &with_attachments());
+    let report = execute(&plan, &executor, &with_attachments()).await;
+    assert_eq!(report.failed().count(), 0, "{report:#?}");
+    assert_eq!(report.stats.attachments_copied, 1);
+    let listed = w.dst.referrers("app", &image.digest).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|d| &d.digest).collect::<Vec<_>>(),
+        vec![&sbom.digest]
+    );
+    assert_eq!(
+        listed[0].artifact_type.as_deref(),
+        Some("application/vnd.example.signature")
+    );
+    // This destination lists referrers by itself: no tag index is written.
+    let fallback = oci::attachment_tag(&image.digest, None);
+    assert!(w
+        .dst
+        .get_manifest("app", &ManifestRef::Tag(fallback))
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[tokio::test]
+async fn a_destination_without_the_referrers_api_gets_the_tag_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = world_with(BTreeSet::new());
+    let mut dst = Recording::new(&dir.path().join("dst"));
+    dst.tag_schema_only = true;
+    let dst = Arc::new(dst);
+    w.dst_name = RegistryName::parse(&format!("oci:{}", dir.path().join("dst").display())).unwrap();
+    w.registries.insert(&w.dst_name.endpoint, dst.clone());
+    w.dst = dst;
+
+    let (image, _) = image(w.src.as_ref(), "app", 50, None).await;
+    let sbom = artifact(w.src.as_ref(), "app", 51, Some(&image)).await;
+    put(
+        w.src.as_ref(),
+        "app",
+        ManifestRef::Digest(sbom.digest.clone()),
+        &sbom,
+    )
+    .await;
+    let wants = [w.want("app", &[(&image.digest, &["1.0"])])];
+    let plan = w.cold_plan(&wants, false);
+    let executor = Executor::new(&w.registries, &with_attachments());
+    let report = execute(&plan, &executor, &with_attachments()).await;
+    assert_eq!(report.failed().count(), 0, "{report:#?}");
+
+    let listed = w.dst.referrers("app", &image.digest).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|d| &d.digest).collect::<Vec<_>>(),
+        vec![&sbom.digest],
+        "the referrers tag index names the copied referrer"
+    );
+    let calls = w.dst.calls();
+    let index_put = position(&calls, "put-manifest app sha256-");
+    assert!(
+        index_put < position(&calls, "put-manifest app 1.0"),
+        "{calls:#?}"
+    );
 }

@@ -240,7 +240,8 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::manifest::model::{DigestEntry, Location, RegistryEntry};
+    use crate::diag::Location;
+    use crate::manifest::model::{DigestEntry, RegistryEntry};
     use crate::reference::{ImageName, RegistryName, Tag};
 
     /// The obvious check, one edge at a time, keyed by strings: the oracle

@@ -9,7 +9,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::diag::Diagnostic;
-use crate::manifest::model::{DigestEntry, Image, Location, RegistryEntry, TagEntry};
+use crate::diag::Location;
+use crate::manifest::model::{DigestEntry, Image, RegistryEntry, TagEntry};
 use crate::manifest::yaml::{quote, Node, Pos, Scalar, Value};
 use crate::reference::{Digest, ImageName, NameError, RegistryName, Tag};
 

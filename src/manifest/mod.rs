@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crate::diag::{self, Diagnostic};
+use crate::diag::{self, Diagnostic, Location};
 
 mod conflict;
 mod decode;
@@ -22,7 +22,7 @@ mod redact;
 mod tree;
 pub mod yaml;
 
-pub use model::{DigestEntry, Image, Location, Manifest, RegistryEntry, TagEntry};
+pub use model::{DigestEntry, Image, Manifest, RegistryEntry, TagEntry};
 pub use read::MAX_FILE_BYTES;
 
 /// What to load.

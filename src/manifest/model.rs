@@ -2,43 +2,12 @@
 //! every entry, so that later stages (conflict check, planner refusals) can
 //! point at `file:line`.
 
-use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::diag::Location;
+
 use crate::reference::{Digest, ImageName, RegistryName, Tag};
-
-/// A position in an input file. `line` and `col` are 1-based; 0 means the
-/// whole file (no better position is known).
-#[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-pub struct Location {
-    /// Display path: relative to the `--thin-manifest-dir` or as given for `--manifest`.
-    pub file: Arc<Path>,
-    pub line: u32,
-    pub col: u32,
-}
-
-impl Location {
-    pub fn file_only(file: Arc<Path>) -> Location {
-        Location {
-            file,
-            line: 0,
-            col: 0,
-        }
-    }
-}
-
-impl fmt::Display for Location {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.line, self.col) {
-            (0, _) => write!(f, "{}", self.file.display()),
-            (line, 0) => write!(f, "{}:{line}", self.file.display()),
-            (line, col) => write!(f, "{}:{line}:{col}", self.file.display()),
-        }
-    }
-}
 
 /// One registry entry of a manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]

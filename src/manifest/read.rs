@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::diag::Diagnostic;
-use crate::manifest::model::Location;
+use crate::diag::Location;
 
 /// Largest manifest file accepted. The whole registry.k8s.io tree is 2.2 MB
 /// of YAML across 150 files; a single file near this size is a mistake or an

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::diag::Diagnostic;
-use crate::manifest::model::Location;
+use crate::diag::Location;
 use crate::manifest::read::io_message;
 
 pub const MANIFEST_FILE: &str = "promoter-manifest.yaml";

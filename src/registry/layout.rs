@@ -37,10 +37,10 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
-use super::{
-    media_type, BlobPut, BlobStream, BlobUpload, Descriptor, RawManifest, Registry, RegistryError,
-};
-use crate::reference::{Digest, DigestHasher, ImageName, ManifestRef, Tag};
+use super::{BlobPut, BlobStream, BlobUpload, Registry, RegistryError};
+use crate::oci::verify::{Expect, VerifyingStream};
+use crate::oci::{self, media_type, Descriptor, RawManifest};
+use crate::reference::{Digest, ImageName, ManifestRef, Tag};
 
 const OCI_LAYOUT_FILE: &str = "oci-layout";
 const OCI_LAYOUT_CONTENT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
@@ -95,6 +95,7 @@ impl IndexEntry {
             media_type: self.media_type.clone(),
             size: self.size,
             artifact_type: None,
+            foreign: false,
         }
     }
 
@@ -375,11 +376,12 @@ impl LayoutRegistry {
                 let Some(bytes) = self.read_manifest_bytes(repo, &path, digest, size).await? else {
                     return Ok(None);
                 };
-                Ok(sniff_media_type(&bytes).map(|media_type| Descriptor {
+                Ok(media_type::sniff(&bytes).map(|media_type| Descriptor {
                     digest: digest.clone(),
                     media_type,
                     size,
                     artifact_type: None,
+                    foreign: false,
                 }))
             }
         }
@@ -452,14 +454,7 @@ impl LayoutRegistry {
             Err(e) if is_absent(&e) => return Ok(None),
             Err(e) => return Err(io_error(path, e)),
         };
-        let actual = Digest::of(digest.algorithm(), &bytes);
-        if &actual != digest {
-            return Err(RegistryError::DigestMismatch {
-                what: self.what(repo, digest),
-                expected: digest.clone(),
-                actual,
-            });
-        }
+        oci::check_bytes(&self.what(repo, digest), digest, &bytes)?;
         Ok(Some(bytes))
     }
 
@@ -546,7 +541,7 @@ impl LayoutRegistry {
             Ok(refs) => refs,
             // Types we don't know are stored as they are, like a registry does.
             Err(_) if !known => return Ok(()),
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         };
         for r in refs.manifests.iter().chain(refs.blobs.iter()) {
             if r.foreign {
@@ -598,12 +593,8 @@ impl LayoutRegistry {
         if refs.subject.as_ref() != Some(subject) {
             return Ok(None);
         }
-        // As the referrers API does: artifactType, else the config's media type.
-        let artifact_type = refs
-            .artifact_type
-            .or_else(|| refs.blobs.first().map(|c| c.media_type.clone()));
         Ok(Some(Descriptor {
-            artifact_type,
+            artifact_type: refs.effective_artifact_type(),
             ..desc
         }))
     }
@@ -697,14 +688,7 @@ impl Registry for LayoutRegistry {
     ) -> Result<(), RegistryError> {
         let dir = self.repo_dir(repo)?;
         let what = self.what(repo, reference);
-        let actual = Digest::of(manifest.digest.algorithm(), &manifest.bytes);
-        if actual != manifest.digest {
-            return Err(RegistryError::DigestMismatch {
-                what,
-                expected: manifest.digest.clone(),
-                actual,
-            });
-        }
+        oci::check_bytes(&what, &manifest.digest, &manifest.bytes)?;
         if let ManifestRef::Digest(d) = reference {
             if d != &manifest.digest {
                 return Err(RegistryError::DigestMismatch {
@@ -751,7 +735,11 @@ impl Registry for LayoutRegistry {
             tokio_util::io::ReaderStream::with_capacity(file, STREAM_BUFFER)
                 .map(move |r| r.map_err(|e| io_error(&error_path, e))),
         );
-        Ok(verify_stream(raw, digest.clone(), self.what(repo, digest)))
+        Ok(Box::pin(VerifyingStream::new(
+            raw,
+            Expect::Digest(digest.clone(), None),
+            self.what(repo, digest),
+        )))
     }
 
     async fn put_blob(&self, repo: &str, upload: &BlobUpload) -> Result<BlobPut, RegistryError> {
@@ -819,8 +807,8 @@ impl Registry for LayoutRegistry {
         // schema lists. Each is checked to really name `subject`.
         let mut candidates: Vec<Digest> =
             index.manifests.iter().map(|e| e.digest.clone()).collect();
-        let fallback_tag = format!("{}-{}", subject.algorithm().as_str(), subject.hex());
-        if let Some(entry) = index.tagged(&fallback_tag) {
+        let fallback_tag = crate::oci::attachment_tag(subject, None);
+        if let Some(entry) = index.tagged(fallback_tag.as_str()) {
             let listed = self
                 .get_manifest(repo, &ManifestRef::Digest(entry.digest.clone()))
                 .await?;
@@ -897,43 +885,13 @@ async fn blob_size(path: &Path) -> Result<Option<u64>, RegistryError> {
     }
 }
 
-/// What a manifest's own `mediaType` field says, or what its shape implies
-/// when the field is absent (it is optional in OCI manifests). `None` for
-/// anything that isn't a manifest.
-fn sniff_media_type(bytes: &[u8]) -> Option<String> {
-    #[derive(Deserialize)]
-    struct Probe {
-        #[serde(rename = "mediaType")]
-        media_type: Option<String>,
-        manifests: Option<serde::de::IgnoredAny>,
-        config: Option<serde::de::IgnoredAny>,
-        layers: Option<serde::de::IgnoredAny>,
-    }
-    let probe: Probe = serde_json::from_slice(bytes).ok()?;
-    match probe {
-        Probe {
-            media_type: Some(t),
-            ..
-        } => Some(t),
-        Probe {
-            manifests: Some(_), ..
-        } => Some(media_type::OCI_INDEX.to_string()),
-        Probe {
-            config: Some(_),
-            layers: Some(_),
-            ..
-        } => Some(media_type::OCI_MANIFEST.to_string()),
-        _ => None,
-    }
-}
-
 /// Write `body` to `temp` (created or truncated), checking that it is
 /// exactly `size` bytes hashing to `digest`, and fsync it.
 async fn stream_to_file(
     temp: &Path,
     digest: &Digest,
     size: u64,
-    mut body: BlobStream,
+    body: BlobStream,
     what: &str,
 ) -> Result<(), RegistryError> {
     let mut file = tokio::fs::OpenOptions::new()
@@ -943,38 +901,18 @@ async fn stream_to_file(
         .open(temp)
         .await
         .map_err(|e| io_error(temp, e))?;
-    let mut hasher = DigestHasher::new(digest.algorithm());
-    let mut written: u64 = 0;
+    // The verifier stops a body longer than announced at once, and holds
+    // back the last chunk of a wrong one: the file is never complete and
+    // wrong, and the caller removes it on any error.
+    let mut body: VerifyingStream<_, RegistryError> = VerifyingStream::new(
+        body,
+        Expect::Digest(digest.clone(), Some(size)),
+        what.to_string(),
+    );
     while let Some(chunk) = body.next().await {
-        let chunk = chunk?;
-        written += chunk.len() as u64;
-        if written > size {
-            // Stop early: a body longer than announced is wrong already.
-            return Err(RegistryError::SizeMismatch {
-                what: what.to_string(),
-                expected: size,
-                actual: written,
-            });
-        }
-        hasher.update(&chunk);
-        file.write_all(&chunk)
+        file.write_all(&chunk?)
             .await
             .map_err(|e| io_error(temp, e))?;
-    }
-    if written != size {
-        return Err(RegistryError::SizeMismatch {
-            what: what.to_string(),
-            expected: size,
-            actual: written,
-        });
-    }
-    let actual = hasher.finish();
-    if &actual != digest {
-        return Err(RegistryError::DigestMismatch {
-            what: what.to_string(),
-            expected: digest.clone(),
-            actual,
-        });
     }
     file.sync_all().await.map_err(|e| io_error(temp, e))?;
     Ok(())
@@ -1028,63 +966,6 @@ fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), Registry
         let _ = std::fs::remove_file(&temp);
     }
     result
-}
-
-/// A stream that passes `inner` through while hashing it, and ends with
-/// [`RegistryError::DigestMismatch`] *instead of* the last chunk when the
-/// content does not hash to `expected`: one chunk is held back, so a consumer
-/// never receives all of the bytes of a wrong blob.
-pub fn verify_stream(inner: BlobStream, expected: Digest, what: String) -> BlobStream {
-    struct State {
-        inner: BlobStream,
-        hasher: Option<DigestHasher>,
-        held: Option<Bytes>,
-        expected: Digest,
-        what: String,
-    }
-    let state = State {
-        inner,
-        hasher: Some(DigestHasher::new(expected.algorithm())),
-        held: None,
-        expected,
-        what,
-    };
-    Box::pin(futures::stream::unfold(state, |mut st| async move {
-        // `hasher` is taken when the stream has ended (or failed).
-        st.hasher.as_ref()?;
-        loop {
-            match st.inner.next().await {
-                Some(Ok(chunk)) => {
-                    if chunk.is_empty() {
-                        continue;
-                    }
-                    if let Some(h) = st.hasher.as_mut() {
-                        h.update(&chunk);
-                    }
-                    if let Some(previous) = st.held.replace(chunk) {
-                        return Some((Ok(previous), st));
-                    }
-                }
-                Some(Err(e)) => {
-                    st.hasher = None;
-                    return Some((Err(e), st));
-                }
-                None => {
-                    let actual = st.hasher.take()?.finish();
-                    if actual != st.expected {
-                        let err = RegistryError::DigestMismatch {
-                            what: st.what.clone(),
-                            expected: st.expected.clone(),
-                            actual,
-                        };
-                        return Some((Err(err), st));
-                    }
-                    let last = st.held.take()?;
-                    return Some((Ok(last), st));
-                }
-            }
-        }
-    }))
 }
 
 /// Every repository at or below `start` (whose repository path is `prefix`),

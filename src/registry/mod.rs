@@ -17,6 +17,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::Stream;
 
+use crate::oci::ContentError;
 use crate::reference::{Digest, ManifestRef};
 
 pub mod layout;
@@ -24,63 +25,12 @@ pub mod layout;
 pub mod recording;
 pub mod remote;
 
-/// Manifest media types this tool understands the structure of. Others are
-/// still copied byte for byte; they simply have no children we know of.
-pub mod media_type {
-    pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-    pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-    pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-    pub const DOCKER_MANIFEST_LIST: &str =
-        "application/vnd.docker.distribution.manifest.list.v2+json";
-    pub const OCTET_STREAM: &str = "application/octet-stream";
-
-    /// Every manifest type we ask registries for, in `Accept` order.
-    pub const ACCEPTED: &[&str] = &[
-        OCI_INDEX,
-        OCI_MANIFEST,
-        DOCKER_MANIFEST_LIST,
-        DOCKER_MANIFEST,
-    ];
-
-    pub fn is_index(media_type: &str) -> bool {
-        media_type == OCI_INDEX || media_type == DOCKER_MANIFEST_LIST
-    }
-}
-
-/// What a HEAD on a manifest (or a referrers entry) says about it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Descriptor {
-    pub digest: Digest,
-    pub media_type: String,
-    pub size: u64,
-    /// For referrers: the `artifactType`, when known.
-    pub artifact_type: Option<String>,
-}
-
-/// A manifest as the registry stored it. `bytes` are exact: putting them back
-/// with `media_type` reproduces `digest`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RawManifest {
-    pub bytes: Bytes,
-    pub media_type: String,
-    pub digest: Digest,
-}
-
-impl RawManifest {
-    /// Build from bytes, computing the digest (sha256).
-    pub fn new(bytes: impl Into<Bytes>, media_type: impl Into<String>) -> RawManifest {
-        let bytes = bytes.into();
-        let digest = Digest::sha256_of(&bytes);
-        RawManifest {
-            bytes,
-            media_type: media_type.into(),
-            digest,
-        }
-    }
-}
+// The content types live on the ground floor; these names are kept for the
+// library's users (tests, examples).
+pub use crate::oci::{media_type, Descriptor, RawManifest};
 
 /// A stream of blob bytes. Streams returned by [`Registry::get_blob`] verify the
-/// digest as they go and end with [`RegistryError::DigestMismatch`] instead of
+/// digest as they go (through [`crate::oci::verify::VerifyingStream`]) and end with [`RegistryError::DigestMismatch`] instead of
 /// the last chunk when the content is wrong.
 pub type BlobStream = Pin<Box<dyn Stream<Item = Result<Bytes, RegistryError>> + Send>>;
 
@@ -172,6 +122,32 @@ pub enum RegistryError {
     Unsupported { registry: String, operation: String },
     #[error("{0}")]
     Credentials(String),
+}
+
+impl From<ContentError> for RegistryError {
+    fn from(e: ContentError) -> RegistryError {
+        match e {
+            ContentError::DigestMismatch {
+                what,
+                expected,
+                actual,
+            } => RegistryError::DigestMismatch {
+                what,
+                expected,
+                actual,
+            },
+            ContentError::SizeMismatch {
+                what,
+                expected,
+                actual,
+            } => RegistryError::SizeMismatch {
+                what,
+                expected,
+                actual,
+            },
+            ContentError::Malformed { what, message } => RegistryError::Invalid { what, message },
+        }
+    }
 }
 
 fn retry_after_text(secs: Option<u64>) -> String {

@@ -17,6 +17,9 @@ pub struct Recording {
     calls: Mutex<Vec<String>>,
     /// Blob digests whose upload fails (to test failure isolation).
     pub fail_blobs: BTreeSet<Digest>,
+    /// Behave like a registry without the referrers API: list only what the
+    /// `<alg>-<hex>` tag index names.
+    pub tag_schema_only: bool,
 }
 
 impl Recording {
@@ -25,6 +28,7 @@ impl Recording {
             inner: LayoutRegistry::new(root),
             calls: Mutex::new(Vec::new()),
             fail_blobs: BTreeSet::new(),
+            tag_schema_only: false,
         }
     }
     fn record(&self, call: String) {
@@ -98,6 +102,27 @@ impl Registry for Recording {
         repo: &str,
         subject: &Digest,
     ) -> Result<Vec<Descriptor>, RegistryError> {
-        self.inner.referrers(repo, subject).await
+        self.record(format!("referrers {repo} {subject}"));
+        let found = self.inner.referrers(repo, subject).await?;
+        if !self.tag_schema_only {
+            return Ok(found);
+        }
+        let tag = crate::oci::attachment_tag(subject, None);
+        let Some(index) = self
+            .inner
+            .get_manifest(repo, &ManifestRef::Tag(tag))
+            .await?
+        else {
+            return Ok(Vec::new());
+        };
+        let listed: BTreeSet<Digest> = crate::oci::references(&index, "referrers index")?
+            .manifests
+            .into_iter()
+            .map(|d| d.digest)
+            .collect();
+        Ok(found
+            .into_iter()
+            .filter(|d| listed.contains(&d.digest))
+            .collect())
     }
 }

@@ -24,7 +24,6 @@ pub mod credentials;
 pub mod options;
 pub mod redact;
 pub mod transport;
-mod verify;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -38,7 +37,6 @@ use reqwest::header::{
     HeaderMap, ACCEPT, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LINK, LOCATION,
 };
 use reqwest::{Method, Response, StatusCode};
-use serde::Deserialize;
 use url::Url;
 
 pub use auth::Scopes;
@@ -46,8 +44,9 @@ pub use credentials::{Credential, CredentialStore, Secret};
 pub use options::{RegistryOptions, RemoteOptions, ResolvedOptions};
 
 use self::transport::{drain, reqwest_error, Body, Req, RetryClock, Transport};
-use self::verify::VerifyingStream;
-use crate::reference::{Digest, Endpoint, ImageName, ManifestRef, Tag};
+use crate::oci::verify::{Expect, VerifyingStream};
+use crate::oci::{self, attachment_tag};
+use crate::reference::{Digest, Endpoint, ImageName, ManifestRef};
 use crate::registry::{
     media_type, BlobPut, BlobStream, BlobUpload, Descriptor, RawManifest, Registry, RegistryError,
 };
@@ -528,14 +527,9 @@ impl RemoteRegistry {
             }
             let next = next_link(response.headers());
             let body = read_limited(response, MANIFEST_LIMIT, &req).await?;
-            let index: IndexJson =
-                serde_json::from_slice(&body).map_err(|e| RegistryError::Invalid {
-                    what: self.what(repo, format!("referrers of {subject}")),
-                    message: format!("not an image index: {e}"),
-                })?;
-            for d in index.manifests {
-                out.push(d.into_descriptor(&self.what(repo, "referrers"))?);
-            }
+            let index = RawManifest::new(body, media_type::OCI_INDEX);
+            let what = self.what(repo, format!("referrers of {subject}"));
+            out.extend(oci::references(&index, &what)?.manifests);
             match next.and_then(|n| url.join(&n).ok()) {
                 // Our credentials go only to the registry itself: a Link
                 // to another scheme, host or port ends the listing.
@@ -554,19 +548,15 @@ impl RemoteRegistry {
         repo: &str,
         subject: &Digest,
     ) -> Result<Vec<Descriptor>, RegistryError> {
-        let tag = referrers_tag(subject);
+        let tag = attachment_tag(subject, None);
+        let what = self.what(repo, &tag);
         let Some(index) = self.get_manifest(repo, &ManifestRef::Tag(tag)).await? else {
             return Ok(Vec::new());
         };
-        let parsed: IndexJson =
-            serde_json::from_slice(&index.bytes).map_err(|e| RegistryError::Invalid {
-                what: self.what(repo, referrers_tag_text(subject)),
-                message: format!("referrers tag is not an image index: {e}"),
-            })?;
+        let listed = oci::references(&index, &what)?.manifests;
         let mut out = Vec::new();
         let mut seen = BTreeSet::new();
-        for entry in parsed.manifests {
-            let descriptor = entry.into_descriptor(&self.what(repo, "referrers"))?;
+        for descriptor in listed {
             if !seen.insert(descriptor.digest.clone()) {
                 continue;
             }
@@ -576,10 +566,10 @@ impl RemoteRegistry {
             else {
                 continue; // listed but gone: not a referrer we can copy
             };
-            let Ok(probe) = serde_json::from_slice::<SubjectProbe>(&manifest.bytes) else {
+            let Ok(refs) = oci::references(&manifest, &what) else {
                 continue;
             };
-            if probe.subject.as_ref().map(|s| s.digest.as_str()) != Some(subject.as_str()) {
+            if refs.subject.as_ref() != Some(subject) {
                 tracing::debug!(registry = %self.t.host, repo, referrer = %descriptor.digest,
                     "referrers tag lists a manifest whose subject is not this digest; skipped");
                 continue;
@@ -587,11 +577,11 @@ impl RemoteRegistry {
             out.push(Descriptor {
                 artifact_type: descriptor
                     .artifact_type
-                    .or(probe.artifact_type)
-                    .or(probe.config.map(|c| c.media_type)),
+                    .or_else(|| refs.effective_artifact_type()),
                 media_type: manifest.media_type,
                 size: manifest.bytes.len() as u64,
                 digest: descriptor.digest,
+                foreign: false,
             });
         }
         Ok(out)
@@ -690,6 +680,7 @@ impl Registry for RemoteRegistry {
                 media_type,
                 size,
                 artifact_type: None,
+                foreign: false,
             }));
         }
         // The registry left something out of its HEAD answer: a GET tells all.
@@ -701,6 +692,7 @@ impl Registry for RemoteRegistry {
                 digest: m.digest,
                 media_type: m.media_type,
                 artifact_type: None,
+                foreign: false,
             }))
     }
 
@@ -804,8 +796,7 @@ impl Registry for RemoteRegistry {
             .map(move |r| r.map_err(|e| reqwest_error("GET", &shown, e)));
         Ok(Box::pin(VerifyingStream::new(
             bytes,
-            digest.clone(),
-            size,
+            Expect::Digest(digest.clone(), size),
             what,
         )))
     }
@@ -909,28 +900,6 @@ fn header_digest(headers: &HeaderMap) -> Option<Digest> {
         .and_then(|v| Digest::parse(v.trim()).ok())
 }
 
-/// The media type a manifest declares in its body (when the registry's
-/// `Content-Type` was missing or generic).
-fn sniff_media_type(bytes: &[u8]) -> String {
-    #[derive(Deserialize)]
-    struct Probe {
-        #[serde(default, rename = "mediaType")]
-        media_type: Option<String>,
-        #[serde(default)]
-        manifests: Option<serde_json::Value>,
-    }
-    match serde_json::from_slice::<Probe>(bytes) {
-        Ok(Probe {
-            media_type: Some(m),
-            ..
-        }) if !m.is_empty() => m,
-        Ok(Probe {
-            manifests: Some(_), ..
-        }) => media_type::OCI_INDEX.to_string(),
-        _ => media_type::OCI_MANIFEST.to_string(),
-    }
-}
-
 /// The `rel="next"` target of a `Link` header, if any.
 /// Attempts of one blob upload whose source keeps producing wrong content.
 const MAX_BAD_CONTENT_ATTEMPTS: u32 = 3;
@@ -975,22 +944,6 @@ pub fn next_link(headers: &HeaderMap) -> Option<String> {
     None
 }
 
-/// The tag the referrers tag schema uses for `subject`: `<alg>-<hex>`, the
-/// algorithm cut to 32 and the hex to 64 characters (so sha512 fits a tag).
-pub fn referrers_tag(subject: &Digest) -> Tag {
-    Tag::parse(&referrers_tag_text(subject)).expect("alg-hex is always a valid tag")
-}
-
-fn referrers_tag_text(subject: &Digest) -> String {
-    let alg = subject.algorithm().as_str();
-    let hex = subject.hex();
-    format!(
-        "{}-{}",
-        &alg[..alg.len().min(32)],
-        &hex[..hex.len().min(64)]
-    )
-}
-
 /// Read a whole (small) body, refusing more than `limit` bytes.
 async fn read_limited(response: Response, limit: usize, req: &Req) -> Result<Bytes, RegistryError> {
     let shown = redact::url(response.url());
@@ -1015,48 +968,6 @@ async fn read_limited(response: Response, limit: usize, req: &Req) -> Result<Byt
     Ok(body.freeze())
 }
 
-#[derive(Deserialize)]
-struct IndexJson {
-    #[serde(default)]
-    manifests: Vec<DescriptorJson>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct DescriptorJson {
-    media_type: String,
-    digest: String,
-    size: u64,
-    #[serde(default)]
-    artifact_type: Option<String>,
-}
-
-impl DescriptorJson {
-    fn into_descriptor(self, what: &str) -> Result<Descriptor, RegistryError> {
-        let digest = Digest::parse(&self.digest).map_err(|e| RegistryError::Invalid {
-            what: what.to_string(),
-            message: e.message,
-        })?;
-        Ok(Descriptor {
-            digest,
-            media_type: self.media_type,
-            size: self.size,
-            artifact_type: self.artifact_type,
-        })
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct SubjectProbe {
-    #[serde(default)]
-    subject: Option<DescriptorJson>,
-    #[serde(default)]
-    artifact_type: Option<String>,
-    #[serde(default)]
-    config: Option<DescriptorJson>,
-}
-
 impl RemoteRegistry {
     /// One GET of a manifest, verified against what was asked.
     async fn get_manifest_once(
@@ -1079,36 +990,30 @@ impl RemoteRegistry {
         let bytes = read_limited(response, MANIFEST_LIMIT, &req).await?;
         let digest = match reference {
             ManifestRef::Digest(asked) => {
-                let actual = Digest::of(asked.algorithm(), &bytes);
-                if actual != *asked {
-                    return Err(RegistryError::DigestMismatch {
-                        what: self.what(repo, asked),
-                        expected: asked.clone(),
-                        actual,
-                    });
-                }
-                actual
+                oci::check_bytes(&self.what(repo, asked), asked, &bytes)?;
+                asked.clone()
             }
             ManifestRef::Tag(tag) => match claimed {
                 // The registry says which digest the tag points at: the
                 // bytes must match it.
                 Some(claimed) => {
-                    let actual = Digest::of(claimed.algorithm(), &bytes);
-                    if actual != claimed {
-                        return Err(RegistryError::DigestMismatch {
-                            what: self.what(repo, tag),
-                            expected: claimed,
-                            actual,
-                        });
-                    }
-                    actual
+                    oci::check_bytes(&self.what(repo, tag), &claimed, &bytes)?;
+                    claimed
                 }
                 None => Digest::sha256_of(&bytes),
             },
         };
-        let media_type = match header_type {
+        // Without a usable Content-Type the body must say what it is: bytes
+        // that are no manifest are never stored as one.
+        let media_type = match header_type.or_else(|| media_type::sniff(&bytes)) {
             Some(m) => m,
-            None => sniff_media_type(&bytes),
+            None => {
+                return Err(RegistryError::Invalid {
+                    what: self.what(repo, reference),
+                    message: "the registry sent no manifest media type and the body declares none"
+                        .to_string(),
+                })
+            }
         };
         Ok(Some(RawManifest {
             bytes,
@@ -1163,31 +1068,5 @@ mod tests {
             h.insert(LINK, HeaderValue::from_static(junk));
             let _ = next_link(&h);
         }
-    }
-
-    #[test]
-    fn referrers_tags_fit_the_tag_grammar() {
-        let d = Digest::sha256_of(b"x");
-        assert_eq!(referrers_tag(&d).as_str(), format!("sha256-{}", d.hex()));
-        let long = Digest::parse(&format!("sha512:{}", "a".repeat(128))).unwrap();
-        assert_eq!(
-            referrers_tag(&long).as_str(),
-            format!("sha512-{}", "a".repeat(64))
-        );
-    }
-
-    #[test]
-    fn media_type_is_sniffed_when_the_header_is_generic() {
-        assert_eq!(
-            sniff_media_type(
-                br#"{"mediaType":"application/vnd.docker.distribution.manifest.v2+json"}"#
-            ),
-            media_type::DOCKER_MANIFEST
-        );
-        assert_eq!(
-            sniff_media_type(br#"{"manifests":[]}"#),
-            media_type::OCI_INDEX
-        );
-        assert_eq!(sniff_media_type(b"{}"), media_type::OCI_MANIFEST);
     }
 }

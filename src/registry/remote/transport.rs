@@ -36,6 +36,7 @@ use super::auth::{parse_challenges, AuthMode, Authenticator, Reauth, Scopes};
 use super::credentials::CredentialStore;
 use super::options::ResolvedOptions;
 use super::redact;
+use crate::oci::verify::{Expect, VerifyingStream};
 use crate::registry::{BlobOpener, RegistryError};
 
 /// Most redirects followed for one request.
@@ -548,12 +549,11 @@ impl Transport {
                 Body::Bytes(bytes) => builder.body(bytes.clone()),
                 Body::Stream { open, size } => {
                     let stream = open().await?;
-                    let counted = ExactSize {
-                        inner: stream,
-                        expected: *size,
-                        seen: 0,
+                    // More or fewer bytes than declared would leave the
+                    // registry with a short body or a hang: count them.
+                    let counted = KeepFailure {
+                        inner: VerifyingStream::new(stream, Expect::Size(*size), shown.clone()),
                         failure: source_failure.clone(),
-                        what: shown.clone(),
                     };
                     builder
                         .header(CONTENT_LENGTH, size.to_string())
@@ -718,51 +718,28 @@ async fn read_error_detail(response: Response) -> Option<String> {
     (!text.is_empty() && !text.starts_with('<')).then(|| clip(text))
 }
 
-/// Passes an upload's bytes through, failing if there are more or fewer than
-/// declared (the registry would otherwise see a short body or a hang).
-struct ExactSize {
-    inner: crate::registry::BlobStream,
-    expected: u64,
-    seen: u64,
+/// An upload body for reqwest, which wants `io::Error`s: keeps the real
+/// [`RegistryError`] of a failing source (or a wrong size) so the caller can
+/// report it instead of reqwest's wrapper.
+struct KeepFailure {
+    inner: VerifyingStream<crate::registry::BlobStream, RegistryError>,
     failure: Arc<Mutex<Option<RegistryError>>>,
-    what: String,
 }
 
-impl Stream for ExactSize {
+impl Stream for KeepFailure {
     type Item = Result<Bytes, std::io::Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        match this.inner.as_mut().poll_next(cx) {
-            Poll::Ready(Some(Ok(chunk))) => {
-                this.seen += chunk.len() as u64;
-                if this.seen > this.expected {
-                    return Poll::Ready(Some(Err(this.fail(RegistryError::SizeMismatch {
-                        what: this.what.clone(),
-                        expected: this.expected,
-                        actual: this.seen,
-                    }))));
-                }
-                Poll::Ready(Some(Ok(chunk)))
-            }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(this.fail(e)))),
-            Poll::Ready(None) if this.seen != this.expected => {
-                Poll::Ready(Some(Err(this.fail(RegistryError::SizeMismatch {
-                    what: this.what.clone(),
-                    expected: this.expected,
-                    actual: this.seen,
-                }))))
-            }
-            other => other.map(|o| o.map(|r| r.map_err(std::io::Error::other))),
-        }
-    }
-}
-
-impl ExactSize {
-    fn fail(&self, err: RegistryError) -> std::io::Error {
-        let message = err.to_string();
-        *self.failure.lock().unwrap() = Some(err);
-        std::io::Error::other(message)
+        Pin::new(&mut this.inner).poll_next(cx).map(|item| {
+            item.map(|r| {
+                r.map_err(|err| {
+                    let message = err.to_string();
+                    *this.failure.lock().unwrap() = Some(err);
+                    std::io::Error::other(message)
+                })
+            })
+        })
     }
 }
 

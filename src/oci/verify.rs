@@ -1,72 +1,101 @@
-//! Verifying a blob while it streams.
+//! The one stream verifier: every blob read (registry or `oci:` tree) and
+//! every blob written passes through it.
 
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures::Stream;
 
+use super::ContentError;
 use crate::reference::{Digest, DigestHasher};
-use crate::registry::RegistryError;
+
+/// What a stream must turn out to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expect {
+    /// Bytes hashing to this digest (and, when given, exactly this many).
+    Digest(Digest, Option<u64>),
+    /// Exactly this many bytes, content already verified upstream (an upload
+    /// body whose source stream verifies its digest: hashing twice would
+    /// only cost CPU).
+    Size(u64),
+}
 
 /// Hashes and counts the bytes passing through, and holds back the most
 /// recent chunk until the next one arrives: the last chunk is released only
 /// once the whole content matched its digest (and size). A mismatch ends the
-/// stream with [`RegistryError::DigestMismatch`] (or `SizeMismatch`) in place
-/// of that last chunk, so a consumer never sees a complete wrong blob.
-/// Memory: one chunk.
-pub struct VerifyingStream<S> {
+/// stream with [`ContentError::DigestMismatch`] (or `SizeMismatch`, as soon
+/// as the stream runs past the size) in place of that last chunk, so a
+/// consumer never sees a complete wrong blob. Memory: one chunk.
+pub struct VerifyingStream<S, E> {
     inner: S,
-    expected: Digest,
+    expected_digest: Option<Digest>,
     expected_size: Option<u64>,
     hasher: Option<DigestHasher>,
     seen: u64,
     pending: Option<Bytes>,
     what: String,
     done: bool,
+    error: PhantomData<fn() -> E>,
 }
 
-impl<S> VerifyingStream<S> {
-    pub fn new(inner: S, expected: Digest, expected_size: Option<u64>, what: String) -> Self {
+impl<S, E> VerifyingStream<S, E> {
+    pub fn new(inner: S, expect: Expect, what: String) -> Self {
+        let (expected_digest, expected_size) = match expect {
+            Expect::Digest(digest, size) => (Some(digest), size),
+            Expect::Size(size) => (None, Some(size)),
+        };
         VerifyingStream {
             inner,
-            hasher: Some(DigestHasher::new(expected.algorithm())),
-            expected,
+            hasher: expected_digest
+                .as_ref()
+                .map(|d| DigestHasher::new(d.algorithm())),
+            expected_digest,
             expected_size,
             seen: 0,
             pending: None,
             what,
             done: false,
+            error: PhantomData,
         }
     }
 
-    fn finish(&mut self) -> Result<(), RegistryError> {
+    /// How many bytes have passed so far.
+    pub fn seen(&self) -> u64 {
+        self.seen
+    }
+
+    fn finish(&mut self) -> Result<(), ContentError> {
         if let Some(size) = self.expected_size {
             if size != self.seen {
-                return Err(RegistryError::SizeMismatch {
+                return Err(ContentError::SizeMismatch {
                     what: self.what.clone(),
                     expected: size,
                     actual: self.seen,
                 });
             }
         }
-        let actual = self.hasher.take().expect("finish runs once").finish();
-        if actual != self.expected {
-            return Err(RegistryError::DigestMismatch {
-                what: self.what.clone(),
-                expected: self.expected.clone(),
-                actual,
-            });
+        if let (Some(expected), Some(hasher)) = (&self.expected_digest, self.hasher.take()) {
+            let actual = hasher.finish();
+            if actual != *expected {
+                return Err(ContentError::DigestMismatch {
+                    what: self.what.clone(),
+                    expected: expected.clone(),
+                    actual,
+                });
+            }
         }
         Ok(())
     }
 }
 
-impl<S> Stream for VerifyingStream<S>
+impl<S, E> Stream for VerifyingStream<S, E>
 where
-    S: Stream<Item = Result<Bytes, RegistryError>> + Unpin,
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: From<ContentError>,
 {
-    type Item = Result<Bytes, RegistryError>;
+    type Item = Result<Bytes, E>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
@@ -93,11 +122,12 @@ where
                         if this.seen > size {
                             this.done = true;
                             this.pending = None;
-                            return Poll::Ready(Some(Err(RegistryError::SizeMismatch {
+                            return Poll::Ready(Some(Err(ContentError::SizeMismatch {
                                 what: this.what.clone(),
                                 expected: size,
                                 actual: this.seen,
-                            })));
+                            }
+                            .into())));
                         }
                     }
                     if let Some(previous) = this.pending.replace(chunk) {
@@ -108,7 +138,7 @@ where
                     this.done = true;
                     if let Err(e) = this.finish() {
                         this.pending = None;
-                        return Poll::Ready(Some(Err(e)));
+                        return Poll::Ready(Some(Err(e.into())));
                     }
                 }
             }
@@ -121,7 +151,7 @@ mod tests {
     use super::*;
     use futures::StreamExt;
 
-    fn chunks(parts: &[&'static [u8]]) -> impl Stream<Item = Result<Bytes, RegistryError>> + Unpin {
+    fn chunks(parts: &[&'static [u8]]) -> impl Stream<Item = Result<Bytes, ContentError>> + Unpin {
         futures::stream::iter(
             parts
                 .iter()
@@ -133,7 +163,11 @@ mod tests {
     #[tokio::test]
     async fn good_content_passes_whole() {
         let d = Digest::sha256_of(b"hello world");
-        let s = VerifyingStream::new(chunks(&[b"hello", b" ", b"world"]), d, Some(11), "b".into());
+        let s = VerifyingStream::new(
+            chunks(&[b"hello", b" ", b"world"]),
+            Expect::Digest(d, Some(11)),
+            "b".into(),
+        );
         let got: Vec<_> = s.collect().await;
         let bytes: Vec<u8> = got.into_iter().flat_map(|r| r.unwrap().to_vec()).collect();
         assert_eq!(bytes, b"hello world");
@@ -142,25 +176,53 @@ mod tests {
     #[tokio::test]
     async fn wrong_content_ends_with_mismatch_instead_of_last_chunk() {
         let d = Digest::sha256_of(b"hello world");
-        let s = VerifyingStream::new(chunks(&[b"hello", b" ", b"WORLD"]), d, None, "b".into());
+        let s = VerifyingStream::new(
+            chunks(&[b"hello", b" ", b"WORLD"]),
+            Expect::Digest(d, None),
+            "b".into(),
+        );
         let got: Vec<_> = s.collect().await;
         assert_eq!(got.len(), 3);
         assert!(got[0].is_ok() && got[1].is_ok());
-        assert!(matches!(got[2], Err(RegistryError::DigestMismatch { .. })));
+        assert!(matches!(got[2], Err(ContentError::DigestMismatch { .. })));
     }
 
     #[tokio::test]
     async fn short_content_is_a_size_mismatch() {
         let d = Digest::sha256_of(b"hello world");
-        let s = VerifyingStream::new(chunks(&[b"hello"]), d, Some(11), "b".into());
+        let s = VerifyingStream::new(chunks(&[b"hello"]), Expect::Digest(d, Some(11)), "b".into());
         let got: Vec<_> = s.collect().await;
         assert!(matches!(
             got.last(),
-            Some(Err(RegistryError::SizeMismatch {
+            Some(Err(ContentError::SizeMismatch {
                 expected: 11,
                 actual: 5,
                 ..
             }))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_long_stream_fails_as_soon_as_it_passes_the_size() {
+        let s: VerifyingStream<_, ContentError> =
+            VerifyingStream::new(chunks(&[b"hello", b" world"]), Expect::Size(5), "b".into());
+        let got: Vec<_> = s.collect().await;
+        assert_eq!(got.len(), 1, "not even the first chunk is released");
+        assert!(matches!(
+            got[0],
+            Err(ContentError::SizeMismatch {
+                expected: 5,
+                actual: 11,
+                ..
+            })
+        ));
+    }
+
+    #[tokio::test]
+    async fn size_only_checks_count_without_hashing() {
+        let s: VerifyingStream<_, ContentError> =
+            VerifyingStream::new(chunks(&[b"any", b"thing"]), Expect::Size(8), "b".into());
+        let got: Vec<_> = s.collect().await;
+        assert!(got.iter().all(|r| r.is_ok()));
     }
 }

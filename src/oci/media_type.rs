@@ -1,0 +1,86 @@
+//! Manifest media types this tool understands the structure of, and the one
+//! sniffer for bodies whose type was not given. Other types are still copied
+//! byte for byte; they simply have no children we know of.
+
+use serde::Deserialize;
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const OCTET_STREAM: &str = "application/octet-stream";
+
+/// Every manifest type we ask registries for, in `Accept` order.
+pub const ACCEPTED: &[&str] = &[
+    OCI_INDEX,
+    OCI_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+    DOCKER_MANIFEST,
+];
+
+pub fn is_index(media_type: &str) -> bool {
+    media_type == OCI_INDEX || media_type == DOCKER_MANIFEST_LIST
+}
+
+/// What a manifest's own `mediaType` field says, or what its shape implies
+/// when the field is absent (it is optional in OCI manifests): `manifests`
+/// makes an index, `config` with `layers` an image manifest. `None` for
+/// anything that is not a manifest, whoever asks (a registry that sent no
+/// usable `Content-Type`, or a blob in an `oci:` tree).
+pub fn sniff(bytes: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Probe {
+        #[serde(rename = "mediaType")]
+        media_type: Option<String>,
+        manifests: Option<serde::de::IgnoredAny>,
+        config: Option<serde::de::IgnoredAny>,
+        layers: Option<serde::de::IgnoredAny>,
+    }
+    let probe: Probe = serde_json::from_slice(bytes).ok()?;
+    match probe {
+        Probe {
+            media_type: Some(t),
+            ..
+        } if !t.is_empty() => Some(t),
+        Probe {
+            manifests: Some(_), ..
+        } => Some(OCI_INDEX.to_string()),
+        Probe {
+            config: Some(_),
+            layers: Some(_),
+            ..
+        } => Some(OCI_MANIFEST.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_declared_type_wins() {
+        assert_eq!(
+            sniff(br#"{"mediaType":"application/vnd.docker.distribution.manifest.v2+json"}"#)
+                .as_deref(),
+            Some(DOCKER_MANIFEST)
+        );
+    }
+
+    #[test]
+    fn the_shape_names_the_type_when_the_field_is_absent() {
+        assert_eq!(sniff(br#"{"manifests":[]}"#).as_deref(), Some(OCI_INDEX));
+        assert_eq!(
+            sniff(br#"{"config":{},"layers":[]}"#).as_deref(),
+            Some(OCI_MANIFEST)
+        );
+    }
+
+    #[test]
+    fn what_is_not_a_manifest_has_no_type() {
+        assert_eq!(sniff(b"{}"), None);
+        assert_eq!(sniff(br#"{"mediaType":""}"#), None);
+        assert_eq!(sniff(b"\x1f\x8b binary layer"), None);
+        assert_eq!(sniff(br#"{"config":{}}"#), None);
+    }
+}

@@ -1,0 +1,425 @@
+//! OCI content, the ground floor: what a manifest is and what it references.
+//! Every other module asks this one; it depends only on [`crate::reference`].
+//!
+//! - [`media_type`]: the media types we understand, and the one sniffer;
+//! - [`RawManifest`] and [`Descriptor`]: a manifest's exact bytes, and what
+//!   a descriptor (index entry, layer, referrer, HEAD answer) says;
+//! - [`references`]: the one reader of manifest structure (children, blobs,
+//!   subject, artifact type), used by the executor, snapshots, both
+//!   backends' referrers and the layout's index walk;
+//! - [`attachment_tag`]: the one builder of `<alg>-<hex>` attachment tags;
+//! - [`verify::VerifyingStream`]: the one stream verifier, used by both
+//!   backends;
+//! - [`check_bytes`]: the one comparison of bytes against a digest.
+//!
+//! Unknown fields are ignored on purpose: bytes are copied as they are, we
+//! only need the edges.
+
+use bytes::Bytes;
+use serde::Deserialize;
+
+use crate::reference::{Digest, Tag};
+
+pub mod media_type;
+pub mod verify;
+
+/// Content that is not what it claims to be. Backends turn these into
+/// their own errors (`RegistryError` keeps the mismatch variants, so retry
+/// decisions see them unchanged).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ContentError {
+    #[error("{what}: expected digest {expected}, got {actual}")]
+    DigestMismatch {
+        what: String,
+        expected: Digest,
+        actual: Digest,
+    },
+    #[error("{what}: expected {expected} bytes, got {actual}")]
+    SizeMismatch {
+        what: String,
+        expected: u64,
+        actual: u64,
+    },
+    /// Bytes that should be a manifest (or an index of referrers) and are not.
+    #[error("{what}: {message}")]
+    Malformed { what: String, message: String },
+}
+
+/// Check that `bytes` hash to `expected`; the error names `what` and the
+/// digest the bytes really have.
+pub fn check_bytes(what: &str, expected: &Digest, bytes: &[u8]) -> Result<(), ContentError> {
+    if expected.matches(bytes) {
+        return Ok(());
+    }
+    Err(ContentError::DigestMismatch {
+        what: what.to_string(),
+        expected: expected.clone(),
+        actual: Digest::of(expected.algorithm(), bytes),
+    })
+}
+
+/// A manifest as the registry stored it. `bytes` are exact: putting them back
+/// with `media_type` reproduces `digest`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawManifest {
+    pub bytes: Bytes,
+    pub media_type: String,
+    pub digest: Digest,
+}
+
+impl RawManifest {
+    /// Build from bytes, computing the digest (sha256).
+    pub fn new(bytes: impl Into<Bytes>, media_type: impl Into<String>) -> RawManifest {
+        let bytes = bytes.into();
+        let digest = Digest::sha256_of(&bytes);
+        RawManifest {
+            bytes,
+            media_type: media_type.into(),
+            digest,
+        }
+    }
+}
+
+/// What a descriptor says about a piece of content: an index entry, a config
+/// or layer, a referrer, or a HEAD answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Descriptor {
+    pub digest: Digest,
+    pub media_type: String,
+    pub size: u64,
+    /// For referrers: the `artifactType`, when known.
+    pub artifact_type: Option<String>,
+    /// Non-distributable ("foreign") layers carry URLs and may be absent from
+    /// registries; they are copied when the source has them.
+    pub foreign: bool,
+}
+
+impl Descriptor {
+    /// A plain descriptor: no artifact type, distributable.
+    pub fn new(digest: Digest, media_type: impl Into<String>, size: u64) -> Descriptor {
+        Descriptor {
+            digest,
+            media_type: media_type.into(),
+            size,
+            artifact_type: None,
+            foreign: false,
+        }
+    }
+}
+
+/// The edges of one manifest.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct References {
+    /// Child manifests (for an index or manifest list).
+    pub manifests: Vec<Descriptor>,
+    /// Blobs: the config, then the layers (for an image manifest).
+    pub blobs: Vec<Descriptor>,
+    /// The manifest this one is attached to (OCI 1.1 `subject`).
+    pub subject: Option<Digest>,
+    /// The manifest's own `artifactType`.
+    pub artifact_type: Option<String>,
+    /// The config's media type (an image manifest's artifact type when
+    /// `artifactType` is absent, as the referrers API reports it).
+    pub config_media_type: Option<String>,
+}
+
+impl References {
+    /// The artifact type the referrers API reports for this manifest.
+    pub fn effective_artifact_type(&self) -> Option<String> {
+        self.artifact_type
+            .clone()
+            .or_else(|| self.config_media_type.clone())
+    }
+}
+
+#[derive(Deserialize)]
+struct RawDescriptor {
+    #[serde(rename = "mediaType", default)]
+    media_type: String,
+    digest: String,
+    #[serde(default)]
+    size: u64,
+    #[serde(default)]
+    urls: Vec<String>,
+    #[serde(rename = "artifactType", default)]
+    artifact_type: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawManifestBody {
+    #[serde(rename = "mediaType", default)]
+    media_type: Option<String>,
+    #[serde(rename = "artifactType", default)]
+    artifact_type: Option<String>,
+    #[serde(default)]
+    manifests: Vec<RawDescriptor>,
+    #[serde(default)]
+    config: Option<RawDescriptor>,
+    #[serde(default)]
+    layers: Vec<RawDescriptor>,
+    #[serde(default)]
+    subject: Option<RawDescriptor>,
+}
+
+impl RawDescriptor {
+    fn into_descriptor(self, what: &str) -> Result<Descriptor, ContentError> {
+        let digest = Digest::parse(&self.digest).map_err(|e| ContentError::Malformed {
+            what: what.to_string(),
+            message: format!("bad digest in descriptor: {e}"),
+        })?;
+        let foreign = !self.urls.is_empty()
+            || self.media_type.contains("foreign")
+            || self.media_type.contains("nondistributable");
+        Ok(Descriptor {
+            digest,
+            media_type: self.media_type,
+            size: self.size,
+            artifact_type: self.artifact_type,
+            foreign,
+        })
+    }
+}
+
+/// Read the edges of `manifest`. `what` names it in errors.
+pub fn references(manifest: &RawManifest, what: &str) -> Result<References, ContentError> {
+    let body: RawManifestBody =
+        serde_json::from_slice(&manifest.bytes).map_err(|e| ContentError::Malformed {
+            what: what.to_string(),
+            message: format!("manifest is not valid JSON: {e}"),
+        })?;
+    let is_index = media_type::is_index(&manifest.media_type)
+        || body.media_type.as_deref().is_some_and(media_type::is_index)
+        || (!body.manifests.is_empty() && body.config.is_none());
+    let mut refs = References {
+        artifact_type: body.artifact_type,
+        config_media_type: body.config.as_ref().map(|c| c.media_type.clone()),
+        ..References::default()
+    };
+    if let Some(subject) = body.subject {
+        refs.subject = Some(subject.into_descriptor(what)?.digest);
+    }
+    if is_index {
+        for child in body.manifests {
+            refs.manifests.push(child.into_descriptor(what)?);
+        }
+    } else {
+        if let Some(config) = body.config {
+            refs.blobs.push(config.into_descriptor(what)?);
+        }
+        for layer in body.layers {
+            refs.blobs.push(layer.into_descriptor(what)?);
+        }
+    }
+    Ok(refs)
+}
+
+/// Cosign's attachment kinds, kept under `<alg>-<hex>.<suffix>` tags.
+pub const COSIGN_SUFFIXES: [&str; 3] = ["sig", "att", "sbom"];
+
+/// The tag an attachment of `subject` lives under: `<alg>-<hex>` (the
+/// referrers tag schema's index when `suffix` is `None`), or
+/// `<alg>-<hex>.<suffix>` (cosign's signatures, attestations, SBOMs). As the
+/// OCI distribution spec says for the referrers tag, the algorithm is cut to
+/// 32 and the hex to 64 characters, so a sha512 subject still gets a valid
+/// tag (128 characters at most). The one builder, for reads and writes alike.
+pub fn attachment_tag(subject: &Digest, suffix: Option<&str>) -> Tag {
+    let alg = subject.algorithm().as_str();
+    let hex = subject.hex();
+    let mut text = format!(
+        "{}-{}",
+        &alg[..alg.len().min(32)],
+        &hex[..hex.len().min(64)]
+    );
+    if let Some(suffix) = suffix {
+        text.push('.');
+        text.push_str(suffix);
+    }
+    Tag::parse(&text).expect("alg-hex with a short suffix is always a valid tag")
+}
+
+/// The referrers tag schema's index for a registry without the referrers
+/// API: `existing` (kept as it is, annotations and all) with `added` appended
+/// to its `manifests`, or a new OCI index of `added` alone.
+pub fn extend_referrers_index(
+    existing: Option<&RawManifest>,
+    added: &[Descriptor],
+    what: &str,
+) -> Result<RawManifest, ContentError> {
+    let malformed = |message: String| ContentError::Malformed {
+        what: what.to_string(),
+        message,
+    };
+    let mut index = match existing {
+        Some(existing) => serde_json::from_slice::<serde_json::Value>(&existing.bytes)
+            .map_err(|e| malformed(format!("referrers index is not JSON: {e}")))?,
+        None => serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": media_type::OCI_INDEX,
+            "manifests": [],
+        }),
+    };
+    let manifests = index
+        .as_object_mut()
+        .ok_or_else(|| malformed("referrers index is not a JSON object".to_string()))?
+        .entry("manifests")
+        .or_insert_with(|| serde_json::Value::Array(Vec::new()))
+        .as_array_mut()
+        .ok_or_else(|| malformed("referrers index has no `manifests` list".to_string()))?;
+    for d in added {
+        let mut entry = serde_json::json!({
+            "mediaType": d.media_type,
+            "digest": d.digest.as_str(),
+            "size": d.size,
+        });
+        if let Some(artifact_type) = &d.artifact_type {
+            entry["artifactType"] = serde_json::Value::String(artifact_type.clone());
+        }
+        manifests.push(entry);
+    }
+    let bytes = serde_json::to_vec(&index).expect("a JSON value always serialises");
+    Ok(RawManifest::new(bytes, media_type::OCI_INDEX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reference::Algorithm;
+
+    fn d(n: u8) -> String {
+        format!("sha256:{}", format!("{n:02x}").repeat(32))
+    }
+
+    #[test]
+    fn an_index_yields_its_children() {
+        let body = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{}","manifests":[{{"mediaType":"{}","digest":"{}","size":10,"platform":{{"os":"linux"}}}}]}}"#,
+            media_type::OCI_INDEX,
+            media_type::OCI_MANIFEST,
+            d(1)
+        );
+        let refs = references(&RawManifest::new(body, media_type::OCI_INDEX), "x").unwrap();
+        assert_eq!(refs.manifests.len(), 1);
+        assert_eq!(refs.manifests[0].digest.as_str(), d(1));
+        assert!(refs.blobs.is_empty());
+    }
+
+    #[test]
+    fn an_image_yields_config_then_layers_and_its_subject() {
+        let body = format!(
+            r#"{{"schemaVersion":2,"config":{{"mediaType":"c","digest":"{}","size":2}},"layers":[{{"mediaType":"l","digest":"{}","size":3}},{{"mediaType":"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip","digest":"{}","size":4,"urls":["https://x"]}}],"subject":{{"mediaType":"m","digest":"{}","size":5}}}}"#,
+            d(1),
+            d(2),
+            d(3),
+            d(4)
+        );
+        let refs = references(&RawManifest::new(body, media_type::OCI_MANIFEST), "x").unwrap();
+        let digests: Vec<_> = refs.blobs.iter().map(|b| b.digest.to_string()).collect();
+        assert_eq!(digests, vec![d(1), d(2), d(3)]);
+        assert!(!refs.blobs[1].foreign);
+        assert!(refs.blobs[2].foreign);
+        assert_eq!(refs.subject.as_ref().unwrap().to_string(), d(4));
+        assert_eq!(refs.effective_artifact_type().as_deref(), Some("c"));
+    }
+
+    #[test]
+    fn an_artifact_type_wins_over_the_config_media_type() {
+        let body = format!(
+            r#"{{"schemaVersion":2,"artifactType":"application/vnd.dev.sigstore.bundle","config":{{"mediaType":"c","digest":"{}","size":2}},"layers":[]}}"#,
+            d(1)
+        );
+        let refs = references(&RawManifest::new(body, media_type::OCI_MANIFEST), "x").unwrap();
+        assert_eq!(
+            refs.effective_artifact_type().as_deref(),
+            Some("application/vnd.dev.sigstore.bundle")
+        );
+    }
+
+    #[test]
+    fn referrers_index_entries_keep_their_artifact_type() {
+        let body = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{}","manifests":[{{"mediaType":"{}","digest":"{}","size":10,"artifactType":"application/spdx+json"}}]}}"#,
+            media_type::OCI_INDEX,
+            media_type::OCI_MANIFEST,
+            d(1)
+        );
+        let refs = references(&RawManifest::new(body, media_type::OCI_INDEX), "x").unwrap();
+        assert_eq!(
+            refs.manifests[0].artifact_type.as_deref(),
+            Some("application/spdx+json")
+        );
+    }
+
+    #[test]
+    fn garbage_is_an_error_naming_the_manifest() {
+        let err = references(
+            &RawManifest::new("{not json", media_type::OCI_MANIFEST),
+            "reg/foo@x",
+        )
+        .unwrap_err();
+        assert!(err.to_string().starts_with("reg/foo@x"));
+    }
+
+    #[test]
+    fn attachment_tags_fit_the_tag_grammar_for_every_algorithm() {
+        let sha256 = Digest::of(Algorithm::Sha256, b"x");
+        let sha512 = Digest::of(Algorithm::Sha512, b"x");
+        assert_eq!(
+            attachment_tag(&sha256, None).as_str(),
+            format!("sha256-{}", sha256.hex())
+        );
+        assert_eq!(
+            attachment_tag(&sha256, Some("sig")).as_str(),
+            format!("sha256-{}.sig", sha256.hex())
+        );
+        // sha512: the hex is cut to 64 characters, so every suffix fits.
+        let tag = attachment_tag(&sha512, Some("sbom"));
+        assert_eq!(tag.as_str(), format!("sha512-{}.sbom", &sha512.hex()[..64]));
+        assert!(tag.as_str().len() <= 128);
+    }
+
+    #[test]
+    fn bytes_are_checked_against_their_digest() {
+        let good = Digest::sha256_of(b"hello");
+        assert!(check_bytes("b", &good, b"hello").is_ok());
+        let Err(ContentError::DigestMismatch { actual, .. }) = check_bytes("b", &good, b"HELLO")
+        else {
+            panic!("a wrong body must be a mismatch");
+        };
+        assert_eq!(actual, Digest::sha256_of(b"HELLO"));
+    }
+
+    #[test]
+    fn a_referrers_index_is_created_or_extended_keeping_what_was_there() {
+        let one = Descriptor {
+            artifact_type: Some("application/spdx+json".to_string()),
+            ..Descriptor::new(Digest::sha256_of(b"1"), media_type::OCI_MANIFEST, 10)
+        };
+        let two = Descriptor::new(Digest::sha256_of(b"2"), media_type::OCI_MANIFEST, 20);
+        let created = extend_referrers_index(None, std::slice::from_ref(&one), "x").unwrap();
+        assert_eq!(created.media_type, media_type::OCI_INDEX);
+        let refs = references(&created, "x").unwrap();
+        assert_eq!(refs.manifests, vec![one.clone()]);
+
+        let annotated = RawManifest::new(
+            format!(
+                r#"{{"schemaVersion":2,"mediaType":"{}","manifests":[{{"mediaType":"{}","digest":"{}","size":10,"annotations":{{"k":"v"}}}}]}}"#,
+                media_type::OCI_INDEX,
+                media_type::OCI_MANIFEST,
+                one.digest
+            ),
+            media_type::OCI_INDEX,
+        );
+        let extended =
+            extend_referrers_index(Some(&annotated), std::slice::from_ref(&two), "x").unwrap();
+        let text = String::from_utf8(extended.bytes.to_vec()).unwrap();
+        assert!(text.contains(r#""annotations":{"k":"v"}"#), "{text}");
+        let digests: Vec<_> = references(&extended, "x")
+            .unwrap()
+            .manifests
+            .into_iter()
+            .map(|d| d.digest)
+            .collect();
+        assert_eq!(digests, vec![one.digest, two.digest.clone()]);
+        assert!(extend_referrers_index(Some(&RawManifest::new("[]", "x")), &[two], "x").is_err());
+    }
+}
