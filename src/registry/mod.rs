@@ -167,7 +167,7 @@ impl RegistryError {
     pub fn is_retryable(&self) -> bool {
         match self {
             RegistryError::RateLimited { .. } => true,
-            RegistryError::Status { status, .. } => matches!(status, 429 | 500 | 502 | 503 | 504),
+            RegistryError::Status { status, .. } => remote::retry::is_retryable_status(*status),
             RegistryError::Transport { retryable, .. } => *retryable,
             // A corrupted transfer may be a passing fault; the retry verifies again.
             RegistryError::DigestMismatch { .. } | RegistryError::SizeMismatch { .. } => true,

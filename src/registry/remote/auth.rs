@@ -25,7 +25,7 @@ use url::Url;
 
 use super::credentials::{Credential, CredentialStore, Secret};
 use super::redact;
-use super::transport::{reqwest_error, RetryClock};
+use super::retry::{reqwest_error, RetryClock};
 use crate::registry::RegistryError;
 
 // ---------------------------------------------------------------- challenges
@@ -555,7 +555,7 @@ async fn fetch_token(
                 if !err.is_retryable() {
                     return Err(err);
                 }
-                retry_after = super::transport::retry_after(response.headers());
+                retry_after = super::retry::retry_after(response.headers());
                 match clock.next_delay(retry_after) {
                     Some(delay) => tokio::time::sleep(delay).await,
                     None => return Err(err),

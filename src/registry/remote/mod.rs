@@ -23,6 +23,7 @@ pub mod auth;
 pub mod credentials;
 pub mod options;
 pub mod redact;
+pub mod retry;
 pub mod transport;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -43,7 +44,8 @@ pub use auth::Scopes;
 pub use credentials::{Credential, CredentialStore, Secret};
 pub use options::{RegistryOptions, RemoteOptions, ResolvedOptions};
 
-use self::transport::{drain, reqwest_error, Body, Req, RetryClock, Transport};
+use self::retry::{reqwest_error, RetryClock};
+use self::transport::{drain, Body, Req, Transport};
 use crate::oci::verify::{Expect, VerifyingStream};
 use crate::oci::{self, attachment_tag};
 use crate::reference::{Digest, Endpoint, ImageName, ManifestRef};
@@ -831,7 +833,7 @@ impl Registry for RemoteRegistry {
                 {
                     return Err(e)
                 }
-                Err(e) if e.is_retryable() => match clock.next_delay(transport::retry_hint(&e)) {
+                Err(e) if e.is_retryable() => match clock.next_delay(retry::retry_hint(&e)) {
                     Some(wait) => {
                         tracing::debug!(registry = %self.t.host, repo, digest = %upload.digest,
                                 error = %e, wait_ms = wait.as_millis() as u64, "retrying blob upload");

@@ -19,14 +19,12 @@
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use rand::Rng;
 use reqwest::header::{
-    HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_LENGTH, LOCATION, RETRY_AFTER,
-    WWW_AUTHENTICATE,
+    HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_LENGTH, LOCATION, WWW_AUTHENTICATE,
 };
 use reqwest::{Method, Response, StatusCode};
 use tokio::sync::{OnceCell, Semaphore};
@@ -36,6 +34,9 @@ use super::auth::{parse_challenges, AuthMode, Authenticator, Reauth, Scopes};
 use super::credentials::CredentialStore;
 use super::options::ResolvedOptions;
 use super::redact;
+use super::retry::{
+    error_chain, is_retryable_status, reqwest_error, retry_after, retry_hint, RetryClock,
+};
 use crate::oci::verify::{Expect, VerifyingStream};
 use crate::registry::{BlobOpener, RegistryError};
 
@@ -99,129 +100,6 @@ pub fn build_client(opts: &ResolvedOptions) -> Result<reqwest::Client, RegistryE
         what: "HTTP client".to_string(),
         message: error_chain(&e),
     })
-}
-
-// ---------------------------------------------------------------- errors
-
-/// An error's message with its sources, `a: b: c`.
-pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        let next = s.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        source = s.source();
-    }
-    text
-}
-
-/// A reqwest error as a [`RegistryError::Transport`], without its URL (which
-/// may carry a signature or upload state) and with its cause chain.
-pub fn reqwest_error(method: &str, shown_url: &str, err: reqwest::Error) -> RegistryError {
-    // A body that breaks off mid-transfer surfaces as a "decode" error in
-    // reqwest; we never ask reqwest to decode anything else (no .json()).
-    let connectish = err.is_connect()
-        || err.is_timeout()
-        || err.is_request()
-        || err.is_body()
-        || err.is_decode();
-    let err = err.without_url();
-    let message = error_chain(&err);
-    // A certificate the client will not trust is not a passing fault.
-    let tls_refusal = message.contains("certificate") || message.contains("UnknownIssuer");
-    RegistryError::Transport {
-        method: method.to_string(),
-        url: shown_url.to_string(),
-        message,
-        retryable: connectish && !tls_refusal && !err.is_builder(),
-    }
-}
-
-/// The longest wait a `Retry-After` is read as. Longer ones (a year, or
-/// `18446744073709551615` seconds, which overflowed `Instant` arithmetic)
-/// become this: still past any retry deadline, so the request fails at once.
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
-
-/// `Retry-After`, in delta-seconds or HTTP-date form, as a wait from now
-/// (at most [`MAX_RETRY_AFTER`]).
-pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let text = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    let wait = if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
-        // Too many digits for a u64 is still "very long", not "absent".
-        Duration::from_secs(text.parse::<u64>().unwrap_or(u64::MAX))
-    } else {
-        let when = httpdate::parse_http_date(text).ok()?;
-        when.duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO)
-    };
-    Some(wait.min(MAX_RETRY_AFTER))
-}
-
-// ---------------------------------------------------------------- retries
-
-/// The wait a rate-limit error asked for, if any.
-pub fn retry_hint(err: &RegistryError) -> Option<Duration> {
-    match err {
-        RegistryError::RateLimited {
-            retry_after_secs: Some(secs),
-            ..
-        } => Some(Duration::from_secs(*secs)),
-        _ => None,
-    }
-}
-
-/// Decides whether and when to try again: exponential backoff with jitter,
-/// `Retry-After` when given, bounded by a deadline and an attempt count.
-#[derive(Debug)]
-pub struct RetryClock {
-    deadline: Instant,
-    attempts: u32,
-    max_attempts: u32,
-}
-
-impl RetryClock {
-    const BASE: Duration = Duration::from_millis(200);
-    const CAP: Duration = Duration::from_secs(10);
-
-    pub fn new(deadline: Instant, max_attempts: u32) -> RetryClock {
-        RetryClock {
-            deadline,
-            attempts: 1,
-            max_attempts,
-        }
-    }
-
-    /// The wait before the next attempt, or `None` to give up. A server's
-    /// `Retry-After` is obeyed as given (never shortened by jitter); when it
-    /// reaches past the deadline we give up at once rather than sleep for
-    /// nothing.
-    pub fn next_delay(&mut self, retry_after: Option<Duration>) -> Option<Duration> {
-        if self.attempts >= self.max_attempts {
-            return None;
-        }
-        let delay = match retry_after {
-            Some(wait) => wait,
-            None => {
-                let exp = Self::BASE.saturating_mul(1u32 << (self.attempts - 1).min(16));
-                let capped = exp.min(Self::CAP);
-                // "Equal jitter": half fixed, half random, so retries from
-                // many workers spread out but never collapse to zero.
-                let half = capped / 2;
-                half + half.mul_f64(rand::rng().random::<f64>())
-            }
-        };
-        if Instant::now()
-            .checked_add(delay)
-            .is_none_or(|at| at > self.deadline)
-        {
-            return None;
-        }
-        self.attempts += 1;
-        Some(delay)
-    }
 }
 
 // ---------------------------------------------------------------- requests
@@ -398,7 +276,7 @@ impl Transport {
                         })?;
                         self.auth.set_mode(mode);
                     }
-                    s if is_retryable_status(s) => {
+                    s if is_retryable_status(s.as_u16()) => {
                         return Err(self.status_error(&req.method, response, &req.scopes).await)
                     }
                     // 2xx, or a registry answering 404 at /v2/ while serving
@@ -432,7 +310,7 @@ impl Transport {
             let wait = match self.execute(req, deadline).await {
                 Ok(response) => {
                     let status = response.status();
-                    if !is_retryable_status(status) {
+                    if !is_retryable_status(status.as_u16()) {
                         return Ok(response);
                     }
                     let wait = if req.retry {
@@ -656,10 +534,6 @@ pub async fn drain(response: Response) {
     }
 }
 
-pub fn is_retryable_status(status: StatusCode) -> bool {
-    matches!(status.as_u16(), 429 | 500 | 502 | 503 | 504)
-}
-
 fn challenges_of(headers: &HeaderMap) -> Vec<super::auth::Challenge> {
     headers
         .get_all(WWW_AUTHENTICATE)
@@ -746,47 +620,6 @@ impl Stream for KeepFailure {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn retry_after_reads_seconds_and_dates() {
-        let mut h = HeaderMap::new();
-        h.insert(RETRY_AFTER, HeaderValue::from_static("3"));
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
-        let later = SystemTime::now() + Duration::from_secs(30);
-        h.insert(
-            RETRY_AFTER,
-            HeaderValue::from_str(&httpdate::fmt_http_date(later)).unwrap(),
-        );
-        let wait = retry_after(&h).unwrap();
-        assert!(
-            wait > Duration::from_secs(27) && wait <= Duration::from_secs(30),
-            "{wait:?}"
-        );
-        h.insert(
-            RETRY_AFTER,
-            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
-        );
-        assert_eq!(retry_after(&h), Some(Duration::ZERO));
-        h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
-        assert_eq!(retry_after(&h), None);
-    }
-
-    #[test]
-    fn backoff_grows_is_jittered_and_stops_at_the_deadline_or_count() {
-        let mut clock = RetryClock::new(Instant::now() + Duration::from_secs(3600), 5);
-        let delays: Vec<Duration> = std::iter::from_fn(|| clock.next_delay(None)).collect();
-        assert_eq!(delays.len(), 4);
-        for (i, d) in delays.iter().enumerate() {
-            let full = RetryClock::BASE * (1 << i);
-            assert!(*d >= full / 2 && *d <= full, "{i}: {d:?}");
-        }
-        let mut short = RetryClock::new(Instant::now() + Duration::from_secs(2), 100);
-        assert_eq!(short.next_delay(Some(Duration::from_secs(5))), None);
-        assert_eq!(
-            short.next_delay(Some(Duration::from_secs(1))),
-            Some(Duration::from_secs(1))
-        );
-    }
 
     #[test]
     fn origins_compare_scheme_host_and_port() {

@@ -1,0 +1,226 @@
+//! The one retry driver and the one classification of failures for every
+//! request to a registry (the transport's, token fetches, and the
+//! operation-level retries of bad content and upload restarts): what may be
+//! tried again, when, and for how long.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use rand::Rng;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+
+use crate::registry::RegistryError;
+
+/// Whether a TLS library refused the peer (an untrusted or invalid
+/// certificate, a failed handshake): found by the error's type anywhere in
+/// its chain, not by its text. `io::Error` hides the error it wraps from
+/// `source()`, so it is unwrapped by hand.
+fn is_tls_refusal(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(err);
+    while let Some(e) = current {
+        if e.downcast_ref::<rustls::Error>().is_some() {
+            return true;
+        }
+        if let Some(inner) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            if is_tls_refusal(inner) {
+                return true;
+            }
+        }
+        current = e.source();
+    }
+    false
+}
+
+/// Statuses a registry sends for passing trouble: rate limits and
+/// overloaded or restarting servers.
+pub fn is_retryable_status(status: u16) -> bool {
+    matches!(status, 429 | 500 | 502 | 503 | 504)
+}
+
+/// An error's message with its sources, `a: b: c`.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let next = s.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// A reqwest error as a [`RegistryError::Transport`], without its URL (which
+/// may carry a signature or upload state) and with its cause chain.
+pub fn reqwest_error(method: &str, shown_url: &str, err: reqwest::Error) -> RegistryError {
+    // A body that breaks off mid-transfer surfaces as a "decode" error in
+    // reqwest; we never ask reqwest to decode anything else (no .json()).
+    let connectish = err.is_connect()
+        || err.is_timeout()
+        || err.is_request()
+        || err.is_body()
+        || err.is_decode();
+    let err = err.without_url();
+    let message = error_chain(&err);
+    // A certificate the client will not trust is not a passing fault.
+    let tls_refusal = is_tls_refusal(&err);
+    RegistryError::Transport {
+        method: method.to_string(),
+        url: shown_url.to_string(),
+        message,
+        retryable: connectish && !tls_refusal && !err.is_builder(),
+    }
+}
+
+/// The longest wait a `Retry-After` is read as. Longer ones (a year, or
+/// `18446744073709551615` seconds, which overflowed `Instant` arithmetic)
+/// become this: still past any retry deadline, so the request fails at once.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// `Retry-After`, in delta-seconds or HTTP-date form, as a wait from now
+/// (at most [`MAX_RETRY_AFTER`]).
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let text = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    let wait = if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        // Too many digits for a u64 is still "very long", not "absent".
+        Duration::from_secs(text.parse::<u64>().unwrap_or(u64::MAX))
+    } else {
+        let when = httpdate::parse_http_date(text).ok()?;
+        when.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO)
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
+}
+
+/// The wait a rate-limit error asked for, if any.
+pub fn retry_hint(err: &RegistryError) -> Option<Duration> {
+    match err {
+        RegistryError::RateLimited {
+            retry_after_secs: Some(secs),
+            ..
+        } => Some(Duration::from_secs(*secs)),
+        _ => None,
+    }
+}
+
+/// Decides whether and when to try again: exponential backoff with jitter,
+/// `Retry-After` when given, bounded by a deadline and an attempt count.
+#[derive(Debug)]
+pub struct RetryClock {
+    deadline: Instant,
+    attempts: u32,
+    max_attempts: u32,
+}
+
+impl RetryClock {
+    const BASE: Duration = Duration::from_millis(200);
+    const CAP: Duration = Duration::from_secs(10);
+
+    pub fn new(deadline: Instant, max_attempts: u32) -> RetryClock {
+        RetryClock {
+            deadline,
+            attempts: 1,
+            max_attempts,
+        }
+    }
+
+    /// The wait before the next attempt, or `None` to give up. A server's
+    /// `Retry-After` is obeyed as given (never shortened by jitter); when it
+    /// reaches past the deadline we give up at once rather than sleep for
+    /// nothing.
+    pub fn next_delay(&mut self, retry_after: Option<Duration>) -> Option<Duration> {
+        if self.attempts >= self.max_attempts {
+            return None;
+        }
+        let delay = match retry_after {
+            Some(wait) => wait,
+            None => {
+                let exp = Self::BASE.saturating_mul(1u32 << (self.attempts - 1).min(16));
+                let capped = exp.min(Self::CAP);
+                // "Equal jitter": half fixed, half random, so retries from
+                // many workers spread out but never collapse to zero.
+                let half = capped / 2;
+                half + half.mul_f64(rand::rng().random::<f64>())
+            }
+        };
+        if Instant::now()
+            .checked_add(delay)
+            .is_none_or(|at| at > self.deadline)
+        {
+            return None;
+        }
+        self.attempts += 1;
+        Some(delay)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_static("3"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
+        let later = SystemTime::now() + Duration::from_secs(30);
+        h.insert(
+            RETRY_AFTER,
+            HeaderValue::from_str(&httpdate::fmt_http_date(later)).unwrap(),
+        );
+        let wait = retry_after(&h).unwrap();
+        assert!(
+            wait > Duration::from_secs(27) && wait <= Duration::from_secs(30),
+            "{wait:?}"
+        );
+        h.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(retry_after(&h), Some(Duration::ZERO));
+        h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn backoff_grows_is_jittered_and_stops_at_the_deadline_or_count() {
+        let mut clock = RetryClock::new(Instant::now() + Duration::from_secs(3600), 5);
+        let delays: Vec<Duration> = std::iter::from_fn(|| clock.next_delay(None)).collect();
+        assert_eq!(delays.len(), 4);
+        for (i, d) in delays.iter().enumerate() {
+            let full = RetryClock::BASE * (1 << i);
+            assert!(*d >= full / 2 && *d <= full, "{i}: {d:?}");
+        }
+        let mut short = RetryClock::new(Instant::now() + Duration::from_secs(2), 100);
+        assert_eq!(short.next_delay(Some(Duration::from_secs(5))), None);
+        assert_eq!(
+            short.next_delay(Some(Duration::from_secs(1))),
+            Some(Duration::from_secs(1))
+        );
+    }
+
+    #[test]
+    fn only_passing_trouble_is_retried() {
+        for status in [429, 500, 502, 503, 504] {
+            assert!(is_retryable_status(status), "{status}");
+        }
+        for status in [200, 400, 401, 403, 404, 405, 409, 501] {
+            assert!(!is_retryable_status(status), "{status}");
+        }
+    }
+
+    #[test]
+    fn a_tls_refusal_is_known_by_its_type_even_inside_an_io_error() {
+        let tls = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let wrapped = std::io::Error::new(std::io::ErrorKind::InvalidData, tls);
+        assert!(is_tls_refusal(&wrapped));
+        // The same words in an error of another type are not a TLS refusal.
+        let text = std::io::Error::other("certificate UnknownIssuer");
+        assert!(!is_tls_refusal(&text));
+    }
+}
