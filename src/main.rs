@@ -336,8 +336,8 @@ fn print_snapshot(snapshot: Snapshot, args: &RunArgs, output: Output) {
         None => snapshot,
     };
     match output {
-        Output::Csv => print!("{}", snapshot.to_csv()),
-        _ => print!("{}", snapshot.to_yaml()),
+        Output::Csv => emit(&snapshot.to_csv()),
+        _ => emit(&snapshot.to_yaml()),
     }
 }
 
@@ -497,7 +497,7 @@ fn diff(args: DiffArgs) -> anyhow::Result<u8> {
     match snapshot::diff(&args.a, &a, &args.b, &b) {
         None => Ok(exit::OK),
         Some(text) => {
-            print!("{text}");
+            emit(&text);
             Ok(1)
         }
     }
@@ -544,19 +544,21 @@ fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
 /// Print the plan (and the results when it was carried out); choose the exit code.
 fn finish(plan: &plan::Plan, execution: Option<&promoter::exec::Report>, output: Output) -> u8 {
     match output {
-        Output::Json | Output::Yaml | Output::Csv => println!("{}", report::json(plan, execution)),
+        Output::Json | Output::Yaml | Output::Csv => {
+            emit(&format!("{}\n", report::json(plan, execution)))
+        }
         Output::Text => match execution {
             // The results list every work item with its outcome; the plan
             // adds what was not work (lost, refused, blocked) and the counts.
             Some(execution) => {
                 for item in plan.items.iter().filter(|i| !i.action.is_work()) {
-                    println!("{}", report::item_line(item));
+                    emit(&format!("{}\n", report::item_line(item)));
                 }
-                print!("{}", report::results_text(execution));
-                println!("{}", report::counts_line(&plan.counts()));
+                emit(&report::results_text(execution));
+                emit(&format!("{}\n", report::counts_line(&plan.counts())));
             }
             None => {
-                print!("{}", report::plan_text(plan));
+                emit(&report::plan_text(plan));
                 if plan.work().next().is_some() {
                     eprintln!("dry run: nothing was written; add --confirm to carry the plan out");
                 }
@@ -570,5 +572,20 @@ fn finish(plan: &plan::Plan, execution: Option<&promoter::exec::Report>, output:
         exit::FAILED
     } else {
         exit::OK
+    }
+}
+
+/// Write to standard output. A reader that went away (`promoter run ... |
+/// head`) ends the program quietly, as Unix tools do, instead of the panic
+/// `print!` raises; any other write failure is an error.
+fn emit(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(err) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        if err.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: writing to standard output: {err}");
+        std::process::exit(1);
     }
 }
