@@ -62,7 +62,7 @@ pub fn results_text(report: &Report) -> String {
     for result in &report.results {
         let status = match &result.outcome {
             Outcome::Done => "done".to_string(),
-            Outcome::Failed(err) => format!("FAILED: {err}"),
+            Outcome::Failed(failure) => format!("FAILED: {}", failure.error),
         };
         let _ = writeln!(
             out,

@@ -84,10 +84,96 @@ impl Default for ExecOptions {
 
 /// What happened to one plan item.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "status", content = "error")]
+#[serde(rename_all = "snake_case", tag = "status")]
 pub enum Outcome {
     Done,
-    Failed(String),
+    Failed(Failure),
+}
+
+/// Why an edge failed: the message the text output shows, and what a
+/// program reading `--output json` branches on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    pub error: String,
+    pub kind: FailureKind,
+    /// The registry's HTTP status, where one was the cause.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+}
+
+/// The kinds of failure, from the error's type (never its text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// No usable credentials, or the registry refused them.
+    Auth,
+    /// Authenticated, but not allowed.
+    Denied,
+    /// Content that should be there is not (404, or gone since planning).
+    NotFound,
+    /// Bytes that do not match their digest or size.
+    BadContent,
+    /// HTTP 429 after every retry.
+    RateLimited,
+    /// Another HTTP status after every retry.
+    Http,
+    /// Connection, TLS or timeout trouble.
+    Transport,
+    /// A file system error (`oci:` trees).
+    Io,
+    /// Something the registry or tree holds that is not valid.
+    Invalid,
+    /// The registry lacks a feature this needed.
+    Unsupported,
+    /// Not tried: what it depends on (its digest's copy) failed.
+    Dependency,
+}
+
+impl Failure {
+    /// The failure `err` caused, shown as `message`.
+    pub fn of(err: &RegistryError, message: String) -> Failure {
+        let (kind, http_status) = match err {
+            RegistryError::Unauthorized { .. } | RegistryError::Credentials(_) => {
+                (FailureKind::Auth, None)
+            }
+            RegistryError::Denied { .. } => (FailureKind::Denied, None),
+            RegistryError::RateLimited { .. } => (FailureKind::RateLimited, Some(429)),
+            RegistryError::DigestMismatch { .. } | RegistryError::SizeMismatch { .. } => {
+                (FailureKind::BadContent, None)
+            }
+            RegistryError::Status { status, .. } => (
+                match status {
+                    401 => FailureKind::Auth,
+                    403 => FailureKind::Denied,
+                    404 => FailureKind::NotFound,
+                    429 => FailureKind::RateLimited,
+                    _ => FailureKind::Http,
+                },
+                Some(*status),
+            ),
+            RegistryError::Transport { .. } => (FailureKind::Transport, None),
+            RegistryError::Io { .. } => (FailureKind::Io, None),
+            RegistryError::Invalid { .. } => (FailureKind::Invalid, None),
+            RegistryError::Unsupported { .. } => (FailureKind::Unsupported, None),
+        };
+        Failure {
+            error: message,
+            kind,
+            http_status,
+        }
+    }
+
+    fn from_exec(err: &ExecError) -> Failure {
+        Failure::of(&err.source, err.to_string())
+    }
+
+    fn new(kind: FailureKind, error: String) -> Failure {
+        Failure {
+            error,
+            kind,
+            http_status: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -318,7 +404,7 @@ impl Copier {
                         digest = %result.item.digest,
                         "done"
                     ),
-                    Outcome::Failed(error) => tracing::warn!(
+                    Outcome::Failed(Failure { error, .. }) => tracing::warn!(
                         kind = result.item.action.name(),
                         destination = %result.item.dest_ref(),
                         digest = %result.item.digest,
@@ -356,7 +442,7 @@ impl Copier {
                     .chain(tags)
                     .map(|item| EdgeResult {
                         item,
-                        outcome: Outcome::Failed(err.to_string()),
+                        outcome: Outcome::Failed(Failure::from_exec(&err)),
                     })
                     .collect()
             }
@@ -405,13 +491,14 @@ impl Copier {
                     Err(err) => {
                         results.push(EdgeResult {
                             item: copy,
-                            outcome: Outcome::Failed(err.to_string()),
+                            outcome: Outcome::Failed(Failure::from_exec(&err)),
                         });
                         for item in &tags {
                             results.push(EdgeResult {
                                 item: item.clone(),
-                                outcome: Outcome::Failed(format!(
-                                    "not tagged: the copy of {digest} failed"
+                                outcome: Outcome::Failed(Failure::new(
+                                    FailureKind::Dependency,
+                                    format!("not tagged: the copy of {digest} failed"),
                                 )),
                             });
                         }
@@ -425,10 +512,14 @@ impl Copier {
                 .await
             {
                 Ok(Some(manifest)) => Ok(manifest),
-                Ok(None) => Err(format!(
-                    "{repo}@{digest} vanished from the destination before tagging"
+                Ok(None) => Err(Failure::new(
+                    FailureKind::NotFound,
+                    format!("{repo}@{digest} vanished from the destination before tagging"),
                 )),
-                Err(err) => Err(format!("reading {repo}@{digest} to tag it: {err}")),
+                Err(err) => Err(Failure::of(
+                    &err,
+                    format!("reading {repo}@{digest} to tag it: {err}"),
+                )),
             },
         };
         for item in remaining_tags {
@@ -444,9 +535,10 @@ impl Copier {
                             self.counters.tags_written.fetch_add(1, Ordering::Relaxed);
                             Outcome::Done
                         }
-                        Err(err) => {
-                            Outcome::Failed(ExecError::new(item.dest_ref(), err).to_string())
-                        }
+                        Err(err) => Outcome::Failed(Failure::from_exec(&ExecError::new(
+                            item.dest_ref(),
+                            err,
+                        ))),
                     }
                 }
             };

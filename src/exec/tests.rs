@@ -479,3 +479,43 @@ async fn a_destination_without_the_referrers_api_gets_the_tag_index() {
         "{calls:#?}"
     );
 }
+
+#[test]
+fn failures_carry_a_kind_from_the_error_type_and_the_http_status() {
+    let status = |status| RegistryError::Status {
+        method: "GET".into(),
+        url: "https://r/v2/".into(),
+        status,
+        detail: None,
+    };
+    let kind = |err: &RegistryError| {
+        let f = Failure::of(err, err.to_string());
+        (f.kind, f.http_status)
+    };
+    assert_eq!(kind(&status(404)), (FailureKind::NotFound, Some(404)));
+    assert_eq!(kind(&status(503)), (FailureKind::Http, Some(503)));
+    assert_eq!(kind(&status(401)), (FailureKind::Auth, Some(401)));
+    let mismatch = RegistryError::DigestMismatch {
+        what: "b".into(),
+        expected: Digest::sha256_of(b"a"),
+        actual: Digest::sha256_of(b"b"),
+    };
+    assert_eq!(kind(&mismatch), (FailureKind::BadContent, None));
+    let limited = RegistryError::RateLimited {
+        registry: "r".into(),
+        retry_after_secs: None,
+    };
+    assert_eq!(kind(&limited), (FailureKind::RateLimited, Some(429)));
+
+    // In JSON, beside the message the text output shows.
+    let json =
+        serde_json::to_value(Outcome::Failed(Failure::of(&status(404), "gone".into()))).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({"status": "failed", "error": "gone", "kind": "not_found", "http_status": 404})
+    );
+    assert_eq!(
+        serde_json::to_value(Outcome::Done).unwrap(),
+        serde_json::json!({"status": "done"})
+    );
+}
