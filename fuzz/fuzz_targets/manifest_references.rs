@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use promoter::oci::references;
-use promoter::registry::{media_type, RawManifest};
+use promoter::oci::{media_type, RawManifest};
 
 const MEDIA_TYPES: &[&str] = &[
     media_type::OCI_INDEX,

@@ -31,14 +31,12 @@ impl Ctx<'_> {
         }
     }
     fn error(&mut self, pos: Pos, message: impl Into<String>, help: Option<String>) {
-        let mut d = Diagnostic::error(self.at(pos), message);
-        d.help = help;
-        self.diagnostics.push(d);
+        self.diagnostics
+            .push(Diagnostic::error(self.at(pos), message).with_help_opt(help));
     }
     fn warning(&mut self, pos: Pos, message: impl Into<String>, help: Option<String>) {
-        let mut d = Diagnostic::warning(self.at(pos), message);
-        d.help = help;
-        self.diagnostics.push(d);
+        self.diagnostics
+            .push(Diagnostic::warning(self.at(pos), message).with_help_opt(help));
     }
     fn name_error(&mut self, pos: Pos, err: NameError) {
         self.error(pos, err.message, err.help);

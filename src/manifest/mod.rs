@@ -18,7 +18,6 @@ mod decode;
 pub mod images_file;
 pub mod model;
 mod read;
-mod redact;
 mod tree;
 pub mod yaml;
 
@@ -61,12 +60,6 @@ pub fn load(input: ManifestInput<'_>) -> Loaded {
 /// What every input goes through once its files are decoded.
 fn finish(mut loaded: Loaded) -> Loaded {
     conflict::check(&loaded.manifests, &mut loaded.diagnostics);
-    for d in &mut loaded.diagnostics {
-        redact::credentials(&mut d.message);
-        if let Some(help) = &mut d.help {
-            redact::credentials(help);
-        }
-    }
     diag::sort(&mut loaded.diagnostics);
     loaded
 }
@@ -123,7 +116,7 @@ fn plain_text(display: Arc<Path>, text: &str) -> Loaded {
 
 fn push_yaml_errors(file: &Arc<Path>, errors: Vec<yaml::YamlError>, out: &mut Vec<Diagnostic>) {
     for e in errors {
-        let mut d = Diagnostic::error(
+        let d = Diagnostic::error(
             Location {
                 file: file.clone(),
                 line: e.pos.line,
@@ -131,8 +124,7 @@ fn push_yaml_errors(file: &Arc<Path>, errors: Vec<yaml::YamlError>, out: &mut Ve
             },
             e.message,
         );
-        d.help = e.help;
-        out.push(d);
+        out.push(d.with_help_opt(e.help));
     }
 }
 

@@ -110,15 +110,13 @@ impl Walker<'_> {
         {
             return;
         }
-        let mut d = Diagnostic::error(at(display), message);
-        d.help = help.map(str::to_string);
-        self.diagnostics.push(d);
+        self.diagnostics
+            .push(Diagnostic::error(at(display), message).with_help_opt(help));
     }
 
     fn warning(&mut self, display: &Path, message: impl Into<String>, help: Option<&str>) {
-        let mut d = Diagnostic::warning(at(display), message);
-        d.help = help.map(str::to_string);
-        self.diagnostics.push(d);
+        self.diagnostics
+            .push(Diagnostic::warning(at(display), message).with_help_opt(help));
     }
 
     fn pairs(&mut self, dir: &Path) -> Vec<Pair> {

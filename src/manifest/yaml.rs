@@ -101,7 +101,7 @@ pub fn quote(text: &str) -> String {
     // Long enough for a sha512 digest, short enough for a line.
     const MAX: usize = 140;
     let mut text = text.to_string();
-    crate::manifest::redact::credentials(&mut text);
+    crate::diag::redact::credentials(&mut text);
     if text.chars().count() <= MAX {
         format!("{text:?}")
     } else {

@@ -1,5 +1,10 @@
 //! Diagnostics: errors and warnings about the user's input, each pointing at
-//! `file:line:col` with a `help:` line where the fix is known.
+//! `file:line:col` with a `help:` line where the fix is known. Diagnostics
+//! quote what the user wrote, so every message and help text is passed
+//! through [`redact::credentials`] as it is made: whichever loader reports
+//! it, a `user:password@` never reaches a CI log.
+
+pub mod redact;
 
 use std::fmt;
 use std::path::Path;
@@ -53,24 +58,32 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub fn error(location: Location, message: impl Into<String>) -> Diagnostic {
-        Diagnostic {
-            severity: Severity::Error,
-            location,
-            message: message.into(),
-            help: None,
-        }
+        Diagnostic::new(Severity::Error, location, message.into())
     }
     pub fn warning(location: Location, message: impl Into<String>) -> Diagnostic {
+        Diagnostic::new(Severity::Warning, location, message.into())
+    }
+    fn new(severity: Severity, location: Location, mut message: String) -> Diagnostic {
+        redact::credentials(&mut message);
         Diagnostic {
-            severity: Severity::Warning,
+            severity,
             location,
-            message: message.into(),
+            message,
             help: None,
         }
     }
     pub fn with_help(mut self, help: impl Into<String>) -> Diagnostic {
-        self.help = Some(help.into());
+        let mut help = help.into();
+        redact::credentials(&mut help);
+        self.help = Some(help);
         self
+    }
+    /// [`Diagnostic::with_help`] when there is a help text.
+    pub fn with_help_opt(self, help: Option<impl Into<String>>) -> Diagnostic {
+        match help {
+            Some(help) => self.with_help(help),
+            None => self,
+        }
     }
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error
@@ -111,4 +124,20 @@ pub fn sort(diagnostics: &mut [Diagnostic]) {
                 b.severity,
             ))
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_diagnostic_can_carry_a_password() {
+        let at = Location::file_only(Arc::from(Path::new("images.yaml")));
+        let d = Diagnostic::error(at.clone(), "bad registry \"https://ci:hunter2@r.example\"")
+            .with_help("try \"ci:hunter2@r.example/x\"");
+        assert!(!d.to_string().contains("hunter2"), "{d}");
+        let w = Diagnostic::warning(at, "u:hunter2@host").with_help_opt(Some("ok"));
+        assert!(!w.to_string().contains("hunter2"), "{w}");
+        assert_eq!(w.help.as_deref(), Some("ok"));
+    }
 }
