@@ -239,14 +239,6 @@ impl StreamedLayer {
             open: self.opener(),
         }
     }
-
-    pub fn descriptor(&self) -> Value {
-        json!({
-            "mediaType": self.media_type,
-            "digest": self.digest.as_str(),
-            "size": self.size,
-        })
-    }
 }
 
 // ---------------------------------------------------------------- images
@@ -602,10 +594,6 @@ impl TestImage {
         self.manifest.bytes.len() as u64
     }
 
-    pub fn is_index(&self) -> bool {
-        media_type::is_index(&self.manifest.media_type)
-    }
-
     /// `{mediaType, digest, size}` of the manifest, for an index entry.
     pub fn descriptor(&self) -> Value {
         json!({
@@ -805,16 +793,4 @@ pub async fn push(
             .await?;
     }
     Ok(())
-}
-
-/// The images.yaml body of the end-to-end scenario both destination kinds
-/// run: `hello` (an index) tagged 1.0, `tools/echo` tagged v1 and latest
-/// plus a tagless digest, and `gone`, whose digest exists nowhere (lost).
-pub fn scenario_images_yaml(index: &Digest, image: &Digest, tagless: &Digest) -> String {
-    let lost = Digest::sha256_of(b"nowhere");
-    format!(
-        "- name: hello\n  dmap:\n    \"{index}\": [\"1.0\"]\n\
-         - name: tools/echo\n  dmap:\n    \"{image}\": [\"v1\", \"latest\"]\n    \"{tagless}\": []\n\
-         - name: gone\n  dmap:\n    \"{lost}\": [\"1.0\"]\n"
-    )
 }

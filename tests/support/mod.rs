@@ -1,9 +1,13 @@
-//! Shared test support: real registries, a fault-injecting proxy, and a
-//! deterministic image builder. Each test binary uses a subset.
-#![allow(dead_code)]
+//! Shared test support, compiled once into the `it` test binary: the
+//! hermetic environment and the one way to run the binary and skopeo, real
+//! registries, a fault-injecting proxy, a deterministic image builder, the
+//! source-and-destination fixture, and the destination walks.
 
 pub mod cli;
+pub mod hermetic;
 pub mod images;
 pub mod proxy;
 pub mod registry;
+pub mod skopeo;
 pub mod verify;
+pub mod world;

@@ -224,7 +224,6 @@ struct State {
 /// A recording, fault-injecting proxy in front of one registry.
 pub struct Proxy {
     addr: SocketAddr,
-    sink_addr: SocketAddr,
     state: Arc<State>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -268,7 +267,6 @@ impl Proxy {
         });
         Proxy {
             addr,
-            sink_addr,
             state,
             tasks: vec![serve_http(listener, main), serve_http(sink_listener, sink)],
         }
@@ -277,10 +275,6 @@ impl Proxy {
     /// `127.0.0.1:PORT`: what the client should use as the registry host.
     pub fn host(&self) -> String {
         self.addr.to_string()
-    }
-
-    pub fn sink_port(&self) -> u16 {
-        self.sink_addr.port()
     }
 
     /// Add a scripted fault; rules are tried in the order added.

@@ -13,11 +13,14 @@
 //!
 //! `start` answers `None` (after printing a skip line) when the binary is
 //! missing, except under `CI=true`, where a missing registry fails the test.
-//! Also here: skopeo helpers, an independent client for cross-checks.
+//!
+//! The registry reads nothing but its configuration file: its environment
+//! is a [`CleanEnv`] without any `REGISTRY_*` variable (Distribution takes
+//! those as overrides of the configuration).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -25,13 +28,12 @@ use base64::Engine as _;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::{Request, Response};
-use promoter::registry::remote::{
-    CredentialStore, RegistryOptions, RemoteRegistry, ResolvedOptions,
-};
+use promoter::registry::remote::{CredentialStore, RegistryOptions, RemoteRegistry};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use super::hermetic::CleanEnv;
 use super::proxy::{full, serve_http, Handler, ProxyBody};
 
 /// The user every authenticating configuration accepts.
@@ -89,6 +91,16 @@ pub struct Config {
     pub tls: Tls,
 }
 
+impl Config {
+    /// `auth`, without TLS.
+    pub fn with_auth(auth: Auth) -> Config {
+        Config {
+            auth,
+            ..Default::default()
+        }
+    }
+}
+
 /// Files of the generated PKI.
 #[derive(Debug, Clone)]
 pub struct TlsFiles {
@@ -104,8 +116,8 @@ pub struct TestRegistry {
     pub config: Config,
     pub tls: Option<TlsFiles>,
     pub token_issuer: Option<TokenIssuer>,
-    pub log_file: PathBuf,
-    // Last: the directory outlives the process that uses it.
+    // Last: the directories outlive the process that uses them.
+    _env: CleanEnv,
     pub dir: TempDir,
 }
 
@@ -120,6 +132,20 @@ impl TestRegistry {
     /// A plain registry (no auth, no TLS).
     pub async fn plain() -> Option<TestRegistry> {
         TestRegistry::start(Config::default()).await
+    }
+
+    /// A registry with `auth`, without TLS.
+    pub async fn with_auth(auth: Auth) -> Option<TestRegistry> {
+        TestRegistry::start(Config::with_auth(auth)).await
+    }
+
+    /// A registry with `tls`, without auth.
+    pub async fn with_tls(tls: Tls) -> Option<TestRegistry> {
+        TestRegistry::start(Config {
+            tls,
+            ..Default::default()
+        })
+        .await
     }
 
     pub async fn start(config: Config) -> Option<TestRegistry> {
@@ -139,6 +165,7 @@ impl TestRegistry {
             std::fs::write(dir.path().join("htpasswd"), format!("{USER}:{hash}\n")).unwrap();
         }
         let log_file = dir.path().join("registry.log");
+        let env = CleanEnv::new();
         // The port is picked by binding :0 and releasing it; another process
         // may grab it in between, so a failed start is retried on a new port.
         for attempt in 0..5 {
@@ -156,10 +183,15 @@ impl TestRegistry {
             )
             .unwrap();
             let log = std::fs::File::create(&log_file).unwrap();
-            let mut child = Command::new(&binary)
+            let mut command = env.command(&binary);
+            for (name, _) in std::env::vars_os() {
+                if name.to_string_lossy().starts_with("REGISTRY_") {
+                    command.env_remove(name);
+                }
+            }
+            let mut child = command
                 .arg("serve")
                 .arg(&config_path)
-                .stdin(Stdio::null())
                 .stdout(log.try_clone().unwrap())
                 .stderr(log)
                 .spawn()
@@ -171,7 +203,7 @@ impl TestRegistry {
                     config,
                     tls,
                     token_issuer,
-                    log_file,
+                    _env: env,
                     dir,
                 });
             }
@@ -186,26 +218,9 @@ impl TestRegistry {
         panic!("docker-registry would not start");
     }
 
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     /// `127.0.0.1:PORT`.
     pub fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
-    }
-
-    pub fn scheme(&self) -> &'static str {
-        if self.tls.is_some() {
-            "https"
-        } else {
-            "http"
-        }
-    }
-
-    /// `http(s)://127.0.0.1:PORT`.
-    pub fn url(&self) -> String {
-        format!("{}://{}", self.scheme(), self.host())
     }
 
     /// Registry options that work for this registry: HTTPS with the
@@ -227,13 +242,15 @@ impl TestRegistry {
         opts
     }
 
-    pub fn resolved_options(&self) -> ResolvedOptions {
-        self.options().resolve(&self.host())
-    }
-
     /// A client for this registry with `credentials`.
     pub fn remote(&self, credentials: CredentialStore) -> RemoteRegistry {
-        RemoteRegistry::new(&self.host(), self.resolved_options(), Arc::new(credentials)).unwrap()
+        self.remote_via(&self.host(), credentials)
+    }
+
+    /// A client of `host` (a proxy in front of this registry) with this
+    /// registry's [`options`](TestRegistry::options) and `credentials`.
+    pub fn remote_via(&self, host: &str, credentials: CredentialStore) -> RemoteRegistry {
+        remote_at(host, self.options(), credentials)
     }
 
     /// Write a docker `config.json` holding [`USER`]/[`PASSWORD`] for
@@ -255,11 +272,15 @@ impl TestRegistry {
         .unwrap();
         path
     }
+}
 
-    /// The registry's own log (for failing tests).
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_file).unwrap_or_default()
-    }
+/// A client of `host` with `options` (resolved for that host) and `credentials`.
+pub fn remote_at(
+    host: &str,
+    options: RegistryOptions,
+    credentials: CredentialStore,
+) -> RemoteRegistry {
+    RemoteRegistry::new(host, options.resolve(host), Arc::new(credentials)).unwrap()
 }
 
 fn free_port() -> u16 {
@@ -576,50 +597,4 @@ fn rand_suffix() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     N.fetch_add(1, Ordering::Relaxed)
-}
-
-// ---------------------------------------------------------------- skopeo
-
-/// `skopeo inspect --raw` of `reference` (`HOST/REPO:TAG` or `@DIGEST`),
-/// over plain HTTP or unverified TLS: the manifest bytes as the registry
-/// serves them, read by a client that is not ours.
-pub async fn skopeo_inspect_raw(reference: &str) -> Option<Vec<u8>> {
-    require_binary("skopeo")?;
-    let out = tokio::process::Command::new("skopeo")
-        .args(["inspect", "--raw", "--tls-verify=false"])
-        .arg(format!("docker://{reference}"))
-        .output()
-        .await
-        .expect("run skopeo");
-    assert!(
-        out.status.success(),
-        "skopeo inspect {reference} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Some(out.stdout)
-}
-
-/// `skopeo copy --all --preserve-digests` between two transports
-/// (`docker://…`, `oci:DIR:tag`), without TLS verification.
-pub async fn skopeo_copy(from: &str, to: &str) -> Option<()> {
-    require_binary("skopeo")?;
-    let out = tokio::process::Command::new("skopeo")
-        .args([
-            "copy",
-            "--all",
-            "--preserve-digests",
-            "--src-tls-verify=false",
-            "--dest-tls-verify=false",
-        ])
-        .arg(from)
-        .arg(to)
-        .output()
-        .await
-        .expect("run skopeo");
-    assert!(
-        out.status.success(),
-        "skopeo copy {from} {to} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Some(())
 }

@@ -23,6 +23,7 @@ use promoter::reference::Digest;
 use serde_json::Value;
 
 use super::registry::require_binary;
+use super::skopeo;
 
 /// Every manifest type, for `Accept`.
 const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
@@ -217,18 +218,10 @@ impl RegistryWalk {
 
     async fn skopeo_digest(&self, repo: &str, tag: &str) -> Result<Digest, String> {
         let reference = format!("docker://{}/{repo}:{tag}", self.host);
-        let out = tokio::process::Command::new("skopeo")
-            .args(["inspect", "--raw", "--tls-verify=false", &reference])
-            .output()
+        let raw = skopeo::try_inspect_raw_async(&reference)
             .await
-            .map_err(|e| format!("run skopeo: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "skopeo inspect {reference}: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        Ok(Digest::sha256_of(&out.stdout))
+            .ok_or("skopeo is not installed")??;
+        Ok(Digest::sha256_of(&raw))
     }
 
     /// Prove that everything `bytes` (the manifest `digest` of `repo`)

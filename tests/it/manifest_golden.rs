@@ -11,14 +11,15 @@
 //! made at test time: such a case is copied to a temporary directory and
 //! completed by its generator below before the run.
 //!
-//! `UPDATE_GOLDEN=1 cargo test --test manifest_golden` rewrites the expected
-//! files; review the diff before committing it.
+//! `UPDATE_GOLDEN=1 cargo test --test it manifest_golden` rewrites the
+//! expected files; review the diff before committing it.
 
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::support::cli::Promoter;
 
 /// A case that takes longer than this has a bug (a hang, or no fast fail).
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -147,47 +148,14 @@ fn run(dir: &Path) -> (String, String, i32) {
         }
         Err(_) => vec!["--thin-manifest-dir".into(), ".".into()],
     };
-    let mut child = Command::new(env!("CARGO_BIN_EXE_promoter"))
+    let out = Promoter::new(dir)
         .args(["run", "--parse-only"])
         .args(&args)
-        .current_dir(dir)
         .env_remove("RUST_LOG")
         .env_remove("RUST_BACKTRACE")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run promoter");
-    // Read both pipes on threads so a chatty child cannot block on a full pipe.
-    let mut out_pipe = child.stdout.take().expect("stdout");
-    let mut err_pipe = child.stderr.take().expect("stderr");
-    let out_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out_pipe.read_to_string(&mut s);
-        s
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err_pipe.read_to_string(&mut s);
-        s
-    });
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if started.elapsed() > TIMEOUT {
-            let _ = child.kill();
-            panic!(
-                "{}: promoter did not finish within {TIMEOUT:?}",
-                dir.display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let stdout = out_reader.join().expect("stdout reader");
-    let stderr = err_reader.join().expect("stderr reader");
-    (stderr, stdout, status.code().unwrap_or(-1))
+        .timeout(TIMEOUT)
+        .run();
+    (out.stderr, out.stdout, out.code)
 }
 
 /// Copy a case's input (not its expected output) into `to`.

@@ -2,16 +2,17 @@
 //! registry, --minimal-snapshot, --snapshot-tag, round trips, manifest-based
 //! snapshots on path boundaries, and `diff`.
 
-mod support;
-
 use std::path::Path;
 
 use promoter::registry::remote::CredentialStore;
-use support::images::{push, Flavor, Platform, TestImage};
-use support::registry::TestRegistry;
+
+use crate::support::cli::promoter_async;
+use crate::support::images::{Flavor, Platform, TestImage};
+use crate::support::registry::TestRegistry;
+use crate::support::world::push_tagged;
 
 async fn promoter(cwd: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = support::cli::promoter_async(cwd, args).await;
+    let out = promoter_async(cwd, args).await;
     (out.code, out.stdout, out.stderr)
 }
 
@@ -35,34 +36,15 @@ async fn seeded() -> Option<Seeded> {
         100,
     );
     let image = TestImage::single_layer(32, 100);
-    push(&client, "snap/app", &index, Some("1.0"))
-        .await
-        .unwrap();
-    push(&client, "snap/app", &index, Some("1.10"))
-        .await
-        .unwrap();
-    push(&client, "snap/app", &index.children[0], Some("amd64"))
-        .await
-        .unwrap();
-    push(&client, "snap/tools/echo", &image, Some("latest"))
-        .await
-        .unwrap();
-    push(
-        &client,
-        "snap/tools/echo",
-        &TestImage::single_layer(33, 10),
-        None,
-    )
-    .await
-    .unwrap();
-    push(
-        &client,
-        "snapper/x",
-        &TestImage::single_layer(34, 10),
-        Some("1"),
-    )
-    .await
-    .unwrap();
+    for (repo, image, tags) in [
+        ("snap/app", &index, &["1.0", "1.10"][..]),
+        ("snap/app", &index.children[0], &["amd64"]),
+        ("snap/tools/echo", &image, &["latest"]),
+        ("snap/tools/echo", &TestImage::single_layer(33, 10), &[]),
+        ("snapper/x", &TestImage::single_layer(34, 10), &["1"]),
+    ] {
+        push_tagged(&client, repo, image, tags).await;
+    }
     Some(Seeded {
         registry,
         index,

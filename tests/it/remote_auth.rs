@@ -2,8 +2,6 @@
 //! client, against the real CNCF registry configured for htpasswd Basic auth,
 //! token auth (with the harness's JWT issuer), and TLS with a generated CA.
 
-mod support;
-
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -12,9 +10,13 @@ use futures::StreamExt;
 use promoter::reference::{ManifestRef, Tag};
 use promoter::registry::remote::{CredentialStore, RegistryOptions, RemoteRegistry};
 use promoter::registry::{BlobPut, Registry, RegistryError};
-use support::images::{push, TestBlob, TestImage};
-use support::proxy::{Action, Proxy, Rule, Target, SINK_SIGNATURE};
-use support::registry::{Auth, Config, TestRegistry, Tls, IDENTITY_TOKEN, PASSWORD, USER};
+
+use crate::support::hermetic::rerun_in_clean_env;
+use crate::support::images::{push, TestBlob, TestImage};
+use crate::support::proxy::{Action, Proxy, Rule, Target, SINK_SIGNATURE};
+use crate::support::registry::{
+    remote_at, Auth, TestRegistry, Tls, IDENTITY_TOKEN, PASSWORD, USER,
+};
 
 fn tag(t: &str) -> ManifestRef {
     ManifestRef::Tag(Tag::parse(t).unwrap())
@@ -66,12 +68,7 @@ fn config_file(dir: &Path, host: &str, entry: serde_json::Value) -> PathBuf {
 
 #[tokio::test]
 async fn basic_auth_against_htpasswd() {
-    let Some(registry) = TestRegistry::start(Config {
-        auth: Auth::Htpasswd,
-        ..Default::default()
-    })
-    .await
-    else {
+    let Some(registry) = TestRegistry::with_auth(Auth::Htpasswd).await else {
         return;
     };
     let config = registry.write_docker_config(None);
@@ -96,12 +93,7 @@ async fn basic_auth_against_htpasswd() {
 
 #[tokio::test]
 async fn token_auth_with_the_jwt_issuer_caches_tokens_and_asks_one_token_for_a_mount() {
-    let Some(registry) = TestRegistry::start(Config {
-        auth: Auth::Token,
-        ..Default::default()
-    })
-    .await
-    else {
+    let Some(registry) = TestRegistry::with_auth(Auth::Token).await else {
         return;
     };
     let issuer = registry.token_issuer.as_ref().unwrap();
@@ -164,12 +156,7 @@ async fn token_auth_with_the_jwt_issuer_caches_tokens_and_asks_one_token_for_a_m
 
 #[tokio::test]
 async fn identity_tokens_use_the_oauth2_refresh_grant() {
-    let Some(registry) = TestRegistry::start(Config {
-        auth: Auth::Token,
-        ..Default::default()
-    })
-    .await
-    else {
+    let Some(registry) = TestRegistry::with_auth(Auth::Token).await else {
         return;
     };
     let config = config_file(
@@ -221,12 +208,7 @@ fn stub_helper(dir: &Path, name: &str, answer: Option<&str>, fail: Option<&str>)
 
 #[tokio::test]
 async fn credentials_resolve_through_a_stub_credential_helper() {
-    let Some(registry) = TestRegistry::start(Config {
-        auth: Auth::Htpasswd,
-        ..Default::default()
-    })
-    .await
-    else {
+    let Some(registry) = TestRegistry::with_auth(Auth::Htpasswd).await else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -250,12 +232,7 @@ async fn credentials_resolve_through_a_stub_credential_helper() {
     )
     .unwrap();
     let store = creds(&config).with_helper_dirs([dir.path().to_path_buf()]);
-    let client = RemoteRegistry::new(
-        &registry.host(),
-        registry.resolved_options(),
-        Arc::new(store),
-    )
-    .unwrap();
+    let client = registry.remote(store);
     roundtrip(&client, "helped/repo", 5).await;
     let asked = std::fs::read_to_string(dir.path().join("stub.asked")).unwrap();
     assert_eq!(asked, registry.host(), "the helper is asked for the host");
@@ -295,24 +272,22 @@ async fn credentials_resolve_through_a_stub_credential_helper() {
 
 #[tokio::test]
 async fn credentials_are_found_through_docker_config_discovery() {
-    // The explicit file comes first; the environment's defaults (none on a
-    // test machine, or the developer's own) come after it and do not matter.
-    let Some(registry) = TestRegistry::start(Config {
-        auth: Auth::Htpasswd,
-        ..Default::default()
-    })
-    .await
-    else {
+    // The explicit file comes first; the environment's defaults come after
+    // it. `discover` reads them from this very process's HOME, DOCKER_CONFIG,
+    // XDG_* and REGISTRY_AUTH_FILE (where a malformed file is an error), so
+    // the test runs again in a clean environment, where there are none.
+    if rerun_in_clean_env(
+        module_path!(),
+        "credentials_are_found_through_docker_config_discovery",
+    ) {
+        return;
+    }
+    let Some(registry) = TestRegistry::with_auth(Auth::Htpasswd).await else {
         return;
     };
     let explicit = registry.write_docker_config(None);
     let store = CredentialStore::discover(Some(&explicit)).unwrap();
-    let client = RemoteRegistry::new(
-        &registry.host(),
-        registry.resolved_options(),
-        Arc::new(store),
-    )
-    .unwrap();
+    let client = registry.remote(store);
     roundtrip(&client, "found/repo", 6).await;
     let missing = registry.dir.path().join("no-such-auth.json");
     let err = CredentialStore::discover(Some(&missing)).unwrap_err();
@@ -321,12 +296,7 @@ async fn credentials_are_found_through_docker_config_discovery() {
 
 #[tokio::test]
 async fn tls_with_the_generated_ca_and_client_certificates() {
-    let Some(registry) = TestRegistry::start(Config {
-        tls: Tls::On,
-        ..Default::default()
-    })
-    .await
-    else {
+    let Some(registry) = TestRegistry::with_tls(Tls::On).await else {
         return;
     };
     roundtrip(
@@ -342,12 +312,7 @@ async fn tls_with_the_generated_ca_and_client_certificates() {
         retry_deadline_secs: Some(30.0),
         ..Default::default()
     };
-    let client = RemoteRegistry::new(
-        &registry.host(),
-        untrusting.resolve(&registry.host()),
-        Arc::new(CredentialStore::anonymous()),
-    )
-    .unwrap();
+    let client = remote_at(&registry.host(), untrusting, CredentialStore::anonymous());
     let started = std::time::Instant::now();
     let err = client.list_tags("tls/repo").await.unwrap_err();
     assert!(
@@ -362,12 +327,7 @@ async fn tls_with_the_generated_ca_and_client_certificates() {
     );
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
 
-    let Some(mutual) = TestRegistry::start(Config {
-        tls: Tls::Mutual,
-        ..Default::default()
-    })
-    .await
-    else {
+    let Some(mutual) = TestRegistry::with_tls(Tls::Mutual).await else {
         return;
     };
     roundtrip(&mutual.remote(CredentialStore::anonymous()), "mtls/repo", 8).await;
@@ -375,33 +335,18 @@ async fn tls_with_the_generated_ca_and_client_certificates() {
     no_cert.client_cert = None;
     no_cert.client_key = None;
     no_cert.retry_deadline_secs = Some(1.0);
-    let client = RemoteRegistry::new(
-        &mutual.host(),
-        no_cert.resolve(&mutual.host()),
-        Arc::new(CredentialStore::anonymous()),
-    )
-    .unwrap();
+    let client = remote_at(&mutual.host(), no_cert, CredentialStore::anonymous());
     assert!(client.list_tags("mtls/repo").await.is_err());
 }
 
 #[tokio::test]
 async fn a_redirect_to_another_host_carries_no_authorization() {
-    let Some(registry) = TestRegistry::start(Config {
-        auth: Auth::Htpasswd,
-        ..Default::default()
-    })
-    .await
-    else {
+    let Some(registry) = TestRegistry::with_auth(Auth::Htpasswd).await else {
         return;
     };
     let proxy = Proxy::start(&registry.host()).await;
     let config = registry.write_docker_config(Some(&proxy.host()));
-    let client = RemoteRegistry::new(
-        &proxy.host(),
-        registry.options().resolve(&proxy.host()),
-        Arc::new(creds(&config)),
-    )
-    .unwrap();
+    let client = registry.remote_via(&proxy.host(), creds(&config));
     let blob = TestBlob::layer(9, 100_000);
     client
         .put_blob("redir/repo", &blob.upload(None))
@@ -451,12 +396,7 @@ impl std::io::Write for Captured {
 
 #[tokio::test]
 async fn secrets_never_reach_errors_or_logs() {
-    let Some(registry) = TestRegistry::start(Config {
-        auth: Auth::Token,
-        ..Default::default()
-    })
-    .await
-    else {
+    let Some(registry) = TestRegistry::with_auth(Auth::Token).await else {
         return;
     };
     let captured = Captured::default();
@@ -473,12 +413,7 @@ async fn secrets_never_reach_errors_or_logs() {
     // The right password through the proxy, with faults that make the
     // client log and fail: retries, a redirect to a signed URL that fails.
     let good = registry.write_docker_config(Some(&proxy.host()));
-    let client = RemoteRegistry::new(
-        &proxy.host(),
-        registry.options().resolve(&proxy.host()),
-        Arc::new(creds(&good)),
-    )
-    .unwrap();
+    let client = registry.remote_via(&proxy.host(), creds(&good));
     let blob = TestBlob::layer(10, 1_000);
     client
         .put_blob("secret/repo", &blob.upload(None))

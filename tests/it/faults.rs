@@ -13,45 +13,18 @@
 //!
 //! Retry deadlines are cut to 5 s (`--registry-config`) to keep this fast.
 
-mod support;
-
-use std::path::Path;
 use std::time::Duration;
 
 use promoter::registry::remote::CredentialStore;
-use serde_json::Value;
-use std::sync::Arc;
-
-use promoter::registry::remote::RemoteRegistry;
 use promoter::registry::Registry;
-use support::images::{cosign_tag, push, tag_ref, TestBlob, TestImage};
-use support::proxy::{Action, Proxy, Rule, Target};
-use support::registry::{Auth, Config, TestRegistry, TokenIssuer};
-use support::verify::{self, Skopeo, Tags};
+use serde_json::Value;
 
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-/// Run the binary in `cwd`, bounded (a hang is a failure, not a stuck suite).
-async fn promoter(cwd: &Path, args: &[&str]) -> Out {
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_promoter"))
-        .args(args)
-        .current_dir(cwd)
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(180), child)
-        .await
-        .unwrap_or_else(|_| panic!("promoter {args:?} did not finish in 180 s"))
-        .expect("run promoter");
-    Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
+use crate::support::cli::Out;
+use crate::support::images::{blob_path, cosign_tag, tag_ref, TestBlob, TestImage};
+use crate::support::proxy::{Action, Rule, Target};
+use crate::support::registry::{Auth, Config, TokenIssuer};
+use crate::support::verify::{self, Skopeo, Tags};
+use crate::support::world::{images_yaml, World, WorldBuilder};
 
 /// The images every scenario promotes, with the tags they get.
 struct Images {
@@ -101,108 +74,40 @@ impl Images {
     }
 }
 
-/// A source and a destination registry, each behind a fault proxy, the
-/// source loaded, and a manifest promoting everything from `stage` to `prod`.
-/// With `same_registry`, the source is `prod`'s own registry (so that blobs
-/// are mounted rather than uploaded).
-struct Fixture {
-    _src: Option<TestRegistry>,
-    dst: TestRegistry,
-    src_proxy: Proxy,
-    dst_proxy: Proxy,
-    dir: tempfile::TempDir,
-    images: Images,
-}
+/// A [`World`] (a source and a destination registry, each behind a fault
+/// proxy) with the source loaded, and a manifest `m.yaml` promoting
+/// everything from `stage` to `prod`.
+type Fixture = World<Images>;
 
 impl Fixture {
     async fn start() -> Option<Fixture> {
-        Fixture::with(false).await
+        Fixture::with(World::builder()).await
     }
 
-    async fn with(same_registry: bool) -> Option<Fixture> {
-        let dst = TestRegistry::plain().await?;
-        let src = if same_registry {
-            None
-        } else {
-            Some(TestRegistry::plain().await?)
-        };
-        let src_host = src.as_ref().map_or_else(|| dst.host(), |s| s.host());
-        let src_proxy = Proxy::start(&src_host).await;
-        let dst_proxy = Proxy::start(&dst.host()).await;
-        let images = Images::new();
-        let client = match &src {
-            Some(src) => src.remote(CredentialStore::anonymous()),
-            None => dst.remote(CredentialStore::anonymous()),
-        };
-        let i = &images;
-        push(&client, "stage/app", &i.app, Some("1.0"))
-            .await
-            .unwrap();
+    async fn with(world: WorldBuilder) -> Option<Fixture> {
+        let w = world.start().await?;
+        let i = Images::new();
         let sig_tag = cosign_tag(i.app.digest(), "sig");
-        push(&client, "stage/app", &i.signature, Some(&sig_tag))
-            .await
-            .unwrap();
-        push(&client, "stage/app", &i.tagless, None).await.unwrap();
-        push(&client, "stage/tools/app", &i.tools, Some("2.0"))
-            .await
-            .unwrap();
-        push(&client, "stage/hello", &i.hello, Some("1.0"))
-            .await
-            .unwrap();
-        push(&client, "stage/lib", &i.lib, Some("3.0"))
-            .await
-            .unwrap();
-
-        let dir = tempfile::tempdir().unwrap();
-        // Within one registry the source must be addressed through the
-        // destination's proxy too, or the two would be different endpoints.
-        let src_name = if same_registry {
-            dst_proxy.host()
-        } else {
-            src_proxy.host()
-        };
-        let yaml = format!(
-            "registries:\n- name: {src_name}/stage\n  src: true\n- name: {}/prod\nimages:\n\
-             - name: app\n  dmap:\n    \"{}\": [\"1.0\", \"latest\"]\n    \"{}\": []\n\
-             - name: tools/app\n  dmap:\n    \"{}\": [\"2.0\"]\n\
-             - name: hello\n  dmap:\n    \"{}\": [\"1.0\"]\n\
-             - name: lib\n  dmap:\n    \"{}\": [\"3.0\"]\n",
-            dst_proxy.host(),
-            i.app.digest(),
-            i.tagless.digest(),
-            i.tools.digest(),
-            i.hello.digest(),
-            i.lib.digest(),
-        );
-        std::fs::write(dir.path().join("m.yaml"), yaml).unwrap();
-        Fixture::options(&dir, "{}");
-        Some(Fixture {
-            _src: src,
-            dst,
-            src_proxy,
-            dst_proxy,
-            dir,
-            images,
-        })
-    }
-
-    /// Write the registry options, with a 5 s retry deadline and `extra`
-    /// defaults merged in.
-    fn options(dir: &tempfile::TempDir, extra: &str) {
-        let mut defaults: Value = serde_json::from_str(extra).unwrap();
-        defaults["retry_deadline_secs"] = 5.into();
-        let options = serde_json::json!({ "defaults": defaults });
-        std::fs::write(dir.path().join("options.json"), options.to_string()).unwrap();
-    }
-
-    fn set_options(&self, extra: &str) {
-        Fixture::options(&self.dir, extra);
+        w.push("stage/app", &i.app, &["1.0"]).await;
+        w.push("stage/app", &i.signature, &[&sig_tag]).await;
+        w.push("stage/app", &i.tagless, &[]).await;
+        w.push("stage/tools/app", &i.tools, &["2.0"]).await;
+        w.push("stage/hello", &i.hello, &["1.0"]).await;
+        w.push("stage/lib", &i.lib, &["3.0"]).await;
+        let yaml = images_yaml(&[
+            ("app", i.app.digest(), &["1.0", "latest"]),
+            ("app", i.tagless.digest(), &[]),
+            ("tools/app", i.tools.digest(), &["2.0"]),
+            ("hello", i.hello.digest(), &["1.0"]),
+            ("lib", i.lib.digest(), &["3.0"]),
+        ]);
+        w.manifest("m.yaml", &yaml);
+        Some(w.holding(i))
     }
 
     async fn promote(&self) -> (Out, Value) {
-        let out = promoter(
-            self.dir.path(),
-            &[
+        let out = self
+            .run_async(&[
                 "run",
                 "--manifest",
                 "m.yaml",
@@ -213,9 +118,8 @@ impl Fixture {
                 "options.json",
                 "--log-level",
                 "debug",
-            ],
-        )
-        .await;
+            ])
+            .await;
         let report: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| {
             panic!(
                 "exit {}: not a JSON report ({e}):\n{}\n{}",
@@ -223,14 +127,6 @@ impl Fixture {
             )
         });
         (out, report)
-    }
-
-    fn dumps(&self) -> String {
-        format!(
-            "--- source proxy:\n{}--- destination proxy:\n{}",
-            self.src_proxy.dump(),
-            self.dst_proxy.dump()
-        )
     }
 
     /// Walk the destination (directly, not through the armed proxy).
@@ -637,7 +533,7 @@ async fn answers_slower_than_the_read_timeout_are_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_401_on_a_mount_falls_back_to_an_upload() {
-    let Some(f) = Fixture::with(true).await else {
+    let Some(f) = Fixture::with(World::builder().same_registry()).await else {
         return;
     };
     f.dst_proxy.add(
@@ -672,26 +568,19 @@ async fn a_401_on_a_mount_falls_back_to_an_upload() {
 /// once, then uploads; with credentials, through the real token flow.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_401_on_a_mount_with_token_auth_falls_back_to_an_upload() {
-    let Some(registry) = TestRegistry::start(Config {
-        auth: Auth::Token,
-        ..Default::default()
-    })
-    .await
+    let Some(w) = World::builder()
+        .same_registry()
+        .destination(Config::with_auth(Auth::Token))
+        .start()
+        .await
     else {
         return;
     };
-    let proxy = Proxy::start(&registry.host()).await;
+    let (registry, proxy) = (&w.dst, &w.dst_proxy);
     let images = Images::new();
+    w.push("stage/app", &images.tools, &["2.0"]).await;
     let auth = registry.write_docker_config(Some(&proxy.host()));
-    let client = RemoteRegistry::new(
-        &proxy.host(),
-        registry.options().resolve(&proxy.host()),
-        Arc::new(CredentialStore::from_files([&auth]).unwrap()),
-    )
-    .unwrap();
-    push(&client, "stage/app", &images.tools, Some("2.0"))
-        .await
-        .unwrap();
+    let client = registry.remote_via(&proxy.host(), CredentialStore::from_files([&auth]).unwrap());
     let realm = registry.token_issuer.as_ref().unwrap().realm();
     let challenge = format!(
         r#"Bearer realm="{realm}",service="{}",scope="repository:prod/app:pull,push""#,
@@ -704,18 +593,10 @@ async fn a_401_on_a_mount_with_token_auth_falls_back_to_an_upload() {
             .action(status(401).header("WWW-Authenticate", &challenge)),
     );
     proxy.clear_log();
-    let dir = tempfile::tempdir().unwrap();
-    let h = proxy.host();
-    std::fs::write(
-        dir.path().join("m.yaml"),
-        format!(
-            "registries:\n- name: {h}/stage\n  src: true\n- name: {h}/prod\nimages:\n\
-             - name: app\n  dmap:\n    \"{}\": [\"2.0\"]\n",
-            images.tools.digest()
-        ),
-    )
-    .unwrap();
-    Fixture::options(&dir, "{}");
+    w.manifest(
+        "m.yaml",
+        &images_yaml(&[("app", images.tools.digest(), &["2.0"])]),
+    );
     let auth = auth.display().to_string();
     let args = [
         "run",
@@ -729,7 +610,7 @@ async fn a_401_on_a_mount_with_token_auth_falls_back_to_an_upload() {
         "--registry-config",
         "options.json",
     ];
-    let out = promoter(dir.path(), &args).await;
+    let out = w.run_async(&args).await;
     assert_eq!(
         out.code,
         0,
@@ -789,14 +670,12 @@ async fn an_oci_destination_never_stores_corrupt_bytes() {
             .always()
             .action(Action::WrongBytes),
     );
-    let root = f.dir.path().join("layouts");
-    let yaml = std::fs::read_to_string(f.dir.path().join("m.yaml"))
-        .unwrap()
-        .replace(
-            &format!("{}/prod", f.dst_proxy.host()),
-            &format!("oci:{}", root.display()),
-        );
-    std::fs::write(f.dir.path().join("m.yaml"), yaml).unwrap();
+    let root = f.path().join("layouts");
+    let yaml = f.read("m.yaml").replace(
+        &format!("{}/prod", f.dst_proxy.host()),
+        &format!("oci:{}", root.display()),
+    );
+    f.write("m.yaml", yaml);
 
     let (out, report) = f.promote().await;
     assert_eq!(out.code, 4, "{}", out.stderr);
@@ -807,7 +686,7 @@ async fn an_oci_destination_never_stores_corrupt_bytes() {
     verify::assert_no_wrong_tags(&found, &f.images.expected(), "after the corrupt reads");
     assert!(!found.contains_key("app:1.0"), "{found:?}");
     assert!(
-        !support::images::blob_path(&root, "app", &own_layer).exists(),
+        !blob_path(&root, "app", &own_layer).exists(),
         "the corrupt blob reached its final path"
     );
 

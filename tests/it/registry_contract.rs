@@ -8,14 +8,16 @@
 //! Backend-specific fault injection (a corrupted file, a lying proxy) lives
 //! next to each backend's run, not in the shared checks.
 
-mod support;
-
 use bytes::Bytes;
 use futures::StreamExt;
 use promoter::reference::Digest;
 use promoter::registry::layout::LayoutRegistry;
+use promoter::registry::remote::CredentialStore;
 use promoter::registry::{media_type, BlobPut, BlobUpload, Registry, RegistryError};
-use support::images::*;
+
+use crate::support::images::*;
+use crate::support::registry::TestRegistry;
+use crate::support::skopeo;
 
 /// Run every check of the contract against `reg`, under `ns`. Each check
 /// announces itself, so a failure names the backend and the check.
@@ -477,10 +479,10 @@ async fn layout_registry_passes_the_contract() {
 /// a missing `docker-registry` fails this test instead of skipping it.
 #[tokio::test]
 async fn remote_registry_passes_the_contract() {
-    let Some(server) = support::registry::TestRegistry::plain().await else {
+    let Some(server) = TestRegistry::plain().await else {
         return;
     };
-    let reg = server.remote(promoter::registry::remote::CredentialStore::anonymous());
+    let reg = server.remote(CredentialStore::anonymous());
     run_contract(&reg, "contract").await;
 }
 
@@ -551,14 +553,6 @@ async fn plain_file_layouts_read_through_the_trait() {
 /// `LayoutRegistry` write (skipped when skopeo is absent, except in CI).
 #[tokio::test]
 async fn skopeo_reads_our_layouts() {
-    let Some(skopeo) = find_program("skopeo") else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "skopeo is required when CI=true"
-        );
-        eprintln!("skopeo not installed: skipping");
-        return;
-    };
     let dir = tempfile::tempdir().unwrap();
     let index = TestImage::oci_index(110, 128);
     write_oci_layout(dir.path(), "plain", &[(&index, Some("1.0"))]).unwrap();
@@ -571,24 +565,11 @@ async fn skopeo_reads_our_layouts() {
         ("ours/app", "2.0".to_string()),
     ] {
         let target = format!("oci:{}:{reference}", dir.path().join(repo).display());
-        let out = std::process::Command::new(&skopeo)
-            .args(["inspect", "--raw", &target])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{target}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(Digest::sha256_of(&out.stdout), *index.digest(), "{target}");
+        let Some(raw) = skopeo::inspect_raw_async(&target).await else {
+            return;
+        };
+        assert_eq!(Digest::sha256_of(&raw), *index.digest(), "{target}");
     }
-}
-
-fn find_program(name: &str) -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
 }
 
 #[test]

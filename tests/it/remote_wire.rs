@@ -3,18 +3,17 @@
 //! requests each operation costs, that mounts move no bytes, that corrupted
 //! answers are caught, and that transient failures are retried as promised.
 
-mod support;
-
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use promoter::reference::{Digest, ManifestRef, Tag};
 use promoter::registry::remote::{CredentialStore, RegistryOptions, RemoteRegistry};
 use promoter::registry::{media_type, BlobPut, Registry, RegistryError};
-use support::images::{push, TestBlob, TestImage};
-use support::proxy::{Action, Proxy, Rule, Target};
-use support::registry::{skopeo_inspect_raw, TestRegistry};
+
+use crate::support::images::{push, TestBlob, TestImage};
+use crate::support::proxy::{Action, Proxy, Rule, Target};
+use crate::support::registry::{remote_at, TestRegistry};
+use crate::support::skopeo;
 
 /// A plain registry, a proxy in front of it, and a client of the proxy.
 struct Rig {
@@ -30,12 +29,7 @@ async fn rig_with(tune: impl FnOnce(&mut RegistryOptions)) -> Option<Rig> {
     let proxy = Proxy::start(&registry.host()).await;
     let mut opts = registry.options();
     tune(&mut opts);
-    let client = RemoteRegistry::new(
-        &proxy.host(),
-        opts.resolve(&proxy.host()),
-        Arc::new(CredentialStore::anonymous()),
-    )
-    .unwrap();
+    let client = remote_at(&proxy.host(), opts, CredentialStore::anonymous());
     let direct = registry.remote(CredentialStore::anonymous());
     Some(Rig {
         proxy,
@@ -378,7 +372,8 @@ async fn a_manifest_read_then_written_elsewhere_keeps_its_bytes_and_digest() {
         assert_eq!(got.digest, *image.digest());
         assert_eq!(got.media_type, image.media_type());
         // An independent client sees the very same bytes.
-        if let Some(raw) = skopeo_inspect_raw(&format!("{}/{dst}:v1", rig.registry.host())).await {
+        let target = format!("docker://{}/{dst}:v1", rig.registry.host());
+        if let Some(raw) = skopeo::inspect_raw_async(&target).await {
             assert_eq!(raw, image.manifest.bytes.to_vec(), "{dst}");
         }
     }

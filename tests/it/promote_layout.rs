@@ -3,58 +3,52 @@
 //! plan files and drift. End states are checked with skopeo where it can read
 //! them (tags), and on disk.
 
-mod support;
-
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use promoter::reference::Digest;
-use support::cli::{promoter, Out};
-use support::images::{write_oci_layout, Flavor, Platform, TestImage};
 
-struct World {
-    dir: tempfile::TempDir,
-    index: TestImage,
-    image: TestImage,
-    tagless: TestImage,
-    other: TestImage,
+use crate::support::cli::{Out, Workdir};
+use crate::support::images::{blob_path, write_oci_layout, Flavor};
+use crate::support::skopeo;
+use crate::support::world::{manifest_yaml, Scenario};
+
+/// `oci:src` holding the scenario's images (which a `Layouts` derefs to),
+/// in a working directory.
+struct Layouts {
+    work: Workdir,
+    scenario: Scenario,
 }
 
-impl World {
-    fn new() -> World {
-        let dir = tempfile::tempdir().unwrap();
-        let index = TestImage::multi_arch(
-            1,
-            Flavor::Oci,
-            &[Platform::linux("amd64"), Platform::linux("arm64")],
-            512,
-        );
-        let image = TestImage::single_layer(2, 700);
-        let tagless = TestImage::single_layer(3, 300);
-        let other = TestImage::single_layer(4, 200);
-        let src = dir.path().join("src");
-        write_oci_layout(&src, "hello", &[(&index, Some("1.0"))]).unwrap();
+impl Deref for Layouts {
+    type Target = Scenario;
+    fn deref(&self) -> &Scenario {
+        &self.scenario
+    }
+}
+
+impl Layouts {
+    fn new() -> Layouts {
+        let work = Workdir::new();
+        let scenario = Scenario::new(1, Flavor::Oci, [512, 700, 300, 200]);
+        let s = &scenario;
+        let src = work.path().join("src");
+        write_oci_layout(&src, "hello", &[(&s.index, Some("1.0"))]).unwrap();
         write_oci_layout(
             &src,
             "tools/echo",
             &[
-                (&image, Some("v1")),
-                (&tagless, None),
-                (&other, Some("other")),
+                (&s.image, Some("v1")),
+                (&s.tagless, None),
+                (&s.other, Some("other")),
             ],
         )
         .unwrap();
-        World {
-            dir,
-            index,
-            image,
-            tagless,
-            other,
-        }
+        Layouts { work, scenario }
     }
 
     fn path(&self) -> &Path {
-        self.dir.path()
+        self.work.path()
     }
 
     fn dst(&self) -> PathBuf {
@@ -63,24 +57,17 @@ impl World {
 
     /// A plain manifest promoting `images` (YAML text) from src to dst.
     fn manifest(&self, name: &str, images: &str) -> String {
-        let text = format!(
-            "registries:\n- name: oci:src\n  src: true\n- name: oci:dst\nimages:\n{images}"
-        );
-        std::fs::write(self.path().join(name), text).unwrap();
+        self.work
+            .write(name, manifest_yaml("oci:src", "oci:dst", images));
         name.to_string()
     }
 
     fn standard(&self) -> String {
-        let images = support::images::scenario_images_yaml(
-            self.index.digest(),
-            self.image.digest(),
-            self.tagless.digest(),
-        );
-        self.manifest("promote.yaml", &images)
+        self.manifest("promote.yaml", &self.images_yaml())
     }
 
     fn run(&self, args: &[&str]) -> Out {
-        promoter(self.path(), args)
+        self.work.run(args)
     }
 }
 
@@ -106,27 +93,13 @@ fn tree_bytes(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 
 /// skopeo (an independent client) reads the tag; its raw manifest has the digest we promised.
 fn skopeo_digest(layout_root: &Path, repo: &str, tag: &str) -> Option<Digest> {
-    if Command::new("skopeo").arg("--version").output().is_err() {
-        assert!(std::env::var("CI").is_err(), "skopeo is missing in CI");
-        eprintln!("skipping the skopeo check: skopeo is not installed");
-        return None;
-    }
-    let out = Command::new("skopeo")
-        .args(["inspect", "--raw"])
-        .arg(format!("oci:{}:{tag}", layout_root.join(repo).display()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "skopeo: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Some(Digest::sha256_of(&out.stdout))
+    let target = format!("oci:{}:{tag}", layout_root.join(repo).display());
+    skopeo::inspect_raw(&target).map(|raw| Digest::sha256_of(&raw))
 }
 
 #[test]
 fn dry_run_prints_the_plan_and_writes_nothing() {
-    let w = World::new();
+    let w = Layouts::new();
     let m = w.standard();
     let out = w.run(&["run", "--manifest", &m]);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
@@ -162,7 +135,7 @@ fn dry_run_prints_the_plan_and_writes_nothing() {
 
 #[test]
 fn confirm_promotes_digests_exactly_and_a_second_run_plans_nothing() {
-    let w = World::new();
+    let w = Layouts::new();
     let m = w.standard();
     let out = w.run(&["run", "--manifest", &m, "--confirm"]);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
@@ -187,7 +160,7 @@ fn confirm_promotes_digests_exactly_and_a_second_run_plans_nothing() {
         ("tools/echo", &w.tagless),
     ] {
         for manifest in image.all_manifests() {
-            let path = support::images::blob_path(&w.dst(), repo, &manifest.digest);
+            let path = blob_path(&w.dst(), repo, &manifest.digest);
             assert_eq!(
                 std::fs::read(&path).unwrap(),
                 manifest.bytes.to_vec(),
@@ -196,7 +169,7 @@ fn confirm_promotes_digests_exactly_and_a_second_run_plans_nothing() {
             );
         }
         for blob in image.all_blobs() {
-            let path = support::images::blob_path(&w.dst(), repo, &blob.digest);
+            let path = blob_path(&w.dst(), repo, &blob.digest);
             assert_eq!(
                 std::fs::read(&path).unwrap(),
                 blob.bytes.to_vec(),
@@ -206,7 +179,7 @@ fn confirm_promotes_digests_exactly_and_a_second_run_plans_nothing() {
         }
     }
     // The unwanted image was not copied.
-    assert!(!support::images::blob_path(&w.dst(), "tools/echo", w.other.digest()).exists());
+    assert!(!blob_path(&w.dst(), "tools/echo", w.other.digest()).exists());
 
     let again = w.run(&["run", "--manifest", &m]);
     assert_eq!(again.code, 0);
@@ -219,7 +192,7 @@ fn confirm_promotes_digests_exactly_and_a_second_run_plans_nothing() {
 
 #[test]
 fn a_tag_move_is_refused_with_exit_3_and_nothing_is_written() {
-    let w = World::new();
+    let w = Layouts::new();
     let m = w.standard();
     assert_eq!(w.run(&["run", "--manifest", &m, "--confirm"]).code, 0);
     let before = tree_bytes(&w.dst());
@@ -263,7 +236,7 @@ fn a_tag_move_is_refused_with_exit_3_and_nothing_is_written() {
 
 #[test]
 fn a_tag_add_writes_only_the_tag() {
-    let w = World::new();
+    let w = Layouts::new();
     let m = w.standard();
     assert_eq!(w.run(&["run", "--manifest", &m, "--confirm"]).code, 0);
     let add = w.manifest(
@@ -287,7 +260,7 @@ fn a_tag_add_writes_only_the_tag() {
 
 #[test]
 fn apply_runs_a_reviewed_plan_and_refuses_when_the_destination_drifted() {
-    let w = World::new();
+    let w = Layouts::new();
     let m = w.standard();
     let out = w.run(&["run", "--manifest", &m, "--plan-out", "plan.json"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -310,7 +283,7 @@ fn apply_runs_a_reviewed_plan_and_refuses_when_the_destination_drifted() {
     assert_eq!(tree_bytes(&w.dst()), before);
 
     // A fresh plan on a fresh destination applies cleanly.
-    let w2 = World::new();
+    let w2 = Layouts::new();
     let m2 = w2.standard();
     assert_eq!(
         w2.run(&["run", "--manifest", &m2, "--plan-out", "plan.json"])
@@ -347,7 +320,7 @@ fn json_reports_validate_against_the_documented_schema() {
         report
     };
 
-    let w = World::new();
+    let w = Layouts::new();
     let m = w.standard();
     let dry = check(&w.run(&["run", "--manifest", &m, "--output", "json"]));
     assert_eq!(dry["dry_run"], true);

@@ -2,101 +2,44 @@
 //! each behind a recording proxy so that request economy is asserted at the
 //! wire level. End states are read back with skopeo, an independent client.
 
-mod support;
-
 use promoter::reference::Digest;
 use promoter::registry::remote::CredentialStore;
-use support::cli::{promoter_async as promoter, Out};
-use support::images::{push, Flavor, Platform, TestImage};
-use support::proxy::Proxy;
-use support::registry::{skopeo_inspect_raw, TestRegistry};
+
+use crate::support::images::{cosign_tag, Flavor, TestImage};
+use crate::support::skopeo;
+use crate::support::world::{images_yaml, manifest_yaml, Scenario, World};
 
 fn is_write(method: &str) -> bool {
     matches!(method, "PUT" | "POST" | "PATCH" | "DELETE")
 }
 
 /// Two registries behind proxies, and the images of the standard scenario.
-struct Two {
-    _src: TestRegistry,
-    _dst: TestRegistry,
-    src_proxy: Proxy,
-    dst_proxy: Proxy,
-    dir: tempfile::TempDir,
-    index: TestImage,
-    image: TestImage,
-    tagless: TestImage,
-    other: TestImage,
-}
+type Two = World<Scenario>;
 
 impl Two {
     async fn start() -> Option<Two> {
-        let src = TestRegistry::plain().await?;
-        let dst = TestRegistry::plain().await?;
-        let src_proxy = Proxy::start(&src.host()).await;
-        let dst_proxy = Proxy::start(&dst.host()).await;
-        let index = TestImage::multi_arch(
-            11,
-            Flavor::Docker,
-            &[Platform::linux("amd64"), Platform::linux("arm64")],
-            2048,
-        );
-        let image = TestImage::single_layer(12, 4096);
-        let tagless = TestImage::single_layer(13, 1000);
-        let other = TestImage::single_layer(14, 1000);
-        let client = src.remote(CredentialStore::anonymous());
-        push(&client, "stage/hello", &index, Some("1.0"))
-            .await
-            .unwrap();
-        push(&client, "stage/tools/echo", &image, Some("v1"))
-            .await
-            .unwrap();
-        push(&client, "stage/tools/echo", &tagless, None)
-            .await
-            .unwrap();
-        push(&client, "stage/tools/echo", &other, Some("other"))
-            .await
-            .unwrap();
-        Some(Two {
-            _src: src,
-            _dst: dst,
-            src_proxy,
-            dst_proxy,
-            dir: tempfile::tempdir().unwrap(),
-            index,
-            image,
-            tagless,
-            other,
-        })
-    }
-
-    fn manifest(&self, name: &str, images: &str) -> String {
-        let text = format!(
-            "registries:\n- name: {}/stage\n  src: true\n- name: {}/prod\nimages:\n{images}",
-            self.src_proxy.host(),
-            self.dst_proxy.host()
-        );
-        std::fs::write(self.dir.path().join(name), text).unwrap();
-        name.to_string()
+        let w = World::builder().start().await?;
+        let s = Scenario::new(11, Flavor::Docker, [2048, 4096, 1000, 1000]);
+        w.push("stage/hello", &s.index, &["1.0"]).await;
+        w.push("stage/tools/echo", &s.image, &["v1"]).await;
+        w.push("stage/tools/echo", &s.tagless, &[]).await;
+        w.push("stage/tools/echo", &s.other, &["other"]).await;
+        Some(w.holding(s))
     }
 
     fn standard(&self) -> String {
-        let images = support::images::scenario_images_yaml(
-            self.index.digest(),
-            self.image.digest(),
-            self.tagless.digest(),
-        );
-        self.manifest("promote.yaml", &images)
-    }
-
-    async fn run(&self, args: &[&str]) -> Out {
-        promoter(self.dir.path(), args).await
+        self.manifest("promote.yaml", &self.images.images_yaml())
     }
 
     async fn skopeo_digest(&self, reference: &str) -> Option<Digest> {
-        let raw =
-            skopeo_inspect_raw(&format!("{}/prod/{reference}", self.dst_proxy.host())).await?;
+        let raw = prod_manifest(self, reference).await?;
         Some(Digest::sha256_of(&raw))
     }
+}
+
+/// `DESTINATION/prod/REFERENCE` (through its proxy), as skopeo reads it.
+async fn prod_manifest<T>(w: &World<T>, reference: &str) -> Option<Vec<u8>> {
+    skopeo::inspect_raw_async(&format!("docker://{}/prod/{reference}", w.dst_host())).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -105,7 +48,7 @@ async fn promotes_between_two_registries_and_a_rerun_costs_one_head_per_tag() {
     let m = t.standard();
 
     // Dry run: a plan, and not a single write anywhere.
-    let dry = t.run(&["run", "--manifest", &m]).await;
+    let dry = t.run_async(&["run", "--manifest", &m]).await;
     assert_eq!(dry.code, 0, "{}{}", dry.stdout, dry.stderr);
     assert!(
         dry.stdout
@@ -119,41 +62,33 @@ async fn promotes_between_two_registries_and_a_rerun_costs_one_head_per_tag() {
         t.dst_proxy.dump()
     );
 
-    let out = t.run(&["run", "--manifest", &m, "--confirm"]).await;
+    let out = t.run_async(&["run", "--manifest", &m, "--confirm"]).await;
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("0 failed"), "{}", out.stdout);
 
     // skopeo reads exactly the digests the manifest names; the index came with its children.
     if let Some(d) = t.skopeo_digest("hello:1.0").await {
-        assert_eq!(&d, t.index.digest());
+        assert_eq!(&d, t.images.index.digest());
         assert_eq!(
             &t.skopeo_digest("tools/echo:v1").await.unwrap(),
-            t.image.digest()
+            t.images.image.digest()
         );
         assert_eq!(
             &t.skopeo_digest("tools/echo:latest").await.unwrap(),
-            t.image.digest()
+            t.images.image.digest()
         );
-        for child in &t.index.children {
-            let raw = skopeo_inspect_raw(&format!(
-                "{}/prod/hello@{}",
-                t.dst_proxy.host(),
-                child.digest()
-            ))
-            .await
-            .unwrap();
+        for child in &t.images.index.children {
+            let raw = prod_manifest(&t, &format!("hello@{}", child.digest()))
+                .await
+                .unwrap();
             assert_eq!(raw, child.manifest.bytes.to_vec());
         }
-        let raw = skopeo_inspect_raw(&format!(
-            "{}/prod/tools/echo@{}",
-            t.dst_proxy.host(),
-            t.tagless.digest()
-        ))
-        .await
-        .unwrap();
-        assert_eq!(raw, t.tagless.manifest.bytes.to_vec());
+        let raw = prod_manifest(&t, &format!("tools/echo@{}", t.images.tagless.digest()))
+            .await
+            .unwrap();
+        assert_eq!(raw, t.images.tagless.manifest.bytes.to_vec());
     }
-    let other = format!("/v2/prod/tools/echo/manifests/{}", t.other.digest());
+    let other = format!("/v2/prod/tools/echo/manifests/{}", t.images.other.digest());
     assert_eq!(
         t.dst_proxy.count("PUT", &other),
         0,
@@ -163,7 +98,7 @@ async fn promotes_between_two_registries_and_a_rerun_costs_one_head_per_tag() {
     // No-op re-run: one HEAD per wanted tag (and per untagged digest), nothing from the source.
     t.src_proxy.clear_log();
     t.dst_proxy.clear_log();
-    let again = t.run(&["run", "--manifest", &m]).await;
+    let again = t.run_async(&["run", "--manifest", &m]).await;
     assert_eq!(again.code, 0, "{}", again.stderr);
     assert!(
         again.stdout.contains("plan: 0 copy, 0 tag, 1 lost"),
@@ -209,16 +144,23 @@ async fn promotes_between_two_registries_and_a_rerun_costs_one_head_per_tag() {
 async fn a_refused_tag_move_writes_nothing_and_exits_3() {
     let Some(t) = Two::start().await else { return };
     let m = t.standard();
-    assert_eq!(t.run(&["run", "--manifest", &m, "--confirm"]).await.code, 0);
+    assert_eq!(
+        t.run_async(&["run", "--manifest", &m, "--confirm"])
+            .await
+            .code,
+        0
+    );
     t.dst_proxy.clear_log();
     let moved = t.manifest(
         "move.yaml",
         &format!(
             "- name: tools/echo\n  dmap:\n    \"{}\": [\"v1\"]\n",
-            t.other.digest()
+            t.images.other.digest()
         ),
     );
-    let out = t.run(&["run", "--manifest", &moved, "--confirm"]).await;
+    let out = t
+        .run_async(&["run", "--manifest", &moved, "--confirm"])
+        .await;
     assert_eq!(out.code, 3, "{}{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("refused"), "{}", out.stdout);
     assert!(
@@ -227,44 +169,22 @@ async fn a_refused_tag_move_writes_nothing_and_exits_3() {
         t.dst_proxy.dump()
     );
     if let Some(d) = t.skopeo_digest("tools/echo:v1").await {
-        assert_eq!(&d, t.image.digest(), "the tag moved");
+        assert_eq!(&d, t.images.image.digest(), "the tag moved");
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn within_one_registry_blobs_are_mounted_not_copied() {
-    let Some(registry) = TestRegistry::plain().await else {
+    let Some(w) = World::builder().same_registry().start().await else {
         return;
     };
-    let proxy = Proxy::start(&registry.host()).await;
     let image = TestImage::layered(21, 3, 64 * 1024, None);
-    let client = registry.remote(CredentialStore::anonymous());
-    push(&client, "staging/app", &image, Some("1.0"))
-        .await
-        .unwrap();
-
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("m.yaml"),
-        format!(
-            "registries:\n- name: {h}/staging\n  src: true\n- name: {h}/prod\nimages:\n- name: app\n  dmap:\n    \"{}\": [\"1.0\"]\n",
-            image.digest(),
-            h = proxy.host()
-        ),
-    )
-    .unwrap();
-    let out = promoter(
-        dir.path(),
-        &[
-            "run",
-            "--manifest",
-            "m.yaml",
-            "--confirm",
-            "--output",
-            "json",
-        ],
-    )
-    .await;
+    w.push("staging/app", &image, &["1.0"]).await;
+    let images = images_yaml(&[("app", image.digest(), &["1.0"])]);
+    let m = w.manifest_between("m.yaml", "staging", "prod", &images);
+    let out = w
+        .run_async(&["run", "--manifest", &m, "--confirm", "--output", "json"])
+        .await;
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     let blobs = image.all_blobs().len() as u64;
@@ -275,6 +195,7 @@ async fn within_one_registry_blobs_are_mounted_not_copied() {
     );
     assert_eq!(report["execution"]["stats"]["blobs_uploaded"], 0);
 
+    let proxy = &w.dst_proxy;
     let log = proxy.log();
     let mounts: Vec<_> = log
         .iter()
@@ -289,91 +210,68 @@ async fn within_one_registry_blobs_are_mounted_not_copied() {
         .map(|r| r.request_bytes)
         .sum();
     assert_eq!(uploaded, 0, "blob bytes moved: {}", proxy.dump());
-    let raw = skopeo_inspect_raw(&format!("{}/prod/app:1.0", proxy.host())).await;
-    if let Some(raw) = raw {
+    if let Some(raw) = prod_manifest(&w, "app:1.0").await {
         assert_eq!(raw, image.manifest.bytes.to_vec());
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signatures_come_along_unless_attachments_are_off() {
-    let Some(src) = TestRegistry::plain().await else {
+    let Some(w) = World::builder().start().await else {
         return;
     };
-    let Some(dst) = TestRegistry::plain().await else {
-        return;
-    };
-    let client = src.remote(CredentialStore::anonymous());
     let signed = TestImage::single_layer(41, 100);
     let unsigned_run = TestImage::single_layer(42, 100);
     let signature = TestImage::cosign_signature(43, signed.digest());
-    let sig_tag = support::images::cosign_tag(signed.digest(), "sig");
-    push(&client, "stage/app", &signed, Some("1.0"))
-        .await
-        .unwrap();
-    push(&client, "stage/app", &signature, Some(&sig_tag))
-        .await
-        .unwrap();
+    let sig_tag = cosign_tag(signed.digest(), "sig");
+    w.push("stage/app", &signed, &["1.0"]).await;
+    w.push("stage/app", &signature, &[&sig_tag]).await;
     let sig2 = TestImage::cosign_signature(44, unsigned_run.digest());
-    let sig2_tag = support::images::cosign_tag(unsigned_run.digest(), "sig");
-    push(&client, "stage/app", &unsigned_run, Some("2.0"))
-        .await
-        .unwrap();
-    push(&client, "stage/app", &sig2, Some(&sig2_tag))
-        .await
-        .unwrap();
+    let sig2_tag = cosign_tag(unsigned_run.digest(), "sig");
+    w.push("stage/app", &unsigned_run, &["2.0"]).await;
+    w.push("stage/app", &sig2, &[&sig2_tag]).await;
 
-    let dir = tempfile::tempdir().unwrap();
-    let manifest = |digest: &Digest, tag: &str| {
-        format!(
-            "registries:\n- name: {}/stage\n  src: true\n- name: {}/prod\nimages:\n- name: app\n  dmap:\n    \"{digest}\": [\"{tag}\"]\n",
-            src.host(),
-            dst.host()
-        )
+    // Straight to both registries, no proxy in between.
+    let manifest = |name: &str, digest: &Digest, tag: &str| {
+        let text = manifest_yaml(
+            &format!("{}/stage", w.src().host()),
+            &format!("{}/prod", w.dst.host()),
+            &images_yaml(&[("app", digest, &[tag])]),
+        );
+        w.write(name, text);
     };
-    std::fs::write(
-        dir.path().join("with.yaml"),
-        manifest(signed.digest(), "1.0"),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("without.yaml"),
-        manifest(unsigned_run.digest(), "2.0"),
-    )
-    .unwrap();
+    manifest("with.yaml", signed.digest(), "1.0");
+    manifest("without.yaml", unsigned_run.digest(), "2.0");
 
-    let out = promoter(
-        dir.path(),
-        &[
+    let out = w
+        .run_async(&[
             "run",
             "--manifest",
             "with.yaml",
             "--confirm",
             "--output",
             "json",
-        ],
-    )
-    .await;
+        ])
+        .await;
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(report["execution"]["stats"]["attachments_copied"], 1);
-    if let Some(raw) = skopeo_inspect_raw(&format!("{}/prod/app:{sig_tag}", dst.host())).await {
+    let sig_ref = format!("docker://{}/prod/app:{sig_tag}", w.dst.host());
+    if let Some(raw) = skopeo::inspect_raw_async(&sig_ref).await {
         assert_eq!(raw, signature.manifest.bytes.to_vec());
     }
 
-    let out = promoter(
-        dir.path(),
-        &[
+    let out = w
+        .run_async(&[
             "run",
             "--manifest",
             "without.yaml",
             "--confirm",
             "--no-attachments",
-        ],
-    )
-    .await;
+        ])
+        .await;
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
-    let dst_client = dst.remote(CredentialStore::anonymous());
+    let dst_client = w.dst.remote(CredentialStore::anonymous());
     let tags = promoter::registry::Registry::list_tags(&dst_client, "prod/app")
         .await
         .unwrap();

@@ -1,69 +1,40 @@
 //! Each speed technique, proven at the wire level on a real registry: the
 //! proxy's request log shows that the fast path was taken.
 
-mod support;
-
 use std::collections::BTreeSet;
-use std::path::Path;
 
-use promoter::registry::remote::CredentialStore;
-use support::images::{push, TestBlob, TestImage};
-use support::proxy::{Proxy, Recorded};
-use support::registry::TestRegistry;
-
-async fn promoter(cwd: &Path, args: &[&str]) -> (i32, String) {
-    let out = support::cli::promoter_async(cwd, args).await;
-    (out.code, out.all())
-}
+use crate::support::images::{TestBlob, TestImage};
+use crate::support::proxy::Recorded;
+use crate::support::world::{images_yaml, manifest_yaml, World};
 
 /// A source registry holding `images` (repo, image, tag), a destination
 /// behind a recording proxy, and a manifest promoting them all.
-struct Setup {
-    _src: TestRegistry,
-    _dst: TestRegistry,
-    dst_proxy: Proxy,
-    dir: tempfile::TempDir,
-}
-
-async fn setup(images: &[(String, TestImage, &str)]) -> Option<Setup> {
-    let src = TestRegistry::plain().await?;
-    let dst = TestRegistry::plain().await?;
-    let dst_proxy = Proxy::start(&dst.host()).await;
-    let client = src.remote(CredentialStore::anonymous());
-    let mut yaml = format!(
-        "registries:\n- name: {}/stage\n  src: true\n- name: {}/prod\nimages:\n",
-        src.host(),
-        dst_proxy.host()
-    );
+async fn setup(images: &[(String, TestImage, &str)]) -> Option<World> {
+    let w = World::builder().start().await?;
+    let mut entries = Vec::new();
     for (repo, image, tag) in images {
-        push(&client, &format!("stage/{repo}"), image, Some(tag))
-            .await
-            .unwrap();
-        yaml.push_str(&format!(
-            "- name: {repo}\n  dmap:\n    \"{}\": [\"{tag}\"]\n",
-            image.digest()
-        ));
+        let tags = std::slice::from_ref(tag);
+        w.push(&format!("stage/{repo}"), image, tags).await;
+        entries.push((repo.as_str(), image.digest(), tags));
     }
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("m.yaml"), yaml).unwrap();
-    Some(Setup {
-        _src: src,
-        _dst: dst,
-        dst_proxy,
-        dir,
-    })
+    // The source is read directly, not through its proxy.
+    w.write(
+        "m.yaml",
+        manifest_yaml(
+            &format!("{}/stage", w.src().host()),
+            &format!("{}/prod", w.dst_host()),
+            &images_yaml(&entries),
+        ),
+    );
+    Some(w)
 }
 
-impl Setup {
-    async fn promote(&self) -> Vec<Recorded> {
-        let (code, out) = promoter(
-            self.dir.path(),
-            &["run", "--manifest", "m.yaml", "--confirm"],
-        )
+async fn promote(w: &World) -> Vec<Recorded> {
+    let out = w
+        .run_async(&["run", "--manifest", "m.yaml", "--confirm"])
         .await;
-        assert_eq!(code, 0, "{out}");
-        self.dst_proxy.log()
-    }
+    assert_eq!(out.code, 0, "{}", out.all());
+    w.dst_proxy.log()
 }
 
 fn blob_uploads(log: &[Recorded]) -> Vec<&Recorded> {
@@ -88,7 +59,7 @@ async fn new_repositories_get_no_head_before_upload_and_six_requests_per_image()
     let Some(s) = setup(&images).await else {
         return;
     };
-    let log = s.promote().await;
+    let log = promote(&s).await;
 
     let blob_heads = log
         .iter()
@@ -120,7 +91,7 @@ async fn uploads_are_one_post_and_one_put_with_the_whole_blob() {
     let Some(s) = setup(&images).await else {
         return;
     };
-    let log = s.promote().await;
+    let log = promote(&s).await;
     let posts = log
         .iter()
         .filter(|r| r.method == "POST" && r.path.contains("/blobs/uploads/"))
@@ -154,7 +125,7 @@ async fn a_shared_blob_is_uploaded_once_and_mounted_elsewhere() {
     let Some(s) = setup(&images).await else {
         return;
     };
-    let log = s.promote().await;
+    let log = promote(&s).await;
     let base_uploads = blob_uploads(&log)
         .into_iter()
         .filter(|r| r.path.contains(base.digest.hex()))
@@ -189,7 +160,7 @@ async fn copying_starts_before_planning_ends_and_connections_are_reused() {
     let Some(s) = setup(&images).await else {
         return;
     };
-    let log = s.promote().await;
+    let log = promote(&s).await;
     let first_write = log
         .iter()
         .position(|r| r.method == "PUT")

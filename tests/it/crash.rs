@@ -15,20 +15,22 @@
 //! printed in every failure message; the moments a kill lands on still
 //! depend on the machine's speed). `CRASH_TRACE=1` prints every run.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use promoter::reference::Digest;
 use promoter::registry::remote::CredentialStore;
-use support::images::{cosign_tag, push, Flavor, Platform, Prng, TestBlob, TestImage};
-use support::proxy::{Action, Proxy, Rule};
-use support::registry::TestRegistry;
-use support::verify::{self, Skopeo, Tags};
+
+use crate::support::cli::{promoter, Promoter};
+use crate::support::images::{
+    blob_path, cosign_tag, repo_dir, write_oci_layout, Flavor, Platform, Prng, TestBlob, TestImage,
+};
+use crate::support::proxy::{Action, Proxy, Rule};
+use crate::support::registry::TestRegistry;
+use crate::support::verify::{self, Skopeo, Tags};
+use crate::support::world::{images_yaml, manifest_yaml, push_tagged, registry_options, World};
 
 /// At least this many kills per destination kind in one test run.
 const MIN_KILLS: usize = 20;
@@ -46,15 +48,15 @@ fn seed() -> u64 {
 type Repo = BTreeMap<Digest, BTreeSet<String>>;
 
 /// The mixed set of images promoted, and what the destination must end with.
-struct World {
+struct Mix {
     /// repository (under `stage` and the destination root) -> image, tags.
     images: Vec<(String, TestImage, Vec<String>)>,
     /// repository -> signature image and the subject it signs.
     signatures: Vec<(String, TestImage, Digest)>,
 }
 
-impl World {
-    fn new() -> World {
+impl Mix {
+    fn new() -> Mix {
         let base = TestBlob::layer(900, 128 * 1024);
         let mut images = Vec::new();
         let mut add = |repo: &str, image: TestImage, tags: &[&str]| {
@@ -118,48 +120,37 @@ impl World {
                 )
             })
             .collect();
-        World { images, signatures }
+        Mix { images, signatures }
     }
 
     async fn load(&self, registry: &TestRegistry) {
         let client = registry.remote(CredentialStore::anonymous());
         for (repo, image, tags) in &self.images {
-            let stage = format!("stage/{repo}");
-            push(&client, &stage, image, tags.first().map(String::as_str))
-                .await
-                .unwrap();
-            for tag in tags.iter().skip(1) {
-                push(&client, &stage, image, Some(tag)).await.unwrap();
-            }
+            let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+            push_tagged(&client, &format!("stage/{repo}"), image, &tags).await;
         }
         for (repo, signature, subject) in &self.signatures {
             let tag = cosign_tag(subject, "sig");
-            push(&client, &format!("stage/{repo}"), signature, Some(&tag))
-                .await
-                .unwrap();
+            push_tagged(&client, &format!("stage/{repo}"), signature, &[&tag]).await;
         }
     }
 
     /// A manifest promoting everything from `source/stage` to `dest`.
     fn manifest(&self, source: &str, dest: &str) -> String {
-        let mut by_repo: BTreeMap<&str, Vec<(&TestImage, &Vec<String>)>> = BTreeMap::new();
+        let mut by_repo: BTreeMap<&str, Vec<(&TestImage, Vec<&str>)>> = BTreeMap::new();
         for (repo, image, tags) in &self.images {
+            let tags = tags.iter().map(String::as_str).collect();
             by_repo.entry(repo).or_default().push((image, tags));
         }
-        let mut yaml =
-            format!("registries:\n- name: {source}/stage\n  src: true\n- name: {dest}\nimages:\n");
-        for (repo, entries) in by_repo {
-            yaml.push_str(&format!("- name: {repo}\n  dmap:\n"));
-            for (image, tags) in entries {
-                let tags: Vec<String> = tags.iter().map(|t| format!("\"{t}\"")).collect();
-                yaml.push_str(&format!(
-                    "    \"{}\": [{}]\n",
-                    image.digest(),
-                    tags.join(", ")
-                ));
-            }
-        }
-        yaml
+        let entries: Vec<(&str, &Digest, &[&str])> = by_repo
+            .iter()
+            .flat_map(|(repo, images)| {
+                images
+                    .iter()
+                    .map(|(image, tags)| (*repo, image.digest(), tags.as_slice()))
+            })
+            .collect();
+        manifest_yaml(&format!("{source}/stage"), dest, &images_yaml(&entries))
     }
 
     /// The tagged content the destination must end with, signatures included.
@@ -203,15 +194,24 @@ impl World {
     /// tagged digest with its tags (untagged digests are invisible to a
     /// registry, and minimal snapshots leave out index children).
     fn expected_minimal_snapshot(&self) -> String {
-        let mut out = String::new();
-        for (repo, digests) in self.repos() {
-            out.push_str(&format!("- name: {repo}\n  dmap:\n"));
-            for (digest, tags) in digests {
-                let tags: Vec<String> = tags.iter().map(|t| format!("\"{t}\"")).collect();
-                out.push_str(&format!("    \"{digest}\": [{}]\n", tags.join(", ")));
-            }
-        }
-        out
+        let repos = self.repos();
+        let tagged: Vec<(&str, &Digest, Vec<&str>)> = repos
+            .iter()
+            .flat_map(|(repo, digests)| {
+                digests.iter().map(|(digest, tags)| {
+                    (
+                        repo.as_str(),
+                        digest,
+                        tags.iter().map(String::as_str).collect(),
+                    )
+                })
+            })
+            .collect();
+        let entries: Vec<(&str, &Digest, &[&str])> = tagged
+            .iter()
+            .map(|(repo, digest, tags)| (*repo, *digest, tags.as_slice()))
+            .collect();
+        images_yaml(&entries)
     }
 
     /// A promoted digest never shows without its signature: once any tag
@@ -252,15 +252,11 @@ enum Ended {
 async fn run_and_maybe_kill(dir: &Path, args: &[&str], kill_after: Option<Duration>) -> Ended {
     let stdout = std::fs::File::create(dir.join("stdout.txt")).unwrap();
     let stderr = std::fs::File::create(dir.join("stderr.txt")).unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_promoter"))
+    let mut child = Promoter::new(dir)
         .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
         .stdout(stdout)
         .stderr(stderr)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start promoter");
+        .spawn();
     let limit = Duration::from_secs(180);
     let waited = match kill_after {
         Some(after) => tokio::time::timeout(after, child.wait()).await,
@@ -377,11 +373,10 @@ impl Destination for LayoutDest {
     }
 
     async fn has_digest(&self, round: usize, repo: &str, digest: &Digest) -> bool {
-        let dir = support::images::repo_dir(&self.root.join(format!("r{round}")), repo);
-        let index = std::fs::read_to_string(dir.join("index.json")).unwrap_or_default();
-        index.contains(digest.as_str())
-            && support::images::blob_path(&self.root.join(format!("r{round}")), repo, digest)
-                .is_file()
+        let root = self.root.join(format!("r{round}"));
+        let index =
+            std::fs::read_to_string(repo_dir(&root, repo).join("index.json")).unwrap_or_default();
+        index.contains(digest.as_str()) && blob_path(&root, repo, digest).is_file()
     }
 }
 
@@ -415,7 +410,7 @@ struct Tally {
 /// [`MIN_KILLS`] kills, checking after each; every round ends with a run
 /// left alone, which must complete and leave exactly the expected content.
 async fn campaign(
-    world: &World,
+    world: &Mix,
     source: &str,
     dest: &impl Destination,
     dir: &Path,
@@ -436,11 +431,7 @@ async fn campaign(
         .map(|s| s.to_string())
         .collect()
     };
-    std::fs::write(
-        dir.join("options.json"),
-        r#"{"defaults": {"retry_deadline_secs": 5}}"#,
-    )
-    .unwrap();
+    std::fs::write(dir.join("options.json"), registry_options("{}")).unwrap();
 
     // Round 0 is left alone: it proves the end state, and its duration
     // sets the range the kill moments are drawn from.
@@ -570,31 +561,27 @@ fn widen_windows(proxy: &Proxy, methods: &[&str], delay: Duration) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_random_moments_never_leaves_a_registry_tag_on_missing_content() {
-    let Some(src) = TestRegistry::plain().await else {
+    let Some(w) = World::builder().start().await else {
         return;
     };
-    let Some(dst) = TestRegistry::plain().await else {
-        return;
-    };
-    let world = World::new();
-    world.load(&src).await;
-    let dst_proxy = Proxy::start(&dst.host()).await;
+    let mix = Mix::new();
+    mix.load(w.src()).await;
     widen_windows(
-        &dst_proxy,
+        &w.dst_proxy,
         &["PUT", "POST", "PATCH"],
         Duration::from_millis(15),
     );
-    let dir = tempfile::tempdir().unwrap();
     let dest = RegistryDest {
-        direct: dst.host(),
-        storage: dst.dir.path().join("storage"),
-        via: dst_proxy.host(),
+        direct: w.dst.host(),
+        storage: w.dst.dir.path().join("storage"),
+        via: w.dst_host(),
     };
     let started = Instant::now();
-    let tally = campaign(&world, &src.host(), &dest, dir.path(), seed()).await;
+    // The source is read directly, not through its proxy.
+    let tally = campaign(&mix, &w.src().host(), &dest, w.path(), seed()).await;
     eprintln!("registry: {tally:?} in {:?}", started.elapsed());
     assert!(
-        !dst_proxy.log().iter().any(|r| r.method == "DELETE"),
+        !w.dst_proxy.log().iter().any(|r| r.method == "DELETE"),
         "nothing is ever deleted"
     );
     assert!(tally.kills >= MIN_KILLS, "{tally:?}");
@@ -609,8 +596,8 @@ async fn sigkill_at_random_moments_never_leaves_an_oci_index_on_missing_content(
     let Some(src) = TestRegistry::plain().await else {
         return;
     };
-    let world = World::new();
-    world.load(&src).await;
+    let mix = Mix::new();
+    mix.load(&src).await;
     // The layout writes locally; slow the source reads instead.
     let src_proxy = Proxy::start(&src.host()).await;
     widen_windows(&src_proxy, &["GET"], Duration::from_millis(25));
@@ -619,7 +606,7 @@ async fn sigkill_at_random_moments_never_leaves_an_oci_index_on_missing_content(
         root: dir.path().join("layouts"),
     };
     let started = Instant::now();
-    let tally = campaign(&world, &src_proxy.host(), &dest, dir.path(), seed() ^ 0x0C1).await;
+    let tally = campaign(&mix, &src_proxy.host(), &dest, dir.path(), seed() ^ 0x0C1).await;
     eprintln!("oci: {tally:?} in {:?}", started.elapsed());
     assert!(tally.kills >= MIN_KILLS, "{tally:?}");
     assert!(
@@ -635,50 +622,29 @@ async fn sigkill_at_random_moments_never_leaves_an_oci_index_on_missing_content(
 /// brings both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kill_while_a_signature_is_written_leaves_its_image_untagged() {
-    let Some(src) = TestRegistry::plain().await else {
-        return;
-    };
-    let Some(dst) = TestRegistry::plain().await else {
+    let Some(w) = World::builder().start().await else {
         return;
     };
     let image = TestImage::layered(940, 2, 32 * 1024, None);
     let signature = TestImage::cosign_signature(941, image.digest());
     let sig_tag = cosign_tag(image.digest(), "sig");
-    let client = src.remote(CredentialStore::anonymous());
-    push(&client, "stage/app", &image, Some("1.0"))
-        .await
-        .unwrap();
-    push(&client, "stage/app", &signature, Some(&sig_tag))
-        .await
-        .unwrap();
-    let dst_proxy = Proxy::start(&dst.host()).await;
+    w.push("stage/app", &image, &["1.0"]).await;
+    w.push("stage/app", &signature, &[&sig_tag]).await;
+    let (dst, dst_proxy) = (&w.dst, &w.dst_proxy);
     dst_proxy.add(
         Rule::new("PUT", &format!("/prod/app/manifests/{sig_tag}"))
             .action(Action::Delay(Duration::from_secs(120))),
     );
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("m.yaml"),
-        format!(
-            "registries:\n- name: {}/stage\n  src: true\n- name: {}/prod\nimages:\n\
-             - name: app\n  dmap:\n    \"{}\": [\"1.0\", \"latest\"]\n",
-            src.host(),
-            dst_proxy.host(),
-            image.digest()
-        ),
-    )
-    .unwrap();
+    // The source is read directly, not through its proxy.
+    let images = images_yaml(&[("app", image.digest(), &["1.0", "latest"])]);
+    let src = format!("{}/stage", w.src().host());
+    w.write(
+        "m.yaml",
+        manifest_yaml(&src, &format!("{}/prod", w.dst_host()), &images),
+    );
     let args = ["run", "--manifest", "m.yaml", "--confirm"];
 
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_promoter"))
-        .args(args)
-        .current_dir(dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut child = w.promoter().args(args).spawn();
     // Every blob of the signature is in: the next write is its (held) PUT.
     let sig_blobs: Vec<String> = signature
         .own_blobs()
@@ -737,8 +703,8 @@ async fn a_kill_while_a_signature_is_written_leaves_its_image_untagged() {
     );
 
     dst_proxy.clear_rules();
-    let ended = run_and_maybe_kill(dir.path(), &args, None).await;
-    assert!(matches!(ended, Ended::Exited(0)), "{}", output(dir.path()));
+    let ended = run_and_maybe_kill(w.path(), &args, None).await;
+    assert!(matches!(ended, Ended::Exited(0)), "{}", output(w.path()));
     let found = verify::assert_registry(&dst.host(), "prod", Skopeo::Yes, "after the re-run").await;
     assert_eq!(
         found, expected,
@@ -756,33 +722,33 @@ fn a_kill_between_a_manifest_blob_and_its_index_entry_is_repaired_by_the_rerun()
     let image = TestImage::single_layer(950, 4096);
     let tagged = TestImage::single_layer(951, 4096);
     let src = dir.path().join("src");
-    support::images::write_oci_layout(&src, "app", &[(&image, None), (&tagged, Some("1.0"))])
-        .unwrap();
+    write_oci_layout(&src, "app", &[(&image, None), (&tagged, Some("1.0"))]).unwrap();
     let dst = dir.path().join("dst");
     // The interrupted promotion: the tagged image is done, the tagless one
     // has its blobs and its manifest blob, but no index.json entry.
-    support::images::write_oci_layout(&dst, "app", &[(&tagged, Some("1.0"))]).unwrap();
+    write_oci_layout(&dst, "app", &[(&tagged, Some("1.0"))]).unwrap();
     for (digest, bytes) in image
         .all_blobs()
         .iter()
         .map(|b| (&b.digest, &b.bytes))
         .chain([(image.digest(), &image.manifest.bytes)])
     {
-        std::fs::write(support::images::blob_path(&dst, "app", digest), bytes).unwrap();
+        std::fs::write(blob_path(&dst, "app", digest), bytes).unwrap();
     }
+    let images = images_yaml(&[
+        ("app", image.digest(), &[]),
+        ("app", tagged.digest(), &["1.0"]),
+    ]);
+    let (from, to) = (
+        format!("oci:{}", src.display()),
+        format!("oci:{}", dst.display()),
+    );
     std::fs::write(
         dir.path().join("m.yaml"),
-        format!(
-            "registries:\n- name: oci:{}\n  src: true\n- name: oci:{}\nimages:\n\
-             - name: app\n  dmap:\n    \"{}\": []\n    \"{}\": [\"1.0\"]\n",
-            src.display(),
-            dst.display(),
-            image.digest(),
-            tagged.digest()
-        ),
+        manifest_yaml(&from, &to, &images),
     )
     .unwrap();
-    let out = support::cli::promoter(dir.path(), &["run", "--manifest", "m.yaml", "--confirm"]);
+    let out = promoter(dir.path(), &["run", "--manifest", "m.yaml", "--confirm"]);
     assert_eq!(out.code, 0, "{}", out.all());
     let index = std::fs::read_to_string(dst.join("app/index.json")).unwrap();
     assert!(

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
 
-use promoter::registry::remote::transport::{retry_after, RetryClock, MAX_RETRY_AFTER};
+use promoter::registry::remote::retry::{retry_after, RetryClock, MAX_RETRY_AFTER};
 
 fn retry_after_of(value: &'static str) -> Option<Duration> {
     let mut headers = HeaderMap::new();

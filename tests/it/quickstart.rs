@@ -1,12 +1,12 @@
 //! The README's main command works as written: the bundled thin tree
 //! promotes from the shipped OCI layout to a local one, no server needed.
 
-mod support;
-
 use std::path::Path;
 
+use crate::support::cli;
+
 fn promoter(cwd: &Path, args: &[&str]) -> (i32, String) {
-    let out = support::cli::promoter(cwd, args);
+    let out = cli::promoter(cwd, args);
     (out.code, out.all())
 }
 

@@ -10,19 +10,18 @@
 //! (bearer JWTs from the harness's issuer), each behind the fault proxy,
 //! which adds retries (503s) and blob redirects to a second host with a
 //! signed query, so that every code path that might log a URL or a header
-//! runs. The library-level counterparts live in tests/remote_auth.rs.
-
-mod support;
+//! runs. The library-level counterparts live in tests/it/remote_auth.rs.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use base64::Engine as _;
 use futures::future::join_all;
-use promoter::registry::remote::CredentialStore;
-use support::images::{push, TestImage};
-use support::proxy::{Action, Proxy, Rule, Target, SINK_SIGNATURE};
-use support::registry::{Auth, Config, TestRegistry, IDENTITY_TOKEN, PASSWORD, USER};
+
+use crate::support::cli::{Out, Workdir};
+use crate::support::images::TestImage;
+use crate::support::proxy::{Action, Rule, Target, SINK_SIGNATURE};
+use crate::support::registry::{Auth, Config, IDENTITY_TOKEN, PASSWORD, USER};
+use crate::support::world::{images_yaml, World};
 
 const LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
 const OUTPUTS: [&str; 2] = ["text", "json"];
@@ -67,68 +66,13 @@ fn assert_clean(what: &str, text: &str) {
     }
 }
 
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-/// A directory with no credentials anywhere the promoter looks by default:
-/// only `--auth-file` counts.
-struct Env {
-    dir: tempfile::TempDir,
-}
-
-impl Env {
-    fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        for sub in ["home", "docker", "runtime", "config"] {
-            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
-        }
-        Env { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.path().join(name);
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-
-    async fn promoter(&self, args: &[&str]) -> Out {
-        let p = self.path();
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_promoter"))
-            .args(args)
-            .current_dir(p)
-            .env("HOME", p.join("home"))
-            .env("DOCKER_CONFIG", p.join("docker"))
-            .env("XDG_RUNTIME_DIR", p.join("runtime"))
-            .env("XDG_CONFIG_HOME", p.join("config"))
-            .env_remove("REGISTRY_AUTH_FILE")
-            .kill_on_drop(true)
-            .output();
-        let out = tokio::time::timeout(Duration::from_secs(180), child)
-            .await
-            .unwrap_or_else(|_| panic!("promoter {args:?} did not finish"))
-            .unwrap();
-        Out {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-}
-
 /// An auth file: `entries` are (host, JSON entry).
-fn auth_file(env: &Env, name: &str, entries: &[(&str, serde_json::Value)]) -> PathBuf {
+fn auth_file(work: &Workdir, name: &str, entries: &[(&str, serde_json::Value)]) -> PathBuf {
     let auths: serde_json::Map<String, serde_json::Value> = entries
         .iter()
         .map(|(host, entry)| (host.to_string(), entry.clone()))
         .collect();
-    env.write(name, &serde_json::json!({ "auths": auths }).to_string())
+    work.write(name, serde_json::json!({ "auths": auths }).to_string())
 }
 
 fn basic(password: &str) -> serde_json::Value {
@@ -140,75 +84,39 @@ fn identity(token: &str) -> serde_json::Value {
     serde_json::json!({ "identitytoken": token })
 }
 
-/// An htpasswd source and a token-auth destination, each behind a proxy;
-/// the source holds a multi-arch index and an image.
-struct World {
-    _src: TestRegistry,
-    _dst: TestRegistry,
-    src_proxy: Proxy,
-    dst_proxy: Proxy,
-    env: Env,
+/// What [`Secrets`] promotes: a multi-arch index and an image.
+struct Promoted {
     index: TestImage,
     image: TestImage,
 }
 
-impl World {
-    async fn start() -> Option<World> {
-        let src = TestRegistry::start(Config {
-            auth: Auth::Htpasswd,
-            ..Default::default()
-        })
-        .await?;
-        let dst = TestRegistry::start(Config {
-            auth: Auth::Token,
-            ..Default::default()
-        })
-        .await?;
+/// An htpasswd source and a token-auth destination, each behind a proxy,
+/// the source holding [`Promoted`]. Credentials come only from
+/// `--auth-file`: every run's environment has none (`support::hermetic`).
+type Secrets = World<Promoted>;
+
+impl Secrets {
+    async fn start() -> Option<Secrets> {
+        let w = World::builder()
+            .source(Config::with_auth(Auth::Htpasswd))
+            .destination(Config::with_auth(Auth::Token))
+            .start()
+            .await?;
         let index = TestImage::oci_index(801, 20_000);
         let image = TestImage::single_layer(802, 30_000);
-        let config = src.write_docker_config(None);
-        let client = src.remote(CredentialStore::from_files([config]).unwrap());
-        push(&client, "stage/hello", &index, Some("1.0"))
-            .await
-            .unwrap();
-        push(&client, "stage/app", &image, Some("2.0"))
-            .await
-            .unwrap();
-        let src_proxy = Proxy::start(&src.host()).await;
-        let dst_proxy = Proxy::start(&dst.host()).await;
-        let env = Env::new();
-        env.write(
-            "options.json",
-            r#"{"defaults": {"retry_deadline_secs": 5}}"#,
-        );
-        Some(World {
-            _src: src,
-            _dst: dst,
-            src_proxy,
-            dst_proxy,
-            env,
-            index,
-            image,
-        })
+        w.push("stage/hello", &index, &["1.0"]).await;
+        w.push("stage/app", &image, &["2.0"]).await;
+        Some(w.holding(Promoted { index, image }))
     }
 
     /// A manifest promoting both images into `HOST/dest` (one per run, so
     /// that every run has work to do).
-    fn manifest(&self, dest: &str) -> String {
-        let name = format!("{dest}.yaml");
-        self.env.write(
-            &name,
-            &format!(
-                "registries:\n- name: {}/stage\n  src: true\n- name: {}/{dest}\nimages:\n\
-                 - name: hello\n  dmap:\n    \"{}\": [\"1.0\"]\n\
-                 - name: app\n  dmap:\n    \"{}\": [\"2.0\"]\n",
-                self.src_proxy.host(),
-                self.dst_proxy.host(),
-                self.index.digest(),
-                self.image.digest(),
-            ),
-        );
-        name
+    fn manifest_to(&self, dest: &str) -> String {
+        let images = images_yaml(&[
+            ("hello", self.images.index.digest(), &["1.0"]),
+            ("app", self.images.image.digest(), &["2.0"]),
+        ]);
+        self.manifest_between(&format!("{dest}.yaml"), "stage", dest, &images)
     }
 
     /// The good credentials for both proxies; the destination's by
@@ -220,7 +128,7 @@ impl World {
             basic(PASSWORD)
         };
         auth_file(
-            &self.env,
+            self,
             if dst_by_identity_token {
                 "good-idt.json"
             } else {
@@ -243,7 +151,7 @@ impl World {
             .flat_map(|level| OUTPUTS.iter().map(move |output| (*level, *output)));
         let runs = runs.map(|(level, output)| {
             let name = format!("{label}-{level}-{output}");
-            let manifest = self.manifest(&name);
+            let manifest = self.manifest_to(&name);
             let plan_file = format!("{name}.plan.json");
             let auth = auth.clone();
             async move {
@@ -265,12 +173,11 @@ impl World {
                 if confirm {
                     args.push("--confirm");
                 }
-                let out = self.env.promoter(&args).await;
+                let out = self.run_async(&args).await;
                 let what = format!("{name} (exit {})", out.code);
                 assert_clean(&format!("{what}, stdout"), &out.stdout);
                 assert_clean(&format!("{what}, stderr"), &out.stderr);
-                let plan =
-                    std::fs::read_to_string(self.env.path().join(&plan_file)).unwrap_or_default();
+                let plan = self.read(&plan_file);
                 assert_clean(&format!("{what}, plan file"), &plan);
                 (name, out)
             }
@@ -280,7 +187,7 @@ impl World {
 
     /// Faults that make the promoter retry and follow signed redirects: one
     /// 503 for a tag read and one for a manifest write of every run of
-    /// [`World::every_level`] labelled `label` (each run writes to its own
+    /// [`Secrets::every_level`] labelled `label` (each run writes to its own
     /// path, so every run retries, whatever order they run in).
     fn arm(&self, label: &str, blob_redirect: Action) {
         self.src_proxy
@@ -299,7 +206,7 @@ impl World {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn successful_promotions_print_no_secret_at_any_level() {
-    let Some(w) = World::start().await else {
+    let Some(w) = Secrets::start().await else {
         return;
     };
     for by_identity_token in [false, true] {
@@ -340,7 +247,7 @@ async fn successful_promotions_print_no_secret_at_any_level() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_promotions_print_no_secret_at_any_level() {
-    let Some(w) = World::start().await else {
+    let Some(w) = Secrets::start().await else {
         return;
     };
     let src = w.src_proxy.host();
@@ -369,7 +276,7 @@ async fn failing_promotions_print_no_secret_at_any_level() {
         ),
     ];
     for (label, entries) in cases {
-        let auth = auth_file(&w.env, &format!("{label}.json"), &entries);
+        let auth = auth_file(&w, &format!("{label}.json"), &entries);
         for confirm in [false, true] {
             let label = format!("{label}-{}", if confirm { "confirm" } else { "dry" });
             let outs = w.every_level(&label, &auth, confirm).await;
@@ -429,7 +336,7 @@ async fn failing_promotions_print_no_secret_at_any_level() {
     // Snapshots and diffs with a wrong password fail through `main`'s error
     // chain (exit 1).
     let wrong = auth_file(
-        &w.env,
+        &w,
         "wrong-all.json",
         &[(&src, basic(WRONG_PASSWORD)), (&dst, basic(WRONG_PASSWORD))],
     );
@@ -443,7 +350,7 @@ async fn failing_promotions_print_no_secret_at_any_level() {
             let mut args = command.clone();
             args.extend(["--auth-file", &wrong, "--log-level", level]);
             args.extend(["--registry-config", "options.json"]);
-            let out = w.env.promoter(&args).await;
+            let out = w.run_async(&args).await;
             assert_eq!(out.code, 1, "{args:?}: {}{}", out.stdout, out.stderr);
             assert_clean(&format!("{args:?}, stdout"), &out.stdout);
             assert_clean(&format!("{args:?}, stderr"), &out.stderr);
@@ -456,22 +363,22 @@ async fn failing_promotions_print_no_secret_at_any_level() {
 /// (exit 1) without being repeated in the error.
 #[tokio::test]
 async fn credentials_in_a_manifest_registry_name_are_not_echoed() {
-    let env = Env::new();
+    let work = Workdir::new();
     let digest = format!("sha256:{}", "a".repeat(64));
     for name in [
         format!("https://{USER}:{PASSWORD}@127.0.0.1:5000/stage"),
         format!("{USER}:{PASSWORD}@127.0.0.1:5000/stage"),
     ] {
-        env.write(
+        work.write(
             "m.yaml",
-            &format!(
+            format!(
                 "registries:\n- name: {name}\n  src: true\n- name: 127.0.0.1:5001/prod\n\
                  images:\n- name: app\n  dmap:\n    \"{digest}\": [\"1.0\"]\n"
             ),
         );
         for level in LEVELS {
-            let out = env
-                .promoter(&["run", "--manifest", "m.yaml", "--log-level", level])
+            let out = work
+                .run_async(&["run", "--manifest", "m.yaml", "--log-level", level])
                 .await;
             assert_eq!(out.code, 1, "{}", out.stderr);
             assert!(out.stderr.contains("m.yaml:2:"), "{}", out.stderr);
@@ -485,11 +392,11 @@ async fn credentials_in_a_manifest_registry_name_are_not_echoed() {
 /// never with its content.
 #[tokio::test]
 async fn malformed_auth_files_are_reported_without_their_content() {
-    let env = Env::new();
+    let work = Workdir::new();
     let digest = format!("sha256:{}", "a".repeat(64));
-    env.write(
+    work.write(
         "m.yaml",
-        &format!(
+        format!(
             "registries:\n- name: 127.0.0.1:5000/stage\n  src: true\n- name: 127.0.0.1:5001/prod\n\
              images:\n- name: app\n  dmap:\n    \"{digest}\": [\"1.0\"]\n"
         ),
@@ -509,10 +416,10 @@ async fn malformed_auth_files_are_reported_without_their_content() {
             format!(r#"{{"auths": {{"h": {{"identitytoken": ["{IDENTITY_TOKEN}"]}}}}}}"#),
         ),
     ] {
-        env.write(name, &text);
+        work.write(name, &text);
         for level in LEVELS {
-            let out = env
-                .promoter(&[
+            let out = work
+                .run_async(&[
                     "run",
                     "--manifest",
                     "m.yaml",
@@ -534,8 +441,8 @@ async fn malformed_auth_files_are_reported_without_their_content() {
 /// quotes the whole argument, password included, into the CI log.
 #[tokio::test]
 async fn credentials_in_a_registry_argument_are_not_echoed() {
-    let env = Env::new();
-    env.write("m.yaml", "registries: []\nimages: []\n");
+    let work = Workdir::new();
+    work.write("m.yaml", "registries: []\nimages: []\n");
     let with_credentials = format!("https://{USER}:{PASSWORD}@127.0.0.1:5000/stage");
     let bare = format!("{USER}:{PASSWORD}@127.0.0.1:5000/stage");
     for args in [
@@ -550,7 +457,7 @@ async fn credentials_in_a_registry_argument_are_not_echoed() {
             bare.as_str(),
         ],
     ] {
-        let out = env.promoter(&args).await;
+        let out = work.run_async(&args).await;
         assert_ne!(out.code, 0, "{args:?}");
         assert_clean(&format!("{args:?}"), &out.stdout);
         assert_clean(&format!("{args:?}"), &out.stderr);

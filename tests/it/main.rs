@@ -1,0 +1,25 @@
+//! The integration suite: one test binary, one module per area, and the
+//! shared harness (`tests/support`) compiled once for all of them.
+//!
+//! Every process a test starts (the `promoter` binary, skopeo, the registry)
+//! runs in a clean environment: see `support::hermetic`. Run one area with
+//! `cargo test --test it faults::`, one test with its full name.
+
+// Kept at `tests/support`: the examples include `images.rs` from there.
+#[path = "../support/mod.rs"]
+mod support;
+
+mod crash;
+mod fast_paths;
+mod faults;
+mod fuzz_regressions;
+mod hermetic;
+mod manifest_golden;
+mod promote_layout;
+mod promote_registry;
+mod quickstart;
+mod registry_contract;
+mod remote_auth;
+mod remote_wire;
+mod secrets;
+mod snapshot;
