@@ -23,9 +23,8 @@ use crate::plan::{self, DestState, Inventory, Observed, RepoKey, RepoWant};
 use crate::reference::{Digest, ManifestRef};
 use crate::registry::{Registries, Registry};
 
-/// How many reads run at once across all registries. Per-registry caps in
-/// the transport still apply below this.
-pub const DEFAULT_READ_CONCURRENCY: usize = 32;
+/// How many reads run at once across all registries (see [`crate::limits`]).
+pub const DEFAULT_READ_CONCURRENCY: usize = crate::limits::INVENTORY_READS;
 
 async fn head(registry: &dyn Registry, repo: &str, reference: ManifestRef) -> Observed<Digest> {
     match registry.head_manifest(repo, &reference).await {

@@ -6,6 +6,7 @@
 pub mod diag;
 pub mod exec;
 pub mod inventory;
+pub mod limits;
 pub mod manifest;
 pub mod oci;
 pub mod plan;

@@ -109,8 +109,7 @@ impl Snapshot {
     }
 }
 
-/// How many repositories are read at once.
-const SNAPSHOT_CONCURRENCY: usize = 32;
+use crate::limits::{SNAPSHOT_HEADS_PER_REPOSITORY, SNAPSHOT_REPOSITORIES as SNAPSHOT_CONCURRENCY};
 
 /// What one repository holds: tags and their digests, plus the untagged
 /// children of its indexes.
@@ -130,7 +129,7 @@ async fn read_repository(
                 .await?;
             Ok::<_, RegistryError>((tag, head))
         })
-        .buffer_unordered(8)
+        .buffer_unordered(SNAPSHOT_HEADS_PER_REPOSITORY)
         .collect()
         .await;
     let mut digests = DigestTags::new();

@@ -75,8 +75,8 @@ pub struct ExecOptions {
 impl Default for ExecOptions {
     fn default() -> Self {
         ExecOptions {
-            repo_concurrency: 16,
-            blob_concurrency: 4,
+            repo_concurrency: crate::limits::REPOSITORIES_AT_ONCE,
+            blob_concurrency: crate::limits::TRANSFERS_PER_MANIFEST,
             attachments: true,
         }
     }

@@ -109,7 +109,10 @@ impl RegistryOptions {
             ca_file: self.ca_file.clone(),
             client_cert: self.client_cert.clone(),
             client_key: self.client_key.clone(),
-            max_in_flight: self.max_in_flight.unwrap_or(16).max(1),
+            max_in_flight: self
+                .max_in_flight
+                .unwrap_or(crate::limits::REQUESTS_IN_FLIGHT_PER_REGISTRY)
+                .max(1),
             requests_per_second: self
                 .requests_per_second
                 .filter(|r| r.is_finite() && *r > 0.0),

@@ -1,0 +1,44 @@
+//! Every concurrency limit in one place, and how they combine.
+//!
+//! Two kinds of limit stack up:
+//!
+//! - **Fan-out** (how many tasks a stage starts at once): the executor works
+//!   on [`REPOSITORIES_AT_ONCE`] destination repositories, and inside one
+//!   manifest on [`TRANSFERS_PER_MANIFEST`] children or blobs; an index's
+//!   children fan out again at the same width, so a copy of an index of
+//!   indexes may have `16 × 4 × 4` tasks ready. The inventory runs
+//!   [`INVENTORY_READS`] repositories at once with [`INVENTORY_READS`]` / 4`
+//!   reads each; snapshots read [`SNAPSHOT_REPOSITORIES`] repositories with
+//!   [`SNAPSHOT_HEADS_PER_REPOSITORY`] tag HEADs each.
+//! - **The wire** (what actually goes out): every request to a registry
+//!   takes one of its transport's [`REQUESTS_IN_FLIGHT_PER_REGISTRY`]
+//!   permits (`max_in_flight` in the registry config), and an optional
+//!   requests-per-second budget paces them. Fan-out beyond the permits only
+//!   queues; it never adds load on a registry.
+//!
+//! Memory is bounded by the wire, not the fan-out: a blob is streamed, so a
+//! transfer holds one chunk (the verifier holds back at most one more); a
+//! manifest is held whole but is capped at
+//! [`crate::registry::remote::MANIFEST_LIMIT`]. So the peak is about
+//! `permits × (chunk + manifest cap)` per registry, whatever the fan-out.
+
+/// Destination repositories the executor works on at once (also the
+/// pipelining width of a promotion).
+pub const REPOSITORIES_AT_ONCE: usize = 16;
+
+/// Child manifests or blobs of one manifest transferred at once.
+pub const TRANSFERS_PER_MANIFEST: usize = 4;
+
+/// Reads the inventory runs at once across all registries; each
+/// destination repository gets a quarter of them.
+pub const INVENTORY_READS: usize = 32;
+
+/// Repositories a snapshot reads at once.
+pub const SNAPSHOT_REPOSITORIES: usize = 32;
+
+/// Tag HEADs a snapshot sends at once within one repository.
+pub const SNAPSHOT_HEADS_PER_REPOSITORY: usize = 8;
+
+/// Requests in flight to one registry at once, unless its `max_in_flight`
+/// says otherwise.
+pub const REQUESTS_IN_FLIGHT_PER_REGISTRY: usize = 16;
