@@ -120,7 +120,7 @@ async fn read_repository(
     let tags = registry.list_tags(repo).await?;
     let heads: Vec<_> = stream::iter(tags)
         .map(|tag| async move {
-            let parsed = Tag::parse(&tag).map_err(|e| RegistryError::Invalid {
+            let parsed = Tag::parse(&tag).map_err(|e| RegistryError::Protocol {
                 what: format!("{repo}:{tag}"),
                 message: e.to_string(),
             })?;

@@ -31,7 +31,9 @@ use serde::{Deserialize, Serialize};
 use crate::oci::{self, Descriptor};
 use crate::plan::{Action, Plan, PlanItem, RepoKey, SourceRef};
 use crate::reference::{Digest, ManifestRef};
-use crate::registry::{BlobPut, BlobUpload, RawManifest, Registries, Registry, RegistryError};
+use crate::registry::{
+    BlobPut, BlobUpload, ErrorCode, RawManifest, Registries, Registry, RegistryError,
+};
 
 #[cfg(test)]
 mod tests;
@@ -127,6 +129,8 @@ pub enum FailureKind {
     Unsupported,
     /// Not tried: what it depends on (its digest's copy) failed.
     Dependency,
+    /// A bug of ours (please report it).
+    Internal,
 }
 
 impl Failure {
@@ -138,22 +142,25 @@ impl Failure {
             }
             RegistryError::Denied { .. } => (FailureKind::Denied, None),
             RegistryError::RateLimited { .. } => (FailureKind::RateLimited, Some(429)),
-            RegistryError::DigestMismatch { .. } | RegistryError::SizeMismatch { .. } => {
-                (FailureKind::BadContent, None)
-            }
-            RegistryError::Status { status, .. } => (
-                match status {
-                    401 => FailureKind::Auth,
-                    403 => FailureKind::Denied,
-                    404 => FailureKind::NotFound,
-                    429 => FailureKind::RateLimited,
+            RegistryError::BadContent(_) => (FailureKind::BadContent, None),
+            RegistryError::Status { status, code, .. } => (
+                match (status, code) {
+                    (_, Some(code)) if code.is_unknown() => FailureKind::NotFound,
+                    (_, Some(ErrorCode::Denied)) | (403, _) => FailureKind::Denied,
+                    (_, Some(ErrorCode::Unauthorized)) | (401, _) => FailureKind::Auth,
+                    (_, Some(ErrorCode::TooManyRequests)) | (429, _) => FailureKind::RateLimited,
+                    (404, _) => FailureKind::NotFound,
                     _ => FailureKind::Http,
                 },
                 Some(*status),
             ),
             RegistryError::Transport { .. } => (FailureKind::Transport, None),
             RegistryError::Io { .. } => (FailureKind::Io, None),
-            RegistryError::Invalid { .. } => (FailureKind::Invalid, None),
+            RegistryError::Protocol { .. } | RegistryError::Config { .. } => {
+                (FailureKind::Invalid, None)
+            }
+            RegistryError::Vanished { .. } => (FailureKind::NotFound, None),
+            RegistryError::Internal { .. } => (FailureKind::Internal, None),
             RegistryError::Unsupported { .. } => (FailureKind::Unsupported, None),
         };
         Failure {
@@ -575,7 +582,7 @@ impl Copier {
                     Ok(Some(manifest)) => Ok(manifest),
                     Ok(None) => Err(ExecError::new(
                         what.clone(),
-                        RegistryError::Invalid {
+                        RegistryError::Vanished {
                             what,
                             message: "vanished from the source after planning".to_string(),
                         },

@@ -11,6 +11,7 @@ use futures::StreamExt;
 
 use super::*;
 use crate::diag::Location;
+use crate::oci::ContentError;
 use crate::plan::{self, DestState, DigestWant, Inventory, Observed, RepoWant};
 use crate::reference::{ImageName, RegistryName, Tag};
 use crate::registry::recording::Recording;
@@ -486,6 +487,7 @@ fn failures_carry_a_kind_from_the_error_type_and_the_http_status() {
         method: "GET".into(),
         url: "https://r/v2/".into(),
         status,
+        code: None,
         detail: None,
     };
     let kind = |err: &RegistryError| {
@@ -495,11 +497,20 @@ fn failures_carry_a_kind_from_the_error_type_and_the_http_status() {
     assert_eq!(kind(&status(404)), (FailureKind::NotFound, Some(404)));
     assert_eq!(kind(&status(503)), (FailureKind::Http, Some(503)));
     assert_eq!(kind(&status(401)), (FailureKind::Auth, Some(401)));
-    let mismatch = RegistryError::DigestMismatch {
+    // The registry's own error code wins over a generic status.
+    let unknown = RegistryError::Status {
+        method: "GET".into(),
+        url: "https://r/v2/".into(),
+        status: 400,
+        code: Some(ErrorCode::parse("MANIFEST_UNKNOWN")),
+        detail: None,
+    };
+    assert_eq!(kind(&unknown), (FailureKind::NotFound, Some(400)));
+    let mismatch = RegistryError::BadContent(ContentError::DigestMismatch {
         what: "b".into(),
         expected: Digest::sha256_of(b"a"),
         actual: Digest::sha256_of(b"b"),
-    };
+    });
     assert_eq!(kind(&mismatch), (FailureKind::BadContent, None));
     let limited = RegistryError::RateLimited {
         registry: "r".into(),

@@ -39,6 +39,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::{BlobPut, BlobStream, BlobUpload, Registry, RegistryError};
 use crate::oci::verify::{Expect, VerifyingStream};
+use crate::oci::ContentError;
 use crate::oci::{self, media_type, Descriptor, RawManifest};
 use crate::reference::{Digest, ImageName, ManifestRef, Tag};
 
@@ -243,8 +244,9 @@ fn io_error(path: &Path, source: io::Error) -> RegistryError {
     }
 }
 
+/// The tree holds what the OCI image-layout format does not allow.
 fn invalid(what: impl Into<String>, message: impl Into<String>) -> RegistryError {
-    RegistryError::Invalid {
+    RegistryError::Protocol {
         what: what.into(),
         message: message.into(),
     }
@@ -691,11 +693,11 @@ impl Registry for LayoutRegistry {
         oci::check_bytes(&what, &manifest.digest, &manifest.bytes)?;
         if let ManifestRef::Digest(d) = reference {
             if d != &manifest.digest {
-                return Err(RegistryError::DigestMismatch {
+                return Err(RegistryError::BadContent(ContentError::DigestMismatch {
                     what,
                     expected: d.clone(),
                     actual: manifest.digest.clone(),
-                });
+                }));
             }
         }
         self.check_references(repo, &dir, manifest).await?;
@@ -748,11 +750,11 @@ impl Registry for LayoutRegistry {
         let what = self.what(repo, &upload.digest);
         if let Some(size) = blob_size(&target).await? {
             if size != upload.size {
-                return Err(RegistryError::SizeMismatch {
+                return Err(RegistryError::BadContent(ContentError::SizeMismatch {
                     what,
                     expected: upload.size,
                     actual: size,
-                });
+                }));
             }
             // Left as is: nothing had to move.
             return Ok(if upload.mount_from.is_some() {
@@ -1129,7 +1131,7 @@ mod tests {
         reg.put_blob("app", &upload(b"{}")).await.unwrap();
         // The layer is missing: the manifest is refused, nothing is recorded.
         let err = reg.put_manifest("app", &tag("v1"), &m).await.unwrap_err();
-        assert!(matches!(err, RegistryError::Invalid { .. }), "{err}");
+        assert!(matches!(err, RegistryError::Protocol { .. }), "{err}");
         assert!(!tmp.path().join("app").join(INDEX_JSON).exists());
         assert!(!blob_path(&tmp.path().join("app"), &m.digest).exists());
         assert_eq!(reg.head_manifest("app", &tag("v1")).await.unwrap(), None);
@@ -1155,7 +1157,8 @@ mod tests {
             .unwrap_err();
         assert!(matches!(
             err,
-            RegistryError::SizeMismatch { .. } | RegistryError::DigestMismatch { .. }
+            RegistryError::BadContent(ContentError::SizeMismatch { .. })
+                | RegistryError::BadContent(ContentError::DigestMismatch { .. })
         ));
         let err = reg
             .put_blob(
@@ -1164,7 +1167,13 @@ mod tests {
             )
             .await
             .unwrap_err();
-        assert!(matches!(err, RegistryError::DigestMismatch { .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                RegistryError::BadContent(ContentError::DigestMismatch { .. })
+            ),
+            "{err}"
+        );
         let sha = tmp.path().join("app/blobs/sha256");
         let left: Vec<_> = std::fs::read_dir(&sha).unwrap().collect();
         assert!(left.is_empty(), "left behind: {left:?}");
@@ -1270,7 +1279,7 @@ mod tests {
         reg.put_blob("app", &upload(b"layer")).await.unwrap();
         let m = manifest_for(b"{}", b"layer");
         let err = reg.put_manifest("app", &tag("v1"), &m).await.unwrap_err();
-        assert!(matches!(err, RegistryError::Invalid { .. }), "{err}");
+        assert!(matches!(err, RegistryError::Protocol { .. }), "{err}");
         assert!(reg.list_tags("app").await.is_err(), "unknown is not empty");
         assert_eq!(std::fs::read(dir.join(INDEX_JSON)).unwrap(), b"{not json");
     }
@@ -1391,7 +1400,12 @@ mod tests {
                 Err(e) => error = Some(e),
             }
         }
-        assert!(matches!(error, Some(RegistryError::DigestMismatch { .. })));
+        assert!(matches!(
+            error,
+            Some(RegistryError::BadContent(
+                ContentError::DigestMismatch { .. }
+            ))
+        ));
         assert!(received < bytes.len());
     }
 

@@ -30,7 +30,7 @@ pub mod remote;
 pub use crate::oci::{media_type, Descriptor, RawManifest};
 
 /// A stream of blob bytes. Streams returned by [`Registry::get_blob`] verify the
-/// digest as they go (through [`crate::oci::verify::VerifyingStream`]) and end with [`RegistryError::DigestMismatch`] instead of
+/// digest as they go (through [`crate::oci::verify::VerifyingStream`]) and end with [`RegistryError::BadContent`] instead of
 /// the last chunk when the content is wrong.
 pub type BlobStream = Pin<Box<dyn Stream<Item = Result<Bytes, RegistryError>> + Send>>;
 
@@ -82,24 +82,19 @@ pub enum RegistryError {
         registry: String,
         retry_after_secs: Option<u64>,
     },
-    #[error("{what}: expected digest {expected}, got {actual}")]
-    DigestMismatch {
-        what: String,
-        expected: Digest,
-        actual: Digest,
-    },
-    #[error("{what}: expected {expected} bytes, got {actual}")]
-    SizeMismatch {
-        what: String,
-        expected: u64,
-        actual: u64,
-    },
+    /// Bytes that do not match their digest or size (a passing fault or a
+    /// corrupt store: retried, then reported).
+    #[error(transparent)]
+    BadContent(ContentError),
+    /// The registry answered with an error status after every retry.
     #[error("{method} {url}: HTTP {status}{}", detail_text(detail))]
     Status {
         method: String,
         /// Redacted: no query string, no user info.
         url: String,
         status: u16,
+        /// The first OCI error code of the body, when it had one.
+        code: Option<ErrorCode>,
         detail: Option<String>,
     },
     #[error("{method} {url}: {message}")]
@@ -116,8 +111,21 @@ pub enum RegistryError {
         #[source]
         source: std::io::Error,
     },
+    /// The registry or `oci:` tree answered something the protocol or the
+    /// layout format does not allow (bad JSON, a missing header, a body past
+    /// its cap, a corrupt `index.json`): not retried, the source is at fault.
     #[error("{what}: {message}")]
-    Invalid { what: String, message: String },
+    Protocol { what: String, message: String },
+    /// The user's configuration cannot work (a CA file that is no PEM, a
+    /// client certificate without its key, a host that is no URL).
+    #[error("{what}: {message}")]
+    Config { what: String, message: String },
+    /// Content the plan relies on is gone since it was read.
+    #[error("{what}: {message}")]
+    Vanished { what: String, message: String },
+    /// A bug of ours, reported instead of a panic.
+    #[error("{what}: internal error: {message}")]
+    Internal { what: String, message: String },
     #[error("{registry}: {operation} is not supported by this registry")]
     Unsupported { registry: String, operation: String },
     #[error("{0}")]
@@ -127,26 +135,65 @@ pub enum RegistryError {
 impl From<ContentError> for RegistryError {
     fn from(e: ContentError) -> RegistryError {
         match e {
-            ContentError::DigestMismatch {
-                what,
-                expected,
-                actual,
-            } => RegistryError::DigestMismatch {
-                what,
-                expected,
-                actual,
-            },
-            ContentError::SizeMismatch {
-                what,
-                expected,
-                actual,
-            } => RegistryError::SizeMismatch {
-                what,
-                expected,
-                actual,
-            },
-            ContentError::Malformed { what, message } => RegistryError::Invalid { what, message },
+            ContentError::Malformed { what, message } => RegistryError::Protocol { what, message },
+            mismatch => RegistryError::BadContent(mismatch),
         }
+    }
+}
+
+/// The error codes of the OCI distribution spec (and Docker's additions
+/// registries send), as a registry's error body names them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ErrorCode {
+    BlobUnknown,
+    BlobUploadInvalid,
+    BlobUploadUnknown,
+    DigestInvalid,
+    ManifestBlobUnknown,
+    ManifestInvalid,
+    ManifestUnknown,
+    NameInvalid,
+    NameUnknown,
+    SizeInvalid,
+    Unauthorized,
+    Denied,
+    Unsupported,
+    TooManyRequests,
+    /// A code outside the spec, kept as sent.
+    Other(String),
+}
+
+impl ErrorCode {
+    pub fn parse(code: &str) -> ErrorCode {
+        match code {
+            "BLOB_UNKNOWN" => ErrorCode::BlobUnknown,
+            "BLOB_UPLOAD_INVALID" => ErrorCode::BlobUploadInvalid,
+            "BLOB_UPLOAD_UNKNOWN" => ErrorCode::BlobUploadUnknown,
+            "DIGEST_INVALID" => ErrorCode::DigestInvalid,
+            "MANIFEST_BLOB_UNKNOWN" => ErrorCode::ManifestBlobUnknown,
+            "MANIFEST_INVALID" => ErrorCode::ManifestInvalid,
+            "MANIFEST_UNKNOWN" => ErrorCode::ManifestUnknown,
+            "NAME_INVALID" => ErrorCode::NameInvalid,
+            "NAME_UNKNOWN" => ErrorCode::NameUnknown,
+            "SIZE_INVALID" => ErrorCode::SizeInvalid,
+            "UNAUTHORIZED" => ErrorCode::Unauthorized,
+            "DENIED" => ErrorCode::Denied,
+            "UNSUPPORTED" => ErrorCode::Unsupported,
+            "TOOMANYREQUESTS" => ErrorCode::TooManyRequests,
+            other => ErrorCode::Other(other.to_string()),
+        }
+    }
+
+    /// Whether the code says that something is absent.
+    pub fn is_unknown(&self) -> bool {
+        matches!(
+            self,
+            ErrorCode::BlobUnknown
+                | ErrorCode::BlobUploadUnknown
+                | ErrorCode::ManifestBlobUnknown
+                | ErrorCode::ManifestUnknown
+                | ErrorCode::NameUnknown
+        )
     }
 }
 
@@ -170,7 +217,7 @@ impl RegistryError {
             RegistryError::Status { status, .. } => remote::retry::is_retryable_status(*status),
             RegistryError::Transport { retryable, .. } => *retryable,
             // A corrupted transfer may be a passing fault; the retry verifies again.
-            RegistryError::DigestMismatch { .. } | RegistryError::SizeMismatch { .. } => true,
+            RegistryError::BadContent(_) => true,
             _ => false,
         }
     }
@@ -253,7 +300,7 @@ impl Registries {
     pub fn get(&self, endpoint: &str) -> Result<&Arc<dyn Registry>, RegistryError> {
         self.by_endpoint
             .get(endpoint)
-            .ok_or_else(|| RegistryError::Invalid {
+            .ok_or_else(|| RegistryError::Internal {
                 what: endpoint.to_string(),
                 message: "registry was not opened for this run".to_string(),
             })
@@ -297,4 +344,46 @@ pub fn open_all<'a>(
         registries.insert(&name.endpoint, registry);
     }
     Ok(registries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_error_codes_are_typed_and_others_kept_as_sent() {
+        assert_eq!(ErrorCode::parse("BLOB_UNKNOWN"), ErrorCode::BlobUnknown);
+        assert_eq!(ErrorCode::parse("DENIED"), ErrorCode::Denied);
+        assert_eq!(
+            ErrorCode::parse("TOOMANYREQUESTS"),
+            ErrorCode::TooManyRequests
+        );
+        assert_eq!(
+            ErrorCode::parse("QUOTA_EXCEEDED"),
+            ErrorCode::Other("QUOTA_EXCEEDED".to_string())
+        );
+        assert!(ErrorCode::ManifestUnknown.is_unknown());
+        assert!(!ErrorCode::Denied.is_unknown());
+    }
+
+    #[test]
+    fn only_passing_faults_are_retryable() {
+        let mismatch = RegistryError::from(ContentError::DigestMismatch {
+            what: "b".into(),
+            expected: Digest::sha256_of(b"a"),
+            actual: Digest::sha256_of(b"b"),
+        });
+        assert!(mismatch.is_retryable());
+        let malformed = RegistryError::from(ContentError::Malformed {
+            what: "m".into(),
+            message: "not JSON".into(),
+        });
+        assert!(matches!(malformed, RegistryError::Protocol { .. }));
+        assert!(!malformed.is_retryable());
+        let config = RegistryError::Config {
+            what: "ca.pem".into(),
+            message: "not a PEM CA bundle".into(),
+        };
+        assert!(!config.is_retryable());
+    }
 }

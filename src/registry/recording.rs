@@ -92,6 +92,7 @@ impl Registry for Recording {
                 method: "PUT".into(),
                 url: "test".into(),
                 status: 500,
+                code: None,
                 detail: None,
             });
         }

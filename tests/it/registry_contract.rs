@@ -10,6 +10,7 @@
 
 use bytes::Bytes;
 use futures::StreamExt;
+use promoter::oci::ContentError;
 use promoter::reference::Digest;
 use promoter::registry::layout::LayoutRegistry;
 use promoter::registry::remote::CredentialStore;
@@ -502,7 +503,13 @@ async fn layout_reads_verify_digests() {
     damaged[150_000] ^= 0xff;
     std::fs::write(blob_path(&root, "app", &layer.digest), &damaged).unwrap();
     let err = read_blob(&reg, "app", &layer.digest).await.unwrap_err();
-    assert!(matches!(err, RegistryError::DigestMismatch { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            RegistryError::BadContent(ContentError::DigestMismatch { .. })
+        ),
+        "{err}"
+    );
 
     let mut manifest = image.manifest.bytes.to_vec();
     manifest[0] = b' ';
@@ -510,7 +517,10 @@ async fn layout_reads_verify_digests() {
     for reference in [tag_ref("v1"), digest_ref(image.digest())] {
         let err = reg.get_manifest("app", &reference).await.unwrap_err();
         assert!(
-            matches!(err, RegistryError::DigestMismatch { .. }),
+            matches!(
+                err,
+                RegistryError::BadContent(ContentError::DigestMismatch { .. })
+            ),
             "{reference}: {err}"
         );
     }

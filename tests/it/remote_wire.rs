@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use promoter::oci::ContentError;
 use promoter::reference::{Digest, ManifestRef, Tag};
 use promoter::registry::remote::{CredentialStore, RegistryOptions, RemoteRegistry};
 use promoter::registry::{media_type, BlobPut, Registry, RegistryError};
@@ -401,7 +402,7 @@ async fn wrong_bytes_are_caught_as_a_digest_mismatch() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, RegistryError::DigestMismatch { expected, .. } if *expected == layer.digest),
+        matches!(&err, RegistryError::BadContent(ContentError::DigestMismatch { expected, .. }) if *expected == layer.digest),
         "{err}"
     );
     assert!(err.is_retryable());
@@ -429,7 +430,13 @@ async fn wrong_bytes_are_caught_as_a_digest_mismatch() {
         .get_manifest("bad/bytes", &by_digest(image.digest()))
         .await
         .unwrap_err();
-    assert!(matches!(err, RegistryError::DigestMismatch { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            RegistryError::BadContent(ContentError::DigestMismatch { .. })
+        ),
+        "{err}"
+    );
 
     // By tag, the registry's Docker-Content-Digest is the yardstick.
     let err = rig
@@ -437,7 +444,13 @@ async fn wrong_bytes_are_caught_as_a_digest_mismatch() {
         .get_manifest("bad/bytes", &tag("v1"))
         .await
         .unwrap_err();
-    assert!(matches!(err, RegistryError::DigestMismatch { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            RegistryError::BadContent(ContentError::DigestMismatch { .. })
+        ),
+        "{err}"
+    );
 
     // A body cut short but ended cleanly (chunked, no length) fails too.
     rig.proxy
@@ -445,7 +458,13 @@ async fn wrong_bytes_are_caught_as_a_digest_mismatch() {
     let err = read_blob(&rig.client, "bad/bytes", &layer.digest)
         .await
         .unwrap_err();
-    assert!(matches!(err, RegistryError::DigestMismatch { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            RegistryError::BadContent(ContentError::DigestMismatch { .. })
+        ),
+        "{err}"
+    );
 
     // Untouched, the same reads succeed.
     assert_eq!(
@@ -476,7 +495,10 @@ async fn a_reset_mid_body_is_a_retryable_transport_error() {
                 retryable: true,
                 ..
             }
-        ) || matches!(err, RegistryError::SizeMismatch { .. }),
+        ) || matches!(
+            err,
+            RegistryError::BadContent(ContentError::SizeMismatch { .. })
+        ),
         "{err:?}"
     );
     assert!(err.is_retryable());

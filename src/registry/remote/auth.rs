@@ -512,7 +512,7 @@ async fn fetch_token(
                     .await
                     .map_err(|e| reqwest_error(method, &shown_url, e))?;
                 let answer: TokenAnswer =
-                    serde_json::from_slice(&body).map_err(|_| RegistryError::Invalid {
+                    serde_json::from_slice(&body).map_err(|_| RegistryError::Protocol {
                         what: format!("token from {shown_url}"),
                         message: "the answer is not a token JSON document".to_string(),
                     })?;
@@ -520,7 +520,7 @@ async fn fetch_token(
                     .token
                     .filter(|t| !t.is_empty())
                     .or(answer.access_token.filter(|t| !t.is_empty()))
-                    .ok_or_else(|| RegistryError::Invalid {
+                    .ok_or_else(|| RegistryError::Protocol {
                         what: format!("token from {shown_url}"),
                         message: "the answer holds no token".to_string(),
                     })?;
@@ -550,6 +550,7 @@ async fn fetch_token(
                     method: method.to_string(),
                     url: shown_url.clone(),
                     status: status.as_u16(),
+                    code: None,
                     detail: Some("token request failed".to_string()),
                 };
                 if !err.is_retryable() {

@@ -47,6 +47,7 @@ pub use options::{RegistryOptions, RemoteOptions, ResolvedOptions};
 use self::retry::{reqwest_error, RetryClock};
 use self::transport::{drain, Body, Req, Transport};
 use crate::oci::verify::{Expect, VerifyingStream};
+use crate::oci::ContentError;
 use crate::oci::{self, attachment_tag};
 use crate::reference::{Digest, Endpoint, ImageName, ManifestRef};
 use crate::registry::{
@@ -115,7 +116,7 @@ impl Remotes {
     /// that is the layout backend's).
     pub fn registry(&self, endpoint: &Endpoint) -> Result<Arc<RemoteRegistry>, RegistryError> {
         let Endpoint::Http { host } = endpoint else {
-            return Err(RegistryError::Invalid {
+            return Err(RegistryError::Internal {
                 what: endpoint.to_string(),
                 message: "not an HTTP registry".to_string(),
             });
@@ -218,7 +219,7 @@ impl RemoteRegistry {
         // Repositories become URL paths: only the distribution grammar gets in.
         ImageName::parse(repo)
             .map(|_| ())
-            .map_err(|e| RegistryError::Invalid {
+            .map_err(|e| RegistryError::Config {
                 what: format!("{}/{repo}", self.t.host),
                 message: e.message,
             })
@@ -262,7 +263,7 @@ impl RemoteRegistry {
             let next = next_link(response.headers());
             let body = read_limited(response, MANIFEST_LIMIT * 4, &req).await?;
             let value: serde_json::Value =
-                serde_json::from_slice(&body).map_err(|e| RegistryError::Invalid {
+                serde_json::from_slice(&body).map_err(|e| RegistryError::Protocol {
                     what: redact::url(&url),
                     message: format!("not a JSON listing: {e}"),
                 })?;
@@ -274,26 +275,26 @@ impl RemoteRegistry {
             let Some(next) = next.filter(|_| !past_range) else {
                 return Ok(Some(out));
             };
-            let next = url.join(&next).map_err(|e| RegistryError::Invalid {
+            let next = url.join(&next).map_err(|e| RegistryError::Protocol {
                 what: redact::url(&url),
                 message: format!("bad Link header: {e}"),
             })?;
             if !transport::same_origin(&next, &url) {
                 // Our credentials go only to the registry itself.
-                return Err(RegistryError::Invalid {
+                return Err(RegistryError::Protocol {
                     what: redact::url(&url),
                     message: format!("Link to another host ({})", redact::url(&next)),
                 });
             }
             if !seen.insert(next.as_str().to_string()) {
-                return Err(RegistryError::Invalid {
+                return Err(RegistryError::Protocol {
                     what: redact::url(&url),
                     message: "Link pagination loops".to_string(),
                 });
             }
             url = next;
         }
-        Err(RegistryError::Invalid {
+        Err(RegistryError::Protocol {
             what: redact::url(&url),
             message: format!("more than {MAX_PAGES} pages"),
         })
@@ -429,11 +430,11 @@ impl RemoteRegistry {
             let chunk: Bytes = buffer.split_to(take).freeze();
             let end = offset + chunk.len() as u64;
             if end > upload.size {
-                return Err(RegistryError::SizeMismatch {
+                return Err(RegistryError::BadContent(ContentError::SizeMismatch {
                     what: self.what(repo, &upload.digest),
                     expected: upload.size,
                     actual: end,
-                });
+                }));
             }
             let req = Req::new(Method::PATCH, url.clone(), Scopes::push(repo))
                 .header(CONTENT_TYPE, media_type::OCTET_STREAM)
@@ -449,11 +450,11 @@ impl RemoteRegistry {
             offset = end;
         }
         if offset != upload.size {
-            return Err(RegistryError::SizeMismatch {
+            return Err(RegistryError::BadContent(ContentError::SizeMismatch {
                 what: self.what(repo, &upload.digest),
                 expected: upload.size,
                 actual: offset,
-            });
+            }));
         }
         url.query_pairs_mut()
             .append_pair("digest", upload.digest.as_str());
@@ -479,7 +480,7 @@ impl RemoteRegistry {
             .and_then(|l| l.to_str().ok())
             .and_then(|l| req.url.join(l).ok());
         drain(response).await;
-        location.ok_or_else(|| RegistryError::Invalid {
+        location.ok_or_else(|| RegistryError::Protocol {
             what: redact::url(&req.url),
             message: "upload answer has no usable Location".to_string(),
         })
@@ -493,11 +494,11 @@ impl RemoteRegistry {
     ) -> Result<(), RegistryError> {
         match header_digest(headers) {
             Some(stored) if stored.algorithm() == expected.algorithm() && stored != *expected => {
-                Err(RegistryError::DigestMismatch {
+                Err(RegistryError::BadContent(ContentError::DigestMismatch {
                     what: format!("{} stored", self.what(repo, expected)),
                     expected: expected.clone(),
                     actual: stored,
-                })
+                }))
             }
             _ => Ok(()),
         }
@@ -670,11 +671,11 @@ impl Registry for RemoteRegistry {
         if let (Some(digest), Some(media_type), Some(size)) = (digest, media, size) {
             if let ManifestRef::Digest(asked) = reference {
                 if *asked != digest {
-                    return Err(RegistryError::DigestMismatch {
+                    return Err(RegistryError::BadContent(ContentError::DigestMismatch {
                         what: self.what(repo, asked),
                         expected: asked.clone(),
                         actual: digest,
-                    });
+                    }));
                 }
             }
             return Ok(Some(Descriptor {
@@ -712,8 +713,8 @@ impl Registry for RemoteRegistry {
         loop {
             match self.get_manifest_once(repo, reference).await {
                 Err(
-                    e @ (RegistryError::DigestMismatch { .. }
-                    | RegistryError::SizeMismatch { .. }
+                    e @ (RegistryError::BadContent(ContentError::DigestMismatch { .. })
+                    | RegistryError::BadContent(ContentError::SizeMismatch { .. })
                     | RegistryError::Transport {
                         retryable: true, ..
                     }),
@@ -739,11 +740,11 @@ impl Registry for RemoteRegistry {
         if let ManifestRef::Digest(d) = reference {
             let actual = Digest::of(d.algorithm(), &manifest.bytes);
             if actual != *d {
-                return Err(RegistryError::DigestMismatch {
+                return Err(RegistryError::BadContent(ContentError::DigestMismatch {
                     what: self.what(repo, d),
                     expected: d.clone(),
                     actual,
-                });
+                }));
             }
         }
         let url = self.t.url(&format!("/v2/{repo}/manifests/{reference}"))?;
@@ -772,7 +773,7 @@ impl Registry for RemoteRegistry {
                     .get(CONTENT_LENGTH)
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.parse::<u64>().ok())
-                    .ok_or_else(|| RegistryError::Invalid {
+                    .ok_or_else(|| RegistryError::Protocol {
                         what: self.what(repo, digest),
                         message: "blob HEAD answer has no Content-Length".to_string(),
                     })?;
@@ -825,7 +826,8 @@ impl Registry for RemoteRegistry {
             {
                 Ok(done) => return Ok(done),
                 Err(
-                    e @ (RegistryError::DigestMismatch { .. } | RegistryError::SizeMismatch { .. }),
+                    e @ (RegistryError::BadContent(ContentError::DigestMismatch { .. })
+                    | RegistryError::BadContent(ContentError::SizeMismatch { .. })),
                 ) if {
                     bad_content += 1;
                     bad_content >= MAX_BAD_CONTENT_ATTEMPTS
@@ -950,7 +952,7 @@ pub fn next_link(headers: &HeaderMap) -> Option<String> {
 async fn read_limited(response: Response, limit: usize, req: &Req) -> Result<Bytes, RegistryError> {
     let shown = redact::url(response.url());
     if response.content_length().is_some_and(|n| n > limit as u64) {
-        return Err(RegistryError::Invalid {
+        return Err(RegistryError::Protocol {
             what: shown,
             message: format!("answer larger than {limit} bytes"),
         });
@@ -960,7 +962,7 @@ async fn read_limited(response: Response, limit: usize, req: &Req) -> Result<Byt
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| reqwest_error(req.method.as_str(), &shown, e))?;
         if body.len() + chunk.len() > limit {
-            return Err(RegistryError::Invalid {
+            return Err(RegistryError::Protocol {
                 what: shown,
                 message: format!("answer larger than {limit} bytes"),
             });
@@ -1010,7 +1012,7 @@ impl RemoteRegistry {
         let media_type = match header_type.or_else(|| media_type::sniff(&bytes)) {
             Some(m) => m,
             None => {
-                return Err(RegistryError::Invalid {
+                return Err(RegistryError::Protocol {
                     what: self.what(repo, reference),
                     message: "the registry sent no manifest media type and the body declares none"
                         .to_string(),

@@ -38,7 +38,7 @@ use super::retry::{
     error_chain, is_retryable_status, reqwest_error, retry_after, retry_hint, RetryClock,
 };
 use crate::oci::verify::{Expect, VerifyingStream};
-use crate::registry::{BlobOpener, RegistryError};
+use crate::registry::{BlobOpener, ErrorCode, RegistryError};
 
 /// Most redirects followed for one request.
 const MAX_REDIRECTS: usize = 5;
@@ -64,7 +64,7 @@ pub fn build_client(opts: &ResolvedOptions) -> Result<reqwest::Client, RegistryE
             source,
         })?;
         let certs =
-            reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| RegistryError::Invalid {
+            reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| RegistryError::Config {
                 what: path.display().to_string(),
                 message: format!("not a PEM CA bundle: {}", error_chain(&e)),
             })?;
@@ -82,7 +82,7 @@ pub fn build_client(opts: &ResolvedOptions) -> Result<reqwest::Client, RegistryE
             pem.push(b'\n');
             pem.extend(read(key)?);
             let identity =
-                reqwest::Identity::from_pem(&pem).map_err(|_| RegistryError::Invalid {
+                reqwest::Identity::from_pem(&pem).map_err(|_| RegistryError::Config {
                     what: cert.display().to_string(),
                     message: "client certificate and key are not a usable PEM pair".to_string(),
                 })?;
@@ -90,13 +90,13 @@ pub fn build_client(opts: &ResolvedOptions) -> Result<reqwest::Client, RegistryE
         }
         (None, None) => {}
         _ => {
-            return Err(RegistryError::Invalid {
+            return Err(RegistryError::Config {
                 what: "registry options".to_string(),
                 message: "client_cert and client_key go together".to_string(),
             })
         }
     }
-    builder.build().map_err(|e| RegistryError::Invalid {
+    builder.build().map_err(|e| RegistryError::Config {
         what: "HTTP client".to_string(),
         message: error_chain(&e),
     })
@@ -223,7 +223,7 @@ impl Transport {
     ) -> Result<Transport, RegistryError> {
         let scheme = if opts.plain_http { "http" } else { "https" };
         let base =
-            Url::parse(&format!("{scheme}://{api_host}/")).map_err(|e| RegistryError::Invalid {
+            Url::parse(&format!("{scheme}://{api_host}/")).map_err(|e| RegistryError::Config {
                 what: host.to_string(),
                 message: format!("not a usable registry host: {e}"),
             })?;
@@ -247,7 +247,7 @@ impl Transport {
     pub fn url(&self, path_and_query: &str) -> Result<Url, RegistryError> {
         self.base
             .join(path_and_query)
-            .map_err(|e| RegistryError::Invalid {
+            .map_err(|e| RegistryError::Internal {
                 what: format!("{}{}", self.host, redact::url_text(path_and_query)),
                 message: format!("not a valid URL: {e}"),
             })
@@ -400,7 +400,7 @@ impl Transport {
             .permits
             .acquire()
             .await
-            .map_err(|_| RegistryError::Invalid {
+            .map_err(|_| RegistryError::Internal {
                 what: self.host.clone(),
                 message: "transport closed".to_string(),
             })?;
@@ -457,6 +457,7 @@ impl Transport {
                         method: method_name.to_string(),
                         url: shown,
                         status: status.as_u16(),
+                        code: None,
                         detail: Some(format!("more than {MAX_REDIRECTS} redirects")),
                     });
                 }
@@ -478,6 +479,7 @@ impl Transport {
                             method: method_name.to_string(),
                             url: shown,
                             status: status.as_u16(),
+                            code: None,
                             detail: Some("redirect without a usable Location".to_string()),
                         })
                     }
@@ -498,7 +500,7 @@ impl Transport {
         let status = response.status();
         let url = redact::url(response.url());
         let headers = response.headers().clone();
-        let detail = read_error_detail(response).await;
+        let (code, detail) = read_error_detail(response).await;
         match status {
             StatusCode::UNAUTHORIZED => RegistryError::Unauthorized {
                 registry: self.host.clone(),
@@ -516,6 +518,7 @@ impl Transport {
                 method: method.to_string(),
                 url,
                 status: status.as_u16(),
+                code,
                 detail,
             },
         }
@@ -543,8 +546,9 @@ fn challenges_of(headers: &HeaderMap) -> Vec<super::auth::Challenge> {
         .collect()
 }
 
-/// `CODE: message` from an OCI error body, else the start of a text body.
-async fn read_error_detail(response: Response) -> Option<String> {
+/// The first OCI error code of an error body, and `CODE: message` for the
+/// reader (else the start of a text body).
+async fn read_error_detail(response: Response) -> (Option<ErrorCode>, Option<String>) {
     let mut body = Vec::new();
     let mut stream = response.bytes_stream();
     while let Some(Ok(chunk)) = stream.next().await {
@@ -573,6 +577,11 @@ async fn read_error_detail(response: Response) -> Option<String> {
         }
     };
     if let Ok(parsed) = serde_json::from_slice::<Errors>(&body) {
+        let code = parsed
+            .errors
+            .iter()
+            .find(|e| !e.code.is_empty())
+            .map(|e| ErrorCode::parse(&e.code));
         let parts: Vec<String> = parsed
             .errors
             .iter()
@@ -583,13 +592,16 @@ async fn read_error_detail(response: Response) -> Option<String> {
             })
             .collect();
         if !parts.is_empty() {
-            return Some(clip(&parts.join("; ")));
+            return (code, Some(clip(&parts.join("; "))));
         }
     }
     let text = String::from_utf8_lossy(&body);
     let text = text.trim();
     // Only short plain-text answers are worth quoting; HTML pages are not.
-    (!text.is_empty() && !text.starts_with('<')).then(|| clip(text))
+    (
+        None,
+        (!text.is_empty() && !text.starts_with('<')).then(|| clip(text)),
+    )
 }
 
 /// An upload body for reqwest, which wants `io::Error`s: keeps the real
