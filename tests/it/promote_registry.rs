@@ -5,7 +5,10 @@
 use promoter::reference::Digest;
 use promoter::registry::remote::CredentialStore;
 
-use crate::support::images::{cosign_tag, Flavor, TestImage};
+use promoter::oci::media_type;
+
+use crate::support::images::{cosign_tag, referrers_tag, Flavor, TestImage};
+use crate::support::proxy::{Action, Rule};
 use crate::support::skopeo;
 use crate::support::world::{images_yaml, manifest_yaml, Scenario, World};
 
@@ -279,5 +282,77 @@ async fn signatures_come_along_unless_attachments_are_off() {
     assert!(
         !tags.contains(&sig2_tag),
         "--no-attachments copied a signature: {tags:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_referrer_known_only_to_the_referrers_api_is_promoted_and_listed() {
+    let Some(w) = World::builder().start().await else {
+        return;
+    };
+    let subject = TestImage::single_layer(61, 100);
+    let sbom = TestImage::artifact(62, "application/spdx+json", &subject.manifest);
+    w.push("stage/app", &subject, &["1.0"]).await;
+    // By digest only: no tag names it, so only the referrers API finds it.
+    w.push("stage/app", &sbom, &[]).await;
+    // docker-registry 2.8 has no referrers API; the source's proxy serves it
+    // for this subject, as a registry with the API would.
+    let answer = TestImage::referrers_index(vec![sbom.clone()]);
+    w.src_proxy.add(
+        Rule::new(
+            "GET",
+            &format!("/v2/stage/app/referrers/{}", subject.digest()),
+        )
+        .always()
+        .action(
+            Action::status(200)
+                .header("Content-Type", media_type::OCI_INDEX)
+                .with_body(String::from_utf8(answer.manifest.bytes.to_vec()).unwrap()),
+        ),
+    );
+    let m = w.manifest(
+        "m.yaml",
+        &images_yaml(&[("app", subject.digest(), &["1.0"])]),
+    );
+    let out = w
+        .run_async(&["run", "--manifest", &m, "--confirm", "--output", "json"])
+        .await;
+    assert_eq!(out.code, 0, "{}{}\n{}", out.stdout, out.stderr, w.dumps());
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(report["execution"]["stats"]["attachments_copied"], 1);
+    assert_eq!(w.src_proxy.count("GET", "/referrers/"), 1, "{}", w.dumps());
+
+    // The referrer itself, byte for byte, read by skopeo.
+    let by_digest = format!("docker://{}/prod/app@{}", w.dst_host(), sbom.digest());
+    if let Some(raw) = skopeo::inspect_raw_async(&by_digest).await {
+        assert_eq!(raw, sbom.manifest.bytes.to_vec());
+    }
+    // The destination has no referrers API either: the referrers tag index
+    // lists it there, so clients that follow the spec find it.
+    let tag = referrers_tag(subject.digest());
+    let index_ref = format!("docker://{}/prod/app:{tag}", w.dst_host());
+    if let Some(raw) = skopeo::inspect_raw_async(&index_ref).await {
+        let index: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+        assert_eq!(index["manifests"][0]["digest"], sbom.digest().as_str());
+        assert_eq!(
+            index["manifests"][0]["artifactType"],
+            "application/spdx+json"
+        );
+    }
+    let dst_client = w.dst.remote(CredentialStore::anonymous());
+    let listed = promoter::registry::Registry::referrers(&dst_client, "prod/app", subject.digest())
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.iter().map(|d| &d.digest).collect::<Vec<_>>(),
+        vec![sbom.digest()]
+    );
+
+    // A second run has nothing to do.
+    let again = w.run_async(&["run", "--manifest", &m]).await;
+    assert!(
+        again.stdout.contains("1 already present"),
+        "{}",
+        again.stdout
     );
 }

@@ -161,6 +161,13 @@ impl Action {
             body: String::new(),
         }
     }
+    /// Set the body of a `Respond` action.
+    pub fn with_body(mut self, text: impl Into<String>) -> Action {
+        if let Action::Respond { body, .. } = &mut self {
+            *body = text.into();
+        }
+        self
+    }
     /// Add a header to a `Respond` action.
     pub fn header(mut self, name: &str, value: &str) -> Action {
         if let Action::Respond { headers, .. } = &mut self {
