@@ -23,9 +23,10 @@ use serde::Deserialize;
 use tokio::sync::OnceCell;
 use url::Url;
 
+use super::body::read_capped;
 use super::credentials::{Credential, CredentialStore, Secret};
 use super::redact;
-use super::retry::{reqwest_error, RetryClock};
+use super::retry::{reqwest_error, with_retries, Failed, RetryClock};
 use crate::registry::RegistryError;
 
 // ---------------------------------------------------------------- challenges
@@ -456,13 +457,14 @@ async fn fetch_token(
     max_attempts: u32,
 ) -> Result<CachedToken, RegistryError> {
     let scope_strings = scopes.to_strings();
-    let mut clock = RetryClock::new(deadline, max_attempts);
+    let clock = RetryClock::new(deadline, max_attempts);
     let method = match credential {
         Some(Credential::IdentityToken(_)) => "POST",
         _ => "GET",
     };
     let shown_url = redact::url(realm);
-    loop {
+    let what = || format!("token from {shown_url}");
+    with_retries(clock, &what, RegistryError::is_retryable, || async {
         let request = match credential {
             Some(Credential::IdentityToken(refresh)) => {
                 // OAuth2 refresh_token grant: the way docker uses identity tokens.
@@ -503,78 +505,67 @@ async fn fetch_token(
             }
         };
         let started = Instant::now();
-        let outcome = request.send().await;
-        let retry_after;
-        match outcome {
-            Ok(response) if response.status().is_success() => {
-                let body = response
-                    .bytes()
-                    .await
-                    .map_err(|e| reqwest_error(method, &shown_url, e))?;
-                let answer: TokenAnswer =
-                    serde_json::from_slice(&body).map_err(|_| RegistryError::Protocol {
-                        what: format!("token from {shown_url}"),
-                        message: "the answer is not a token JSON document".to_string(),
-                    })?;
-                let token = answer
-                    .token
-                    .filter(|t| !t.is_empty())
-                    .or(answer.access_token.filter(|t| !t.is_empty()))
-                    .ok_or_else(|| RegistryError::Protocol {
-                        what: format!("token from {shown_url}"),
-                        message: "the answer holds no token".to_string(),
-                    })?;
-                return Ok(CachedToken {
-                    token: Secret::new(token),
-                    valid_until: token_valid_until(started, answer.expires_in),
-                });
+        let response = request
+            .send()
+            .await
+            .map_err(|e| reqwest_error(method, &shown_url, e))?;
+        let status = response.status();
+        match status {
+            s if s.is_success() => {}
+            StatusCode::UNAUTHORIZED => {
+                return Err(RegistryError::Unauthorized {
+                    registry: host.to_string(),
+                    scope: scopes.to_string(),
+                }
+                .into())
             }
-            Ok(response) => {
-                let status = response.status();
-                match status {
-                    StatusCode::UNAUTHORIZED => {
-                        return Err(RegistryError::Unauthorized {
-                            registry: host.to_string(),
-                            scope: scopes.to_string(),
-                        })
-                    }
-                    StatusCode::FORBIDDEN => {
-                        return Err(RegistryError::Denied {
-                            registry: host.to_string(),
-                            scope: scopes.to_string(),
-                        })
-                    }
-                    _ => {}
+            StatusCode::FORBIDDEN => {
+                return Err(RegistryError::Denied {
+                    registry: host.to_string(),
+                    scope: scopes.to_string(),
                 }
-                let err = RegistryError::Status {
-                    method: method.to_string(),
-                    url: shown_url.clone(),
-                    status: status.as_u16(),
-                    code: None,
-                    detail: Some("token request failed".to_string()),
-                };
-                if !err.is_retryable() {
-                    return Err(err);
-                }
-                retry_after = super::retry::retry_after(response.headers());
-                match clock.next_delay(retry_after) {
-                    Some(delay) => tokio::time::sleep(delay).await,
-                    None => return Err(err),
-                }
+                .into())
             }
-            Err(e) => {
-                let err = reqwest_error(method, &shown_url, e);
-                if !err.is_retryable() {
-                    return Err(err);
-                }
-                match clock.next_delay(None) {
-                    Some(delay) => tokio::time::sleep(delay).await,
-                    None => return Err(err),
-                }
+            _ => {
+                return Err(Failed {
+                    retry_after: super::retry::retry_after(response.headers()),
+                    error: RegistryError::Status {
+                        method: method.to_string(),
+                        url: shown_url.clone(),
+                        status: status.as_u16(),
+                        code: None,
+                        detail: Some("token request failed".to_string()),
+                    },
+                })
             }
         }
-    }
+        // A token answer is a small JSON document: a body past the cap is
+        // a hostile or broken token server, not a token.
+        let body = read_capped(response, TOKEN_BODY_LIMIT, method).await?;
+        let answer: TokenAnswer =
+            serde_json::from_slice(&body).map_err(|_| RegistryError::Protocol {
+                what: format!("token from {shown_url}"),
+                message: "the answer is not a token JSON document".to_string(),
+            })?;
+        let token = answer
+            .token
+            .filter(|t| !t.is_empty())
+            .or(answer.access_token.filter(|t| !t.is_empty()))
+            .ok_or_else(|| RegistryError::Protocol {
+                what: format!("token from {shown_url}"),
+                message: "the answer holds no token".to_string(),
+            })?;
+        Ok(CachedToken {
+            token: Secret::new(token),
+            valid_until: token_valid_until(started, answer.expires_in),
+        })
+    })
+    .await
 }
+
+/// Largest token answer read (real ones are a few KiB; JWTs with many
+/// scopes stay well under this).
+const TOKEN_BODY_LIMIT: usize = 1 << 20;
 
 #[cfg(test)]
 mod tests {

@@ -20,6 +20,7 @@
 //! for retries, auth and redirects.
 
 pub mod auth;
+mod body;
 pub mod credentials;
 pub mod options;
 pub mod redact;
@@ -44,7 +45,8 @@ pub use auth::Scopes;
 pub use credentials::{Credential, CredentialStore, Secret};
 pub use options::{RegistryOptions, RemoteOptions, ResolvedOptions};
 
-use self::retry::{reqwest_error, RetryClock};
+use self::body::read_capped;
+use self::retry::{reqwest_error, with_retries, RetryClock};
 use self::transport::{drain, Body, Req, Transport};
 use crate::oci::verify::{Expect, VerifyingStream};
 use crate::oci::ContentError;
@@ -261,7 +263,7 @@ impl RemoteRegistry {
                 return Err(self.error(&req, response).await);
             }
             let next = next_link(response.headers());
-            let body = read_limited(response, MANIFEST_LIMIT * 4, &req).await?;
+            let body = read_capped(response, MANIFEST_LIMIT * 4, req.method.as_str()).await?;
             let value: serde_json::Value =
                 serde_json::from_slice(&body).map_err(|e| RegistryError::Protocol {
                     what: redact::url(&url),
@@ -529,7 +531,7 @@ impl RemoteRegistry {
                 return Err(self.error(&req, response).await);
             }
             let next = next_link(response.headers());
-            let body = read_limited(response, MANIFEST_LIMIT, &req).await?;
+            let body = read_capped(response, MANIFEST_LIMIT, req.method.as_str()).await?;
             let index = RawManifest::new(body, media_type::OCI_INDEX);
             let what = self.what(repo, format!("referrers of {subject}"));
             out.extend(oci::references(&index, &what)?.manifests);
@@ -709,26 +711,24 @@ impl Registry for RemoteRegistry {
         // cut short, reset or corrupted on the way is worth a fresh read or
         // two as well (a passing fault), but no more (a broken registry).
         let deadline = Instant::now() + self.t.opts.retry_deadline;
-        let mut clock = RetryClock::new(deadline, MAX_BAD_CONTENT_ATTEMPTS);
-        loop {
-            match self.get_manifest_once(repo, reference).await {
-                Err(
-                    e @ (RegistryError::BadContent(ContentError::DigestMismatch { .. })
-                    | RegistryError::BadContent(ContentError::SizeMismatch { .. })
-                    | RegistryError::Transport {
-                        retryable: true, ..
-                    }),
-                ) => match clock.next_delay(None) {
-                    Some(wait) => {
-                        tracing::debug!(registry = %self.t.host, repo, reference = %reference,
-                            error = %e, wait_ms = wait.as_millis() as u64, "reading the manifest again");
-                        tokio::time::sleep(wait).await;
-                    }
-                    None => return Err(e),
-                },
-                other => return other,
-            }
-        }
+        let clock = RetryClock::new(deadline, MAX_BAD_CONTENT_ATTEMPTS);
+        let what = || format!("reading {} again", self.what(repo, reference));
+        with_retries(
+            clock,
+            &what,
+            |e| {
+                matches!(
+                    e,
+                    RegistryError::BadContent(_)
+                        | RegistryError::Transport {
+                            retryable: true,
+                            ..
+                        }
+                )
+            },
+            || async { Ok(self.get_manifest_once(repo, reference).await?) },
+        )
+        .await
     }
     async fn put_manifest(
         &self,
@@ -806,7 +806,7 @@ impl Registry for RemoteRegistry {
 
     async fn put_blob(&self, repo: &str, upload: &BlobUpload) -> Result<BlobPut, RegistryError> {
         self.check_repo(repo)?;
-        let mut mount_from = match &upload.mount_from {
+        let mount_from = match &upload.mount_from {
             Some(from) if from != repo => {
                 self.check_repo(from)?;
                 Some(from.clone())
@@ -814,38 +814,32 @@ impl Registry for RemoteRegistry {
             _ => None,
         };
         let deadline = Instant::now() + self.t.opts.retry_deadline;
-        let mut clock = RetryClock::new(deadline, self.t.opts.max_attempts);
+        let clock = RetryClock::new(deadline, self.t.opts.max_attempts);
         // Wrong or short content from the upload's source is worth a fresh
         // read or two (a passing network fault), not a retry until the
         // deadline: a source that keeps sending bad bytes is broken.
         let mut bad_content = 0;
-        loop {
-            match self
-                .put_blob_once(repo, upload, &mut mount_from, deadline)
-                .await
-            {
-                Ok(done) => return Ok(done),
-                Err(
-                    e @ (RegistryError::BadContent(ContentError::DigestMismatch { .. })
-                    | RegistryError::BadContent(ContentError::SizeMismatch { .. })),
-                ) if {
+        let mount_from = std::sync::Mutex::new(mount_from);
+        let what = || format!("uploading {}", self.what(repo, &upload.digest));
+        with_retries(
+            clock,
+            &what,
+            |e| {
+                if matches!(e, RegistryError::BadContent(_)) {
                     bad_content += 1;
-                    bad_content >= MAX_BAD_CONTENT_ATTEMPTS
-                } =>
-                {
-                    return Err(e)
+                    return bad_content < MAX_BAD_CONTENT_ATTEMPTS;
                 }
-                Err(e) if e.is_retryable() => match clock.next_delay(retry::retry_hint(&e)) {
-                    Some(wait) => {
-                        tracing::debug!(registry = %self.t.host, repo, digest = %upload.digest,
-                                error = %e, wait_ms = wait.as_millis() as u64, "retrying blob upload");
-                        tokio::time::sleep(wait).await;
-                    }
-                    None => return Err(e),
-                },
-                Err(e) => return Err(e),
-            }
-        }
+                e.is_retryable()
+            },
+            || async {
+                // One attempt at a time: the lock is never contended.
+                let mut from = mount_from.lock().unwrap().clone();
+                let result = self.put_blob_once(repo, upload, &mut from, deadline).await;
+                *mount_from.lock().unwrap() = from;
+                Ok(result?)
+            },
+        )
+        .await
     }
 
     async fn referrers(
@@ -948,30 +942,6 @@ pub fn next_link(headers: &HeaderMap) -> Option<String> {
     None
 }
 
-/// Read a whole (small) body, refusing more than `limit` bytes.
-async fn read_limited(response: Response, limit: usize, req: &Req) -> Result<Bytes, RegistryError> {
-    let shown = redact::url(response.url());
-    if response.content_length().is_some_and(|n| n > limit as u64) {
-        return Err(RegistryError::Protocol {
-            what: shown,
-            message: format!("answer larger than {limit} bytes"),
-        });
-    }
-    let mut body = BytesMut::new();
-    let mut stream = response.bytes_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| reqwest_error(req.method.as_str(), &shown, e))?;
-        if body.len() + chunk.len() > limit {
-            return Err(RegistryError::Protocol {
-                what: shown,
-                message: format!("answer larger than {limit} bytes"),
-            });
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.freeze())
-}
-
 impl RemoteRegistry {
     /// One GET of a manifest, verified against what was asked.
     async fn get_manifest_once(
@@ -991,7 +961,7 @@ impl RemoteRegistry {
         }
         let claimed = header_digest(response.headers());
         let header_type = content_type(response.headers()).filter(|m| !is_generic_type(m));
-        let bytes = read_limited(response, MANIFEST_LIMIT, &req).await?;
+        let bytes = read_capped(response, MANIFEST_LIMIT, req.method.as_str()).await?;
         let digest = match reference {
             ManifestRef::Digest(asked) => {
                 oci::check_bytes(&self.what(repo, asked), asked, &bytes)?;

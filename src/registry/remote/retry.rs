@@ -158,6 +158,55 @@ impl RetryClock {
     }
 }
 
+/// One attempt's failure, with the wait the server asked for (a
+/// `Retry-After`), if any.
+#[derive(Debug)]
+pub struct Failed {
+    pub error: RegistryError,
+    pub retry_after: Option<Duration>,
+}
+
+impl From<RegistryError> for Failed {
+    fn from(error: RegistryError) -> Failed {
+        let retry_after = retry_hint(&error);
+        Failed { error, retry_after }
+    }
+}
+
+/// The one retry loop. Runs `attempt` until it succeeds, fails in a way
+/// `may_retry` refuses to try again, or `clock` runs out; then the last
+/// error is the answer. Every retried request goes through here: the
+/// transport's sends, token fetches, and the operation-level retries of a
+/// manifest read or a blob upload that came back wrong. `what` names the
+/// operation in the debug line each retry logs.
+pub async fn with_retries<T, Fut>(
+    mut clock: RetryClock,
+    what: &(dyn Fn() -> String + Sync),
+    mut may_retry: impl FnMut(&RegistryError) -> bool,
+    mut attempt: impl FnMut() -> Fut,
+) -> Result<T, RegistryError>
+where
+    Fut: std::future::Future<Output = Result<T, Failed>>,
+{
+    loop {
+        let failed = match attempt().await {
+            Ok(done) => return Ok(done),
+            Err(failed) => failed,
+        };
+        if !may_retry(&failed.error) {
+            return Err(failed.error);
+        }
+        match clock.next_delay(failed.retry_after) {
+            Some(wait) => {
+                tracing::debug!(operation = %what(), error = %failed.error,
+                    wait_ms = wait.as_millis() as u64, "retrying");
+                tokio::time::sleep(wait).await;
+            }
+            None => return Err(failed.error),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,5 +271,80 @@ mod tests {
         // The same words in an error of another type are not a TLS refusal.
         let text = std::io::Error::other("certificate UnknownIssuer");
         assert!(!is_tls_refusal(&text));
+    }
+
+    fn unavailable() -> RegistryError {
+        RegistryError::Status {
+            method: "GET".into(),
+            url: "u".into(),
+            status: 503,
+            code: None,
+            detail: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_driver_retries_what_may_be_retried_until_it_works() {
+        let clock = RetryClock::new(Instant::now() + Duration::from_secs(60), 5);
+        let mut calls = 0;
+        let got = with_retries(
+            clock,
+            &|| "op".to_string(),
+            RegistryError::is_retryable,
+            || {
+                calls += 1;
+                let n = calls;
+                async move {
+                    if n < 3 {
+                        Err(Failed {
+                            error: unavailable(),
+                            retry_after: Some(Duration::ZERO),
+                        })
+                    } else {
+                        Ok(n)
+                    }
+                }
+            },
+        )
+        .await;
+        assert_eq!(got.unwrap(), 3);
+    }
+
+    #[tokio::test]
+    async fn the_driver_gives_up_on_refusal_or_when_the_clock_runs_out() {
+        let clock = RetryClock::new(Instant::now() + Duration::from_secs(60), 3);
+        let mut calls = 0;
+        let got: Result<(), _> = with_retries(
+            clock,
+            &|| "op".to_string(),
+            |_| true,
+            || {
+                calls += 1;
+                async {
+                    Err(Failed {
+                        error: unavailable(),
+                        retry_after: Some(Duration::ZERO),
+                    })
+                }
+            },
+        )
+        .await;
+        assert!(got.is_err());
+        assert_eq!(calls, 3, "max_attempts bounds the attempts");
+
+        let clock = RetryClock::new(Instant::now() + Duration::from_secs(60), 3);
+        let mut calls = 0;
+        let got: Result<(), _> = with_retries(
+            clock,
+            &|| "op".to_string(),
+            |_| false,
+            || {
+                calls += 1;
+                async { Err(Failed::from(unavailable())) }
+            },
+        )
+        .await;
+        assert!(got.is_err());
+        assert_eq!(calls, 1, "a refused error is final");
     }
 }

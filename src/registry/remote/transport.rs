@@ -35,7 +35,7 @@ use super::credentials::CredentialStore;
 use super::options::ResolvedOptions;
 use super::redact;
 use super::retry::{
-    error_chain, is_retryable_status, reqwest_error, retry_after, retry_hint, RetryClock,
+    error_chain, is_retryable_status, reqwest_error, retry_after, with_retries, Failed, RetryClock,
 };
 use crate::oci::verify::{Expect, VerifyingStream};
 use crate::registry::{BlobOpener, ErrorCode, RegistryError};
@@ -305,54 +305,25 @@ impl Transport {
         req: &Req,
         deadline: Instant,
     ) -> Result<Response, RegistryError> {
-        let mut clock = RetryClock::new(deadline, self.opts.max_attempts);
-        loop {
-            let wait = match self.execute(req, deadline).await {
-                Ok(response) => {
-                    let status = response.status();
-                    if !is_retryable_status(status.as_u16()) {
-                        return Ok(response);
-                    }
-                    let wait = if req.retry {
-                        clock.next_delay(retry_after(response.headers()))
-                    } else {
-                        None
-                    };
-                    match wait {
-                        Some(wait) => {
-                            tracing::debug!(
-                                registry = %self.host, method = %req.method,
-                                url = %redact::url(&req.url), status = status.as_u16(),
-                                wait_ms = wait.as_millis() as u64, "retrying"
-                            );
-                            wait
-                        }
-                        None => {
-                            return Err(self.status_error(&req.method, response, &req.scopes).await)
-                        }
-                    }
+        let clock = RetryClock::new(deadline, self.opts.max_attempts);
+        let what = || format!("{} {}", req.method, redact::url(&req.url));
+        with_retries(
+            clock,
+            &what,
+            |err| req.retry && err.is_retryable(),
+            || async {
+                let response = self.execute(req, deadline).await?;
+                if !is_retryable_status(response.status().as_u16()) {
+                    return Ok(response);
                 }
-                Err(err) => {
-                    let wait = if req.retry && err.is_retryable() {
-                        clock.next_delay(retry_hint(&err))
-                    } else {
-                        None
-                    };
-                    match wait {
-                        Some(wait) => {
-                            tracing::debug!(
-                                registry = %self.host, method = %req.method,
-                                url = %redact::url(&req.url), error = %err,
-                                wait_ms = wait.as_millis() as u64, "retrying"
-                            );
-                            wait
-                        }
-                        None => return Err(err),
-                    }
-                }
-            };
-            tokio::time::sleep(wait).await;
-        }
+                let retry_after = retry_after(response.headers());
+                Err(Failed {
+                    error: self.status_error(&req.method, response, &req.scopes).await,
+                    retry_after,
+                })
+            },
+        )
+        .await
     }
 
     /// One logical request: permit, pace, auth (with one re-auth on 401),
