@@ -209,12 +209,18 @@ fn detail_text(detail: &Option<String>) -> String {
         .unwrap_or_default()
 }
 
+/// Statuses a registry sends for passing trouble: rate limits and
+/// overloaded or restarting servers.
+pub fn is_retryable_status(status: u16) -> bool {
+    matches!(status, 429 | 500 | 502 | 503 | 504)
+}
+
 impl RegistryError {
     /// Whether doing the same request again may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
             RegistryError::RateLimited { .. } => true,
-            RegistryError::Status { status, .. } => remote::retry::is_retryable_status(*status),
+            RegistryError::Status { status, .. } => is_retryable_status(*status),
             RegistryError::Transport { retryable, .. } => *retryable,
             // A corrupted transfer may be a passing fault; the retry verifies again.
             RegistryError::BadContent(_) => true,

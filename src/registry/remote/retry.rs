@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 use rand::Rng;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 
+pub use crate::registry::is_retryable_status;
 use crate::registry::RegistryError;
 
 /// Whether a TLS library refused the peer (an untrusted or invalid
@@ -33,11 +34,6 @@ fn is_tls_refusal(err: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// Statuses a registry sends for passing trouble: rate limits and
-/// overloaded or restarting servers.
-pub fn is_retryable_status(status: u16) -> bool {
-    matches!(status, 429 | 500 | 502 | 503 | 504)
-}
 
 /// An error's message with its sources, `a: b: c`.
 pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
