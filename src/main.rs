@@ -40,7 +40,7 @@ and makes every destination match them: copies what is missing, never moves a ta
   promoter run --thin-manifest-dir manifests/quickstart                dry run: print the plan
   promoter run --thin-manifest-dir manifests/quickstart --confirm      carry the plan out
   promoter run --manifest m.yaml --plan-out plan.json                  save a plan for review
-  promoter apply plan.json                                             apply it if nothing drifted
+  promoter apply plan.json --manifest promote.yaml                     apply it if nothing drifted
 
 Exit codes: 0 ok, 1 invalid input, 2 usage error, 3 refused (tag move, conflict, drift), 4 failed edges."
 )]
@@ -148,9 +148,19 @@ struct RunArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(group = clap::ArgGroup::new("manifests").required(true).multiple(false))]
 struct ApplyArgs {
     /// A plan file written by `promoter run --plan-out`.
     plan: PathBuf,
+
+    /// The plain manifest the plan was made from: apply writes only what
+    /// the manifests promote, never what a field of the plan file says.
+    #[arg(long, value_name = "FILE", group = "manifests")]
+    manifest: Option<PathBuf>,
+
+    /// The thin manifest tree the plan was made from.
+    #[arg(long, value_name = "DIR", group = "manifests")]
+    thin_manifest_dir: Option<PathBuf>,
 
     #[command(flatten)]
     registry: RegistryArgs,
@@ -509,24 +519,38 @@ fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
         Err(code) => return Ok(code),
     };
     let reviewed = promote::read_plan_file(&args.plan)?;
+    let input = match (&args.manifest, &args.thin_manifest_dir) {
+        (Some(file), None) => ManifestInput::Plain(file),
+        (None, Some(dir)) => ManifestInput::ThinTree(dir),
+        _ => unreachable!("clap enforces exactly one input"),
+    };
+    let loaded = manifest::load(input);
+    for diagnostic in &loaded.diagnostics {
+        eprintln!("{diagnostic}");
+    }
+    if loaded.has_errors() {
+        eprintln!("error: the manifests have problems; nothing was applied");
+        return Ok(exit::INVALID_INPUT);
+    }
+    let wants = match promote::wants_to_apply(&reviewed.wants, &plan::wants(&loaded.manifests)) {
+        Ok(wants) => wants,
+        Err(mismatch) => {
+            eprintln!(
+                "error: {} was not made from these manifests: {mismatch}",
+                args.plan.display()
+            );
+            eprintln!("help: pass the manifests the plan was made from, or make a new plan (`promoter run ... --plan-out FILE`); nothing was written");
+            return Ok(exit::REFUSED);
+        }
+    };
     let options = open_options(&args.registry)?;
-    let names: std::collections::BTreeSet<_> = reviewed
-        .wants
-        .iter()
-        .flat_map(|w| {
-            std::iter::once(w.registry.clone()).chain(
-                w.digests
-                    .values()
-                    .flat_map(|d| d.sources.iter().map(|s| s.registry.clone())),
-            )
-        })
-        .collect();
+    let names = promote::registry_names(&loaded.manifests);
     runtime()?.block_on(async {
         let registries = registry::open_all(names.iter(), &options)?;
-        let fresh = promote::plan(reviewed.wants.clone(), &registries).await;
+        let fresh = promote::plan(wants, &registries).await;
         if let Some(diff) = promote::drift(&reviewed.plan, &fresh.plan) {
             eprintln!(
-                "error: the registries changed since {} was written; the plan is no longer what was reviewed:",
+                "error: the plan is no longer what was reviewed: the registries changed since {} was written, or the file was edited:",
                 args.plan.display()
             );
             eprint!("{diff}");

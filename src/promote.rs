@@ -12,7 +12,7 @@ use crate::exec::{self, EdgeResult, ExecOptions, Executor, Report};
 use crate::inventory;
 use crate::manifest::Manifest;
 use crate::plan::{self, Inventory, Plan, RepoWant};
-use crate::reference::RegistryName;
+use crate::reference::{Digest, RegistryName, Tag};
 use crate::registry::Registries;
 use crate::report;
 
@@ -133,6 +133,73 @@ pub enum PlanFileError {
         path: String,
         source: std::io::Error,
     },
+    #[error("{path}: not a regular file of at most {limit} bytes; a plan file is what `promoter run --plan-out` writes")]
+    NotAPlanFile { path: String, limit: u64 },
+}
+
+/// Largest plan file read: a plan of the whole registry.k8s.io tree (some
+/// 700,000 edges) is well under this; a bigger file is not one of ours.
+pub const PLAN_FILE_LIMIT: u64 = 1 << 30;
+
+/// Why a plan file cannot be applied with these manifests.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Mismatch {
+    /// The plan wants something in a repository the manifests do not name.
+    #[error("the plan writes to {repo}, which these manifests do not promote to")]
+    UnknownRepository { repo: String },
+    /// The plan's wants for a repository are not what the manifests say.
+    #[error("the plan's {repo} is not what these manifests promote there (images, digests, tags or sources differ)")]
+    DifferentWants { repo: String },
+}
+
+/// The wants to apply: for each want in the plan file, the one the
+/// manifests produce for the same destination repository, which must
+/// promote exactly the same edges (file positions aside). A plan file is
+/// data from outside: everything apply writes comes from the manifests,
+/// never from a field of the file. A plan made with `--shard` holds a
+/// subset of the manifests' repositories, which is fine.
+pub fn wants_to_apply(
+    reviewed: &[RepoWant],
+    from_manifests: &[RepoWant],
+) -> Result<Vec<RepoWant>, Mismatch> {
+    let by_repo: std::collections::BTreeMap<_, _> =
+        from_manifests.iter().map(|w| (&w.repo, w)).collect();
+    reviewed
+        .iter()
+        .map(|want| {
+            let derived = by_repo
+                .get(&want.repo)
+                .ok_or_else(|| Mismatch::UnknownRepository {
+                    repo: want.repo.to_string(),
+                })?;
+            if edges(want) != edges(derived) {
+                return Err(Mismatch::DifferentWants {
+                    repo: want.repo.to_string(),
+                });
+            }
+            Ok((*derived).clone())
+        })
+        .collect()
+}
+
+/// What a want promotes, without the file positions it was read from.
+type Edges<'a> = (
+    &'a RegistryName,
+    &'a plan::RepoKey,
+    String,
+    Vec<(&'a Digest, Vec<&'a Tag>, &'a BTreeSet<plan::SourceRef>)>,
+);
+
+fn edges(want: &RepoWant) -> Edges<'_> {
+    (
+        &want.registry,
+        &want.repo,
+        want.image.to_string(),
+        want.digests
+            .iter()
+            .map(|(digest, d)| (digest, d.tags.keys().collect(), &d.sources))
+            .collect(),
+    )
 }
 
 /// Write the plan file atomically: a reader never sees half a plan.
@@ -156,10 +223,27 @@ pub fn write_plan_file(path: &Path, plan: &PlanFile) -> Result<(), PlanFileError
 
 pub fn read_plan_file(path: &Path) -> Result<PlanFile, PlanFileError> {
     let shown = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| PlanFileError::Read {
+    let read_err = |source| PlanFileError::Read {
         path: shown.clone(),
         source,
-    })?;
+    };
+    // Hostile until checked: a FIFO or /dev/zero would block or never end.
+    let meta = std::fs::metadata(path).map_err(read_err)?;
+    if !meta.is_file() || meta.len() > PLAN_FILE_LIMIT {
+        return Err(PlanFileError::NotAPlanFile {
+            path: shown,
+            limit: PLAN_FILE_LIMIT,
+        });
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(
+            std::fs::File::open(path).map_err(read_err)?,
+            PLAN_FILE_LIMIT,
+        ),
+        &mut bytes,
+    )
+    .map_err(read_err)?;
     #[derive(Deserialize)]
     struct VersionOnly {
         version: u32,
@@ -189,6 +273,14 @@ pub fn drift(reviewed: &Plan, fresh: &Plan) -> Option<String> {
     }
     let old = report::plan_text(reviewed);
     let new = report::plan_text(fresh);
+    if old == new {
+        // Same text, different data: the file was edited where the text
+        // does not show (a repository path, a source).
+        return Some(
+            "the plan file's items differ from the plan in fields the text does not show (repository paths, sources)\n"
+                .to_string(),
+        );
+    }
     let diff = similar::TextDiff::from_lines(&old, &new);
     Some(
         diff.unified_diff()
@@ -266,6 +358,56 @@ mod tests {
         assert!(matches!(
             read_plan_file(&path),
             Err(PlanFileError::Parse { .. })
+        ));
+    }
+
+    fn want(repo: &str, tags: &[&str], line: u32) -> RepoWant {
+        let dst = RegistryName::parse("dst.example/prod").unwrap();
+        let src = RegistryName::parse("src.example/stage").unwrap();
+        let image = ImageName::parse(repo).unwrap();
+        let at = Location {
+            file: Arc::from(Path::new("m.yaml")),
+            line,
+            col: 1,
+        };
+        let digest = plan::DigestWant {
+            tags: tags
+                .iter()
+                .map(|t| (Tag::parse(t).unwrap(), at.clone()))
+                .collect(),
+            sources: BTreeSet::from([plan::SourceRef {
+                registry: src.clone(),
+                repo: RepoKey::new(&src, &image),
+            }]),
+            location: at,
+        };
+        RepoWant {
+            repo: RepoKey::new(&dst, &image),
+            registry: dst,
+            image,
+            digests: [(Digest::sha256_of(b"x"), digest)].into(),
+        }
+    }
+
+    #[test]
+    fn apply_takes_its_wants_from_the_manifests_never_from_the_plan_file() {
+        let manifests = vec![want("a", &["1.0"], 3), want("b", &["2.0"], 9)];
+        // The same edges, read from other lines, and a shard's subset: fine.
+        let reviewed = vec![want("b", &["2.0"], 40)];
+        let applied = wants_to_apply(&reviewed, &manifests).unwrap();
+        assert_eq!(applied, vec![manifests[1].clone()]);
+
+        // A repository the manifests do not promote to.
+        let mut moved = want("b", &["2.0"], 9);
+        moved.repo.repository = "prod/evil".to_string();
+        assert!(matches!(
+            wants_to_apply(&[moved], &manifests),
+            Err(Mismatch::UnknownRepository { .. })
+        ));
+        // Same repository, other tags.
+        assert!(matches!(
+            wants_to_apply(&[want("a", &["1.0", "latest"], 3)], &manifests),
+            Err(Mismatch::DifferentWants { .. })
         ));
     }
 }

@@ -276,7 +276,7 @@ fn apply_runs_a_reviewed_plan_and_refuses_when_the_destination_drifted() {
     );
     assert_eq!(w.run(&["run", "--manifest", &sneaky, "--confirm"]).code, 0);
     let before = tree_bytes(&w.dst());
-    let out = w.run(&["apply", "plan.json"]);
+    let out = w.run(&["apply", "plan.json", "--manifest", &m]);
     assert_eq!(out.code, 3, "{}{}", out.stdout, out.stderr);
     assert!(out.stderr.contains("+refused"), "{}", out.stderr);
     assert!(out.stderr.contains("nothing was written"), "{}", out.stderr);
@@ -290,12 +290,86 @@ fn apply_runs_a_reviewed_plan_and_refuses_when_the_destination_drifted() {
             .code,
         0
     );
-    let out = w2.run(&["apply", "plan.json"]);
+    let out = w2.run(&["apply", "plan.json", "--manifest", &m2]);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     assert!(w2
         .run(&["run", "--manifest", &m2])
         .stdout
         .contains("plan: 0 copy, 0 tag"));
+}
+
+/// Point every `repository` field equal to `from` at `to`, as someone who
+/// can edit the plan file between review and apply would.
+fn retarget(value: &mut serde_json::Value, from: &str, to: &str) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                if key == "repository" && v.as_str() == Some(from) {
+                    *v = serde_json::Value::String(to.to_string());
+                } else {
+                    retarget(v, from, to);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|v| retarget(v, from, to)),
+        _ => {}
+    }
+}
+
+#[test]
+fn apply_writes_only_what_the_manifests_promote_whatever_the_plan_file_says() {
+    let w = Layouts::new();
+    let m = w.standard();
+    assert_eq!(
+        w.run(&["run", "--manifest", &m, "--plan-out", "plan.json"])
+            .code,
+        0
+    );
+    let mut plan: serde_json::Value = serde_json::from_str(&w.work.read("plan.json")).unwrap();
+    retarget(&mut plan, "tools/echo", "tools/evil");
+    w.work
+        .write("edited.json", serde_json::to_string_pretty(&plan).unwrap());
+
+    let out = w.run(&["apply", "edited.json", "--manifest", &m]);
+    assert_eq!(out.code, 3, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("was not made from these manifests")
+            && out.stderr.contains("nothing was written"),
+        "{}",
+        out.stderr
+    );
+    assert!(!w.dst().exists(), "apply wrote something: {}", out.stdout);
+
+    // Another manifest than the plan's: refused the same way.
+    let other = w.manifest(
+        "other.yaml",
+        &format!(
+            "- name: tools/echo\n  dmap:\n    \"{}\": [\"v9\"]\n",
+            w.other.digest()
+        ),
+    );
+    let out = w.run(&["apply", "plan.json", "--manifest", &other]);
+    assert_eq!(out.code, 3, "{}{}", out.stdout, out.stderr);
+    assert!(!w.dst().exists());
+
+    // Without the manifests there is nothing to check the plan against.
+    let out = w.run(&["apply", "plan.json"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+}
+
+#[test]
+fn a_plan_file_that_is_not_a_regular_file_is_refused_without_blocking() {
+    let w = Layouts::new();
+    let m = w.standard();
+    let fifo = w.path().join("plan.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let out = w.run(&["apply", "plan.fifo", "--manifest", &m]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("not a regular file"), "{}", out.stderr);
 }
 
 /// Every JSON report (dry run with every kind of item, and a confirmed run)

@@ -34,7 +34,6 @@ fn is_tls_refusal(err: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-
 /// An error's message with its sources, `a: b: c`.
 pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut text = err.to_string();
