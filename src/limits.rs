@@ -1,4 +1,5 @@
-//! Every concurrency limit in one place, and how they combine.
+//! Every limit in one place: how much runs at once, and how much of what
+//! others send is read (README's "Safety" lists the second kind).
 //!
 //! Two kinds of limit stack up:
 //!
@@ -18,8 +19,8 @@
 //!
 //! Memory is bounded by the wire, not the fan-out: a blob is streamed, so a
 //! transfer holds one chunk (the verifier holds back at most one more); a
-//! manifest is held whole but is capped at
-//! [`crate::registry::remote::MANIFEST_LIMIT`]. So the peak is about
+//! manifest is held whole but is capped at [`MANIFEST_BYTES`]. So the peak
+//! is about
 //! `permits × (chunk + manifest cap)` per registry, whatever the fan-out.
 
 /// Destination repositories the executor works on at once (also the
@@ -42,3 +43,23 @@ pub const SNAPSHOT_HEADS_PER_REPOSITORY: usize = 8;
 /// Requests in flight to one registry at once, unless its `max_in_flight`
 /// says otherwise.
 pub const REQUESTS_IN_FLIGHT_PER_REGISTRY: usize = 16;
+
+/// Largest manifest read or written, registry or `oci:` tree alike (the
+/// distribution spec asks registries to accept at least 4 MiB, and
+/// docker-registry refuses more): one limit, so nothing is written that
+/// would be refused when read back.
+pub const MANIFEST_BYTES: usize = 4 << 20;
+
+/// Largest page of a listing (`_catalog`, `tags/list`).
+pub const LISTING_PAGE_BYTES: usize = 16 << 20;
+
+/// Most names one listing may return over all its pages: bounds the memory
+/// an endless `Link: rel="next"` chain can take (about 100 bytes a name).
+pub const LISTED_NAMES: usize = 2_000_000;
+
+/// Most pages one listing follows.
+pub const LISTING_PAGES: usize = 100_000;
+
+/// Deepest nesting of indexes (an index of indexes of ...) copied or
+/// walked; real images nest one or two levels.
+pub const INDEX_DEPTH: usize = 8;

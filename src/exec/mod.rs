@@ -606,11 +606,43 @@ impl Copier {
         put_as: ManifestRef,
         attachments: bool,
     ) -> BoxFuture<'a, Result<RawManifest, ExecError>> {
+        self.copy_manifest_at(source, dest, digest, put_as, attachments, 0)
+    }
+
+    /// [`Copier::copy_manifest`] for a manifest `depth` indexes below the
+    /// one the plan names: a source that nests indexes without end gets an
+    /// error at [`crate::limits::INDEX_DEPTH`], not a stack overflow.
+    fn copy_manifest_at<'a>(
+        &'a self,
+        source: &'a SourceRef,
+        dest: Dest<'a>,
+        digest: &'a Digest,
+        put_as: ManifestRef,
+        attachments: bool,
+        depth: usize,
+    ) -> BoxFuture<'a, Result<RawManifest, ExecError>> {
         async move {
-            let manifest = self.source_manifest(source, digest).await?;
             let what = format!("{}@{digest}", source.repo);
-            let refs = oci::references(&manifest, &what)
+            if depth > crate::limits::INDEX_DEPTH {
+                return Err(ExecError::new(
+                    what.clone(),
+                    RegistryError::Protocol {
+                        what,
+                        message: format!(
+                            "indexes nest more than {} levels deep",
+                            crate::limits::INDEX_DEPTH
+                        ),
+                    },
+                ));
+            }
+            let manifest = self.source_manifest(source, digest).await?;
+            let mut refs = oci::references(&manifest, &what)
                 .map_err(|e| ExecError::new(what.clone(), e.into()))?;
+            // A child or blob listed many times is written once.
+            let mut seen = BTreeSet::new();
+            refs.manifests.retain(|d| seen.insert(d.digest.clone()));
+            let mut seen = BTreeSet::new();
+            refs.blobs.retain(|d| seen.insert(d.digest.clone()));
             let concurrency = self.options.blob_concurrency.max(1);
             let repo = dest.repo;
             stream::iter(refs.manifests.iter().map(Ok::<_, ExecError>))
@@ -626,8 +658,15 @@ impl Copier {
                             .map_err(|e| ExecError::new(format!("{repo}@{}", child.digest), e))?
                     };
                     if present.is_none() {
-                        self.copy_manifest(source, dest, &child.digest, child_ref, false)
-                            .await?;
+                        self.copy_manifest_at(
+                            source,
+                            dest,
+                            &child.digest,
+                            child_ref,
+                            false,
+                            depth + 1,
+                        )
+                        .await?;
                     }
                     Ok(())
                 })

@@ -530,3 +530,87 @@ fn failures_carry_a_kind_from_the_error_type_and_the_http_status() {
         serde_json::json!({"status": "done"})
     );
 }
+
+/// An OCI index listing `children` (each `times` times), pushed by digest.
+async fn index_of(
+    registry: &dyn Registry,
+    repo: &str,
+    children: &[&RawManifest],
+    times: usize,
+) -> RawManifest {
+    let entries: Vec<serde_json::Value> = children
+        .iter()
+        .flat_map(|c| {
+            std::iter::repeat_n(
+                serde_json::json!({
+                    "mediaType": c.media_type,
+                    "digest": c.digest.as_str(),
+                    "size": c.bytes.len(),
+                }),
+                times,
+            )
+        })
+        .collect();
+    let body = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media_type::OCI_INDEX,
+        "manifests": entries,
+    });
+    let index = RawManifest::new(serde_json::to_vec(&body).unwrap(), media_type::OCI_INDEX);
+    put(
+        registry,
+        repo,
+        ManifestRef::Digest(index.digest.clone()),
+        &index,
+    )
+    .await;
+    index
+}
+
+#[tokio::test]
+async fn indexes_nested_past_the_limit_fail_their_copy_instead_of_the_stack() {
+    let w = world_with(BTreeSet::new());
+    let (mut top, _) = image(w.src.as_ref(), "deep", 60, None).await;
+    for _ in 0..crate::limits::INDEX_DEPTH + 2 {
+        top = index_of(w.src.as_ref(), "deep", &[&top], 1).await;
+    }
+    let wants = [w.want("deep", &[(&top.digest, &["1.0"])])];
+    let plan = w.cold_plan(&wants, false);
+    let executor = Executor::new(&w.registries, &options());
+    let report = execute(&plan, &executor, &options()).await;
+    let failed: Vec<_> = report.failed().collect();
+    assert_eq!(failed.len(), 2, "the copy and its tag: {report:#?}");
+    let Outcome::Failed(failure) = &failed[0].outcome else {
+        unreachable!()
+    };
+    assert!(
+        failure.error.contains("nest more than"),
+        "{}",
+        failure.error
+    );
+    assert_eq!(failure.kind, FailureKind::Invalid);
+    assert!(
+        !w.dst.calls().iter().any(|c| c.ends_with(" 1.0")),
+        "no tag on incomplete content"
+    );
+}
+
+#[tokio::test]
+async fn a_child_listed_a_thousand_times_is_written_once() {
+    let w = world_with(BTreeSet::new());
+    let (child, _) = image(w.src.as_ref(), "many", 61, None).await;
+    let index = index_of(w.src.as_ref(), "many", &[&child], 1000).await;
+    let wants = [w.want("many", &[(&index.digest, &["1.0"])])];
+    let plan = w.cold_plan(&wants, false);
+    let executor = Executor::new(&w.registries, &options());
+    let report = execute(&plan, &executor, &options()).await;
+    assert_eq!(report.failed().count(), 0, "{report:#?}");
+    let child_puts = w
+        .dst
+        .calls()
+        .iter()
+        .filter(|c| c.starts_with("put-manifest many") && c.ends_with(child.digest.as_str()))
+        .count();
+    assert_eq!(child_puts, 1);
+    assert_eq!(report.stats.manifests_written, 2);
+}

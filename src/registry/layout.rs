@@ -50,9 +50,9 @@ const BLOBS_DIR: &str = "blobs";
 const TEMP_PREFIX: &str = ".tmp-";
 /// The annotation that names a tag in index.json.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
-/// Registries refuse manifests above 4 MiB; reading more than that as a
-/// manifest would only mean a layer digest was asked for as a manifest.
-const MAX_MANIFEST_BYTES: u64 = 4 * 1024 * 1024;
+/// Manifests above this are not read as manifests: see
+/// [`crate::limits::MANIFEST_BYTES`], the same limit the remote side has.
+const MAX_MANIFEST_BYTES: u64 = crate::limits::MANIFEST_BYTES as u64;
 /// Read buffer for blob streams: bounded memory whatever the blob size.
 const STREAM_BUFFER: usize = 64 * 1024;
 /// Symlinked directories are followed inside the root; this bounds the depth
@@ -690,6 +690,16 @@ impl Registry for LayoutRegistry {
     ) -> Result<(), RegistryError> {
         let dir = self.repo_dir(repo)?;
         let what = self.what(repo, reference);
+        // Never write what get_manifest would refuse to read back.
+        if manifest.bytes.len() as u64 > MAX_MANIFEST_BYTES {
+            return Err(invalid(
+                what,
+                format!(
+                    "manifest of {} bytes exceeds the {MAX_MANIFEST_BYTES}-byte limit",
+                    manifest.bytes.len()
+                ),
+            ));
+        }
         oci::check_bytes(&what, &manifest.digest, &manifest.bytes)?;
         if let ManifestRef::Digest(d) = reference {
             if d != &manifest.digest {
@@ -1265,6 +1275,20 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(std::fs::read(dir.join(INDEX_JSON)).unwrap(), before);
+    }
+
+    #[tokio::test]
+    async fn a_manifest_too_big_to_read_back_is_never_written() {
+        let tmp = tempfile::tempdir().unwrap();
+        let reg = LayoutRegistry::new(tmp.path());
+        let padding = "x".repeat(MAX_MANIFEST_BYTES as usize);
+        let big = RawManifest::new(
+            format!(r#"{{"schemaVersion":2,"manifests":[],"annotations":{{"p":"{padding}"}}}}"#),
+            media_type::OCI_INDEX,
+        );
+        let err = reg.put_manifest("app", &tag("v1"), &big).await.unwrap_err();
+        assert!(err.to_string().contains("exceeds"), "{err}");
+        assert!(!tmp.path().join("app").exists(), "nothing was written");
     }
 
     #[tokio::test]

@@ -56,11 +56,10 @@ use crate::registry::{
     media_type, BlobPut, BlobStream, BlobUpload, Descriptor, RawManifest, Registry, RegistryError,
 };
 
-/// Largest manifest accepted (the distribution spec suggests registries
-/// take at least 4 MiB). Bounds what a hostile registry can make us hold.
-pub const MANIFEST_LIMIT: usize = 8 << 20;
+/// Largest manifest accepted: see [`crate::limits::MANIFEST_BYTES`].
+pub const MANIFEST_LIMIT: usize = crate::limits::MANIFEST_BYTES;
 /// Most pages followed in one listing: a loop guard.
-const MAX_PAGES: usize = 100_000;
+const MAX_PAGES: usize = crate::limits::LISTING_PAGES;
 
 const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
 
@@ -263,7 +262,12 @@ impl RemoteRegistry {
                 return Err(self.error(&req, response).await);
             }
             let next = next_link(response.headers());
-            let body = read_capped(response, MANIFEST_LIMIT * 4, req.method.as_str()).await?;
+            let body = read_capped(
+                response,
+                crate::limits::LISTING_PAGE_BYTES,
+                req.method.as_str(),
+            )
+            .await?;
             let value: serde_json::Value =
                 serde_json::from_slice(&body).map_err(|e| RegistryError::Protocol {
                     what: redact::url(&url),
@@ -271,6 +275,15 @@ impl RemoteRegistry {
                 })?;
             if let Some(items) = value.get(field).and_then(|v| v.as_array()) {
                 out.extend(items.iter().filter_map(|v| v.as_str()).map(str::to_string));
+            }
+            if out.len() > crate::limits::LISTED_NAMES {
+                return Err(RegistryError::Protocol {
+                    what: redact::url(&url),
+                    message: format!(
+                        "listing returns more than {} names; refusing to hold more",
+                        crate::limits::LISTED_NAMES
+                    ),
+                });
             }
             let past_range =
                 until.is_some_and(|until| out.last().is_some_and(|last| last.as_str() > until));
