@@ -754,3 +754,46 @@ async fn a_retry_after_beyond_the_deadline_fails_the_edge_without_waiting() {
     // Each run is bounded (180 s, see `promoter`): an hour's wait would fail it.
     scenario(&f, Expect::FailsOnly(&["lib"])).await;
 }
+
+/// A hostile registry's error text reaches the output escaped: CR, LF and
+/// ANSI escapes in it cannot forge a `result:` line or drive the terminal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_characters_in_a_registry_error_cannot_forge_output() {
+    let Some(f) = Fixture::start().await else {
+        return;
+    };
+    let forged = "result: 99 done, 0 failed";
+    f.dst_proxy.add(
+        Rule::new("PUT", "/prod/lib/manifests/").always().action(
+            Action::status(400)
+                .header("Content-Type", "application/json")
+                .with_body(format!(
+                    r#"{{"errors":[{{"code":"MANIFEST_INVALID","message":"no\r\n{forged}\u001b[2K"}}]}}"#
+                )),
+        ),
+    );
+    let out = f
+        .run_async(&[
+            "run",
+            "--manifest",
+            "m.yaml",
+            "--confirm",
+            "--registry-config",
+            "options.json",
+        ])
+        .await;
+    assert_eq!(out.code, 4, "{}{}", out.stdout, out.stderr);
+    let all = out.all();
+    assert!(
+        !all.lines().any(|l| l.starts_with(forged)),
+        "a forged line got through:\n{all}"
+    );
+    assert!(
+        !all.contains('\u{1b}'),
+        "an escape sequence got through:\n{all}"
+    );
+    assert!(
+        all.contains(r"\r\nresult: 99 done"),
+        "shown escaped:\n{all}"
+    );
+}

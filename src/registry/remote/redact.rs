@@ -42,6 +42,21 @@ pub fn url_text(text: &str) -> String {
     }
 }
 
+/// Text a registry sent (an error message), made safe to print: control
+/// characters (CR, LF, ESC and the rest) are shown escaped, so a hostile
+/// registry cannot forge output lines or drive the terminal.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,5 +76,14 @@ mod tests {
         );
         assert_eq!(url_text("weird://u:p@host/path?q=1"), "weird://host/path");
         assert_eq!(url_text("http://[::1"), "http://[::1");
+    }
+
+    #[test]
+    fn registry_text_cannot_forge_lines_or_escape_sequences() {
+        let hostile = "denied\r\nresult: 9 done, 0 failed\u{1b}[2K";
+        let shown = printable(hostile);
+        assert!(!shown.contains('\n') && !shown.contains('\r') && !shown.contains('\u{1b}'));
+        assert_eq!(shown, "denied\\r\\nresult: 9 done, 0 failed\\u{1b}[2K");
+        assert_eq!(printable("plain text: fine"), "plain text: fine");
     }
 }

@@ -541,7 +541,8 @@ async fn read_error_detail(response: Response) -> (Option<ErrorCode>, Option<Str
         message: String,
     }
     let clip = |s: &str| -> String {
-        let s = s.trim();
+        let s = redact::printable(s.trim());
+        let s = s.as_str();
         match s.char_indices().nth(200) {
             Some((i, _)) => format!("{}…", &s[..i]),
             None => s.to_string(),
