@@ -19,14 +19,18 @@ use std::sync::{Arc, Mutex};
 use futures::stream::{self, StreamExt};
 use tokio::sync::OnceCell;
 
-use crate::plan::{self, DestState, Inventory, Observed, RepoKey, RepoWant};
-use crate::reference::{Digest, ManifestRef};
+use crate::plan::{self, DestState, Inventory, Observed, RepoWant, Repository};
+use crate::reference::{Digest, Endpoint, ManifestRef};
 use crate::registry::{Registries, Registry};
 
 /// How many reads run at once across all registries (see [`crate::limits`]).
 pub const DEFAULT_READ_CONCURRENCY: usize = crate::limits::INVENTORY_READS;
 
-async fn head(registry: &dyn Registry, repo: &str, reference: ManifestRef) -> Observed<Digest> {
+async fn head(
+    registry: &dyn Registry,
+    repo: &Repository,
+    reference: ManifestRef,
+) -> Observed<Digest> {
     match registry.head_manifest(repo, &reference).await {
         Ok(Some(descriptor)) => Observed::Present(descriptor.digest),
         Ok(None) => Observed::Absent,
@@ -34,7 +38,7 @@ async fn head(registry: &dyn Registry, repo: &str, reference: ManifestRef) -> Ob
     }
 }
 
-async fn head_digest(registry: &dyn Registry, repo: &str, digest: &Digest) -> Observed<()> {
+async fn head_digest(registry: &dyn Registry, repo: &Repository, digest: &Digest) -> Observed<()> {
     match head(registry, repo, ManifestRef::Digest(digest.clone())).await {
         Observed::Present(_) => Observed::Present(()),
         Observed::Absent => Observed::Absent,
@@ -53,7 +57,7 @@ pub struct RepositoryLists {
 /// A registry path's repositories, or `None` when the registry would not list them.
 type Listing = Option<BTreeSet<String>>;
 /// One listing per (endpoint, path prefix), filled at most once.
-type Listings = HashMap<(String, String), Arc<OnceCell<Listing>>>;
+type Listings = HashMap<(Endpoint, String), Arc<OnceCell<Listing>>>;
 
 impl RepositoryLists {
     /// Whether the registry lists `want`'s repository: `None` when unknown.
@@ -62,14 +66,14 @@ impl RepositoryLists {
         let cell = {
             let mut lists = self.lists.lock().unwrap_or_else(|p| p.into_inner());
             lists
-                .entry((want.repo.endpoint.clone(), prefix.clone()))
+                .entry((want.repo.endpoint().clone(), prefix.clone()))
                 .or_default()
                 .clone()
         };
         let list = cell
             .get_or_init(|| async move {
                 match registry.list_repositories(&prefix).await {
-                    Ok(repos) => Some(repos.into_iter().collect()),
+                    Ok(repos) => Some(repos.iter().map(|r| r.path().to_string()).collect()),
                     Err(err) => {
                         tracing::debug!("cannot list repositories of {}: {err}", want.registry);
                         None
@@ -77,8 +81,7 @@ impl RepositoryLists {
                 }
             })
             .await;
-        list.as_ref()
-            .map(|repos| repos.contains(&want.repo.repository))
+        list.as_ref().map(|repos| repos.contains(want.repo.path()))
     }
 }
 
@@ -89,25 +92,9 @@ async fn read_destination(
     lists: &RepositoryLists,
     concurrency: usize,
 ) -> DestState {
-    let registry = match registries.get(&want.repo.endpoint) {
-        Ok(registry) => registry.as_ref(),
-        Err(err) => {
-            let reason = err.to_string();
-            let mut state = DestState::default();
-            for (digest, d) in &want.digests {
-                state
-                    .digests
-                    .insert(digest.clone(), Observed::Unknown(reason.clone()));
-                for tag in d.tags.keys() {
-                    state
-                        .tags
-                        .insert(tag.clone(), Observed::Unknown(reason.clone()));
-                }
-            }
-            return state;
-        }
-    };
-    let repo = want.repo.repository.as_str();
+    let registry = registries.get(want.repo.endpoint());
+    let registry = registry.as_ref();
+    let repo = &want.repo;
     let (tags, _) = plan::destination_reads(want);
     let tag_states: Vec<_> = stream::iter(tags)
         .map(|tag| async move {
@@ -171,7 +158,7 @@ impl<'a> Reader<'a> {
         let registries = self.registries;
         let lists = &self.lists;
         let per_repo = (self.concurrency / 4).max(1);
-        let destinations: BTreeMap<RepoKey, DestState> = stream::iter(wants)
+        let destinations: BTreeMap<Repository, DestState> = stream::iter(wants)
             .map(|want| async move {
                 let state = read_destination(want, registries, lists, per_repo).await;
                 (want.repo.clone(), state)
@@ -184,12 +171,10 @@ impl<'a> Reader<'a> {
             sources: BTreeMap::new(),
         };
         let reads = plan::source_reads(wants, &inventory);
-        let source_states: Vec<(RepoKey, Digest, Observed<()>)> = stream::iter(reads)
+        let source_states: Vec<(Repository, Digest, Observed<()>)> = stream::iter(reads)
             .map(|(repo, digest)| async move {
-                let observed = match registries.get(&repo.endpoint) {
-                    Ok(registry) => head_digest(registry.as_ref(), &repo.repository, &digest).await,
-                    Err(err) => Observed::Unknown(err.to_string()),
-                };
+                let registry = registries.get(repo.endpoint());
+                let observed = head_digest(registry.as_ref(), &repo, &digest).await;
                 (repo, digest, observed)
             })
             .buffer_unordered(self.concurrency)
@@ -257,14 +242,14 @@ mod tests {
         let location = Location::file_only(Arc::from(Path::new("m.yaml")));
         let want = RepoWant {
             registry: dst_name.clone(),
-            repo: RepoKey::new(&dst_name, &image),
+            repo: dst_name.repository(&image),
             digests: BTreeMap::from([(
                 manifest.digest.clone(),
                 DigestWant {
                     tags: BTreeMap::from([(Tag::parse("1.0").unwrap(), location.clone())]),
                     sources: BTreeSet::from([SourceRef {
                         registry: src_name.clone(),
-                        repo: RepoKey::new(&src_name, &image),
+                        repo: src_name.repository(&image),
                     }]),
                     location,
                 },
@@ -272,7 +257,7 @@ mod tests {
             image,
         };
         src.put_manifest(
-            "app",
+            &src.repository("app").unwrap(),
             &ManifestRef::Digest(manifest.digest.clone()),
             &manifest,
         )
@@ -292,7 +277,7 @@ mod tests {
     async fn a_destination_that_has_everything_costs_one_head_per_tag_and_no_source_read() {
         let w = world().await;
         // The destination already has the manifest under its wanted tag.
-        let repo = w.want.repo.repository.clone();
+        let repo = w.want.repo.clone();
         w.dst
             .put_manifest(
                 &repo,
@@ -304,7 +289,7 @@ mod tests {
         let before = w.dst.calls().len();
         let inventory = take(std::slice::from_ref(&w.want), &w.registries, 4).await;
         let calls = w.dst.calls()[before..].to_vec();
-        assert_eq!(calls, vec![format!("head-manifest {repo} 1.0")]);
+        assert_eq!(calls, vec![format!("head-manifest {} 1.0", repo.path())]);
         assert!(
             w.src.calls().iter().all(|c| c.starts_with("put")),
             "{:?}",
@@ -350,7 +335,7 @@ mod tests {
             ),
             media_type::OCI_INDEX,
         );
-        let repo = w.want.repo.repository.clone();
+        let repo = w.want.repo.clone();
         w.dst
             .put_manifest(
                 &repo,
@@ -363,9 +348,10 @@ mod tests {
         let state = &inventory.destinations[&w.want.repo];
         assert!(!state.repository_absent);
         assert_eq!(state.digests[&w.manifest.digest], Observed::Absent);
-        assert!(w
-            .dst
-            .calls()
-            .contains(&format!("head-manifest {repo} {}", w.manifest.digest)));
+        assert!(w.dst.calls().contains(&format!(
+            "head-manifest {} {}",
+            repo.path(),
+            w.manifest.digest
+        )));
     }
 }

@@ -63,3 +63,8 @@ pub const LISTING_PAGES: usize = 100_000;
 /// Deepest nesting of indexes (an index of indexes of ...) copied or
 /// walked; real images nest one or two levels.
 pub const INDEX_DEPTH: usize = 8;
+
+/// Most distinct manifests one walk of a manifest graph reads (an image,
+/// its index children, their children...): real multi-platform images have
+/// tens. Bounds the requests and writes a hostile index can cause.
+pub const GRAPH_MANIFESTS: usize = 10_000;

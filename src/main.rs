@@ -365,7 +365,7 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
         let options = open_options(&args.registry)?;
         let snapshot = runtime()?.block_on(async {
             let registries = registry::open_all([&root], &options)?;
-            let endpoint = registries.get(&root.endpoint.to_string())?;
+            let endpoint = registries.get(&root.endpoint);
             snapshot::of_registry(endpoint.as_ref(), &root).await
         })?;
         print_snapshot(snapshot, &args, output);
@@ -488,7 +488,7 @@ async fn snapshot_of(side: &str, options: &OpenOptions) -> anyhow::Result<Snapsh
     }
     let root = parse_registry(side, "diff")?;
     let registries = registry::open_all([&root], options)?;
-    let endpoint = registries.get(&root.endpoint.to_string())?;
+    let endpoint = registries.get(&root.endpoint);
     Ok(snapshot::of_registry(endpoint.as_ref(), &root).await?)
 }
 

@@ -12,43 +12,21 @@
 //! - unknown existence (a read failed): blocks only its own edges.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
 use crate::diag::Location;
 use crate::manifest::Manifest;
+pub use crate::reference::Repository;
 use crate::reference::{Digest, ImageName, RegistryName, Tag};
 
 // ---------------------------------------------------------------- input
-
-/// A repository on an endpoint: the unit registries are read and written in.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct RepoKey {
-    pub endpoint: String,
-    pub repository: String,
-}
-
-impl RepoKey {
-    pub fn new(registry: &RegistryName, image: &ImageName) -> RepoKey {
-        RepoKey {
-            endpoint: registry.endpoint.to_string(),
-            repository: registry.repository(image),
-        }
-    }
-}
-
-impl fmt::Display for RepoKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.endpoint, self.repository)
-    }
-}
 
 /// Where a wanted digest can be copied from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct SourceRef {
     pub registry: RegistryName,
-    pub repo: RepoKey,
+    pub repo: Repository,
 }
 
 /// One wanted digest in one destination repository, with its tags.
@@ -68,7 +46,7 @@ pub struct RepoWant {
     /// For display: the destination registry and image as the manifest names them.
     pub registry: RegistryName,
     pub image: ImageName,
-    pub repo: RepoKey,
+    pub repo: Repository,
     pub digests: BTreeMap<Digest, DigestWant>,
 }
 
@@ -89,14 +67,14 @@ fn conflicting_tags(want: &RepoWant) -> BTreeMap<&Tag, Vec<&Digest>> {
 /// (registry, image). Two manifests that name the same repository differently
 /// (`gcr.io/a` + `b/c` and `gcr.io/a/b` + `c`) merge into one.
 pub fn wants(manifests: &[Manifest]) -> Vec<RepoWant> {
-    let mut by_repo: BTreeMap<RepoKey, RepoWant> = BTreeMap::new();
+    let mut by_repo: BTreeMap<Repository, RepoWant> = BTreeMap::new();
     for manifest in manifests {
         for destination in &manifest.destinations {
             for image in &manifest.images {
-                let repo = RepoKey::new(&destination.name, &image.name);
+                let repo = destination.name.repository(&image.name);
                 let source = SourceRef {
                     registry: manifest.source.name.clone(),
-                    repo: RepoKey::new(&manifest.source.name, &image.name),
+                    repo: manifest.source.name.repository(&image.name),
                 };
                 let entry = by_repo.entry(repo.clone()).or_insert_with(|| RepoWant {
                     registry: destination.name.clone(),
@@ -127,17 +105,17 @@ pub fn wants(manifests: &[Manifest]) -> Vec<RepoWant> {
     by_repo.into_values().collect()
 }
 
-/// JSON objects need string keys: maps keyed by a [`RepoKey`] are written as
+/// JSON objects need string keys: maps keyed by a [`Repository`] are written as
 /// lists of `[key, value]` pairs.
 mod repo_map {
     use std::collections::BTreeMap;
 
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-    use super::RepoKey;
+    use super::Repository;
 
     pub fn serialize<V: Serialize, S: Serializer>(
-        map: &BTreeMap<RepoKey, V>,
+        map: &BTreeMap<Repository, V>,
         s: S,
     ) -> Result<S::Ok, S::Error> {
         s.collect_seq(map.iter())
@@ -145,8 +123,10 @@ mod repo_map {
 
     pub fn deserialize<'de, V: Deserialize<'de>, D: Deserializer<'de>>(
         d: D,
-    ) -> Result<BTreeMap<RepoKey, V>, D::Error> {
-        Ok(Vec::<(RepoKey, V)>::deserialize(d)?.into_iter().collect())
+    ) -> Result<BTreeMap<Repository, V>, D::Error> {
+        Ok(Vec::<(Repository, V)>::deserialize(d)?
+            .into_iter()
+            .collect())
     }
 }
 
@@ -177,14 +157,10 @@ impl Shard {
     /// Whether this shard owns `repo`. The hash is FNV-1a over the
     /// repository's full name: stable across machines, builds and releases,
     /// unlike the standard library's hasher.
-    pub fn owns(&self, repo: &RepoKey) -> bool {
+    pub fn owns(&self, repo: &Repository) -> bool {
         let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for byte in repo
-            .endpoint
-            .bytes()
-            .chain([b'/'])
-            .chain(repo.repository.bytes())
-        {
+        let endpoint = repo.endpoint().to_string();
+        for byte in endpoint.bytes().chain([b'/']).chain(repo.path().bytes()) {
             hash ^= u64::from(byte);
             hash = hash.wrapping_mul(0x0100_0000_01b3);
         }
@@ -248,10 +224,10 @@ impl DestState {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Inventory {
     #[serde(with = "repo_map")]
-    pub destinations: BTreeMap<RepoKey, DestState>,
+    pub destinations: BTreeMap<Repository, DestState>,
     /// Per source repository: whether each asked-about digest is there.
     #[serde(with = "repo_map")]
-    pub sources: BTreeMap<RepoKey, BTreeMap<Digest, Observed<()>>>,
+    pub sources: BTreeMap<Repository, BTreeMap<Digest, Observed<()>>>,
 }
 
 /// The destination reads the inventory must make for `want`: every wanted
@@ -266,7 +242,7 @@ pub fn destination_reads(want: &RepoWant) -> (BTreeSet<&Tag>, BTreeSet<&Digest>)
 /// The source digests that must be read once the destination is known: only
 /// what must be copied. When the destination already holds everything, the
 /// source gets no request at all.
-pub fn source_reads(wants: &[RepoWant], inventory: &Inventory) -> BTreeSet<(RepoKey, Digest)> {
+pub fn source_reads(wants: &[RepoWant], inventory: &Inventory) -> BTreeSet<(Repository, Digest)> {
     let mut reads = BTreeSet::new();
     for want in wants {
         let empty = DestState::default();
@@ -335,7 +311,7 @@ pub struct PlanItem {
     pub action: Action,
     pub registry: RegistryName,
     pub image: ImageName,
-    pub repo: RepoKey,
+    pub repo: Repository,
     pub digest: Digest,
     pub tag: Option<Tag>,
     /// The source to copy from (for `copy`, and for `lost`: the first source asked).
@@ -399,7 +375,7 @@ pub struct Plan {
     /// Destination repositories with copies that the inventory saw absent:
     /// the executor writes into them without existence checks.
     #[serde(default)]
-    pub new_repositories: BTreeSet<RepoKey>,
+    pub new_repositories: BTreeSet<Repository>,
 }
 
 /// Counts per kind, for the summary line and the JSON report.
@@ -586,9 +562,9 @@ pub fn plan(wants: &[RepoWant], inventory: &Inventory) -> Plan {
 
 /// Group the plan's work by destination repository, in plan order: the unit the
 /// executor works in.
-pub fn work_by_repo(plan: &Plan) -> Vec<(&RepoKey, Vec<&PlanItem>)> {
-    let mut order: Vec<&RepoKey> = Vec::new();
-    let mut groups: HashMap<&RepoKey, Vec<&PlanItem>> = HashMap::new();
+pub fn work_by_repo(plan: &Plan) -> Vec<(&Repository, Vec<&PlanItem>)> {
+    let mut order: Vec<&Repository> = Vec::new();
+    let mut groups: HashMap<&Repository, Vec<&PlanItem>> = HashMap::new();
     for item in plan.work() {
         groups
             .entry(&item.repo)

@@ -12,6 +12,7 @@ use crate::exec::{self, EdgeResult, ExecOptions, Executor, Report};
 use crate::inventory;
 use crate::manifest::Manifest;
 use crate::plan::{self, Inventory, Plan, RepoWant};
+use crate::reference::Repository;
 use crate::reference::{Digest, RegistryName, Tag};
 use crate::registry::Registries;
 use crate::report;
@@ -185,7 +186,7 @@ pub fn wants_to_apply(
 /// What a want promotes, without the file positions it was read from.
 type Edges<'a> = (
     &'a RegistryName,
-    &'a plan::RepoKey,
+    &'a Repository,
     String,
     Vec<(&'a Digest, Vec<&'a Tag>, &'a BTreeSet<plan::SourceRef>)>,
 );
@@ -294,7 +295,7 @@ pub fn drift(reviewed: &Plan, fresh: &Plan) -> Option<String> {
 mod tests {
     use super::*;
     use crate::diag::Location;
-    use crate::plan::{Action, PlanItem, RepoKey};
+    use crate::plan::{Action, PlanItem, Repository};
     use crate::reference::{Digest, ImageName, Tag};
     use std::sync::Arc;
 
@@ -303,7 +304,7 @@ mod tests {
         let image = ImageName::parse("foo").unwrap();
         PlanItem {
             action,
-            repo: RepoKey::new(&dst, &image),
+            repo: dst.repository(&image),
             registry: dst,
             image,
             digest: Digest::sha256_of(b"x"),
@@ -377,12 +378,12 @@ mod tests {
                 .collect(),
             sources: BTreeSet::from([plan::SourceRef {
                 registry: src.clone(),
-                repo: RepoKey::new(&src, &image),
+                repo: src.repository(&image),
             }]),
             location: at,
         };
         RepoWant {
-            repo: RepoKey::new(&dst, &image),
+            repo: dst.repository(&image),
             registry: dst,
             image,
             digests: [(Digest::sha256_of(b"x"), digest)].into(),
@@ -399,7 +400,7 @@ mod tests {
 
         // A repository the manifests do not promote to.
         let mut moved = want("b", &["2.0"], 9);
-        moved.repo.repository = "prod/evil".to_string();
+        moved.repo = Repository::parse(moved.repo.endpoint(), "prod/evil").unwrap();
         assert!(matches!(
             wants_to_apply(&[moved], &manifests),
             Err(Mismatch::UnknownRepository { .. })

@@ -531,20 +531,25 @@ impl RegistryName {
         })
     }
 
-    /// The repository path on the endpoint for `image` under this registry.
-    pub fn repository(&self, image: &ImageName) -> String {
-        let mut repo = if self.prefix.is_empty() {
+    /// The repository `image` lives in under this registry.
+    pub fn repository(&self, image: &ImageName) -> Repository {
+        let mut path = if self.prefix.is_empty() {
             image.as_str().to_string()
         } else {
             format!("{}/{}", self.prefix, image.as_str())
         };
         // Docker Hub keeps single-component official images under library/.
         if matches!(&self.endpoint, Endpoint::Http { host } if host == "docker.io")
-            && !repo.contains('/')
+            && !path.contains('/')
         {
-            repo = format!("library/{repo}");
+            path = format!("library/{path}");
         }
-        repo
+        // Both parts passed the component grammar; only the joined length
+        // may exceed what a registry takes, and that is the registry's call.
+        Repository {
+            endpoint: self.endpoint.clone(),
+            path: ImageName(path),
+        }
     }
 
     /// Whether `other` is this registry or lies under it, on a path boundary:
@@ -635,6 +640,111 @@ impl<'de> Deserialize<'de> for RegistryName {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
         RegistryName::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+// ---------------------------------------------------------------- repositories
+
+/// A repository on an endpoint: the endpoint and the full path on it, each
+/// checked once, where it was made. Every [`crate::registry::Registry`] call
+/// addresses one, so no backend parses a repository again.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Repository {
+    endpoint: Endpoint,
+    path: ImageName,
+}
+
+impl Repository {
+    /// `path` on `endpoint`.
+    pub fn new(endpoint: Endpoint, path: ImageName) -> Repository {
+        Repository { endpoint, path }
+    }
+
+    /// A repository path as a registry or a file names it, on `endpoint`:
+    /// checked against the distribution grammar, so that what a listing
+    /// sends can never become a URL or file path of another shape.
+    pub fn parse(endpoint: &Endpoint, path: &str) -> Result<Repository, NameError> {
+        Ok(Repository {
+            endpoint: endpoint.clone(),
+            path: ImageName::parse(path)?,
+        })
+    }
+
+    /// The endpoint the repository lives on.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// The path on the endpoint (`team/app`), without the endpoint.
+    pub fn path(&self) -> &str {
+        self.path.as_str()
+    }
+
+    /// The path's `/`-separated components, each a valid name component.
+    pub fn components(&self) -> impl Iterator<Item = &str> {
+        self.path.as_str().split('/')
+    }
+}
+
+/// Ordered as the text `endpoint/path` sorts, so plans and listings sort
+/// the way they read.
+impl Ord for Repository {
+    fn cmp(&self, other: &Repository) -> std::cmp::Ordering {
+        endpoint_text(&self.endpoint)
+            .cmp(&endpoint_text(&other.endpoint))
+            .then_with(|| self.path.cmp(&other.path))
+    }
+}
+
+impl PartialOrd for Repository {
+    fn partial_cmp(&self, other: &Repository) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+fn endpoint_text(endpoint: &Endpoint) -> std::borrow::Cow<'_, str> {
+    match endpoint {
+        Endpoint::Http { host } => std::borrow::Cow::Borrowed(host),
+        layout => std::borrow::Cow::Owned(layout.to_string()),
+    }
+}
+
+impl fmt::Display for Repository {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.endpoint, self.path)
+    }
+}
+
+/// Written as `{"endpoint": "host", "repository": "team/app"}` (the plan
+/// file's shape), and checked again when read: a plan file is input.
+#[derive(Serialize, Deserialize)]
+struct RepositoryFields {
+    endpoint: String,
+    repository: String,
+}
+
+impl Serialize for Repository {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        RepositoryFields {
+            endpoint: self.endpoint.to_string(),
+            repository: self.path.to_string(),
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Repository {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let fields = RepositoryFields::deserialize(d)?;
+        let registry = RegistryName::parse(&fields.endpoint).map_err(D::Error::custom)?;
+        if !registry.prefix.is_empty() {
+            return Err(D::Error::custom(format!(
+                "endpoint {:?} has a path; the path belongs in \"repository\"",
+                registry.to_string()
+            )));
+        }
+        Repository::parse(&registry.endpoint, &fields.repository).map_err(D::Error::custom)
     }
 }
 
@@ -796,10 +906,18 @@ mod tests {
     fn docker_hub_single_names_live_under_library() {
         let hub = RegistryName::parse("docker.io").unwrap();
         assert_eq!(
-            hub.repository(&ImageName::parse("alpine").unwrap()),
+            hub.repository(&ImageName::parse("alpine").unwrap()).path(),
             "library/alpine"
         );
-        assert_eq!(hub.repository(&ImageName::parse("a/b").unwrap()), "a/b");
+        assert_eq!(
+            hub.repository(&ImageName::parse("a/b").unwrap()).path(),
+            "a/b"
+        );
+        assert_eq!(
+            hub.repository(&ImageName::parse("a/b").unwrap())
+                .to_string(),
+            "docker.io/a/b"
+        );
     }
 
     #[test]

@@ -115,7 +115,7 @@ pub fn json(plan: &Plan, execution: Option<&Report>) -> String {
 mod tests {
     use super::*;
     use crate::diag::Location;
-    use crate::plan::{Action, RepoKey, SourceRef};
+    use crate::plan::{Action, SourceRef};
     use crate::reference::{Digest, ImageName, RegistryName, Tag};
     use std::path::Path;
     use std::sync::Arc;
@@ -126,9 +126,9 @@ mod tests {
         let image = ImageName::parse("foo").unwrap();
         PlanItem {
             action,
-            repo: RepoKey::new(&dst, &image),
+            repo: dst.repository(&image),
             source: Some(SourceRef {
-                repo: RepoKey::new(&src, &image),
+                repo: src.repository(&image),
                 registry: src,
             }),
             registry: dst,

@@ -9,7 +9,7 @@ use futures::stream::{self, StreamExt};
 
 use crate::manifest::{Image, Manifest};
 use crate::oci;
-use crate::reference::{Digest, ManifestRef, RegistryName, Tag};
+use crate::reference::{Digest, ManifestRef, RegistryName, Repository, Tag};
 use crate::registry::{media_type, Registries, Registry, RegistryError};
 
 /// One image of a snapshot: digest -> tags (byte-sorted). An untagged digest
@@ -115,7 +115,7 @@ use crate::limits::{SNAPSHOT_HEADS_PER_REPOSITORY, SNAPSHOT_REPOSITORIES as SNAP
 /// children of its indexes.
 async fn read_repository(
     registry: &dyn Registry,
-    repo: &str,
+    repo: &Repository,
 ) -> Result<(DigestTags, BTreeSet<Digest>), RegistryError> {
     let tags = registry.list_tags(repo).await?;
     let heads: Vec<_> = stream::iter(tags)
@@ -146,12 +146,13 @@ async fn read_repository(
     // Generic registries cannot list untagged digests: the children of
     // indexes are the untagged digests we can know about.
     let mut children = BTreeSet::new();
-    let mut pending: Vec<Digest> = indexes.into_iter().collect();
+    let mut pending: Vec<(Digest, usize)> = indexes.into_iter().map(|d| (d, 0)).collect();
     let mut seen = BTreeSet::new();
-    while let Some(index) = pending.pop() {
+    while let Some((index, depth)) = pending.pop() {
         if !seen.insert(index.clone()) {
             continue;
         }
+        crate::registry::check_graph(&format!("{repo}@{index}"), depth, seen.len())?;
         let Some(manifest) = registry
             .get_manifest(repo, &ManifestRef::Digest(index.clone()))
             .await?
@@ -160,7 +161,7 @@ async fn read_repository(
         };
         for child in oci::references(&manifest, &format!("{repo}@{index}"))?.manifests {
             if media_type::is_index(&child.media_type) {
-                pending.push(child.digest.clone());
+                pending.push((child.digest.clone(), depth + 1));
             }
             digests.entry(child.digest.clone()).or_default();
             children.insert(child.digest);
@@ -188,9 +189,13 @@ pub async fn of_registry(
     for (repo, read) in results {
         let (digests, children) = read?;
         let name = if prefix.is_empty() {
-            repo.as_str()
+            repo.path()
         } else {
-            match repo.strip_prefix(prefix).and_then(|r| r.strip_prefix('/')) {
+            match repo
+                .path()
+                .strip_prefix(prefix)
+                .and_then(|r| r.strip_prefix('/'))
+            {
                 Some(name) => name,
                 None => {
                     tracing::warn!(
@@ -250,22 +255,16 @@ pub async fn mark_index_children(
     root: &RegistryName,
     registries: &Registries,
 ) -> Result<Snapshot, RegistryError> {
-    let mut wanted: BTreeSet<(String, String, String, Digest)> = BTreeSet::new();
+    let mut wanted: BTreeSet<(String, Repository, Digest)> = BTreeSet::new();
     for (name, manifest, image) in promoted_into(manifests, root) {
-        let endpoint = manifest.source.name.endpoint.to_string();
         let repo = manifest.source.name.repository(&image.name);
         for entry in &image.digests {
-            wanted.insert((
-                name.clone(),
-                endpoint.clone(),
-                repo.clone(),
-                entry.digest.clone(),
-            ));
+            wanted.insert((name.clone(), repo.clone(), entry.digest.clone()));
         }
     }
     let found: Vec<Result<Vec<(String, Digest)>, RegistryError>> = stream::iter(wanted)
-        .map(|(name, endpoint, repo, digest)| async move {
-            let registry = registries.get(&endpoint)?;
+        .map(|(name, repo, digest)| async move {
+            let registry = registries.get(repo.endpoint());
             let reference = ManifestRef::Digest(digest.clone());
             let Some(head) = registry.head_manifest(&repo, &reference).await? else {
                 return Ok(Vec::new());

@@ -53,7 +53,7 @@ fuzz_target!(|data: &[u8]| {
         // Input is often `registry/image`: the repository it builds is an
         // image name again (what the remote API and layout paths assume).
         if let Some(image) = &image {
-            let repository = registry.repository(image);
+            let repository = registry.repository(image).path().to_string();
             if !registry.prefix.is_empty() || repository.starts_with("library/") {
                 assert!(
                     ImageName::parse(&repository).is_ok() || repository.len() > 255,
@@ -68,7 +68,7 @@ fuzz_target!(|data: &[u8]| {
         let (left, right) = (&text[..at], &text[at + 1..]);
         if let (Ok(registry), Ok(image)) = (RegistryName::parse(left), ImageName::parse(right)) {
             let repository = registry.repository(&image);
-            assert!(repository.ends_with(image.as_str()));
+            assert!(repository.path().ends_with(image.as_str()));
             if let Ok(whole) = RegistryName::parse(text) {
                 // `gcr.io/a` + `b` and `gcr.io/a/b` address the same path.
                 assert_eq!(

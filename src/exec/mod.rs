@@ -21,7 +21,7 @@
 //! Failures are per edge: one failed copy fails its own tags and nothing else.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::future::{BoxFuture, FutureExt, Shared};
@@ -29,8 +29,8 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::oci::{self, Descriptor};
-use crate::plan::{Action, Plan, PlanItem, RepoKey, SourceRef};
-use crate::reference::{Digest, ManifestRef};
+use crate::plan::{Action, Plan, PlanItem, Repository, SourceRef};
+use crate::reference::{Digest, Endpoint, ManifestRef};
 use crate::registry::{
     BlobPut, BlobUpload, ErrorCode, RawManifest, Registries, Registry, RegistryError,
 };
@@ -125,6 +125,8 @@ pub enum FailureKind {
     Io,
     /// Something the registry or tree holds that is not valid.
     Invalid,
+    /// A bound against hostile input (size, depth, count) was reached.
+    Limit,
     /// The registry lacks a feature this needed.
     Unsupported,
     /// Not tried: what it depends on (its digest's copy) failed.
@@ -160,6 +162,7 @@ impl Failure {
                 (FailureKind::Invalid, None)
             }
             RegistryError::Vanished { .. } => (FailureKind::NotFound, None),
+            RegistryError::Limit { .. } => (FailureKind::Limit, None),
             RegistryError::Internal { .. } => (FailureKind::Internal, None),
             RegistryError::Unsupported { .. } => (FailureKind::Unsupported, None),
         };
@@ -288,11 +291,11 @@ struct Copier {
     registries: Registries,
     options: ExecOptions,
     /// (destination endpoint, blob digest) -> the repository it first landed in.
-    blobs: Once<(String, Digest), String>,
-    /// (source endpoint, repository, digest) -> the manifest's bytes.
-    source_manifests: Once<(String, String, Digest), RawManifest>,
-    /// (source endpoint, repository) -> its tags.
-    source_tags: Once<(String, String), Arc<BTreeSet<String>>>,
+    blobs: Once<(Endpoint, Digest), Repository>,
+    /// (source repository, digest) -> the manifest's bytes.
+    source_manifests: Once<(Repository, Digest), RawManifest>,
+    /// Source repository -> its tags.
+    source_tags: Once<Repository, Arc<BTreeSet<String>>>,
     counters: Arc<Counters>,
     progress: Option<Arc<dyn Progress>>,
 }
@@ -337,7 +340,7 @@ impl Executor {
     /// in it needs an existence check before writing.
     pub async fn run_repo(
         &self,
-        repo: &RepoKey,
+        repo: &Repository,
         items: Vec<PlanItem>,
         repository_is_new: bool,
     ) -> Vec<EdgeResult> {
@@ -379,17 +382,14 @@ pub async fn execute(plan: &Plan, executor: &Executor, options: &ExecOptions) ->
 }
 
 impl Copier {
-    fn registry(&self, endpoint: &str) -> Result<Arc<dyn Registry>, ExecError> {
-        self.registries
-            .get(endpoint)
-            .cloned()
-            .map_err(|e| ExecError::new(endpoint.to_string(), e))
+    fn registry(&self, endpoint: &Endpoint) -> Arc<dyn Registry> {
+        self.registries.get(endpoint)
     }
 
     /// One destination repository's work: per digest, the copy, then its tags.
     async fn run_repo(
         self: Arc<Self>,
-        repo: &RepoKey,
+        repo: &Repository,
         items: Vec<PlanItem>,
         is_new: bool,
     ) -> Vec<EdgeResult> {
@@ -430,7 +430,7 @@ impl Copier {
 
     async fn run_digest(
         &self,
-        repo: &RepoKey,
+        repo: &Repository,
         digest: &Digest,
         group: Vec<PlanItem>,
         is_new: bool,
@@ -441,19 +441,7 @@ impl Copier {
             .filter(|i| i.action == Action::Tag)
             .collect();
         let mut results = Vec::new();
-        let dest = match self.registry(&repo.endpoint) {
-            Ok(dest) => dest,
-            Err(err) => {
-                return copy
-                    .into_iter()
-                    .chain(tags)
-                    .map(|item| EdgeResult {
-                        item,
-                        outcome: Outcome::Failed(Failure::from_exec(&err)),
-                    })
-                    .collect()
-            }
-        };
+        let dest = self.registry(repo.endpoint());
         let mut remaining_tags = tags.as_slice();
         let manifest = match copy {
             Some(copy) => {
@@ -515,7 +503,7 @@ impl Copier {
             }
             None if tags.is_empty() => return results,
             None => match dest
-                .get_manifest(&repo.repository, &ManifestRef::Digest(digest.clone()))
+                .get_manifest(repo, &ManifestRef::Digest(digest.clone()))
                 .await
             {
                 Ok(Some(manifest)) => Ok(manifest),
@@ -535,7 +523,7 @@ impl Copier {
                 Ok(manifest) => {
                     let tag = item.tag.clone().expect("tag items carry a tag");
                     match dest
-                        .put_manifest(&repo.repository, &ManifestRef::Tag(tag), manifest)
+                        .put_manifest(repo, &ManifestRef::Tag(tag), manifest)
                         .await
                     {
                         Ok(()) => {
@@ -564,19 +552,15 @@ impl Copier {
         source: &SourceRef,
         digest: &Digest,
     ) -> Result<RawManifest, ExecError> {
-        let registry = self.registry(&source.repo.endpoint)?;
-        let key = (
-            source.repo.endpoint.clone(),
-            source.repo.repository.clone(),
-            digest.clone(),
-        );
+        let registry = self.registry(source.repo.endpoint());
+        let key = (source.repo.clone(), digest.clone());
         let repo = source.repo.clone();
         let digest = digest.clone();
         let (shared, _) = self.source_manifests.get_or_start(key, move || {
             async move {
                 let what = format!("{repo}@{digest}");
                 match registry
-                    .get_manifest(&repo.repository, &ManifestRef::Digest(digest.clone()))
+                    .get_manifest(&repo, &ManifestRef::Digest(digest.clone()))
                     .await
                 {
                     Ok(Some(manifest)) => Ok(manifest),
@@ -606,12 +590,22 @@ impl Copier {
         put_as: ManifestRef,
         attachments: bool,
     ) -> BoxFuture<'a, Result<RawManifest, ExecError>> {
-        self.copy_manifest_at(source, dest, digest, put_as, attachments, 0)
+        async move {
+            let walked = AtomicUsize::new(0);
+            let graph = Graph {
+                depth: 0,
+                walked: &walked,
+            };
+            self.copy_manifest_at(source, dest, digest, put_as, attachments, graph)
+                .await
+        }
+        .boxed()
     }
 
-    /// [`Copier::copy_manifest`] for a manifest `depth` indexes below the
-    /// one the plan names: a source that nests indexes without end gets an
-    /// error at [`crate::limits::INDEX_DEPTH`], not a stack overflow.
+    /// [`Copier::copy_manifest`] for a manifest `graph.depth` indexes below
+    /// the one the plan names: a source that nests indexes without end, or
+    /// lists without end, gets an error from [`crate::registry::check_graph`]
+    /// instead of a stack overflow or an endless copy.
     fn copy_manifest_at<'a>(
         &'a self,
         source: &'a SourceRef,
@@ -619,22 +613,13 @@ impl Copier {
         digest: &'a Digest,
         put_as: ManifestRef,
         attachments: bool,
-        depth: usize,
+        graph: Graph<'a>,
     ) -> BoxFuture<'a, Result<RawManifest, ExecError>> {
         async move {
             let what = format!("{}@{digest}", source.repo);
-            if depth > crate::limits::INDEX_DEPTH {
-                return Err(ExecError::new(
-                    what.clone(),
-                    RegistryError::Protocol {
-                        what,
-                        message: format!(
-                            "indexes nest more than {} levels deep",
-                            crate::limits::INDEX_DEPTH
-                        ),
-                    },
-                ));
-            }
+            let count = graph.walked.fetch_add(1, Ordering::Relaxed) + 1;
+            crate::registry::check_graph(&what, graph.depth, count)
+                .map_err(|e| ExecError::new(what.clone(), e))?;
             let manifest = self.source_manifest(source, digest).await?;
             let mut refs = oci::references(&manifest, &what)
                 .map_err(|e| ExecError::new(what.clone(), e.into()))?;
@@ -653,20 +638,17 @@ impl Copier {
                         None
                     } else {
                         dest.registry
-                            .head_manifest(&repo.repository, &child_ref)
+                            .head_manifest(repo, &child_ref)
                             .await
                             .map_err(|e| ExecError::new(format!("{repo}@{}", child.digest), e))?
                     };
                     if present.is_none() {
-                        self.copy_manifest_at(
-                            source,
-                            dest,
-                            &child.digest,
-                            child_ref,
-                            false,
-                            depth + 1,
-                        )
-                        .await?;
+                        let below = Graph {
+                            depth: graph.depth + 1,
+                            ..graph
+                        };
+                        self.copy_manifest_at(source, dest, &child.digest, child_ref, false, below)
+                            .await?;
                     }
                     Ok(())
                 })
@@ -678,7 +660,7 @@ impl Copier {
                 self.copy_attachments(source, dest, digest).await?;
             }
             dest.registry
-                .put_manifest(&repo.repository, &put_as, &manifest)
+                .put_manifest(repo, &put_as, &manifest)
                 .await
                 .map_err(|e| ExecError::new(format!("{repo}@{digest}"), e))?;
             self.counters
@@ -699,26 +681,26 @@ impl Copier {
         blob: &Descriptor,
     ) -> Result<(), ExecError> {
         let repo = dest.repo;
-        let src = self.registry(&source.repo.endpoint)?;
+        let src = self.registry(source.repo.endpoint());
         if blob.foreign {
             // Non-distributable layers live elsewhere; registries need not hold them.
-            let in_source = src.blob_exists(&source.repo.repository, &blob.digest).await;
+            let in_source = src.blob_exists(&source.repo, &blob.digest).await;
             if matches!(in_source, Ok(None)) {
                 return Ok(());
             }
         }
-        let dest_registry = self.registry(&repo.endpoint)?;
-        let key = (repo.endpoint.clone(), blob.digest.clone());
+        let dest_registry = self.registry(repo.endpoint());
+        let key = (repo.endpoint().clone(), blob.digest.clone());
         let shared = {
             let dest_registry = dest_registry.clone();
             let src = src.clone();
             let source = source.clone();
             let blob = blob.clone();
             let counters = self.counters.clone();
-            let first_repo = repo.repository.clone();
+            let first_repo = repo.clone();
             let is_new = dest.is_new;
             let mount_from =
-                (source.repo.endpoint == repo.endpoint).then(|| source.repo.repository.clone());
+                (source.repo.endpoint() == repo.endpoint()).then(|| source.repo.clone());
             let (shared, _) = self.blobs.get_or_start(key, move || {
                 async move {
                     let upload = upload_for(&src, &source, &blob, mount_from);
@@ -733,18 +715,11 @@ impl Copier {
             shared
         };
         let landed = shared.await?;
-        if landed == repo.repository {
+        if &landed == repo {
             return Ok(());
         }
         let upload = upload_for(&src, source, blob, Some(landed));
-        let done = transfer(
-            dest_registry.as_ref(),
-            &repo.repository,
-            dest.is_new,
-            blob,
-            &upload,
-        )
-        .await?;
+        let done = transfer(dest_registry.as_ref(), repo, dest.is_new, blob, &upload).await?;
         self.counters.count(&done, blob.size);
         Ok(())
     }
@@ -753,13 +728,13 @@ impl Copier {
     /// digests of it are copied: attachment tags are looked up here instead
     /// of probed one suffix at a time.
     async fn source_tags(&self, source: &SourceRef) -> Result<Arc<BTreeSet<String>>, ExecError> {
-        let registry = self.registry(&source.repo.endpoint)?;
-        let key = (source.repo.endpoint.clone(), source.repo.repository.clone());
+        let registry = self.registry(source.repo.endpoint());
+        let key = source.repo.clone();
         let repo = source.repo.clone();
         let (shared, _) = self.source_tags.get_or_start(key, move || {
             async move {
                 registry
-                    .list_tags(&repo.repository)
+                    .list_tags(&repo)
                     .await
                     .map(|tags| Arc::new(tags.into_iter().collect()))
                     .map_err(|e| ExecError::new(format!("tags of {repo}"), e))
@@ -791,7 +766,7 @@ impl Copier {
         digest: &Digest,
     ) -> Result<(), ExecError> {
         let repo = dest.repo;
-        let src = self.registry(&source.repo.endpoint)?;
+        let src = self.registry(source.repo.endpoint());
         let source_tags = self.source_tags(source).await?;
         // Digests the tags brought (each tagged manifest and, for the
         // referrers index, its entries): step 2 need not copy them again.
@@ -804,7 +779,7 @@ impl Copier {
             }
             let tag_ref = ManifestRef::Tag(tag.clone());
             let found = src
-                .head_manifest(&source.repo.repository, &tag_ref)
+                .head_manifest(&source.repo, &tag_ref)
                 .await
                 .map_err(|e| ExecError::new(format!("{}:{tag}", source.repo), e))?;
             let Some(found) = found else { continue };
@@ -812,7 +787,7 @@ impl Copier {
                 None
             } else {
                 dest.registry
-                    .head_manifest(&repo.repository, &tag_ref)
+                    .head_manifest(repo, &tag_ref)
                     .await
                     .map_err(|e| ExecError::new(format!("{repo}:{tag}"), e))?
             };
@@ -841,7 +816,7 @@ impl Copier {
             }
         }
         let referrers = src
-            .referrers(&source.repo.repository, digest)
+            .referrers(&source.repo, digest)
             .await
             .map_err(|e| ExecError::new(format!("referrers of {}@{digest}", source.repo), e))?;
         let mut copied = Vec::new();
@@ -854,7 +829,7 @@ impl Copier {
                 None
             } else {
                 dest.registry
-                    .head_manifest(&repo.repository, &by_digest)
+                    .head_manifest(repo, &by_digest)
                     .await
                     .map_err(|e| ExecError::new(format!("{repo}@{}", referrer.digest), e))?
             };
@@ -885,7 +860,7 @@ impl Copier {
         let repo = dest.repo;
         let listed: BTreeSet<Digest> = dest
             .registry
-            .referrers(&repo.repository, subject)
+            .referrers(repo, subject)
             .await
             .map_err(|e| ExecError::new(format!("referrers of {repo}@{subject}"), e))?
             .into_iter()
@@ -903,13 +878,13 @@ impl Copier {
         let what = format!("{repo}:{tag}");
         let existing = dest
             .registry
-            .get_manifest(&repo.repository, &tag_ref)
+            .get_manifest(repo, &tag_ref)
             .await
             .map_err(|e| ExecError::new(what.clone(), e))?;
         let index = oci::extend_referrers_index(existing.as_ref(), &missing, &what)
             .map_err(|e| ExecError::new(what.clone(), e.into()))?;
         dest.registry
-            .put_manifest(&repo.repository, &tag_ref, &index)
+            .put_manifest(repo, &tag_ref, &index)
             .await
             .map_err(|e| ExecError::new(what, e))?;
         self.counters.tags_written.fetch_add(1, Ordering::Relaxed);
@@ -917,11 +892,20 @@ impl Copier {
     }
 }
 
+/// Where one copy stands in its manifest graph.
+#[derive(Clone, Copy)]
+struct Graph<'a> {
+    /// Indexes between this manifest and the one the plan names.
+    depth: usize,
+    /// Manifests this copy has read so far.
+    walked: &'a AtomicUsize,
+}
+
 /// Where a copy writes: one destination repository.
 #[derive(Clone, Copy)]
 struct Dest<'a> {
     registry: &'a dyn Registry,
-    repo: &'a RepoKey,
+    repo: &'a Repository,
     /// The inventory saw no such repository: skip existence checks.
     is_new: bool,
 }
@@ -935,10 +919,10 @@ fn upload_for(
     src: &Arc<dyn Registry>,
     source: &SourceRef,
     blob: &Descriptor,
-    mount_from: Option<String>,
+    mount_from: Option<Repository>,
 ) -> BlobUpload {
     let src = src.clone();
-    let src_repo = source.repo.repository.clone();
+    let src_repo = source.repo.clone();
     let digest = blob.digest.clone();
     BlobUpload {
         digest: blob.digest.clone(),
@@ -957,12 +941,12 @@ fn upload_for(
 /// mount or upload it.
 async fn transfer(
     dest: &dyn Registry,
-    repo: &str,
+    repo: &Repository,
     repository_is_new: bool,
     blob: &Descriptor,
     upload: &BlobUpload,
 ) -> Result<Transfer, ExecError> {
-    let what = || format!("blob {} into {}/{repo}", blob.digest, dest.display_name());
+    let what = || format!("blob {} into {repo}", blob.digest);
     if !repository_is_new
         && dest
             .blob_exists(repo, &blob.digest)

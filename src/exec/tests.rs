@@ -24,6 +24,7 @@ async fn image(
     seed: u8,
     shared: Option<&[u8]>,
 ) -> (RawManifest, Vec<Digest>) {
+    let repo = &registry.repository(repo).unwrap();
     let config = Bytes::from(format!("{{\"seed\":{seed}}}"));
     let layer = Bytes::from(vec![seed; 1000 + seed as usize]);
     let mut blobs = vec![
@@ -120,12 +121,12 @@ impl World {
         let image = ImageName::parse(repo).unwrap();
         let source = plan::SourceRef {
             registry: self.src_name.clone(),
-            repo: plan::RepoKey::new(&self.src_name, &image),
+            repo: self.src_name.repository(&image),
         };
         let location = Location::file_only(Arc::from(Path::new("m.yaml")));
         RepoWant {
             registry: self.dst_name.clone(),
-            repo: plan::RepoKey::new(&self.dst_name, &image),
+            repo: self.dst_name.repository(&image),
             image,
             digests: digests
                 .iter()
@@ -236,9 +237,7 @@ async fn a_failed_copy_fails_its_own_tags_and_nothing_else() {
         report
             .results
             .iter()
-            .find(|r| {
-                r.item.repo.repository == repo && r.item.tag.as_ref().map(|t| t.as_str()) == tag
-            })
+            .find(|r| r.item.repo.path() == repo && r.item.tag.as_ref().map(|t| t.as_str()) == tag)
             .map(|r| matches!(r.outcome, Outcome::Done))
             .unwrap()
     };
@@ -319,6 +318,7 @@ async fn a_new_repository_gets_no_existence_checks() {
 
 /// Put `manifest` into `repo` of `registry` under `reference`.
 async fn put(registry: &dyn Registry, repo: &str, reference: ManifestRef, manifest: &RawManifest) {
+    let repo = &registry.repository(repo).unwrap();
     registry
         .put_manifest(repo, &reference, manifest)
         .await
@@ -389,7 +389,10 @@ async fn a_sha512_image_brings_its_signature() {
     assert_eq!(report.stats.attachments_copied, 1);
     let copied = w
         .dst
-        .get_manifest("app", &ManifestRef::Tag(sig_tag))
+        .get_manifest(
+            &w.dst.repository("app").unwrap(),
+            &ManifestRef::Tag(sig_tag),
+        )
         .await
         .unwrap()
         .expect("the signature reached the destination");
@@ -422,7 +425,11 @@ async fn referrers_known_only_by_their_subject_are_copied_and_listed() {
     let report = execute(&plan, &executor, &with_attachments()).await;
     assert_eq!(report.failed().count(), 0, "{report:#?}");
     assert_eq!(report.stats.attachments_copied, 1);
-    let listed = w.dst.referrers("app", &image.digest).await.unwrap();
+    let listed = w
+        .dst
+        .referrers(&w.dst.repository("app").unwrap(), &image.digest)
+        .await
+        .unwrap();
     assert_eq!(
         listed.iter().map(|d| &d.digest).collect::<Vec<_>>(),
         vec![&sbom.digest]
@@ -435,7 +442,10 @@ async fn referrers_known_only_by_their_subject_are_copied_and_listed() {
     let fallback = oci::attachment_tag(&image.digest, None);
     assert!(w
         .dst
-        .get_manifest("app", &ManifestRef::Tag(fallback))
+        .get_manifest(
+            &w.dst.repository("app").unwrap(),
+            &ManifestRef::Tag(fallback)
+        )
         .await
         .unwrap()
         .is_none());
@@ -467,7 +477,11 @@ async fn a_destination_without_the_referrers_api_gets_the_tag_index() {
     let report = execute(&plan, &executor, &with_attachments()).await;
     assert_eq!(report.failed().count(), 0, "{report:#?}");
 
-    let listed = w.dst.referrers("app", &image.digest).await.unwrap();
+    let listed = w
+        .dst
+        .referrers(&w.dst.repository("app").unwrap(), &image.digest)
+        .await
+        .unwrap();
     assert_eq!(
         listed.iter().map(|d| &d.digest).collect::<Vec<_>>(),
         vec![&sbom.digest],
@@ -588,7 +602,7 @@ async fn indexes_nested_past_the_limit_fail_their_copy_instead_of_the_stack() {
         "{}",
         failure.error
     );
-    assert_eq!(failure.kind, FailureKind::Invalid);
+    assert_eq!(failure.kind, FailureKind::Limit);
     assert!(
         !w.dst.calls().iter().any(|c| c.ends_with(" 1.0")),
         "no tag on incomplete content"

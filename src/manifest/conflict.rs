@@ -154,11 +154,7 @@ fn find(manifests: &[Manifest]) -> Found<'_> {
             let group = id(groups.len());
             groups.push(image);
             for dest in &manifest.destinations {
-                let key = format!(
-                    "{}/{}",
-                    dest.name.endpoint,
-                    dest.name.repository(&image.name)
-                );
+                let key = dest.name.repository(&image.name).to_string();
                 let next = id(repo_names.len());
                 let repo = *repo_ids.entry(key).or_insert_with_key(|key| {
                     repo_names.push(key.clone());
@@ -252,11 +248,7 @@ mod tests {
         for manifest in manifests {
             for image in &manifest.images {
                 for dest in &manifest.destinations {
-                    let repo = format!(
-                        "{}/{}",
-                        dest.name.endpoint,
-                        dest.name.repository(&image.name)
-                    );
+                    let repo = dest.name.repository(&image.name).to_string();
                     let next = order.len();
                     order.entry(repo).or_insert(next);
                 }
@@ -271,11 +263,7 @@ mod tests {
                     for t in &d.tags {
                         let mut done = std::collections::HashSet::new();
                         for dest in &manifest.destinations {
-                            let repo = format!(
-                                "{}/{}",
-                                dest.name.endpoint,
-                                dest.name.repository(&image.name)
-                            );
+                            let repo = dest.name.repository(&image.name).to_string();
                             if !done.insert(repo.clone()) {
                                 continue;
                             }

@@ -34,7 +34,7 @@ const DST: &str = "dst.example/prod";
 fn source_ref(img: &str) -> SourceRef {
     SourceRef {
         registry: registry(SRC),
-        repo: RepoKey::new(&registry(SRC), &image(img)),
+        repo: registry(SRC).repository(&image(img)),
     }
 }
 
@@ -54,13 +54,13 @@ fn want(digests: &[(u8, &[&str])]) -> RepoWant {
     RepoWant {
         registry: registry(DST),
         image: image("foo"),
-        repo: RepoKey::new(&registry(DST), &image("foo")),
+        repo: registry(DST).repository(&image("foo")),
         digests: map,
     }
 }
 
-fn dest_repo() -> RepoKey {
-    RepoKey::new(&registry(DST), &image("foo"))
+fn dest_repo() -> Repository {
+    registry(DST).repository(&image("foo"))
 }
 
 fn inventory(
@@ -292,7 +292,7 @@ fn two_names_for_one_repository_merge() {
         manifest("dst.example/a/b", "c", 2, "y"),
     ]);
     assert_eq!(ws.len(), 1);
-    assert_eq!(ws[0].repo.repository, "a/b/c");
+    assert_eq!(ws[0].repo.to_string(), "dst.example/a/b/c");
     assert_eq!(ws[0].digests.len(), 2);
 }
 
@@ -458,7 +458,7 @@ proptest! {
         let wants: Vec<RepoWant> = repos.iter().map(|r| RepoWant {
             registry: registry(DST),
             image: image(r),
-            repo: RepoKey::new(&registry(DST), &image(r)),
+            repo: registry(DST).repository(&image(r)),
             digests: BTreeMap::new(),
         }).collect();
         let mut seen = Vec::new();
@@ -468,7 +468,7 @@ proptest! {
             }
         }
         seen.sort();
-        let mut all: Vec<RepoKey> = wants.into_iter().map(|w| w.repo).collect();
+        let mut all: Vec<Repository> = wants.into_iter().map(|w| w.repo).collect();
         all.sort();
         prop_assert_eq!(seen, all);
     }

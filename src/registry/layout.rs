@@ -41,13 +41,15 @@ use super::{BlobPut, BlobStream, BlobUpload, Registry, RegistryError};
 use crate::oci::verify::{Expect, VerifyingStream};
 use crate::oci::ContentError;
 use crate::oci::{self, media_type, Descriptor, RawManifest};
-use crate::reference::{Digest, ImageName, ManifestRef, Tag};
+use crate::reference::{Digest, ImageName, ManifestRef, Repository, Tag};
 
 const OCI_LAYOUT_FILE: &str = "oci-layout";
 const OCI_LAYOUT_CONTENT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 const INDEX_JSON: &str = "index.json";
 const BLOBS_DIR: &str = "blobs";
 const TEMP_PREFIX: &str = ".tmp-";
+/// Names inside a layout directory: never a component of an image path.
+const RESERVED_NAMES: [&str; 3] = [BLOBS_DIR, INDEX_JSON, OCI_LAYOUT_FILE];
 /// The annotation that names a tag in index.json.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 /// Manifests above this are not read as manifests: see
@@ -278,23 +280,27 @@ impl LayoutRegistry {
         &self.root
     }
 
-    /// The directory of `repo`, which must be a valid repository path (this
-    /// is also what keeps `..` and absolute paths out of the tree).
-    fn repo_dir(&self, repo: &str) -> Result<PathBuf, RegistryError> {
-        let name = ImageName::parse(repo).map_err(|e| {
-            invalid(
-                format!("{}: repository {repo:?}", self.display_name()),
-                e.message,
-            )
-        })?;
-        Ok(name
-            .as_str()
-            .split('/')
+    /// The directory of `repo`. Its path passed the name grammar where it
+    /// was made (which keeps `..` and absolute paths out of the tree); the
+    /// names a layout uses for itself are refused as components, so that no
+    /// image can live inside another one's blob store or shadow its files.
+    fn repo_dir(&self, repo: &Repository) -> Result<PathBuf, RegistryError> {
+        if let Some(reserved) = repo.components().find(|c| RESERVED_NAMES.contains(c)) {
+            return Err(RegistryError::Config {
+                what: repo.to_string(),
+                message: format!(
+                    "{reserved:?} names a layout's own files; an image in an oci: tree \
+                     cannot have it as a path component (rename the image)"
+                ),
+            });
+        }
+        Ok(repo
+            .components()
             .fold(self.root.clone(), |dir, c| dir.join(c)))
     }
 
-    fn what(&self, repo: &str, reference: impl std::fmt::Display) -> String {
-        format!("{}/{repo}@{reference}", self.display_name())
+    fn what(&self, repo: &Repository, reference: impl std::fmt::Display) -> String {
+        format!("{repo}@{reference}")
     }
 
     async fn read_index(&self, dir: &Path) -> Result<Option<IndexFile>, RegistryError> {
@@ -314,7 +320,7 @@ impl LayoutRegistry {
     /// Resolve `reference` to a descriptor, or `None` when absent.
     async fn resolve(
         &self,
-        repo: &str,
+        repo: &Repository,
         dir: &Path,
         reference: &ManifestRef,
     ) -> Result<Option<Descriptor>, RegistryError> {
@@ -393,7 +399,7 @@ impl LayoutRegistry {
     /// index.json names.
     async fn is_indexed_child(
         &self,
-        repo: &str,
+        repo: &Repository,
         dir: &Path,
         index: Option<&IndexFile>,
         digest: &Digest,
@@ -443,7 +449,7 @@ impl LayoutRegistry {
     /// to be a manifest or has vanished since it was looked at.
     async fn read_manifest_bytes(
         &self,
-        repo: &str,
+        repo: &Repository,
         path: &Path,
         digest: &Digest,
         size: u64,
@@ -533,7 +539,7 @@ impl LayoutRegistry {
     /// a layout (like a registry) never holds a manifest naming missing content.
     async fn check_references(
         &self,
-        repo: &str,
+        repo: &Repository,
         dir: &Path,
         manifest: &RawManifest,
     ) -> Result<(), RegistryError> {
@@ -565,7 +571,7 @@ impl LayoutRegistry {
     /// Manifest `digest` of `repo` if it declares `subject` as its subject.
     async fn referrer(
         &self,
-        repo: &str,
+        repo: &Repository,
         dir: &Path,
         digest: &Digest,
         subject: &Digest,
@@ -604,24 +610,38 @@ impl LayoutRegistry {
 
 #[async_trait]
 impl Registry for LayoutRegistry {
-    fn display_name(&self) -> String {
-        format!("oci:{}", self.root.display())
+    fn endpoint(&self) -> crate::reference::Endpoint {
+        crate::reference::Endpoint::Layout {
+            root: self.root.display().to_string(),
+        }
     }
 
-    async fn list_repositories(&self, prefix: &str) -> Result<Vec<String>, RegistryError> {
+    async fn list_repositories(&self, prefix: &str) -> Result<Vec<Repository>, RegistryError> {
         let prefix = prefix.trim_matches('/').to_string();
         let start = if prefix.is_empty() {
             self.root.clone()
         } else {
-            self.repo_dir(&prefix)?
+            let prefix_repo = Repository::parse(&self.endpoint(), &prefix).map_err(|e| {
+                invalid(
+                    format!("{}: repository {prefix:?}", self.display_name()),
+                    e.message,
+                )
+            })?;
+            self.repo_dir(&prefix_repo)?
         };
         let root = self.root.clone();
-        tokio::task::spawn_blocking(move || walk_repositories(&root, &start, &prefix))
+        let names = tokio::task::spawn_blocking(move || walk_repositories(&root, &start, &prefix))
             .await
-            .map_err(|e| join_error(&self.root, e))?
+            .map_err(|e| join_error(&self.root, e))??;
+        let endpoint = self.endpoint();
+        // The walk only keeps names that parse.
+        Ok(names
+            .iter()
+            .filter_map(|name| Repository::parse(&endpoint, name).ok())
+            .collect())
     }
 
-    async fn list_tags(&self, repo: &str) -> Result<Vec<String>, RegistryError> {
+    async fn list_tags(&self, repo: &Repository) -> Result<Vec<String>, RegistryError> {
         let dir = self.repo_dir(repo)?;
         let Some(index) = self.read_index(&dir).await? else {
             return Ok(Vec::new());
@@ -642,7 +662,7 @@ impl Registry for LayoutRegistry {
 
     async fn head_manifest(
         &self,
-        repo: &str,
+        repo: &Repository,
         reference: &ManifestRef,
     ) -> Result<Option<Descriptor>, RegistryError> {
         let dir = self.repo_dir(repo)?;
@@ -651,7 +671,7 @@ impl Registry for LayoutRegistry {
 
     async fn get_manifest(
         &self,
-        repo: &str,
+        repo: &Repository,
         reference: &ManifestRef,
     ) -> Result<Option<RawManifest>, RegistryError> {
         let dir = self.repo_dir(repo)?;
@@ -684,7 +704,7 @@ impl Registry for LayoutRegistry {
 
     async fn put_manifest(
         &self,
-        repo: &str,
+        repo: &Repository,
         reference: &ManifestRef,
         manifest: &RawManifest,
     ) -> Result<(), RegistryError> {
@@ -731,12 +751,20 @@ impl Registry for LayoutRegistry {
         }
     }
 
-    async fn blob_exists(&self, repo: &str, digest: &Digest) -> Result<Option<u64>, RegistryError> {
+    async fn blob_exists(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+    ) -> Result<Option<u64>, RegistryError> {
         let dir = self.repo_dir(repo)?;
         blob_size(&blob_path(&dir, digest)).await
     }
 
-    async fn get_blob(&self, repo: &str, digest: &Digest) -> Result<BlobStream, RegistryError> {
+    async fn get_blob(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+    ) -> Result<BlobStream, RegistryError> {
         let dir = self.repo_dir(repo)?;
         let path = blob_path(&dir, digest);
         let file = tokio::fs::File::open(&path)
@@ -754,7 +782,11 @@ impl Registry for LayoutRegistry {
         )))
     }
 
-    async fn put_blob(&self, repo: &str, upload: &BlobUpload) -> Result<BlobPut, RegistryError> {
+    async fn put_blob(
+        &self,
+        repo: &Repository,
+        upload: &BlobUpload,
+    ) -> Result<BlobPut, RegistryError> {
         let dir = self.repo_dir(repo)?;
         let target = blob_path(&dir, &upload.digest);
         let what = self.what(repo, &upload.digest);
@@ -807,7 +839,7 @@ impl Registry for LayoutRegistry {
 
     async fn referrers(
         &self,
-        repo: &str,
+        repo: &Repository,
         subject: &Digest,
     ) -> Result<Vec<Descriptor>, RegistryError> {
         let dir = self.repo_dir(repo)?;
@@ -1045,8 +1077,9 @@ fn walk_dir(
         let Ok(file_name) = entry.file_name().into_string() else {
             continue; // not UTF-8: cannot be part of a repository name
         };
-        // A layout's own blob store is not a repository (and is big).
-        if is_repo && file_name == BLOBS_DIR {
+        // A layout's own files are never part of a repository name (and its
+        // blob store is big).
+        if RESERVED_NAMES.contains(&file_name.as_str()) {
             continue;
         }
         let child_name = if name.is_empty() {
@@ -1079,6 +1112,21 @@ fn walk_dir(
 mod tests {
     use super::*;
     use futures::FutureExt;
+
+    /// Repository `path` in a test tree (backends use only the path).
+    fn paths(repos: Vec<Repository>) -> Vec<String> {
+        repos.iter().map(|r| r.path().to_string()).collect()
+    }
+
+    fn r(path: &str) -> Repository {
+        Repository::parse(
+            &crate::reference::Endpoint::Layout {
+                root: "test".into(),
+            },
+            path,
+        )
+        .unwrap()
+    }
 
     fn manifest_for(config: &[u8], layer: &[u8]) -> RawManifest {
         let body = serde_json::json!({
@@ -1138,22 +1186,28 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let reg = LayoutRegistry::new(tmp.path());
         let m = manifest_for(b"{}", b"layer");
-        reg.put_blob("app", &upload(b"{}")).await.unwrap();
+        reg.put_blob(&r("app"), &upload(b"{}")).await.unwrap();
         // The layer is missing: the manifest is refused, nothing is recorded.
-        let err = reg.put_manifest("app", &tag("v1"), &m).await.unwrap_err();
+        let err = reg
+            .put_manifest(&r("app"), &tag("v1"), &m)
+            .await
+            .unwrap_err();
         assert!(matches!(err, RegistryError::Protocol { .. }), "{err}");
         assert!(!tmp.path().join("app").join(INDEX_JSON).exists());
         assert!(!blob_path(&tmp.path().join("app"), &m.digest).exists());
-        assert_eq!(reg.head_manifest("app", &tag("v1")).await.unwrap(), None);
+        assert_eq!(
+            reg.head_manifest(&r("app"), &tag("v1")).await.unwrap(),
+            None
+        );
 
-        reg.put_blob("app", &upload(b"layer")).await.unwrap();
-        reg.put_manifest("app", &tag("v1"), &m).await.unwrap();
+        reg.put_blob(&r("app"), &upload(b"layer")).await.unwrap();
+        reg.put_manifest(&r("app"), &tag("v1"), &m).await.unwrap();
         let dir = tmp.path().join("app");
         for (digest, _) in entries(&dir) {
             let d = Digest::parse(&digest).unwrap();
             assert!(blob_path(&dir, &d).is_file());
         }
-        assert_eq!(reg.list_tags("app").await.unwrap(), vec!["v1"]);
+        assert_eq!(reg.list_tags(&r("app")).await.unwrap(), vec!["v1"]);
     }
 
     #[tokio::test]
@@ -1162,7 +1216,10 @@ mod tests {
         let reg = LayoutRegistry::new(tmp.path());
         let claimed = Digest::sha256_of(b"the real thing");
         let err = reg
-            .put_blob("app", &upload_claiming(b"something else", claimed.clone()))
+            .put_blob(
+                &r("app"),
+                &upload_claiming(b"something else", claimed.clone()),
+            )
             .await
             .unwrap_err();
         assert!(matches!(
@@ -1172,7 +1229,7 @@ mod tests {
         ));
         let err = reg
             .put_blob(
-                "app",
+                &r("app"),
                 &upload_claiming(b"same length ok", Digest::sha256_of(b"same-length-ok")),
             )
             .await
@@ -1187,7 +1244,7 @@ mod tests {
         let sha = tmp.path().join("app/blobs/sha256");
         let left: Vec<_> = std::fs::read_dir(&sha).unwrap().collect();
         assert!(left.is_empty(), "left behind: {left:?}");
-        assert_eq!(reg.blob_exists("app", &claimed).await.unwrap(), None);
+        assert_eq!(reg.blob_exists(&r("app"), &claimed).await.unwrap(), None);
     }
 
     #[tokio::test]
@@ -1204,40 +1261,41 @@ mod tests {
         let index_temp = dir.join(format!("{TEMP_PREFIX}{INDEX_JSON}"));
         std::fs::write(&index_temp, b"{\"schemaVersion\":2,\"manifests\":[{\"trunc").unwrap();
 
-        assert_eq!(reg.blob_exists("app", &config).await.unwrap(), None);
-        assert!(reg.list_tags("app").await.unwrap().is_empty());
-        assert!(reg.list_repositories("").await.unwrap().is_empty());
+        assert_eq!(reg.blob_exists(&r("app"), &config).await.unwrap(), None);
+        assert!(reg.list_tags(&r("app")).await.unwrap().is_empty());
+        assert!(paths(reg.list_repositories("").await.unwrap()).is_empty());
 
-        reg.put_blob("app", &upload(b"{}")).await.unwrap();
-        reg.put_blob("app", &upload(b"layer")).await.unwrap();
+        reg.put_blob(&r("app"), &upload(b"{}")).await.unwrap();
+        reg.put_blob(&r("app"), &upload(b"layer")).await.unwrap();
         let m = manifest_for(b"{}", b"layer");
-        reg.put_manifest("app", &tag("v1"), &m).await.unwrap();
+        reg.put_manifest(&r("app"), &tag("v1"), &m).await.unwrap();
         assert!(!blob_temp.exists() && !index_temp.exists());
-        assert_eq!(reg.blob_exists("app", &config).await.unwrap(), Some(2));
-        assert_eq!(reg.list_repositories("").await.unwrap(), vec!["app"]);
+        assert_eq!(reg.blob_exists(&r("app"), &config).await.unwrap(), Some(2));
+        assert_eq!(paths(reg.list_repositories("").await.unwrap()), vec!["app"]);
     }
 
     #[tokio::test]
     async fn concurrent_tag_writes_to_one_repository_are_all_kept() {
         let tmp = tempfile::tempdir().unwrap();
         let reg = Arc::new(LayoutRegistry::new(tmp.path()));
-        reg.put_blob("app", &upload(b"{}")).await.unwrap();
-        reg.put_blob("app", &upload(b"layer")).await.unwrap();
+        reg.put_blob(&r("app"), &upload(b"{}")).await.unwrap();
+        reg.put_blob(&r("app"), &upload(b"layer")).await.unwrap();
         let m = manifest_for(b"{}", b"layer");
         let tasks: Vec<_> = (0..32)
             .map(|i| {
                 let reg = reg.clone();
                 let m = m.clone();
-                tokio::spawn(
-                    async move { reg.put_manifest("app", &tag(&format!("t{i:02}")), &m).await },
-                )
+                tokio::spawn(async move {
+                    reg.put_manifest(&r("app"), &tag(&format!("t{i:02}")), &m)
+                        .await
+                })
             })
             .collect();
         for t in tasks {
             t.await.unwrap().unwrap();
         }
         let expected: Vec<String> = (0..32).map(|i| format!("t{i:02}")).collect();
-        assert_eq!(reg.list_tags("app").await.unwrap(), expected);
+        assert_eq!(reg.list_tags(&r("app")).await.unwrap(), expected);
     }
 
     #[tokio::test]
@@ -1247,20 +1305,20 @@ mod tests {
         let dir = tmp.path().join("app");
         for b in [&b"{}"[..], b"one", b"two"] {
             let bytes: &'static [u8] = Box::leak(b.to_vec().into_boxed_slice());
-            reg.put_blob("app", &upload(bytes)).await.unwrap();
+            reg.put_blob(&r("app"), &upload(bytes)).await.unwrap();
         }
         let one = manifest_for(b"{}", b"one");
         let two = manifest_for(b"{}", b"two");
-        reg.put_manifest("app", &ManifestRef::Digest(one.digest.clone()), &one)
+        reg.put_manifest(&r("app"), &ManifestRef::Digest(one.digest.clone()), &one)
             .await
             .unwrap();
         assert_eq!(entries(&dir), vec![(one.digest.to_string(), None)]);
-        reg.put_manifest("app", &tag("v1"), &one).await.unwrap();
+        reg.put_manifest(&r("app"), &tag("v1"), &one).await.unwrap();
         assert_eq!(
             entries(&dir),
             vec![(one.digest.to_string(), Some("v1".into()))]
         );
-        reg.put_manifest("app", &tag("v1"), &two).await.unwrap();
+        reg.put_manifest(&r("app"), &tag("v1"), &two).await.unwrap();
         assert_eq!(
             entries(&dir),
             vec![
@@ -1270,8 +1328,8 @@ mod tests {
         );
         // Putting the same again changes nothing.
         let before = std::fs::read(dir.join(INDEX_JSON)).unwrap();
-        reg.put_manifest("app", &tag("v1"), &two).await.unwrap();
-        reg.put_manifest("app", &ManifestRef::Digest(one.digest.clone()), &one)
+        reg.put_manifest(&r("app"), &tag("v1"), &two).await.unwrap();
+        reg.put_manifest(&r("app"), &ManifestRef::Digest(one.digest.clone()), &one)
             .await
             .unwrap();
         assert_eq!(std::fs::read(dir.join(INDEX_JSON)).unwrap(), before);
@@ -1286,7 +1344,10 @@ mod tests {
             format!(r#"{{"schemaVersion":2,"manifests":[],"annotations":{{"p":"{padding}"}}}}"#),
             media_type::OCI_INDEX,
         );
-        let err = reg.put_manifest("app", &tag("v1"), &big).await.unwrap_err();
+        let err = reg
+            .put_manifest(&r("app"), &tag("v1"), &big)
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("exceeds"), "{err}");
         assert!(!tmp.path().join("app").exists(), "nothing was written");
     }
@@ -1299,12 +1360,18 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(OCI_LAYOUT_FILE), OCI_LAYOUT_CONTENT).unwrap();
         std::fs::write(dir.join(INDEX_JSON), b"{not json").unwrap();
-        reg.put_blob("app", &upload(b"{}")).await.unwrap();
-        reg.put_blob("app", &upload(b"layer")).await.unwrap();
+        reg.put_blob(&r("app"), &upload(b"{}")).await.unwrap();
+        reg.put_blob(&r("app"), &upload(b"layer")).await.unwrap();
         let m = manifest_for(b"{}", b"layer");
-        let err = reg.put_manifest("app", &tag("v1"), &m).await.unwrap_err();
+        let err = reg
+            .put_manifest(&r("app"), &tag("v1"), &m)
+            .await
+            .unwrap_err();
         assert!(matches!(err, RegistryError::Protocol { .. }), "{err}");
-        assert!(reg.list_tags("app").await.is_err(), "unknown is not empty");
+        assert!(
+            reg.list_tags(&r("app")).await.is_err(),
+            "unknown is not empty"
+        );
         assert_eq!(std::fs::read(dir.join(INDEX_JSON)).unwrap(), b"{not json");
     }
 
@@ -1314,21 +1381,24 @@ mod tests {
         // index.json entry leaves behind.
         let tmp = tempfile::tempdir().unwrap();
         let reg = LayoutRegistry::new(tmp.path());
-        reg.put_blob("app", &upload(b"{}")).await.unwrap();
-        reg.put_blob("app", &upload(b"layer")).await.unwrap();
+        reg.put_blob(&r("app"), &upload(b"{}")).await.unwrap();
+        reg.put_blob(&r("app"), &upload(b"layer")).await.unwrap();
         let m = manifest_for(b"{}", b"layer");
         let bytes: &'static [u8] = Box::leak(m.bytes.to_vec().into_boxed_slice());
-        reg.put_blob("app", &upload(bytes)).await.unwrap();
+        reg.put_blob(&r("app"), &upload(bytes)).await.unwrap();
         let by_digest = ManifestRef::Digest(m.digest.clone());
-        assert_eq!(reg.head_manifest("app", &by_digest).await.unwrap(), None);
-        assert_eq!(reg.get_manifest("app", &by_digest).await.unwrap(), None);
+        assert_eq!(
+            reg.head_manifest(&r("app"), &by_digest).await.unwrap(),
+            None
+        );
+        assert_eq!(reg.get_manifest(&r("app"), &by_digest).await.unwrap(), None);
 
         // Putting it again records it: reachable, and found.
-        reg.put_manifest("app", &by_digest, &m).await.unwrap();
+        reg.put_manifest(&r("app"), &by_digest, &m).await.unwrap();
         let dir = tmp.path().join("app");
         assert!(entries(&dir).contains(&(m.digest.to_string(), None)));
         assert!(reg
-            .head_manifest("app", &by_digest)
+            .head_manifest(&r("app"), &by_digest)
             .await
             .unwrap()
             .is_some());
@@ -1339,11 +1409,11 @@ mod tests {
         // As other tools write layouts: children are blobs only.
         let tmp = tempfile::tempdir().unwrap();
         let reg = LayoutRegistry::new(tmp.path());
-        reg.put_blob("app", &upload(b"{}")).await.unwrap();
-        reg.put_blob("app", &upload(b"layer")).await.unwrap();
+        reg.put_blob(&r("app"), &upload(b"{}")).await.unwrap();
+        reg.put_blob(&r("app"), &upload(b"layer")).await.unwrap();
         let child = manifest_for(b"{}", b"layer");
         let child_bytes: &'static [u8] = Box::leak(child.bytes.to_vec().into_boxed_slice());
-        reg.put_blob("app", &upload(child_bytes)).await.unwrap();
+        reg.put_blob(&r("app"), &upload(child_bytes)).await.unwrap();
         let inner = RawManifest::new(
             serde_json::to_vec(&serde_json::json!({
                 "schemaVersion": 2,
@@ -1358,7 +1428,7 @@ mod tests {
             media_type::OCI_INDEX,
         );
         let inner_bytes: &'static [u8] = Box::leak(inner.bytes.to_vec().into_boxed_slice());
-        reg.put_blob("app", &upload(inner_bytes)).await.unwrap();
+        reg.put_blob(&r("app"), &upload(inner_bytes)).await.unwrap();
         let outer = RawManifest::new(
             serde_json::to_vec(&serde_json::json!({
                 "schemaVersion": 2,
@@ -1372,7 +1442,9 @@ mod tests {
             .unwrap(),
             media_type::OCI_INDEX,
         );
-        reg.put_manifest("app", &tag("1.0"), &outer).await.unwrap();
+        reg.put_manifest(&r("app"), &tag("1.0"), &outer)
+            .await
+            .unwrap();
         let dir = tmp.path().join("app");
         assert_eq!(entries(&dir).len(), 1, "{:?}", entries(&dir));
         for (m, media_type) in [
@@ -1380,7 +1452,7 @@ mod tests {
             (&child, media_type::OCI_MANIFEST),
         ] {
             let found = reg
-                .head_manifest("app", &ManifestRef::Digest(m.digest.clone()))
+                .head_manifest(&r("app"), &ManifestRef::Digest(m.digest.clone()))
                 .await
                 .unwrap()
                 .expect("a child of the tagged index");
@@ -1392,15 +1464,18 @@ mod tests {
     async fn a_tag_naming_a_missing_blob_is_an_error_not_absent() {
         let tmp = tempfile::tempdir().unwrap();
         let reg = LayoutRegistry::new(tmp.path());
-        reg.put_blob("app", &upload(b"{}")).await.unwrap();
-        reg.put_blob("app", &upload(b"layer")).await.unwrap();
+        reg.put_blob(&r("app"), &upload(b"{}")).await.unwrap();
+        reg.put_blob(&r("app"), &upload(b"layer")).await.unwrap();
         let m = manifest_for(b"{}", b"layer");
-        reg.put_manifest("app", &tag("v1"), &m).await.unwrap();
+        reg.put_manifest(&r("app"), &tag("v1"), &m).await.unwrap();
         std::fs::remove_file(blob_path(&tmp.path().join("app"), &m.digest)).unwrap();
-        assert!(reg.head_manifest("app", &tag("v1")).await.is_err());
+        assert!(reg.head_manifest(&r("app"), &tag("v1")).await.is_err());
         // By digest, the manifest simply is not there.
         let by_digest = ManifestRef::Digest(m.digest.clone());
-        assert_eq!(reg.head_manifest("app", &by_digest).await.unwrap(), None);
+        assert_eq!(
+            reg.head_manifest(&r("app"), &by_digest).await.unwrap(),
+            None
+        );
     }
 
     #[tokio::test]
@@ -1410,12 +1485,12 @@ mod tests {
         let bytes: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
         let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
         let digest = Digest::sha256_of(bytes);
-        reg.put_blob("app", &upload(bytes)).await.unwrap();
+        reg.put_blob(&r("app"), &upload(bytes)).await.unwrap();
         let path = blob_path(&tmp.path().join("app"), &digest);
         let mut damaged = bytes.to_vec();
         damaged[100] ^= 1;
         std::fs::write(&path, &damaged).unwrap();
-        let mut stream = reg.get_blob("app", &digest).await.unwrap();
+        let mut stream = reg.get_blob(&r("app"), &digest).await.unwrap();
         let mut received = 0usize;
         let mut error = None;
         while let Some(item) = stream.next().await {
@@ -1434,12 +1509,29 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn repository_names_cannot_escape_the_root() {
+    async fn repository_names_cannot_escape_the_root_or_enter_a_layout() {
         let tmp = tempfile::tempdir().unwrap();
         let reg = LayoutRegistry::new(tmp.path().join("root"));
         for bad in ["../x", "/abs", "a/../../b", ""] {
-            assert!(reg.list_tags(bad).await.is_err(), "{bad:?}");
+            assert!(reg.repository(bad).is_err(), "{bad:?}");
         }
+        // Valid names, but a layout's own files: an image there would live
+        // inside another image's blob store or replace its index.
+        for reserved in [
+            "app/blobs/sha256",
+            "blobs",
+            "app/index.json",
+            "x/oci-layout/y",
+        ] {
+            let err = reg.list_tags(&r(reserved)).await.unwrap_err();
+            assert!(
+                err.to_string().contains("names a layout's own files"),
+                "{err}"
+            );
+            let err = reg.put_blob(&r(reserved), &upload(b"x")).await.unwrap_err();
+            assert!(matches!(err, RegistryError::Config { .. }), "{err}");
+        }
+        assert!(!tmp.path().join("root").exists(), "nothing was written");
     }
 
     #[cfg(unix)]
@@ -1468,10 +1560,13 @@ mod tests {
         std::os::unix::fs::symlink(root.join("a/b"), root.join("alias")).unwrap();
         let reg = LayoutRegistry::new(&root);
         assert_eq!(
-            reg.list_repositories("").await.unwrap(),
+            paths(reg.list_repositories("").await.unwrap()),
             vec!["a/b", "alias"]
         );
-        assert_eq!(reg.list_repositories("a").await.unwrap(), vec!["a/b"]);
-        assert!(reg.list_repositories("nope").await.unwrap().is_empty());
+        assert_eq!(
+            paths(reg.list_repositories("a").await.unwrap()),
+            vec!["a/b"]
+        );
+        assert!(paths(reg.list_repositories("nope").await.unwrap()).is_empty());
     }
 }

@@ -2,8 +2,9 @@
 //! trait, with an OCI Distribution implementation over HTTP ([`remote`]) and
 //! an OCI image-layout directory implementation ([`layout`]).
 //!
-//! Repositories are full paths on the endpoint (`prefix/image`); callers build
-//! them with [`crate::reference::RegistryName::repository`].
+//! Every call addresses a [`Repository`]: an endpoint and a path checked
+//! once, where it was made ([`crate::reference::RegistryName::repository`],
+//! or [`Repository::parse`] for names a listing returns).
 //!
 //! Existence is three-valued on purpose: `Ok(Some(_))` present, `Ok(None)`
 //! absent (a 404), `Err(_)` unknown. An error is never read as "absent".
@@ -18,7 +19,7 @@ use futures::future::BoxFuture;
 use futures::Stream;
 
 use crate::oci::ContentError;
-use crate::reference::{Digest, ManifestRef};
+use crate::reference::{Digest, Endpoint, ManifestRef, Repository};
 
 pub mod layout;
 #[cfg(test)]
@@ -46,7 +47,7 @@ pub struct BlobUpload {
     pub size: u64,
     /// A repository on the same endpoint that holds the blob: try a
     /// cross-repository mount first, and fall back to uploading.
-    pub mount_from: Option<String>,
+    pub mount_from: Option<Repository>,
     pub open: BlobOpener,
 }
 
@@ -123,6 +124,11 @@ pub enum RegistryError {
     /// Content the plan relies on is gone since it was read.
     #[error("{what}: {message}")]
     Vanished { what: String, message: String },
+    /// A bound on what others send was reached: a size, depth or count
+    /// from [`crate::limits`]. The message names the limit; the source is at
+    /// fault (or, where the bound is a setting, says which one to raise).
+    #[error("{what}: {message}")]
+    Limit { what: String, message: String },
     /// A bug of ours, reported instead of a panic.
     #[error("{what}: internal error: {message}")]
     Internal { what: String, message: String },
@@ -209,6 +215,24 @@ fn detail_text(detail: &Option<String>) -> String {
         .unwrap_or_default()
 }
 
+/// The one check every walk of a manifest graph (an image, its index
+/// children, theirs...) makes before reading a node: the node is `depth`
+/// indexes below the root and the `count`th distinct manifest of the walk.
+pub fn check_graph(what: &str, depth: usize, count: usize) -> Result<(), RegistryError> {
+    use crate::limits::{GRAPH_MANIFESTS, INDEX_DEPTH};
+    let message = if depth > INDEX_DEPTH {
+        format!("indexes nest more than {INDEX_DEPTH} levels deep")
+    } else if count > GRAPH_MANIFESTS {
+        format!("the image references more than {GRAPH_MANIFESTS} manifests")
+    } else {
+        return Ok(());
+    };
+    Err(RegistryError::Limit {
+        what: what.to_string(),
+        message: format!("{message}; not walking further (a bound against hostile sources)"),
+    })
+}
+
 /// Statuses a registry sends for passing trouble: rate limits and
 /// overloaded or restarting servers.
 pub fn is_retryable_status(status: u16) -> bool {
@@ -232,20 +256,31 @@ impl RegistryError {
 /// One registry endpoint: an OCI Distribution server or an `oci:` tree.
 #[async_trait]
 pub trait Registry: Send + Sync {
-    /// For messages: the endpoint's display name (never with credentials).
-    fn display_name(&self) -> String;
+    /// The endpoint this registry serves.
+    fn endpoint(&self) -> Endpoint;
+
+    /// For messages: the endpoint's name (never with credentials).
+    fn display_name(&self) -> String {
+        self.endpoint().to_string()
+    }
+
+    /// The repository `path` on this registry, checked against the name
+    /// grammar (for tools and tests that name repositories by hand).
+    fn repository(&self, path: &str) -> Result<Repository, crate::reference::NameError> {
+        Repository::parse(&self.endpoint(), path)
+    }
 
     /// Every repository whose path is `prefix` or lies under `prefix/`
     /// (all repositories for an empty prefix), sorted.
-    async fn list_repositories(&self, prefix: &str) -> Result<Vec<String>, RegistryError>;
+    async fn list_repositories(&self, prefix: &str) -> Result<Vec<Repository>, RegistryError>;
 
     /// Every tag of `repo`, sorted. A repository that does not exist has no tags.
-    async fn list_tags(&self, repo: &str) -> Result<Vec<String>, RegistryError>;
+    async fn list_tags(&self, repo: &Repository) -> Result<Vec<String>, RegistryError>;
 
     /// Digest, media type and size of a manifest, without its body.
     async fn head_manifest(
         &self,
-        repo: &str,
+        repo: &Repository,
         reference: &ManifestRef,
     ) -> Result<Option<Descriptor>, RegistryError>;
 
@@ -253,7 +288,7 @@ pub trait Registry: Send + Sync {
     /// the bytes are verified against it.
     async fn get_manifest(
         &self,
-        repo: &str,
+        repo: &Repository,
         reference: &ManifestRef,
     ) -> Result<Option<RawManifest>, RegistryError>;
 
@@ -261,55 +296,133 @@ pub trait Registry: Send + Sync {
     /// or a tag to point at it).
     async fn put_manifest(
         &self,
-        repo: &str,
+        repo: &Repository,
         reference: &ManifestRef,
         manifest: &RawManifest,
     ) -> Result<(), RegistryError>;
 
     /// The size of a blob if `repo` has it.
-    async fn blob_exists(&self, repo: &str, digest: &Digest) -> Result<Option<u64>, RegistryError>;
+    async fn blob_exists(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+    ) -> Result<Option<u64>, RegistryError>;
 
     /// A blob's bytes, verified against `digest` while streaming.
-    async fn get_blob(&self, repo: &str, digest: &Digest) -> Result<BlobStream, RegistryError>;
+    async fn get_blob(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+    ) -> Result<BlobStream, RegistryError>;
 
     /// Store a blob: mount it when `upload.mount_from` is set and the endpoint
     /// can, otherwise stream it from `upload.open`.
-    async fn put_blob(&self, repo: &str, upload: &BlobUpload) -> Result<BlobPut, RegistryError>;
+    async fn put_blob(
+        &self,
+        repo: &Repository,
+        upload: &BlobUpload,
+    ) -> Result<BlobPut, RegistryError>;
 
     /// Manifests that declare `subject` as their subject: the OCI 1.1 referrers
     /// API where offered, else the `sha256-<hex>` tag schema, keeping only
     /// entries that really refer to `subject`.
     async fn referrers(
         &self,
-        repo: &str,
+        repo: &Repository,
         subject: &Digest,
     ) -> Result<Vec<Descriptor>, RegistryError>;
 }
 
-/// The registries one run talks to, by endpoint (`RepoKey::endpoint`).
+/// The registries one run talks to, by endpoint.
 #[derive(Clone, Default)]
 pub struct Registries {
-    by_endpoint: std::collections::BTreeMap<String, Arc<dyn Registry>>,
+    by_endpoint: std::collections::BTreeMap<Endpoint, Arc<dyn Registry>>,
 }
 
 impl Registries {
-    pub fn insert(&mut self, endpoint: &crate::reference::Endpoint, registry: Arc<dyn Registry>) {
-        self.by_endpoint.insert(endpoint.to_string(), registry);
+    /// Serve `endpoint` with `registry`.
+    pub fn insert(&mut self, endpoint: &Endpoint, registry: Arc<dyn Registry>) {
+        self.by_endpoint.insert(endpoint.clone(), registry);
     }
 
-    pub fn contains(&self, endpoint: &crate::reference::Endpoint) -> bool {
-        self.by_endpoint.contains_key(&endpoint.to_string())
+    /// Whether `endpoint` has a registry.
+    pub fn contains(&self, endpoint: &Endpoint) -> bool {
+        self.by_endpoint.contains_key(endpoint)
     }
 
-    /// The registry for an endpoint name. Every endpoint a plan mentions is
-    /// opened before planning, so a miss is a bug, reported as an error.
-    pub fn get(&self, endpoint: &str) -> Result<&Arc<dyn Registry>, RegistryError> {
-        self.by_endpoint
-            .get(endpoint)
-            .ok_or_else(|| RegistryError::Internal {
-                what: endpoint.to_string(),
-                message: "registry was not opened for this run".to_string(),
-            })
+    /// The registry for `endpoint`. Every endpoint a plan mentions is opened
+    /// before planning ([`open_all`]), so there is always one to hand out: an
+    /// endpoint nobody opened (a bug) gets a registry that fails each call
+    /// with an internal error, which fails only the edges that touch it.
+    pub fn get(&self, endpoint: &Endpoint) -> Arc<dyn Registry> {
+        match self.by_endpoint.get(endpoint) {
+            Some(registry) => registry.clone(),
+            None => Arc::new(Unopened(endpoint.clone())),
+        }
+    }
+}
+
+/// The stand-in [`Registries::get`] hands out for an endpoint that was never
+/// opened.
+struct Unopened(Endpoint);
+
+impl Unopened {
+    fn error(&self) -> RegistryError {
+        RegistryError::Internal {
+            what: self.0.to_string(),
+            message: "registry was not opened for this run".to_string(),
+        }
+    }
+}
+
+#[async_trait]
+impl Registry for Unopened {
+    fn endpoint(&self) -> Endpoint {
+        self.0.clone()
+    }
+    async fn list_repositories(&self, _: &str) -> Result<Vec<Repository>, RegistryError> {
+        Err(self.error())
+    }
+    async fn list_tags(&self, _: &Repository) -> Result<Vec<String>, RegistryError> {
+        Err(self.error())
+    }
+    async fn head_manifest(
+        &self,
+        _: &Repository,
+        _: &ManifestRef,
+    ) -> Result<Option<Descriptor>, RegistryError> {
+        Err(self.error())
+    }
+    async fn get_manifest(
+        &self,
+        _: &Repository,
+        _: &ManifestRef,
+    ) -> Result<Option<RawManifest>, RegistryError> {
+        Err(self.error())
+    }
+    async fn put_manifest(
+        &self,
+        _: &Repository,
+        _: &ManifestRef,
+        _: &RawManifest,
+    ) -> Result<(), RegistryError> {
+        Err(self.error())
+    }
+    async fn blob_exists(&self, _: &Repository, _: &Digest) -> Result<Option<u64>, RegistryError> {
+        Err(self.error())
+    }
+    async fn get_blob(&self, _: &Repository, _: &Digest) -> Result<BlobStream, RegistryError> {
+        Err(self.error())
+    }
+    async fn put_blob(&self, _: &Repository, _: &BlobUpload) -> Result<BlobPut, RegistryError> {
+        Err(self.error())
+    }
+    async fn referrers(
+        &self,
+        _: &Repository,
+        _: &Digest,
+    ) -> Result<Vec<Descriptor>, RegistryError> {
+        Err(self.error())
     }
 }
 
@@ -327,7 +440,6 @@ pub fn open_all<'a>(
     names: impl IntoIterator<Item = &'a crate::reference::RegistryName>,
     options: &OpenOptions,
 ) -> Result<Registries, RegistryError> {
-    use crate::reference::Endpoint;
     let mut registries = Registries::default();
     let mut remotes = None;
     for name in names {

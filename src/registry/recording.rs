@@ -9,7 +9,7 @@ use async_trait::async_trait;
 
 use super::layout::LayoutRegistry;
 use super::{BlobPut, BlobStream, BlobUpload, Descriptor, RawManifest, Registry, RegistryError};
-use crate::reference::{Digest, ManifestRef};
+use crate::reference::{Digest, ManifestRef, Repository};
 
 /// A real layout registry that records every call, in order.
 pub struct Recording {
@@ -41,52 +41,60 @@ impl Recording {
 
 #[async_trait]
 impl Registry for Recording {
-    fn display_name(&self) -> String {
-        self.inner.display_name()
+    fn endpoint(&self) -> crate::reference::Endpoint {
+        self.inner.endpoint()
     }
-    async fn list_repositories(&self, prefix: &str) -> Result<Vec<String>, RegistryError> {
+    async fn list_repositories(&self, prefix: &str) -> Result<Vec<Repository>, RegistryError> {
         self.record(format!("list {prefix}"));
         self.inner.list_repositories(prefix).await
     }
-    async fn list_tags(&self, repo: &str) -> Result<Vec<String>, RegistryError> {
-        self.record(format!("tags {repo}"));
+    async fn list_tags(&self, repo: &Repository) -> Result<Vec<String>, RegistryError> {
+        self.record(format!("tags {}", repo.path()));
         self.inner.list_tags(repo).await
     }
     async fn head_manifest(
         &self,
-        repo: &str,
+        repo: &Repository,
         r: &ManifestRef,
     ) -> Result<Option<Descriptor>, RegistryError> {
-        self.record(format!("head-manifest {repo} {r}"));
+        self.record(format!("head-manifest {} {r}", repo.path()));
         self.inner.head_manifest(repo, r).await
     }
     async fn get_manifest(
         &self,
-        repo: &str,
+        repo: &Repository,
         r: &ManifestRef,
     ) -> Result<Option<RawManifest>, RegistryError> {
-        self.record(format!("get-manifest {repo} {r}"));
+        self.record(format!("get-manifest {} {r}", repo.path()));
         self.inner.get_manifest(repo, r).await
     }
     async fn put_manifest(
         &self,
-        repo: &str,
+        repo: &Repository,
         r: &ManifestRef,
         m: &RawManifest,
     ) -> Result<(), RegistryError> {
-        self.record(format!("put-manifest {repo} {r}"));
+        self.record(format!("put-manifest {} {r}", repo.path()));
         self.inner.put_manifest(repo, r, m).await
     }
-    async fn blob_exists(&self, repo: &str, d: &Digest) -> Result<Option<u64>, RegistryError> {
-        self.record(format!("head-blob {repo} {d}"));
+    async fn blob_exists(
+        &self,
+        repo: &Repository,
+        d: &Digest,
+    ) -> Result<Option<u64>, RegistryError> {
+        self.record(format!("head-blob {} {d}", repo.path()));
         self.inner.blob_exists(repo, d).await
     }
-    async fn get_blob(&self, repo: &str, d: &Digest) -> Result<BlobStream, RegistryError> {
-        self.record(format!("get-blob {repo} {d}"));
+    async fn get_blob(&self, repo: &Repository, d: &Digest) -> Result<BlobStream, RegistryError> {
+        self.record(format!("get-blob {} {d}", repo.path()));
         self.inner.get_blob(repo, d).await
     }
-    async fn put_blob(&self, repo: &str, upload: &BlobUpload) -> Result<BlobPut, RegistryError> {
-        self.record(format!("put-blob {repo} {}", upload.digest));
+    async fn put_blob(
+        &self,
+        repo: &Repository,
+        upload: &BlobUpload,
+    ) -> Result<BlobPut, RegistryError> {
+        self.record(format!("put-blob {} {}", repo.path(), upload.digest));
         if self.fail_blobs.contains(&upload.digest) {
             return Err(RegistryError::Status {
                 method: "PUT".into(),
@@ -100,10 +108,10 @@ impl Registry for Recording {
     }
     async fn referrers(
         &self,
-        repo: &str,
+        repo: &Repository,
         subject: &Digest,
     ) -> Result<Vec<Descriptor>, RegistryError> {
-        self.record(format!("referrers {repo} {subject}"));
+        self.record(format!("referrers {} {subject}", repo.path()));
         let found = self.inner.referrers(repo, subject).await?;
         if !self.tag_schema_only {
             return Ok(found);

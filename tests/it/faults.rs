@@ -20,6 +20,7 @@ use promoter::registry::Registry;
 use serde_json::Value;
 
 use crate::support::cli::Out;
+use crate::support::images::At;
 use crate::support::images::{blob_path, cosign_tag, tag_ref, TestBlob, TestImage};
 use crate::support::proxy::{Action, Rule, Target};
 use crate::support::registry::{Auth, Config, TokenIssuer};
@@ -638,7 +639,7 @@ async fn a_401_on_a_mount_with_token_auth_falls_back_to_an_upload() {
     // The walk needs no credentials for plain registries only; here our
     // own client (with them) reads the tag back, by digest-verified GET.
     let promoted = client
-        .get_manifest("prod/app", &tag_ref("2.0"))
+        .get_manifest(&client.at("prod/app"), &tag_ref("2.0"))
         .await
         .unwrap()
         .expect("prod/app:2.0");
@@ -646,7 +647,7 @@ async fn a_401_on_a_mount_with_token_auth_falls_back_to_an_upload() {
     for blob in images.tools.all_blobs() {
         assert!(
             client
-                .blob_exists("prod/app", &blob.digest)
+                .blob_exists(&client.at("prod/app"), &blob.digest)
                 .await
                 .unwrap()
                 .is_some(),

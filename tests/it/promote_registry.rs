@@ -7,6 +7,7 @@ use promoter::registry::remote::CredentialStore;
 
 use promoter::oci::media_type;
 
+use crate::support::images::At;
 use crate::support::images::{cosign_tag, referrers_tag, Flavor, TestImage};
 use crate::support::proxy::{Action, Rule};
 use crate::support::skopeo;
@@ -275,7 +276,7 @@ async fn signatures_come_along_unless_attachments_are_off() {
         .await;
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     let dst_client = w.dst.remote(CredentialStore::anonymous());
-    let tags = promoter::registry::Registry::list_tags(&dst_client, "prod/app")
+    let tags = promoter::registry::Registry::list_tags(&dst_client, &dst_client.at("prod/app"))
         .await
         .unwrap();
     assert!(tags.contains(&sig_tag), "{tags:?}");
@@ -340,9 +341,13 @@ async fn a_referrer_known_only_to_the_referrers_api_is_promoted_and_listed() {
         );
     }
     let dst_client = w.dst.remote(CredentialStore::anonymous());
-    let listed = promoter::registry::Registry::referrers(&dst_client, "prod/app", subject.digest())
-        .await
-        .unwrap();
+    let listed = promoter::registry::Registry::referrers(
+        &dst_client,
+        &dst_client.at("prod/app"),
+        subject.digest(),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         listed.iter().map(|d| &d.digest).collect::<Vec<_>>(),
         vec![sbom.digest()]

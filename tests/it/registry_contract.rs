@@ -50,7 +50,7 @@ async fn read_blob(
     repo: &str,
     digest: &Digest,
 ) -> Result<Bytes, RegistryError> {
-    let mut stream = reg.get_blob(repo, digest).await?;
+    let mut stream = reg.get_blob(&reg.at(repo), digest).await?;
     let mut out = Vec::new();
     while let Some(chunk) = stream.next().await {
         out.extend_from_slice(&chunk?);
@@ -62,7 +62,7 @@ async fn read_blob(
 async fn assert_stored_exactly(reg: &dyn Registry, repo: &str, image: &TestImage) {
     for node in image.nodes_bottom_up() {
         let got = reg
-            .get_manifest(repo, &digest_ref(node.digest()))
+            .get_manifest(&reg.at(repo), &digest_ref(node.digest()))
             .await
             .expect("get manifest by digest")
             .unwrap_or_else(|| panic!("{repo}@{} is missing", node.digest()));
@@ -76,7 +76,7 @@ async fn assert_stored_exactly(reg: &dyn Registry, repo: &str, image: &TestImage
         assert_eq!(&got.digest, node.digest());
         for blob in node.own_blobs() {
             assert_eq!(
-                reg.blob_exists(repo, &blob.digest)
+                reg.blob_exists(&reg.at(repo), &blob.digest)
                     .await
                     .expect("blob exists"),
                 Some(blob.size())
@@ -99,39 +99,46 @@ fn wrong_bytes_upload(claimed: &TestBlob, actual: Bytes) -> BlobUpload {
 pub async fn unknown_repository_is_empty(reg: &dyn Registry, ns: &str) {
     let repo = format!("{ns}/never/created");
     let image = TestImage::single_layer(1, 16);
-    assert_eq!(reg.list_tags(&repo).await.unwrap(), Vec::<String>::new());
     assert_eq!(
-        reg.head_manifest(&repo, &tag_ref("latest")).await.unwrap(),
-        None
+        reg.list_tags(&reg.at(&repo)).await.unwrap(),
+        Vec::<String>::new()
     );
     assert_eq!(
-        reg.head_manifest(&repo, &digest_ref(image.digest()))
+        reg.head_manifest(&reg.at(&repo), &tag_ref("latest"))
             .await
             .unwrap(),
         None
     );
     assert_eq!(
-        reg.get_manifest(&repo, &tag_ref("latest")).await.unwrap(),
-        None
-    );
-    assert_eq!(
-        reg.get_manifest(&repo, &digest_ref(image.digest()))
+        reg.head_manifest(&reg.at(&repo), &digest_ref(image.digest()))
             .await
             .unwrap(),
         None
     );
     assert_eq!(
-        reg.blob_exists(&repo, &image.layers[0].digest)
+        reg.get_manifest(&reg.at(&repo), &tag_ref("latest"))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        reg.get_manifest(&reg.at(&repo), &digest_ref(image.digest()))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        reg.blob_exists(&reg.at(&repo), &image.layers[0].digest)
             .await
             .unwrap(),
         None
     );
     assert!(reg
-        .referrers(&repo, image.digest())
+        .referrers(&reg.at(&repo), image.digest())
         .await
         .unwrap()
         .is_empty());
-    assert!(reg.list_repositories(&repo).await.unwrap().is_empty());
+    assert!(paths(reg.list_repositories(&repo).await.unwrap()).is_empty());
 }
 
 pub async fn oci_index_round_trips_byte_exact(reg: &dyn Registry, ns: &str) {
@@ -139,14 +146,14 @@ pub async fn oci_index_round_trips_byte_exact(reg: &dyn Registry, ns: &str) {
     let index = TestImage::oci_index(10, 2048);
     push(reg, &repo, &index, Some("1.0")).await.unwrap();
     let by_tag = reg
-        .get_manifest(&repo, &tag_ref("1.0"))
+        .get_manifest(&reg.at(&repo), &tag_ref("1.0"))
         .await
         .unwrap()
         .unwrap();
     assert_eq!(by_tag, index.manifest, "by tag");
     assert_stored_exactly(reg, &repo, &index).await;
     // Children stay untagged.
-    assert_eq!(reg.list_tags(&repo).await.unwrap(), vec!["1.0"]);
+    assert_eq!(reg.list_tags(&reg.at(&repo)).await.unwrap(), vec!["1.0"]);
 }
 
 pub async fn docker_list_round_trips_byte_exact(reg: &dyn Registry, ns: &str) {
@@ -155,7 +162,7 @@ pub async fn docker_list_round_trips_byte_exact(reg: &dyn Registry, ns: &str) {
     assert_eq!(list.media_type(), media_type::DOCKER_MANIFEST_LIST);
     push(reg, &repo, &list, Some("v2")).await.unwrap();
     let by_tag = reg
-        .get_manifest(&repo, &tag_ref("v2"))
+        .get_manifest(&reg.at(&repo), &tag_ref("v2"))
         .await
         .unwrap()
         .unwrap();
@@ -163,7 +170,7 @@ pub async fn docker_list_round_trips_byte_exact(reg: &dyn Registry, ns: &str) {
     assert_stored_exactly(reg, &repo, &list).await;
     let child = &list.children[0];
     let head = reg
-        .head_manifest(&repo, &digest_ref(child.digest()))
+        .head_manifest(&reg.at(&repo), &digest_ref(child.digest()))
         .await
         .unwrap()
         .unwrap();
@@ -175,18 +182,24 @@ pub async fn head_reports_digest_media_type_and_size(reg: &dyn Registry, ns: &st
     let image = TestImage::layered(12, 2, 512, None);
     push(reg, &repo, &image, Some("stable")).await.unwrap();
     for reference in [tag_ref("stable"), digest_ref(image.digest())] {
-        let head = reg.head_manifest(&repo, &reference).await.unwrap().unwrap();
+        let head = reg
+            .head_manifest(&reg.at(&repo), &reference)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(&head.digest, image.digest(), "{reference}");
         assert_eq!(head.media_type, media_type::OCI_MANIFEST, "{reference}");
         assert_eq!(head.size, image.size(), "{reference}");
     }
     assert_eq!(
-        reg.head_manifest(&repo, &tag_ref("absent")).await.unwrap(),
+        reg.head_manifest(&reg.at(&repo), &tag_ref("absent"))
+            .await
+            .unwrap(),
         None
     );
     let other = TestImage::single_layer(13, 8);
     assert_eq!(
-        reg.head_manifest(&repo, &digest_ref(other.digest()))
+        reg.head_manifest(&reg.at(&repo), &digest_ref(other.digest()))
             .await
             .unwrap(),
         None
@@ -197,28 +210,28 @@ pub async fn put_by_tag_then_list_tags(reg: &dyn Registry, ns: &str) {
     let repo = format!("{ns}/tags");
     let image = TestImage::single_layer(20, 256);
     push(reg, &repo, &image, None).await.unwrap();
-    assert!(reg.list_tags(&repo).await.unwrap().is_empty());
+    assert!(reg.list_tags(&reg.at(&repo)).await.unwrap().is_empty());
     for tag in ["v1.0", "latest", "a_1", "v0.9"] {
-        reg.put_manifest(&repo, &tag_ref(tag), &image.manifest)
+        reg.put_manifest(&reg.at(&repo), &tag_ref(tag), &image.manifest)
             .await
             .unwrap();
     }
     let mut expected = vec!["a_1", "latest", "v0.9", "v1.0"];
     expected.sort();
-    assert_eq!(reg.list_tags(&repo).await.unwrap(), expected);
+    assert_eq!(reg.list_tags(&reg.at(&repo)).await.unwrap(), expected);
     for tag in expected {
         let head = reg
-            .head_manifest(&repo, &tag_ref(tag))
+            .head_manifest(&reg.at(&repo), &tag_ref(tag))
             .await
             .unwrap()
             .unwrap();
         assert_eq!(&head.digest, image.digest(), "{tag}");
     }
     // Putting the same tag again is idempotent.
-    reg.put_manifest(&repo, &tag_ref("latest"), &image.manifest)
+    reg.put_manifest(&reg.at(&repo), &tag_ref("latest"), &image.manifest)
         .await
         .unwrap();
-    assert_eq!(reg.list_tags(&repo).await.unwrap().len(), 4);
+    assert_eq!(reg.list_tags(&reg.at(&repo)).await.unwrap().len(), 4);
 }
 
 pub async fn tagless_manifest_is_reachable_by_digest(reg: &dyn Registry, ns: &str) {
@@ -227,15 +240,15 @@ pub async fn tagless_manifest_is_reachable_by_digest(reg: &dyn Registry, ns: &st
     let tagged = TestImage::single_layer(22, 300);
     push(reg, &repo, &tagged, Some("keep")).await.unwrap();
     push(reg, &repo, &image, None).await.unwrap();
-    assert_eq!(reg.list_tags(&repo).await.unwrap(), vec!["keep"]);
+    assert_eq!(reg.list_tags(&reg.at(&repo)).await.unwrap(), vec!["keep"]);
     let got = reg
-        .get_manifest(&repo, &digest_ref(image.digest()))
+        .get_manifest(&reg.at(&repo), &digest_ref(image.digest()))
         .await
         .unwrap();
     assert_eq!(got.as_ref(), Some(&image.manifest));
     // The repository is listed although one of its manifests has no tag.
     assert_eq!(
-        reg.list_repositories(&repo).await.unwrap(),
+        paths(reg.list_repositories(&repo).await.unwrap()),
         vec![repo.clone()]
     );
 }
@@ -246,25 +259,27 @@ pub async fn bad_manifests_are_refused(reg: &dyn Registry, ns: &str) {
     let other = TestImage::single_layer(31, 128);
     // Blobs not pushed: a manifest must not name missing content.
     assert!(reg
-        .put_manifest(&repo, &digest_ref(image.digest()), &image.manifest)
+        .put_manifest(&reg.at(&repo), &digest_ref(image.digest()), &image.manifest)
         .await
         .is_err());
     assert_eq!(
-        reg.head_manifest(&repo, &digest_ref(image.digest()))
+        reg.head_manifest(&reg.at(&repo), &digest_ref(image.digest()))
             .await
             .unwrap(),
         None
     );
     for blob in image.own_blobs() {
-        reg.put_blob(&repo, &blob.upload(None)).await.unwrap();
+        reg.put_blob(&reg.at(&repo), &blob.upload(None))
+            .await
+            .unwrap();
     }
     // Addressed by a digest it doesn't have.
     assert!(reg
-        .put_manifest(&repo, &digest_ref(other.digest()), &image.manifest)
+        .put_manifest(&reg.at(&repo), &digest_ref(other.digest()), &image.manifest)
         .await
         .is_err());
     assert_eq!(
-        reg.head_manifest(&repo, &digest_ref(other.digest()))
+        reg.head_manifest(&reg.at(&repo), &digest_ref(other.digest()))
             .await
             .unwrap(),
         None
@@ -272,10 +287,10 @@ pub async fn bad_manifests_are_refused(reg: &dyn Registry, ns: &str) {
     // An index whose children are missing.
     let index = TestImage::oci_index(32, 64);
     assert!(reg
-        .put_manifest(&repo, &tag_ref("idx"), &index.manifest)
+        .put_manifest(&reg.at(&repo), &tag_ref("idx"), &index.manifest)
         .await
         .is_err());
-    assert!(reg.list_tags(&repo).await.unwrap().is_empty());
+    assert!(reg.list_tags(&reg.at(&repo)).await.unwrap().is_empty());
 }
 
 pub async fn mount_from_sibling_repository(reg: &dyn Registry, ns: &str) {
@@ -285,17 +300,23 @@ pub async fn mount_from_sibling_repository(reg: &dyn Registry, ns: &str) {
     let image = TestImage::layered(41, 1, 1024, Some(&base));
     push(reg, &from, &image, Some("v1")).await.unwrap();
     for blob in image.own_blobs() {
-        let how = reg.put_blob(&to, &blob.upload(Some(&from))).await.unwrap();
+        let how = reg
+            .put_blob(&reg.at(&to), &blob.upload(Some(&reg.at(&from))))
+            .await
+            .unwrap();
         assert_eq!(how, BlobPut::Mounted, "{}", blob.digest);
         assert_eq!(read_blob(reg, &to, &blob.digest).await.unwrap(), blob.bytes);
     }
-    reg.put_manifest(&to, &digest_ref(image.digest()), &image.manifest)
+    reg.put_manifest(&reg.at(&to), &digest_ref(image.digest()), &image.manifest)
         .await
         .unwrap();
     assert_stored_exactly(reg, &to, &image).await;
     // A source that lacks the blob falls back to an upload.
     let lone = TestBlob::layer(42, 333);
-    let how = reg.put_blob(&to, &lone.upload(Some(&from))).await.unwrap();
+    let how = reg
+        .put_blob(&reg.at(&to), &lone.upload(Some(&reg.at(&from))))
+        .await
+        .unwrap();
     assert_eq!(how, BlobPut::Uploaded);
     assert_eq!(read_blob(reg, &to, &lone.digest).await.unwrap(), lone.bytes);
 }
@@ -306,10 +327,15 @@ pub async fn wrong_upload_is_refused(reg: &dyn Registry, ns: &str) {
     // Same length, different bytes: only the digest can tell.
     let liar = Bytes::from(random_bytes(51, 1000));
     assert!(reg
-        .put_blob(&repo, &wrong_bytes_upload(&claimed, liar))
+        .put_blob(&reg.at(&repo), &wrong_bytes_upload(&claimed, liar))
         .await
         .is_err());
-    assert_eq!(reg.blob_exists(&repo, &claimed.digest).await.unwrap(), None);
+    assert_eq!(
+        reg.blob_exists(&reg.at(&repo), &claimed.digest)
+            .await
+            .unwrap(),
+        None
+    );
     // Truncated bytes under the announced size.
     let short = BlobUpload {
         size: claimed.size(),
@@ -317,35 +343,48 @@ pub async fn wrong_upload_is_refused(reg: &dyn Registry, ns: &str) {
     };
     // (Over HTTP the client sees this itself and, as for any short body,
     // retries until its deadline before giving up.)
-    assert!(reg.put_blob(&repo, &short).await.is_err());
-    assert_eq!(reg.blob_exists(&repo, &claimed.digest).await.unwrap(), None);
+    assert!(reg.put_blob(&reg.at(&repo), &short).await.is_err());
+    assert_eq!(
+        reg.blob_exists(&reg.at(&repo), &claimed.digest)
+            .await
+            .unwrap(),
+        None
+    );
     // The right bytes still go in afterwards.
     assert_eq!(
-        reg.put_blob(&repo, &claimed.upload(None)).await.unwrap(),
+        reg.put_blob(&reg.at(&repo), &claimed.upload(None))
+            .await
+            .unwrap(),
         BlobPut::Uploaded
     );
     assert_eq!(
-        reg.blob_exists(&repo, &claimed.digest).await.unwrap(),
+        reg.blob_exists(&reg.at(&repo), &claimed.digest)
+            .await
+            .unwrap(),
         Some(1000)
     );
 }
 
 pub async fn blobs_stream_back_verified(reg: &dyn Registry, ns: &str) {
-    let repo = format!("{ns}/blobs");
+    let repo = format!("{ns}/streamed");
     let small = TestBlob::layer(60, 10);
-    reg.put_blob(&repo, &small.upload(None)).await.unwrap();
+    reg.put_blob(&reg.at(&repo), &small.upload(None))
+        .await
+        .unwrap();
     assert_eq!(
         read_blob(reg, &repo, &small.digest).await.unwrap(),
         small.bytes
     );
     // A multi-chunk blob that never sits whole in memory on the way in.
     let big = StreamedLayer::new(61, 3 * 1024 * 1024 + 7);
-    reg.put_blob(&repo, &big.upload(None)).await.unwrap();
+    reg.put_blob(&reg.at(&repo), &big.upload(None))
+        .await
+        .unwrap();
     assert_eq!(
-        reg.blob_exists(&repo, &big.digest).await.unwrap(),
+        reg.blob_exists(&reg.at(&repo), &big.digest).await.unwrap(),
         Some(big.size)
     );
-    let mut stream = reg.get_blob(&repo, &big.digest).await.unwrap();
+    let mut stream = reg.get_blob(&reg.at(&repo), &big.digest).await.unwrap();
     let mut hasher = promoter::reference::DigestHasher::new(big.digest.algorithm());
     let mut total = 0u64;
     while let Some(chunk) = stream.next().await {
@@ -356,7 +395,9 @@ pub async fn blobs_stream_back_verified(reg: &dyn Registry, ns: &str) {
     assert_eq!(total, big.size);
     assert_eq!(hasher.finish(), big.digest);
     // Writing a blob that is already there leaves it as it is.
-    reg.put_blob(&repo, &small.upload(None)).await.unwrap();
+    reg.put_blob(&reg.at(&repo), &small.upload(None))
+        .await
+        .unwrap();
     assert_eq!(
         read_blob(reg, &repo, &small.digest).await.unwrap(),
         small.bytes
@@ -381,24 +422,28 @@ pub async fn list_repositories_respects_path_boundaries(reg: &dyn Registry, ns: 
     }
     let full = |n: &[&str]| n.iter().map(|x| format!("{ns}/{x}")).collect::<Vec<_>>();
     assert_eq!(
-        reg.list_repositories(&format!("{ns}/a/prod"))
-            .await
-            .unwrap(),
+        paths(
+            reg.list_repositories(&format!("{ns}/a/prod"))
+                .await
+                .unwrap()
+        ),
         full(&["a/prod", "a/prod/x", "a/prod/x/y"])
     );
     assert_eq!(
-        reg.list_repositories(&format!("{ns}/a/prod-x"))
-            .await
-            .unwrap(),
+        paths(
+            reg.list_repositories(&format!("{ns}/a/prod-x"))
+                .await
+                .unwrap()
+        ),
         full(&["a/prod-x", "a/prod-x/z"])
     );
     let mut all = full(&names);
     all.sort();
     assert_eq!(
-        reg.list_repositories(&format!("{ns}/a")).await.unwrap(),
+        paths(reg.list_repositories(&format!("{ns}/a")).await.unwrap()),
         all[..6].to_vec()
     );
-    let everything = reg.list_repositories("").await.unwrap();
+    let everything = paths(reg.list_repositories("").await.unwrap());
     for name in &all {
         assert!(
             everything.contains(name),
@@ -439,7 +484,10 @@ pub async fn referrers_through_the_tag_schema(reg: &dyn Registry, ns: &str) {
     .await
     .unwrap();
 
-    let mut found = reg.referrers(&repo, subject.digest()).await.unwrap();
+    let mut found = reg
+        .referrers(&reg.at(&repo), subject.digest())
+        .await
+        .unwrap();
     found.sort_by(|a, b| a.digest.cmp(&b.digest));
     let mut expected = vec![
         (sbom.digest().clone(), "application/spdx+json"),
@@ -461,7 +509,7 @@ pub async fn referrers_through_the_tag_schema(reg: &dyn Registry, ns: &str) {
     assert!(sizes.iter().all(|s| *s > 0));
     // A subject nobody refers to has no referrers.
     assert!(reg
-        .referrers(&repo, sbom.digest())
+        .referrers(&reg.at(&repo), sbom.digest())
         .await
         .unwrap()
         .is_empty());
@@ -515,7 +563,10 @@ async fn layout_reads_verify_digests() {
     manifest[0] = b' ';
     std::fs::write(blob_path(&root, "app", image.digest()), &manifest).unwrap();
     for reference in [tag_ref("v1"), digest_ref(image.digest())] {
-        let err = reg.get_manifest("app", &reference).await.unwrap_err();
+        let err = reg
+            .get_manifest(&reg.at("app"), &reference)
+            .await
+            .unwrap_err();
         assert!(
             matches!(
                 err,
@@ -545,14 +596,17 @@ async fn plain_file_layouts_read_through_the_trait() {
     )
     .unwrap();
     let reg = LayoutRegistry::new(dir.path());
-    assert_eq!(reg.list_repositories("").await.unwrap(), vec!["x/y"]);
-    assert_eq!(reg.list_tags("x/y").await.unwrap(), vec!["1.0", "v1"]);
+    assert_eq!(paths(reg.list_repositories("").await.unwrap()), vec!["x/y"]);
+    assert_eq!(
+        reg.list_tags(&reg.at("x/y")).await.unwrap(),
+        vec!["1.0", "v1"]
+    );
     for image in [&index, &plain, &tagless] {
         assert_stored_exactly(&reg, "x/y", image).await;
     }
     // The children are blobs only: their media type comes from their bytes.
     let head = reg
-        .head_manifest("x/y", &digest_ref(index.children[1].digest()))
+        .head_manifest(&reg.at("x/y"), &digest_ref(index.children[1].digest()))
         .await
         .unwrap()
         .unwrap();
@@ -607,12 +661,12 @@ async fn quickstart_source_is_intact() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/quickstart/source");
     let reg = LayoutRegistry::new(&root);
     assert_eq!(
-        reg.list_repositories("").await.unwrap(),
+        paths(reg.list_repositories("").await.unwrap()),
         vec!["hello", "tools/echo"]
     );
-    assert_eq!(reg.list_tags("hello").await.unwrap(), vec!["1.0"]);
+    assert_eq!(reg.list_tags(&reg.at("hello")).await.unwrap(), vec!["1.0"]);
     assert_eq!(
-        reg.list_tags("tools/echo").await.unwrap(),
+        reg.list_tags(&reg.at("tools/echo")).await.unwrap(),
         vec!["latest", "v1"]
     );
     let hello = "sha256:4e9d403dc43eee36d6ea1d2b8b448c2909a2d98ddc79e0b900341cf8b76d6b46";
@@ -624,7 +678,7 @@ async fn quickstart_source_is_intact() {
         ("tools/echo", "latest", echo),
     ] {
         let head = reg
-            .head_manifest(repo, &tag_ref(tag))
+            .head_manifest(&reg.at(repo), &tag_ref(tag))
             .await
             .unwrap()
             .unwrap();
@@ -637,14 +691,14 @@ async fn quickstart_source_is_intact() {
     ] {
         let digest = Digest::parse(digest).unwrap();
         let manifest = reg
-            .get_manifest(repo, &digest_ref(&digest))
+            .get_manifest(&reg.at(repo), &digest_ref(&digest))
             .await
             .unwrap()
             .unwrap();
         let refs = promoter::oci::references(&manifest, repo).unwrap();
         for child in &refs.manifests {
             let child = reg
-                .get_manifest(repo, &digest_ref(&child.digest))
+                .get_manifest(&reg.at(repo), &digest_ref(&child.digest))
                 .await
                 .unwrap()
                 .unwrap();

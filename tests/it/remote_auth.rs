@@ -12,6 +12,7 @@ use promoter::registry::remote::{CredentialStore, RegistryOptions, RemoteRegistr
 use promoter::registry::{BlobPut, Registry, RegistryError};
 
 use crate::support::hermetic::rerun_in_clean_env;
+use crate::support::images::At;
 use crate::support::images::{push, TestBlob, TestImage};
 use crate::support::proxy::{Action, Proxy, Rule, Target, SINK_SIGNATURE};
 use crate::support::registry::{
@@ -46,12 +47,15 @@ async fn roundtrip(client: &RemoteRegistry, repo: &str, seed: u64) {
     let image = TestImage::single_layer(seed, 2_000);
     push(client, repo, &image, Some("v1")).await.unwrap();
     let got = client
-        .get_manifest(repo, &tag("v1"))
+        .get_manifest(&client.at(repo), &tag("v1"))
         .await
         .unwrap()
         .unwrap();
     assert_eq!(got.bytes, image.manifest.bytes);
-    assert_eq!(client.list_tags(repo).await.unwrap(), vec!["v1"]);
+    assert_eq!(
+        client.list_tags(&client.at(repo)).await.unwrap(),
+        vec!["v1"]
+    );
 }
 
 /// A docker config.json with `entry` for `host`, in a fresh directory.
@@ -76,7 +80,10 @@ async fn basic_auth_against_htpasswd() {
 
     // Anonymous: refused, with a typed error.
     let anonymous = registry.remote(CredentialStore::anonymous());
-    let err = anonymous.list_tags("basic/repo").await.unwrap_err();
+    let err = anonymous
+        .list_tags(&anonymous.at("basic/repo"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, RegistryError::Unauthorized { .. }), "{err}");
 
     // A wrong password: refused once (no retry loop), and never printed.
@@ -86,7 +93,10 @@ async fn basic_auth_against_htpasswd() {
         serde_json::json!({"username": USER, "password": "wrong-password-zz9"}),
     );
     let client = registry.remote(creds(&wrong));
-    let err = client.list_tags("basic/repo").await.unwrap_err();
+    let err = client
+        .list_tags(&client.at("basic/repo"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, RegistryError::Unauthorized { .. }), "{err}");
     assert_no_secret(&format!("{err} {err:?} {client:?}"));
 }
@@ -108,7 +118,7 @@ async fn token_auth_with_the_jwt_issuer_caches_tokens_and_asks_one_token_for_a_m
         .filter(|r| r.scopes == vec!["repository:tok/src:pull".to_string()])
         .count();
     for _ in 0..5 {
-        client.list_tags("tok/src").await.unwrap();
+        client.list_tags(&client.at("tok/src")).await.unwrap();
     }
     let pulls_after = issuer
         .requests()
@@ -124,11 +134,14 @@ async fn token_auth_with_the_jwt_issuer_caches_tokens_and_asks_one_token_for_a_m
     // A mount: one token covering both repositories, and a real 201.
     let blob = TestBlob::layer(3, 5_000);
     client
-        .put_blob("tok/src", &blob.upload(None))
+        .put_blob(&client.at("tok/src"), &blob.upload(None))
         .await
         .unwrap();
     let put = client
-        .put_blob("tok/dst", &blob.upload(Some("tok/src")))
+        .put_blob(
+            &client.at("tok/dst"),
+            &blob.upload(Some(&client.at("tok/src"))),
+        )
         .await
         .unwrap();
     assert_eq!(put, BlobPut::Mounted);
@@ -149,7 +162,10 @@ async fn token_auth_with_the_jwt_issuer_caches_tokens_and_asks_one_token_for_a_m
 
     // Without credentials the issuer grants nothing: a typed refusal.
     let anonymous = registry.remote(CredentialStore::anonymous());
-    let err = anonymous.list_tags("tok/src").await.unwrap_err();
+    let err = anonymous
+        .list_tags(&anonymous.at("tok/src"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, RegistryError::Unauthorized { .. }), "{err}");
     assert_no_secret(&format!("{err} {err:?} {client:?}"));
 }
@@ -314,7 +330,7 @@ async fn tls_with_the_generated_ca_and_client_certificates() {
     };
     let client = remote_at(&registry.host(), untrusting, CredentialStore::anonymous());
     let started = std::time::Instant::now();
-    let err = client.list_tags("tls/repo").await.unwrap_err();
+    let err = client.list_tags(&client.at("tls/repo")).await.unwrap_err();
     assert!(
         matches!(
             err,
@@ -336,7 +352,7 @@ async fn tls_with_the_generated_ca_and_client_certificates() {
     no_cert.client_key = None;
     no_cert.retry_deadline_secs = Some(1.0);
     let client = remote_at(&mutual.host(), no_cert, CredentialStore::anonymous());
-    assert!(client.list_tags("mtls/repo").await.is_err());
+    assert!(client.list_tags(&client.at("mtls/repo")).await.is_err());
 }
 
 #[tokio::test]
@@ -349,13 +365,16 @@ async fn a_redirect_to_another_host_carries_no_authorization() {
     let client = registry.remote_via(&proxy.host(), creds(&config));
     let blob = TestBlob::layer(9, 100_000);
     client
-        .put_blob("redir/repo", &blob.upload(None))
+        .put_blob(&client.at("redir/repo"), &blob.upload(None))
         .await
         .unwrap();
     proxy.clear_log();
 
     proxy.add(Rule::new("GET", "/blobs/").action(Action::RedirectToSink));
-    let mut stream = client.get_blob("redir/repo", &blob.digest).await.unwrap();
+    let mut stream = client
+        .get_blob(&client.at("redir/repo"), &blob.digest)
+        .await
+        .unwrap();
     let mut got = Vec::new();
     while let Some(chunk) = stream.next().await {
         got.extend_from_slice(&chunk.unwrap());
@@ -416,7 +435,7 @@ async fn secrets_never_reach_errors_or_logs() {
     let client = registry.remote_via(&proxy.host(), creds(&good));
     let blob = TestBlob::layer(10, 1_000);
     client
-        .put_blob("secret/repo", &blob.upload(None))
+        .put_blob(&client.at("secret/repo"), &blob.upload(None))
         .await
         .unwrap();
     proxy.add(
@@ -425,12 +444,12 @@ async fn secrets_never_reach_errors_or_logs() {
             .action(Action::status(503)),
     );
     client
-        .blob_exists("secret/repo", &blob.digest)
+        .blob_exists(&client.at("secret/repo"), &blob.digest)
         .await
         .unwrap();
     proxy.add(Rule::new("GET", "/blobs/").action(Action::RedirectToNowhere));
     let err = client
-        .get_blob("secret/repo", &blob.digest)
+        .get_blob(&client.at("secret/repo"), &blob.digest)
         .await
         .err()
         .unwrap();
@@ -448,7 +467,10 @@ async fn secrets_never_reach_errors_or_logs() {
     ] {
         let file = config_file(registry.dir.path(), &registry.host(), entry);
         let client = registry.remote(creds(&file));
-        let err = client.list_tags("secret/repo").await.unwrap_err();
+        let err = client
+            .list_tags(&client.at("secret/repo"))
+            .await
+            .unwrap_err();
         messages.push_str(&format!("{err} {err:?} {client:?}\n"));
     }
     drop(_guard);

@@ -11,7 +11,7 @@ use promoter::reference::{Digest, ManifestRef, Tag};
 use promoter::registry::remote::{CredentialStore, RegistryOptions, RemoteRegistry};
 use promoter::registry::{media_type, BlobPut, Registry, RegistryError};
 
-use crate::support::images::{push, TestBlob, TestImage};
+use crate::support::images::{paths, push, At, TestBlob, TestImage};
 use crate::support::proxy::{Action, Proxy, Rule, Target};
 use crate::support::registry::{remote_at, TestRegistry};
 use crate::support::skopeo;
@@ -48,7 +48,7 @@ impl Rig {
     /// Make the client ping now, then forget the log: the assertions that
     /// follow count only what the operation under test sends.
     async fn warm(&self) {
-        let _ = self.client.list_tags("warm/up").await;
+        let _ = self.client.list_tags(&self.client.at("warm/up")).await;
         self.proxy.clear_log();
     }
 }
@@ -66,7 +66,7 @@ async fn read_blob(
     repo: &str,
     digest: &Digest,
 ) -> Result<Vec<u8>, RegistryError> {
-    let mut stream = client.get_blob(repo, digest).await?;
+    let mut stream = client.get_blob(&client.at(repo), digest).await?;
     let mut out = Vec::new();
     while let Some(chunk) = stream.next().await {
         out.extend_from_slice(&chunk?);
@@ -87,7 +87,10 @@ async fn catalog_pagination_with_n_2_walks_the_link_header() {
         "team/sub/four",
         "other/five",
     ] {
-        rig.direct.put_blob(repo, &blob.upload(None)).await.unwrap();
+        rig.direct
+            .put_blob(&rig.direct.at(repo), &blob.upload(None))
+            .await
+            .unwrap();
     }
     rig.warm().await;
     let catalog_pages = |rig: &Rig| -> Vec<_> {
@@ -113,7 +116,7 @@ async fn catalog_pagination_with_n_2_walks_the_link_header() {
     // still follows Link, and keeps only names on the path boundary.
     rig.proxy.clear_log();
     let repos = rig.client.list_repositories("team").await.unwrap();
-    assert_eq!(repos, vec!["team/one", "team/sub/four", "team/two"]);
+    assert_eq!(paths(repos), vec!["team/one", "team/sub/four", "team/two"]);
     let pages = catalog_pages(&rig);
     assert!(
         pages[0].path.contains("last=teal%7E"),
@@ -133,12 +136,12 @@ async fn tags_are_listed_sorted_and_a_missing_repo_has_none() {
         .await
         .unwrap();
     assert_eq!(
-        rig.client.list_tags("app").await.unwrap(),
+        rig.client.list_tags(&rig.client.at("app")).await.unwrap(),
         vec!["latest", "v10", "v2"]
     );
     assert!(rig
         .client
-        .list_tags("nothing/here")
+        .list_tags(&rig.client.at("nothing/here"))
         .await
         .unwrap()
         .is_empty());
@@ -151,7 +154,7 @@ async fn a_fresh_upload_is_one_post_and_one_streaming_put() {
     let blob = TestBlob::layer(3, 300_000);
     let put = rig
         .client
-        .put_blob("up/load", &blob.upload(None))
+        .put_blob(&rig.client.at("up/load"), &blob.upload(None))
         .await
         .unwrap();
     assert_eq!(put, BlobPut::Uploaded);
@@ -183,13 +186,16 @@ async fn a_mount_answers_201_and_moves_no_bytes() {
     let Some(rig) = rig().await else { return };
     let blob = TestBlob::layer(4, 200_000);
     rig.direct
-        .put_blob("src/repo", &blob.upload(None))
+        .put_blob(&rig.direct.at("src/repo"), &blob.upload(None))
         .await
         .unwrap();
     rig.warm().await;
     let put = rig
         .client
-        .put_blob("dst/repo", &blob.upload(Some("src/repo")))
+        .put_blob(
+            &rig.client.at("dst/repo"),
+            &blob.upload(Some(&rig.client.at("src/repo"))),
+        )
         .await
         .unwrap();
     assert_eq!(put, BlobPut::Mounted);
@@ -201,7 +207,7 @@ async fn a_mount_answers_201_and_moves_no_bytes() {
     assert_eq!(log.iter().map(|r| r.request_bytes).sum::<u64>(), 0);
     assert_eq!(
         rig.client
-            .blob_exists("dst/repo", &blob.digest)
+            .blob_exists(&rig.client.at("dst/repo"), &blob.digest)
             .await
             .unwrap(),
         Some(blob.size())
@@ -215,7 +221,10 @@ async fn a_mount_from_a_repo_without_the_blob_uploads_into_the_offered_session()
     let blob = TestBlob::layer(5, 10_000);
     let put = rig
         .client
-        .put_blob("dst/repo", &blob.upload(Some("empty/src")))
+        .put_blob(
+            &rig.client.at("dst/repo"),
+            &blob.upload(Some(&rig.client.at("empty/src"))),
+        )
         .await
         .unwrap();
     assert_eq!(put, BlobPut::Uploaded);
@@ -233,7 +242,7 @@ async fn a_refused_mount_falls_back_to_an_upload() {
     let Some(rig) = rig().await else { return };
     let blob = TestBlob::layer(6, 50_000);
     rig.direct
-        .put_blob("src/repo", &blob.upload(None))
+        .put_blob(&rig.direct.at("src/repo"), &blob.upload(None))
         .await
         .unwrap();
     rig.warm().await;
@@ -245,7 +254,10 @@ async fn a_refused_mount_falls_back_to_an_upload() {
     );
     let put = rig
         .client
-        .put_blob("dst/repo", &blob.upload(Some("src/repo")))
+        .put_blob(
+            &rig.client.at("dst/repo"),
+            &blob.upload(Some(&rig.client.at("src/repo"))),
+        )
         .await
         .unwrap();
     assert_eq!(put, BlobPut::Uploaded);
@@ -272,13 +284,13 @@ async fn an_existing_blob_costs_one_head_and_nothing_more() {
     let Some(rig) = rig().await else { return };
     let blob = TestBlob::layer(7, 1000);
     rig.direct
-        .put_blob("has/blob", &blob.upload(None))
+        .put_blob(&rig.direct.at("has/blob"), &blob.upload(None))
         .await
         .unwrap();
     rig.warm().await;
     assert_eq!(
         rig.client
-            .blob_exists("has/blob", &blob.digest)
+            .blob_exists(&rig.client.at("has/blob"), &blob.digest)
             .await
             .unwrap(),
         Some(1000)
@@ -291,7 +303,7 @@ async fn an_existing_blob_costs_one_head_and_nothing_more() {
     let other = TestBlob::layer(8, 10);
     assert_eq!(
         rig.client
-            .blob_exists("has/blob", &other.digest)
+            .blob_exists(&rig.client.at("has/blob"), &other.digest)
             .await
             .unwrap(),
         None
@@ -320,7 +332,7 @@ async fn a_manifest_read_then_written_elsewhere_keeps_its_bytes_and_digest() {
         let dst = src.replace("from/", "to/");
         let head = rig
             .client
-            .head_manifest(src, &tag("v1"))
+            .head_manifest(&rig.client.at(src), &tag("v1"))
             .await
             .unwrap()
             .unwrap();
@@ -332,7 +344,10 @@ async fn a_manifest_read_then_written_elsewhere_keeps_its_bytes_and_digest() {
             for blob in node.own_blobs() {
                 let put = rig
                     .client
-                    .put_blob(&dst, &blob.upload(Some(src)))
+                    .put_blob(
+                        &rig.client.at(&dst),
+                        &blob.upload(Some(&rig.client.at(src))),
+                    )
                     .await
                     .unwrap();
                 assert_eq!(put, BlobPut::Mounted);
@@ -340,19 +355,19 @@ async fn a_manifest_read_then_written_elsewhere_keeps_its_bytes_and_digest() {
             if node.digest() != image.digest() {
                 let m = rig
                     .client
-                    .get_manifest(src, &by_digest(node.digest()))
+                    .get_manifest(&rig.client.at(src), &by_digest(node.digest()))
                     .await
                     .unwrap()
                     .unwrap();
                 rig.client
-                    .put_manifest(&dst, &by_digest(&m.digest), &m)
+                    .put_manifest(&rig.client.at(&dst), &by_digest(&m.digest), &m)
                     .await
                     .unwrap();
             }
         }
         let read = rig
             .client
-            .get_manifest(src, &tag("v1"))
+            .get_manifest(&rig.client.at(src), &tag("v1"))
             .await
             .unwrap()
             .unwrap();
@@ -360,13 +375,13 @@ async fn a_manifest_read_then_written_elsewhere_keeps_its_bytes_and_digest() {
         assert_eq!(read.digest, *image.digest());
         assert_eq!(read.media_type, image.media_type());
         rig.client
-            .put_manifest(&dst, &tag("v1"), &read)
+            .put_manifest(&rig.client.at(&dst), &tag("v1"), &read)
             .await
             .unwrap();
 
         let got = rig
             .client
-            .head_manifest(&dst, &tag("v1"))
+            .head_manifest(&rig.client.at(&dst), &tag("v1"))
             .await
             .unwrap()
             .unwrap();
@@ -380,7 +395,7 @@ async fn a_manifest_read_then_written_elsewhere_keeps_its_bytes_and_digest() {
     }
     assert_eq!(
         rig.client
-            .get_manifest("from/oci", &tag("missing"))
+            .get_manifest(&rig.client.at("from/oci"), &tag("missing"))
             .await
             .unwrap(),
         None
@@ -412,7 +427,7 @@ async fn wrong_bytes_are_caught_as_a_digest_mismatch() {
         .add(Rule::new("GET", "/manifests/").action(Action::WrongBytes));
     let healed = rig
         .client
-        .get_manifest("bad/bytes", &by_digest(image.digest()))
+        .get_manifest(&rig.client.at("bad/bytes"), &by_digest(image.digest()))
         .await
         .unwrap()
         .unwrap();
@@ -427,7 +442,7 @@ async fn wrong_bytes_are_caught_as_a_digest_mismatch() {
     );
     let err = rig
         .client
-        .get_manifest("bad/bytes", &by_digest(image.digest()))
+        .get_manifest(&rig.client.at("bad/bytes"), &by_digest(image.digest()))
         .await
         .unwrap_err();
     assert!(
@@ -441,7 +456,7 @@ async fn wrong_bytes_are_caught_as_a_digest_mismatch() {
     // By tag, the registry's Docker-Content-Digest is the yardstick.
     let err = rig
         .client
-        .get_manifest("bad/bytes", &tag("v1"))
+        .get_manifest(&rig.client.at("bad/bytes"), &tag("v1"))
         .await
         .unwrap_err();
     assert!(
@@ -480,7 +495,7 @@ async fn a_reset_mid_body_is_a_retryable_transport_error() {
     let Some(rig) = rig().await else { return };
     let blob = TestBlob::layer(12, 400_000);
     rig.direct
-        .put_blob("reset/me", &blob.upload(None))
+        .put_blob(&rig.direct.at("reset/me"), &blob.upload(None))
         .await
         .unwrap();
     rig.proxy
@@ -523,7 +538,7 @@ async fn a_429_with_retry_after_1_is_retried_after_about_a_second() {
     );
     let got = rig
         .client
-        .head_manifest("rate/limited", &tag("v1"))
+        .head_manifest(&rig.client.at("rate/limited"), &tag("v1"))
         .await
         .unwrap()
         .unwrap();
@@ -544,7 +559,7 @@ async fn retry_after_as_an_http_date_is_honoured() {
     let Some(rig) = rig().await else { return };
     let blob = TestBlob::layer(14, 100);
     rig.direct
-        .put_blob("rate/date", &blob.upload(None))
+        .put_blob(&rig.direct.at("rate/date"), &blob.upload(None))
         .await
         .unwrap();
     rig.warm().await;
@@ -553,7 +568,7 @@ async fn retry_after_as_an_http_date_is_honoured() {
         .add(Rule::new("HEAD", "/blobs/").action(Action::status(503).header("Retry-After", &when)));
     assert_eq!(
         rig.client
-            .blob_exists("rate/date", &blob.digest)
+            .blob_exists(&rig.client.at("rate/date"), &blob.digest)
             .await
             .unwrap(),
         Some(100)
@@ -569,7 +584,7 @@ async fn bursts_of_503_are_retried_with_backoff() {
     let Some(rig) = rig().await else { return };
     let blob = TestBlob::layer(15, 100);
     rig.direct
-        .put_blob("flaky/one", &blob.upload(None))
+        .put_blob(&rig.direct.at("flaky/one"), &blob.upload(None))
         .await
         .unwrap();
     rig.warm().await;
@@ -580,7 +595,7 @@ async fn bursts_of_503_are_retried_with_backoff() {
     );
     assert_eq!(
         rig.client
-            .blob_exists("flaky/one", &blob.digest)
+            .blob_exists(&rig.client.at("flaky/one"), &blob.digest)
             .await
             .unwrap(),
         Some(100)
@@ -606,7 +621,7 @@ async fn retries_stop_at_the_deadline() {
     let started = Instant::now();
     let err = rig
         .client
-        .get_manifest("down/repo", &tag("v1"))
+        .get_manifest(&rig.client.at("down/repo"), &tag("v1"))
         .await
         .unwrap_err();
     assert!(
@@ -626,7 +641,7 @@ async fn a_failed_upload_put_starts_a_new_session() {
         .add(Rule::new("PUT", "/blobs/uploads/").action(Action::status(503)));
     let put = rig
         .client
-        .put_blob("retry/put", &blob.upload(None))
+        .put_blob(&rig.client.at("retry/put"), &blob.upload(None))
         .await
         .unwrap();
     assert_eq!(put, BlobPut::Uploaded);
@@ -668,7 +683,7 @@ async fn chunked_uploads_patch_in_chunks_and_are_the_fallback() {
     rig.warm().await;
     let blob = TestBlob::layer(17, 200_000);
     rig.client
-        .put_blob("chunked/up", &blob.upload(None))
+        .put_blob(&rig.client.at("chunked/up"), &blob.upload(None))
         .await
         .unwrap();
     assert_eq!(rig.proxy.count("POST", "/blobs/uploads/"), 1);
@@ -695,7 +710,7 @@ async fn chunked_uploads_patch_in_chunks_and_are_the_fallback() {
         .add(Rule::new("PUT", "/blobs/uploads/").action(Action::status(413)));
     let put = rig
         .client
-        .put_blob("fallback/up", &blob.upload(None))
+        .put_blob(&rig.client.at("fallback/up"), &blob.upload(None))
         .await
         .unwrap();
     assert_eq!(put, BlobPut::Uploaded);
@@ -720,14 +735,14 @@ async fn not_found_is_an_answer_and_never_retried() {
     let missing = Digest::sha256_of(b"missing");
     assert_eq!(
         rig.client
-            .head_manifest("no/repo", &by_digest(&missing))
+            .head_manifest(&rig.client.at("no/repo"), &by_digest(&missing))
             .await
             .unwrap(),
         None
     );
     let err = rig
         .client
-        .get_blob("no/repo", &missing)
+        .get_blob(&rig.client.at("no/repo"), &missing)
         .await
         .err()
         .unwrap();
@@ -759,7 +774,7 @@ async fn referrers_fall_back_to_the_tag_schema_and_check_the_subject() {
 
     let found = rig
         .client
-        .referrers("with/refs", subject.digest())
+        .referrers(&rig.client.at("with/refs"), subject.digest())
         .await
         .unwrap();
     assert_eq!(found.len(), 1, "{found:?}");
@@ -775,7 +790,7 @@ async fn referrers_fall_back_to_the_tag_schema_and_check_the_subject() {
     rig.proxy.clear_log();
     assert!(rig
         .client
-        .referrers("with/refs", other.digest())
+        .referrers(&rig.client.at("with/refs"), other.digest())
         .await
         .unwrap()
         .is_empty());
@@ -794,7 +809,7 @@ async fn the_in_flight_cap_and_rate_budget_hold() {
     };
     let blob = TestBlob::layer(22, 100);
     rig.direct
-        .put_blob("capped/one", &blob.upload(None))
+        .put_blob(&rig.direct.at("capped/one"), &blob.upload(None))
         .await
         .unwrap();
     rig.warm().await;
@@ -804,7 +819,8 @@ async fn the_in_flight_cap_and_rate_budget_hold() {
             .action(Action::Delay(Duration::from_millis(200))),
     );
     let started = Instant::now();
-    let checks = (0..4).map(|_| rig.client.blob_exists("capped/one", &blob.digest));
+    let capped = rig.client.at("capped/one");
+    let checks = (0..4).map(|_| rig.client.blob_exists(&capped, &blob.digest));
     for r in futures::future::join_all(checks).await {
         assert_eq!(r.unwrap(), Some(100));
     }
@@ -820,7 +836,7 @@ async fn the_in_flight_cap_and_rate_budget_hold() {
     };
     paced
         .direct
-        .put_blob("paced/one", &blob.upload(None))
+        .put_blob(&rig.direct.at("paced/one"), &blob.upload(None))
         .await
         .unwrap();
     paced.warm().await;
@@ -828,7 +844,7 @@ async fn the_in_flight_cap_and_rate_budget_hold() {
     for _ in 0..6 {
         paced
             .client
-            .blob_exists("paced/one", &blob.digest)
+            .blob_exists(&rig.client.at("paced/one"), &blob.digest)
             .await
             .unwrap();
     }
@@ -852,7 +868,7 @@ async fn a_very_slow_answer_times_out_and_is_retried() {
     };
     let blob = TestBlob::layer(23, 100);
     rig.direct
-        .put_blob("slow/one", &blob.upload(None))
+        .put_blob(&rig.direct.at("slow/one"), &blob.upload(None))
         .await
         .unwrap();
     rig.warm().await;
@@ -861,7 +877,7 @@ async fn a_very_slow_answer_times_out_and_is_retried() {
     let started = Instant::now();
     assert_eq!(
         rig.client
-            .blob_exists("slow/one", &blob.digest)
+            .blob_exists(&rig.client.at("slow/one"), &blob.digest)
             .await
             .unwrap(),
         Some(100)
@@ -884,17 +900,17 @@ async fn sequential_requests_reuse_one_connection() {
     rig.warm().await;
     for _ in 0..5 {
         rig.client
-            .head_manifest("reuse/one", &tag("v1"))
+            .head_manifest(&rig.client.at("reuse/one"), &tag("v1"))
             .await
             .unwrap()
             .unwrap();
         rig.client
-            .get_manifest("reuse/one", &tag("v1"))
+            .get_manifest(&rig.client.at("reuse/one"), &tag("v1"))
             .await
             .unwrap()
             .unwrap();
         rig.client
-            .blob_exists("reuse/one", &image.layers[0].digest)
+            .blob_exists(&rig.client.at("reuse/one"), &image.layers[0].digest)
             .await
             .unwrap();
         let _ = read_blob(&rig.client, "reuse/one", &image.layers[0].digest)
@@ -902,7 +918,10 @@ async fn sequential_requests_reuse_one_connection() {
             .unwrap();
         let missing = Digest::sha256_of(b"nope");
         assert_eq!(
-            rig.client.blob_exists("reuse/one", &missing).await.unwrap(),
+            rig.client
+                .blob_exists(&rig.client.at("reuse/one"), &missing)
+                .await
+                .unwrap(),
             None
         );
     }
@@ -938,7 +957,11 @@ async fn the_referrers_api_is_used_where_offered() {
             }),
     );
     rig.warm().await;
-    let found = rig.client.referrers("api/repo", &subject).await.unwrap();
+    let found = rig
+        .client
+        .referrers(&rig.client.at("api/repo"), &subject)
+        .await
+        .unwrap();
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].digest, referrer);
     assert_eq!(found[0].size, 123);

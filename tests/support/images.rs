@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::FutureExt;
-use promoter::reference::{Algorithm, Digest, DigestHasher, ManifestRef, Tag};
+use promoter::reference::{Algorithm, Digest, DigestHasher, ManifestRef, Repository, Tag};
 use promoter::registry::{
     media_type, BlobOpener, BlobStream, BlobUpload, RawManifest, Registry, RegistryError,
 };
@@ -144,11 +144,11 @@ impl TestBlob {
     }
 
     /// What `Registry::put_blob` needs to store this blob.
-    pub fn upload(&self, mount_from: Option<&str>) -> BlobUpload {
+    pub fn upload(&self, mount_from: Option<&Repository>) -> BlobUpload {
         BlobUpload {
             digest: self.digest.clone(),
             size: self.size(),
-            mount_from: mount_from.map(str::to_string),
+            mount_from: mount_from.cloned(),
             open: self.opener(),
         }
     }
@@ -231,11 +231,11 @@ impl StreamedLayer {
         })
     }
 
-    pub fn upload(&self, mount_from: Option<&str>) -> BlobUpload {
+    pub fn upload(&self, mount_from: Option<&Repository>) -> BlobUpload {
         BlobUpload {
             digest: self.digest.clone(),
             size: self.size,
-            mount_from: mount_from.map(str::to_string),
+            mount_from: mount_from.cloned(),
             open: self.opener(),
         }
     }
@@ -779,6 +779,7 @@ pub async fn push(
     image: &TestImage,
     tag: Option<&str>,
 ) -> Result<(), RegistryError> {
+    let repo = &registry.repository(repo).expect("a valid repository path");
     for node in image.nodes_bottom_up() {
         for blob in node.own_blobs() {
             registry.put_blob(repo, &blob.upload(None)).await?;
@@ -793,4 +794,22 @@ pub async fn push(
             .await?;
     }
     Ok(())
+}
+
+/// Names a repository on a registry in a test: `reg.at("team/app")`.
+pub trait At {
+    /// The repository `path` on this registry (a test names valid paths).
+    fn at(&self, path: &str) -> Repository;
+}
+
+impl<R: Registry + ?Sized> At for R {
+    fn at(&self, path: &str) -> Repository {
+        self.repository(path)
+            .unwrap_or_else(|e| panic!("{path:?} is no repository path: {}", e.message))
+    }
+}
+
+/// The paths of listed repositories, for comparing with names.
+pub fn paths(repos: Vec<Repository>) -> Vec<String> {
+    repos.iter().map(|r| r.path().to_string()).collect()
 }

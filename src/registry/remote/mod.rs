@@ -51,7 +51,7 @@ use self::transport::{drain, Body, Req, Transport};
 use crate::oci::verify::{Expect, VerifyingStream};
 use crate::oci::ContentError;
 use crate::oci::{self, attachment_tag};
-use crate::reference::{Digest, Endpoint, ImageName, ManifestRef};
+use crate::reference::{Digest, Endpoint, ManifestRef, Repository};
 use crate::registry::{
     media_type, BlobPut, BlobStream, BlobUpload, Descriptor, RawManifest, Registry, RegistryError,
 };
@@ -216,18 +216,14 @@ impl RemoteRegistry {
         &self.t.opts
     }
 
-    fn check_repo(&self, repo: &str) -> Result<(), RegistryError> {
-        // Repositories become URL paths: only the distribution grammar gets in.
-        ImageName::parse(repo)
-            .map(|_| ())
-            .map_err(|e| RegistryError::Config {
-                what: format!("{}/{repo}", self.t.host),
-                message: e.message,
-            })
+    fn what(&self, repo: &Repository, item: impl std::fmt::Display) -> String {
+        format!("{repo}@{item}")
     }
 
-    fn what(&self, repo: &str, item: impl std::fmt::Display) -> String {
-        format!("{}/{repo}@{item}", self.t.host)
+    /// `/v2/<repository>/<rest>`: repositories passed the name grammar where
+    /// they were made, so they are safe as a URL path as they are.
+    fn repo_url(&self, repo: &Repository, rest: &str) -> Result<Url, RegistryError> {
+        self.t.url(&format!("/v2/{}/{rest}", repo.path()))
     }
 
     async fn error(&self, req: &Req, response: Response) -> RegistryError {
@@ -318,11 +314,11 @@ impl RemoteRegistry {
     fn manifest_req(
         &self,
         method: Method,
-        repo: &str,
+        repo: &Repository,
         reference: &ManifestRef,
     ) -> Result<Req, RegistryError> {
-        let url = self.t.url(&format!("/v2/{repo}/manifests/{reference}"))?;
-        Ok(Req::new(method, url, Scopes::pull(repo)).header(ACCEPT, accept_manifests()))
+        let url = self.repo_url(repo, &format!("manifests/{reference}"))?;
+        Ok(Req::new(method, url, Scopes::pull(repo.path())).header(ACCEPT, accept_manifests()))
     }
 
     /// One attempt at the whole upload sequence: mount or POST, then PUT (or
@@ -330,19 +326,20 @@ impl RemoteRegistry {
     /// retry goes straight to uploading.
     async fn put_blob_once(
         &self,
-        repo: &str,
+        repo: &Repository,
         upload: &BlobUpload,
-        mount_from: &mut Option<String>,
+        mount_from: &mut Option<Repository>,
         deadline: Instant,
     ) -> Result<BlobPut, RegistryError> {
         let mut session = None;
         if let Some(from) = mount_from.clone() {
-            let mut url = self.t.url(&format!("/v2/{repo}/blobs/uploads/"))?;
+            let mut url = self.repo_url(repo, "blobs/uploads/")?;
             url.query_pairs_mut()
                 .append_pair("mount", upload.digest.as_str())
-                .append_pair("from", &from);
+                .append_pair("from", from.path());
             // One token for both repositories, or the mount cannot work.
-            let scopes = Scopes::push(repo).with(&format!("repository:{from}"), &["pull"]);
+            let scopes =
+                Scopes::push(repo.path()).with(&format!("repository:{}", from.path()), &["pull"]);
             let req = Req::new(Method::POST, url, scopes);
             match self.t.send_until(&req, deadline).await {
                 Ok(response) if response.status() == StatusCode::CREATED => {
@@ -356,7 +353,7 @@ impl RemoteRegistry {
                 }
                 Ok(response) => {
                     tracing::debug!(
-                        registry = %self.t.host, repo, from = %from,
+                        registry = %self.t.host, repo = %repo, from = %from,
                         status = response.status().as_u16(), "mount refused; uploading"
                     );
                     drain(response).await;
@@ -364,7 +361,7 @@ impl RemoteRegistry {
                 }
                 Err(e) if e.is_retryable() => return Err(e),
                 Err(e) => {
-                    tracing::debug!(registry = %self.t.host, repo, error = %e, "mount failed; uploading");
+                    tracing::debug!(registry = %self.t.host, repo = %repo, error = %e, "mount failed; uploading");
                     *mount_from = None;
                 }
             }
@@ -372,9 +369,9 @@ impl RemoteRegistry {
         let session = match session {
             Some(s) => s,
             None => {
-                let url = self.t.url(&format!("/v2/{repo}/blobs/uploads/"))?;
-                let req =
-                    Req::new(Method::POST, url, Scopes::push(repo)).header(CONTENT_LENGTH, "0");
+                let url = self.repo_url(repo, "blobs/uploads/")?;
+                let req = Req::new(Method::POST, url, Scopes::push(repo.path()))
+                    .header(CONTENT_LENGTH, "0");
                 let response = self.t.send_until(&req, deadline).await?;
                 if response.status() != StatusCode::ACCEPTED {
                     return Err(self.error(&req, response).await);
@@ -388,7 +385,7 @@ impl RemoteRegistry {
         let mut url = session;
         url.query_pairs_mut()
             .append_pair("digest", upload.digest.as_str());
-        let req = Req::new(Method::PUT, url, Scopes::push(repo))
+        let req = Req::new(Method::PUT, url, Scopes::push(repo.path()))
             .header(CONTENT_TYPE, media_type::OCTET_STREAM)
             .body(Body::Stream {
                 open: upload.open.clone(),
@@ -420,7 +417,7 @@ impl RemoteRegistry {
 
     async fn upload_chunked(
         &self,
-        repo: &str,
+        repo: &Repository,
         upload: &BlobUpload,
         session: Url,
         deadline: Instant,
@@ -451,7 +448,7 @@ impl RemoteRegistry {
                     actual: end,
                 }));
             }
-            let req = Req::new(Method::PATCH, url.clone(), Scopes::push(repo))
+            let req = Req::new(Method::PATCH, url.clone(), Scopes::push(repo.path()))
                 .header(CONTENT_TYPE, media_type::OCTET_STREAM)
                 .header(CONTENT_RANGE, format!("{offset}-{}", end - 1))
                 .header(CONTENT_LENGTH, chunk.len().to_string())
@@ -473,7 +470,7 @@ impl RemoteRegistry {
         }
         url.query_pairs_mut()
             .append_pair("digest", upload.digest.as_str());
-        let req = Req::new(Method::PUT, url, Scopes::push(repo))
+        let req = Req::new(Method::PUT, url, Scopes::push(repo.path()))
             .header(CONTENT_TYPE, media_type::OCTET_STREAM)
             .header(CONTENT_LENGTH, "0")
             .no_retry();
@@ -503,7 +500,7 @@ impl RemoteRegistry {
 
     fn check_stored_digest(
         &self,
-        repo: &str,
+        repo: &Repository,
         expected: &Digest,
         headers: &HeaderMap,
     ) -> Result<(), RegistryError> {
@@ -523,14 +520,14 @@ impl RemoteRegistry {
     /// not offer it.
     async fn referrers_api(
         &self,
-        repo: &str,
+        repo: &Repository,
         subject: &Digest,
     ) -> Result<Option<Vec<Descriptor>>, RegistryError> {
-        let mut url = self.t.url(&format!("/v2/{repo}/referrers/{subject}"))?;
+        let mut url = self.repo_url(repo, &format!("referrers/{subject}"))?;
         let mut out = Vec::new();
         let mut seen = HashSet::new();
         loop {
-            let req = Req::new(Method::GET, url.clone(), Scopes::pull(repo))
+            let req = Req::new(Method::GET, url.clone(), Scopes::pull(repo.path()))
                 .header(ACCEPT, media_type::OCI_INDEX);
             let response = self.t.send(&req).await?;
             let status = response.status();
@@ -563,7 +560,7 @@ impl RemoteRegistry {
     /// manifests whose `subject` really is `subject`.
     async fn referrers_by_tag(
         &self,
-        repo: &str,
+        repo: &Repository,
         subject: &Digest,
     ) -> Result<Vec<Descriptor>, RegistryError> {
         let tag = attachment_tag(subject, None);
@@ -588,7 +585,7 @@ impl RemoteRegistry {
                 continue;
             };
             if refs.subject.as_ref() != Some(subject) {
-                tracing::debug!(registry = %self.t.host, repo, referrer = %descriptor.digest,
+                tracing::debug!(registry = %self.t.host, repo = %repo, referrer = %descriptor.digest,
                     "referrers tag lists a manifest whose subject is not this digest; skipped");
                 continue;
             }
@@ -608,11 +605,13 @@ impl RemoteRegistry {
 
 #[async_trait]
 impl Registry for RemoteRegistry {
-    fn display_name(&self) -> String {
-        self.t.host.clone()
+    fn endpoint(&self) -> Endpoint {
+        Endpoint::Http {
+            host: self.t.host.clone(),
+        }
     }
 
-    async fn list_repositories(&self, prefix: &str) -> Result<Vec<String>, RegistryError> {
+    async fn list_repositories(&self, prefix: &str) -> Result<Vec<Repository>, RegistryError> {
         let prefix = prefix.trim_matches('/');
         let mut url = self.t.url("/v2/_catalog")?;
         url.query_pairs_mut()
@@ -643,16 +642,28 @@ impl Registry for RemoteRegistry {
             .collect();
         repos.sort();
         repos.dedup();
-        Ok(repos)
+        let endpoint = self.endpoint();
+        // A name outside the distribution grammar can be neither addressed
+        // nor safely printed: it is left out, and said so.
+        Ok(repos
+            .into_iter()
+            .filter_map(|name| match Repository::parse(&endpoint, &name) {
+                Ok(repo) => Some(repo),
+                Err(e) => {
+                    tracing::warn!(registry = %self.t.host, name = %redact::printable(&name),
+                        "catalog lists a name that is no repository path ({}); skipped", e.message);
+                    None
+                }
+            })
+            .collect())
     }
 
-    async fn list_tags(&self, repo: &str) -> Result<Vec<String>, RegistryError> {
-        self.check_repo(repo)?;
-        let mut url = self.t.url(&format!("/v2/{repo}/tags/list"))?;
+    async fn list_tags(&self, repo: &Repository) -> Result<Vec<String>, RegistryError> {
+        let mut url = self.repo_url(repo, "tags/list")?;
         url.query_pairs_mut()
             .append_pair("n", &self.t.opts.page_size.to_string());
         let mut tags = self
-            .paginate(url, Scopes::pull(repo), "tags", None)
+            .paginate(url, Scopes::pull(repo.path()), "tags", None)
             .await?
             .unwrap_or_default();
         tags.sort();
@@ -662,10 +673,9 @@ impl Registry for RemoteRegistry {
 
     async fn head_manifest(
         &self,
-        repo: &str,
+        repo: &Repository,
         reference: &ManifestRef,
     ) -> Result<Option<Descriptor>, RegistryError> {
-        self.check_repo(repo)?;
         let req = self.manifest_req(Method::HEAD, repo, reference)?;
         let response = self.t.send(&req).await?;
         match response.status() {
@@ -716,10 +726,9 @@ impl Registry for RemoteRegistry {
 
     async fn get_manifest(
         &self,
-        repo: &str,
+        repo: &Repository,
         reference: &ManifestRef,
     ) -> Result<Option<RawManifest>, RegistryError> {
-        self.check_repo(repo)?;
         // The transport retries what happens before the body arrives; a body
         // cut short, reset or corrupted on the way is worth a fresh read or
         // two as well (a passing fault), but no more (a broken registry).
@@ -745,11 +754,10 @@ impl Registry for RemoteRegistry {
     }
     async fn put_manifest(
         &self,
-        repo: &str,
+        repo: &Repository,
         reference: &ManifestRef,
         manifest: &RawManifest,
     ) -> Result<(), RegistryError> {
-        self.check_repo(repo)?;
         if let ManifestRef::Digest(d) = reference {
             let actual = Digest::of(d.algorithm(), &manifest.bytes);
             if actual != *d {
@@ -760,8 +768,8 @@ impl Registry for RemoteRegistry {
                 }));
             }
         }
-        let url = self.t.url(&format!("/v2/{repo}/manifests/{reference}"))?;
-        let req = Req::new(Method::PUT, url, Scopes::push(repo))
+        let url = self.repo_url(repo, &format!("manifests/{reference}"))?;
+        let req = Req::new(Method::PUT, url, Scopes::push(repo.path()))
             .header(CONTENT_TYPE, &manifest.media_type)
             .body(Body::Bytes(manifest.bytes.clone()));
         let response = self.t.send(&req).await?;
@@ -773,10 +781,13 @@ impl Registry for RemoteRegistry {
         Ok(())
     }
 
-    async fn blob_exists(&self, repo: &str, digest: &Digest) -> Result<Option<u64>, RegistryError> {
-        self.check_repo(repo)?;
-        let url = self.t.url(&format!("/v2/{repo}/blobs/{digest}"))?;
-        let req = Req::new(Method::HEAD, url, Scopes::pull(repo));
+    async fn blob_exists(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+    ) -> Result<Option<u64>, RegistryError> {
+        let url = self.repo_url(repo, &format!("blobs/{digest}"))?;
+        let req = Req::new(Method::HEAD, url, Scopes::pull(repo.path()));
         let response = self.t.send(&req).await?;
         match response.status() {
             StatusCode::NOT_FOUND => Ok(None),
@@ -796,10 +807,13 @@ impl Registry for RemoteRegistry {
         }
     }
 
-    async fn get_blob(&self, repo: &str, digest: &Digest) -> Result<BlobStream, RegistryError> {
-        self.check_repo(repo)?;
-        let url = self.t.url(&format!("/v2/{repo}/blobs/{digest}"))?;
-        let req = Req::new(Method::GET, url, Scopes::pull(repo));
+    async fn get_blob(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+    ) -> Result<BlobStream, RegistryError> {
+        let url = self.repo_url(repo, &format!("blobs/{digest}"))?;
+        let req = Req::new(Method::GET, url, Scopes::pull(repo.path()));
         let response = self.t.send(&req).await?;
         if response.status() != StatusCode::OK {
             return Err(self.error(&req, response).await);
@@ -817,15 +831,12 @@ impl Registry for RemoteRegistry {
         )))
     }
 
-    async fn put_blob(&self, repo: &str, upload: &BlobUpload) -> Result<BlobPut, RegistryError> {
-        self.check_repo(repo)?;
-        let mount_from = match &upload.mount_from {
-            Some(from) if from != repo => {
-                self.check_repo(from)?;
-                Some(from.clone())
-            }
-            _ => None,
-        };
+    async fn put_blob(
+        &self,
+        repo: &Repository,
+        upload: &BlobUpload,
+    ) -> Result<BlobPut, RegistryError> {
+        let mount_from = upload.mount_from.clone().filter(|from| from != repo);
         let deadline = Instant::now() + self.t.opts.retry_deadline;
         let clock = RetryClock::new(deadline, self.t.opts.max_attempts);
         // Wrong or short content from the upload's source is worth a fresh
@@ -857,10 +868,9 @@ impl Registry for RemoteRegistry {
 
     async fn referrers(
         &self,
-        repo: &str,
+        repo: &Repository,
         subject: &Digest,
     ) -> Result<Vec<Descriptor>, RegistryError> {
-        self.check_repo(repo)?;
         if self.referrers_api.load(Ordering::Relaxed) != REFERRERS_UNSUPPORTED {
             match self.referrers_api(repo, subject).await? {
                 Some(found) => {
@@ -959,7 +969,7 @@ impl RemoteRegistry {
     /// One GET of a manifest, verified against what was asked.
     async fn get_manifest_once(
         &self,
-        repo: &str,
+        repo: &Repository,
         reference: &ManifestRef,
     ) -> Result<Option<RawManifest>, RegistryError> {
         let req = self.manifest_req(Method::GET, repo, reference)?;
