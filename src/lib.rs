@@ -1,3 +1,4 @@
+#![warn(unreachable_pub)]
 //! `promoter`: declarative container-image promotion.
 //!
 //! Data flows one way: [`manifest`] (load + validate) -> inventory (read

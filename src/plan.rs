@@ -114,14 +114,14 @@ mod repo_map {
 
     use super::Repository;
 
-    pub fn serialize<V: Serialize, S: Serializer>(
+    pub(super) fn serialize<V: Serialize, S: Serializer>(
         map: &BTreeMap<Repository, V>,
         s: S,
     ) -> Result<S::Ok, S::Error> {
         s.collect_seq(map.iter())
     }
 
-    pub fn deserialize<'de, V: Deserialize<'de>, D: Deserializer<'de>>(
+    pub(super) fn deserialize<'de, V: Deserialize<'de>, D: Deserializer<'de>>(
         d: D,
     ) -> Result<BTreeMap<Repository, V>, D::Error> {
         Ok(Vec::<(Repository, V)>::deserialize(d)?

@@ -106,7 +106,7 @@ type Clash = ((u32, u32), (u32, u32));
 
 /// Check every edge of `manifests`; push one error per pair of clashing tag
 /// entries (however many destinations they clash on).
-pub fn check(manifests: &[Manifest], diagnostics: &mut Vec<Diagnostic>) {
+pub(super) fn check(manifests: &[Manifest], diagnostics: &mut Vec<Diagnostic>) {
     let Found {
         entries,
         repo_names,

@@ -15,7 +15,7 @@ use crate::manifest::yaml::{quote, Node, Pos, Scalar, Value};
 use crate::reference::{Digest, ImageName, NameError, RegistryName, Tag};
 
 /// Which file is being decoded, and where its diagnostics go.
-pub struct Ctx<'d> {
+pub(super) struct Ctx<'d> {
     pub file: Arc<Path>,
     /// Thin trees are lenient where real trees are (an empty dmap warns).
     pub thin: bool,
@@ -45,13 +45,13 @@ impl Ctx<'_> {
 
 /// The registries of one manifest, validated: one source, destinations.
 #[derive(Debug, Clone)]
-pub struct Registries {
+pub(super) struct Registries {
     pub source: RegistryEntry,
     pub destinations: Vec<RegistryEntry>,
 }
 
 /// A plain manifest: `registries` and `images` in one file.
-pub fn plain(root: Option<&Node<'_>>, ctx: &mut Ctx<'_>) -> (Option<Registries>, Vec<Image>) {
+pub(super) fn plain(root: Option<&Node<'_>>, ctx: &mut Ctx<'_>) -> (Option<Registries>, Vec<Image>) {
     let Some(root) = root.filter(|r| !r.is_null()) else {
         ctx.error(
             Pos::default(),
@@ -72,7 +72,7 @@ pub fn plain(root: Option<&Node<'_>>, ctx: &mut Ctx<'_>) -> (Option<Registries>,
 }
 
 /// `manifests/<x>/promoter-manifest.yaml`: registries only.
-pub fn thin_registries(root: Option<&Node<'_>>, ctx: &mut Ctx<'_>) -> Option<Registries> {
+pub(super) fn thin_registries(root: Option<&Node<'_>>, ctx: &mut Ctx<'_>) -> Option<Registries> {
     let Some(root) = root.filter(|r| !r.is_null()) else {
         ctx.error(
             Pos::default(),
@@ -96,7 +96,7 @@ pub fn thin_registries(root: Option<&Node<'_>>, ctx: &mut Ctx<'_>) -> Option<Reg
 }
 
 /// `images/<x>/images.yaml`: a bare list of images; empty means none.
-pub fn thin_images(root: Option<&Node<'_>>, ctx: &mut Ctx<'_>) -> Vec<Image> {
+pub(super) fn thin_images(root: Option<&Node<'_>>, ctx: &mut Ctx<'_>) -> Vec<Image> {
     match root {
         None => Vec::new(),
         Some(node) => {
@@ -215,7 +215,7 @@ fn fields<'n, 'a, const N: usize>(
 }
 
 /// The closest allowed key, if it is close enough to be a typo.
-pub fn did_you_mean<'k>(text: &str, allowed: &[&'k str]) -> Option<&'k str> {
+pub(super) fn did_you_mean<'k>(text: &str, allowed: &[&'k str]) -> Option<&'k str> {
     let lower = text.to_ascii_lowercase().replace('_', "-");
     allowed
         .iter()

@@ -17,7 +17,7 @@ pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 /// Read `path` (shown to the user as `display`). `regular_only` refuses FIFOs
 /// and devices, which would block or never end; it is set for files found by
 /// walking a tree, where nobody chose them on purpose.
-pub fn read_text(
+pub(super) fn read_text(
     path: &Path,
     display: &Arc<Path>,
     regular_only: bool,
@@ -101,7 +101,7 @@ fn human_size(len: u64) -> String {
 }
 
 /// The OS error without the "(os error N)" suffix, lowercase, for messages.
-pub fn io_message(err: &std::io::Error) -> String {
+pub(super) fn io_message(err: &std::io::Error) -> String {
     let text = err.to_string();
     let text = match text.find(" (os error") {
         Some(i) => text[..i].to_string(),

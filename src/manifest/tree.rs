@@ -16,8 +16,8 @@ use crate::diag::Diagnostic;
 use crate::diag::Location;
 use crate::manifest::read::io_message;
 
-pub const MANIFEST_FILE: &str = "promoter-manifest.yaml";
-pub const IMAGES_FILE: &str = "images.yaml";
+pub(super) const MANIFEST_FILE: &str = "promoter-manifest.yaml";
+pub(super) const IMAGES_FILE: &str = "images.yaml";
 
 /// Entries visited in one walk of `manifests/` or `images/`; real trees have
 /// a few hundred. The bound keeps a pathological tree from stalling CI.
@@ -26,7 +26,7 @@ const MAX_WALK_DEPTH: usize = 32;
 
 /// One thin manifest: its two files, as paths to open and paths to show.
 #[derive(Debug, Clone)]
-pub struct Pair {
+pub(super) struct Pair {
     pub registries_path: PathBuf,
     pub registries_display: Arc<Path>,
     pub images_path: PathBuf,
@@ -53,7 +53,7 @@ struct Walker<'a> {
 }
 
 /// Find the manifest pairs of the tree at `dir`, reporting shape problems.
-pub fn discover(dir: &Path, diagnostics: &mut Vec<Diagnostic>) -> Vec<Pair> {
+pub(super) fn discover(dir: &Path, diagnostics: &mut Vec<Diagnostic>) -> Vec<Pair> {
     let shown_dir: Arc<Path> = Arc::from(dir);
     match fs::metadata(dir) {
         Ok(meta) if meta.is_dir() => {}

@@ -12,7 +12,7 @@ use crate::registry::RegistryError;
 
 /// Read all of `response`'s body, refusing more than `limit` bytes; `method`
 /// names the request in errors.
-pub async fn read_capped(
+pub(super) async fn read_capped(
     response: Response,
     limit: usize,
     method: &str,

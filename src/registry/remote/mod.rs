@@ -25,7 +25,7 @@ pub mod credentials;
 pub mod options;
 pub mod redact;
 pub mod retry;
-pub mod transport;
+pub(crate) mod transport;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};

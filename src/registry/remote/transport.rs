@@ -49,7 +49,7 @@ const ERROR_BODY_LIMIT: usize = 16 << 10;
 
 /// Build the reqwest client for one TLS configuration. Redirects are off:
 /// [`Transport::execute`] follows them itself.
-pub fn build_client(opts: &ResolvedOptions) -> Result<reqwest::Client, RegistryError> {
+pub(crate) fn build_client(opts: &ResolvedOptions) -> Result<reqwest::Client, RegistryError> {
     let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("promoter/", env!("CARGO_PKG_VERSION")))
@@ -106,7 +106,7 @@ pub fn build_client(opts: &ResolvedOptions) -> Result<reqwest::Client, RegistryE
 
 /// A request body that can be produced again for every attempt.
 #[derive(Clone)]
-pub enum Body {
+pub(crate) enum Body {
     Empty,
     Bytes(Bytes),
     /// A blob: `open` (re)opens its bytes, exactly `size` of them.
@@ -118,7 +118,7 @@ pub enum Body {
 
 /// One request to the registry, described so that it can be sent again.
 #[derive(Clone)]
-pub struct Req {
+pub(crate) struct Req {
     pub method: Method,
     pub url: Url,
     pub headers: HeaderMap,
@@ -133,7 +133,7 @@ pub struct Req {
 }
 
 impl Req {
-    pub fn new(method: Method, url: Url, scopes: Scopes) -> Req {
+    pub(crate) fn new(method: Method, url: Url, scopes: Scopes) -> Req {
         let idempotent = matches!(
             method,
             Method::GET | Method::HEAD | Method::PUT | Method::DELETE
@@ -148,17 +148,17 @@ impl Req {
             scopes,
         }
     }
-    pub fn header(mut self, name: HeaderName, value: impl AsRef<str>) -> Req {
+    pub(crate) fn header(mut self, name: HeaderName, value: impl AsRef<str>) -> Req {
         if let Ok(v) = HeaderValue::from_str(value.as_ref()) {
             self.headers.append(name, v);
         }
         self
     }
-    pub fn body(mut self, body: Body) -> Req {
+    pub(crate) fn body(mut self, body: Body) -> Req {
         self.body = body;
         self
     }
-    pub fn no_retry(mut self) -> Req {
+    pub(crate) fn no_retry(mut self) -> Req {
         self.retry = false;
         self
     }
@@ -184,7 +184,7 @@ impl Pacer {
 }
 
 /// Everything needed to talk to one registry endpoint.
-pub struct Transport {
+pub(crate) struct Transport {
     /// `host[:port]` as the user names it, for messages and credentials.
     pub host: String,
     /// `scheme://api-host[:port]/`.
@@ -214,7 +214,7 @@ pub(crate) fn same_origin(a: &Url, b: &Url) -> bool {
 }
 
 impl Transport {
-    pub fn new(
+    pub(crate) fn new(
         host: &str,
         api_host: &str,
         opts: ResolvedOptions,
@@ -244,7 +244,7 @@ impl Transport {
     }
 
     /// `base` joined with `path` (which starts with `/v2/`).
-    pub fn url(&self, path_and_query: &str) -> Result<Url, RegistryError> {
+    pub(crate) fn url(&self, path_and_query: &str) -> Result<Url, RegistryError> {
         self.base
             .join(path_and_query)
             .map_err(|e| RegistryError::Internal {
@@ -294,13 +294,13 @@ impl Transport {
     /// Send `req` with retries (see the module docs). Retryable failures
     /// that outlast the deadline become errors; every other response,
     /// whatever its status, is returned for the caller to read.
-    pub async fn send(&self, req: &Req) -> Result<Response, RegistryError> {
+    pub(crate) async fn send(&self, req: &Req) -> Result<Response, RegistryError> {
         self.send_until(req, self.deadline()).await
     }
 
     /// [`Transport::send`] with an explicit deadline, for a sequence of
     /// requests sharing one retry budget.
-    pub async fn send_until(
+    pub(crate) async fn send_until(
         &self,
         req: &Req,
         deadline: Instant,
@@ -328,7 +328,7 @@ impl Transport {
 
     /// One logical request: permit, pace, auth (with one re-auth on 401),
     /// redirects. No retries.
-    pub async fn execute(&self, req: &Req, deadline: Instant) -> Result<Response, RegistryError> {
+    pub(crate) async fn execute(&self, req: &Req, deadline: Instant) -> Result<Response, RegistryError> {
         self.ensure_pinged().await?;
         let mut reauthed = false;
         loop {
@@ -462,7 +462,7 @@ impl Transport {
 
     /// The error a non-success response stands for. Reads a bounded part of
     /// the body for the registry's own error code and message.
-    pub async fn status_error(
+    pub(crate) async fn status_error(
         &self,
         method: &Method,
         response: Response,
@@ -497,7 +497,7 @@ impl Transport {
 }
 
 /// Read and drop a small body so the connection goes back to the pool.
-pub async fn drain(response: Response) {
+pub(crate) async fn drain(response: Response) {
     let mut stream = response.bytes_stream();
     let mut read = 0usize;
     while let Some(Ok(chunk)) = stream.next().await {
