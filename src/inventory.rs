@@ -144,6 +144,8 @@ pub struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    /// A reader over `registries`. `concurrency` bounds how many reads run
+    /// at once (at least one; see [`DEFAULT_READ_CONCURRENCY`]).
     pub fn new(registries: &'a Registries, concurrency: usize) -> Reader<'a> {
         Reader {
             registries,

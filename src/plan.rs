@@ -25,7 +25,9 @@ use crate::reference::{Digest, ImageName, RegistryName, Tag};
 /// Where a wanted digest can be copied from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct SourceRef {
+    /// The source registry as the manifest names it, for display.
     pub registry: RegistryName,
+    /// The repository in it that holds the image.
     pub repo: Repository,
 }
 
@@ -45,8 +47,11 @@ pub struct DigestWant {
 pub struct RepoWant {
     /// For display: the destination registry and image as the manifest names them.
     pub registry: RegistryName,
+    /// For display: the image name, relative to `registry`.
     pub image: ImageName,
+    /// The repository itself; wants are merged by this, not by the names.
     pub repo: Repository,
+    /// Every wanted digest in it, from all manifests.
     pub digests: BTreeMap<Digest, DigestWant>,
 }
 
@@ -134,7 +139,9 @@ mod repo_map {
 /// several machines: `index` in `0..count`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shard {
+    /// Which part this is, 0-based and below `count`.
     pub index: u32,
+    /// How many parts the work is split into; never 0.
     pub count: u32,
 }
 
@@ -178,7 +185,9 @@ pub fn shard(wants: Vec<RepoWant>, shard: Shard) -> Vec<RepoWant> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "state", content = "value")]
 pub enum Observed<T> {
+    /// The registry has it; for a tag, the value is the digest it points at.
     Present(T),
+    /// The registry answered that it does not have it.
     Absent,
     /// The read failed; the text says why (already redacted).
     Unknown(String),
@@ -187,7 +196,10 @@ pub enum Observed<T> {
 /// What a destination repository holds, for the tags and digests asked about.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DestState {
+    /// Each tag read, and the digest it points at.
     pub tags: BTreeMap<Tag, Observed<Digest>>,
+    /// Each digest read on its own; a digest a present tag points at may be
+    /// left out (see [`DestState::tagged_digests`]).
     pub digests: BTreeMap<Digest, Observed<()>>,
     /// The registry's repository list did not have this repository: nothing
     /// in it needs an existence check before writing.
@@ -196,7 +208,6 @@ pub struct DestState {
 }
 
 impl DestState {
-    /// Whether `digest` is in the repository, using what the tags said too.
     /// The digests the read tags point at: present, whatever else was read.
     pub fn tagged_digests(&self) -> impl Iterator<Item = &Digest> {
         self.tags.values().filter_map(|o| match o {
@@ -205,6 +216,7 @@ impl DestState {
         })
     }
 
+    /// Whether `digest` is in the repository, using what the tags said too.
     fn digest(&self, digest: &Digest) -> Observed<()> {
         if self.tagged_digests().any(|d| d == digest) {
             return Observed::Present(());
@@ -223,6 +235,8 @@ impl DestState {
 /// What the registries hold, as far as the plan needs to know.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Inventory {
+    /// Per destination repository: what was read there. A repository that
+    /// is missing here was not read, so everything in it is unknown.
     #[serde(with = "repo_map")]
     pub destinations: BTreeMap<Repository, DestState>,
     /// Per source repository: whether each asked-about digest is there.
@@ -277,14 +291,21 @@ pub enum Action {
     Lost,
     /// The tag already points at another digest; tags never move.
     #[serde(rename = "refused")]
-    RefusedTagMove { current: Digest },
+    RefusedTagMove {
+        /// The digest the tag points at in the destination now.
+        current: Digest,
+    },
     /// Two manifest entries want this tag on different digests.
     Conflict,
     /// A read failed, so the truth is unknown; nothing is done for this edge.
-    Blocked { reason: String },
+    Blocked {
+        /// Why the read failed (already redacted).
+        reason: String,
+    },
 }
 
 impl Action {
+    /// The kind as one lowercase word, as in text output and JSON `kind`.
     pub fn name(&self) -> &'static str {
         match self {
             Action::Copy => "copy",
@@ -305,14 +326,23 @@ impl Action {
     }
 }
 
+/// One line of the plan: an action on one digest, or one tag of it, in one
+/// destination repository.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlanItem {
+    /// What to do, or why nothing is done.
     #[serde(flatten)]
     pub action: Action,
+    /// For display: the destination registry as the manifest names it.
     pub registry: RegistryName,
+    /// For display: the image name, relative to `registry`.
     pub image: ImageName,
+    /// The destination repository the item is about.
     pub repo: Repository,
+    /// The digest the item is about.
     pub digest: Digest,
+    /// The tag the item is about; `None` for the digest itself (a copy, or a
+    /// digest-only entry).
     pub tag: Option<Tag>,
     /// The source to copy from (for `copy`, and for `lost`: the first source asked).
     pub source: Option<SourceRef>,
@@ -369,6 +399,7 @@ impl PlanItem {
 /// plans can be diffed line by line.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
+    /// Every item, work and problems alike, in plan order.
     pub items: Vec<PlanItem>,
     /// (digest, tag) edges already in place (M ∩ D).
     pub already_present: usize,
@@ -381,16 +412,24 @@ pub struct Plan {
 /// Counts per kind, for the summary line and the JSON report.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
+    /// Digests to copy.
     pub copy: usize,
+    /// Tags to write.
     pub tag: usize,
+    /// Items whose digest neither source nor destination has.
     pub lost: usize,
+    /// Tags that would have to move: these fail the plan.
     pub refused: usize,
+    /// Tags two manifest entries want on different digests: these fail the plan.
     pub conflict: usize,
+    /// Items left undone because a read failed.
     pub blocked: usize,
+    /// (digest, tag) edges already in place, as [`Plan::already_present`].
     pub already_present: usize,
 }
 
 impl Plan {
+    /// How many items of each kind the plan has.
     pub fn counts(&self) -> Counts {
         let mut counts = Counts {
             already_present: self.already_present,
@@ -408,14 +447,17 @@ impl Plan {
         }
         counts
     }
+    /// Whether any item fails the plan (a refused tag move or a conflict).
     pub fn has_refusals(&self) -> bool {
         self.items.iter().any(|i| i.action.is_refusal())
     }
+    /// Whether any item was blocked by a failed read.
     pub fn has_blocked(&self) -> bool {
         self.items
             .iter()
             .any(|i| matches!(i.action, Action::Blocked { .. }))
     }
+    /// The items the executor carries out (copies and tags), in plan order.
     pub fn work(&self) -> impl Iterator<Item = &PlanItem> {
         self.items.iter().filter(|i| i.action.is_work())
     }

@@ -31,12 +31,17 @@ pub fn registry_names(manifests: &[Manifest]) -> BTreeSet<RegistryName> {
 pub struct PlanFile {
     /// Format version of this file.
     pub version: u32,
+    /// What the manifests wanted when the plan was made; apply checks these
+    /// against the manifests again.
     pub wants: Vec<RepoWant>,
     /// The destination (and source) state the plan was computed from.
     pub inventory: Inventory,
+    /// The plan itself, for review.
     pub plan: Plan,
 }
 
+/// The plan file format this promoter writes and reads; a file of any other
+/// version is refused.
 pub const PLAN_FILE_VERSION: u32 = 1;
 
 /// Read the registries for `wants` and plan.
@@ -115,27 +120,50 @@ pub async fn promote(
     (planned, report)
 }
 
+/// Why a plan file could not be read or written. Every variant names the
+/// file as the user gave it.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanFileError {
+    /// Opening or reading the file failed.
     #[error("{path}: cannot read the plan file: {source}")]
     Read {
+        /// The file, as given.
         path: String,
+        /// What the operating system said.
         source: std::io::Error,
     },
+    /// The file is not JSON of the plan file's shape.
     #[error("{path}: not a promoter plan file: {source}")]
     Parse {
+        /// The file, as given.
         path: String,
+        /// Where and why decoding failed.
         source: serde_json::Error,
     },
+    /// The file was written by a promoter with another plan file format.
     #[error("{path}: plan file version {found} is not supported (this promoter reads version {PLAN_FILE_VERSION})")]
-    Version { path: String, found: u32 },
+    Version {
+        /// The file, as given.
+        path: String,
+        /// The version the file says it has.
+        found: u32,
+    },
+    /// Encoding, writing or renaming the file into place failed.
     #[error("{path}: cannot write the plan file: {source}")]
     Write {
+        /// The file, as given.
         path: String,
+        /// The underlying error (encoding, temporary file, sync or rename).
         source: std::io::Error,
     },
+    /// The path is not a regular file, or is larger than [`PLAN_FILE_LIMIT`].
     #[error("{path}: not a regular file of at most {limit} bytes; a plan file is what `promoter run --plan-out` writes")]
-    NotAPlanFile { path: String, limit: u64 },
+    NotAPlanFile {
+        /// The file, as given.
+        path: String,
+        /// The size limit, in bytes.
+        limit: u64,
+    },
 }
 
 /// Largest plan file read: a plan of the whole registry.k8s.io tree (some
@@ -147,10 +175,16 @@ pub const PLAN_FILE_LIMIT: u64 = 1 << 30;
 pub enum Mismatch {
     /// The plan wants something in a repository the manifests do not name.
     #[error("the plan writes to {repo}, which these manifests do not promote to")]
-    UnknownRepository { repo: String },
+    UnknownRepository {
+        /// The repository, as the plan names it.
+        repo: String,
+    },
     /// The plan's wants for a repository are not what the manifests say.
     #[error("the plan's {repo} is not what these manifests promote there (images, digests, tags or sources differ)")]
-    DifferentWants { repo: String },
+    DifferentWants {
+        /// The repository, as the plan names it.
+        repo: String,
+    },
 }
 
 /// The wants to apply: for each want in the plan file, the one the
@@ -222,6 +256,9 @@ pub fn write_plan_file(path: &Path, plan: &PlanFile) -> Result<(), PlanFileError
     Ok(())
 }
 
+/// Read and check a plan file written by [`write_plan_file`]: a regular
+/// file within [`PLAN_FILE_LIMIT`], of this promoter's version. Its wants
+/// still have to be checked against the manifests ([`wants_to_apply`]).
 pub fn read_plan_file(path: &Path) -> Result<PlanFile, PlanFileError> {
     let shown = path.display().to_string();
     let read_err = |source| PlanFileError::Read {

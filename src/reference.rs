@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct NameError {
+    /// What is wrong with the name; the `Display` text.
     pub message: String,
+    /// How to fix it; `None` when there is nothing better to say.
     pub help: Option<String>,
 }
 
@@ -38,17 +40,21 @@ impl NameError {
 /// Digest algorithms OCI registries accept for content addressing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Algorithm {
+    /// SHA-256, the usual one: 64 hex digits.
     Sha256,
+    /// SHA-512: 128 hex digits.
     Sha512,
 }
 
 impl Algorithm {
+    /// The name used as the digest prefix: `sha256` or `sha512`.
     pub fn as_str(self) -> &'static str {
         match self {
             Algorithm::Sha256 => "sha256",
             Algorithm::Sha512 => "sha512",
         }
     }
+    /// How many hex digits a digest of this algorithm has.
     pub fn hex_len(self) -> usize {
         match self {
             Algorithm::Sha256 => 64,
@@ -65,6 +71,8 @@ impl Algorithm {
 pub struct Digest(String);
 
 impl Digest {
+    /// Parse a digest as written in a manifest or sent by a registry: the
+    /// algorithm prefix, then lowercase hex of the right length.
     pub fn parse(text: &str) -> Result<Digest, NameError> {
         if text.is_empty() {
             return Err(NameError::with_help(
@@ -128,13 +136,16 @@ impl Digest {
         hasher.finish()
     }
 
+    /// The SHA-256 digest of `bytes`.
     pub fn sha256_of(bytes: &[u8]) -> Digest {
         Digest::of(Algorithm::Sha256, bytes)
     }
 
+    /// The whole digest, `algorithm:hex`.
     pub fn as_str(&self) -> &str {
         &self.0
     }
+    /// The algorithm named by the prefix.
     pub fn algorithm(&self) -> Algorithm {
         if self.0.starts_with("sha512:") {
             Algorithm::Sha512
@@ -142,6 +153,7 @@ impl Digest {
             Algorithm::Sha256
         }
     }
+    /// The hex digits, without the `algorithm:` prefix.
     pub fn hex(&self) -> &str {
         &self.0[self.0.find(':').map_or(0, |i| i + 1)..]
     }
@@ -188,6 +200,7 @@ enum HasherInner {
 }
 
 impl DigestHasher {
+    /// A hasher with nothing fed yet.
     pub fn new(algorithm: Algorithm) -> Self {
         use sha2::Digest as _;
         let inner = match algorithm {
@@ -196,6 +209,7 @@ impl DigestHasher {
         };
         DigestHasher { inner }
     }
+    /// Feed the next bytes of the content.
     pub fn update(&mut self, bytes: &[u8]) {
         use sha2::Digest as _;
         match &mut self.inner {
@@ -203,6 +217,7 @@ impl DigestHasher {
             HasherInner::Sha512(h) => h.update(bytes),
         }
     }
+    /// The digest of everything fed so far.
     pub fn finish(self) -> Digest {
         use sha2::Digest as _;
         match self.inner {
@@ -219,8 +234,10 @@ impl DigestHasher {
 pub struct Tag(String);
 
 impl Tag {
+    /// Longest tag accepted, in characters (tags are ASCII).
     pub const MAX_LEN: usize = 128;
 
+    /// Parse a tag as written in a manifest or sent by a registry.
     pub fn parse(text: &str) -> Result<Tag, NameError> {
         if text.is_empty() {
             return Err(NameError::with_help(
@@ -254,6 +271,7 @@ impl Tag {
         Ok(Tag(text.to_string()))
     }
 
+    /// The tag as written.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -352,6 +370,9 @@ fn check_path_component(component: &str, whole: &str) -> Result<(), NameError> {
 }
 
 impl ImageName {
+    /// Parse an image name (a repository path). URLs and names with an '@'
+    /// are refused before any message quotes the input: they may hold a
+    /// password.
     pub fn parse(text: &str) -> Result<ImageName, NameError> {
         if text.is_empty() {
             return Err(NameError::new("image name is empty"));
@@ -381,6 +402,7 @@ impl ImageName {
         }
         Ok(ImageName(text.to_string()))
     }
+    /// The path as written, `/`-separated.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -419,9 +441,16 @@ impl<'de> Deserialize<'de> for ImageName {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Endpoint {
     /// `host[:port]`, normalised (Docker Hub's aliases fold to `docker.io`).
-    Http { host: String },
+    Http {
+        /// Host name or IP literal, with `:port` when one was given.
+        host: String,
+    },
     /// `oci:PATH`: image `foo/bar` lives in `PATH/foo/bar/`.
-    Layout { root: String },
+    Layout {
+        /// The directory as written (relative to the working directory
+        /// unless absolute), without a trailing `/`; `/` for the root.
+        root: String,
+    },
 }
 
 impl Endpoint {
@@ -448,12 +477,16 @@ impl fmt::Display for Endpoint {
 /// under which images live (`gcr.io/project/sub`, `oci:build/out/prod`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RegistryName {
+    /// Where the registry lives.
     pub endpoint: Endpoint,
     /// Path prefix without leading or trailing `/`; empty for the root.
     pub prefix: String,
 }
 
 impl RegistryName {
+    /// Parse `host[:port][/path]` or `oci:PATH`. Schemes and credentials are
+    /// refused without echoing them, and Docker Hub's host names fold to
+    /// `docker.io`.
     pub fn parse(text: &str) -> Result<RegistryName, NameError> {
         if text.is_empty() {
             return Err(NameError::with_help(
@@ -751,7 +784,9 @@ impl<'de> Deserialize<'de> for Repository {
 /// What a manifest request addresses: a digest or a tag.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ManifestRef {
+    /// The manifest with this digest.
     Digest(Digest),
+    /// Whatever manifest the tag points at now.
     Tag(Tag),
 }
 

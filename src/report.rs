@@ -30,6 +30,7 @@ pub fn item_line(item: &PlanItem) -> String {
     )
 }
 
+/// The summary line: how many items of each kind the plan has.
 pub fn counts_line(counts: &Counts) -> String {
     format!(
         "plan: {} copy, {} tag, {} lost, {} refused, {} conflict, {} blocked, {} already present",
@@ -92,14 +93,21 @@ pub fn results_text(report: &Report) -> String {
 /// The JSON document `--output json` prints (schema: docs/report.schema.json).
 #[derive(Debug, Serialize)]
 pub struct JsonReport<'a> {
+    /// Schema version of this document; always 1 for now.
     pub version: u32,
+    /// True when nothing was written (no execution ran).
     pub dry_run: bool,
+    /// Every planned item, plus what was already present.
     pub plan: &'a Plan,
+    /// The plan's items counted by kind, as in the text summary line.
     pub counts: Counts,
+    /// What the run did; `None` (and left out of the JSON) on a dry run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub execution: Option<&'a Report>,
 }
 
+/// The plan, and the run's results when there was one, as pretty-printed
+/// JSON ([`JsonReport`]).
 pub fn json(plan: &Plan, execution: Option<&Report>) -> String {
     let doc = JsonReport {
         version: 1,

@@ -16,6 +16,8 @@ use crate::registry::{media_type, Registries, Registry, RegistryError};
 /// has an empty set.
 pub type DigestTags = BTreeMap<Digest, BTreeSet<String>>;
 
+/// The images of a registry (or of the manifests), ready to print as
+/// `images.yaml` or CSV.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
     /// Image name, relative to the snapshot root -> its digests.

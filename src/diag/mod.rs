@@ -18,11 +18,15 @@ use std::sync::Arc;
 pub struct Location {
     /// Display path: relative to the `--thin-manifest-dir` or as given for `--manifest`.
     pub file: Arc<Path>,
+    /// 1-based line; 0 when only the file is known.
     pub line: u32,
+    /// 1-based column; 0 when only the line (or only the file) is known.
     pub col: u32,
 }
 
 impl Location {
+    /// A location that points at the whole file, for problems with no better
+    /// position (unreadable file, wrong top-level shape).
     pub fn file_only(file: Arc<Path>) -> Location {
         Location {
             file,
@@ -42,24 +46,37 @@ impl fmt::Display for Location {
     }
 }
 
+/// How bad a [`Diagnostic`] is: any error stops the run before planning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Severity {
+    /// The input is wrong; nothing is planned until it is fixed.
     Error,
+    /// Worth fixing, but the run goes on.
     Warning,
 }
 
+/// One problem found in the user's input, printed as
+/// `path:line:col: error: message` with an optional `help:` line.
+/// Build it with [`Diagnostic::error`] or [`Diagnostic::warning`] so that
+/// the text is redacted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
+    /// Whether this stops the run ([`Severity::Error`]) or only informs.
     pub severity: Severity,
+    /// Where in which input file the problem is.
     pub location: Location,
+    /// What is wrong, already redacted.
     pub message: String,
+    /// How to fix it, already redacted; `None` when no fix is known.
     pub help: Option<String>,
 }
 
 impl Diagnostic {
+    /// An error at `location`; the message is redacted.
     pub fn error(location: Location, message: impl Into<String>) -> Diagnostic {
         Diagnostic::new(Severity::Error, location, message.into())
     }
+    /// A warning at `location`; the message is redacted.
     pub fn warning(location: Location, message: impl Into<String>) -> Diagnostic {
         Diagnostic::new(Severity::Warning, location, message.into())
     }
@@ -72,6 +89,7 @@ impl Diagnostic {
             help: None,
         }
     }
+    /// Adds a `help:` line, redacted like the message.
     pub fn with_help(mut self, help: impl Into<String>) -> Diagnostic {
         let mut help = help.into();
         redact::credentials(&mut help);
@@ -85,6 +103,7 @@ impl Diagnostic {
             None => self,
         }
     }
+    /// True for [`Severity::Error`], which blocks planning.
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error
     }

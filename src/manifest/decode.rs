@@ -51,7 +51,10 @@ pub(super) struct Registries {
 }
 
 /// A plain manifest: `registries` and `images` in one file.
-pub(super) fn plain(root: Option<&Node<'_>>, ctx: &mut Ctx<'_>) -> (Option<Registries>, Vec<Image>) {
+pub(super) fn plain(
+    root: Option<&Node<'_>>,
+    ctx: &mut Ctx<'_>,
+) -> (Option<Registries>, Vec<Image>) {
     let Some(root) = root.filter(|r| !r.is_null()) else {
         ctx.error(
             Pos::default(),

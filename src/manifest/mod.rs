@@ -39,11 +39,14 @@ pub enum ManifestInput<'a> {
 /// anything but reporting when `has_errors()`.
 #[derive(Debug, Default)]
 pub struct Loaded {
+    /// The manifests that decoded, in the order they were found.
     pub manifests: Vec<Manifest>,
+    /// Every error and warning, sorted by file, line and column.
     pub diagnostics: Vec<Diagnostic>,
 }
 
 impl Loaded {
+    /// True when any diagnostic is an error: the input must not be planned.
     pub fn has_errors(&self) -> bool {
         self.diagnostics.iter().any(Diagnostic::is_error)
     }

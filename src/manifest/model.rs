@@ -12,8 +12,12 @@ use crate::reference::{Digest, ImageName, RegistryName, Tag};
 /// One registry entry of a manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegistryEntry {
+    /// The registry and path images are read from or written to.
     pub name: RegistryName,
+    /// CIP's `service-account`, as written; `None` when absent or null.
+    /// Kept for compatibility: nothing here authenticates with it.
     pub service_account: Option<String>,
+    /// Where the entry (its list item) starts.
     pub location: Location,
 }
 
@@ -21,14 +25,22 @@ pub struct RegistryEntry {
 /// promote by digest only).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DigestEntry {
+    /// The manifest digest to promote.
     pub digest: Digest,
+    /// The valid tags it should carry, in file order, without repeats; empty
+    /// to promote by digest only.
     pub tags: Vec<TagEntry>,
+    /// Where the digest key is written in the `dmap`.
     pub location: Location,
 }
 
+/// One tag of a digest entry, with where it is written, so that a refused
+/// tag move or a conflict can point at it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TagEntry {
+    /// The tag the destination should point at the digest.
     pub tag: Tag,
+    /// Where this tag is written in the tag list.
     pub location: Location,
 }
 
@@ -36,8 +48,12 @@ pub struct TagEntry {
 /// merged into one `Image` (the first entry's location is kept).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Image {
+    /// The image name, relative to each registry's path.
     pub name: ImageName,
+    /// The valid digest entries of all merged entries; invalid ones were
+    /// reported and left out.
     pub digests: Vec<DigestEntry>,
+    /// Where the first entry with this name starts.
     pub location: Location,
 }
 
@@ -49,8 +65,11 @@ pub struct Manifest {
     pub registries_file: Arc<Path>,
     /// The file that lists the images (the same file for a plain manifest).
     pub images_file: Arc<Path>,
+    /// The registry entry marked `src: true`, where images are read from.
     pub source: RegistryEntry,
+    /// Every other registry entry: where images are promoted to (never empty).
     pub destinations: Vec<RegistryEntry>,
+    /// The images to promote, one per name.
     pub images: Vec<Image>,
 }
 

@@ -27,7 +27,9 @@ pub const MAX_DEPTH: usize = 64;
 /// A 1-based line and column (columns count characters).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Pos {
+    /// 1-based line; 0 only for an error with no position (the whole file).
     pub line: u32,
+    /// 1-based column, in characters rather than bytes.
     pub col: u32,
 }
 
@@ -48,7 +50,10 @@ fn saturate(n: usize) -> u32 {
 /// style it was written in, so that callers can tell `true` from `"true"`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scalar<'a> {
+    /// The text, never converted to a number or boolean; borrowed from the
+    /// input unless escapes had to be resolved.
     pub text: Cow<'a, str>,
+    /// Plain, quoted or block, as written.
     pub style: ScalarStyle,
 }
 
@@ -60,26 +65,38 @@ impl Scalar<'_> {
     }
 }
 
+/// What a node holds. Aliases are already expanded, so there is no alias
+/// variant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value<'a> {
+    /// A scalar, including the empty value and `null`.
     Scalar(Scalar<'a>),
+    /// A list, items in file order.
     Seq(Vec<Node<'a>>),
+    /// A mapping as (key, value) pairs in file order; a repeated key was
+    /// reported and only its first entry kept.
     Map(Vec<(Node<'a>, Node<'a>)>),
 }
 
+/// One node of the tree, with where it starts in the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node<'a> {
+    /// The node's content.
     pub value: Value<'a>,
+    /// Where the node starts; for an expanded alias, where the alias is.
     pub pos: Pos,
 }
 
 impl<'a> Node<'a> {
+    /// The scalar, or `None` for a list or mapping.
     pub fn as_scalar(&self) -> Option<&Scalar<'a>> {
         match &self.value {
             Value::Scalar(s) => Some(s),
             _ => None,
         }
     }
+    /// True for a null scalar (see [`Scalar::is_null`]); a list or mapping
+    /// is never null.
     pub fn is_null(&self) -> bool {
         self.as_scalar().is_some_and(Scalar::is_null)
     }
@@ -113,8 +130,11 @@ pub fn quote(text: &str) -> String {
 /// A problem found while parsing: where, what, and how to fix it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct YamlError {
+    /// Where the problem is; line 0 when the parser failed without one.
     pub pos: Pos,
+    /// What is wrong, in the user's terms.
     pub message: String,
+    /// How to fix it; `None` when no fix is known.
     pub help: Option<String>,
 }
 
@@ -134,7 +154,10 @@ impl YamlError {
 /// dropped so that decoding can go on and report the rest.
 #[derive(Debug, Default)]
 pub struct Parsed<'a> {
+    /// The document's top node; `None` when there is no document or parsing
+    /// stopped at a fatal error.
     pub root: Option<Node<'a>>,
+    /// Every error found, fatal or not, in the order found.
     pub errors: Vec<YamlError>,
 }
 

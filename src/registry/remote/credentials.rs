@@ -29,6 +29,7 @@ use crate::registry::RegistryError;
 pub struct Secret(Arc<str>);
 
 impl Secret {
+    /// Wrap `value` so that it is never printed from here on.
     pub fn new(value: impl Into<String>) -> Secret {
         Secret(Arc::from(value.into()))
     }
@@ -54,7 +55,12 @@ impl fmt::Display for Secret {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credential {
     /// A user name and password (or a personal access token used as one).
-    Basic { username: String, password: Secret },
+    Basic {
+        /// The user name; not secret, so it may appear in messages.
+        username: String,
+        /// The password or token.
+        password: Secret,
+    },
     /// A refresh token for the OAuth2 `refresh_token` grant (docker's
     /// `identitytoken`, or a helper answering with user `<token>`).
     IdentityToken(Secret),

@@ -115,6 +115,8 @@ impl RetryClock {
     const BASE: Duration = Duration::from_millis(200);
     const CAP: Duration = Duration::from_secs(10);
 
+    /// A clock for an operation whose first attempt is under way: no attempt
+    /// starts after `deadline`, and there are at most `max_attempts` in all.
     pub fn new(deadline: Instant, max_attempts: u32) -> RetryClock {
         RetryClock {
             deadline,
@@ -157,7 +159,9 @@ impl RetryClock {
 /// `Retry-After`), if any.
 #[derive(Debug)]
 pub struct Failed {
+    /// What went wrong; the answer if no retry follows.
     pub error: RegistryError,
+    /// How long the server asked us to wait; `None` for our own backoff.
     pub retry_after: Option<Duration>,
 }
 
