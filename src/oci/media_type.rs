@@ -18,8 +18,46 @@ pub const ACCEPTED: &[&str] = &[
     DOCKER_MANIFEST,
 ];
 
+/// Whether `media_type` is an index (OCI) or manifest list (Docker).
 pub fn is_index(media_type: &str) -> bool {
     media_type == OCI_INDEX || media_type == DOCKER_MANIFEST_LIST
+}
+
+/// Whether `media_type` is an image manifest (OCI or Docker schema 2).
+pub fn is_image_manifest(media_type: &str) -> bool {
+    media_type == OCI_MANIFEST || media_type == DOCKER_MANIFEST
+}
+
+/// Whether `text` is a media type as RFC 6838 writes one (`type/subtype`,
+/// restricted characters, optional `; parameter=value`s): what a
+/// descriptor may carry into an index, a plan or a terminal.
+pub fn is_valid(text: &str) -> bool {
+    const MAX: usize = 255;
+    let restricted = |part: &str| {
+        !part.is_empty()
+            && part.len() <= 127
+            && part.bytes().all(|b| {
+                b.is_ascii_alphanumeric()
+                    || matches!(
+                        b,
+                        b'!' | b'#' | b'$' | b'&' | b'-' | b'^' | b'_' | b'.' | b'+'
+                    )
+            })
+    };
+    if text.len() > MAX {
+        return false;
+    }
+    let mut parts = text.split(';');
+    let Some((kind, subtype)) = parts.next().and_then(|t| t.trim().split_once('/')) else {
+        return false;
+    };
+    restricted(kind)
+        && restricted(subtype)
+        && parts.all(|p| {
+            p.split_once('=').is_some_and(|(k, v)| {
+                restricted(k.trim()) && v.trim().bytes().all(|b| b.is_ascii_graphic() && b != b';')
+            })
+        })
 }
 
 /// What a manifest's own `mediaType` field says, or what its shape implies
@@ -74,6 +112,29 @@ mod tests {
             sniff(br#"{"config":{},"layers":[]}"#).as_deref(),
             Some(OCI_MANIFEST)
         );
+    }
+
+    #[test]
+    fn media_types_follow_the_rfc_6838_grammar() {
+        for ok in [
+            OCI_MANIFEST,
+            "application/vnd.dev.cosign.simplesigning.v1+json",
+            "text/plain; charset=utf-8",
+            "application/vnd.in-toto+json",
+        ] {
+            assert!(is_valid(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "application",
+            "/json",
+            "application/json\r\nresult: done",
+            "application/\u{1b}[2Kx",
+            "a/b; broken",
+            &"a/".repeat(200),
+        ] {
+            assert!(!is_valid(bad), "{bad:?}");
+        }
     }
 
     #[test]

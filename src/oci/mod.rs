@@ -181,15 +181,65 @@ impl RawDescriptor {
 }
 
 /// Read the edges of `manifest`. `what` names it in errors.
+///
+/// Refuses what other readers would see differently, so that nothing is
+/// copied or stored under a reading of its own: a key that differs only in
+/// case (or by Go's Unicode folding) from a field we read (Go's
+/// `encoding/json`, which registries and skopeo use, matches such keys; serde
+/// would not, and a `"Layers"` list would be copied without its layers), a
+/// `mediaType` field that contradicts the type the manifest was given under,
+/// a body shaped as the other kind (an index with `layers`, an image with
+/// `manifests`), and media types outside the RFC 6838 grammar.
 pub fn references(manifest: &RawManifest, what: &str) -> Result<References, ContentError> {
-    let body: RawManifestBody =
-        serde_json::from_slice(&manifest.bytes).map_err(|e| ContentError::Malformed {
-            what: what.to_string(),
-            message: format!("manifest is not valid JSON: {e}"),
-        })?;
-    let is_index = media_type::is_index(&manifest.media_type)
-        || body.media_type.as_deref().is_some_and(media_type::is_index)
-        || (!body.manifests.is_empty() && body.config.is_none());
+    let malformed = |message: String| ContentError::Malformed {
+        what: what.to_string(),
+        message,
+    };
+    let value: serde_json::Value = serde_json::from_slice(&manifest.bytes)
+        .map_err(|e| malformed(format!("manifest is not valid JSON: {e}")))?;
+    check_key_spelling(&value, MANIFEST_KEYS).map_err(&malformed)?;
+    for field in ["config", "subject"] {
+        if let Some(descriptor) = value.get(field) {
+            check_key_spelling(descriptor, DESCRIPTOR_KEYS).map_err(&malformed)?;
+        }
+    }
+    for list in ["manifests", "layers"] {
+        if let Some(serde_json::Value::Array(items)) = value.get(list) {
+            for item in items {
+                check_key_spelling(item, DESCRIPTOR_KEYS).map_err(&malformed)?;
+            }
+        }
+    }
+    let body: RawManifestBody = serde_json::from_value(value)
+        .map_err(|e| malformed(format!("manifest does not have the OCI shape: {e}")))?;
+    let given = manifest.media_type.as_str();
+    if !media_type::is_valid(given) {
+        return Err(malformed(format!(
+            "media type {:?} is not a media type",
+            printable(given)
+        )));
+    }
+    if let Some(declared) = body.media_type.as_deref() {
+        if !declared.is_empty() && declared != given {
+            return Err(malformed(format!(
+                "the body declares mediaType {:?} but was served as {given:?}",
+                printable(declared)
+            )));
+        }
+    }
+    let has_image_fields = body.config.is_some() || !body.layers.is_empty();
+    if media_type::is_index(given) && has_image_fields {
+        return Err(malformed(format!(
+            "an index ({given}) with `config` or `layers`"
+        )));
+    }
+    if media_type::is_image_manifest(given) && !body.manifests.is_empty() {
+        return Err(malformed(format!(
+            "an image manifest ({given}) with `manifests`"
+        )));
+    }
+    let is_index =
+        media_type::is_index(given) || (!body.manifests.is_empty() && body.config.is_none());
     let mut refs = References {
         artifact_type: body.artifact_type,
         config_media_type: body.config.as_ref().map(|c| c.media_type.clone()),
@@ -210,7 +260,89 @@ pub fn references(manifest: &RawManifest, what: &str) -> Result<References, Cont
             refs.blobs.push(layer.into_descriptor(what)?);
         }
     }
+    // An empty media type is a descriptor's omission (sloppy, harmless).
+    for d in refs.manifests.iter().chain(&refs.blobs) {
+        if !d.media_type.is_empty() && !media_type::is_valid(&d.media_type) {
+            return Err(malformed(format!(
+                "descriptor {} has the media type {:?}, which is not a media type",
+                d.digest,
+                printable(&d.media_type)
+            )));
+        }
+    }
+    if let Some(t) = &refs.artifact_type {
+        if !media_type::is_valid(t) {
+            return Err(malformed(format!(
+                "artifactType {:?} is not a media type",
+                printable(t)
+            )));
+        }
+    }
     Ok(refs)
+}
+
+/// The fields of a manifest or index we read (and those beside them that
+/// other readers give meaning to).
+const MANIFEST_KEYS: &[&str] = &[
+    "schemaVersion",
+    "mediaType",
+    "artifactType",
+    "config",
+    "layers",
+    "manifests",
+    "subject",
+    "annotations",
+];
+
+/// The fields of a descriptor.
+const DESCRIPTOR_KEYS: &[&str] = &[
+    "mediaType",
+    "digest",
+    "size",
+    "urls",
+    "annotations",
+    "data",
+    "artifactType",
+    "platform",
+];
+
+/// Refuse an object key that is not one of `known` but that Go's
+/// `encoding/json` would take for one: it matches keys case-insensitively,
+/// with Unicode's simple folding (the Kelvin sign is a `k`, the long s an `s`).
+fn check_key_spelling(value: &serde_json::Value, known: &[&str]) -> Result<(), String> {
+    let serde_json::Value::Object(map) = value else {
+        return Ok(());
+    };
+    let fold = |key: &str| -> String {
+        key.chars()
+            .map(|c| match c {
+                '\u{212A}' => 'k',
+                '\u{017F}' => 's',
+                c => c.to_ascii_lowercase(),
+            })
+            .collect()
+    };
+    for key in map.keys() {
+        if known.contains(&key.as_str()) {
+            continue;
+        }
+        let folded = fold(key);
+        if let Some(field) = known.iter().find(|k| fold(k) == folded) {
+            return Err(format!(
+                "key {:?} differs from {field:?} only in case; other readers take it for \
+                 {field:?} and this one would not, so the manifest is refused",
+                printable(key)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `text` with control characters escaped, for quoting content in messages.
+fn printable(text: &str) -> String {
+    text.chars()
+        .flat_map(char::escape_debug)
+        .collect::<String>()
 }
 
 /// Cosign's attachment kinds, kept under `<alg>-<hex>.<suffix>` tags.
@@ -235,6 +367,92 @@ pub fn attachment_tag(subject: &Digest, suffix: Option<&str>) -> Tag {
         text.push_str(suffix);
     }
     Tag::parse(&text).expect("alg-hex with a short suffix is always a valid tag")
+}
+
+/// What an attachment is, as far as promotion cares: only these follow an
+/// image. Anyone who can push to a source repository can put anything under
+/// `<alg>-<hex>.sig` or point a `subject` at an image; only what has the
+/// shape of one of these kinds is copied as the image's attachment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum AttachmentKind {
+    /// A signature: cosign (simple signing, sigstore bundles), Notary.
+    Signature,
+    /// An attestation: an in-toto statement in a DSSE envelope.
+    Attestation,
+    /// A software bill of materials: SPDX, CycloneDX, Syft.
+    Sbom,
+}
+
+impl AttachmentKind {
+    /// The kind cosign keeps under `<alg>-<hex>.<suffix>`.
+    pub fn of_cosign_suffix(suffix: &str) -> Option<AttachmentKind> {
+        match suffix {
+            "sig" => Some(AttachmentKind::Signature),
+            "att" => Some(AttachmentKind::Attestation),
+            "sbom" => Some(AttachmentKind::Sbom),
+            _ => None,
+        }
+    }
+
+    /// The kind a media type (an artifact type, a config or layer type)
+    /// marks, for the types the signing and SBOM tools write.
+    pub fn of_media_type(media_type: &str) -> Option<AttachmentKind> {
+        let bare = media_type.split(';').next().unwrap_or("").trim();
+        const SIGNATURES: &[&str] = &[
+            "application/vnd.dev.cosign.simplesigning.v1+json",
+            "application/vnd.dev.cosign.artifact.sig.v1+json",
+            "application/vnd.cncf.notary.signature",
+            "application/vnd.cncf.notary.v2.signature",
+        ];
+        const ATTESTATIONS: &[&str] = &[
+            "application/vnd.dsse.envelope.v1+json",
+            "application/vnd.in-toto+json",
+            "application/vnd.dev.cosign.attestation.v1+json",
+            "application/vnd.dev.cosign.artifact.att.v1+json",
+        ];
+        const SBOMS: &[&str] = &[
+            "application/spdx+json",
+            "application/spdx",
+            "text/spdx",
+            "text/spdx+json",
+            "text/spdx+xml",
+            "application/vnd.cyclonedx",
+            "application/vnd.cyclonedx+json",
+            "application/vnd.cyclonedx+xml",
+            "application/vnd.syft+json",
+            "application/vnd.dev.cosign.artifact.sbom.v1+json",
+        ];
+        if SIGNATURES.contains(&bare) || bare.starts_with("application/vnd.dev.sigstore.bundle") {
+            Some(AttachmentKind::Signature)
+        } else if ATTESTATIONS.contains(&bare) {
+            Some(AttachmentKind::Attestation)
+        } else if SBOMS.contains(&bare) {
+            Some(AttachmentKind::Sbom)
+        } else {
+            None
+        }
+    }
+
+    /// The kinds `refs` (an attachment's manifest) has the shape of: by its
+    /// artifact type or config type, and by its layers' types (a cosign
+    /// signature is an image whose layer is a simple-signing payload).
+    pub fn of(refs: &References) -> std::collections::BTreeSet<AttachmentKind> {
+        refs.effective_artifact_type()
+            .iter()
+            .map(String::as_str)
+            .chain(refs.blobs.iter().map(|b| b.media_type.as_str()))
+            .filter_map(AttachmentKind::of_media_type)
+            .collect()
+    }
+
+    /// For messages: `signature`, `attestation`, `SBOM`.
+    pub fn name(self) -> &'static str {
+        match self {
+            AttachmentKind::Signature => "signature",
+            AttachmentKind::Attestation => "attestation",
+            AttachmentKind::Sbom => "SBOM",
+        }
+    }
 }
 
 /// The referrers tag schema's index for a registry without the referrers
@@ -306,7 +524,7 @@ mod tests {
     #[test]
     fn an_image_yields_config_then_layers_and_its_subject() {
         let body = format!(
-            r#"{{"schemaVersion":2,"config":{{"mediaType":"c","digest":"{}","size":2}},"layers":[{{"mediaType":"l","digest":"{}","size":3}},{{"mediaType":"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip","digest":"{}","size":4,"urls":["https://x"]}}],"subject":{{"mediaType":"m","digest":"{}","size":5}}}}"#,
+            r#"{{"schemaVersion":2,"config":{{"mediaType":"c/d","digest":"{}","size":2}},"layers":[{{"mediaType":"l/x","digest":"{}","size":3}},{{"mediaType":"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip","digest":"{}","size":4,"urls":["https://x"]}}],"subject":{{"mediaType":"m/n","digest":"{}","size":5}}}}"#,
             d(1),
             d(2),
             d(3),
@@ -318,13 +536,13 @@ mod tests {
         assert!(!refs.blobs[1].foreign);
         assert!(refs.blobs[2].foreign);
         assert_eq!(refs.subject.as_ref().unwrap().to_string(), d(4));
-        assert_eq!(refs.effective_artifact_type().as_deref(), Some("c"));
+        assert_eq!(refs.effective_artifact_type().as_deref(), Some("c/d"));
     }
 
     #[test]
     fn an_artifact_type_wins_over_the_config_media_type() {
         let body = format!(
-            r#"{{"schemaVersion":2,"artifactType":"application/vnd.dev.sigstore.bundle","config":{{"mediaType":"c","digest":"{}","size":2}},"layers":[]}}"#,
+            r#"{{"schemaVersion":2,"artifactType":"application/vnd.dev.sigstore.bundle","config":{{"mediaType":"c/d","digest":"{}","size":2}},"layers":[]}}"#,
             d(1)
         );
         let refs = references(&RawManifest::new(body, media_type::OCI_MANIFEST), "x").unwrap();
@@ -421,5 +639,129 @@ mod tests {
             .collect();
         assert_eq!(digests, vec![one.digest, two.digest.clone()]);
         assert!(extend_referrers_index(Some(&RawManifest::new("[]", "x")), &[two], "x").is_err());
+    }
+
+    fn image_body(layers_key: &str, extra: &str) -> String {
+        format!(
+            r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"c/d","digest":"{}","size":2}},"{layers_key}":[{{"mediaType":"l/x","digest":"{}","size":3}}]{extra}}}"#,
+            media_type::OCI_MANIFEST,
+            d(1),
+            d(2)
+        )
+    }
+
+    #[test]
+    fn keys_that_go_readers_fold_onto_ours_are_refused() {
+        let ok = image_body("layers", "");
+        assert_eq!(
+            references(&RawManifest::new(ok, media_type::OCI_MANIFEST), "x")
+                .unwrap()
+                .blobs
+                .len(),
+            2
+        );
+        // "Layers", "LAYERS", and "layer\u{17F}" (long s) are all `layers`
+        // to Go's encoding/json: a registry stores the layer, serde would not.
+        for spelling in ["Layers", "LAYERS", "layer\u{17F}"] {
+            let body = image_body(spelling, "");
+            let err = references(&RawManifest::new(body, media_type::OCI_MANIFEST), "m")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("differs from \"layers\" only in case"),
+                "{err}"
+            );
+        }
+        // In a descriptor too: "Digest" beside "digest".
+        let body = image_body("layers", "").replacen(r#""size":3"#, r#""size":3,"Digest":"x""#, 1);
+        let err = references(&RawManifest::new(body, media_type::OCI_MANIFEST), "m").unwrap_err();
+        assert!(err.to_string().contains("\"digest\""), "{err}");
+        // Keys nobody reads are fine, whatever their case.
+        let body = image_body("layers", r#","Custom":1,"x-Layerz":2"#);
+        assert!(references(&RawManifest::new(body, media_type::OCI_MANIFEST), "m").is_ok());
+    }
+
+    #[test]
+    fn the_body_and_the_type_it_was_served_as_must_agree() {
+        let body = image_body("layers", "");
+        let err = references(&RawManifest::new(body, media_type::OCI_INDEX), "m").unwrap_err();
+        assert!(err.to_string().contains("declares mediaType"), "{err}");
+        // No mediaType field, but the shape of an image, served as an index.
+        let body = image_body("layers", "").replacen(
+            &format!(r#""mediaType":"{}","#, media_type::OCI_MANIFEST),
+            "",
+            1,
+        );
+        let err = references(&RawManifest::new(body, media_type::OCI_INDEX), "m").unwrap_err();
+        assert!(err.to_string().contains("an index"), "{err}");
+        let index = format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"{}","digest":"{}","size":1}}]}}"#,
+            media_type::OCI_MANIFEST,
+            d(1)
+        );
+        let err =
+            references(&RawManifest::new(index, media_type::DOCKER_MANIFEST), "m").unwrap_err();
+        assert!(err.to_string().contains("with `manifests`"), "{err}");
+    }
+
+    #[test]
+    fn media_types_with_control_characters_never_get_through() {
+        let body = image_body("layers", "").replacen("l/x", r"l/x\r\nforged", 1);
+        let err = references(&RawManifest::new(body, media_type::OCI_MANIFEST), "m")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a media type"), "{err}");
+        assert!(!err.contains('\n') && !err.contains('\r'), "{err:?}");
+        let served_as = "application/x\u{1b}[2K";
+        let err = references(&RawManifest::new(image_body("layers", ""), served_as), "m")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains('\u{1b}'), "{err:?}");
+    }
+
+    #[test]
+    fn attachments_are_known_by_their_types_not_their_names() {
+        let signature = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":2}},"layers":[{{"mediaType":"application/vnd.dev.cosign.simplesigning.v1+json","digest":"{}","size":3}}]}}"#,
+            media_type::OCI_MANIFEST,
+            d(1),
+            d(2)
+        );
+        let refs = references(&RawManifest::new(signature, media_type::OCI_MANIFEST), "s").unwrap();
+        assert_eq!(
+            AttachmentKind::of(&refs),
+            [AttachmentKind::Signature].into()
+        );
+        // An ordinary image pushed under a `.sig` tag is no signature.
+        let image = image_body("layers", "");
+        let refs = references(&RawManifest::new(image, media_type::OCI_MANIFEST), "i").unwrap();
+        assert!(AttachmentKind::of(&refs).is_empty());
+        for (t, kind) in [
+            ("application/spdx+json", AttachmentKind::Sbom),
+            ("application/vnd.cyclonedx+json", AttachmentKind::Sbom),
+            (
+                "application/vnd.dev.sigstore.bundle.v0.3+json",
+                AttachmentKind::Signature,
+            ),
+            (
+                "application/vnd.dev.sigstore.bundle+json;version=0.2",
+                AttachmentKind::Signature,
+            ),
+            (
+                "application/vnd.dsse.envelope.v1+json",
+                AttachmentKind::Attestation,
+            ),
+        ] {
+            assert_eq!(AttachmentKind::of_media_type(t), Some(kind), "{t}");
+        }
+        assert_eq!(
+            AttachmentKind::of_media_type("application/vnd.example.thing"),
+            None
+        );
+        assert_eq!(
+            AttachmentKind::of_cosign_suffix("att"),
+            Some(AttachmentKind::Attestation)
+        );
+        assert_eq!(AttachmentKind::of_cosign_suffix("exe"), None);
     }
 }
