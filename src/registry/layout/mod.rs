@@ -37,6 +37,8 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
+mod files;
+
 use super::{BlobPut, BlobStream, BlobUpload, Registry, RegistryError};
 use crate::oci::verify::{Expect, VerifyingStream};
 use crate::oci::ContentError;
@@ -124,6 +126,9 @@ struct IndexFile {
     manifests: Vec<IndexEntry>,
     #[serde(flatten)]
     extra: serde_json::Map<String, serde_json::Value>,
+    /// The digest of the bytes this was read from (not part of the file).
+    #[serde(skip)]
+    fingerprint: Option<Digest>,
 }
 
 impl IndexFile {
@@ -133,6 +138,7 @@ impl IndexFile {
             media_type: Some(media_type::OCI_INDEX.to_string()),
             manifests: Vec::new(),
             extra: serde_json::Map::new(),
+            fingerprint: None,
         }
     }
 
@@ -263,16 +269,28 @@ fn join_error(path: &Path, e: tokio::task::JoinError) -> RegistryError {
 /// A tree of OCI image layouts under one root directory.
 pub struct LayoutRegistry {
     root: PathBuf,
+    /// Every file operation goes through here (see [`files`]).
+    tree: files::Tree,
     locks: PathLocks,
+    /// Per repository directory: the manifests reachable as index children,
+    /// for the index.json they were computed from (by its digest), so that
+    /// reading N children walks the graph once, not N times.
+    children: std::sync::Mutex<HashMap<PathBuf, ReachableChildren>>,
 }
+
+/// The digest of an index.json, and the index children reachable from it.
+type ReachableChildren = (Digest, Arc<std::collections::BTreeSet<Digest>>);
 
 impl LayoutRegistry {
     /// A registry over the layouts under `root`. Nothing is touched until the
     /// first call; a missing root is an empty registry, created on first write.
     pub fn new(root: impl Into<PathBuf>) -> LayoutRegistry {
+        let root = root.into();
         LayoutRegistry {
-            root: root.into(),
+            tree: files::Tree::new(root.clone()),
+            root,
             locks: PathLocks::default(),
+            children: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -305,16 +323,21 @@ impl LayoutRegistry {
 
     async fn read_index(&self, dir: &Path) -> Result<Option<IndexFile>, RegistryError> {
         let path = dir.join(INDEX_JSON);
-        match tokio::fs::read(&path).await {
-            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-                invalid(
-                    path.display().to_string(),
-                    format!("not a valid OCI index: {e}"),
-                )
-            }),
-            Err(e) if is_absent(&e) => Ok(None),
-            Err(e) => Err(io_error(&path, e)),
-        }
+        let Some(bytes) = self
+            .tree
+            .read_capped(&path, crate::limits::INDEX_JSON_BYTES, INDEX_JSON)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mut index: IndexFile = serde_json::from_slice(&bytes).map_err(|e| {
+            invalid(
+                path.display().to_string(),
+                format!("not a valid OCI index: {e}"),
+            )
+        })?;
+        index.fingerprint = Some(Digest::sha256_of(&bytes));
+        Ok(Some(index))
     }
 
     /// Resolve `reference` to a descriptor, or `None` when absent.
@@ -333,7 +356,7 @@ impl LayoutRegistry {
                 // A tag naming missing content means a damaged layout: that is
                 // an error (unknown), never "absent".
                 let path = blob_path(dir, &entry.digest);
-                match blob_size(&path).await? {
+                match self.tree.size(&path).await? {
                     Some(size) if size == entry.size => Ok(Some(entry.descriptor())),
                     Some(size) => Err(invalid(
                         self.what(repo, tag),
@@ -355,7 +378,7 @@ impl LayoutRegistry {
             }
             ManifestRef::Digest(digest) => {
                 let path = blob_path(dir, digest);
-                let Some(size) = blob_size(&path).await? else {
+                let Some(size) = self.tree.size(&path).await? else {
                     return Ok(None);
                 };
                 if let Some(entry) = index
@@ -407,19 +430,53 @@ impl LayoutRegistry {
         let Some(index) = index else {
             return Ok(false);
         };
-        let mut pending: Vec<(Digest, String)> = index
+        let cached = index.fingerprint.as_ref().and_then(|fingerprint| {
+            let children = self.children.lock().unwrap_or_else(|p| p.into_inner());
+            children
+                .get(dir)
+                .filter(|(seen, _)| seen == fingerprint)
+                .map(|(_, set)| set.clone())
+        });
+        let children = match cached {
+            Some(children) => children,
+            None => {
+                let children = Arc::new(self.index_children(repo, dir, index).await?);
+                if let Some(fingerprint) = &index.fingerprint {
+                    self.children
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(dir.to_path_buf(), (fingerprint.clone(), children.clone()));
+                }
+                children
+            }
+        };
+        Ok(children.contains(digest))
+    }
+
+    /// Every manifest reachable as a child of the indexes `index` names,
+    /// walked once, breadth first, within the bounds of
+    /// [`crate::registry::check_graph`].
+    async fn index_children(
+        &self,
+        repo: &Repository,
+        dir: &Path,
+        index: &IndexFile,
+    ) -> Result<std::collections::BTreeSet<Digest>, RegistryError> {
+        let mut children = std::collections::BTreeSet::new();
+        let mut pending: std::collections::VecDeque<(Digest, String, usize)> = index
             .manifests
             .iter()
             .filter(|e| media_type::is_index(&e.media_type))
-            .map(|e| (e.digest.clone(), e.media_type.clone()))
+            .map(|e| (e.digest.clone(), e.media_type.clone(), 0))
             .collect();
         let mut seen = std::collections::BTreeSet::new();
-        while let Some((parent, media_type)) = pending.pop() {
+        while let Some((parent, media_type, depth)) = pending.pop_front() {
             if !seen.insert(parent.clone()) {
                 continue;
             }
+            crate::registry::check_graph(&self.what(repo, &parent), depth, seen.len())?;
             let path = blob_path(dir, &parent);
-            let Some(size) = blob_size(&path).await? else {
+            let Some(size) = self.tree.size(&path).await? else {
                 continue;
             };
             let Some(bytes) = self.read_manifest_bytes(repo, &path, &parent, size).await? else {
@@ -434,15 +491,13 @@ impl LayoutRegistry {
                 continue;
             };
             for child in refs.manifests {
-                if &child.digest == digest {
-                    return Ok(true);
-                }
                 if media_type::is_index(&child.media_type) {
-                    pending.push((child.digest, child.media_type));
+                    pending.push_back((child.digest.clone(), child.media_type, depth + 1));
                 }
+                children.insert(child.digest);
             }
         }
-        Ok(false)
+        Ok(children)
     }
 
     /// The verified bytes of a manifest blob; `None` when the blob is too big
@@ -457,10 +512,12 @@ impl LayoutRegistry {
         if size > MAX_MANIFEST_BYTES {
             return Ok(None);
         }
-        let bytes = match tokio::fs::read(path).await {
-            Ok(bytes) => Bytes::from(bytes),
-            Err(e) if is_absent(&e) => return Ok(None),
-            Err(e) => return Err(io_error(path, e)),
+        let Some(bytes) = self
+            .tree
+            .read_capped(path, MAX_MANIFEST_BYTES, "manifest")
+            .await?
+        else {
+            return Ok(None);
         };
         oci::check_bytes(&self.what(repo, digest), digest, &bytes)?;
         Ok(Some(bytes))
@@ -473,9 +530,9 @@ impl LayoutRegistry {
             return Ok(());
         }
         let _guard = self.locks.lock(&marker).await;
+        self.tree.create_dir_inside(dir)?;
         let dir = dir.to_path_buf();
         tokio::task::spawn_blocking(move || {
-            std::fs::create_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
             write_atomically(&dir, OCI_LAYOUT_FILE, OCI_LAYOUT_CONTENT)
         })
         .await
@@ -494,13 +551,11 @@ impl LayoutRegistry {
     ) -> Result<(), RegistryError> {
         let target = blob_path(dir, digest);
         let _guard = self.locks.lock(&target).await;
-        if blob_size(&target).await?.is_some() {
+        if self.tree.size(&target).await?.is_some() {
             return Ok(());
         }
         let parent = blob_dir(dir, digest);
-        tokio::fs::create_dir_all(&parent)
-            .await
-            .map_err(|e| io_error(&parent, e))?;
+        self.tree.create_dir_inside(&parent)?;
         let temp = parent.join(format!("{TEMP_PREFIX}{}", digest.hex()));
         let result = stream_to_file(&temp, digest, size, body, what).await;
         let result = match result {
@@ -555,7 +610,7 @@ impl LayoutRegistry {
             if r.foreign {
                 continue;
             }
-            if blob_size(&blob_path(dir, &r.digest)).await?.is_none() {
+            if self.tree.size(&blob_path(dir, &r.digest)).await?.is_none() {
                 return Err(invalid(
                     what,
                     format!(
@@ -757,7 +812,7 @@ impl Registry for LayoutRegistry {
         digest: &Digest,
     ) -> Result<Option<u64>, RegistryError> {
         let dir = self.repo_dir(repo)?;
-        blob_size(&blob_path(&dir, digest)).await
+        self.tree.size(&blob_path(&dir, digest)).await
     }
 
     async fn get_blob(
@@ -767,9 +822,9 @@ impl Registry for LayoutRegistry {
     ) -> Result<BlobStream, RegistryError> {
         let dir = self.repo_dir(repo)?;
         let path = blob_path(&dir, digest);
-        let file = tokio::fs::File::open(&path)
-            .await
-            .map_err(|e| io_error(&path, e))?;
+        let Some((file, _)) = self.tree.open(&path).await? else {
+            return Err(io_error(&path, io::Error::from(io::ErrorKind::NotFound)));
+        };
         let error_path = path.clone();
         let raw: BlobStream = Box::pin(
             tokio_util::io::ReaderStream::with_capacity(file, STREAM_BUFFER)
@@ -790,7 +845,7 @@ impl Registry for LayoutRegistry {
         let dir = self.repo_dir(repo)?;
         let target = blob_path(&dir, &upload.digest);
         let what = self.what(repo, &upload.digest);
-        if let Some(size) = blob_size(&target).await? {
+        if let Some(size) = self.tree.size(&target).await? {
             if size != upload.size {
                 return Err(RegistryError::BadContent(ContentError::SizeMismatch {
                     what,
@@ -810,7 +865,7 @@ impl Registry for LayoutRegistry {
             let source = blob_path(&self.repo_dir(from)?, &upload.digest);
             // Best effort, as a registry mount: a source without the blob
             // falls back to the upload below.
-            if blob_size(&source).await? == Some(upload.size) {
+            if self.tree.size(&source).await? == Some(upload.size) {
                 if self
                     .link_blob(&dir, &source, &target, &upload.digest)
                     .await?
@@ -818,9 +873,9 @@ impl Registry for LayoutRegistry {
                     return Ok(BlobPut::Mounted);
                 }
                 // No hard links here (another file system…): copy, verified.
-                let file = tokio::fs::File::open(&source)
-                    .await
-                    .map_err(|e| io_error(&source, e))?;
+                let Some((file, _)) = self.tree.open(&source).await? else {
+                    return Err(io_error(&source, io::Error::from(io::ErrorKind::NotFound)));
+                };
                 let error_path = source.clone();
                 let body: BlobStream = Box::pin(
                     tokio_util::io::ReaderStream::with_capacity(file, STREAM_BUFFER)
@@ -889,9 +944,7 @@ impl LayoutRegistry {
     ) -> Result<bool, RegistryError> {
         let _guard = self.locks.lock(target).await;
         let parent = blob_dir(dir, digest);
-        tokio::fs::create_dir_all(&parent)
-            .await
-            .map_err(|e| io_error(&parent, e))?;
+        self.tree.create_dir_inside(&parent)?;
         // A link appears atomically, complete: no temp file needed.
         match tokio::fs::hard_link(source, target).await {
             Ok(()) => {}
@@ -919,18 +972,8 @@ fn is_absent(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::NotFound || e.kind() == io::ErrorKind::NotADirectory
 }
 
-/// The size of the file at `path`, `None` when there is none.
-async fn blob_size(path: &Path) -> Result<Option<u64>, RegistryError> {
-    match tokio::fs::metadata(path).await {
-        Ok(m) if m.is_file() => Ok(Some(m.len())),
-        Ok(_) => Err(invalid(path.display().to_string(), "is not a regular file")),
-        Err(e) if is_absent(&e) => Ok(None),
-        Err(e) => Err(io_error(path, e)),
-    }
-}
-
-/// Write `body` to `temp` (created or truncated), checking that it is
-/// exactly `size` bytes hashing to `digest`, and fsync it.
+/// Write `body` to `temp` (created anew, see [`files::create_temp`]),
+/// checking that it is exactly `size` bytes hashing to `digest`, and fsync it.
 async fn stream_to_file(
     temp: &Path,
     digest: &Digest,
@@ -938,13 +981,7 @@ async fn stream_to_file(
     body: BlobStream,
     what: &str,
 ) -> Result<(), RegistryError> {
-    let mut file = tokio::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(temp)
-        .await
-        .map_err(|e| io_error(temp, e))?;
+    let mut file = tokio::fs::File::from_std(files::create_temp(temp)?);
     // The verifier stops a body longer than announced at once, and holds
     // back the last chunk of a wrong one: the file is never complete and
     // wrong, and the caller removes it on any error.
@@ -1000,7 +1037,7 @@ fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), Registry
     let temp = dir.join(format!("{TEMP_PREFIX}{name}"));
     let target = dir.join(name);
     let result = (|| {
-        let mut file = std::fs::File::create(&temp).map_err(|e| io_error(&temp, e))?;
+        let mut file = files::create_temp(&temp)?;
         file.write_all(bytes).map_err(|e| io_error(&temp, e))?;
         file.sync_all().map_err(|e| io_error(&temp, e))?;
         std::fs::rename(&temp, &target).map_err(|e| io_error(&target, e))?;
