@@ -50,6 +50,9 @@ pub const REQUESTS_IN_FLIGHT_PER_REGISTRY: usize = 16;
 /// would be refused when read back.
 pub const MANIFEST_BYTES: usize = 4 << 20;
 
+/// Largest `index.json` of an `oci:` tree read (about 100,000 tags).
+pub const INDEX_JSON_BYTES: u64 = 32 << 20;
+
 /// Largest page of a listing (`_catalog`, `tags/list`).
 pub const LISTING_PAGE_BYTES: usize = 16 << 20;
 
@@ -59,6 +62,21 @@ pub const LISTED_NAMES: usize = 2_000_000;
 
 /// Most pages one listing follows.
 pub const LISTING_PAGES: usize = 100_000;
+
+/// The slowest a body may arrive or be taken, on average over every
+/// [`PACE_WINDOW`] (`min_bytes_per_second` in the registry options): a body
+/// trickled below it fails, so no body holds a run longer than its size
+/// allows (a 1 GiB layer at the floor: about 18 hours).
+pub const MIN_BYTES_PER_SECOND: u64 = 16 << 10;
+
+/// The window [`MIN_BYTES_PER_SECOND`] is averaged over; also the longest
+/// total silence tolerated in a body.
+pub const PACE_WINDOW: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The longest a request may wait for its answer's headers (a body being
+/// sent adds its size at [`MIN_BYTES_PER_SECOND`]): `request_timeout_secs`
+/// in the registry options.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Deepest nesting of indexes (an index of indexes of ...) copied or
 /// walked; real images nest one or two levels.

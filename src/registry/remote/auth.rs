@@ -34,18 +34,26 @@ use crate::registry::RegistryError;
 /// One challenge of a `WWW-Authenticate` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Challenge {
+    /// `Basic`: send the username and password with every request.
     Basic {
+        /// The `realm` parameter, if given; informational only.
         realm: Option<String>,
     },
+    /// `Bearer`: fetch a token from `realm` and send that. A `Bearer`
+    /// challenge without a realm is kept as [`Challenge::Other`].
     Bearer {
+        /// The token server's URL, as sent (not yet checked).
         realm: String,
+        /// The `service` parameter to pass on to the token server, if given.
         service: Option<String>,
+        /// The scope the registry says the request needs, if given.
         scope: Option<String>,
         /// `insufficient_scope`, `invalid_token`, …
         error: Option<String>,
     },
     /// A scheme we do not speak (e.g. Negotiate).
     Other {
+        /// The scheme name, as sent.
         scheme: String,
     },
 }
@@ -142,15 +150,19 @@ fn make_challenge((scheme, mut params): (String, BTreeMap<String, String>)) -> C
 pub struct Scopes(BTreeMap<String, BTreeSet<String>>);
 
 impl Scopes {
+    /// No scope at all: for the `/v2/` ping and requests on no resource.
     pub fn none() -> Scopes {
         Scopes::default()
     }
+    /// Read access to the repository `repo` (its path on the registry).
     pub fn pull(repo: &str) -> Scopes {
         Scopes::none().with(&format!("repository:{repo}"), &["pull"])
     }
+    /// Read and write access to the repository `repo`: a push needs both.
     pub fn push(repo: &str) -> Scopes {
         Scopes::none().with(&format!("repository:{repo}"), &["pull", "push"])
     }
+    /// Access to the registry's repository list (`/v2/_catalog`).
     pub fn catalog() -> Scopes {
         Scopes::none().with("registry:catalog", &["*"])
     }
@@ -178,6 +190,7 @@ impl Scopes {
             })
             .collect()
     }
+    /// Whether no scope is asked for (see [`Scopes::none`]).
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -197,9 +210,18 @@ impl fmt::Display for Scopes {
 /// What the registry asked for at its `/v2/` ping (or a later 401).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthMode {
+    /// The ping needed no authentication: requests go out without it until
+    /// a 401 says otherwise.
     Anonymous,
+    /// Send the host's username and password with every request.
     Basic,
-    Bearer { realm: Url, service: Option<String> },
+    /// Fetch a token per scope set from `realm` and send that.
+    Bearer {
+        /// The token server; only `http` and `https` URLs are accepted.
+        realm: Url,
+        /// The `service` parameter to pass on to the token server, if given.
+        service: Option<String>,
+    },
 }
 
 impl AuthMode {
@@ -241,6 +263,89 @@ pub struct Authenticator {
     /// scope set costs one token request, not one each, while fetches for
     /// different scope sets (different repositories) run side by side.
     fetching: Mutex<HashMap<Scopes, Arc<tokio::sync::Mutex<()>>>>,
+    /// Where this registry's credentials may go as a token service.
+    realms: RealmPolicy,
+    /// A withheld credential is reported once per registry, not per token.
+    withheld_said: std::sync::atomic::AtomicBool,
+}
+
+/// Which token services (`realm` of a Bearer challenge) may receive a
+/// registry's credentials. A registry names its realm itself; one that is
+/// spoofed or compromised could name any host, and the password would go
+/// there. So credentials go only to:
+///
+/// - the registry's own host (any port), or a host in its domain: the
+///   registry host itself when it has two labels (`docker.io` admits
+///   `auth.docker.io`), else the host without its first label
+///   (`registry.gitlab.com` admits `gitlab.com`), never a bare top-level
+///   domain; IP addresses admit only themselves;
+/// - a host the registry options list in `token_realms`;
+///
+/// and only over HTTPS, except to the registry's own host when the registry
+/// itself is plain HTTP (a loopback registry for development). Anywhere
+/// else, the token is asked for anonymously, and the log says why.
+#[derive(Debug, Clone, Default)]
+pub struct RealmPolicy {
+    /// The registry talks plain HTTP.
+    pub plain_http: bool,
+    /// Extra hosts from `token_realms`, lowercase.
+    pub extra_hosts: Vec<String>,
+}
+
+impl RealmPolicy {
+    /// Why credentials for `registry_host` (`host[:port]`) may not go to
+    /// `realm`, or `None` when they may.
+    pub fn refusal(&self, registry_host: &str, realm: &Url) -> Option<String> {
+        let Some(realm_host) = realm.host_str().map(|h| h.to_ascii_lowercase()) else {
+            return Some("the realm names no host".to_string());
+        };
+        let realm_host = realm_host.trim_start_matches('[').trim_end_matches(']');
+        let own = host_name(registry_host).to_ascii_lowercase();
+        let same_host = realm_host == own;
+        let listed = self.extra_hosts.iter().any(|h| h == realm_host);
+        let in_domain = registry_domain(&own)
+            .is_some_and(|d| realm_host == d || realm_host.ends_with(&format!(".{d}")));
+        if !(same_host || listed || in_domain) {
+            return Some(format!(
+                "the token service {realm_host} is outside the registry's domain \
+                 (list it in token_realms in the registry options to trust it)"
+            ));
+        }
+        if realm.scheme() != "https" && !(self.plain_http && same_host) {
+            return Some(format!(
+                "the token service {realm_host} is asked over {}, not HTTPS",
+                realm.scheme()
+            ));
+        }
+        None
+    }
+}
+
+/// `host[:port]` without the port (and IPv6 brackets).
+fn host_name(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split_once(']').map_or(rest, |(inside, _)| inside);
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    }
+}
+
+/// The domain whose hosts may serve `host`'s tokens (see [`RealmPolicy`]).
+fn registry_domain(host: &str) -> Option<&str> {
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return None;
+    }
+    let labels = host.split('.').count();
+    match labels {
+        0 | 1 => None,
+        2 => Some(host),
+        _ => host
+            .split_once('.')
+            .map(|(_, rest)| rest)
+            .filter(|rest| rest.contains('.')),
+    }
 }
 
 impl fmt::Debug for Authenticator {
@@ -262,7 +367,11 @@ pub enum Reauth {
 }
 
 impl Authenticator {
-    pub fn new(host: String, store: Arc<CredentialStore>) -> Authenticator {
+    /// State for the registry `host`, whose credential is looked up in
+    /// `store` on first need. The mode stays unknown until [`set_mode`].
+    ///
+    /// [`set_mode`]: Authenticator::set_mode
+    pub fn new(host: String, store: Arc<CredentialStore>, realms: RealmPolicy) -> Authenticator {
         Authenticator {
             host,
             store,
@@ -270,13 +379,41 @@ impl Authenticator {
             mode: Mutex::new(None),
             tokens: Mutex::new(HashMap::new()),
             fetching: Mutex::new(HashMap::new()),
+            realms,
+            withheld_said: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
+    /// The credential to send to the token service `realm`: ours, unless
+    /// the [`RealmPolicy`] withholds it.
+    async fn credential_for(&self, realm: &Url) -> Result<Option<Credential>, RegistryError> {
+        let credential = self.credential().await?;
+        let Some(credential) = credential else {
+            return Ok(None);
+        };
+        match self.realms.refusal(&self.host, realm) {
+            None => Ok(Some(credential)),
+            Some(reason) => {
+                if !self
+                    .withheld_said
+                    .swap(true, std::sync::atomic::Ordering::Relaxed)
+                {
+                    tracing::warn!(
+                        registry = %self.host,
+                        "credentials withheld from the token service: {reason}; asking anonymously"
+                    );
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// The mode learnt so far; `None` before the `/v2/` ping.
     pub fn mode(&self) -> Option<AuthMode> {
         self.mode.lock().unwrap().clone()
     }
 
+    /// Record the mode the ping (or a later 401) asked for.
     pub fn set_mode(&self, mode: AuthMode) {
         *self.mode.lock().unwrap() = Some(mode);
     }
@@ -323,7 +460,7 @@ impl Authenticator {
                 if let Some(token) = self.cached(scopes) {
                     return Ok(Some(sensitive(&format!("Bearer {}", token.expose()))?));
                 }
-                let credential = self.credential().await?;
+                let credential = self.credential_for(&realm).await?;
                 let fetched = fetch_token(
                     client,
                     &self.host,
@@ -541,7 +678,7 @@ async fn fetch_token(
         }
         // A token answer is a small JSON document: a body past the cap is
         // a hostile or broken token server, not a token.
-        let body = read_capped(response, TOKEN_BODY_LIMIT, method).await?;
+        let body = read_capped(response, TOKEN_BODY_LIMIT, method, Default::default()).await?;
         let answer: TokenAnswer =
             serde_json::from_slice(&body).map_err(|_| RegistryError::Protocol {
                 what: format!("token from {shown_url}"),
@@ -662,5 +799,54 @@ mod tests {
         assert!(!mount.covers(&Scopes::push("src")));
         assert!(!Scopes::pull("dst").covers(&Scopes::push("dst")));
         assert!(Scopes::catalog().covers(&Scopes::catalog()));
+    }
+
+    #[test]
+    fn credentials_go_only_to_token_services_in_the_registrys_domain_over_https() {
+        let policy = RealmPolicy::default();
+        let allowed = |registry: &str, realm: &str| {
+            policy
+                .refusal(registry, &Url::parse(realm).unwrap())
+                .is_none()
+        };
+        // The public registries' own token services.
+        assert!(allowed("docker.io", "https://auth.docker.io/token"));
+        assert!(allowed("ghcr.io", "https://ghcr.io/token"));
+        assert!(allowed(
+            "registry.gitlab.com",
+            "https://gitlab.com/jwt/auth"
+        ));
+        assert!(allowed(
+            "myreg.azurecr.io",
+            "https://myreg.azurecr.io/oauth2/token"
+        ));
+        assert!(allowed(
+            "registry.example.com:5000",
+            "https://auth.example.com/token"
+        ));
+        // Elsewhere, or in a parent that is a public suffix, or over HTTP.
+        assert!(!allowed("docker.io", "https://evil.example/token"));
+        assert!(!allowed("registry.foo.co.uk", "https://evil.co.uk/token"));
+        assert!(!allowed("gcr.io", "https://evil.io/token"));
+        assert!(!allowed("ghcr.io", "http://ghcr.io/token"));
+        assert!(!allowed("10.0.0.5:5000", "https://10.0.0.6/token"));
+        // A plain-HTTP registry on loopback may use its own host's issuer.
+        let plain = RealmPolicy {
+            plain_http: true,
+            ..RealmPolicy::default()
+        };
+        let realm = Url::parse("http://127.0.0.1:4000/token").unwrap();
+        assert!(plain.refusal("127.0.0.1:5000", &realm).is_none());
+        assert!(policy.refusal("127.0.0.1:5000", &realm).is_some());
+        // token_realms admits a named host, still only over HTTPS.
+        let listed = RealmPolicy {
+            extra_hosts: vec!["authn.nvidia.com".to_string()],
+            ..RealmPolicy::default()
+        };
+        let nvidia = Url::parse("https://authn.nvidia.com/token").unwrap();
+        assert!(listed.refusal("nvcr.io", &nvidia).is_none());
+        assert!(policy.refusal("nvcr.io", &nvidia).is_some());
+        let why = policy.refusal("nvcr.io", &nvidia).unwrap();
+        assert!(why.contains("token_realms"), "{why}");
     }
 }

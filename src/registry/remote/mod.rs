@@ -46,7 +46,7 @@ pub use credentials::{Credential, CredentialStore, Secret};
 pub use options::{RegistryOptions, RemoteOptions, ResolvedOptions};
 
 use self::body::read_capped;
-use self::retry::{reqwest_error, with_retries, RetryClock};
+use self::retry::{with_retries, RetryClock};
 use self::transport::{drain, Body, Req, Transport};
 use crate::oci::verify::{Expect, VerifyingStream};
 use crate::oci::ContentError;
@@ -262,6 +262,7 @@ impl RemoteRegistry {
                 response,
                 crate::limits::LISTING_PAGE_BYTES,
                 req.method.as_str(),
+                self.t.pace(),
             )
             .await?;
             let value: serde_json::Value =
@@ -541,7 +542,8 @@ impl RemoteRegistry {
                 return Err(self.error(&req, response).await);
             }
             let next = next_link(response.headers());
-            let body = read_capped(response, MANIFEST_LIMIT, req.method.as_str()).await?;
+            let body =
+                read_capped(response, MANIFEST_LIMIT, req.method.as_str(), self.t.pace()).await?;
             let index = RawManifest::new(body, media_type::OCI_INDEX);
             let what = self.what(repo, format!("referrers of {subject}"));
             out.extend(oci::references(&index, &what)?.manifests);
@@ -819,11 +821,8 @@ impl Registry for RemoteRegistry {
             return Err(self.error(&req, response).await);
         }
         let size = response.content_length();
-        let shown = redact::url(response.url());
         let what = self.what(repo, digest);
-        let bytes = response
-            .bytes_stream()
-            .map(move |r| r.map_err(|e| reqwest_error("GET", &shown, e)));
+        let bytes = body::paced(response, self.t.pace(), "GET");
         Ok(Box::pin(VerifyingStream::new(
             bytes,
             Expect::Digest(digest.clone(), size),
@@ -984,7 +983,8 @@ impl RemoteRegistry {
         }
         let claimed = header_digest(response.headers());
         let header_type = content_type(response.headers()).filter(|m| !is_generic_type(m));
-        let bytes = read_capped(response, MANIFEST_LIMIT, req.method.as_str()).await?;
+        let bytes =
+            read_capped(response, MANIFEST_LIMIT, req.method.as_str(), self.t.pace()).await?;
         let digest = match reference {
             ManifestRef::Digest(asked) => {
                 oci::check_bytes(&self.what(repo, asked), asked, &bytes)?;

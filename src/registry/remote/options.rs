@@ -71,6 +71,18 @@ pub struct RegistryOptions {
     /// Page size (`n`) asked of `_catalog` and `tags/list`. Default 1000
     /// (the most docker-registry accepts).
     pub page_size: Option<u32>,
+    /// How long a request may wait for its answer's headers, in seconds
+    /// (a body being sent adds its size at `min_bytes_per_second`).
+    /// Default 60.
+    pub request_timeout_secs: Option<f64>,
+    /// The slowest a body may come or go, in bytes per second averaged over
+    /// 30 s; below it the transfer fails (and is retried). 0 turns the floor
+    /// off. Default 16384.
+    pub min_bytes_per_second: Option<u64>,
+    /// Hosts besides the registry's own domain that may receive its
+    /// credentials as a token service (`realm` of a Bearer challenge), e.g.
+    /// `["authn.nvidia.com"]`. Default: none; see README, "Credentials".
+    pub token_realms: Option<Vec<String>>,
 }
 
 impl RegistryOptions {
@@ -93,6 +105,12 @@ impl RegistryOptions {
             connect_timeout_secs: self.connect_timeout_secs.or(base.connect_timeout_secs),
             read_timeout_secs: self.read_timeout_secs.or(base.read_timeout_secs),
             page_size: self.page_size.or(base.page_size),
+            request_timeout_secs: self.request_timeout_secs.or(base.request_timeout_secs),
+            min_bytes_per_second: self.min_bytes_per_second.or(base.min_bytes_per_second),
+            token_realms: self
+                .token_realms
+                .clone()
+                .or_else(|| base.token_realms.clone()),
         }
     }
 
@@ -123,6 +141,19 @@ impl RegistryOptions {
             connect_timeout: secs(self.connect_timeout_secs, 30.0),
             read_timeout: secs(self.read_timeout_secs, 120.0),
             page_size: self.page_size.unwrap_or(1000).max(1),
+            request_timeout: secs(
+                self.request_timeout_secs,
+                crate::limits::REQUEST_TIMEOUT.as_secs_f64(),
+            ),
+            min_bytes_per_second: self
+                .min_bytes_per_second
+                .unwrap_or(crate::limits::MIN_BYTES_PER_SECOND),
+            token_realms: self
+                .token_realms
+                .iter()
+                .flatten()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
         }
     }
 }
@@ -130,19 +161,40 @@ impl RegistryOptions {
 /// [`RegistryOptions`] with every default applied.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResolvedOptions {
+    /// Talk plain HTTP rather than HTTPS.
     pub plain_http: bool,
+    /// Extra CA certificates (PEM) to trust; `None` for the system roots only.
     pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS; `None` for no client certificate.
     pub client_cert: Option<PathBuf>,
+    /// Private key (PEM) of `client_cert`.
     pub client_key: Option<PathBuf>,
+    /// Requests in flight at once to this registry; at least 1.
     pub max_in_flight: usize,
+    /// Requests-per-second budget; `None` for no pacing (also when the
+    /// setting was zero, negative or not finite).
     pub requests_per_second: Option<f64>,
+    /// Upload blobs in PATCH chunks from the start.
     pub chunked_upload: bool,
+    /// Chunk size for chunked uploads, in bytes; at least 64 KiB.
     pub chunk_size: u64,
+    /// How long one operation may keep retrying transient failures.
     pub retry_deadline: Duration,
+    /// Most attempts of one request, first included; at least 1.
     pub max_attempts: u32,
+    /// TCP+TLS connect timeout.
     pub connect_timeout: Duration,
+    /// Longest silence while reading a response.
     pub read_timeout: Duration,
+    /// Page size (`n`) asked of `_catalog` and `tags/list`; at least 1.
     pub page_size: u32,
+    /// How long a request may wait for its answer's headers.
+    pub request_timeout: Duration,
+    /// The slowest a body may come or go (0: no floor).
+    pub min_bytes_per_second: u64,
+    /// Extra hosts that may receive credentials as a token service
+    /// (lowercase).
+    pub token_realms: Vec<String>,
 }
 
 impl Default for ResolvedOptions {

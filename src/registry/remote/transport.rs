@@ -30,7 +30,8 @@ use reqwest::{Method, Response, StatusCode};
 use tokio::sync::{OnceCell, Semaphore};
 use url::Url;
 
-use super::auth::{parse_challenges, AuthMode, Authenticator, Reauth, Scopes};
+use super::auth::{parse_challenges, AuthMode, Authenticator, RealmPolicy, Reauth, Scopes};
+use super::body::{paced, Pace};
 use super::credentials::CredentialStore;
 use super::options::ResolvedOptions;
 use super::redact;
@@ -231,6 +232,10 @@ impl Transport {
             interval: Duration::from_secs_f64(1.0 / rps),
             next: Mutex::new(Instant::now()),
         });
+        let realms = RealmPolicy {
+            plain_http: opts.plain_http,
+            extra_hosts: opts.token_realms.clone(),
+        };
         Ok(Transport {
             host: host.to_string(),
             base,
@@ -238,7 +243,7 @@ impl Transport {
             pacer,
             client,
             opts,
-            auth: Authenticator::new(host.to_string(), credentials),
+            auth: Authenticator::new(host.to_string(), credentials, realms),
             pinged: OnceCell::new(),
         })
     }
@@ -251,6 +256,19 @@ impl Transport {
                 what: format!("{}{}", self.host, redact::url_text(path_and_query)),
                 message: format!("not a valid URL: {e}"),
             })
+    }
+
+    /// The pace every body to or from this registry is held to.
+    pub(crate) fn pace(&self) -> Pace {
+        Pace {
+            min_bytes_per_second: self.opts.min_bytes_per_second,
+            window: crate::limits::PACE_WINDOW,
+        }
+    }
+
+    /// How long a request may wait for its answer's headers.
+    fn request_timeout(&self) -> Duration {
+        self.opts.request_timeout
     }
 
     fn deadline(&self) -> Instant {
@@ -328,7 +346,11 @@ impl Transport {
 
     /// One logical request: permit, pace, auth (with one re-auth on 401),
     /// redirects. No retries.
-    pub(crate) async fn execute(&self, req: &Req, deadline: Instant) -> Result<Response, RegistryError> {
+    pub(crate) async fn execute(
+        &self,
+        req: &Req,
+        deadline: Instant,
+    ) -> Result<Response, RegistryError> {
         self.ensure_pinged().await?;
         let mut reauthed = false;
         loop {
@@ -409,7 +431,26 @@ impl Transport {
                         .body(reqwest::Body::wrap_stream(counted))
                 }
             };
-            let response = match builder.send().await {
+            let body_size = match &req.body {
+                Body::Empty => 0,
+                Body::Bytes(bytes) => bytes.len() as u64,
+                Body::Stream { size, .. } => *size,
+            };
+            let allowed = self.pace().allowance(self.request_timeout(), body_size);
+            let sent = tokio::time::timeout(allowed, builder.send()).await;
+            let Ok(sent) = sent else {
+                return Err(RegistryError::Transport {
+                    method: method_name.to_string(),
+                    url: shown,
+                    message: format!(
+                        "no answer within {} s (request_timeout_secs, plus the time the \
+                         body takes at min_bytes_per_second)",
+                        allowed.as_secs()
+                    ),
+                    retryable: true,
+                });
+            };
+            let response = match sent {
                 Ok(r) => r,
                 Err(e) => {
                     // If our own body source failed, that is the real cause.
@@ -496,9 +537,10 @@ impl Transport {
     }
 }
 
-/// Read and drop a small body so the connection goes back to the pool.
+/// Read and drop a small body so the connection goes back to the pool
+/// (held to the default pace: a trickled body is let go, not waited for).
 pub(crate) async fn drain(response: Response) {
-    let mut stream = response.bytes_stream();
+    let mut stream = std::pin::pin!(paced(response, Pace::default(), "drain"));
     let mut read = 0usize;
     while let Some(Ok(chunk)) = stream.next().await {
         read += chunk.len();
@@ -521,7 +563,7 @@ fn challenges_of(headers: &HeaderMap) -> Vec<super::auth::Challenge> {
 /// reader (else the start of a text body).
 async fn read_error_detail(response: Response) -> (Option<ErrorCode>, Option<String>) {
     let mut body = Vec::new();
-    let mut stream = response.bytes_stream();
+    let mut stream = std::pin::pin!(paced(response, Pace::default(), "error"));
     while let Some(Ok(chunk)) = stream.next().await {
         let room = ERROR_BODY_LIMIT - body.len();
         body.extend_from_slice(&chunk[..chunk.len().min(room)]);
