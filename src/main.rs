@@ -92,6 +92,16 @@ struct RegistryArgs {
     #[arg(long, global = true)]
     no_attachments: bool,
 
+    /// Also copy referrers of this artifact type as attachments (repeatable);
+    /// signatures, attestations and SBOMs are always recognised.
+    #[arg(long, value_name = "TYPE", global = true)]
+    attachment_type: Vec<String>,
+
+    /// Read back every manifest, tag and blob written (one HEAD each) and
+    /// fail the edge unless the registry holds exactly what was sent.
+    #[arg(long, global = true)]
+    verify_writes: bool,
+
     /// Output format: text or json for plans, yaml or csv for snapshots.
     #[arg(long, value_enum, ignore_case = true, global = true)]
     output: Option<Output>,
@@ -301,6 +311,8 @@ fn executor(
 fn exec_options(args: &RegistryArgs) -> ExecOptions {
     ExecOptions {
         attachments: !args.no_attachments,
+        verify_writes: args.verify_writes,
+        extra_attachment_types: args.attachment_type.clone(),
         ..ExecOptions::default()
     }
 }

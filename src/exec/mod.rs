@@ -72,6 +72,12 @@ pub struct ExecOptions {
     /// Copy attachments: OCI 1.1 referrers and cosign's `.sig`, `.att`,
     /// `.sbom` tags.
     pub attachments: bool,
+    /// Read back every manifest, tag and blob written (`--verify-writes`): a
+    /// registry that answers success without storing fails its edges.
+    pub verify_writes: bool,
+    /// Artifact types admitted as attachments besides the signature,
+    /// attestation and SBOM types [`oci::AttachmentKind`] knows.
+    pub extra_attachment_types: Vec<String>,
 }
 
 impl Default for ExecOptions {
@@ -80,6 +86,8 @@ impl Default for ExecOptions {
             repo_concurrency: crate::limits::REPOSITORIES_AT_ONCE,
             blob_concurrency: crate::limits::TRANSFERS_PER_MANIFEST,
             attachments: true,
+            verify_writes: false,
+            extra_attachment_types: Vec::new(),
         }
     }
 }
@@ -127,6 +135,8 @@ pub enum FailureKind {
     Invalid,
     /// A bound against hostile input (size, depth, count) was reached.
     Limit,
+    /// The registry accepted a write that it does not hold when read back.
+    NotStored,
     /// The registry lacks a feature this needed.
     Unsupported,
     /// Not tried: what it depends on (its digest's copy) failed.
@@ -163,6 +173,7 @@ impl Failure {
             }
             RegistryError::Vanished { .. } => (FailureKind::NotFound, None),
             RegistryError::Limit { .. } => (FailureKind::Limit, None),
+            RegistryError::NotStored { .. } => (FailureKind::NotStored, None),
             RegistryError::Internal { .. } => (FailureKind::Internal, None),
             RegistryError::Unsupported { .. } => (FailureKind::Unsupported, None),
         };
@@ -203,6 +214,10 @@ pub struct Stats {
     pub manifests_written: u64,
     pub tags_written: u64,
     pub attachments_copied: u64,
+    /// Manifests found where attachments live (an attachment tag, a
+    /// referrer) that are no attachment of their image: not copied.
+    #[serde(default)]
+    pub attachments_skipped: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -228,6 +243,7 @@ struct Counters {
     manifests_written: AtomicU64,
     tags_written: AtomicU64,
     attachments_copied: AtomicU64,
+    attachments_skipped: AtomicU64,
 }
 
 impl Counters {
@@ -253,6 +269,7 @@ impl Counters {
             manifests_written: get(&self.manifests_written),
             tags_written: get(&self.tags_written),
             attachments_copied: get(&self.attachments_copied),
+            attachments_skipped: get(&self.attachments_skipped),
         }
     }
 }
@@ -522,8 +539,8 @@ impl Copier {
                 Err(err) => Outcome::Failed(err.clone()),
                 Ok(manifest) => {
                     let tag = item.tag.clone().expect("tag items carry a tag");
-                    match dest
-                        .put_manifest(repo, &ManifestRef::Tag(tag), manifest)
+                    match self
+                        .put_manifest(dest.as_ref(), repo, &ManifestRef::Tag(tag), manifest)
                         .await
                     {
                         Ok(()) => {
@@ -543,6 +560,38 @@ impl Copier {
             });
         }
         results
+    }
+
+    /// Write `manifest` to `repo` as `reference`; with `verify_writes`, read
+    /// it back (one HEAD) and fail unless the registry holds exactly it there.
+    async fn put_manifest(
+        &self,
+        registry: &dyn Registry,
+        repo: &Repository,
+        reference: &ManifestRef,
+        manifest: &RawManifest,
+    ) -> Result<(), RegistryError> {
+        registry.put_manifest(repo, reference, manifest).await?;
+        if !self.options.verify_writes {
+            return Ok(());
+        }
+        let stored = registry.head_manifest(repo, reference).await?;
+        match stored {
+            Some(d) if d.digest == manifest.digest => Ok(()),
+            other => Err(RegistryError::NotStored {
+                what: match reference {
+                    ManifestRef::Tag(tag) => format!("{repo}:{tag}"),
+                    ManifestRef::Digest(digest) => format!("{repo}@{digest}"),
+                },
+                message: match other {
+                    Some(d) => format!(
+                        "accepted {}, but holds {} there when read back",
+                        manifest.digest, d.digest
+                    ),
+                    None => format!("accepted {}, but absent when read back", manifest.digest),
+                },
+            }),
+        }
     }
 
     /// The source manifest's bytes, read once per run however many
@@ -659,8 +708,7 @@ impl Copier {
             if attachments {
                 self.copy_attachments(source, dest, digest).await?;
             }
-            dest.registry
-                .put_manifest(repo, &put_as, &manifest)
+            self.put_manifest(dest.registry, repo, &put_as, &manifest)
                 .await
                 .map_err(|e| ExecError::new(format!("{repo}@{digest}"), e))?;
             self.counters
@@ -699,14 +747,21 @@ impl Copier {
             let counters = self.counters.clone();
             let first_repo = repo.clone();
             let is_new = dest.is_new;
+            let verify = self.options.verify_writes;
             let mount_from =
                 (source.repo.endpoint() == repo.endpoint()).then(|| source.repo.clone());
             let (shared, _) = self.blobs.get_or_start(key, move || {
                 async move {
                     let upload = upload_for(&src, &source, &blob, mount_from);
-                    let done =
-                        transfer(dest_registry.as_ref(), &first_repo, is_new, &blob, &upload)
-                            .await?;
+                    let done = transfer(
+                        dest_registry.as_ref(),
+                        &first_repo,
+                        is_new,
+                        &blob,
+                        &upload,
+                        verify,
+                    )
+                    .await?;
                     counters.count(&done, blob.size);
                     Ok(first_repo)
                 }
@@ -719,7 +774,15 @@ impl Copier {
             return Ok(());
         }
         let upload = upload_for(&src, source, blob, Some(landed));
-        let done = transfer(dest_registry.as_ref(), repo, dest.is_new, blob, &upload).await?;
+        let done = transfer(
+            dest_registry.as_ref(),
+            repo,
+            dest.is_new,
+            blob,
+            &upload,
+            self.options.verify_writes,
+        )
+        .await?;
         self.counters.count(&done, blob.size);
         Ok(())
     }
@@ -747,18 +810,21 @@ impl Copier {
     /// Copy what is attached to `digest` before `digest` itself is written
     /// (see the module docs):
     ///
-    /// 1. the attachment tags the source has for it ([`oci::attachment_tag`]:
-    ///    the referrers tag schema's index and cosign's `.sig`, `.att`,
-    ///    `.sbom`), found in the source's tag list; tags never move, so one
-    ///    already pointing elsewhere in the destination is left alone;
+    /// 1. cosign's `<alg>-<hex>.sig`, `.att` and `.sbom` tags
+    ///    ([`oci::attachment_tag`]) that the source's tag list has, each
+    ///    copied under its tag; tags never move, so one already pointing
+    ///    elsewhere in the destination is left alone;
     /// 2. every referrer [`Registry::referrers`] reports (the OCI 1.1 API
-    ///    where the source has it, the tag schema otherwise) that step 1 did
-    ///    not bring, copied by digest;
+    ///    where the source has it, the referrers tag schema otherwise),
+    ///    copied by digest;
     /// 3. if the destination does not list those referrers by itself (a
-    ///    registry without the referrers API), the referrers tag index is
-    ///    written or extended there, as the distribution spec asks of
-    ///    clients. That index is the one tag that may change: it only ever
-    ///    gains entries.
+    ///    registry without the referrers API), its referrers tag index is
+    ///    written or extended, as the distribution spec asks of clients. That
+    ///    index is the one tag that may change: it only ever gains entries.
+    ///
+    /// Each candidate is read and checked first ([`Copier::admit`]): only a
+    /// signature, attestation or SBOM (or an admitted extra type) that
+    /// belongs to `digest` is copied; anything else is reported and skipped.
     async fn copy_attachments(
         &self,
         source: &SourceRef,
@@ -768,12 +834,9 @@ impl Copier {
         let repo = dest.repo;
         let src = self.registry(source.repo.endpoint());
         let source_tags = self.source_tags(source).await?;
-        // Digests the tags brought (each tagged manifest and, for the
-        // referrers index, its entries): step 2 need not copy them again.
         let mut brought = BTreeSet::new();
-        let suffixes = std::iter::once(None).chain(oci::COSIGN_SUFFIXES.into_iter().map(Some));
-        for suffix in suffixes {
-            let tag = oci::attachment_tag(digest, suffix);
+        for suffix in oci::COSIGN_SUFFIXES {
+            let tag = oci::attachment_tag(digest, Some(suffix));
             if !source_tags.contains(tag.as_str()) {
                 continue;
             }
@@ -783,6 +846,14 @@ impl Copier {
                 .await
                 .map_err(|e| ExecError::new(format!("{}:{tag}", source.repo), e))?;
             let Some(found) = found else { continue };
+            let kind = oci::AttachmentKind::of_cosign_suffix(suffix);
+            let place = format!("{}:{tag}", source.repo);
+            if !self
+                .admit(source, &found.digest, digest, kind, &place)
+                .await?
+            {
+                continue;
+            }
             let existing = if dest.is_new {
                 None
             } else {
@@ -799,21 +870,14 @@ impl Copier {
                     found.digest
                 ),
                 None => {
-                    let copied = self
-                        .copy_manifest(source, dest, &found.digest, tag_ref, false)
+                    self.copy_manifest(source, dest, &found.digest, tag_ref, false)
                         .await?;
                     self.counters
                         .attachments_copied
                         .fetch_add(1, Ordering::Relaxed);
-                    brought.insert(found.digest.clone());
-                    if suffix.is_none() {
-                        let what = format!("{}:{tag}", source.repo);
-                        if let Ok(refs) = oci::references(&copied, &what) {
-                            brought.extend(refs.manifests.into_iter().map(|d| d.digest));
-                        }
-                    }
                 }
             }
+            brought.insert(found.digest);
         }
         let referrers = src
             .referrers(&source.repo, digest)
@@ -821,7 +885,17 @@ impl Copier {
             .map_err(|e| ExecError::new(format!("referrers of {}@{digest}", source.repo), e))?;
         let mut copied = Vec::new();
         for referrer in referrers {
-            if brought.contains(&referrer.digest) {
+            if !brought.insert(referrer.digest.clone()) {
+                continue;
+            }
+            let place = format!(
+                "{}@{} (a referrer of {digest})",
+                source.repo, referrer.digest
+            );
+            if !self
+                .admit(source, &referrer.digest, digest, None, &place)
+                .await?
+            {
                 continue;
             }
             let by_digest = ManifestRef::Digest(referrer.digest.clone());
@@ -846,6 +920,60 @@ impl Copier {
             self.list_referrers_in(dest, digest, copied).await?;
         }
         Ok(())
+    }
+
+    /// Whether the manifest `candidate`, found at `place` as an attachment
+    /// of `subject`, is one: a signature, attestation or SBOM (of `kind`,
+    /// when its place says which, as cosign's tag suffixes do) or an
+    /// admitted extra type, whose `subject`, when it names one, is `subject`.
+    /// A referrer (no `kind`) must name `subject`. What fails is logged,
+    /// counted and skipped; it never fails the image.
+    async fn admit(
+        &self,
+        source: &SourceRef,
+        candidate: &Digest,
+        subject: &Digest,
+        kind: Option<oci::AttachmentKind>,
+        place: &str,
+    ) -> Result<bool, ExecError> {
+        let manifest = self.source_manifest(source, candidate).await?;
+        let refusal = match oci::references(&manifest, place) {
+            Err(e) => Some(format!("not a readable manifest ({e})")),
+            Ok(refs) => {
+                let kinds = oci::AttachmentKind::of(&refs);
+                let extra = refs
+                    .effective_artifact_type()
+                    .is_some_and(|t| self.options.extra_attachment_types.contains(&t));
+                match (&refs.subject, kind) {
+                    (Some(named), _) if named != subject => {
+                        Some(format!("its subject is {named}, not {subject}"))
+                    }
+                    (None, None) => Some(format!("it does not name {subject} as its subject")),
+                    _ if extra => None,
+                    (_, Some(kind)) if !kinds.contains(&kind) => Some(format!(
+                        "it is not a {} (artifact type {})",
+                        kind.name(),
+                        refs.effective_artifact_type().as_deref().unwrap_or("none")
+                    )),
+                    (_, None) if kinds.is_empty() => Some(format!(
+                        "its artifact type {} is no signature, attestation or SBOM type \
+                         (admit it with --attachment-type)",
+                        refs.effective_artifact_type()
+                            .as_deref()
+                            .unwrap_or("(none)")
+                    )),
+                    _ => None,
+                }
+            }
+        };
+        let Some(reason) = refusal else {
+            return Ok(true);
+        };
+        tracing::warn!("{place}: not copied as an attachment: {reason}");
+        self.counters
+            .attachments_skipped
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(false)
     }
 
     /// Make sure the destination lists `referrers` for `subject`: a registry
@@ -883,8 +1011,7 @@ impl Copier {
             .map_err(|e| ExecError::new(what.clone(), e))?;
         let index = oci::extend_referrers_index(existing.as_ref(), &missing, &what)
             .map_err(|e| ExecError::new(what.clone(), e.into()))?;
-        dest.registry
-            .put_manifest(repo, &tag_ref, &index)
+        self.put_manifest(dest.registry, repo, &tag_ref, &index)
             .await
             .map_err(|e| ExecError::new(what, e))?;
         self.counters.tags_written.fetch_add(1, Ordering::Relaxed);
@@ -938,13 +1065,14 @@ fn upload_for(
 }
 
 /// HEAD the destination blob (unless the repository is new); if absent,
-/// mount or upload it.
+/// mount or upload it (and, with `verify`, HEAD it again to see it landed).
 async fn transfer(
     dest: &dyn Registry,
     repo: &Repository,
     repository_is_new: bool,
     blob: &Descriptor,
     upload: &BlobUpload,
+    verify: bool,
 ) -> Result<Transfer, ExecError> {
     let what = || format!("blob {} into {repo}", blob.digest);
     if !repository_is_new
@@ -960,5 +1088,27 @@ async fn transfer(
         .put_blob(repo, upload)
         .await
         .map_err(|e| ExecError::new(what(), e))?;
+    if verify {
+        let stored = dest
+            .blob_exists(repo, &blob.digest)
+            .await
+            .map_err(|e| ExecError::new(what(), e))?;
+        if stored != Some(blob.size) {
+            let message = match stored {
+                None => "accepted, but absent when read back".to_string(),
+                Some(size) => format!(
+                    "accepted, but {size} bytes when read back, not {}",
+                    blob.size
+                ),
+            };
+            return Err(ExecError::new(
+                what(),
+                RegistryError::NotStored {
+                    what: what(),
+                    message,
+                },
+            ));
+        }
+    }
     Ok(Transfer::Put(put))
 }

@@ -334,9 +334,22 @@ async fn artifact(
     seed: u8,
     subject: Option<&RawManifest>,
 ) -> RawManifest {
+    typed_artifact(registry, repo, seed, subject, SIGSTORE_BUNDLE).await
+}
+
+const SIGSTORE_BUNDLE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
+
+/// [`artifact`] of the artifact type `artifact_type`.
+async fn typed_artifact(
+    registry: &dyn Registry,
+    repo: &str,
+    seed: u8,
+    subject: Option<&RawManifest>,
+    artifact_type: &str,
+) -> RawManifest {
     let (image, _) = image(registry, repo, seed, None).await;
     let mut body: serde_json::Value = serde_json::from_slice(&image.bytes).unwrap();
-    body["artifactType"] = "application/vnd.example.signature".into();
+    body["artifactType"] = artifact_type.into();
     if let Some(subject) = subject {
         body["subject"] = serde_json::json!({
             "mediaType": subject.media_type,
@@ -436,7 +449,7 @@ async fn referrers_known_only_by_their_subject_are_copied_and_listed() {
     );
     assert_eq!(
         listed[0].artifact_type.as_deref(),
-        Some("application/vnd.example.signature")
+        Some("application/vnd.dev.sigstore.bundle.v0.3+json")
     );
     // This destination lists referrers by itself: no tag index is written.
     let fallback = oci::attachment_tag(&image.digest, None);
@@ -627,4 +640,108 @@ async fn a_child_listed_a_thousand_times_is_written_once() {
         .count();
     assert_eq!(child_puts, 1);
     assert_eq!(report.stats.manifests_written, 2);
+}
+
+#[tokio::test]
+async fn an_image_under_a_signature_tag_is_no_signature_and_stays_behind() {
+    let w = world_with(BTreeSet::new());
+    let (subject, _) = image(w.src.as_ref(), "app", 70, None).await;
+    // Anyone who can push to staging can put an ordinary image (say, one
+    // with a backdoor) under the tag cosign uses for signatures.
+    let (impostor, _) = image(w.src.as_ref(), "app", 71, None).await;
+    let sig_tag = oci::attachment_tag(&subject.digest, Some("sig"));
+    put(
+        w.src.as_ref(),
+        "app",
+        ManifestRef::Tag(sig_tag.clone()),
+        &impostor,
+    )
+    .await;
+    let wants = [w.want("app", &[(&subject.digest, &["1.0"])])];
+    let plan = w.cold_plan(&wants, false);
+    let report = execute(
+        &plan,
+        &Executor::new(&w.registries, &with_attachments()),
+        &with_attachments(),
+    )
+    .await;
+    assert_eq!(
+        report.failed().count(),
+        0,
+        "the image itself is promoted: {report:#?}"
+    );
+    assert_eq!(report.stats.attachments_copied, 0);
+    assert_eq!(report.stats.attachments_skipped, 1);
+    let calls = w.dst.calls();
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.contains(impostor.digest.as_str()) || c.contains(sig_tag.as_str())),
+        "the impostor reached the destination: {calls:?}"
+    );
+}
+
+#[tokio::test]
+async fn referrers_of_unknown_types_are_skipped_unless_admitted() {
+    let w = world_with(BTreeSet::new());
+    let (subject, _) = image(w.src.as_ref(), "app", 72, None).await;
+    let report_type = "application/vnd.example.scan-report";
+    let report_artifact =
+        typed_artifact(w.src.as_ref(), "app", 73, Some(&subject), report_type).await;
+    put(
+        w.src.as_ref(),
+        "app",
+        ManifestRef::Digest(report_artifact.digest.clone()),
+        &report_artifact,
+    )
+    .await;
+    let wants = [w.want("app", &[(&subject.digest, &["1.0"])])];
+    let plan = w.cold_plan(&wants, false);
+    let report = execute(
+        &plan,
+        &Executor::new(&w.registries, &with_attachments()),
+        &with_attachments(),
+    )
+    .await;
+    assert_eq!(report.failed().count(), 0, "{report:#?}");
+    assert_eq!(
+        (
+            report.stats.attachments_copied,
+            report.stats.attachments_skipped
+        ),
+        (0, 1)
+    );
+
+    // Admitted by name, the same referrer follows its image.
+    let w2 = world_with(BTreeSet::new());
+    let (subject, _) = image(w2.src.as_ref(), "app", 72, None).await;
+    let report_artifact =
+        typed_artifact(w2.src.as_ref(), "app", 73, Some(&subject), report_type).await;
+    put(
+        w2.src.as_ref(),
+        "app",
+        ManifestRef::Digest(report_artifact.digest.clone()),
+        &report_artifact,
+    )
+    .await;
+    let admitting = ExecOptions {
+        extra_attachment_types: vec![report_type.to_string()],
+        ..with_attachments()
+    };
+    let wants = [w2.want("app", &[(&subject.digest, &["1.0"])])];
+    let plan = w2.cold_plan(&wants, false);
+    let report = execute(
+        &plan,
+        &Executor::new(&w2.registries, &admitting),
+        &admitting,
+    )
+    .await;
+    assert_eq!(report.failed().count(), 0, "{report:#?}");
+    assert_eq!(
+        (
+            report.stats.attachments_copied,
+            report.stats.attachments_skipped
+        ),
+        (1, 0)
+    );
 }

@@ -129,6 +129,10 @@ pub enum RegistryError {
     /// fault (or, where the bound is a setting, says which one to raise).
     #[error("{what}: {message}")]
     Limit { what: String, message: String },
+    /// The registry accepted a write but does not hold it when read back
+    /// (`--verify-writes`).
+    #[error("{what}: {message}")]
+    NotStored { what: String, message: String },
     /// A bug of ours, reported instead of a panic.
     #[error("{what}: internal error: {message}")]
     Internal { what: String, message: String },
