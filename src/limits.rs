@@ -56,9 +56,14 @@ pub const INDEX_JSON_BYTES: u64 = 32 << 20;
 /// Largest page of a listing (`_catalog`, `tags/list`).
 pub const LISTING_PAGE_BYTES: usize = 16 << 20;
 
-/// Most names one listing may return over all its pages: bounds the memory
-/// an endless `Link: rel="next"` chain can take (about 100 bytes a name).
-pub const LISTED_NAMES: usize = 2_000_000;
+/// Most names one listing may return over all its pages (a repository's
+/// tags, or the repositories under a path).
+pub const LISTED_NAMES: usize = 500_000;
+
+/// Most bytes of pages one listing may read in all: with
+/// [`LISTED_NAMES`], what bounds the memory an endless `Link: rel="next"`
+/// chain can take.
+pub const LISTING_BYTES: usize = 64 << 20;
 
 /// Most pages one listing follows.
 pub const LISTING_PAGES: usize = 100_000;

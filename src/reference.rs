@@ -717,7 +717,22 @@ impl Repository {
     pub fn components(&self) -> impl Iterator<Item = &str> {
         self.path.as_str().split('/')
     }
+
+    /// For a repository in an `oci:` tree, the first path component that is
+    /// one of a layout's own file names ([`LAYOUT_FILE_NAMES`]): such a
+    /// repository would live inside another one's blob store or shadow its
+    /// files, so it cannot be stored there.
+    pub fn layout_file_component(&self) -> Option<&str> {
+        match self.endpoint {
+            Endpoint::Layout { .. } => self.components().find(|c| LAYOUT_FILE_NAMES.contains(c)),
+            Endpoint::Http { .. } => None,
+        }
+    }
 }
+
+/// The names an OCI image layout uses inside its directory: in an `oci:`
+/// tree, never a component of an image path.
+pub const LAYOUT_FILE_NAMES: [&str; 3] = ["blobs", "index.json", "oci-layout"];
 
 /// Ordered as the text `endpoint/path` sorts, so plans and listings sort
 /// the way they read.

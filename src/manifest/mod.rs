@@ -63,8 +63,37 @@ pub fn load(input: ManifestInput<'_>) -> Loaded {
 /// What every input goes through once its files are decoded.
 fn finish(mut loaded: Loaded) -> Loaded {
     conflict::check(&loaded.manifests, &mut loaded.diagnostics);
+    check_layout_names(&loaded.manifests, &mut loaded.diagnostics);
     diag::sort(&mut loaded.diagnostics);
     loaded
+}
+
+/// An image whose path, in an `oci:` registry of its manifest, would run
+/// through a layout's own files (`x/blobs/y`): refused here, where the
+/// manifest line can be named, rather than by the first write.
+fn check_layout_names(manifests: &[Manifest], out: &mut Vec<Diagnostic>) {
+    for manifest in manifests {
+        let registries = std::iter::once(&manifest.source).chain(&manifest.destinations);
+        for registry in registries {
+            for image in &manifest.images {
+                let repo = registry.name.repository(&image.name);
+                if let Some(reserved) = repo.layout_file_component() {
+                    out.push(
+                        Diagnostic::error(
+                            image.location.clone(),
+                            format!(
+                                "image {:?} cannot be stored in {}: {reserved:?} is a name \
+                                 an OCI layout uses for its own files",
+                                image.name.as_str(),
+                                registry.name
+                            ),
+                        )
+                        .with_help("rename the image, or promote it to a registry instead"),
+                    );
+                }
+            }
+        }
+    }
 }
 
 /// Validate a plain manifest held in memory, as `load` would the file

@@ -51,7 +51,7 @@ const INDEX_JSON: &str = "index.json";
 const BLOBS_DIR: &str = "blobs";
 const TEMP_PREFIX: &str = ".tmp-";
 /// Names inside a layout directory: never a component of an image path.
-const RESERVED_NAMES: [&str; 3] = [BLOBS_DIR, INDEX_JSON, OCI_LAYOUT_FILE];
+const RESERVED_NAMES: [&str; 3] = crate::reference::LAYOUT_FILE_NAMES;
 /// The annotation that names a tag in index.json.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 /// Manifests above this are not read as manifests: see

@@ -135,10 +135,10 @@ impl PaceGuard {
             method: self.method.clone(),
             url: self.url.clone(),
             message: format!(
-                "the answer slowed to {} bytes in {} s, below the floor of {} bytes/s \
+                "the answer slowed to {} bytes in {:.1} s, below the floor of {} bytes/s \
                  (min_bytes_per_second in the registry options)",
                 self.received,
-                self.pace.window.as_secs(),
+                self.pace.window.as_secs_f64(),
                 self.pace.min_bytes_per_second
             ),
             retryable: true,

@@ -246,6 +246,7 @@ impl RemoteRegistry {
         let mut out = Vec::new();
         let mut url = first;
         let mut seen = HashSet::new();
+        let mut read_total = 0usize;
         for page in 0..MAX_PAGES {
             let req = Req::new(Method::GET, url.clone(), scopes.clone())
                 .header(ACCEPT, "application/json");
@@ -265,6 +266,16 @@ impl RemoteRegistry {
                 self.t.pace(),
             )
             .await?;
+            read_total += body.len();
+            if read_total > crate::limits::LISTING_BYTES {
+                return Err(RegistryError::Limit {
+                    what: redact::url(&url),
+                    message: format!(
+                        "listing pages add up to more than {} bytes; refusing to read more",
+                        crate::limits::LISTING_BYTES
+                    ),
+                });
+            }
             let value: serde_json::Value =
                 serde_json::from_slice(&body).map_err(|e| RegistryError::Protocol {
                     what: redact::url(&url),
@@ -274,7 +285,7 @@ impl RemoteRegistry {
                 out.extend(items.iter().filter_map(|v| v.as_str()).map(str::to_string));
             }
             if out.len() > crate::limits::LISTED_NAMES {
-                return Err(RegistryError::Protocol {
+                return Err(RegistryError::Limit {
                     what: redact::url(&url),
                     message: format!(
                         "listing returns more than {} names; refusing to hold more",
@@ -306,9 +317,9 @@ impl RemoteRegistry {
             }
             url = next;
         }
-        Err(RegistryError::Protocol {
+        Err(RegistryError::Limit {
             what: redact::url(&url),
-            message: format!("more than {MAX_PAGES} pages"),
+            message: format!("more than {MAX_PAGES} pages; refusing to read more"),
         })
     }
 

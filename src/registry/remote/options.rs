@@ -76,9 +76,12 @@ pub struct RegistryOptions {
     /// Default 60.
     pub request_timeout_secs: Option<f64>,
     /// The slowest a body may come or go, in bytes per second averaged over
-    /// 30 s; below it the transfer fails (and is retried). 0 turns the floor
-    /// off. Default 16384.
+    /// `pace_window_secs`; below it the transfer fails (and is retried). 0
+    /// turns the floor off. Default 16384.
     pub min_bytes_per_second: Option<u64>,
+    /// The window `min_bytes_per_second` is averaged over, in seconds (also
+    /// the longest total silence a body may keep). Default 30.
+    pub pace_window_secs: Option<f64>,
     /// Hosts besides the registry's own domain that may receive its
     /// credentials as a token service (`realm` of a Bearer challenge), e.g.
     /// `["authn.nvidia.com"]`. Default: none; see README, "Credentials".
@@ -107,6 +110,7 @@ impl RegistryOptions {
             page_size: self.page_size.or(base.page_size),
             request_timeout_secs: self.request_timeout_secs.or(base.request_timeout_secs),
             min_bytes_per_second: self.min_bytes_per_second.or(base.min_bytes_per_second),
+            pace_window_secs: self.pace_window_secs.or(base.pace_window_secs),
             token_realms: self
                 .token_realms
                 .clone()
@@ -148,6 +152,11 @@ impl RegistryOptions {
             min_bytes_per_second: self
                 .min_bytes_per_second
                 .unwrap_or(crate::limits::MIN_BYTES_PER_SECOND),
+            pace_window: secs(
+                self.pace_window_secs,
+                crate::limits::PACE_WINDOW.as_secs_f64(),
+            )
+            .max(Duration::from_millis(100)),
             token_realms: self
                 .token_realms
                 .iter()
@@ -192,6 +201,8 @@ pub struct ResolvedOptions {
     pub request_timeout: Duration,
     /// The slowest a body may come or go (0: no floor).
     pub min_bytes_per_second: u64,
+    /// The window `min_bytes_per_second` is averaged over.
+    pub pace_window: Duration,
     /// Extra hosts that may receive credentials as a token service
     /// (lowercase).
     pub token_realms: Vec<String>,

@@ -262,7 +262,7 @@ impl Transport {
     pub(crate) fn pace(&self) -> Pace {
         Pace {
             min_bytes_per_second: self.opts.min_bytes_per_second,
-            window: crate::limits::PACE_WINDOW,
+            window: self.opts.pace_window,
         }
     }
 
