@@ -14,6 +14,7 @@ mod fast_paths;
 mod faults;
 mod fuzz_regressions;
 mod hermetic;
+mod hostile;
 mod manifest_golden;
 mod promote_layout;
 mod promote_registry;

@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod hermetic;
+pub mod hostile;
 pub mod images;
 pub mod proxy;
 pub mod registry;

@@ -151,6 +151,15 @@ pub enum Action {
     RedirectToSink,
     /// Answer 307 to a signed-looking sink URL that does not exist (404).
     RedirectToNowhere,
+    // ---- a hostile registry: what no well-behaved registry does
+    /// Forward, then send the answer's body one byte every `interval`.
+    Trickle(Duration),
+    /// Answer a listing page (`field`: `tags` or `repositories`) of
+    /// `per_page` made-up names with a `Link` to a next page, forever.
+    EndlessPages { field: String, per_page: usize },
+    /// Answer a write (blob upload steps, manifest PUT) the way a registry
+    /// that stored it would, and store nothing.
+    Swallow,
 }
 
 impl Action {
@@ -408,6 +417,16 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<ProxyBody
         }
         return response.body(full(body.clone())).unwrap();
     }
+    if let Some(hostile @ (Action::EndlessPages { .. } | Action::Swallow)) = &action {
+        let response = answer_hostile(hostile, req).await;
+        let status = response.status().as_u16();
+        state
+            .log
+            .lock()
+            .unwrap()
+            .push(record(status, Target::Injected, 0, &action));
+        return response;
+    }
     if let Some(Action::RedirectToNowhere) = &action {
         state
             .log
@@ -519,9 +538,114 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<ProxyBody
         (Some(Action::WrongBytes), _) => stream_body(
             body.map(|r| r.map(|b| Bytes::from(b.iter().map(|x| !x).collect::<Vec<u8>>()))),
         ),
+        (Some(Action::Trickle(interval)), _) => stream_body(trickle(body, *interval)),
         _ => stream_body(body),
     };
     response.body(body).unwrap()
+}
+
+/// `inner`'s bytes, one every `interval`.
+fn trickle<S>(
+    inner: S,
+    interval: Duration,
+) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + Sync + 'static
+where
+    S: Stream<Item = Result<Bytes, std::io::Error>> + Send + Sync + 'static,
+{
+    inner
+        .flat_map(|chunk| {
+            let bytes: Vec<Result<Bytes, std::io::Error>> = match chunk {
+                Ok(b) => (0..b.len()).map(|i| Ok(b.slice(i..i + 1))).collect(),
+                Err(e) => vec![Err(e)],
+            };
+            futures::stream::iter(bytes)
+        })
+        .then(move |byte| async move {
+            tokio::time::sleep(interval).await;
+            byte
+        })
+}
+
+/// What a hostile registry answers (see the hostile [`Action`]s).
+async fn answer_hostile(action: &Action, req: Request<Incoming>) -> Response<ProxyBody> {
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
+    let method = req.method().clone();
+    match action {
+        Action::EndlessPages { field, per_page } => {
+            // Pages are numbered by their `last=` name: p<page>-<index>.
+            let page: u64 = query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("last=p"))
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|n| n.parse().ok())
+                .map_or(0, |n: u64| n + 1);
+            let names: Vec<String> = (0..*per_page)
+                .map(|i| format!("p{page:09}-{i:06}"))
+                .collect();
+            let last = names.last().cloned().unwrap_or_default();
+            let body = serde_json::json!({ "name": "endless", field.as_str(): names });
+            Response::builder()
+                .status(200)
+                .header("Content-Type", "application/json")
+                .header(
+                    "Link",
+                    format!("<{path}?n={per_page}&last={last}>; rel=\"next\""),
+                )
+                .body(full(body.to_string()))
+                .unwrap()
+        }
+        Action::Swallow => {
+            let body = req
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            let repo_and_rest = path.trim_start_matches("/v2/");
+            if method == hyper::Method::POST && path.ends_with("/blobs/uploads/") {
+                let id = format!("swallowed-{}", body.len());
+                return Response::builder()
+                    .status(202)
+                    .header("Location", format!("{path}{id}"))
+                    .header("Docker-Upload-UUID", id)
+                    .body(full(Bytes::new()))
+                    .unwrap();
+            }
+            if method == hyper::Method::PATCH {
+                return Response::builder()
+                    .status(202)
+                    .header("Location", path.as_str())
+                    .body(full(Bytes::new()))
+                    .unwrap();
+            }
+            if method == hyper::Method::PUT && path.contains("/blobs/uploads/") {
+                let digest = query
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix("digest="))
+                    .unwrap_or("")
+                    .replace("%3A", ":");
+                return Response::builder()
+                    .status(201)
+                    .header("Docker-Content-Digest", digest)
+                    .body(full(Bytes::new()))
+                    .unwrap();
+            }
+            if method == hyper::Method::PUT && repo_and_rest.contains("/manifests/") {
+                let digest = promoter::reference::Digest::sha256_of(&body);
+                return Response::builder()
+                    .status(201)
+                    .header("Docker-Content-Digest", digest.as_str())
+                    .body(full(Bytes::new()))
+                    .unwrap();
+            }
+            Response::builder()
+                .status(405)
+                .body(full(Bytes::new()))
+                .unwrap()
+        }
+        _ => unreachable!("not a hostile action"),
+    }
 }
 
 /// The first `keep` bytes of `inner`, then an error (`fail`) or a clean end.

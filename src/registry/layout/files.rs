@@ -140,14 +140,15 @@ impl Tree {
         Ok(Some(Bytes::from(bytes)))
     }
 
-    /// Create `dir` (and its parents) and check that it resolves inside the
-    /// tree, before anything is written into it.
+    /// Create `dir` (and its parents) inside the tree: the part of it that
+    /// exists already must resolve inside the root before anything is
+    /// created (a linked directory would otherwise receive the new ones),
+    /// and the whole must resolve inside once created.
     pub(super) fn create_dir_inside(&self, dir: &Path) -> Result<(), RegistryError> {
-        std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
-        let resolved = std::fs::canonicalize(dir).map_err(|e| io_error(dir, e))?;
+        std::fs::create_dir_all(&self.root).map_err(|e| io_error(&self.root, e))?;
         let root = std::fs::canonicalize(&self.root).map_err(|e| io_error(&self.root, e))?;
-        if !resolved.starts_with(&root) {
-            return Err(invalid(
+        let outside = |resolved: &Path| {
+            invalid(
                 dir.display().to_string(),
                 format!(
                     "resolves to {}, outside the oci: tree {}: refusing to write there \
@@ -155,7 +156,20 @@ impl Tree {
                     resolved.display(),
                     self.root.display()
                 ),
-            ));
+            )
+        };
+        let existing = dir
+            .ancestors()
+            .find(|a| std::fs::symlink_metadata(a).is_ok())
+            .unwrap_or(dir);
+        let resolved = std::fs::canonicalize(existing).map_err(|e| io_error(existing, e))?;
+        if !resolved.starts_with(&root) {
+            return Err(outside(&resolved));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+        let resolved = std::fs::canonicalize(dir).map_err(|e| io_error(dir, e))?;
+        if !resolved.starts_with(&root) {
+            return Err(outside(&resolved));
         }
         Ok(())
     }
@@ -270,6 +284,10 @@ mod tests {
         std::os::unix::fs::symlink(tmp.path(), root.join("out")).unwrap();
         let err = tree.create_dir_inside(&root.join("out/blobs")).unwrap_err();
         assert!(err.to_string().contains("refusing to write there"), "{err}");
+        assert!(
+            !tmp.path().join("blobs").exists(),
+            "nothing created through the link"
+        );
         tree.create_dir_inside(&root.join("b/blobs")).unwrap();
     }
 
