@@ -8,6 +8,7 @@ pub mod diag;
 pub mod exec;
 pub mod inventory;
 pub mod limits;
+pub mod local_file;
 pub mod manifest;
 pub mod oci;
 pub mod plan;

@@ -238,9 +238,9 @@ fn open_options(args: &RegistryArgs) -> anyhow::Result<OpenOptions> {
     let remote = match &args.registry_config {
         None => Default::default(),
         Some(path) => {
-            let text = std::fs::read_to_string(path)
+            let text = promoter::local_file::read_capped(path, 1 << 20)
                 .with_context(|| format!("{}: cannot read the registry options", path.display()))?;
-            serde_json::from_str(&text).with_context(|| {
+            serde_json::from_slice(&text).with_context(|| {
                 format!(
                     "{}: not valid registry options (see CONTRIBUTING.md, \"Registry options\")",
                     path.display()

@@ -266,22 +266,16 @@ pub fn read_plan_file(path: &Path) -> Result<PlanFile, PlanFileError> {
         source,
     };
     // Hostile until checked: a FIFO or /dev/zero would block or never end.
-    let meta = std::fs::metadata(path).map_err(read_err)?;
-    if !meta.is_file() || meta.len() > PLAN_FILE_LIMIT {
-        return Err(PlanFileError::NotAPlanFile {
-            path: shown,
-            limit: PLAN_FILE_LIMIT,
-        });
-    }
-    let mut bytes = Vec::new();
-    std::io::Read::read_to_end(
-        &mut std::io::Read::take(
-            std::fs::File::open(path).map_err(read_err)?,
-            PLAN_FILE_LIMIT,
-        ),
-        &mut bytes,
-    )
-    .map_err(read_err)?;
+    let bytes = match crate::local_file::read_capped(path, PLAN_FILE_LIMIT) {
+        Ok(bytes) => bytes,
+        Err(crate::local_file::ReadError::Io(source)) => return Err(read_err(source)),
+        Err(_) => {
+            return Err(PlanFileError::NotAPlanFile {
+                path: shown,
+                limit: PLAN_FILE_LIMIT,
+            })
+        }
+    };
     #[derive(Deserialize)]
     struct VersionOnly {
         version: u32,

@@ -2,7 +2,6 @@
 //! byte is read.
 
 use std::fs::File;
-use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -29,34 +28,36 @@ pub(super) fn read_text(
             format!("cannot {what} the file: {}", io_message(&err)),
         )
     };
-    if regular_only {
-        // Before opening: opening a FIFO blocks until someone writes to it.
-        let meta = std::fs::metadata(path).map_err(|err| io_error("inspect", err))?;
-        if !meta.is_file() && !meta.is_dir() {
-            return Err(Diagnostic::error(at_file(), "is not a regular file")
-                .with_help("replace it with a plain YAML file"));
+    let bytes = if regular_only {
+        match crate::local_file::read_capped(path, MAX_FILE_BYTES) {
+            Ok(bytes) => bytes,
+            Err(crate::local_file::ReadError::Io(err)) => return Err(io_error("read", err)),
+            Err(crate::local_file::ReadError::NotRegular) => {
+                return Err(Diagnostic::error(at_file(), "is not a regular file")
+                    .with_help("replace it with a plain YAML file"))
+            }
+            Err(crate::local_file::ReadError::TooLarge { size, .. }) => {
+                return Err(too_large(at_file(), size))
+            }
         }
-    }
-    let file = File::open(path).map_err(|err| io_error("open", err))?;
-    let meta = file.metadata().map_err(|err| io_error("inspect", err))?;
-    if meta.is_dir() {
-        return Err(Diagnostic::error(at_file(), "is a directory, not a file"));
-    }
-    if regular_only && !meta.is_file() {
-        return Err(Diagnostic::error(at_file(), "is not a regular file")
-            .with_help("replace it with a plain YAML file"));
-    }
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(too_large(at_file(), meta.len()));
-    }
-    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-    // `take` bounds what a file that grows, or a device, can make us hold.
-    file.take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|err| io_error("read", err))?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(too_large(at_file(), bytes.len() as u64));
-    }
+    } else {
+        // A file named on purpose may be a pipe (`<(generate-manifest)`):
+        // it is read as it comes, still capped.
+        let file = File::open(path).map_err(|err| io_error("open", err))?;
+        let meta = file.metadata().map_err(|err| io_error("inspect", err))?;
+        if meta.is_dir() {
+            return Err(Diagnostic::error(at_file(), "is a directory, not a file"));
+        }
+        let size = if meta.is_file() { meta.len() } else { 0 };
+        match crate::local_file::read_open(file, size, MAX_FILE_BYTES) {
+            Ok(bytes) => bytes,
+            Err(crate::local_file::ReadError::TooLarge { size, .. }) => {
+                return Err(too_large(at_file(), size))
+            }
+            Err(crate::local_file::ReadError::Io(err)) => return Err(io_error("read", err)),
+            Err(crate::local_file::ReadError::NotRegular) => unreachable!("only opening checks"),
+        }
+    };
     String::from_utf8(bytes).map_err(|err| {
         let offset = err.utf8_error().valid_up_to();
         let valid = &err.as_bytes()[..offset];

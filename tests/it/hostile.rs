@@ -527,3 +527,27 @@ async fn bearer_proxy(registry: &TestRegistry, realm: &str) -> Proxy {
     );
     proxy
 }
+
+/// Files the user names are read the same bounded way: an auth file or a
+/// registry options file that is a FIFO is refused at once, not waited on.
+#[cfg(unix)]
+#[test]
+fn a_fifo_named_as_a_configuration_file_is_refused_without_blocking() {
+    let work = Workdir::new();
+    let fifo = work.path().join("fifo");
+    mkfifo(&fifo);
+    let fifo = fifo.to_str().unwrap();
+    for flag in ["--auth-file", "--registry-config"] {
+        let out = work
+            .promoter()
+            .args(["run", "--snapshot", "127.0.0.1:9/x", flag, fifo])
+            .timeout(Duration::from_secs(60))
+            .run();
+        assert_eq!(out.code, 1, "{flag}: {}", out.all());
+        assert!(
+            out.stderr.contains("is not a regular file"),
+            "{flag}: {}",
+            out.all()
+        );
+    }
+}

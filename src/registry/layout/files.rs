@@ -19,15 +19,10 @@
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use tokio::io::AsyncReadExt;
 
 use super::{invalid, io_error, is_absent};
+use crate::local_file;
 use crate::registry::RegistryError;
-
-/// Flags for every read: never block on a FIFO, never follow a last link
-/// (the path is resolved first), never leak the descriptor into a child.
-#[cfg(unix)]
-const READ_FLAGS: i32 = libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC;
 
 /// The root of an `oci:` tree, and the checks every file operation in it
 /// goes through.
@@ -77,20 +72,14 @@ impl Tree {
         let Some(resolved) = self.resolve_inside(path).await? else {
             return Ok(None);
         };
-        let mut options = tokio::fs::OpenOptions::new();
-        options.read(true);
-        #[cfg(unix)]
-        options.custom_flags(READ_FLAGS);
-        let file = match options.open(&resolved).await {
-            Ok(f) => f,
-            Err(e) if is_absent(&e) => return Ok(None),
-            Err(e) => return Err(io_error(path, e)),
-        };
-        let meta = file.metadata().await.map_err(|e| io_error(path, e))?;
-        if !meta.is_file() {
-            return Err(not_regular(path));
+        let opened = tokio::task::spawn_blocking(move || local_file::open_regular(&resolved, true))
+            .await
+            .map_err(|e| io_error(path, std::io::Error::other(e.to_string())))?;
+        match opened {
+            Ok((file, size)) => Ok(Some((tokio::fs::File::from_std(file), size))),
+            Err(e) if e.is_absent() => Ok(None),
+            Err(e) => Err(read_error(path, e)),
         }
-        Ok(Some((file, meta.len())))
     }
 
     /// The size of the regular file at `path`, `None` when there is none.
@@ -118,26 +107,20 @@ impl Tree {
         let Some((file, size)) = self.open(path).await? else {
             return Ok(None);
         };
-        let too_big = |size: u64| RegistryError::Limit {
-            what: path.display().to_string(),
-            message: format!(
-                "{kind} of {size} bytes is larger than the {limit}-byte limit for one"
-            ),
-        };
-        if size > limit {
-            return Err(too_big(size));
-        }
-        // The file may grow after the size was read: read one byte past the
-        // limit at most, so growth is seen and refused.
-        let mut bytes = Vec::with_capacity(size as usize);
-        file.take(limit + 1)
-            .read_to_end(&mut bytes)
+        let file = file.into_std().await;
+        let read = tokio::task::spawn_blocking(move || local_file::read_open(file, size, limit))
             .await
-            .map_err(|e| io_error(path, e))?;
-        if bytes.len() as u64 > limit {
-            return Err(too_big(bytes.len() as u64));
+            .map_err(|e| io_error(path, std::io::Error::other(e.to_string())))?;
+        match read {
+            Ok(bytes) => Ok(Some(Bytes::from(bytes))),
+            Err(local_file::ReadError::TooLarge { size, limit }) => Err(RegistryError::Limit {
+                what: path.display().to_string(),
+                message: format!(
+                    "{kind} of {size} bytes is larger than the {limit}-byte limit for one"
+                ),
+            }),
+            Err(e) => Err(read_error(path, e)),
         }
-        Ok(Some(Bytes::from(bytes)))
     }
 
     /// Create `dir` (and its parents) inside the tree: the part of it that
@@ -193,6 +176,14 @@ pub(super) fn create_temp(temp: &Path) -> Result<std::fs::File, RegistryError> {
         options.custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
     }
     options.open(temp).map_err(|e| io_error(temp, e))
+}
+
+fn read_error(path: &Path, e: local_file::ReadError) -> RegistryError {
+    match e {
+        local_file::ReadError::Io(e) => io_error(path, e),
+        local_file::ReadError::NotRegular => not_regular(path),
+        too_large => invalid(path.display().to_string(), too_large.to_string()),
+    }
 }
 
 fn not_regular(path: &Path) -> RegistryError {

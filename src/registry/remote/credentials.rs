@@ -184,9 +184,14 @@ impl CredentialStore {
     }
 
     fn add_file(&mut self, path: &Path) -> Result<(), RegistryError> {
-        let text = std::fs::read(path).map_err(|source| RegistryError::Io {
-            path: path.display().to_string(),
-            source,
+        /// Auth files are small JSON documents (a few KiB).
+        const AUTH_FILE_LIMIT: u64 = 4 << 20;
+        let text = crate::local_file::read_capped(path, AUTH_FILE_LIMIT).map_err(|e| match e {
+            crate::local_file::ReadError::Io(source) => RegistryError::Io {
+                path: path.display().to_string(),
+                source,
+            },
+            other => RegistryError::Credentials(format!("{}: {other}", path.display())),
         })?;
         // serde_json's messages may quote the offending value, which could be
         // a secret: report the position only.

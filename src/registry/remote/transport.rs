@@ -60,10 +60,7 @@ pub(crate) fn build_client(opts: &ResolvedOptions) -> Result<reqwest::Client, Re
         .pool_max_idle_per_host(64)
         .tcp_nodelay(true);
     if let Some(path) = &opts.ca_file {
-        let pem = std::fs::read(path).map_err(|source| RegistryError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let pem = read_pem(path)?;
         let certs =
             reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| RegistryError::Config {
                 what: path.display().to_string(),
@@ -73,15 +70,9 @@ pub(crate) fn build_client(opts: &ResolvedOptions) -> Result<reqwest::Client, Re
     }
     match (&opts.client_cert, &opts.client_key) {
         (Some(cert), Some(key)) => {
-            let read = |p: &std::path::Path| {
-                std::fs::read(p).map_err(|source| RegistryError::Io {
-                    path: p.display().to_string(),
-                    source,
-                })
-            };
-            let mut pem = read(cert)?;
+            let mut pem = read_pem(cert)?;
             pem.push(b'\n');
-            pem.extend(read(key)?);
+            pem.extend(read_pem(key)?);
             let identity =
                 reqwest::Identity::from_pem(&pem).map_err(|_| RegistryError::Config {
                     what: cert.display().to_string(),
@@ -100,6 +91,20 @@ pub(crate) fn build_client(opts: &ResolvedOptions) -> Result<reqwest::Client, Re
     builder.build().map_err(|e| RegistryError::Config {
         what: "HTTP client".to_string(),
         message: error_chain(&e),
+    })
+}
+
+/// A PEM file of the registry options (CA bundle, certificate, key).
+fn read_pem(path: &std::path::Path) -> Result<Vec<u8>, RegistryError> {
+    crate::local_file::read_capped(path, 16 << 20).map_err(|e| match e {
+        crate::local_file::ReadError::Io(source) => RegistryError::Io {
+            path: path.display().to_string(),
+            source,
+        },
+        other => RegistryError::Config {
+            what: path.display().to_string(),
+            message: other.to_string(),
+        },
     })
 }
 
