@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::oci::{self, Descriptor};
 use crate::plan::{Action, Plan, PlanItem, Repository, SourceRef};
-use crate::reference::{Digest, Endpoint, ManifestRef};
+use crate::reference::{Digest, Endpoint, ManifestRef, Tag};
 use crate::registry::{
     BlobPut, BlobUpload, ErrorCode, RawManifest, Registries, Registry, RegistryError,
 };
@@ -452,25 +452,53 @@ impl Copier {
         group: Vec<PlanItem>,
         is_new: bool,
     ) -> Vec<EdgeResult> {
-        let copy = group.iter().find(|i| i.action == Action::Copy).cloned();
-        let tags: Vec<PlanItem> = group
-            .into_iter()
-            .filter(|i| i.action == Action::Tag)
-            .collect();
+        // Each item as the work it is: a copy with its source, a tag with its
+        // tag. The planner always sets them; an item without is reported,
+        // never panicked on.
         let mut results = Vec::new();
+        let mut copy: Option<(PlanItem, SourceRef)> = None;
+        let mut tags: Vec<(PlanItem, Tag)> = Vec::new();
+        for item in group {
+            match (&item.action, &item.source, &item.tag) {
+                (Action::Copy, Some(source), _) if copy.is_none() => {
+                    let source = source.clone();
+                    copy = Some((item, source));
+                }
+                (Action::Tag, _, Some(tag)) => {
+                    let tag = tag.clone();
+                    tags.push((item, tag));
+                }
+                (Action::Copy | Action::Tag, _, _) => results.push(EdgeResult {
+                    outcome: Outcome::Failed(Failure::new(
+                        FailureKind::Internal,
+                        format!(
+                            "{}: a {} item without its {}",
+                            item.dest_ref(),
+                            item.action.name(),
+                            if item.action == Action::Copy {
+                                "source"
+                            } else {
+                                "tag"
+                            }
+                        ),
+                    )),
+                    item,
+                }),
+                _ => {}
+            }
+        }
         let dest = self.registry(repo.endpoint());
         let mut remaining_tags = tags.as_slice();
         let manifest = match copy {
-            Some(copy) => {
+            Some((copy, source)) => {
                 // The first tag rides on the manifest PUT itself.
                 let put_as = match tags.first() {
-                    Some(first) => {
+                    Some((_, tag)) => {
                         remaining_tags = &tags[1..];
-                        ManifestRef::Tag(first.tag.clone().expect("tag items carry a tag"))
+                        ManifestRef::Tag(tag.clone())
                     }
                     None => ManifestRef::Digest(digest.clone()),
                 };
-                let source = copy.source.clone().expect("copy items carry a source");
                 let target = Dest {
                     registry: dest.as_ref(),
                     repo,
@@ -490,7 +518,7 @@ impl Copier {
                         if matches!(put_as, ManifestRef::Tag(_)) {
                             self.counters.tags_written.fetch_add(1, Ordering::Relaxed);
                             results.push(EdgeResult {
-                                item: tags[0].clone(),
+                                item: tags[0].0.clone(),
                                 outcome: Outcome::Done,
                             });
                         }
@@ -505,7 +533,7 @@ impl Copier {
                             item: copy,
                             outcome: Outcome::Failed(Failure::from_exec(&err)),
                         });
-                        for item in &tags {
+                        for (item, _) in &tags {
                             results.push(EdgeResult {
                                 item: item.clone(),
                                 outcome: Outcome::Failed(Failure::new(
@@ -534,11 +562,11 @@ impl Copier {
                 )),
             },
         };
-        for item in remaining_tags {
+        for (item, tag) in remaining_tags {
             let outcome = match &manifest {
                 Err(err) => Outcome::Failed(err.clone()),
                 Ok(manifest) => {
-                    let tag = item.tag.clone().expect("tag items carry a tag");
+                    let tag = tag.clone();
                     match self
                         .put_manifest(dest.as_ref(), repo, &ManifestRef::Tag(tag), manifest)
                         .await
