@@ -83,6 +83,10 @@ pub const PACE_WINDOW: std::time::Duration = std::time::Duration::from_secs(30);
 /// in the registry options.
 pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// Most referrers one image may have (signatures, attestations, SBOMs:
+/// real images have a handful); a source listing more fails the image.
+pub const REFERRERS_PER_IMAGE: usize = 1_000;
+
 /// Deepest nesting of indexes (an index of indexes of ...) copied or
 /// walked; real images nest one or two levels.
 pub const INDEX_DEPTH: usize = 8;

@@ -551,3 +551,25 @@ fn a_fifo_named_as_a_configuration_file_is_refused_without_blocking() {
         );
     }
 }
+
+/// The same deep chain in an `oci:` source: the walk that finds index
+/// children stops at the depth limit instead of recursing or re-walking.
+#[test]
+fn an_index_chain_in_an_oci_source_is_refused_at_the_depth_limit() {
+    let work = Workdir::new();
+    let mut deep = TestImage::single_layer(990, 100);
+    for _ in 0..10 {
+        deep = TestImage::index_of(Flavor::Oci, vec![deep]);
+    }
+    write_oci_layout(&work.path().join("src"), "deep", &[(&deep, Some("1.0"))]).unwrap();
+    let entries = images_yaml(&[("deep", deep.digest(), &["1.0"])]);
+    work.write("m.yaml", manifest_yaml("oci:src", "oci:dst", &entries));
+    let out = work.run(&["run", "--manifest", "m.yaml", "--confirm"]);
+    assert_eq!(out.code, 4, "{}", out.all());
+    assert!(
+        out.all().contains("nest more than 8 levels"),
+        "{}",
+        out.all()
+    );
+    assert!(!work.path().join("dst/deep/index.json").exists());
+}

@@ -276,6 +276,9 @@ pub struct LayoutRegistry {
     /// for the index.json they were computed from (by its digest), so that
     /// reading N children walks the graph once, not N times.
     children: std::sync::Mutex<HashMap<PathBuf, ReachableChildren>>,
+    /// Per repository directory: index.json's entries by the subject they
+    /// name, for the index.json they were computed from.
+    referrers: std::sync::Mutex<HashMap<PathBuf, (Digest, Arc<ReferrersBySubject>)>>,
 }
 
 /// The digest of an index.json, and the index children reachable from it.
@@ -291,6 +294,7 @@ impl LayoutRegistry {
             root,
             locks: PathLocks::default(),
             children: std::sync::Mutex::new(HashMap::new()),
+            referrers: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -623,14 +627,13 @@ impl LayoutRegistry {
         Ok(())
     }
 
-    /// Manifest `digest` of `repo` if it declares `subject` as its subject.
-    async fn referrer(
+    /// Manifest `digest` of `repo`, with the subject it declares, if any.
+    async fn subject_of(
         &self,
         repo: &Repository,
         dir: &Path,
         digest: &Digest,
-        subject: &Digest,
-    ) -> Result<Option<Descriptor>, RegistryError> {
+    ) -> Result<Option<(Digest, Descriptor)>, RegistryError> {
         let Some(desc) = self
             .resolve(repo, dir, &ManifestRef::Digest(digest.clone()))
             .await?
@@ -653,15 +656,59 @@ impl LayoutRegistry {
         let Ok(refs) = crate::oci::references(&manifest, &self.what(repo, digest)) else {
             return Ok(None);
         };
-        if refs.subject.as_ref() != Some(subject) {
+        let Some(subject) = refs.subject.clone() else {
             return Ok(None);
+        };
+        Ok(Some((
+            subject,
+            Descriptor {
+                artifact_type: refs.effective_artifact_type(),
+                ..desc
+            },
+        )))
+    }
+
+    /// The referrers among index.json's own entries, by subject: every
+    /// entry read once per version of index.json, however many subjects
+    /// are asked about.
+    async fn entry_referrers(
+        &self,
+        repo: &Repository,
+        dir: &Path,
+        index: &IndexFile,
+    ) -> Result<Arc<ReferrersBySubject>, RegistryError> {
+        if let Some(fingerprint) = &index.fingerprint {
+            let cached = self.referrers.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((seen, map)) = cached.get(dir) {
+                if seen == fingerprint {
+                    return Ok(map.clone());
+                }
+            }
         }
-        Ok(Some(Descriptor {
-            artifact_type: refs.effective_artifact_type(),
-            ..desc
-        }))
+        let mut entries: Vec<&Digest> = index.manifests.iter().map(|e| &e.digest).collect();
+        entries.sort();
+        entries.dedup();
+        let mut map = ReferrersBySubject::new();
+        for digest in entries {
+            if let Some((subject, desc)) = self.subject_of(repo, dir, digest).await? {
+                if &subject != digest {
+                    map.entry(subject).or_default().push(desc);
+                }
+            }
+        }
+        let map = Arc::new(map);
+        if let Some(fingerprint) = &index.fingerprint {
+            self.referrers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(dir.to_path_buf(), (fingerprint.clone(), map.clone()));
+        }
+        Ok(map)
     }
 }
+
+/// Referrers by the subject they name.
+type ReferrersBySubject = HashMap<Digest, Vec<Descriptor>>;
 
 #[async_trait]
 impl Registry for LayoutRegistry {
@@ -901,11 +948,17 @@ impl Registry for LayoutRegistry {
         let Some(index) = self.read_index(&dir).await? else {
             return Ok(Vec::new());
         };
-        // Candidates: every manifest index.json names (referrers pushed by
-        // digest have an untagged entry), plus what the `sha256-<hex>` tag
-        // schema lists. Each is checked to really name `subject`.
-        let mut candidates: Vec<Digest> =
-            index.manifests.iter().map(|e| e.digest.clone()).collect();
+        // Every manifest index.json names that declares `subject` (referrers
+        // pushed by digest have an untagged entry), plus what the
+        // `sha256-<hex>` tag schema lists, each checked to really name it.
+        let mut found: BTreeMap<Digest, Descriptor> = self
+            .entry_referrers(repo, &dir, &index)
+            .await?
+            .get(subject)
+            .into_iter()
+            .flatten()
+            .map(|d| (d.digest.clone(), d.clone()))
+            .collect();
         let fallback_tag = crate::oci::attachment_tag(subject, None);
         if let Some(entry) = index.tagged(fallback_tag.as_str()) {
             let listed = self
@@ -914,21 +967,29 @@ impl Registry for LayoutRegistry {
             if let Some(listed) = listed {
                 let what = self.what(repo, &fallback_tag);
                 let refs = crate::oci::references(&listed, &what)?;
-                candidates.extend(refs.manifests.into_iter().map(|r| r.digest));
+                if refs.manifests.len() > crate::limits::REFERRERS_PER_IMAGE {
+                    return Err(RegistryError::Limit {
+                        what,
+                        message: format!(
+                            "the referrers index lists more than {} manifests",
+                            crate::limits::REFERRERS_PER_IMAGE
+                        ),
+                    });
+                }
+                for listed in refs.manifests {
+                    if found.contains_key(&listed.digest) || &listed.digest == subject {
+                        continue;
+                    }
+                    if let Some((named, desc)) = self.subject_of(repo, &dir, &listed.digest).await?
+                    {
+                        if &named == subject {
+                            found.insert(listed.digest, desc);
+                        }
+                    }
+                }
             }
         }
-        candidates.sort();
-        candidates.dedup();
-        let mut found = Vec::new();
-        for digest in candidates {
-            if &digest == subject {
-                continue;
-            }
-            if let Some(desc) = self.referrer(repo, &dir, &digest, subject).await? {
-                found.push(desc);
-            }
-        }
-        Ok(found)
+        Ok(found.into_values().collect())
     }
 }
 

@@ -290,6 +290,9 @@ pub struct RealmPolicy {
     pub plain_http: bool,
     /// Extra hosts from `token_realms`, lowercase.
     pub extra_hosts: Vec<String>,
+    /// How long a token request may wait for its answer's headers
+    /// (`request_timeout_secs`; zero means the built-in default).
+    pub request_timeout: Duration,
 }
 
 impl RealmPolicy {
@@ -463,6 +466,7 @@ impl Authenticator {
                 let credential = self.credential_for(&realm).await?;
                 let fetched = fetch_token(
                     client,
+                    self.realms.request_timeout,
                     &self.host,
                     &realm,
                     service.as_deref(),
@@ -585,6 +589,7 @@ fn token_valid_until(started: Instant, expires_in: Option<u64>) -> Instant {
 #[allow(clippy::too_many_arguments)]
 async fn fetch_token(
     client: &reqwest::Client,
+    request_timeout: Duration,
     host: &str,
     realm: &Url,
     service: Option<&str>,
@@ -642,9 +647,22 @@ async fn fetch_token(
             }
         };
         let started = Instant::now();
-        let response = request
-            .send()
+        let request_timeout = if request_timeout.is_zero() {
+            crate::limits::REQUEST_TIMEOUT
+        } else {
+            request_timeout
+        };
+        let response = tokio::time::timeout(request_timeout, request.send())
             .await
+            .map_err(|_| RegistryError::Transport {
+                method: method.to_string(),
+                url: shown_url.clone(),
+                message: format!(
+                    "no answer within {} s (request_timeout_secs)",
+                    request_timeout.as_secs()
+                ),
+                retryable: true,
+            })?
             .map_err(|e| reqwest_error(method, &shown_url, e))?;
         let status = response.status();
         match status {

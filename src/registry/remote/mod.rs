@@ -558,6 +558,15 @@ impl RemoteRegistry {
             let index = RawManifest::new(body, media_type::OCI_INDEX);
             let what = self.what(repo, format!("referrers of {subject}"));
             out.extend(oci::references(&index, &what)?.manifests);
+            if out.len() > crate::limits::REFERRERS_PER_IMAGE {
+                return Err(RegistryError::Limit {
+                    what,
+                    message: format!(
+                        "more than {} referrers; refusing to read more",
+                        crate::limits::REFERRERS_PER_IMAGE
+                    ),
+                });
+            }
             match next.and_then(|n| url.join(&n).ok()) {
                 // Our credentials go only to the registry itself: a Link
                 // to another scheme, host or port ends the listing.
@@ -582,6 +591,15 @@ impl RemoteRegistry {
             return Ok(Vec::new());
         };
         let listed = oci::references(&index, &what)?.manifests;
+        if listed.len() > crate::limits::REFERRERS_PER_IMAGE {
+            return Err(RegistryError::Limit {
+                what,
+                message: format!(
+                    "the referrers index lists more than {} manifests; refusing to read them",
+                    crate::limits::REFERRERS_PER_IMAGE
+                ),
+            });
+        }
         let mut out = Vec::new();
         let mut seen = BTreeSet::new();
         for descriptor in listed {
@@ -679,6 +697,16 @@ impl Registry for RemoteRegistry {
             .paginate(url, Scopes::pull(repo.path()), "tags", None)
             .await?
             .unwrap_or_default();
+        // A name outside the tag grammar can be neither addressed nor
+        // safely printed: it is left out, and said so.
+        tags.retain(|tag| {
+            let valid = crate::reference::Tag::parse(tag).is_ok();
+            if !valid {
+                tracing::warn!(repo = %repo, tag = %redact::printable(tag),
+                    "the registry lists a tag outside the tag grammar; skipped");
+            }
+            valid
+        });
         tags.sort();
         tags.dedup();
         Ok(tags)

@@ -240,6 +240,7 @@ impl Transport {
         let realms = RealmPolicy {
             plain_http: opts.plain_http,
             extra_hosts: opts.token_realms.clone(),
+            request_timeout: opts.request_timeout,
         };
         Ok(Transport {
             host: host.to_string(),
