@@ -466,7 +466,8 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
             };
             (planned, Some(report))
         } else {
-            (promote::plan(wants, &registries).await, None)
+            let options = exec_options(&args.registry);
+            (promote::plan(wants, &registries, &options).await, None)
         };
         if let Some(path) = &args.plan_out {
             promote::write_plan_file(path, &planned)?;
@@ -559,7 +560,8 @@ fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
     let names = promote::registry_names(&loaded.manifests);
     runtime()?.block_on(async {
         let registries = registry::open_all(names.iter(), &options)?;
-        let fresh = promote::plan(wants, &registries).await;
+        let options = exec_options(&args.registry);
+        let fresh = promote::plan(wants, &registries, &options).await;
         if let Some(diff) = promote::drift(&reviewed.plan, &fresh.plan) {
             eprintln!(
                 "error: the plan is no longer what was reviewed: the registries changed since {} was written, or the file was edited:",
@@ -569,7 +571,6 @@ fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
             eprintln!("help: review the new plan (`promoter run ... --plan-out FILE`) and apply that instead; nothing was written");
             return Ok(exit::REFUSED);
         }
-        let options = exec_options(&args.registry);
         let total = fresh.plan.work().count() as u64;
         let executor = executor(&registries, &options, Some(total));
         let execution = promoter::exec::execute(&fresh.plan, &executor, &options).await;

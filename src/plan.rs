@@ -205,6 +205,11 @@ pub struct DestState {
     /// in it needs an existence check before writing.
     #[serde(default)]
     pub repository_absent: bool,
+    /// Attachment tags present here at another digest whose source version
+    /// keeps everything this one has (cosign adds signatures to its `.sig`
+    /// manifest): these may be replaced. Any other attachment tag never moves.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub replaceable: BTreeSet<Tag>,
 }
 
 impl DestState {
@@ -242,6 +247,56 @@ pub struct Inventory {
     /// Per source repository: whether each asked-about digest is there.
     #[serde(with = "repo_map")]
     pub sources: BTreeMap<Repository, BTreeMap<Digest, Observed<()>>>,
+    /// Per source repository: the attachments of each digest that is or
+    /// will be promoted from it (only when attachments are copied).
+    #[serde(default, with = "repo_map")]
+    pub attachments: BTreeMap<Repository, BTreeMap<Digest, Observed<Vec<Attachment>>>>,
+    /// Manifests found where attachments live (cosign tags, referrers) that
+    /// are no attachment of their image: left behind, and counted here.
+    #[serde(default)]
+    pub attachments_skipped: usize,
+}
+
+/// An attachment of a digest in its source, admitted as one (a signature,
+/// attestation or SBOM that names its subject, see
+/// [`crate::oci::admit_attachment`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// Its own digest.
+    pub digest: Digest,
+    /// Its artifact type (or config media type), when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    /// The cosign tag it lives under (`sha256-<hex>.sig`); `None` for a
+    /// referrer known by its `subject`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<Tag>,
+    /// Its own attachments (a signature on an SBOM).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
+}
+
+/// The source `digest` is promoted from into `state`'s repository, for
+/// reading its attachments: the source it is copied from when the
+/// destination lacks it, else the first source that names it. `None` when
+/// the digest will not be in the destination after the run (lost, blocked).
+pub fn attachment_source<'a>(
+    d: &'a DigestWant,
+    digest: &Digest,
+    state: &DestState,
+    inventory: &Inventory,
+) -> Option<&'a SourceRef> {
+    match state.digest(digest) {
+        Observed::Present(()) => d.sources.iter().next(),
+        Observed::Absent => d.sources.iter().find(|s| {
+            inventory
+                .sources
+                .get(&s.repo)
+                .and_then(|states| states.get(digest))
+                == Some(&Observed::Present(()))
+        }),
+        Observed::Unknown(_) => None,
+    }
 }
 
 /// The destination reads the inventory must make for `want`: every wanted
@@ -285,6 +340,15 @@ pub fn source_reads(wants: &[RepoWant], inventory: &Inventory) -> BTreeSet<(Repo
 pub enum Action {
     /// Copy the digest (manifest, children, blobs) from the source.
     Copy,
+    /// Copy an attachment of the digest (a signature, attestation or SBOM:
+    /// the item's `tag` is its cosign tag, if it has one) from the source.
+    Attach {
+        /// The attachment's own digest.
+        attachment: Digest,
+        /// What it is, as its artifact type (or config media type) says.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        artifact_type: Option<String>,
+    },
     /// Point the tag at the digest; the digest is there (or is copied first).
     Tag,
     /// Neither source nor destination has the digest.
@@ -309,6 +373,7 @@ impl Action {
     pub fn name(&self) -> &'static str {
         match self {
             Action::Copy => "copy",
+            Action::Attach { .. } => "attach",
             Action::Tag => "tag",
             Action::Lost => "lost",
             Action::RefusedTagMove { .. } => "refused",
@@ -318,7 +383,7 @@ impl Action {
     }
     /// Whether this item is work the executor carries out.
     pub fn is_work(&self) -> bool {
-        matches!(self, Action::Copy | Action::Tag)
+        matches!(self, Action::Copy | Action::Tag | Action::Attach { .. })
     }
     /// Whether this item fails the plan (exit code 3), in a dry run too.
     pub fn is_refusal(&self) -> bool {
@@ -355,6 +420,16 @@ impl PlanItem {
     pub fn reason(&self) -> String {
         match &self.action {
             Action::Copy => "digest absent in destination, present in source".to_string(),
+            Action::Attach {
+                attachment,
+                artifact_type,
+            } => {
+                let what = artifact_type.as_deref().unwrap_or("attachment");
+                match &self.tag {
+                    Some(_) => format!("{what} {attachment}, under its tag"),
+                    None => format!("{what} {attachment}, a referrer"),
+                }
+            }
             Action::Tag => "tag absent in destination".to_string(),
             Action::Lost => "digest found in neither source nor destination".to_string(),
             Action::RefusedTagMove { current } => format!(
@@ -378,12 +453,24 @@ impl PlanItem {
         }
     }
 
-    /// Plan order: (destination, image, digest, copy before tags, tag).
-    pub fn sort_key(&self) -> (&RegistryName, &ImageName, &Digest, u8, Option<&Tag>) {
-        // Copies sort before the tags that depend on them.
-        let rank = match self.action {
-            Action::Copy => 0,
-            _ => 1,
+    /// Plan order: (destination, image, digest, copy before attachments
+    /// before tags, tag, attachment).
+    pub fn sort_key(
+        &self,
+    ) -> (
+        &RegistryName,
+        &ImageName,
+        &Digest,
+        u8,
+        Option<&Tag>,
+        Option<&Digest>,
+    ) {
+        // Copies sort before what depends on them; attachments before the
+        // tags they must precede.
+        let (rank, attachment) = match &self.action {
+            Action::Copy => (0, None),
+            Action::Attach { attachment, .. } => (1, Some(attachment)),
+            _ => (2, None),
         };
         (
             &self.registry,
@@ -391,6 +478,7 @@ impl PlanItem {
             &self.digest,
             rank,
             self.tag.as_ref(),
+            attachment,
         )
     }
 }
@@ -407,6 +495,10 @@ pub struct Plan {
     /// the executor writes into them without existence checks.
     #[serde(default)]
     pub new_repositories: BTreeSet<Repository>,
+    /// Manifests found where attachments live that are none (see
+    /// [`Inventory::attachments_skipped`]).
+    #[serde(default)]
+    pub attachments_skipped: usize,
 }
 
 /// Counts per kind, for the summary line and the JSON report.
@@ -414,6 +506,9 @@ pub struct Plan {
 pub struct Counts {
     /// Digests to copy.
     pub copy: usize,
+    /// Attachments to copy.
+    #[serde(default)]
+    pub attach: usize,
     /// Tags to write.
     pub tag: usize,
     /// Items whose digest neither source nor destination has.
@@ -426,6 +521,9 @@ pub struct Counts {
     pub blocked: usize,
     /// (digest, tag) edges already in place, as [`Plan::already_present`].
     pub already_present: usize,
+    /// As [`Plan::attachments_skipped`].
+    #[serde(default)]
+    pub attachments_skipped: usize,
 }
 
 impl Plan {
@@ -433,11 +531,13 @@ impl Plan {
     pub fn counts(&self) -> Counts {
         let mut counts = Counts {
             already_present: self.already_present,
+            attachments_skipped: self.attachments_skipped,
             ..Counts::default()
         };
         for item in &self.items {
             match item.action {
                 Action::Copy => counts.copy += 1,
+                Action::Attach { .. } => counts.attach += 1,
                 Action::Tag => counts.tag += 1,
                 Action::Lost => counts.lost += 1,
                 Action::RefusedTagMove { .. } => counts.refused += 1,
@@ -514,73 +614,127 @@ pub fn plan(wants: &[RepoWant], inventory: &Inventory) -> Plan {
             items.extend(problems);
 
             let untagged = d.tags.is_empty();
-            if !untagged && tags_to_add.is_empty() {
-                continue;
-            }
-            match state.digest(digest) {
-                Observed::Present(()) => {
-                    if untagged {
-                        already_present += 1;
-                    }
-                    for tag in tags_to_add {
-                        items.push(item(Action::Tag, Some(tag), None));
-                    }
-                }
-                Observed::Unknown(reason) => {
-                    let blocked = Action::Blocked { reason };
-                    if untagged {
-                        items.push(item(blocked.clone(), None, None));
-                    }
-                    for tag in tags_to_add {
-                        items.push(item(blocked.clone(), Some(tag), None));
-                    }
-                }
-                Observed::Absent => {
-                    let mut unknown = None;
-                    let mut found = None;
-                    for source in &d.sources {
-                        let states = inventory.sources.get(&source.repo).unwrap_or(&empty_source);
-                        match states.get(digest) {
-                            Some(Observed::Present(())) => {
-                                found = Some(source);
-                                break;
-                            }
-                            Some(Observed::Absent) => {}
-                            Some(Observed::Unknown(reason)) => {
-                                unknown.get_or_insert_with(|| reason.clone());
-                            }
-                            None => {
-                                unknown.get_or_insert_with(|| {
-                                    "the source was not read for this digest".to_string()
-                                });
-                            }
+            // The digest's own items (copy, tags, lost, blocked).
+            let mut own = Vec::new();
+            if untagged || !tags_to_add.is_empty() {
+                match state.digest(digest) {
+                    Observed::Present(()) => {
+                        if untagged {
+                            already_present += 1;
+                        }
+                        for tag in tags_to_add {
+                            own.push(item(Action::Tag, Some(tag), None));
                         }
                     }
-                    let first_source = d.sources.iter().next();
-                    let (digest_action, tag_action) = match (found, unknown) {
-                        (Some(_), _) => (Action::Copy, Action::Tag),
-                        (None, Some(reason)) => (
-                            Action::Blocked {
-                                reason: reason.clone(),
-                            },
-                            Action::Blocked { reason },
-                        ),
-                        (None, None) => (Action::Lost, Action::Lost),
-                    };
-                    let source = found.or(first_source);
-                    if digest_action == Action::Copy || untagged {
-                        items.push(item(digest_action, None, source));
+                    Observed::Unknown(reason) => {
+                        let blocked = Action::Blocked { reason };
+                        if untagged {
+                            own.push(item(blocked.clone(), None, None));
+                        }
+                        for tag in tags_to_add {
+                            own.push(item(blocked.clone(), Some(tag), None));
+                        }
                     }
-                    for tag in tags_to_add {
-                        let source = if tag_action == Action::Lost {
-                            source
-                        } else {
-                            None
+                    Observed::Absent => {
+                        let mut unknown = None;
+                        let mut found = None;
+                        for source in &d.sources {
+                            let states =
+                                inventory.sources.get(&source.repo).unwrap_or(&empty_source);
+                            match states.get(digest) {
+                                Some(Observed::Present(())) => {
+                                    found = Some(source);
+                                    break;
+                                }
+                                Some(Observed::Absent) => {}
+                                Some(Observed::Unknown(reason)) => {
+                                    unknown.get_or_insert_with(|| reason.clone());
+                                }
+                                None => {
+                                    unknown.get_or_insert_with(|| {
+                                        "the source was not read for this digest".to_string()
+                                    });
+                                }
+                            }
+                        }
+                        let first_source = d.sources.iter().next();
+                        let (digest_action, tag_action) = match (found, unknown) {
+                            (Some(_), _) => (Action::Copy, Action::Tag),
+                            (None, Some(reason)) => (
+                                Action::Blocked {
+                                    reason: reason.clone(),
+                                },
+                                Action::Blocked { reason },
+                            ),
+                            (None, None) => (Action::Lost, Action::Lost),
                         };
-                        items.push(item(tag_action.clone(), Some(tag), source));
+                        let source = found.or(first_source);
+                        if digest_action == Action::Copy || untagged {
+                            own.push(item(digest_action, None, source));
+                        }
+                        for tag in tags_to_add {
+                            let source = if tag_action == Action::Lost {
+                                source
+                            } else {
+                                None
+                            };
+                            own.push(item(tag_action.clone(), Some(tag), source));
+                        }
                     }
                 }
             }
+
+            // Its attachments, when it is (or will be) in the destination.
+            let copied = own.iter().any(|i| i.action == Action::Copy);
+            let stays = match state.digest(digest) {
+                Observed::Present(()) => true,
+                Observed::Absent => copied,
+                Observed::Unknown(_) => false,
+            };
+            let source = stays
+                .then(|| attachment_source(d, digest, state, inventory))
+                .flatten();
+            let read = source.and_then(|source| {
+                inventory
+                    .attachments
+                    .get(&source.repo)
+                    .and_then(|by_digest| by_digest.get(digest))
+                    .map(|observed| (source, observed))
+            });
+            let mut attach_items = Vec::new();
+            let mut unknown = None;
+            match read {
+                None | Some((_, Observed::Absent)) => {}
+                Some((_, Observed::Unknown(reason))) => unknown = Some(reason.clone()),
+                Some((source, Observed::Present(list))) => {
+                    let mut context = AttachContext {
+                        want,
+                        state,
+                        source,
+                        location: &d.location,
+                        items: &mut attach_items,
+                        already_present: &mut already_present,
+                        unknown: &mut unknown,
+                    };
+                    context.plan(digest, list);
+                }
+            }
+            if let Some(reason) = unknown {
+                // An image is never promoted without what is attached to it:
+                // what cannot be known blocks the image's writes too.
+                let reason = format!("its attachments are unknown: {reason}");
+                for i in own.iter_mut().filter(|i| i.action.is_work()) {
+                    i.action = Action::Blocked {
+                        reason: reason.clone(),
+                    };
+                }
+                if !copied && own.is_empty() {
+                    own.push(item(Action::Blocked { reason }, None, None));
+                }
+                attach_items.retain(|i| !i.action.is_work());
+            }
+            items.extend(own);
+            items.extend(attach_items);
         }
     }
     items.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
@@ -599,6 +753,68 @@ pub fn plan(wants: &[RepoWant], inventory: &Inventory) -> Plan {
         items,
         already_present,
         new_repositories,
+        attachments_skipped: inventory.attachments_skipped,
+    }
+}
+
+/// Planning the attachments of one digest in one destination repository.
+struct AttachContext<'a> {
+    want: &'a RepoWant,
+    state: &'a DestState,
+    source: &'a SourceRef,
+    location: &'a Location,
+    items: &'a mut Vec<PlanItem>,
+    already_present: &'a mut usize,
+    /// Set when something about the attachments is unknown.
+    unknown: &'a mut Option<String>,
+}
+
+impl AttachContext<'_> {
+    /// Items for `attachments` of `subject`, and, for each one that is or
+    /// will be in the destination, for its own attachments.
+    fn plan(&mut self, subject: &Digest, attachments: &[Attachment]) {
+        for a in attachments {
+            let item = |action: Action| PlanItem {
+                action,
+                registry: self.want.registry.clone(),
+                image: self.want.image.clone(),
+                repo: self.want.repo.clone(),
+                digest: subject.clone(),
+                tag: a.tag.clone(),
+                source: Some(self.source.clone()),
+                location: self.location.clone(),
+            };
+            let attach = Action::Attach {
+                attachment: a.digest.clone(),
+                artifact_type: a.artifact_type.clone(),
+            };
+            let observed = match &a.tag {
+                Some(tag) => match self.state.tag(tag) {
+                    Observed::Present(current) if current == a.digest => Observed::Present(()),
+                    // cosign re-signed: the new version keeps the old signatures.
+                    Observed::Present(_) if self.state.replaceable.contains(tag) => {
+                        Observed::Absent
+                    }
+                    Observed::Present(current) => {
+                        self.items.push(item(Action::RefusedTagMove { current }));
+                        continue;
+                    }
+                    Observed::Absent => Observed::Absent,
+                    Observed::Unknown(reason) => Observed::Unknown(reason),
+                },
+                None => self.state.digest(&a.digest),
+            };
+            match observed {
+                Observed::Present(()) => *self.already_present += 1,
+                Observed::Absent => self.items.push(item(attach)),
+                Observed::Unknown(reason) => {
+                    self.unknown.get_or_insert(reason.clone());
+                    self.items.push(item(Action::Blocked { reason }));
+                    continue;
+                }
+            }
+            self.plan(&a.digest, &a.attachments);
+        }
     }
 }
 

@@ -44,9 +44,32 @@ pub struct PlanFile {
 /// version is refused.
 pub const PLAN_FILE_VERSION: u32 = 1;
 
+/// The inventory reader a run with `options` uses: attachments included
+/// unless turned off, their manifests kept in `manifests` for the executor.
+fn reader<'a>(
+    registries: &'a Registries,
+    options: &ExecOptions,
+    manifests: std::sync::Arc<crate::registry::ManifestCache>,
+) -> inventory::Reader<'a> {
+    let reader = inventory::Reader::new(registries, inventory::DEFAULT_READ_CONCURRENCY);
+    if !options.attachments {
+        return reader;
+    }
+    reader.with_attachments(inventory::AttachmentOptions {
+        extra_types: options.extra_attachment_types.clone(),
+        manifests,
+    })
+}
+
 /// Read the registries for `wants` and plan.
-pub async fn plan(wants: Vec<RepoWant>, registries: &Registries) -> PlanFile {
-    let inventory = inventory::take(&wants, registries, inventory::DEFAULT_READ_CONCURRENCY).await;
+pub async fn plan(
+    wants: Vec<RepoWant>,
+    registries: &Registries,
+    options: &ExecOptions,
+) -> PlanFile {
+    let inventory = reader(registries, options, Default::default())
+        .take(&wants)
+        .await;
     let plan = plan::plan(&wants, &inventory);
     PlanFile {
         version: PLAN_FILE_VERSION,
@@ -66,7 +89,7 @@ pub async fn promote(
     executor: &Executor,
     options: &ExecOptions,
 ) -> (PlanFile, Report) {
-    let reader = inventory::Reader::new(registries, inventory::DEFAULT_READ_CONCURRENCY);
+    let reader = reader(registries, options, executor.manifest_cache());
     let reader = &reader;
     let per_repo: Vec<(Inventory, Plan, Vec<EdgeResult>)> = stream::iter(&wants)
         .map(|want| async move {
@@ -100,6 +123,15 @@ pub async fn promote(
         }
         merged_plan.items.extend(plan.items);
         merged_plan.already_present += plan.already_present;
+        merged_plan.attachments_skipped += plan.attachments_skipped;
+        merged_inventory.attachments_skipped += inventory.attachments_skipped;
+        for (repo, digests) in inventory.attachments {
+            merged_inventory
+                .attachments
+                .entry(repo)
+                .or_default()
+                .extend(digests);
+        }
         merged_plan.new_repositories.extend(plan.new_repositories);
         results.extend(repo_results);
     }

@@ -30,10 +30,25 @@ pub fn item_line(item: &PlanItem) -> String {
     )
 }
 
-/// The summary line: how many items of each kind the plan has.
+/// The summary line: how many items of each kind the plan has
+/// (attachments only when there are some, so that plans without any read
+/// as they always did).
 pub fn counts_line(counts: &Counts) -> String {
+    let attach = if counts.attach > 0 {
+        format!(" {} attach,", counts.attach)
+    } else {
+        String::new()
+    };
+    let skipped = if counts.attachments_skipped > 0 {
+        format!(
+            "; {} not an attachment, left behind",
+            counts.attachments_skipped
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "plan: {} copy, {} tag, {} lost, {} refused, {} conflict, {} blocked, {} already present",
+        "plan: {} copy,{attach} {} tag, {} lost, {} refused, {} conflict, {} blocked, {} already present{skipped}",
         counts.copy,
         counts.tag,
         counts.lost,

@@ -32,7 +32,7 @@ use crate::oci::{self, Descriptor};
 use crate::plan::{Action, Plan, PlanItem, Repository, SourceRef};
 use crate::reference::{Digest, Endpoint, ManifestRef, Tag};
 use crate::registry::{
-    BlobPut, BlobUpload, ErrorCode, RawManifest, Registries, Registry, RegistryError,
+    BlobPut, BlobUpload, ErrorCode, ManifestCache, RawManifest, Registries, Registry, RegistryError,
 };
 
 #[cfg(test)]
@@ -69,8 +69,9 @@ pub struct ExecOptions {
     pub repo_concurrency: usize,
     /// Blobs or child manifests transferred at once within one manifest.
     pub blob_concurrency: usize,
-    /// Copy attachments: OCI 1.1 referrers and cosign's `.sig`, `.att`,
-    /// `.sbom` tags.
+    /// Promote attachments (OCI 1.1 referrers and cosign's `.sig`, `.att`,
+    /// `.sbom` tags) with their images: the inventory reads them and the
+    /// plan has `attach` items for what is missing.
     pub attachments: bool,
     /// Read back every manifest, tag and blob written (`--verify-writes`): a
     /// registry that answers success without storing fails its edges.
@@ -214,10 +215,6 @@ pub struct Stats {
     pub manifests_written: u64,
     pub tags_written: u64,
     pub attachments_copied: u64,
-    /// Manifests found where attachments live (an attachment tag, a
-    /// referrer) that are no attachment of their image: not copied.
-    #[serde(default)]
-    pub attachments_skipped: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -243,7 +240,6 @@ struct Counters {
     manifests_written: AtomicU64,
     tags_written: AtomicU64,
     attachments_copied: AtomicU64,
-    attachments_skipped: AtomicU64,
 }
 
 impl Counters {
@@ -269,7 +265,6 @@ impl Counters {
             manifests_written: get(&self.manifests_written),
             tags_written: get(&self.tags_written),
             attachments_copied: get(&self.attachments_copied),
-            attachments_skipped: get(&self.attachments_skipped),
         }
     }
 }
@@ -311,8 +306,8 @@ struct Copier {
     blobs: Once<(Endpoint, Digest), Repository>,
     /// (source repository, digest) -> the manifest's bytes.
     source_manifests: Once<(Repository, Digest), RawManifest>,
-    /// Source repository -> its tags.
-    source_tags: Once<Repository, Arc<BTreeSet<String>>>,
+    /// Source manifests the inventory already read (attachments).
+    known: Arc<ManifestCache>,
     counters: Arc<Counters>,
     progress: Option<Arc<dyn Progress>>,
 }
@@ -332,7 +327,7 @@ impl Executor {
                 options: options.clone(),
                 blobs: Once::new(),
                 source_manifests: Once::new(),
-                source_tags: Once::new(),
+                known: Arc::default(),
                 counters: Arc::default(),
                 progress: None,
             }),
@@ -370,6 +365,12 @@ impl Executor {
     pub fn stats(&self) -> Stats {
         self.copier.counters.snapshot()
     }
+
+    /// Where source manifests already read this run are kept: hand it to
+    /// the inventory, so that the executor does not read them again.
+    pub fn manifest_cache(&self) -> Arc<ManifestCache> {
+        self.copier.known.clone()
+    }
 }
 
 /// Put results in plan order, whatever order the work finished in.
@@ -403,15 +404,27 @@ impl Copier {
         self.registries.get(endpoint)
     }
 
-    /// One destination repository's work: per digest, the copy, then its tags.
+    /// One destination repository's work: per digest, the copy, its
+    /// attachments, then its tags.
     async fn run_repo(
         self: Arc<Self>,
         repo: &Repository,
         items: Vec<PlanItem>,
         is_new: bool,
     ) -> Vec<EdgeResult> {
+        // Attachments by their subject; the attachments of an attachment
+        // run with it (before it), not as a group of their own.
+        let mut attaches: HashMap<Digest, Vec<PlanItem>> = HashMap::new();
+        let mut nested: BTreeSet<Digest> = BTreeSet::new();
         let mut by_digest: Vec<(Digest, Vec<PlanItem>)> = Vec::new();
         for item in items {
+            if let Action::Attach { attachment, .. } = &item.action {
+                nested.insert(attachment.clone());
+                attaches
+                    .entry(item.digest.clone())
+                    .or_default()
+                    .push(item.clone());
+            }
             match by_digest.last_mut() {
                 Some((digest, group)) if *digest == item.digest => group.push(item),
                 _ => by_digest.push((item.digest.clone(), vec![item])),
@@ -419,7 +432,12 @@ impl Copier {
         }
         let mut results = Vec::new();
         for (digest, group) in by_digest {
-            let done = self.run_digest(repo, &digest, group, is_new).await;
+            if nested.contains(&digest) {
+                continue;
+            }
+            let done = self
+                .run_digest(repo, &digest, group, &attaches, is_new)
+                .await;
             for result in &done {
                 match &result.outcome {
                     Outcome::Done => tracing::info!(
@@ -445,11 +463,111 @@ impl Copier {
         results
     }
 
+    /// Carry out `items` (attachments of one subject) and, before each,
+    /// its own attachments from `attaches`. Returns the results and whether
+    /// every one succeeded.
+    fn run_attaches<'a>(
+        &'a self,
+        items: &'a [PlanItem],
+        dest: Dest<'a>,
+        attaches: &'a HashMap<Digest, Vec<PlanItem>>,
+    ) -> BoxFuture<'a, (Vec<EdgeResult>, bool)> {
+        async move {
+            let mut results = Vec::new();
+            let mut all_ok = true;
+            for item in items {
+                let Action::Attach {
+                    attachment,
+                    artifact_type,
+                } = &item.action
+                else {
+                    continue;
+                };
+                let (below, below_ok) = match attaches.get(attachment) {
+                    Some(theirs) => self.run_attaches(theirs, dest, attaches).await,
+                    None => (Vec::new(), true),
+                };
+                results.extend(below);
+                let outcome = if !below_ok {
+                    Outcome::Failed(Failure::new(
+                        FailureKind::Dependency,
+                        format!("not copied: an attachment of {attachment} failed"),
+                    ))
+                } else {
+                    match self
+                        .copy_attachment(item, attachment, artifact_type, dest)
+                        .await
+                    {
+                        Ok(()) => Outcome::Done,
+                        Err(err) => Outcome::Failed(Failure::from_exec(&err)),
+                    }
+                };
+                all_ok &= outcome == Outcome::Done;
+                results.push(EdgeResult {
+                    item: item.clone(),
+                    outcome,
+                });
+            }
+            (results, all_ok)
+        }
+        .boxed()
+    }
+
+    /// Copy the attachment `attachment` of `item.digest`: under its cosign
+    /// tag, or by digest for a referrer, which the destination must then
+    /// list (a registry without the referrers API gets the tag index).
+    async fn copy_attachment(
+        &self,
+        item: &PlanItem,
+        attachment: &Digest,
+        artifact_type: &Option<String>,
+        dest: Dest<'_>,
+    ) -> Result<(), ExecError> {
+        let Some(source) = &item.source else {
+            return Err(ExecError::new(
+                item.dest_ref(),
+                RegistryError::Internal {
+                    what: item.dest_ref(),
+                    message: "an attach item without its source".to_string(),
+                },
+            ));
+        };
+        let put_as = match &item.tag {
+            Some(tag) => ManifestRef::Tag(tag.clone()),
+            None => ManifestRef::Digest(attachment.clone()),
+        };
+        let manifest = self.copy_manifest(source, dest, attachment, put_as).await?;
+        self.counters
+            .attachments_copied
+            .fetch_add(1, Ordering::Relaxed);
+        if item.tag.is_none() {
+            // As the referrers API would list it (artifactType, else the
+            // config's media type), whatever the plan showed.
+            let what = format!("{}@{attachment}", source.repo);
+            let artifact_type = oci::references(&manifest, &what)
+                .ok()
+                .and_then(|r| r.effective_artifact_type())
+                .or_else(|| artifact_type.clone());
+            let listed = Descriptor {
+                artifact_type,
+                ..Descriptor::new(
+                    manifest.digest.clone(),
+                    manifest.media_type.clone(),
+                    manifest.bytes.len() as u64,
+                )
+            };
+            self.list_referrers_in(dest, &item.digest, vec![listed])
+                .await?;
+        }
+        Ok(())
+    }
+
     async fn run_digest(
         &self,
         repo: &Repository,
         digest: &Digest,
         group: Vec<PlanItem>,
+        attaches: &HashMap<Digest, Vec<PlanItem>>,
         is_new: bool,
     ) -> Vec<EdgeResult> {
         // Each item as the work it is: a copy with its source, a tag with its
@@ -468,6 +586,7 @@ impl Copier {
                     let tag = tag.clone();
                     tags.push((item, tag));
                 }
+                (Action::Attach { .. }, _, _) => {} // run below, from `attaches`
                 (Action::Copy | Action::Tag, _, _) => results.push(EdgeResult {
                     outcome: Outcome::Failed(Failure::new(
                         FailureKind::Internal,
@@ -488,9 +607,63 @@ impl Copier {
             }
         }
         let dest = self.registry(repo.endpoint());
+        let target = Dest {
+            registry: dest.as_ref(),
+            repo,
+            is_new,
+        };
+        let mine = attaches.get(digest).map(Vec::as_slice).unwrap_or_default();
+        // Everything but the manifest itself, then its attachments, then
+        // the manifest (with its first tag): an image never stands in the
+        // destination, tagged or by digest, without what is attached to it.
+        let fail_all = |results: &mut Vec<EdgeResult>,
+                        copy: Option<(PlanItem, Failure)>,
+                        tags: &[(PlanItem, Tag)],
+                        why: String| {
+            if let Some((item, failure)) = copy {
+                results.push(EdgeResult {
+                    item,
+                    outcome: Outcome::Failed(failure),
+                });
+            }
+            for (item, _) in tags {
+                results.push(EdgeResult {
+                    item: item.clone(),
+                    outcome: Outcome::Failed(Failure::new(FailureKind::Dependency, why.clone())),
+                });
+            }
+        };
+        let prepared = match &copy {
+            Some((copy_item, source)) => {
+                match self.prepare_manifest(source, target, digest).await {
+                    Ok(manifest) => Some(manifest),
+                    Err(err) => {
+                        let (skipped, _) = self.skip_attaches(mine, attaches, digest);
+                        results.extend(skipped);
+                        fail_all(
+                            &mut results,
+                            Some((copy_item.clone(), Failure::from_exec(&err))),
+                            &tags,
+                            format!("not tagged: the copy of {digest} failed"),
+                        );
+                        return results;
+                    }
+                }
+            }
+            None => None,
+        };
+        let (attached, attached_ok) = self.run_attaches(mine, target, attaches).await;
+        results.extend(attached);
+        if !attached_ok {
+            let why = format!("not written: an attachment of {digest} failed");
+            let copy =
+                copy.map(|(item, _)| (item, Failure::new(FailureKind::Dependency, why.clone())));
+            fail_all(&mut results, copy, &tags, why);
+            return results;
+        }
         let mut remaining_tags = tags.as_slice();
-        let manifest = match copy {
-            Some((copy, source)) => {
+        let manifest = match (copy, prepared) {
+            (Some((copy, _)), Some(manifest)) => {
                 // The first tag rides on the manifest PUT itself.
                 let put_as = match tags.first() {
                     Some((_, tag)) => {
@@ -499,22 +672,15 @@ impl Copier {
                     }
                     None => ManifestRef::Digest(digest.clone()),
                 };
-                let target = Dest {
-                    registry: dest.as_ref(),
-                    repo,
-                    is_new,
-                };
-                let outcome = self
-                    .copy_manifest(
-                        &source,
-                        target,
-                        digest,
-                        put_as.clone(),
-                        self.options.attachments,
-                    )
-                    .await;
-                match outcome {
-                    Ok(manifest) => {
+                let put = self
+                    .put_manifest(dest.as_ref(), repo, &put_as, &manifest)
+                    .await
+                    .map_err(|e| ExecError::new(format!("{repo}@{digest}"), e));
+                match put {
+                    Ok(()) => {
+                        self.counters
+                            .manifests_written
+                            .fetch_add(1, Ordering::Relaxed);
                         if matches!(put_as, ManifestRef::Tag(_)) {
                             self.counters.tags_written.fetch_add(1, Ordering::Relaxed);
                             results.push(EdgeResult {
@@ -523,31 +689,25 @@ impl Copier {
                             });
                         }
                         results.push(EdgeResult {
-                            item: copy.clone(),
+                            item: copy,
                             outcome: Outcome::Done,
                         });
                         Ok(manifest)
                     }
                     Err(err) => {
-                        results.push(EdgeResult {
-                            item: copy,
-                            outcome: Outcome::Failed(Failure::from_exec(&err)),
-                        });
-                        for (item, _) in &tags {
-                            results.push(EdgeResult {
-                                item: item.clone(),
-                                outcome: Outcome::Failed(Failure::new(
-                                    FailureKind::Dependency,
-                                    format!("not tagged: the copy of {digest} failed"),
-                                )),
-                            });
-                        }
+                        fail_all(
+                            &mut results,
+                            Some((copy, Failure::from_exec(&err))),
+                            &tags,
+                            format!("not tagged: the copy of {digest} failed"),
+                        );
                         return results;
                     }
                 }
             }
-            None if tags.is_empty() => return results,
-            None => match dest
+            (Some(_), None) => unreachable!("a copy is prepared or has returned"),
+            (None, _) if tags.is_empty() => return results,
+            (None, _) => match dest
                 .get_manifest(repo, &ManifestRef::Digest(digest.clone()))
                 .await
             {
@@ -629,6 +789,9 @@ impl Copier {
         source: &SourceRef,
         digest: &Digest,
     ) -> Result<RawManifest, ExecError> {
+        if let Some(known) = self.known.get(&source.repo, digest) {
+            return Ok(known);
+        }
         let registry = self.registry(source.repo.endpoint());
         let key = (source.repo.clone(), digest.clone());
         let repo = source.repo.clone();
@@ -657,15 +820,13 @@ impl Copier {
     }
 
     /// Copy `digest` and everything it references from `source` into the
-    /// destination (and, with `attachments`, what is attached to it),
-    /// writing the manifest itself last, as `put_as`.
+    /// destination, writing the manifest itself last, as `put_as`.
     fn copy_manifest<'a>(
         &'a self,
         source: &'a SourceRef,
         dest: Dest<'a>,
         digest: &'a Digest,
         put_as: ManifestRef,
-        attachments: bool,
     ) -> BoxFuture<'a, Result<RawManifest, ExecError>> {
         async move {
             let walked = AtomicUsize::new(0);
@@ -673,23 +834,41 @@ impl Copier {
                 depth: 0,
                 walked: &walked,
             };
-            self.copy_manifest_at(source, dest, digest, put_as, attachments, graph)
+            self.copy_manifest_at(source, dest, digest, Some(put_as), graph)
                 .await
         }
         .boxed()
     }
 
+    /// Everything `digest` references (children and blobs) into the
+    /// destination, but not the manifest itself: the caller writes it once
+    /// what must precede it (its attachments) is there.
+    async fn prepare_manifest(
+        &self,
+        source: &SourceRef,
+        dest: Dest<'_>,
+        digest: &Digest,
+    ) -> Result<RawManifest, ExecError> {
+        let walked = AtomicUsize::new(0);
+        let graph = Graph {
+            depth: 0,
+            walked: &walked,
+        };
+        self.copy_manifest_at(source, dest, digest, None, graph)
+            .await
+    }
+
     /// [`Copier::copy_manifest`] for a manifest `graph.depth` indexes below
-    /// the one the plan names: a source that nests indexes without end, or
-    /// lists without end, gets an error from [`crate::registry::check_graph`]
-    /// instead of a stack overflow or an endless copy.
+    /// the one the plan names (not written when `put_as` is `None`): a
+    /// source that nests indexes without end, or lists without end, gets an
+    /// error from [`crate::registry::check_graph`] instead of a stack
+    /// overflow or an endless copy.
     fn copy_manifest_at<'a>(
         &'a self,
         source: &'a SourceRef,
         dest: Dest<'a>,
         digest: &'a Digest,
-        put_as: ManifestRef,
-        attachments: bool,
+        put_as: Option<ManifestRef>,
         graph: Graph<'a>,
     ) -> BoxFuture<'a, Result<RawManifest, ExecError>> {
         async move {
@@ -724,7 +903,7 @@ impl Copier {
                             depth: graph.depth + 1,
                             ..graph
                         };
-                        self.copy_manifest_at(source, dest, &child.digest, child_ref, false, below)
+                        self.copy_manifest_at(source, dest, &child.digest, Some(child_ref), below)
                             .await?;
                     }
                     Ok(())
@@ -733,18 +912,43 @@ impl Copier {
             stream::iter(refs.blobs.iter().map(Ok::<_, ExecError>))
                 .try_for_each_concurrent(concurrency, |blob| self.ensure_blob(source, dest, blob))
                 .await?;
-            if attachments {
-                self.copy_attachments(source, dest, digest).await?;
+            if let Some(put_as) = put_as {
+                self.put_manifest(dest.registry, repo, &put_as, &manifest)
+                    .await
+                    .map_err(|e| ExecError::new(format!("{repo}@{digest}"), e))?;
+                self.counters
+                    .manifests_written
+                    .fetch_add(1, Ordering::Relaxed);
             }
-            self.put_manifest(dest.registry, repo, &put_as, &manifest)
-                .await
-                .map_err(|e| ExecError::new(format!("{repo}@{digest}"), e))?;
-            self.counters
-                .manifests_written
-                .fetch_add(1, Ordering::Relaxed);
             Ok(manifest)
         }
         .boxed()
+    }
+
+    /// Results for attach `items` (and theirs) not tried because what they
+    /// attach to, `subject`, could not be copied.
+    fn skip_attaches(
+        &self,
+        items: &[PlanItem],
+        attaches: &HashMap<Digest, Vec<PlanItem>>,
+        subject: &Digest,
+    ) -> (Vec<EdgeResult>, bool) {
+        let mut results = Vec::new();
+        for item in items {
+            if let Action::Attach { attachment, .. } = &item.action {
+                if let Some(theirs) = attaches.get(attachment) {
+                    results.extend(self.skip_attaches(theirs, attaches, attachment).0);
+                }
+            }
+            results.push(EdgeResult {
+                item: item.clone(),
+                outcome: Outcome::Failed(Failure::new(
+                    FailureKind::Dependency,
+                    format!("not copied: the copy of {subject} failed"),
+                )),
+            });
+        }
+        (results, false)
     }
 
     /// Make sure the destination repository holds `blob`. The first
@@ -813,195 +1017,6 @@ impl Copier {
         .await?;
         self.counters.count(&done, blob.size);
         Ok(())
-    }
-
-    /// The source repository's tags, listed once per run however many
-    /// digests of it are copied: attachment tags are looked up here instead
-    /// of probed one suffix at a time.
-    async fn source_tags(&self, source: &SourceRef) -> Result<Arc<BTreeSet<String>>, ExecError> {
-        let registry = self.registry(source.repo.endpoint());
-        let key = source.repo.clone();
-        let repo = source.repo.clone();
-        let (shared, _) = self.source_tags.get_or_start(key, move || {
-            async move {
-                registry
-                    .list_tags(&repo)
-                    .await
-                    .map(|tags| Arc::new(tags.into_iter().collect()))
-                    .map_err(|e| ExecError::new(format!("tags of {repo}"), e))
-            }
-            .boxed()
-        });
-        shared.await
-    }
-
-    /// Copy what is attached to `digest` before `digest` itself is written
-    /// (see the module docs):
-    ///
-    /// 1. cosign's `<alg>-<hex>.sig`, `.att` and `.sbom` tags
-    ///    ([`oci::attachment_tag`]) that the source's tag list has, each
-    ///    copied under its tag; tags never move, so one already pointing
-    ///    elsewhere in the destination is left alone;
-    /// 2. every referrer [`Registry::referrers`] reports (the OCI 1.1 API
-    ///    where the source has it, the referrers tag schema otherwise),
-    ///    copied by digest;
-    /// 3. if the destination does not list those referrers by itself (a
-    ///    registry without the referrers API), its referrers tag index is
-    ///    written or extended, as the distribution spec asks of clients. That
-    ///    index is the one tag that may change: it only ever gains entries.
-    ///
-    /// Each candidate is read and checked first ([`Copier::admit`]): only a
-    /// signature, attestation or SBOM (or an admitted extra type) that
-    /// belongs to `digest` is copied; anything else is reported and skipped.
-    async fn copy_attachments(
-        &self,
-        source: &SourceRef,
-        dest: Dest<'_>,
-        digest: &Digest,
-    ) -> Result<(), ExecError> {
-        let repo = dest.repo;
-        let src = self.registry(source.repo.endpoint());
-        let source_tags = self.source_tags(source).await?;
-        let mut brought = BTreeSet::new();
-        for suffix in oci::COSIGN_SUFFIXES {
-            let tag = oci::attachment_tag(digest, Some(suffix));
-            if !source_tags.contains(tag.as_str()) {
-                continue;
-            }
-            let tag_ref = ManifestRef::Tag(tag.clone());
-            let found = src
-                .head_manifest(&source.repo, &tag_ref)
-                .await
-                .map_err(|e| ExecError::new(format!("{}:{tag}", source.repo), e))?;
-            let Some(found) = found else { continue };
-            let kind = oci::AttachmentKind::of_cosign_suffix(suffix);
-            let place = format!("{}:{tag}", source.repo);
-            if !self
-                .admit(source, &found.digest, digest, kind, &place)
-                .await?
-            {
-                continue;
-            }
-            let existing = if dest.is_new {
-                None
-            } else {
-                dest.registry
-                    .head_manifest(repo, &tag_ref)
-                    .await
-                    .map_err(|e| ExecError::new(format!("{repo}:{tag}"), e))?
-            };
-            match existing {
-                Some(existing) if existing.digest == found.digest => {}
-                Some(existing) => tracing::warn!(
-                    "{repo}:{tag} already points at {}; the source has {}; tags never move",
-                    existing.digest,
-                    found.digest
-                ),
-                None => {
-                    self.copy_manifest(source, dest, &found.digest, tag_ref, false)
-                        .await?;
-                    self.counters
-                        .attachments_copied
-                        .fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            brought.insert(found.digest);
-        }
-        let referrers = src
-            .referrers(&source.repo, digest)
-            .await
-            .map_err(|e| ExecError::new(format!("referrers of {}@{digest}", source.repo), e))?;
-        let mut copied = Vec::new();
-        for referrer in referrers {
-            if !brought.insert(referrer.digest.clone()) {
-                continue;
-            }
-            let place = format!(
-                "{}@{} (a referrer of {digest})",
-                source.repo, referrer.digest
-            );
-            if !self
-                .admit(source, &referrer.digest, digest, None, &place)
-                .await?
-            {
-                continue;
-            }
-            let by_digest = ManifestRef::Digest(referrer.digest.clone());
-            let present = if dest.is_new {
-                None
-            } else {
-                dest.registry
-                    .head_manifest(repo, &by_digest)
-                    .await
-                    .map_err(|e| ExecError::new(format!("{repo}@{}", referrer.digest), e))?
-            };
-            if present.is_none() {
-                self.copy_manifest(source, dest, &referrer.digest, by_digest, false)
-                    .await?;
-                self.counters
-                    .attachments_copied
-                    .fetch_add(1, Ordering::Relaxed);
-            }
-            copied.push(referrer);
-        }
-        if !copied.is_empty() {
-            self.list_referrers_in(dest, digest, copied).await?;
-        }
-        Ok(())
-    }
-
-    /// Whether the manifest `candidate`, found at `place` as an attachment
-    /// of `subject`, is one: a signature, attestation or SBOM (of `kind`,
-    /// when its place says which, as cosign's tag suffixes do) or an
-    /// admitted extra type, whose `subject`, when it names one, is `subject`.
-    /// A referrer (no `kind`) must name `subject`. What fails is logged,
-    /// counted and skipped; it never fails the image.
-    async fn admit(
-        &self,
-        source: &SourceRef,
-        candidate: &Digest,
-        subject: &Digest,
-        kind: Option<oci::AttachmentKind>,
-        place: &str,
-    ) -> Result<bool, ExecError> {
-        let manifest = self.source_manifest(source, candidate).await?;
-        let refusal = match oci::references(&manifest, place) {
-            Err(e) => Some(format!("not a readable manifest ({e})")),
-            Ok(refs) => {
-                let kinds = oci::AttachmentKind::of(&refs);
-                let extra = refs
-                    .effective_artifact_type()
-                    .is_some_and(|t| self.options.extra_attachment_types.contains(&t));
-                match (&refs.subject, kind) {
-                    (Some(named), _) if named != subject => {
-                        Some(format!("its subject is {named}, not {subject}"))
-                    }
-                    (None, None) => Some(format!("it does not name {subject} as its subject")),
-                    _ if extra => None,
-                    (_, Some(kind)) if !kinds.contains(&kind) => Some(format!(
-                        "it is not a {} (artifact type {})",
-                        kind.name(),
-                        refs.effective_artifact_type().as_deref().unwrap_or("none")
-                    )),
-                    (_, None) if kinds.is_empty() => Some(format!(
-                        "its artifact type {} is no signature, attestation or SBOM type \
-                         (admit it with --attachment-type)",
-                        refs.effective_artifact_type()
-                            .as_deref()
-                            .unwrap_or("(none)")
-                    )),
-                    _ => None,
-                }
-            }
-        };
-        let Some(reason) = refusal else {
-            return Ok(true);
-        };
-        tracing::warn!("{place}: not copied as an attachment: {reason}");
-        self.counters
-            .attachments_skipped
-            .fetch_add(1, Ordering::Relaxed);
-        Ok(false)
     }
 
     /// Make sure the destination lists `referrers` for `subject`: a registry

@@ -145,6 +145,15 @@ impl World {
         }
     }
 
+    /// Read the registries (attachments included, as `options` say), plan
+    /// and carry the plan out: the whole promotion, as a run does it.
+    async fn promote(&self, wants: &[RepoWant], options: &ExecOptions) -> (Plan, Report) {
+        let executor = Executor::new(&self.registries, options);
+        let (planned, report) =
+            crate::promote::promote(wants.to_vec(), &self.registries, &executor, options).await;
+        (planned.plan, report)
+    }
+
     /// A cold plan: the destination has nothing, the source has everything.
     fn cold_plan(&self, wants: &[RepoWant], repository_absent: bool) -> Plan {
         let mut inventory = Inventory::default();
@@ -395,9 +404,7 @@ async fn a_sha512_image_brings_its_signature() {
     .await;
 
     let wants = [w.want("app", &[(&image.digest, &["1.0"])])];
-    let plan = w.cold_plan(&wants, false);
-    let executor = Executor::new(&w.registries, &with_attachments());
-    let report = execute(&plan, &executor, &with_attachments()).await;
+    let (_, report) = w.promote(&wants, &with_attachments()).await;
     assert_eq!(report.failed().count(), 0, "{report:#?}");
     assert_eq!(report.stats.attachments_copied, 1);
     let copied = w
@@ -433,9 +440,7 @@ async fn referrers_known_only_by_their_subject_are_copied_and_listed() {
     .await;
 
     let wants = [w.want("app", &[(&image.digest, &["1.0"])])];
-    let plan = w.cold_plan(&wants, false);
-    let executor = Executor::new(&w.registries, &with_attachments());
-    let report = execute(&plan, &executor, &with_attachments()).await;
+    let (_, report) = w.promote(&wants, &with_attachments()).await;
     assert_eq!(report.failed().count(), 0, "{report:#?}");
     assert_eq!(report.stats.attachments_copied, 1);
     let listed = w
@@ -485,9 +490,7 @@ async fn a_destination_without_the_referrers_api_gets_the_tag_index() {
     )
     .await;
     let wants = [w.want("app", &[(&image.digest, &["1.0"])])];
-    let plan = w.cold_plan(&wants, false);
-    let executor = Executor::new(&w.registries, &with_attachments());
-    let report = execute(&plan, &executor, &with_attachments()).await;
+    let (_, report) = w.promote(&wants, &with_attachments()).await;
     assert_eq!(report.failed().count(), 0, "{report:#?}");
 
     let listed = w
@@ -658,20 +661,14 @@ async fn an_image_under_a_signature_tag_is_no_signature_and_stays_behind() {
     )
     .await;
     let wants = [w.want("app", &[(&subject.digest, &["1.0"])])];
-    let plan = w.cold_plan(&wants, false);
-    let report = execute(
-        &plan,
-        &Executor::new(&w.registries, &with_attachments()),
-        &with_attachments(),
-    )
-    .await;
+    let (plan, report) = w.promote(&wants, &with_attachments()).await;
     assert_eq!(
         report.failed().count(),
         0,
         "the image itself is promoted: {report:#?}"
     );
     assert_eq!(report.stats.attachments_copied, 0);
-    assert_eq!(report.stats.attachments_skipped, 1);
+    assert_eq!(plan.attachments_skipped, 1);
     let calls = w.dst.calls();
     assert!(
         !calls
@@ -696,19 +693,10 @@ async fn referrers_of_unknown_types_are_skipped_unless_admitted() {
     )
     .await;
     let wants = [w.want("app", &[(&subject.digest, &["1.0"])])];
-    let plan = w.cold_plan(&wants, false);
-    let report = execute(
-        &plan,
-        &Executor::new(&w.registries, &with_attachments()),
-        &with_attachments(),
-    )
-    .await;
+    let (plan, report) = w.promote(&wants, &with_attachments()).await;
     assert_eq!(report.failed().count(), 0, "{report:#?}");
     assert_eq!(
-        (
-            report.stats.attachments_copied,
-            report.stats.attachments_skipped
-        ),
+        (report.stats.attachments_copied, plan.attachments_skipped),
         (0, 1)
     );
 
@@ -729,19 +717,10 @@ async fn referrers_of_unknown_types_are_skipped_unless_admitted() {
         ..with_attachments()
     };
     let wants = [w2.want("app", &[(&subject.digest, &["1.0"])])];
-    let plan = w2.cold_plan(&wants, false);
-    let report = execute(
-        &plan,
-        &Executor::new(&w2.registries, &admitting),
-        &admitting,
-    )
-    .await;
+    let (plan, report) = w2.promote(&wants, &admitting).await;
     assert_eq!(report.failed().count(), 0, "{report:#?}");
     assert_eq!(
-        (
-            report.stats.attachments_copied,
-            report.stats.attachments_skipped
-        ),
+        (report.stats.attachments_copied, plan.attachments_skipped),
         (1, 0)
     );
 }

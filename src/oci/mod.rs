@@ -124,6 +124,23 @@ pub struct References {
 }
 
 impl References {
+    /// What an attachment is, for people: its `artifactType`, else the first
+    /// of its config and layer media types that marks a signature,
+    /// attestation or SBOM (a cosign signature is an image whose layer is a
+    /// simple-signing payload), else its config media type.
+    pub fn attachment_type(&self) -> Option<String> {
+        self.artifact_type
+            .clone()
+            .or_else(|| {
+                self.config_media_type
+                    .iter()
+                    .chain(self.blobs.iter().map(|b| &b.media_type))
+                    .find(|t| AttachmentKind::of_media_type(t).is_some())
+                    .cloned()
+            })
+            .or_else(|| self.config_media_type.clone())
+    }
+
     /// The artifact type the referrers API reports for this manifest.
     pub fn effective_artifact_type(&self) -> Option<String> {
         self.artifact_type
@@ -452,6 +469,42 @@ impl AttachmentKind {
             AttachmentKind::Attestation => "attestation",
             AttachmentKind::Sbom => "SBOM",
         }
+    }
+}
+
+/// Whether `refs` (a manifest found where `subject`'s attachments live) is
+/// one of its attachments: a signature, attestation or SBOM (of `kind`,
+/// when its place says which, as cosign's tag suffixes do), or of an
+/// artifact type in `extra_types`, whose `subject`, when it names one, is
+/// `subject`. A referrer (no `kind`) must name `subject`. `Err` says why not.
+pub fn admit_attachment(
+    refs: &References,
+    subject: &Digest,
+    kind: Option<AttachmentKind>,
+    extra_types: &[String],
+) -> Result<(), String> {
+    let kinds = AttachmentKind::of(refs);
+    let artifact_type = refs.effective_artifact_type();
+    let extra = artifact_type
+        .as_ref()
+        .is_some_and(|t| extra_types.contains(t));
+    match (&refs.subject, kind) {
+        (Some(named), _) if named != subject => {
+            Err(format!("its subject is {named}, not {subject}"))
+        }
+        (None, None) => Err(format!("it does not name {subject} as its subject")),
+        _ if extra => Ok(()),
+        (_, Some(kind)) if !kinds.contains(&kind) => Err(format!(
+            "it is not a {} (artifact type {})",
+            kind.name(),
+            artifact_type.as_deref().unwrap_or("none")
+        )),
+        (_, None) if kinds.is_empty() => Err(format!(
+            "its artifact type {} is no signature, attestation or SBOM type (admit it with \
+             --attachment-type)",
+            artifact_type.as_deref().unwrap_or("(none)")
+        )),
+        _ => Ok(()),
     }
 }
 

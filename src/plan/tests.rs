@@ -77,7 +77,7 @@ fn inventory(
                 .iter()
                 .map(|(n, o)| (digest(*n), o.clone()))
                 .collect(),
-            repository_absent: false,
+            ..DestState::default()
         },
     );
     inv.sources.insert(
@@ -472,4 +472,141 @@ proptest! {
         all.sort();
         prop_assert_eq!(seen, all);
     }
+}
+
+// ---------------------------------------------------------------- attachments
+
+fn attachment(n: u8, tag: Option<&str>, nested: Vec<Attachment>) -> Attachment {
+    Attachment {
+        digest: digest(n),
+        artifact_type: Some("application/vnd.dev.cosign.simplesigning.v1+json".into()),
+        tag: tag.map(self::tag),
+        attachments: nested,
+    }
+}
+
+/// `inv` with `list` as the source's attachments of digest `n`.
+fn attached(mut inv: Inventory, n: u8, list: Observed<Vec<Attachment>>) -> Inventory {
+    inv.attachments
+        .entry(source_ref("foo").repo)
+        .or_default()
+        .insert(digest(n), list);
+    inv
+}
+
+#[test]
+fn a_late_signature_of_a_present_image_is_attached_on_its_own() {
+    let inv = inventory(&[("1.0", Observed::Present(digest(1)))], &[], &[]);
+    let sig = attachment(9, Some("sha256-x.sig"), vec![]);
+    let mut inv = attached(inv, 1, Observed::Present(vec![sig]));
+    inv.destinations
+        .get_mut(&dest_repo())
+        .unwrap()
+        .tags
+        .insert(tag("sha256-x.sig"), Observed::Absent);
+    let plan = plan(&[want(&[(1, &["1.0"])])], &inv);
+    assert_eq!(
+        kinds(&plan),
+        vec![("attach".into(), 1, Some("sha256-x.sig".into()))]
+    );
+    assert_eq!(plan.counts().attach, 1);
+    assert_eq!(plan.already_present, 1, "the tag itself");
+    // Once it is there, nothing is left to do.
+    inv.destinations
+        .get_mut(&dest_repo())
+        .unwrap()
+        .tags
+        .insert(tag("sha256-x.sig"), Observed::Present(digest(9)));
+    let plan = plan_of(&inv);
+    assert!(plan.items.is_empty(), "{:?}", plan.items);
+    assert_eq!(plan.already_present, 2);
+}
+
+fn plan_of(inv: &Inventory) -> Plan {
+    plan(&[want(&[(1, &["1.0"])])], inv)
+}
+
+#[test]
+fn a_copied_image_brings_its_attachments_before_its_tags_and_theirs_too() {
+    let inv = inventory(
+        &[("1.0", Observed::Absent)],
+        &[
+            (1, Observed::Absent),
+            (8, Observed::Absent),
+            (9, Observed::Absent),
+        ],
+        &[(1, Observed::Present(()))],
+    );
+    // An SBOM referrer, itself signed under a cosign tag.
+    let sbom = attachment(
+        8,
+        None,
+        vec![attachment(9, Some("sha256-sbom.sig"), vec![])],
+    );
+    let mut inv = attached(inv, 1, Observed::Present(vec![sbom]));
+    inv.destinations
+        .get_mut(&dest_repo())
+        .unwrap()
+        .tags
+        .insert(tag("sha256-sbom.sig"), Observed::Absent);
+    let plan = plan_of(&inv);
+    let order: Vec<_> = plan
+        .items
+        .iter()
+        .map(|i| (i.action.name(), i.digest.clone()))
+        .collect();
+    assert_eq!(
+        order,
+        vec![
+            ("copy", digest(1)),
+            ("attach", digest(1)),
+            ("tag", digest(1)),
+            ("attach", digest(8)),
+        ]
+    );
+}
+
+#[test]
+fn an_image_whose_attachments_cannot_be_read_is_not_promoted() {
+    let inv = inventory(
+        &[("1.0", Observed::Absent)],
+        &[(1, Observed::Absent)],
+        &[(1, Observed::Present(()))],
+    );
+    let inv = attached(inv, 1, Observed::Unknown("listing failed".into()));
+    let plan = plan_of(&inv);
+    assert!(plan
+        .items
+        .iter()
+        .all(|i| matches!(i.action, Action::Blocked { .. })));
+    assert_eq!(plan.counts().blocked, 2, "{:?}", plan.items);
+    assert!(plan.work().next().is_none());
+}
+
+#[test]
+fn an_attachment_tag_moves_only_when_the_source_keeps_what_it_had() {
+    let mut inv = inventory(&[("1.0", Observed::Present(digest(1)))], &[], &[]);
+    inv.destinations
+        .get_mut(&dest_repo())
+        .unwrap()
+        .tags
+        .insert(tag("sha256-x.sig"), Observed::Present(digest(7)));
+    let mut inv = attached(
+        inv,
+        1,
+        Observed::Present(vec![attachment(9, Some("sha256-x.sig"), vec![])]),
+    );
+    let refused = plan_of(&inv);
+    assert_eq!(kinds(&refused)[0].0, "refused");
+    assert!(refused.has_refusals());
+    inv.destinations
+        .get_mut(&dest_repo())
+        .unwrap()
+        .replaceable
+        .insert(tag("sha256-x.sig"));
+    let replaced = plan_of(&inv);
+    assert_eq!(
+        kinds(&replaced),
+        vec![("attach".into(), 1, Some("sha256-x.sig".into()))]
+    );
 }

@@ -335,6 +335,41 @@ pub trait Registry: Send + Sync {
         repo: &Repository,
         subject: &Digest,
     ) -> Result<Vec<Descriptor>, RegistryError>;
+
+    /// [`Registry::referrers`], for a caller that has just listed `tags` of
+    /// `repo`: where the answer can only come from the tag schema and
+    /// `tags` lacks its tag, there are none, and no request is sent.
+    async fn referrers_given_tags(
+        &self,
+        repo: &Repository,
+        subject: &Digest,
+        tags: &std::collections::BTreeSet<String>,
+    ) -> Result<Vec<Descriptor>, RegistryError> {
+        let _ = tags;
+        self.referrers(repo, subject).await
+    }
+}
+
+/// Manifests already read from a source this run, by repository and
+/// digest: the inventory reads attachments to check them, and the executor
+/// copies them without reading them again.
+#[derive(Debug, Default)]
+pub struct ManifestCache(
+    std::sync::Mutex<std::collections::HashMap<(Repository, Digest), RawManifest>>,
+);
+
+impl ManifestCache {
+    /// The manifest `digest` of `repo`, if it was read.
+    pub fn get(&self, repo: &Repository, digest: &Digest) -> Option<RawManifest> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&(repo.clone(), digest.clone())).cloned()
+    }
+
+    /// Remember `manifest`, read from `repo`.
+    pub fn insert(&self, repo: &Repository, manifest: &RawManifest) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.insert((repo.clone(), manifest.digest.clone()), manifest.clone());
+    }
 }
 
 /// The registries one run talks to, by endpoint.

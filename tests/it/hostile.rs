@@ -325,7 +325,7 @@ async fn an_image_under_a_signature_tag_does_not_follow_as_a_signature() {
     let out = w.run_async(&CONFIRM_JSON).await;
     assert_eq!(out.code, 0, "{}", out.all());
     let report = report(&out);
-    assert_eq!(report["execution"]["stats"]["attachments_skipped"], 1);
+    assert_eq!(report["counts"]["attachments_skipped"], 1);
     assert_eq!(report["execution"]["stats"]["attachments_copied"], 0);
     assert!(
         out.stderr.contains("not copied as an attachment"),

@@ -24,3 +24,4 @@ mod remote_auth;
 mod remote_wire;
 mod secrets;
 mod snapshot;
+mod supply_chain;

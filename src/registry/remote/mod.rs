@@ -169,6 +169,8 @@ pub struct RemoteRegistry {
     /// Set once the registry refused a monolithic PUT: upload in chunks.
     chunked: AtomicBool,
     referrers_api: AtomicU8,
+    /// Held while the first caller learns whether the API is there.
+    referrers_probe: tokio::sync::Mutex<()>,
 }
 
 impl RemoteRegistry {
@@ -199,6 +201,7 @@ impl RemoteRegistry {
             chunked: AtomicBool::new(options.chunked_upload),
             t: Transport::new(host, api_host, options, client, credentials)?,
             referrers_api: AtomicU8::new(REFERRERS_UNKNOWN),
+            referrers_probe: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -526,6 +529,34 @@ impl RemoteRegistry {
             }
             _ => Ok(()),
         }
+    }
+
+    /// Referrers through the OCI 1.1 API, `Ok(None)` when the registry does
+    /// not offer it. Whether it does is learnt once: the first caller asks
+    /// while the others wait, so a run probes a registry without the API
+    /// with one request, not one per image.
+    async fn referrers_through_api(
+        &self,
+        repo: &Repository,
+        subject: &Digest,
+    ) -> Result<Option<Vec<Descriptor>>, RegistryError> {
+        if self.referrers_api.load(Ordering::Relaxed) == REFERRERS_UNKNOWN {
+            let _probing = self.referrers_probe.lock().await;
+            if self.referrers_api.load(Ordering::Relaxed) == REFERRERS_UNKNOWN {
+                let answer = self.referrers_api(repo, subject).await?;
+                let learnt = if answer.is_some() {
+                    REFERRERS_SUPPORTED
+                } else {
+                    REFERRERS_UNSUPPORTED
+                };
+                self.referrers_api.store(learnt, Ordering::Relaxed);
+                return Ok(answer);
+            }
+        }
+        if self.referrers_api.load(Ordering::Relaxed) == REFERRERS_UNSUPPORTED {
+            return Ok(None);
+        }
+        self.referrers_api(repo, subject).await
     }
 
     /// Referrers through the OCI 1.1 API. `Ok(None)` when the registry does
@@ -909,26 +940,27 @@ impl Registry for RemoteRegistry {
         repo: &Repository,
         subject: &Digest,
     ) -> Result<Vec<Descriptor>, RegistryError> {
-        if self.referrers_api.load(Ordering::Relaxed) != REFERRERS_UNSUPPORTED {
-            match self.referrers_api(repo, subject).await? {
-                Some(found) => {
-                    self.referrers_api
-                        .store(REFERRERS_SUPPORTED, Ordering::Relaxed);
-                    return Ok(found);
-                }
-                None => {
-                    // Only learn "unsupported" from a registry that never
-                    // answered the API: one stray 404 should not disable it.
-                    let _ = self.referrers_api.compare_exchange(
-                        REFERRERS_UNKNOWN,
-                        REFERRERS_UNSUPPORTED,
-                        Ordering::Relaxed,
-                        Ordering::Relaxed,
-                    );
-                }
-            }
+        match self.referrers_through_api(repo, subject).await? {
+            Some(found) => Ok(found),
+            None => self.referrers_by_tag(repo, subject).await,
         }
-        self.referrers_by_tag(repo, subject).await
+    }
+
+    async fn referrers_given_tags(
+        &self,
+        repo: &Repository,
+        subject: &Digest,
+        tags: &BTreeSet<String>,
+    ) -> Result<Vec<Descriptor>, RegistryError> {
+        match self.referrers_through_api(repo, subject).await? {
+            Some(found) => Ok(found),
+            // Without the API the tag schema is all there is, and the
+            // listing already says whether its tag exists.
+            None if tags.contains(attachment_tag(subject, None).as_str()) => {
+                self.referrers_by_tag(repo, subject).await
+            }
+            None => Ok(Vec::new()),
+        }
     }
 }
 

@@ -17,6 +17,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use futures::stream::{self, StreamExt};
+
+mod attachments;
 use tokio::sync::OnceCell;
 
 use crate::plan::{self, DestState, Inventory, Observed, RepoWant, Repository};
@@ -110,6 +112,7 @@ async fn read_destination(
         tags: tag_states.into_iter().collect(),
         digests: BTreeMap::new(),
         repository_absent: false,
+        replaceable: BTreeSet::new(),
     };
     let all_tags_absent = state.tags.values().all(|t| *t == Observed::Absent);
     if all_tags_absent && lists.lists(registry, want).await == Some(false) {
@@ -141,6 +144,18 @@ pub struct Reader<'a> {
     registries: &'a Registries,
     lists: RepositoryLists,
     concurrency: usize,
+    /// Set when attachments are promoted too.
+    attachments: Option<attachments::AttachmentReads>,
+}
+
+/// How attachments are read.
+#[derive(Debug, Clone, Default)]
+pub struct AttachmentOptions {
+    /// Artifact types admitted as attachments besides signatures,
+    /// attestations and SBOMs (`--attachment-type`).
+    pub extra_types: Vec<String>,
+    /// Where the source manifests read are kept for the executor.
+    pub manifests: Arc<crate::registry::ManifestCache>,
 }
 
 impl<'a> Reader<'a> {
@@ -151,7 +166,17 @@ impl<'a> Reader<'a> {
             registries,
             lists: RepositoryLists::default(),
             concurrency: concurrency.max(1),
+            attachments: None,
         }
+    }
+
+    /// Read the attachments of promoted digests too (see [`attachments`]).
+    pub fn with_attachments(mut self, options: AttachmentOptions) -> Reader<'a> {
+        self.attachments = Some(attachments::AttachmentReads::new(
+            options.extra_types,
+            options.manifests,
+        ));
+        self
     }
 
     /// The inventory for `wants`: destinations first, then only the source
@@ -170,7 +195,7 @@ impl<'a> Reader<'a> {
             .await;
         let mut inventory = Inventory {
             destinations,
-            sources: BTreeMap::new(),
+            ..Inventory::default()
         };
         let reads = plan::source_reads(wants, &inventory);
         let source_states: Vec<(Repository, Digest, Observed<()>)> = stream::iter(reads)
@@ -189,7 +214,88 @@ impl<'a> Reader<'a> {
                 .or_default()
                 .insert(digest, observed);
         }
+        if let Some(reads) = &self.attachments {
+            self.take_attachments(reads, wants, &mut inventory).await;
+        }
         inventory
+    }
+
+    /// The attachments of every digest that is or will be in its
+    /// destination, in its source and in the destination.
+    async fn take_attachments(
+        &self,
+        reads: &attachments::AttachmentReads,
+        wants: &[RepoWant],
+        inventory: &mut Inventory,
+    ) {
+        let registries = self.registries;
+        let empty = DestState::default();
+        // (want, subject, source repository) for every subject to read.
+        let mut subjects = Vec::new();
+        for (i, want) in wants.iter().enumerate() {
+            let state = inventory.destinations.get(&want.repo).unwrap_or(&empty);
+            for (digest, d) in &want.digests {
+                if let Some(source) = plan::attachment_source(d, digest, state, inventory) {
+                    subjects.push((i, digest.clone(), source.repo.clone()));
+                }
+            }
+        }
+        let sources: BTreeSet<(Repository, Digest)> = subjects
+            .iter()
+            .map(|(_, digest, repo)| (repo.clone(), digest.clone()))
+            .collect();
+        let read: Vec<(Repository, Digest, Observed<Vec<plan::Attachment>>)> =
+            stream::iter(sources)
+                .map(|(repo, digest)| async move {
+                    let observed = reads.of(registries, &repo, &digest).await;
+                    (repo, digest, observed)
+                })
+                .buffer_unordered(self.concurrency)
+                .collect()
+                .await;
+        for (repo, digest, observed) in read {
+            inventory
+                .attachments
+                .entry(repo)
+                .or_default()
+                .insert(digest, observed);
+        }
+        let attachments = &inventory.attachments;
+        let per_want: Vec<(usize, DestState)> = stream::iter(wants.iter().enumerate())
+            .map(|(i, want)| {
+                let mut state = inventory
+                    .destinations
+                    .get(&want.repo)
+                    .cloned()
+                    .unwrap_or_default();
+                let mine: Vec<&(usize, Digest, Repository)> =
+                    subjects.iter().filter(|(j, _, _)| *j == i).collect();
+                async move {
+                    let registry = registries.get(want.repo.endpoint());
+                    for (_, digest, source) in mine {
+                        let found = attachments.get(source).and_then(|by| by.get(digest));
+                        if let Some(Observed::Present(list)) = found {
+                            attachments::read_destination(
+                                registry.as_ref(),
+                                &want.repo,
+                                source,
+                                &reads.manifests,
+                                list,
+                                &mut state,
+                            )
+                            .await;
+                        }
+                    }
+                    (i, state)
+                }
+            })
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
+        for (i, state) in per_want {
+            inventory.destinations.insert(wants[i].repo.clone(), state);
+        }
+        inventory.attachments_skipped = reads.take_skipped();
     }
 }
 
