@@ -6,6 +6,7 @@
 //! algebra) -> exec (carry the plan out) -> report.
 pub mod diag;
 pub mod exec;
+pub mod hooks;
 pub mod inventory;
 pub mod limits;
 pub mod local_file;

@@ -102,6 +102,26 @@ struct RegistryArgs {
     #[arg(long, global = true)]
     verify_writes: bool,
 
+    /// A policy gate (repeatable): asked about each source digest before it
+    /// is copied, in dry runs too; exit 0 admits, any other status refuses
+    /// it (see README, "Hooks").
+    #[arg(long, value_name = "CMD", global = true)]
+    gate: Vec<String>,
+
+    /// A step run once a digest is in a destination, before its tags are
+    /// written (repeatable): signing, for instance (see README, "Hooks").
+    #[arg(long, value_name = "CMD", global = true)]
+    after_promote: Vec<String>,
+
+    /// How long one hook call may take before it is killed.
+    #[arg(long, value_name = "SECS", default_value_t = 600, global = true)]
+    hook_timeout: u64,
+
+    /// An environment variable hooks get besides PATH, HOME, USER, TMPDIR,
+    /// LANG, LC_ALL and TERM (repeatable); nothing else of ours reaches them.
+    #[arg(long, value_name = "NAME", global = true)]
+    hook_env: Vec<String>,
+
     /// Output format: text or json for plans, yaml or csv for snapshots.
     #[arg(long, value_enum, ignore_case = true, global = true)]
     output: Option<Output>,
@@ -309,9 +329,19 @@ fn executor(
 }
 
 fn exec_options(args: &RegistryArgs) -> ExecOptions {
+    let hooks = (!args.gate.is_empty() || !args.after_promote.is_empty()).then(|| {
+        std::sync::Arc::new(promoter::hooks::Hooks::new(promoter::hooks::HookOptions {
+            gate: args.gate.clone(),
+            after_promote: args.after_promote.clone(),
+            timeout: std::time::Duration::from_secs(args.hook_timeout.max(1)),
+            env: args.hook_env.clone(),
+            ..promoter::hooks::HookOptions::default()
+        }))
+    });
     ExecOptions {
         attachments: !args.no_attachments,
         verify_writes: args.verify_writes,
+        hooks,
         extra_attachment_types: args.attachment_type.clone(),
         ..ExecOptions::default()
     }

@@ -336,7 +336,7 @@ pub fn source_reads(wants: &[RepoWant], inventory: &Inventory) -> BTreeSet<(Repo
 
 /// What to do (or why not) for one (destination, image, digest[, tag]).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "kind")]
+#[serde(rename_all = "snake_case", tag = "kind", from = "ActionFields")]
 pub enum Action {
     /// Copy the digest (manifest, children, blobs) from the source.
     Copy,
@@ -359,6 +359,12 @@ pub enum Action {
         /// The digest the tag points at in the destination now.
         current: Digest,
     },
+    /// A gate (`--gate`) refused the digest: nothing of it is written.
+    #[serde(rename = "refused")]
+    Gated {
+        /// The gate's reason (the first line of its stderr).
+        reason: String,
+    },
     /// Two manifest entries want this tag on different digests.
     Conflict,
     /// A read failed, so the truth is unknown; nothing is done for this edge.
@@ -366,6 +372,57 @@ pub enum Action {
         /// Why the read failed (already redacted).
         reason: String,
     },
+}
+
+/// [`Action`] as it is read back: a tag move and a gate's refusal are both
+/// `refused`, told apart by their fields.
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+enum ActionFields {
+    Copy,
+    Attach {
+        attachment: Digest,
+        #[serde(default)]
+        artifact_type: Option<String>,
+    },
+    Tag,
+    Lost,
+    Refused {
+        #[serde(default)]
+        current: Option<Digest>,
+        #[serde(default)]
+        reason: Option<String>,
+    },
+    Conflict,
+    Blocked {
+        reason: String,
+    },
+}
+
+impl From<ActionFields> for Action {
+    fn from(fields: ActionFields) -> Action {
+        match fields {
+            ActionFields::Copy => Action::Copy,
+            ActionFields::Attach {
+                attachment,
+                artifact_type,
+            } => Action::Attach {
+                attachment,
+                artifact_type,
+            },
+            ActionFields::Tag => Action::Tag,
+            ActionFields::Lost => Action::Lost,
+            ActionFields::Refused {
+                current: Some(current),
+                ..
+            } => Action::RefusedTagMove { current },
+            ActionFields::Refused { reason, .. } => Action::Gated {
+                reason: reason.unwrap_or_default(),
+            },
+            ActionFields::Conflict => Action::Conflict,
+            ActionFields::Blocked { reason } => Action::Blocked { reason },
+        }
+    }
 }
 
 impl Action {
@@ -376,7 +433,7 @@ impl Action {
             Action::Attach { .. } => "attach",
             Action::Tag => "tag",
             Action::Lost => "lost",
-            Action::RefusedTagMove { .. } => "refused",
+            Action::RefusedTagMove { .. } | Action::Gated { .. } => "refused",
             Action::Conflict => "conflict",
             Action::Blocked { .. } => "blocked",
         }
@@ -387,7 +444,10 @@ impl Action {
     }
     /// Whether this item fails the plan (exit code 3), in a dry run too.
     pub fn is_refusal(&self) -> bool {
-        matches!(self, Action::RefusedTagMove { .. } | Action::Conflict)
+        matches!(
+            self,
+            Action::RefusedTagMove { .. } | Action::Gated { .. } | Action::Conflict
+        )
     }
 }
 
@@ -436,6 +496,7 @@ impl PlanItem {
                 "tag already points at {current}; a promoted tag never moves (wanted by {})",
                 self.location
             ),
+            Action::Gated { reason } => format!("refused by the gate: {reason}"),
             Action::Conflict => format!(
                 "two manifest entries want this tag on different digests ({})",
                 self.location
@@ -540,7 +601,7 @@ impl Plan {
                 Action::Attach { .. } => counts.attach += 1,
                 Action::Tag => counts.tag += 1,
                 Action::Lost => counts.lost += 1,
-                Action::RefusedTagMove { .. } => counts.refused += 1,
+                Action::RefusedTagMove { .. } | Action::Gated { .. } => counts.refused += 1,
                 Action::Conflict => counts.conflict += 1,
                 Action::Blocked { .. } => counts.blocked += 1,
             }
@@ -814,6 +875,72 @@ impl AttachContext<'_> {
                 }
             }
             self.plan(&a.digest, &a.attachments);
+        }
+    }
+}
+
+/// What a gate said of a source digest that was not "yes".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GateVerdict {
+    /// Refused, with the gate's reason.
+    Refused(String),
+    /// No verdict (the gate timed out or could not run), with why.
+    Undecided(String),
+}
+
+/// The source digests the plan copies, each once: what gates are asked
+/// about.
+pub fn gated_copies(plan: &Plan) -> BTreeSet<(Repository, Digest)> {
+    plan.items
+        .iter()
+        .filter(|i| i.action == Action::Copy)
+        .filter_map(|i| {
+            i.source
+                .as_ref()
+                .map(|s| (s.repo.clone(), i.digest.clone()))
+        })
+        .collect()
+}
+
+/// Apply the gates' `verdicts` (by source repository and digest) to
+/// `plan`: a refused digest is not written anywhere (its copy, its tags and
+/// its attachments become `refused`), an undecided one is blocked.
+pub fn apply_verdicts(plan: &mut Plan, verdicts: &BTreeMap<(Repository, Digest), GateVerdict>) {
+    // (destination repository, digest) of every refused or undecided copy,
+    // then of the attachments below them.
+    let mut affected: BTreeMap<(Repository, Digest), GateVerdict> = BTreeMap::new();
+    for item in plan.items.iter().filter(|i| i.action == Action::Copy) {
+        let Some(source) = &item.source else { continue };
+        if let Some(verdict) = verdicts.get(&(source.repo.clone(), item.digest.clone())) {
+            affected.insert((item.repo.clone(), item.digest.clone()), verdict.clone());
+        }
+    }
+    loop {
+        let mut grew = false;
+        for item in &plan.items {
+            if let Action::Attach { attachment, .. } = &item.action {
+                let key = (item.repo.clone(), item.digest.clone());
+                if let Some(verdict) = affected.get(&key).cloned() {
+                    grew |= affected
+                        .insert((item.repo.clone(), attachment.clone()), verdict)
+                        .is_none();
+                }
+            }
+        }
+        if !grew {
+            break;
+        }
+    }
+    for item in plan.items.iter_mut().filter(|i| i.action.is_work()) {
+        if let Some(verdict) = affected.get(&(item.repo.clone(), item.digest.clone())) {
+            item.action = match verdict {
+                GateVerdict::Refused(reason) => Action::Gated {
+                    reason: reason.clone(),
+                },
+                GateVerdict::Undecided(reason) => Action::Blocked {
+                    reason: format!("the gate gave no verdict: {reason}"),
+                },
+            };
         }
     }
 }

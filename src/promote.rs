@@ -1,19 +1,24 @@
 //! One promotion, end to end: wants -> inventory -> plan (-> execute), and
 //! plan files that can be reviewed and applied later.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use futures::stream::{self, StreamExt};
 
 use crate::exec::{self, EdgeResult, ExecOptions, Executor, Report};
+use crate::hooks::{GateInput, Verdict};
 use crate::inventory;
 use crate::manifest::Manifest;
+use crate::plan::GateVerdict;
 use crate::plan::{self, Inventory, Plan, RepoWant};
+use crate::reference::ManifestRef;
 use crate::reference::Repository;
 use crate::reference::{Digest, RegistryName, Tag};
+use crate::registry::ManifestCache;
 use crate::registry::Registries;
 use crate::report;
 
@@ -67,10 +72,12 @@ pub async fn plan(
     registries: &Registries,
     options: &ExecOptions,
 ) -> PlanFile {
-    let inventory = reader(registries, options, Default::default())
+    let manifests: Arc<ManifestCache> = Arc::default();
+    let inventory = reader(registries, options, manifests.clone())
         .take(&wants)
         .await;
-    let plan = plan::plan(&wants, &inventory);
+    let mut plan = plan::plan(&wants, &inventory);
+    gate(&mut plan, &wants, registries, options, &manifests).await;
     PlanFile {
         version: PLAN_FILE_VERSION,
         wants,
@@ -89,13 +96,17 @@ pub async fn promote(
     executor: &Executor,
     options: &ExecOptions,
 ) -> (PlanFile, Report) {
-    let reader = reader(registries, options, executor.manifest_cache());
+    let manifests = executor.manifest_cache();
+    let reader = reader(registries, options, manifests.clone());
     let reader = &reader;
+    let manifests = &manifests;
+    let all_wants = &wants;
     let per_repo: Vec<(Inventory, Plan, Vec<EdgeResult>)> = stream::iter(&wants)
         .map(|want| async move {
             let one = std::slice::from_ref(want);
             let inventory = reader.take(one).await;
-            let plan = plan::plan(one, &inventory);
+            let mut plan = plan::plan(one, &inventory);
+            gate(&mut plan, all_wants, registries, options, manifests).await;
             let work: Vec<_> = plan.work().cloned().collect();
             let results = if work.is_empty() {
                 Vec::new()
@@ -150,6 +161,91 @@ pub async fn promote(
         plan: merged_plan,
     };
     (planned, report)
+}
+
+/// Ask the gates (`--gate`) about every digest `plan` copies, and apply
+/// their verdicts: refused digests are written nowhere.
+async fn gate(
+    plan: &mut Plan,
+    wants: &[RepoWant],
+    registries: &Registries,
+    options: &ExecOptions,
+    manifests: &ManifestCache,
+) {
+    let Some(hooks) = options.hooks.as_ref().filter(|h| h.has_gate()) else {
+        return;
+    };
+    let copies = plan::gated_copies(plan);
+    let verdicts: Vec<_> = stream::iter(copies)
+        .map(|(source, digest)| async move {
+            let verdict = match gate_input(&source, &digest, wants, registries, manifests).await {
+                Ok(input) => hooks.gate(&source, &input).await,
+                Err(why) => Verdict::Undecided(why),
+            };
+            (source, digest, verdict)
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    let verdicts: BTreeMap<(Repository, Digest), GateVerdict> = verdicts
+        .into_iter()
+        .filter_map(|(source, digest, verdict)| {
+            let verdict = match verdict {
+                Verdict::Admit => return None,
+                Verdict::Refuse(reason) => GateVerdict::Refused(reason),
+                Verdict::Undecided(reason) => GateVerdict::Undecided(reason),
+            };
+            Some(((source, digest), verdict))
+        })
+        .collect();
+    plan::apply_verdicts(plan, &verdicts);
+}
+
+/// What the gates are told about `digest` of the source repository
+/// `source`: read from the source (once; the executor reuses it), with
+/// every destination and tag `wants` give it.
+async fn gate_input(
+    source: &Repository,
+    digest: &Digest,
+    wants: &[RepoWant],
+    registries: &Registries,
+    manifests: &ManifestCache,
+) -> Result<GateInput, String> {
+    let manifest = match manifests.get(source, digest) {
+        Some(manifest) => manifest,
+        None => {
+            let registry = registries.get(source.endpoint());
+            let manifest = registry
+                .get_manifest(source, &ManifestRef::Digest(digest.clone()))
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("{source}@{digest} vanished from the source"))?;
+            manifests.insert(source, &manifest);
+            manifest
+        }
+    };
+    let what = format!("{source}@{digest}");
+    let refs = crate::oci::references(&manifest, &what).map_err(|e| e.to_string())?;
+    let mut destinations = Vec::new();
+    let mut tags = BTreeSet::new();
+    for want in wants {
+        let Some(d) = want.digests.get(digest) else {
+            continue;
+        };
+        if d.sources.iter().any(|s| &s.repo == source) {
+            destinations.push(format!("{}/{}", want.registry, want.image));
+            tags.extend(d.tags.keys().map(Tag::to_string));
+        }
+    }
+    Ok(GateInput {
+        hook: "gate",
+        source: what,
+        digest: digest.clone(),
+        media_type: manifest.media_type.clone(),
+        platforms: refs.platforms,
+        destinations,
+        tags: tags.into_iter().collect(),
+    })
 }
 
 /// Why a plan file could not be read or written. Every variant names the

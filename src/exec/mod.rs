@@ -64,6 +64,7 @@ pub trait Progress: Send + Sync {
 }
 
 #[derive(Debug, Clone)]
+/// How the executor (and the run around it) behaves.
 pub struct ExecOptions {
     /// Destination repositories worked on at once.
     pub repo_concurrency: usize,
@@ -76,6 +77,8 @@ pub struct ExecOptions {
     /// Read back every manifest, tag and blob written (`--verify-writes`): a
     /// registry that answers success without storing fails its edges.
     pub verify_writes: bool,
+    /// Commands around the copies (`--gate`, `--after-promote`).
+    pub hooks: Option<Arc<crate::hooks::Hooks>>,
     /// Artifact types admitted as attachments besides the signature,
     /// attestation and SBOM types [`oci::AttachmentKind`] knows.
     pub extra_attachment_types: Vec<String>,
@@ -88,6 +91,7 @@ impl Default for ExecOptions {
             blob_concurrency: crate::limits::TRANSFERS_PER_MANIFEST,
             attachments: true,
             verify_writes: false,
+            hooks: None,
             extra_attachment_types: Vec::new(),
         }
     }
@@ -138,6 +142,9 @@ pub enum FailureKind {
     Limit,
     /// The registry accepted a write that it does not hold when read back.
     NotStored,
+    /// An `--after-promote` step failed: its image's tags are not written,
+    /// and the next run tries again.
+    Hook,
     /// The registry lacks a feature this needed.
     Unsupported,
     /// Not tried: what it depends on (its digest's copy) failed.
@@ -619,6 +626,7 @@ impl Copier {
         let fail_all = |results: &mut Vec<EdgeResult>,
                         copy: Option<(PlanItem, Failure)>,
                         tags: &[(PlanItem, Tag)],
+                        kind: FailureKind,
                         why: String| {
             if let Some((item, failure)) = copy {
                 results.push(EdgeResult {
@@ -629,7 +637,7 @@ impl Copier {
             for (item, _) in tags {
                 results.push(EdgeResult {
                     item: item.clone(),
-                    outcome: Outcome::Failed(Failure::new(FailureKind::Dependency, why.clone())),
+                    outcome: Outcome::Failed(Failure::new(kind, why.clone())),
                 });
             }
         };
@@ -644,6 +652,7 @@ impl Copier {
                             &mut results,
                             Some((copy_item.clone(), Failure::from_exec(&err))),
                             &tags,
+                            FailureKind::Dependency,
                             format!("not tagged: the copy of {digest} failed"),
                         );
                         return results;
@@ -658,19 +667,28 @@ impl Copier {
             let why = format!("not written: an attachment of {digest} failed");
             let copy =
                 copy.map(|(item, _)| (item, Failure::new(FailureKind::Dependency, why.clone())));
-            fail_all(&mut results, copy, &tags, why);
+            fail_all(&mut results, copy, &tags, FailureKind::Dependency, why);
             return results;
         }
         let mut remaining_tags = tags.as_slice();
+        let step = self
+            .options
+            .hooks
+            .as_ref()
+            .filter(|h| h.has_after_promote());
+        // With an after-promote step the tags wait for it: a tag is only
+        // written once its image's step succeeded, so the next run knows
+        // (by the missing tag) to try again.
+        let mut pending_copy = None;
         let manifest = match (copy, prepared) {
-            (Some((copy, _)), Some(manifest)) => {
+            (Some((copy, source)), Some(manifest)) => {
                 // The first tag rides on the manifest PUT itself.
                 let put_as = match tags.first() {
-                    Some((_, tag)) => {
+                    Some((_, tag)) if step.is_none() => {
                         remaining_tags = &tags[1..];
                         ManifestRef::Tag(tag.clone())
                     }
-                    None => ManifestRef::Digest(digest.clone()),
+                    _ => ManifestRef::Digest(digest.clone()),
                 };
                 let put = self
                     .put_manifest(dest.as_ref(), repo, &put_as, &manifest)
@@ -688,10 +706,14 @@ impl Copier {
                                 outcome: Outcome::Done,
                             });
                         }
-                        results.push(EdgeResult {
-                            item: copy,
-                            outcome: Outcome::Done,
-                        });
+                        if step.is_some() {
+                            pending_copy = Some((copy, source));
+                        } else {
+                            results.push(EdgeResult {
+                                item: copy,
+                                outcome: Outcome::Done,
+                            });
+                        }
                         Ok(manifest)
                     }
                     Err(err) => {
@@ -699,6 +721,7 @@ impl Copier {
                             &mut results,
                             Some((copy, Failure::from_exec(&err))),
                             &tags,
+                            FailureKind::Dependency,
                             format!("not tagged: the copy of {digest} failed"),
                         );
                         return results;
@@ -722,6 +745,41 @@ impl Copier {
                 )),
             },
         };
+        if let (Some(step), Ok(_)) = (step, &manifest) {
+            if pending_copy.is_some() || !remaining_tags.is_empty() {
+                let source = pending_copy
+                    .as_ref()
+                    .map(|(_, s)| format!("{}/{}@{digest}", s.registry, repo_image(s)))
+                    .unwrap_or_default();
+                let destination = tags
+                    .first()
+                    .map(|(i, _)| i)
+                    .or(pending_copy.as_ref().map(|(i, _)| i))
+                    .map(|i| format!("{}/{}", i.registry, i.image))
+                    .unwrap_or_else(|| repo.to_string());
+                let input = crate::hooks::AfterPromoteInput {
+                    hook: "after_promote",
+                    source,
+                    digest: digest.clone(),
+                    reference: format!("{destination}@{digest}"),
+                    destination,
+                    tags: remaining_tags.iter().map(|(_, t)| t.to_string()).collect(),
+                };
+                if let Err(reason) = step.after_promote(&input).await {
+                    let failure = Failure::new(FailureKind::Hook, reason.clone());
+                    let why = format!("not tagged: {reason}");
+                    let copy = pending_copy.map(|(item, _)| (item, failure));
+                    fail_all(&mut results, copy, remaining_tags, FailureKind::Hook, why);
+                    return results;
+                }
+            }
+        }
+        if let Some((item, _)) = pending_copy {
+            results.push(EdgeResult {
+                item,
+                outcome: Outcome::Done,
+            });
+        }
         for (item, tag) in remaining_tags {
             let outcome = match &manifest {
                 Err(err) => Outcome::Failed(err.clone()),
@@ -1059,6 +1117,16 @@ impl Copier {
             .map_err(|e| ExecError::new(what, e))?;
         self.counters.tags_written.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+}
+
+/// The image path of a source reference, for display.
+fn repo_image(source: &SourceRef) -> String {
+    let prefix = source.registry.prefix.as_str();
+    let path = source.repo.path();
+    match path.strip_prefix(prefix) {
+        Some(rest) if !prefix.is_empty() => rest.trim_start_matches('/').to_string(),
+        _ => path.to_string(),
     }
 }
 

@@ -121,6 +121,9 @@ pub struct References {
     /// The config's media type (an image manifest's artifact type when
     /// `artifactType` is absent, as the referrers API reports it).
     pub config_media_type: Option<String>,
+    /// For an index: the platforms its children are listed under
+    /// (`os/arch[/variant]`), in order, without repeats.
+    pub platforms: Vec<String>,
 }
 
 impl References {
@@ -160,6 +163,27 @@ struct RawDescriptor {
     urls: Vec<String>,
     #[serde(rename = "artifactType", default)]
     artifact_type: Option<String>,
+    #[serde(default)]
+    platform: Option<RawPlatform>,
+}
+
+#[derive(Deserialize)]
+struct RawPlatform {
+    #[serde(default)]
+    os: String,
+    #[serde(default)]
+    architecture: String,
+    #[serde(default)]
+    variant: Option<String>,
+}
+
+impl RawPlatform {
+    fn text(&self) -> String {
+        match &self.variant {
+            Some(v) if !v.is_empty() => format!("{}/{}/{v}", self.os, self.architecture),
+            _ => format!("{}/{}", self.os, self.architecture),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -267,6 +291,11 @@ pub fn references(manifest: &RawManifest, what: &str) -> Result<References, Cont
     }
     if is_index {
         for child in body.manifests {
+            if let Some(platform) = child.platform.as_ref().map(RawPlatform::text) {
+                if !refs.platforms.contains(&platform) {
+                    refs.platforms.push(platform);
+                }
+            }
             refs.manifests.push(child.into_descriptor(what)?);
         }
     } else {
@@ -558,6 +587,19 @@ mod tests {
 
     fn d(n: u8) -> String {
         format!("sha256:{}", format!("{n:02x}").repeat(32))
+    }
+
+    #[test]
+    fn an_index_names_its_platforms() {
+        let body = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{}","manifests":[{{"mediaType":"{m}","digest":"{}","size":1,"platform":{{"os":"linux","architecture":"arm64","variant":"v8"}}}},{{"mediaType":"{m}","digest":"{}","size":1,"platform":{{"os":"linux","architecture":"amd64"}}}}]}}"#,
+            media_type::OCI_INDEX,
+            d(1),
+            d(2),
+            m = media_type::OCI_MANIFEST,
+        );
+        let refs = references(&RawManifest::new(body, media_type::OCI_INDEX), "x").unwrap();
+        assert_eq!(refs.platforms, vec!["linux/arm64/v8", "linux/amd64"]);
     }
 
     #[test]

@@ -134,3 +134,183 @@ fn a_sha512_image_brings_its_signature() {
     );
     assert_eq!(tagged("1.0").as_deref(), Some(app.digest().as_str()));
 }
+
+/// A gate that refuses one digest (as a scanner would a vulnerable image):
+/// the dry run reports it refused with the gate's reason and exits 3,
+/// writing nothing; `--confirm` promotes everything else. The gate reads the
+/// documented JSON, gets the variables it is given (`--hook-env`) and none
+/// of the promoter's others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gate_refuses_what_it_must_and_admits_the_rest() {
+    let Some(w) = World::builder().start().await else {
+        return;
+    };
+    let good = TestImage::single_layer(1220, 1000);
+    let bad = TestImage::single_layer(1221, 1000);
+    w.push("stage/good", &good, &["1.0"]).await;
+    w.push("stage/bad", &bad, &["1.0"]).await;
+    let m = w.manifest(
+        "m.yaml",
+        &images_yaml(&[
+            ("good", good.digest(), &["1.0"]),
+            ("bad", bad.digest(), &["1.0"]),
+        ]),
+    );
+    w.write(
+        "gate.sh",
+        r#"input=$(cat)
+env > "$PWD/gate-env.$$"
+printf '%s\n' "$input" >> "$PWD/gate-input"
+case "$input" in *"$REFUSED"*) echo "CVE-2026-0001 is critical in $PROMOTER_DIGEST" >&2; exit 1;; esac
+"#,
+    );
+    let run = |confirm: bool| {
+        let mut args = vec![
+            "run",
+            "--manifest",
+            &m,
+            "--gate",
+            "sh gate.sh",
+            "--hook-env",
+            "REFUSED",
+        ];
+        if confirm {
+            args.push("--confirm");
+        }
+        let args: Vec<String> = args.into_iter().map(str::to_string).collect();
+        w.promoter()
+            .args(args)
+            .env("REFUSED", bad.digest().as_str())
+            .env("REGISTRY_PASSWORD", "hunter2-not-for-hooks")
+            .run_async()
+    };
+    let dry = run(false).await;
+    assert_eq!(dry.code, 3, "{}", dry.all());
+    let refused: Vec<&str> = dry
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("refused"))
+        .collect();
+    assert_eq!(refused.len(), 2, "its copy and its tag: {}", dry.stdout);
+    assert!(
+        refused.iter().all(|l| l.contains(&format!(
+            "refused by the gate: CVE-2026-0001 is critical in {}",
+            bad.digest()
+        ))),
+        "{}",
+        dry.stdout
+    );
+    assert_eq!(w.dst_proxy.count("PUT", "/"), 0, "a dry run writes nothing");
+
+    let out = run(true).await;
+    assert_eq!(out.code, 3, "{}", out.all());
+    assert_eq!(w.dst_proxy.count("PUT", "/prod/good/manifests/1.0"), 1);
+    assert_eq!(w.dst_proxy.count("PUT", "/prod/bad/"), 0, "{}", w.dumps());
+
+    let inputs = w.read("gate-input");
+    let first: serde_json::Value = serde_json::from_str(inputs.lines().next().unwrap()).unwrap();
+    for field in [
+        "hook",
+        "source",
+        "digest",
+        "media_type",
+        "platforms",
+        "destinations",
+        "tags",
+    ] {
+        assert!(first.get(field).is_some(), "{field} missing in {first}");
+    }
+    for entry in std::fs::read_dir(w.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("gate-env.")
+        {
+            let env = std::fs::read_to_string(&path).unwrap();
+            assert!(
+                !env.contains("hunter2"),
+                "a hook saw our environment: {env}"
+            );
+            assert!(env.contains("REFUSED="), "{env}");
+        }
+    }
+}
+
+/// A post-promotion step that records its calls and fails for one digest:
+/// called once per promoted digest with the documented JSON, before the
+/// tags; the failing digest's tag is not written (exit 4), and the next
+/// run calls the step again for that digest only, then tags it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_after_promote_step_runs_once_per_digest_and_again_where_it_failed() {
+    let Some(w) = World::builder().start().await else {
+        return;
+    };
+    let one = TestImage::single_layer(1230, 1000);
+    let two = TestImage::single_layer(1231, 1000);
+    w.push("stage/one", &one, &["1.0"]).await;
+    w.push("stage/two", &two, &["1.0", "latest"]).await;
+    let m = w.manifest(
+        "m.yaml",
+        &images_yaml(&[
+            ("one", one.digest(), &["1.0"]),
+            ("two", two.digest(), &["1.0", "latest"]),
+        ]),
+    );
+    w.write(
+        "sign.sh",
+        r#"input=$(cat)
+printf '%s\n' "$input" >> "$PWD/calls"
+case "$input" in *"$FAIL_FOR"*) echo "signing failed for $PROMOTER_REFERENCE" >&2; exit 1;; esac
+"#,
+    );
+    let run = |fail_for: &str| {
+        w.promoter()
+            .args([
+                "run",
+                "--manifest",
+                &m,
+                "--confirm",
+                "--after-promote",
+                "sh sign.sh",
+                "--hook-env",
+                "FAIL_FOR",
+            ])
+            .env("FAIL_FOR", fail_for)
+            .run_async()
+    };
+    let first = run(two.digest().as_str()).await;
+    assert_eq!(first.code, 4, "{}", first.all());
+    assert!(
+        first.all().contains("signing failed for"),
+        "{}",
+        first.all()
+    );
+    let calls: Vec<serde_json::Value> = w
+        .read("calls")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(calls.len(), 2, "once per promoted digest: {calls:?}");
+    let for_two = calls
+        .iter()
+        .find(|c| c["digest"] == two.digest().as_str())
+        .unwrap();
+    assert_eq!(for_two["hook"], "after_promote");
+    assert_eq!(for_two["tags"], serde_json::json!(["1.0", "latest"]));
+    assert!(for_two["reference"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!("/prod/two@{}", two.digest())));
+    assert_eq!(w.dst_proxy.count("PUT", "/prod/two/manifests/1.0"), 0);
+    assert_eq!(w.dst_proxy.count("PUT", "/prod/one/manifests/1.0"), 1);
+
+    std::fs::remove_file(w.path().join("calls")).unwrap();
+    let second = run("nothing").await;
+    assert_eq!(second.code, 0, "{}", second.all());
+    let calls = w.read("calls");
+    assert_eq!(calls.lines().count(), 1, "{calls}");
+    assert!(calls.contains(two.digest().as_str()), "{calls}");
+    assert_eq!(w.dst_proxy.count("PUT", "/prod/two/manifests/latest"), 1);
+}
