@@ -45,7 +45,8 @@ pub struct HookOptions {
     pub timeout: Duration,
     /// Calls running at once.
     pub concurrency: usize,
-    /// Variables of our environment passed on besides [`INHERITED`].
+    /// Variables of our environment passed on besides `PATH`, `HOME`,
+    /// `USER`, `TMPDIR`, `LANG`, `LC_ALL` and `TERM`.
     pub env: Vec<String>,
 }
 

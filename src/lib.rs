@@ -1,4 +1,4 @@
-#![warn(unreachable_pub)]
+#![warn(unreachable_pub, missing_docs)]
 //! `promoter`: declarative container-image promotion.
 //!
 //! Data flows one way: [`manifest`] (load + validate) -> inventory (read
@@ -6,6 +6,7 @@
 //! algebra) -> exec (carry the plan out) -> report.
 pub mod diag;
 pub mod exec;
+pub mod git;
 pub mod hooks;
 pub mod inventory;
 pub mod limits;
@@ -17,4 +18,5 @@ pub mod promote;
 pub mod reference;
 pub mod registry;
 pub mod report;
+pub mod review;
 pub mod snapshot;

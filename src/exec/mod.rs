@@ -43,7 +43,9 @@ mod tests;
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{what}: {source}")]
 pub struct ExecError {
+    /// What was being done (`<repo>@<digest>`, `blob <digest> into <repo>`...).
     pub what: String,
+    /// The registry error behind it, shared between the edges that waited on it.
     #[source]
     pub source: Arc<RegistryError>,
 }
@@ -60,6 +62,8 @@ impl ExecError {
 /// Hears about each edge as it finishes, for progress display. The library
 /// never draws anything itself: the binary decides how to show progress.
 pub trait Progress: Send + Sync {
+    /// Called once for each edge that was worked on, right after it
+    /// finished (done or failed); may be called from several tasks at once.
     fn finished(&self, result: &EdgeResult);
 }
 
@@ -101,7 +105,9 @@ impl Default for ExecOptions {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "status")]
 pub enum Outcome {
+    /// Carried out.
     Done,
+    /// Not carried out, or not tried; the failure says why.
     Failed(Failure),
 }
 
@@ -109,7 +115,9 @@ pub enum Outcome {
 /// program reading `--output json` branches on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failure {
+    /// The error message, for people.
     pub error: String,
+    /// What kind of failure it was, for programs.
     pub kind: FailureKind,
     /// The registry's HTTP status, where one was the cause.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -205,32 +213,48 @@ impl Failure {
     }
 }
 
+/// One plan item the executor worked on, and how it went.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EdgeResult {
+    /// The plan item.
     #[serde(flatten)]
     pub item: PlanItem,
+    /// Whether it was carried out.
     pub outcome: Outcome,
 }
 
 /// Transfer counters, for the summary and for tests that prove a fast path.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
+    /// Blobs the destination already held: nothing sent.
     pub blobs_present: u64,
+    /// Blobs mounted from another repository of the same endpoint.
     pub blobs_mounted: u64,
+    /// Blobs whose bytes were streamed.
     pub blobs_uploaded: u64,
+    /// Bytes of the uploaded blobs.
     pub bytes_uploaded: u64,
+    /// Manifests stored, child manifests and attachments included.
     pub manifests_written: u64,
+    /// Tags written, an image's first tag included (stored by the
+    /// manifest's own PUT).
     pub tags_written: u64,
+    /// Attachments (signatures, attestations, SBOMs...) copied.
     pub attachments_copied: u64,
 }
 
+/// What a run of the executor did: one result per plan item worked on,
+/// and the transfer counters.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Report {
+    /// Every item worked on, in plan order.
     pub results: Vec<EdgeResult>,
+    /// What was transferred.
     pub stats: Stats,
 }
 
 impl Report {
+    /// The results that failed.
     pub fn failed(&self) -> impl Iterator<Item = &EdgeResult> {
         self.results
             .iter()
@@ -327,6 +351,7 @@ pub struct Executor {
 }
 
 impl Executor {
+    /// An executor over `registries`, without progress reports.
     pub fn new(registries: &Registries, options: &ExecOptions) -> Executor {
         Executor {
             copier: Arc::new(Copier {
@@ -369,6 +394,7 @@ impl Executor {
             .await
     }
 
+    /// The transfer counters so far, over everything this executor ran.
     pub fn stats(&self) -> Stats {
         self.copier.counters.snapshot()
     }

@@ -170,7 +170,8 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// Read the attachments of promoted digests too (see [`attachments`]).
+    /// Read the attachments of promoted digests too: in their sources, and
+    /// what each destination already holds of them.
     pub fn with_attachments(mut self, options: AttachmentOptions) -> Reader<'a> {
         self.attachments = Some(attachments::AttachmentReads::new(
             options.extra_types,

@@ -4,10 +4,15 @@
 
 use serde::Deserialize;
 
+/// An OCI image manifest: a config and layers.
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// An OCI image index: a list of manifests (usually one per platform).
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+/// A Docker image manifest (schema 2), the OCI manifest's predecessor.
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// A Docker manifest list, the OCI index's predecessor.
 pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+/// Bytes of no declared type.
 pub const OCTET_STREAM: &str = "application/octet-stream";
 
 /// Every manifest type we ask registries for, in `Accept` order.

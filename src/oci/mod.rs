@@ -28,21 +28,35 @@ pub mod verify;
 /// decisions see them unchanged).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ContentError {
+    /// The bytes do not hash to the digest they were asked for by.
     #[error("{what}: expected digest {expected}, got {actual}")]
     DigestMismatch {
+        /// The content, for people (a blob and its repository, a manifest).
         what: String,
+        /// The digest the content was asked for by.
         expected: Digest,
+        /// The digest of the bytes that came.
         actual: Digest,
     },
+    /// More or fewer bytes came than the descriptor said.
     #[error("{what}: expected {expected} bytes, got {actual}")]
     SizeMismatch {
+        /// The content, for people.
         what: String,
+        /// The size, in bytes, the descriptor gave.
         expected: u64,
+        /// The bytes that came: where the stream ran past the size, as many
+        /// as had come by then.
         actual: u64,
     },
     /// Bytes that should be a manifest (or an index of referrers) and are not.
     #[error("{what}: {message}")]
-    Malformed { what: String, message: String },
+    Malformed {
+        /// The content, for people.
+        what: String,
+        /// What is wrong with it.
+        message: String,
+    },
 }
 
 /// Check that `bytes` hash to `expected`; the error names `what` and the
@@ -62,8 +76,11 @@ pub fn check_bytes(what: &str, expected: &Digest, bytes: &[u8]) -> Result<(), Co
 /// with `media_type` reproduces `digest`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawManifest {
+    /// The manifest exactly as stored, never re-serialized.
     pub bytes: Bytes,
+    /// The media type it is stored under (its `Content-Type`).
     pub media_type: String,
+    /// The digest of `bytes`.
     pub digest: Digest,
 }
 
@@ -84,8 +101,11 @@ impl RawManifest {
 /// or layer, a referrer, or a HEAD answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Descriptor {
+    /// The content's digest.
     pub digest: Digest,
+    /// The content's media type.
     pub media_type: String,
+    /// The content's size in bytes.
     pub size: u64,
     /// For referrers: the `artifactType`, when known.
     pub artifact_type: Option<String>,

@@ -41,6 +41,8 @@ pub struct VerifyingStream<S, E> {
 }
 
 impl<S, E> VerifyingStream<S, E> {
+    /// Verify `inner` against `expect`; `what` names the content in the
+    /// error (a blob and its repository, a URL).
     pub fn new(inner: S, expect: Expect, what: String) -> Self {
         let (expected_digest, expected_size) = match expect {
             Expect::Digest(digest, size) => (Some(digest), size),

@@ -43,11 +43,14 @@ pub type BlobOpener =
 /// A blob to write: its identity, its size, and where its bytes come from.
 #[derive(Clone)]
 pub struct BlobUpload {
+    /// The digest the blob's bytes must hash to.
     pub digest: Digest,
+    /// The blob's size in bytes.
     pub size: u64,
     /// A repository on the same endpoint that holds the blob: try a
     /// cross-repository mount first, and fall back to uploading.
     pub mount_from: Option<Repository>,
+    /// Opens the bytes to stream when there is no mount, or it failed.
     pub open: BlobOpener,
 }
 
@@ -74,13 +77,29 @@ pub enum BlobPut {
 /// Display texts never contain credentials or URL query strings.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
+    /// The registry wants authentication (HTTP 401) and we have no
+    /// credentials it accepts.
     #[error("{registry}: authentication required for {scope} (no usable credentials)")]
-    Unauthorized { registry: String, scope: String },
+    Unauthorized {
+        /// The registry's `host[:port]`.
+        registry: String,
+        /// The access that was asked for (`repository:<path>:pull`...).
+        scope: String,
+    },
+    /// The credentials were accepted but do not grant this access (HTTP 403).
     #[error("{registry}: access denied to {scope}")]
-    Denied { registry: String, scope: String },
+    Denied {
+        /// The registry's `host[:port]`.
+        registry: String,
+        /// The access that was refused.
+        scope: String,
+    },
+    /// The registry asks us to slow down (HTTP 429).
     #[error("{registry}: rate limited (HTTP 429){}", retry_after_text(*retry_after_secs))]
     RateLimited {
+        /// The registry's `host[:port]`.
         registry: String,
+        /// Its `Retry-After`, in seconds; `None` when it sent none.
         retry_after_secs: Option<u64>,
     },
     /// Bytes that do not match their digest or size (a passing fault or a
@@ -90,25 +109,37 @@ pub enum RegistryError {
     /// The registry answered with an error status after every retry.
     #[error("{method} {url}: HTTP {status}{}", detail_text(detail))]
     Status {
+        /// The HTTP method of the request.
         method: String,
         /// Redacted: no query string, no user info.
         url: String,
+        /// The HTTP status code.
         status: u16,
         /// The first OCI error code of the body, when it had one.
         code: Option<ErrorCode>,
+        /// The registry's own words (its error codes and messages, clipped),
+        /// or ours; `None` when the body said nothing useful.
         detail: Option<String>,
     },
+    /// The request got no HTTP answer: the connection failed, timed out or
+    /// the answer stalled.
     #[error("{method} {url}: {message}")]
     Transport {
+        /// The HTTP method of the request.
         method: String,
+        /// Redacted: no query string, no user info.
         url: String,
+        /// What went wrong, for people.
         message: String,
         /// Connection-level failures (reset, refused, timed out) are retryable.
         retryable: bool,
     },
+    /// A local file or `oci:` tree could not be read or written.
     #[error("{path}: {source}")]
     Io {
+        /// The file or directory involved.
         path: String,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
@@ -116,28 +147,68 @@ pub enum RegistryError {
     /// layout format does not allow (bad JSON, a missing header, a body past
     /// its cap, a corrupt `index.json`): not retried, the source is at fault.
     #[error("{what}: {message}")]
-    Protocol { what: String, message: String },
+    Protocol {
+        /// What was being read (a URL, a manifest, a file of the tree).
+        what: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// The user's configuration cannot work (a CA file that is no PEM, a
     /// client certificate without its key, a host that is no URL).
     #[error("{what}: {message}")]
-    Config { what: String, message: String },
+    Config {
+        /// The setting, file or host at fault.
+        what: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// Content the plan relies on is gone since it was read.
     #[error("{what}: {message}")]
-    Vanished { what: String, message: String },
+    Vanished {
+        /// What was looked for again.
+        what: String,
+        /// Why it could not be had.
+        message: String,
+    },
     /// A bound on what others send was reached: a size, depth or count
     /// from [`crate::limits`]. The message names the limit; the source is at
     /// fault (or, where the bound is a setting, says which one to raise).
     #[error("{what}: {message}")]
-    Limit { what: String, message: String },
+    Limit {
+        /// What was being read (a URL, a file, an image).
+        what: String,
+        /// Which limit was reached.
+        message: String,
+    },
     /// The registry accepted a write but does not hold it when read back
     /// (`--verify-writes`).
     #[error("{what}: {message}")]
-    NotStored { what: String, message: String },
+    NotStored {
+        /// The manifest or blob that was written.
+        what: String,
+        /// What the read-back found instead.
+        message: String,
+    },
     /// A bug of ours, reported instead of a panic.
     #[error("{what}: internal error: {message}")]
-    Internal { what: String, message: String },
+    Internal {
+        /// Where it happened (an endpoint, a request, a destination).
+        what: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The registry does not offer something we need (the catalog API, an
+    /// authentication scheme we speak).
     #[error("{registry}: {operation} is not supported by this registry")]
-    Unsupported { registry: String, operation: String },
+    Unsupported {
+        /// The registry's `host[:port]`.
+        registry: String,
+        /// What it does not support, for people.
+        operation: String,
+    },
+    /// Credentials could not be read or used: an unreadable auth file, a
+    /// failing credential helper, a secret that cannot go in a header. The
+    /// message never contains the secret.
     #[error("{0}")]
     Credentials(String),
 }
@@ -155,25 +226,41 @@ impl From<ContentError> for RegistryError {
 /// registries send), as a registry's error body names them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ErrorCode {
+    /// `BLOB_UNKNOWN`: the repository does not hold the blob.
     BlobUnknown,
+    /// `BLOB_UPLOAD_INVALID`: the upload was rejected.
     BlobUploadInvalid,
+    /// `BLOB_UPLOAD_UNKNOWN`: the upload session is gone or never existed.
     BlobUploadUnknown,
+    /// `DIGEST_INVALID`: the uploaded bytes do not match the digest given.
     DigestInvalid,
+    /// `MANIFEST_BLOB_UNKNOWN`: a manifest names a blob the repository lacks.
     ManifestBlobUnknown,
+    /// `MANIFEST_INVALID`: the registry rejected the manifest.
     ManifestInvalid,
+    /// `MANIFEST_UNKNOWN`: no such manifest (or tag).
     ManifestUnknown,
+    /// `NAME_INVALID`: the repository name is not allowed.
     NameInvalid,
+    /// `NAME_UNKNOWN`: no such repository.
     NameUnknown,
+    /// `SIZE_INVALID`: the content does not have the size given.
     SizeInvalid,
+    /// `UNAUTHORIZED`: authentication required.
     Unauthorized,
+    /// `DENIED`: access refused.
     Denied,
+    /// `UNSUPPORTED`: the operation is not supported.
     Unsupported,
+    /// `TOOMANYREQUESTS`: rate limited.
     TooManyRequests,
     /// A code outside the spec, kept as sent.
     Other(String),
 }
 
 impl ErrorCode {
+    /// The code for `code` as a registry spells it (`BLOB_UNKNOWN`...);
+    /// never fails, an unknown code is kept as [`ErrorCode::Other`].
     pub fn parse(code: &str) -> ErrorCode {
         match code {
             "BLOB_UNKNOWN" => ErrorCode::BlobUnknown,
@@ -468,6 +555,7 @@ impl Registry for Unopened {
 /// How to open the registries of a run.
 #[derive(Debug, Clone, Default)]
 pub struct OpenOptions {
+    /// Settings for the HTTP registries: defaults, and overrides per host.
     pub remote: remote::options::RemoteOptions,
     /// An explicit credentials file, consulted first.
     pub auth_file: Option<std::path::PathBuf>,

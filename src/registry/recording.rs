@@ -23,6 +23,7 @@ pub struct Recording {
 }
 
 impl Recording {
+    /// A recording registry over the `oci:` tree at `root`.
     pub fn new(root: &Path) -> Recording {
         Recording {
             inner: LayoutRegistry::new(root),
@@ -34,6 +35,7 @@ impl Recording {
     fn record(&self, call: String) {
         self.calls.lock().unwrap().push(call);
     }
+    /// Every call so far, in order, as `kind repo argument`.
     pub fn calls(&self) -> Vec<String> {
         self.calls.lock().unwrap().clone()
     }

@@ -298,6 +298,7 @@ impl LayoutRegistry {
         }
     }
 
+    /// The directory this registry serves, as given to [`LayoutRegistry::new`].
     pub fn root(&self) -> &Path {
         &self.root
     }

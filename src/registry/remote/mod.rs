@@ -16,7 +16,7 @@
 //! ```
 //!
 //! Request economy: a blob upload is two requests (POST, then one streaming
-//! PUT); a mount is one; an existence check is one HEAD. See [`transport`]
+//! PUT); a mount is one; an existence check is one HEAD. See `transport`
 //! for retries, auth and redirects.
 
 pub mod auth;
@@ -104,6 +104,8 @@ impl std::fmt::Debug for Remotes {
 }
 
 impl Remotes {
+    /// Handles that all use `options` and `credentials`. Clients are built
+    /// when an endpoint is first asked for; nothing is sent until a request.
     pub fn new(options: RemoteOptions, credentials: CredentialStore) -> Remotes {
         Remotes {
             options,
@@ -215,6 +217,7 @@ impl RemoteRegistry {
         &self.t.base
     }
 
+    /// The options in force for this host, every field resolved.
     pub fn options(&self) -> &ResolvedOptions {
         &self.t.opts
     }
@@ -235,10 +238,10 @@ impl RemoteRegistry {
             .await
     }
 
-    /// Follow `Link: <…>; rel="next"` from `first`, collecting `field` of
-    /// each page. `Ok(None)` when the first page is a 404.
-    /// Every item of a paginated listing. With `until`, stop as soon as a
-    /// page ends past it: catalogs are sorted, so nothing later can match.
+    /// Every item of a paginated listing: follow `Link: <…>; rel="next"`
+    /// from `first`, collecting `field` of each page. `Ok(None)` when the
+    /// first page is a 404. With `until`, stop as soon as a page ends past
+    /// it: catalogs are sorted, so nothing later can match.
     async fn paginate(
         &self,
         first: Url,
@@ -991,7 +994,6 @@ fn header_digest(headers: &HeaderMap) -> Option<Digest> {
         .and_then(|v| Digest::parse(v.trim()).ok())
 }
 
-/// The `rel="next"` target of a `Link` header, if any.
 /// Attempts of one blob upload whose source keeps producing wrong content.
 const MAX_BAD_CONTENT_ATTEMPTS: u32 = 3;
 
@@ -1006,6 +1008,7 @@ fn catalog_start(prefix: &str) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
+/// The `rel="next"` target of a `Link` header, if any.
 pub fn next_link(headers: &HeaderMap) -> Option<String> {
     for value in headers.get_all(LINK) {
         let Ok(text) = value.to_str() else { continue };

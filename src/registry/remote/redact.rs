@@ -24,7 +24,7 @@ pub fn url(url: &Url) -> String {
     out
 }
 
-/// [`url`] for text that may not parse as a URL (a `Location` or `Link`
+/// [`url()`] for text that may not parse as a URL (a `Location` or `Link`
 /// header, a realm). Whatever does not parse is cut at the first `?` or `#`,
 /// and anything before an `@` in the authority is dropped.
 pub fn url_text(text: &str) -> String {
