@@ -159,6 +159,28 @@ struct RunArgs {
     #[arg(long)]
     parse_only: bool,
 
+    /// Also hold the manifests against what they were at git revision REV
+    /// (read from the local repository): a removed image or tag, or a tag
+    /// that would move, is an error pointing at the head line and naming
+    /// the base line.
+    #[arg(long, value_name = "REV", requires = "manifests")]
+    base: Option<String>,
+
+    /// With --base: removing images or tags from the manifests is intended
+    /// (reported as warnings).
+    #[arg(long, requires = "base")]
+    allow_removals: bool,
+
+    /// Plan only the digest entries that changed since git revision REV
+    /// (added, or with other tags); nothing else is read from any registry.
+    #[arg(
+        long,
+        value_name = "REV",
+        requires = "manifests",
+        conflicts_with = "parse_only"
+    )]
+    since: Option<String>,
+
     /// Carry the plan out. Without it, nothing is written anywhere (dry run).
     #[arg(long)]
     confirm: bool,
@@ -448,6 +470,37 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
         eprintln!("error: {errors} problem(s) in the manifests; nothing was planned");
         return Ok(exit::INVALID_INPUT);
     }
+    if let Some(rev) = &args.base {
+        let base = match load_at(&input, rev) {
+            Ok(base) => base,
+            Err(err) => {
+                eprintln!("error: --base {rev}: {err}");
+                return Ok(exit::INVALID_INPUT);
+            }
+        };
+        let findings = promoter::review::compare(
+            &plan::wants(&base.manifests),
+            &plan::wants(&loaded.manifests),
+        );
+        let mut diagnostics: Vec<_> = findings
+            .iter()
+            .map(|f| f.diagnostic(args.allow_removals))
+            .collect();
+        promoter::diag::sort(&mut diagnostics);
+        for diagnostic in &diagnostics {
+            eprintln!("{diagnostic}");
+        }
+        let errors = diagnostics.iter().filter(|d| d.is_error()).count();
+        if errors > 0 {
+            eprintln!("error: {errors} change(s) against {rev} would undo a promotion; nothing was planned");
+            let moves = findings.iter().any(|f| f.is_move());
+            return Ok(if moves {
+                exit::REFUSED
+            } else {
+                exit::INVALID_INPUT
+            });
+        }
+    }
     if args.parse_only {
         let digests: usize = loaded
             .manifests
@@ -483,6 +536,26 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
     let options = open_options(&args.registry)?;
     let names = promote::registry_names(&loaded.manifests);
     let mut wants = plan::wants(&loaded.manifests);
+    if let Some(rev) = &args.since {
+        let base = match load_at(&input, rev) {
+            Ok(base) => base,
+            Err(err) => {
+                eprintln!("error: --since {rev}: {err}");
+                return Ok(exit::INVALID_INPUT);
+            }
+        };
+        let changed = promoter::review::changed(&plan::wants(&base.manifests), &wants);
+        if changed.is_empty() {
+            eprintln!("nothing changed since {rev}: nothing to do");
+            return Ok(exit::OK);
+        }
+        eprintln!(
+            "{} digest entr{} changed since {rev}; planning only those",
+            changed.len(),
+            if changed.len() == 1 { "y" } else { "ies" }
+        );
+        wants = promoter::review::only_changed(wants, &changed);
+    }
     if let Some(shard) = args.shard {
         wants = plan::shard(wants, shard);
     }
@@ -606,6 +679,28 @@ fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
         let execution = promoter::exec::execute(&fresh.plan, &executor, &options).await;
         Ok(finish(&fresh.plan, Some(&execution), output))
     })
+}
+
+/// The manifests of `input` as they were at git revision `rev`. Problems
+/// in the base are warned about, not fatal: what loaded is compared.
+fn load_at(input: &ManifestInput<'_>, rev: &str) -> anyhow::Result<manifest::Loaded> {
+    let loaded = match input {
+        ManifestInput::Plain(file) => {
+            let text = promoter::git::file_at(file, rev)?;
+            manifest::load_plain_text(file, &text)
+        }
+        ManifestInput::ThinTree(dir) => {
+            let copy = promoter::git::tree_at(dir, rev)?;
+            manifest::load(ManifestInput::ThinTree(copy.path()))
+        }
+    };
+    let errors = loaded.diagnostics.iter().filter(|d| d.is_error()).count();
+    if errors > 0 {
+        eprintln!(
+            "warning: the manifests at {rev} have {errors} problem(s); compared with what loaded there"
+        );
+    }
+    Ok(loaded)
 }
 
 /// Print the plan (and the results when it was carried out); choose the exit code.

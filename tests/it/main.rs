@@ -16,6 +16,7 @@ mod fuzz_regressions;
 mod hermetic;
 mod hostile;
 mod manifest_golden;
+mod presubmit;
 mod promote_layout;
 mod promote_registry;
 mod quickstart;
