@@ -20,3 +20,4 @@ pub mod registry;
 pub mod report;
 pub mod review;
 pub mod snapshot;
+pub mod verify;

@@ -62,6 +62,34 @@ enum Command {
     /// Compare two registries (or snapshot files): a unified diff of their
     /// snapshots; exit 0 when equal, 1 when different.
     Diff(DiffArgs),
+    /// Check that the destinations hold everything the manifests promote,
+    /// complete (manifests, index children, blobs, tags); reads only.
+    /// Exit 0 when all is there, 1 when something is missing or wrong, 2
+    /// when a destination could not be read.
+    Verify(VerifyArgs),
+}
+
+#[derive(Args, Debug)]
+#[command(group = clap::ArgGroup::new("manifests").required(true).multiple(false))]
+struct VerifyArgs {
+    /// A plain manifest file.
+    #[arg(long, value_name = "FILE", group = "manifests")]
+    manifest: Option<PathBuf>,
+
+    /// A thin manifest tree.
+    #[arg(long, value_name = "DIR", group = "manifests")]
+    thin_manifest_dir: Option<PathBuf>,
+
+    /// Check only the digest entries that changed since git revision REV.
+    #[arg(long, value_name = "REV")]
+    since: Option<String>,
+
+    /// Check only part INDEX of COUNT (0-based), as `run --shard`.
+    #[arg(long, value_name = "INDEX/COUNT", env = "PROMOTER_SHARD")]
+    shard: Option<plan::Shard>,
+
+    #[command(flatten)]
+    registry: RegistryArgs,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -251,6 +279,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Apply(args) => apply(args),
         Command::Diff(args) => diff(args),
+        Command::Verify(args) => verify(args),
     };
     ExitCode::from(code.unwrap_or_else(|err| {
         eprintln!("error: {err:#}");
@@ -678,6 +707,61 @@ fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
         let executor = executor(&registries, &options, Some(total));
         let execution = promoter::exec::execute(&fresh.plan, &executor, &options).await;
         Ok(finish(&fresh.plan, Some(&execution), output))
+    })
+}
+
+fn verify(args: VerifyArgs) -> anyhow::Result<u8> {
+    let output = match output_for(
+        args.registry.output,
+        &[Output::Text, Output::Json],
+        "verify",
+    ) {
+        Ok(o) => o,
+        Err(code) => return Ok(code),
+    };
+    let input = match (&args.manifest, &args.thin_manifest_dir) {
+        (Some(file), None) => ManifestInput::Plain(file),
+        (None, Some(dir)) => ManifestInput::ThinTree(dir),
+        _ => unreachable!("clap enforces exactly one input"),
+    };
+    let loaded = manifest::load(input.clone());
+    for diagnostic in &loaded.diagnostics {
+        eprintln!("{diagnostic}");
+    }
+    if loaded.has_errors() {
+        eprintln!("error: the manifests have problems; nothing was checked");
+        return Ok(exit::INVALID_INPUT);
+    }
+    let mut wants = plan::wants(&loaded.manifests);
+    if let Some(rev) = &args.since {
+        let base = load_at(&input, rev)?;
+        let changed = promoter::review::changed(&plan::wants(&base.manifests), &wants);
+        wants = promoter::review::only_changed(wants, &changed);
+    }
+    if let Some(shard) = args.shard {
+        wants = plan::shard(wants, shard);
+    }
+    let options = open_options(&args.registry)?;
+    let names: Vec<_> = wants.iter().map(|w| w.registry.clone()).collect();
+    let found = runtime()?.block_on(async {
+        let registries = registry::open_all(names.iter(), &options)?;
+        anyhow::Ok(
+            promoter::verify::verify(&wants, &registries, promoter::limits::INVENTORY_READS).await,
+        )
+    })?;
+    match output {
+        Output::Json => emit(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&found).expect("a verification serialises")
+        )),
+        _ => emit(&found.text()),
+    }
+    Ok(if !found.unchecked.is_empty() {
+        exit::USAGE
+    } else if !found.problems.is_empty() {
+        exit::INVALID_INPUT
+    } else {
+        exit::OK
     })
 }
 

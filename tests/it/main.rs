@@ -26,3 +26,4 @@ mod remote_wire;
 mod secrets;
 mod snapshot;
 mod supply_chain;
+mod verify;
