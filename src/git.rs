@@ -183,6 +183,45 @@ pub fn tree_at(dir: &Path, rev: &str) -> Result<tempfile::TempDir, GitError> {
     Ok(copy)
 }
 
+/// What to compare with for "what changed in the last `window`".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WindowBase {
+    /// No commit falls in the window: nothing changed.
+    Nothing,
+    /// The window reaches the repository's first commit: everything is new.
+    Everything,
+    /// The parent of the oldest commit in the window.
+    Commit(String),
+}
+
+/// The base for "what changed in the last `window`" in the repository of
+/// `dir`: see [`WindowBase`]. `window` is a git approxidate span
+/// (`14 days`, `2 weeks`, `3600 seconds`).
+pub fn base_of_window(dir: &Path, window: &str) -> Result<WindowBase, GitError> {
+    resolve(dir, "HEAD")?;
+    let out = git(
+        dir,
+        &[
+            "rev-list",
+            "--reverse",
+            &format!("--since={window} ago"),
+            "HEAD",
+        ],
+    )?;
+    if !out.status.success() {
+        return Err(failed("rev-list", &out));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let Some(oldest) = text.lines().next() else {
+        return Ok(WindowBase::Nothing);
+    };
+    match resolve(dir, &format!("{oldest}^")) {
+        Ok(commit) => Ok(WindowBase::Commit(commit)),
+        Err(GitError::UnknownRevision { .. }) => Ok(WindowBase::Everything),
+        Err(e) => Err(e),
+    }
+}
+
 fn parent_dir(file: &Path) -> PathBuf {
     match file.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),

@@ -11,6 +11,8 @@ use std::io::IsTerminal as _;
 use std::sync::Arc;
 
 use promoter::exec::{ExecOptions, Executor, Progress};
+
+mod cip;
 use promoter::manifest::{self, ManifestInput};
 use promoter::plan;
 use promoter::promote;
@@ -67,6 +69,9 @@ enum Command {
     /// Exit 0 when all is there, 1 when something is missing or wrong, 2
     /// when a destination could not be read.
     Verify(VerifyArgs),
+    /// `kpromo cip`, flag for flag: CIP's flags with their CIP meaning,
+    /// carried out by `promoter run` (README, "Switching from kpromo cip").
+    Cip(cip::CipArgs),
 }
 
 #[derive(Args, Debug)]
@@ -280,6 +285,7 @@ fn main() -> ExitCode {
         Command::Apply(args) => apply(args),
         Command::Diff(args) => diff(args),
         Command::Verify(args) => verify(args),
+        Command::Cip(args) => run_cip(&args),
     };
     ExitCode::from(code.unwrap_or_else(|err| {
         eprintln!("error: {err:#}");
@@ -288,6 +294,12 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(level: &str) {
+    // logrus's names, for `promoter cip` (`--log-level=warning`).
+    let level = match level.to_ascii_lowercase().as_str() {
+        "warning" => "warn".to_string(),
+        "fatal" | "panic" => "error".to_string(),
+        other => other.to_string(),
+    };
     let filter = tracing_subscriber::EnvFilter::try_new(format!("promoter={level}"))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("promoter=warn"));
     tracing_subscriber::fmt()
@@ -708,6 +720,29 @@ fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
         let execution = promoter::exec::execute(&fresh.plan, &executor, &options).await;
         Ok(finish(&fresh.plan, Some(&execution), output))
     })
+}
+
+fn run_cip(args: &cip::CipArgs) -> anyhow::Result<u8> {
+    match cip::translate(args)? {
+        cip::Translated::Nothing(why) => {
+            eprintln!("{why}");
+            Ok(exit::OK)
+        }
+        cip::Translated::Run(argv) => {
+            tracing::debug!("promoter cip runs: {}", argv.join(" "));
+            match Cli::try_parse_from(&argv) {
+                Ok(Cli {
+                    command: Command::Run(run_args),
+                    ..
+                }) => run(run_args),
+                Ok(_) => unreachable!("cip translates into `run`"),
+                Err(err) => {
+                    let _ = err.print();
+                    Ok(exit::USAGE)
+                }
+            }
+        }
+    }
 }
 
 fn verify(args: VerifyArgs) -> anyhow::Result<u8> {

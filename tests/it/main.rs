@@ -9,6 +9,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod cip;
 mod crash;
 mod fast_paths;
 mod faults;
