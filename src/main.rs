@@ -759,7 +759,7 @@ fn verify(args: VerifyArgs) -> anyhow::Result<u8> {
         (None, Some(dir)) => ManifestInput::ThinTree(dir),
         _ => unreachable!("clap enforces exactly one input"),
     };
-    let loaded = manifest::load(input.clone());
+    let loaded = manifest::load(input);
     for diagnostic in &loaded.diagnostics {
         eprintln!("{diagnostic}");
     }
