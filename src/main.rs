@@ -519,10 +519,7 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
                 return Ok(exit::INVALID_INPUT);
             }
         };
-        let findings = promoter::review::compare(
-            &plan::wants(&base.manifests),
-            &plan::wants(&loaded.manifests),
-        );
+        let findings = promoter::review::compare(&base.manifests, &loaded.manifests);
         let mut diagnostics: Vec<_> = findings
             .iter()
             .map(|f| f.diagnostic(args.allow_removals))
@@ -585,7 +582,7 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
                 return Ok(exit::INVALID_INPUT);
             }
         };
-        let changed = promoter::review::changed(&plan::wants(&base.manifests), &wants);
+        let changed = promoter::review::changed(&base.manifests, &loaded.manifests);
         if changed.is_empty() {
             eprintln!("nothing changed since {rev}: nothing to do");
             return Ok(exit::OK);
@@ -770,7 +767,7 @@ fn verify(args: VerifyArgs) -> anyhow::Result<u8> {
     let mut wants = plan::wants(&loaded.manifests);
     if let Some(rev) = &args.since {
         let base = load_at(&input, rev)?;
-        let changed = promoter::review::changed(&plan::wants(&base.manifests), &wants);
+        let changed = promoter::review::changed(&base.manifests, &loaded.manifests);
         wants = promoter::review::only_changed(wants, &changed);
     }
     if let Some(shard) = args.shard {

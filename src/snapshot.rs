@@ -178,7 +178,22 @@ pub async fn of_registry(
     root: &RegistryName,
 ) -> Result<Snapshot, RegistryError> {
     let prefix = root.prefix.as_str();
-    let repos = registry.list_repositories(prefix).await?;
+    let mut named_repository = false;
+    let repos = match registry.list_repositories(prefix).await {
+        Ok(repos) => repos,
+        // No catalog (Docker Hub, some clouds): a path that names one
+        // repository can still be read, as that repository alone.
+        Err(RegistryError::Unsupported { .. }) if !prefix.is_empty() => {
+            named_repository = true;
+            let repo =
+                Repository::parse(&root.endpoint, prefix).map_err(|e| RegistryError::Config {
+                    what: root.to_string(),
+                    message: e.message,
+                })?;
+            vec![repo]
+        }
+        Err(e) => return Err(e),
+    };
     let results: Vec<_> = stream::iter(repos)
         .map(|repo| async move {
             let read = read_repository(registry, &repo).await;
@@ -190,7 +205,11 @@ pub async fn of_registry(
     let mut snapshot = Snapshot::default();
     for (repo, read) in results {
         let (digests, children) = read?;
-        let name = if prefix.is_empty() {
+        let name = if named_repository {
+            // Named by its last path component, as an image under the
+            // path it lives in would be.
+            repo.path().rsplit('/').next().unwrap_or(repo.path())
+        } else if prefix.is_empty() {
             repo.path()
         } else {
             match repo

@@ -87,6 +87,32 @@ impl RepositoryLists {
     }
 }
 
+/// What `want` needs to know of its repository, from one listing of every
+/// tag with its digest: nothing else is read.
+fn state_from_listing(want: &RepoWant, listing: &crate::registry::TagListing) -> DestState {
+    let (tags, digests) = plan::destination_reads(want);
+    let mut state = DestState {
+        repository_absent: listing.tags.is_empty() && listing.digests.is_empty(),
+        ..DestState::default()
+    };
+    for tag in tags {
+        let observed = match listing.tags.get(tag) {
+            Some(digest) => Observed::Present(digest.clone()),
+            None => Observed::Absent,
+        };
+        state.tags.insert(tag.clone(), observed);
+    }
+    for digest in digests {
+        let observed = if listing.digests.contains(digest) {
+            Observed::Present(())
+        } else {
+            Observed::Absent
+        };
+        state.digests.insert(digest.clone(), observed);
+    }
+    state
+}
+
 /// Read one destination repository for `want`.
 async fn read_destination(
     want: &RepoWant,
@@ -97,6 +123,14 @@ async fn read_destination(
     let registry = registries.get(want.repo.endpoint());
     let registry = registry.as_ref();
     let repo = &want.repo;
+    // One listing with every digest, where the registry offers one.
+    match registry.list_digests(repo).await {
+        Ok(Some(listing)) => return state_from_listing(want, &listing),
+        Ok(None) => {}
+        Err(err) => {
+            tracing::debug!("{repo}: the digest listing failed ({err}); reading tags one by one")
+        }
+    }
     let (tags, _) = plan::destination_reads(want);
     let tag_states: Vec<_> = stream::iter(tags)
         .map(|tag| async move {

@@ -368,6 +368,15 @@ pub trait Registry: Send + Sync {
     /// Every tag of `repo`, sorted. A repository that does not exist has no tags.
     async fn list_tags(&self, repo: &Repository) -> Result<Vec<String>, RegistryError>;
 
+    /// Every tag of `repo` with its digest, and every digest it holds, in
+    /// one listing, where the registry offers that (Google's `tags/list`
+    /// extension: its `manifest` map); `None` where it does not, and the
+    /// caller reads tag by tag.
+    async fn list_digests(&self, repo: &Repository) -> Result<Option<TagListing>, RegistryError> {
+        let _ = repo;
+        Ok(None)
+    }
+
     /// Digest, media type and size of a manifest, without its body.
     async fn head_manifest(
         &self,
@@ -435,6 +444,16 @@ pub trait Registry: Send + Sync {
         let _ = tags;
         self.referrers(repo, subject).await
     }
+}
+
+/// What one listing told of a repository: each tag's digest, and every
+/// digest it holds (tagged or not).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TagListing {
+    /// Each tag, and the digest it points at.
+    pub tags: std::collections::BTreeMap<crate::reference::Tag, Digest>,
+    /// Every digest the repository holds.
+    pub digests: std::collections::BTreeSet<Digest>,
 }
 
 /// Manifests already read from a source this run, by repository and

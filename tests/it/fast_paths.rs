@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use crate::support::images::{TestBlob, TestImage};
-use crate::support::proxy::Recorded;
+use crate::support::proxy::{Action, Recorded, Rule};
 use crate::support::world::{images_yaml, manifest_yaml, World};
 
 /// A source registry holding `images` (repo, image, tag), a destination
@@ -181,4 +181,74 @@ async fn copying_starts_before_planning_ends_and_connections_are_reused() {
         log.len(),
         connections.len()
     );
+}
+
+/// A registry with Google's `tags/list` extension (every digest with its
+/// tags, in the listing): a no-op inventory reads each destination
+/// repository with that one request, no HEAD per tag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn googles_digest_listing_reads_a_repository_in_one_request() {
+    let Some(w) = World::builder().start().await else {
+        return;
+    };
+    let images: Vec<TestImage> = (0..3)
+        .map(|i| TestImage::single_layer(1600 + i, 500))
+        .collect();
+    let mut entries = Vec::new();
+    for (i, image) in images.iter().enumerate() {
+        w.push(&format!("stage/app{i}"), image, &["1.0", "2.0", "latest"])
+            .await;
+        entries.push((format!("app{i}"), image.digest().clone()));
+    }
+    let entries: Vec<(&str, &promoter::reference::Digest, &[&str])> = entries
+        .iter()
+        .map(|(n, d)| (n.as_str(), d, &["1.0", "2.0", "latest"][..]))
+        .collect();
+    let m = w.manifest("m.yaml", &images_yaml(&entries));
+    let first = w
+        .run_async(&["run", "--manifest", &m, "--confirm", "--no-attachments"])
+        .await;
+    assert_eq!(first.code, 0, "{}", first.all());
+
+    w.dst_proxy.add(
+        Rule::new("GET", "/tags/list")
+            .always()
+            .action(Action::GoogleListing),
+    );
+    let options = serde_json::json!({
+        "registries": { w.dst_host(): { "google_listing": true } }
+    });
+    w.write("google.json", options.to_string());
+    w.dst_proxy.clear_log();
+    let again = w
+        .run_async(&[
+            "run",
+            "--manifest",
+            &m,
+            "--no-attachments",
+            "--registry-config",
+            "google.json",
+        ])
+        .await;
+    assert_eq!(again.code, 0, "{}", again.all());
+    assert!(
+        again.stdout.contains("9 already present"),
+        "{}",
+        again.stdout
+    );
+    let requests: Vec<String> = w
+        .dst_proxy
+        .log()
+        .into_iter()
+        .filter(|r| r.path != "/v2/")
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(
+        requests.len(),
+        3,
+        "one listing per repository: {requests:#?}"
+    );
+    assert!(requests
+        .iter()
+        .all(|r| r.starts_with("GET ") && r.contains("/tags/list")));
 }

@@ -160,6 +160,10 @@ pub enum Action {
     /// Answer a write (blob upload steps, manifest PUT) the way a registry
     /// that stored it would, and store nothing.
     Swallow,
+    /// Answer `tags/list` as Google's registries do: with a `manifest` map
+    /// of every digest to its media type and tags (read from the registry
+    /// behind, one HEAD per tag, which the log does not show).
+    GoogleListing,
 }
 
 impl Action {
@@ -417,6 +421,16 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<ProxyBody
         }
         return response.body(full(body.clone())).unwrap();
     }
+    if let Some(Action::GoogleListing) = &action {
+        let response = google_listing(&state, &path).await;
+        let status = response.status().as_u16();
+        state
+            .log
+            .lock()
+            .unwrap()
+            .push(record(status, Target::Injected, 0, &action));
+        return response;
+    }
     if let Some(hostile @ (Action::EndlessPages { .. } | Action::Swallow)) = &action {
         let response = answer_hostile(hostile, req).await;
         let status = response.status().as_u16();
@@ -564,6 +578,75 @@ where
             tokio::time::sleep(interval).await;
             byte
         })
+}
+
+/// `tags/list` with Google's `manifest` map, built from the registry behind.
+async fn google_listing(state: &State, path_and_query: &str) -> Response<ProxyBody> {
+    let path = path_and_query.split('?').next().unwrap_or(path_and_query);
+    let upstream = format!("http://{}{path}", state.upstream);
+    let listed = match state.client.get(&upstream).send().await {
+        Ok(r) if r.status().is_success() => r.json::<serde_json::Value>().await.ok(),
+        Ok(r) => {
+            return Response::builder()
+                .status(r.status().as_u16())
+                .body(full(Bytes::new()))
+                .unwrap()
+        }
+        Err(_) => None,
+    };
+    let Some(listed) = listed else {
+        return Response::builder()
+            .status(502)
+            .body(full(Bytes::new()))
+            .unwrap();
+    };
+    let repo = path
+        .trim_start_matches("/v2/")
+        .trim_end_matches("/tags/list");
+    let mut manifest = serde_json::Map::new();
+    for tag in listed["tags"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.as_str())
+    {
+        let head = state
+            .client
+            .head(format!(
+                "http://{}/v2/{repo}/manifests/{tag}",
+                state.upstream
+            ))
+            .header("Accept", promoter::oci::media_type::ACCEPTED.join(", "))
+            .send()
+            .await;
+        let Ok(head) = head else { continue };
+        let header = |name: &str| {
+            head.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let (Some(digest), Some(media_type)) =
+            (header("docker-content-digest"), header("content-type"))
+        else {
+            continue;
+        };
+        let entry = manifest
+            .entry(digest)
+            .or_insert_with(|| serde_json::json!({ "mediaType": media_type, "tag": [] }));
+        entry["tag"].as_array_mut().unwrap().push(tag.into());
+    }
+    let body = serde_json::json!({
+        "child": [],
+        "manifest": manifest,
+        "name": listed["name"],
+        "tags": listed["tags"],
+    });
+    Response::builder()
+        .status(200)
+        .header("Content-Type", "application/json")
+        .body(full(body.to_string()))
+        .unwrap()
 }
 
 /// What a hostile registry answers (see the hostile [`Action`]s).

@@ -54,6 +54,7 @@ use crate::oci::{self, attachment_tag};
 use crate::reference::{Digest, Endpoint, ManifestRef, Repository};
 use crate::registry::{
     media_type, BlobPut, BlobStream, BlobUpload, Descriptor, RawManifest, Registry, RegistryError,
+    TagListing,
 };
 
 /// Largest manifest accepted: see [`crate::limits::MANIFEST_BYTES`].
@@ -249,6 +250,21 @@ impl RemoteRegistry {
         field: &'static str,
         until: Option<&str>,
     ) -> Result<Option<Vec<String>>, RegistryError> {
+        self.paginate_with(first, scopes, field, until, &mut |_| {})
+            .await
+    }
+
+    /// [`RemoteRegistry::paginate`], showing each page's whole JSON to
+    /// `each_page` too (for fields beside the names, such as Google's
+    /// `manifest` map).
+    async fn paginate_with(
+        &self,
+        first: Url,
+        scopes: Scopes,
+        field: &'static str,
+        until: Option<&str>,
+        each_page: &mut (dyn FnMut(&serde_json::Value) + Send),
+    ) -> Result<Option<Vec<String>>, RegistryError> {
         let mut out = Vec::new();
         let mut url = first;
         let mut seen = HashSet::new();
@@ -290,6 +306,7 @@ impl RemoteRegistry {
             if let Some(items) = value.get(field).and_then(|v| v.as_array()) {
                 out.extend(items.iter().filter_map(|v| v.as_str()).map(str::to_string));
             }
+            each_page(&value);
             if out.len() > crate::limits::LISTED_NAMES {
                 return Err(RegistryError::Limit {
                     what: redact::url(&url),
@@ -744,6 +761,52 @@ impl Registry for RemoteRegistry {
         tags.sort();
         tags.dedup();
         Ok(tags)
+    }
+
+    async fn list_digests(&self, repo: &Repository) -> Result<Option<TagListing>, RegistryError> {
+        if !self.t.opts.google_listing {
+            return Ok(None);
+        }
+        let mut url = self.repo_url(repo, "tags/list")?;
+        url.query_pairs_mut()
+            .append_pair("n", &self.t.opts.page_size.to_string());
+        let mut listing = TagListing::default();
+        let mut extended = false;
+        let mut read_map = |page: &serde_json::Value| {
+            let Some(map) = page.get("manifest").and_then(|m| m.as_object()) else {
+                return;
+            };
+            extended = true;
+            for (digest, entry) in map {
+                let Ok(digest) = Digest::parse(digest) else {
+                    continue;
+                };
+                for tag in entry
+                    .get("tag")
+                    .and_then(|t| t.as_array())
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|t| t.as_str())
+                    .filter_map(|t| crate::reference::Tag::parse(t).ok())
+                {
+                    listing.tags.insert(tag, digest.clone());
+                }
+                listing.digests.insert(digest);
+            }
+        };
+        let found = self
+            .paginate_with(url, Scopes::pull(repo.path()), "tags", None, &mut read_map)
+            .await?;
+        match found {
+            // No such repository: it holds nothing.
+            None => Ok(Some(TagListing::default())),
+            Some(_) if extended => Ok(Some(listing)),
+            Some(_) => {
+                tracing::debug!(registry = %self.t.host,
+                    "tags/list carries no digests (google_listing is on): reading tags one by one");
+                Ok(None)
+            }
+        }
     }
 
     async fn head_manifest(

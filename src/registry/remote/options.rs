@@ -82,6 +82,12 @@ pub struct RegistryOptions {
     /// The window `min_bytes_per_second` is averaged over, in seconds (also
     /// the longest total silence a body may keep). Default 30.
     pub pace_window_secs: Option<f64>,
+    /// Ask `tags/list` for Google's digest listing (its `manifest` map) and,
+    /// when it answers with one, read a repository in one request instead
+    /// of one HEAD per tag. Default: on for `gcr.io` and `*.gcr.io`, off
+    /// elsewhere (asking a registry without it costs a request per
+    /// repository).
+    pub google_listing: Option<bool>,
     /// Hosts besides the registry's own domain that may receive its
     /// credentials as a token service (`realm` of a Bearer challenge), e.g.
     /// `["authn.nvidia.com"]`. Default: none; see README, "Credentials".
@@ -111,6 +117,7 @@ impl RegistryOptions {
             request_timeout_secs: self.request_timeout_secs.or(base.request_timeout_secs),
             min_bytes_per_second: self.min_bytes_per_second.or(base.min_bytes_per_second),
             pace_window_secs: self.pace_window_secs.or(base.pace_window_secs),
+            google_listing: self.google_listing.or(base.google_listing),
             token_realms: self
                 .token_realms
                 .clone()
@@ -157,6 +164,7 @@ impl RegistryOptions {
                 crate::limits::PACE_WINDOW.as_secs_f64(),
             )
             .max(Duration::from_millis(100)),
+            google_listing: self.google_listing.unwrap_or_else(|| is_google_host(host)),
             token_realms: self
                 .token_realms
                 .iter()
@@ -206,6 +214,14 @@ pub struct ResolvedOptions {
     /// Extra hosts that may receive credentials as a token service
     /// (lowercase).
     pub token_realms: Vec<String>,
+    /// Read repositories through Google's `tags/list` digest listing.
+    pub google_listing: bool,
+}
+
+/// Google's registries, whose `tags/list` lists digests too.
+fn is_google_host(host: &str) -> bool {
+    let name = host.split(':').next().unwrap_or(host).to_ascii_lowercase();
+    name == "gcr.io" || name.ends_with(".gcr.io")
 }
 
 impl Default for ResolvedOptions {
