@@ -12,6 +12,7 @@ pub mod inventory;
 pub mod limits;
 pub mod local_file;
 pub mod manifest;
+pub mod mirror;
 pub mod oci;
 pub mod plan;
 pub mod promote;

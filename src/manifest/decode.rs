@@ -23,14 +23,14 @@ pub(super) struct Ctx<'d> {
 }
 
 impl Ctx<'_> {
-    fn at(&self, pos: Pos) -> Location {
+    pub(super) fn at(&self, pos: Pos) -> Location {
         Location {
             file: self.file.clone(),
             line: pos.line,
             col: pos.col,
         }
     }
-    fn error(&mut self, pos: Pos, message: impl Into<String>, help: Option<String>) {
+    pub(super) fn error(&mut self, pos: Pos, message: impl Into<String>, help: Option<String>) {
         self.diagnostics
             .push(Diagnostic::error(self.at(pos), message).with_help_opt(help));
     }
@@ -38,7 +38,7 @@ impl Ctx<'_> {
         self.diagnostics
             .push(Diagnostic::warning(self.at(pos), message).with_help_opt(help));
     }
-    fn name_error(&mut self, pos: Pos, err: NameError) {
+    pub(super) fn name_error(&mut self, pos: Pos, err: NameError) {
         self.error(pos, err.message, err.help);
     }
 }
@@ -134,28 +134,28 @@ fn key_is(key: &Node<'_>, name: &str) -> bool {
 /// The allowed keys of a mapping: (key, value) where present, and whether
 /// an unknown key was reported as a likely misspelling of it (then "missing"
 /// would only repeat that error).
-struct Fields<'n, 'a, const N: usize> {
-    found: [Option<(&'n Node<'a>, &'n Node<'a>)>; N],
+pub(super) struct Fields<'n, 'a, const N: usize> {
+    pub(super) found: [Option<(&'n Node<'a>, &'n Node<'a>)>; N],
     misspelled: [bool; N],
 }
 
 impl<'n, 'a, const N: usize> Fields<'n, 'a, N> {
-    fn value(&self, i: usize) -> Option<&'n Node<'a>> {
+    pub(super) fn value(&self, i: usize) -> Option<&'n Node<'a>> {
         value(self.found[i])
     }
     /// Absent, and not already reported as misspelled.
-    fn truly_missing(&self, i: usize) -> bool {
+    pub(super) fn truly_missing(&self, i: usize) -> bool {
         self.found[i].is_none() && !self.misspelled[i]
     }
     /// Absent because an unknown key, already reported, looks like it.
-    fn reported_as_typo(&self, i: usize) -> bool {
+    pub(super) fn reported_as_typo(&self, i: usize) -> bool {
         self.found[i].is_none() && self.misspelled[i]
     }
 }
 
 /// Look up `allowed` keys of a mapping node; report unknown keys (with a
 /// did-you-mean) and non-text keys. `None` when `node` is not a mapping.
-fn fields<'n, 'a, const N: usize>(
+pub(super) fn fields<'n, 'a, const N: usize>(
     node: &'n Node<'a>,
     what: &str,
     allowed: &[&str; N],
@@ -267,7 +267,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// A scalar's text, or an error naming what was expected.
-fn text<'n>(node: &'n Node<'_>, what: &str, ctx: &mut Ctx<'_>) -> Option<&'n str> {
+pub(super) fn text<'n>(node: &'n Node<'_>, what: &str, ctx: &mut Ctx<'_>) -> Option<&'n str> {
     match node.as_scalar() {
         Some(s) if !s.is_null() => Some(&s.text),
         _ => {
@@ -281,7 +281,7 @@ fn text<'n>(node: &'n Node<'_>, what: &str, ctx: &mut Ctx<'_>) -> Option<&'n str
     }
 }
 
-fn registries(
+pub(super) fn registries(
     node: Option<&Node<'_>>,
     report_missing: bool,
     root: Pos,

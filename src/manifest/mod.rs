@@ -16,6 +16,7 @@ use crate::diag::{self, Diagnostic, Location};
 mod conflict;
 mod decode;
 pub mod images_file;
+pub mod intent;
 pub mod model;
 mod read;
 mod tree;
