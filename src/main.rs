@@ -72,6 +72,65 @@ enum Command {
     /// `kpromo cip`, flag for flag: CIP's flags with their CIP meaning,
     /// carried out by `promoter run` (README, "Switching from kpromo cip").
     Cip(cip::CipArgs),
+    /// Resolve a mirroring intent (tags chosen by selectors) into a
+    /// digest-pinned CIP manifest: a lock file to review, then `run`.
+    Pin(PinArgs),
+    /// Every fully qualified reference the manifests read or write, offline.
+    List(ListArgs),
+    /// Newer versions in the sources than the manifests pin; exit 1 when
+    /// there are some.
+    Outdated(OutdatedArgs),
+}
+
+#[derive(Args, Debug)]
+struct PinArgs {
+    /// The intent: a CIP-shaped manifest whose images choose tags with
+    /// selectors (README, "Mirroring").
+    intent: PathBuf,
+
+    /// Where the lock goes: a manifest file (one source), or a thin tree
+    /// directory (several sources, or a path ending in `/`). Pinning again
+    /// keeps what it pins. Default: standard output.
+    #[arg(long, value_name = "FILE|DIR")]
+    out: Option<PathBuf>,
+
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum ListSide {
+    /// What the manifests read.
+    Source,
+    /// What they write.
+    Target,
+}
+
+#[derive(Args, Debug)]
+#[command(group = clap::ArgGroup::new("manifests").required(true).multiple(false))]
+struct ListArgs {
+    /// Which side to list.
+    side: ListSide,
+    /// A plain manifest file.
+    #[arg(long, value_name = "FILE", group = "manifests")]
+    manifest: Option<PathBuf>,
+    /// A thin manifest tree.
+    #[arg(long, value_name = "DIR", group = "manifests")]
+    thin_manifest_dir: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+#[command(group = clap::ArgGroup::new("manifests").required(true).multiple(false))]
+struct OutdatedArgs {
+    /// A plain manifest file (a lock `pin` wrote, or any CIP manifest).
+    #[arg(long, value_name = "FILE", group = "manifests")]
+    manifest: Option<PathBuf>,
+    /// A thin manifest tree.
+    #[arg(long, value_name = "DIR", group = "manifests")]
+    thin_manifest_dir: Option<PathBuf>,
+
+    #[command(flatten)]
+    registry: RegistryArgs,
 }
 
 #[derive(Args, Debug)]
@@ -286,6 +345,9 @@ fn main() -> ExitCode {
         Command::Diff(args) => diff(args),
         Command::Verify(args) => verify(args),
         Command::Cip(args) => run_cip(&args),
+        Command::Pin(args) => pin(args),
+        Command::List(args) => list(args),
+        Command::Outdated(args) => outdated(args),
     };
     ExitCode::from(code.unwrap_or_else(|err| {
         eprintln!("error: {err:#}");
@@ -716,6 +778,194 @@ fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
         let executor = executor(&registries, &options, Some(total));
         let execution = promoter::exec::execute(&fresh.plan, &executor, &options).await;
         Ok(finish(&fresh.plan, Some(&execution), output))
+    })
+}
+
+fn input_of<'a>(manifest: &'a Option<PathBuf>, dir: &'a Option<PathBuf>) -> ManifestInput<'a> {
+    match (manifest, dir) {
+        (Some(file), None) => ManifestInput::Plain(file),
+        (None, Some(dir)) => ManifestInput::ThinTree(dir),
+        _ => unreachable!("clap enforces exactly one input"),
+    }
+}
+
+/// Load manifests, printing their diagnostics; `None` when they have errors.
+fn load_valid(input: ManifestInput<'_>) -> Option<manifest::Loaded> {
+    let loaded = manifest::load(input);
+    for diagnostic in &loaded.diagnostics {
+        eprintln!("{diagnostic}");
+    }
+    if loaded.has_errors() {
+        eprintln!("error: the manifests have problems");
+        return None;
+    }
+    Some(loaded)
+}
+
+fn pin(args: PinArgs) -> anyhow::Result<u8> {
+    let (intent, diagnostics) = manifest::intent::load(&args.intent);
+    let mut diagnostics = diagnostics;
+    if let Some(intent) = &intent {
+        diagnostics.extend(promoter::mirror::pin::check(intent));
+    }
+    promoter::diag::sort(&mut diagnostics);
+    for diagnostic in &diagnostics {
+        eprintln!("{diagnostic}");
+    }
+    let Some(intent) = intent.filter(|_| !diagnostics.iter().any(|d| d.is_error())) else {
+        eprintln!("error: the intent has problems; nothing was pinned");
+        return Ok(exit::INVALID_INPUT);
+    };
+    // What an earlier pin wrote: kept, whatever the sources say now.
+    let previous = match &args.out {
+        Some(out) if out.is_file() => load_valid(ManifestInput::Plain(out)),
+        Some(out) if out.is_dir() => load_valid(ManifestInput::ThinTree(out)),
+        _ => Some(manifest::Loaded {
+            manifests: Vec::new(),
+            diagnostics: Vec::new(),
+        }),
+    };
+    let Some(previous) = previous else {
+        eprintln!("error: the lock to update has problems; fix or remove it");
+        return Ok(exit::INVALID_INPUT);
+    };
+    let options = open_options(&args.registry)?;
+    let names: Vec<_> = std::iter::once(intent.source.name.clone())
+        .chain(intent.images.iter().filter_map(|i| i.source.clone()))
+        .collect();
+    let pinned = runtime()?.block_on(async {
+        let registries = registry::open_all(names.iter(), &options)?;
+        anyhow::Ok(promoter::mirror::pin::pin(&intent, &registries, &previous.manifests).await)
+    })?;
+    for note in &pinned.notes {
+        eprintln!("note: {note}");
+    }
+    if !pinned.errors.is_empty() {
+        for e in &pinned.errors {
+            eprintln!("error: {e}");
+        }
+        eprintln!("error: nothing was written");
+        return Ok(exit::FAILED);
+    }
+    let intent_name = args.intent.display().to_string();
+    let as_tree = match &args.out {
+        Some(out) => out.is_dir() || out.to_string_lossy().ends_with('/') || pinned.locks.len() > 1,
+        None => false,
+    };
+    if pinned.locks.len() > 1 && args.out.is_none() {
+        eprintln!(
+            "error: the intent pulls from {} sources: write a thin tree with --out DIR",
+            pinned.locks.len()
+        );
+        return Ok(exit::USAGE);
+    }
+    match (&args.out, as_tree) {
+        (None, _) => {
+            for lock in &pinned.locks {
+                emit(&promoter::mirror::pin::lock_text(lock, &intent_name, false));
+            }
+        }
+        (Some(file), false) => {
+            let text = pinned
+                .locks
+                .first()
+                .map(|l| promoter::mirror::pin::lock_text(l, &intent_name, false))
+                .unwrap_or_default();
+            write_file(file, &text)?;
+        }
+        (Some(dir), true) => {
+            for lock in &pinned.locks {
+                let slug = promoter::mirror::pin::slug(&lock.source);
+                let manifests = dir.join("manifests").join(&slug);
+                let images = dir.join("images").join(&slug);
+                std::fs::create_dir_all(&manifests)?;
+                std::fs::create_dir_all(&images)?;
+                write_file(
+                    &manifests.join("promoter-manifest.yaml"),
+                    &promoter::mirror::pin::registries_text(lock),
+                )?;
+                write_file(
+                    &images.join("images.yaml"),
+                    &promoter::mirror::pin::lock_text(lock, &intent_name, true),
+                )?;
+            }
+        }
+    }
+    Ok(exit::OK)
+}
+
+/// Replace `path` with `text`: a temporary file beside it, then a rename,
+/// so a reader never sees half of it.
+fn write_file(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut temp = tempfile::NamedTempFile::new_in(&dir)
+        .with_context(|| format!("{}: cannot write beside it", path.display()))?;
+    std::io::Write::write_all(&mut temp, text.as_bytes())?;
+    temp.persist(path)
+        .with_context(|| format!("{}: cannot write it", path.display()))?;
+    Ok(())
+}
+
+fn list(args: ListArgs) -> anyhow::Result<u8> {
+    let Some(loaded) = load_valid(input_of(&args.manifest, &args.thin_manifest_dir)) else {
+        return Ok(exit::INVALID_INPUT);
+    };
+    let side = match args.side {
+        ListSide::Source => promoter::mirror::Side::Source,
+        ListSide::Target => promoter::mirror::Side::Target,
+    };
+    for reference in promoter::mirror::references(&loaded.manifests, side) {
+        emit(&format!("{reference}\n"));
+    }
+    Ok(exit::OK)
+}
+
+fn outdated(args: OutdatedArgs) -> anyhow::Result<u8> {
+    let output = match output_for(
+        args.registry.output,
+        &[Output::Text, Output::Json],
+        "outdated",
+    ) {
+        Ok(o) => o,
+        Err(code) => return Ok(code),
+    };
+    let Some(loaded) = load_valid(input_of(&args.manifest, &args.thin_manifest_dir)) else {
+        return Ok(exit::INVALID_INPUT);
+    };
+    let options = open_options(&args.registry)?;
+    let names = promote::registry_names(&loaded.manifests);
+    let (found, errors) = runtime()?.block_on(async {
+        let registries = registry::open_all(names.iter(), &options)?;
+        anyhow::Ok(promoter::mirror::outdated(&loaded.manifests, &registries).await)
+    })?;
+    for e in &errors {
+        eprintln!("error: {e}");
+    }
+    match output {
+        Output::Json => emit(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&found).expect("serialises")
+        )),
+        _ => {
+            for o in &found {
+                emit(&format!(
+                    "{}  {} -> {}\n",
+                    o.source,
+                    o.pinned,
+                    o.newer.join(", ")
+                ));
+            }
+        }
+    }
+    Ok(if !errors.is_empty() {
+        exit::USAGE
+    } else if !found.is_empty() {
+        exit::INVALID_INPUT
+    } else {
+        exit::OK
     })
 }
 

@@ -221,7 +221,9 @@ fn image(item: &Node<'_>, ctx: &mut Ctx<'_>) -> Option<IntentImage> {
     if let Some(node) = entry.value(2) {
         select.tags = tag_list(node, ctx);
     }
-    select.semver = entry.value(3).and_then(|n| located_text(n, "a semver range", ctx));
+    select.semver = entry
+        .value(3)
+        .and_then(|n| located_text(n, "a semver range", ctx));
     if let Some(node) = entry.value(4) {
         select.prerelease = match text(node, "true or false", ctx) {
             Some("true") => true,
@@ -237,8 +239,12 @@ fn image(item: &Node<'_>, ctx: &mut Ctx<'_>) -> Option<IntentImage> {
             None => false,
         };
     }
-    select.regex = entry.value(5).and_then(|n| located_text(n, "a regular expression", ctx));
-    select.exclude = entry.value(6).and_then(|n| located_text(n, "a regular expression", ctx));
+    select.regex = entry
+        .value(5)
+        .and_then(|n| located_text(n, "a regular expression", ctx));
+    select.exclude = entry
+        .value(6)
+        .and_then(|n| located_text(n, "a regular expression", ctx));
     if let Some(node) = entry.value(7) {
         select.latest = text(node, "a number", ctx).and_then(|t| match t.parse::<usize>() {
             Ok(n) if n > 0 => Some(Located {
@@ -323,7 +329,10 @@ fn platform(node: &Node<'_>, ctx: &mut Ctx<'_>) -> Option<Located<String>> {
     let Value::Seq(items) = &node.value else {
         ctx.error(
             node.pos,
-            format!("expected `platforms` to be a list, found {}", node.describe()),
+            format!(
+                "expected `platforms` to be a list, found {}",
+                node.describe()
+            ),
             Some("write `platforms: [\"linux/arm64\"]`".to_string()),
         );
         return None;
@@ -331,7 +340,10 @@ fn platform(node: &Node<'_>, ctx: &mut Ctx<'_>) -> Option<Located<String>> {
     if items.len() != 1 {
         ctx.error(
             node.pos,
-            format!("`platforms` lists {} platforms; a tag names one manifest", items.len()),
+            format!(
+                "`platforms` lists {} platforms; a tag names one manifest",
+                items.len()
+            ),
             Some(
                 "list one platform to pin its manifest, or none to pin the whole index".to_string(),
             ),
@@ -382,7 +394,10 @@ mod tests {
         assert_eq!(nginx.semver.as_ref().unwrap().location.line, 7);
         assert_eq!(nginx.latest.as_ref().unwrap().value, 2);
         let prom = &intent.images[1];
-        assert_eq!(prom.source.as_ref().unwrap().to_string(), "quay.io/prometheus");
+        assert_eq!(
+            prom.source.as_ref().unwrap().to_string(),
+            "quay.io/prometheus"
+        );
         assert_eq!(prom.select.platform.as_ref().unwrap().value, "linux/arm64");
     }
 
@@ -393,9 +408,15 @@ mod tests {
         );
         assert!(intent.is_none());
         let all = errors.join("\n");
-        assert!(all.contains("intent.yaml:7:3: error: unknown key \"sermver\""), "{all}");
+        assert!(
+            all.contains("intent.yaml:7:3: error: unknown key \"sermver\""),
+            "{all}"
+        );
         assert!(all.contains("did you mean \"semver\"?"), "{all}");
-        assert!(all.contains("intent.yaml:9:11: error: `latest` is how many"), "{all}");
+        assert!(
+            all.contains("intent.yaml:9:11: error: `latest` is how many"),
+            "{all}"
+        );
         assert_eq!(all.matches("selects no tags").count(), 1, "only c: {all}");
         assert!(all.contains("`promoter pin` writes the dmap"), "{all}");
         assert!(all.contains("a tag names one manifest"), "{all}");

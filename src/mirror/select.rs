@@ -42,7 +42,9 @@ pub fn compile(select: &Selectors) -> Result<Compiled, Vec<Diagnostic>> {
                         range.location.clone(),
                         format!("{:?} is not a semver range: {why}", range.value),
                     )
-                    .with_help("write comparators such as \">=1.2.0, <2.0.0\" (|| between alternatives)"),
+                    .with_help(
+                        "write comparators such as \">=1.2.0, <2.0.0\" (|| between alternatives)",
+                    ),
                 );
                 None
             }
@@ -100,7 +102,10 @@ fn commas_between_comparators(text: &str) -> String {
             out.push(' ');
         }
         out.push_str(word);
-        after_version = word.chars().last().is_some_and(|c| c.is_ascii_alphanumeric());
+        after_version = word
+            .chars()
+            .last()
+            .is_some_and(|c| c.is_ascii_alphanumeric());
     }
     out
 }
@@ -170,8 +175,18 @@ pub fn choose(compiled: &Compiled, listed: &[String]) -> Vec<Tag> {
     let mut chosen: Vec<Tag> = candidates
         .into_iter()
         .filter(|t| in_range(compiled, t.as_str()))
-        .filter(|t| compiled.regex.as_ref().is_none_or(|r| r.is_match(t.as_str())))
-        .filter(|t| compiled.exclude.as_ref().is_none_or(|r| !r.is_match(t.as_str())))
+        .filter(|t| {
+            compiled
+                .regex
+                .as_ref()
+                .is_none_or(|r| r.is_match(t.as_str()))
+        })
+        .filter(|t| {
+            compiled
+                .exclude
+                .as_ref()
+                .is_none_or(|r| !r.is_match(t.as_str()))
+        })
         .collect();
     chosen.sort_by(newest_first);
     chosen.dedup();
@@ -203,7 +218,16 @@ mod tests {
     fn names(tags: Vec<Tag>) -> Vec<String> {
         tags.into_iter().map(|t| t.to_string()).collect()
     }
-    const SOURCE: &[&str] = &["1.0.0", "1.1.0", "1.2.0", "2.0.0-rc.1", "2.0.0", "latest", "v1.3", "stable"];
+    const SOURCE: &[&str] = &[
+        "1.0.0",
+        "1.1.0",
+        "1.2.0",
+        "2.0.0-rc.1",
+        "2.0.0",
+        "latest",
+        "v1.3",
+        "stable",
+    ];
 
     #[test]
     fn a_semver_range_with_the_newest_n() {
@@ -225,7 +249,10 @@ mod tests {
         let chosen = choose(&compile(&select).unwrap(), &listed(SOURCE));
         assert_eq!(names(chosen), vec!["2.0.0", "2.0.0-rc.1"]);
         select.semver = located(">=1.9.0 <3".to_string());
-        assert_eq!(names(choose(&compile(&select).unwrap(), &listed(SOURCE))), vec!["2.0.0"]);
+        assert_eq!(
+            names(choose(&compile(&select).unwrap(), &listed(SOURCE))),
+            vec!["2.0.0"]
+        );
         select.prerelease = true;
         assert_eq!(
             names(choose(&compile(&select).unwrap(), &listed(SOURCE))),
@@ -251,7 +278,10 @@ mod tests {
             }],
             ..Selectors::default()
         };
-        assert_eq!(names(choose(&compile(&exact).unwrap(), &[])), vec!["stable"]);
+        assert_eq!(
+            names(choose(&compile(&exact).unwrap(), &[])),
+            vec!["stable"]
+        );
     }
 
     #[test]

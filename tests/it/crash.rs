@@ -598,9 +598,14 @@ async fn sigkill_at_random_moments_never_leaves_an_oci_index_on_missing_content(
     };
     let mix = Mix::new();
     mix.load(&src).await;
-    // The layout writes locally; slow the source reads instead.
+    // The layout writes locally; slow the source's blob reads instead (the
+    // copy's, not the planning's: kills land inside transfers).
     let src_proxy = Proxy::start(&src.host()).await;
-    widen_windows(&src_proxy, &["GET"], Duration::from_millis(25));
+    src_proxy.add(
+        Rule::new("GET", "/blobs/")
+            .always()
+            .action(Action::Delay(Duration::from_millis(30))),
+    );
     let dir = tempfile::tempdir().unwrap();
     let dest = LayoutDest {
         root: dir.path().join("layouts"),

@@ -17,6 +17,7 @@ mod fuzz_regressions;
 mod hermetic;
 mod hostile;
 mod manifest_golden;
+mod mirror;
 mod presubmit;
 mod promote_layout;
 mod promote_registry;

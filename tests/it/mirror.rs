@@ -1,0 +1,189 @@
+//! Mirroring by tag, the declarative way, through the binary on real
+//! registries: an intent pinned into a lock, reviewed as any CIP manifest,
+//! promoted; pinned again, byte for byte the same; what upstream does next.
+
+use crate::support::images::{Flavor, Platform, TestImage};
+use crate::support::skopeo;
+use crate::support::world::World;
+
+/// The source's `stage/tool`: one image per tag.
+const TAGS: [&str; 6] = ["1.0.0", "1.1.0", "1.2.0", "2.0.0-rc.1", "2.0.0", "latest"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_intent_pins_promotes_and_keeps_what_was_reviewed() {
+    let Some(w) = World::builder().start().await else {
+        return;
+    };
+    let tool: Vec<TestImage> = (0..TAGS.len())
+        .map(|i| TestImage::single_layer(1700 + i as u64, 300))
+        .collect();
+    for (image, tag) in tool.iter().zip(TAGS) {
+        w.push("stage/tool", image, &[tag]).await;
+    }
+    let platforms = [Platform::linux("amd64"), Platform::linux("arm64")];
+    let multi = TestImage::multi_arch(1710, Flavor::Oci, &platforms, 300);
+    w.push("stage/multi", &multi, &["1.0"]).await;
+    let intent = format!(
+        "registries:\n- name: {src}/stage\n  src: true\n- name: {dst}/mirror\nimages:\n\
+         - name: tool\n  semver: \">=1.1.0, <2.0.0\"\n  latest: 2\n\
+         - name: tool\n  regex: \"^2\\\\.\"\n  exclude: \"rc\"\n\
+         - name: tool\n  tags: [\"latest\"]\n\
+         - name: multi\n  tags: [\"1.0\"]\n  platforms: [\"linux/arm64\"]\n",
+        src = w.src_host(),
+        dst = w.dst_host()
+    );
+    w.write("intent.yaml", &intent);
+
+    let out = w
+        .run_async(&["pin", "intent.yaml", "--out", "lock.yaml"])
+        .await;
+    assert_eq!(out.code, 0, "{}", out.all());
+    let lock = w.read("lock.yaml");
+    let pinned = |tag: &str| {
+        let i = TAGS.iter().position(|t| *t == tag).unwrap();
+        tool[i].digest().to_string()
+    };
+    for tag in ["1.1.0", "1.2.0", "2.0.0", "latest"] {
+        let line = format!("\"{}\": [\"{tag}\"]", pinned(tag));
+        assert!(lock.contains(&line), "{tag} missing:\n{lock}");
+    }
+    for tag in ["1.0.0", "2.0.0-rc.1"] {
+        assert!(
+            !lock.contains(&pinned(tag)),
+            "{tag} was not asked for:\n{lock}"
+        );
+    }
+    // The arm64 manifest, not the index, with a note saying where it came from.
+    let arm64 = multi.children[1].digest().to_string();
+    assert!(
+        lock.contains(&format!(
+            "\"{arm64}\": [\"1.0\"]  # linux/arm64 of {}",
+            multi.digest()
+        )),
+        "{lock}"
+    );
+    assert!(
+        out.stderr.contains("pinned the linux/arm64 manifest"),
+        "{}",
+        out.stderr
+    );
+
+    // The lock is an ordinary CIP manifest: review it, promote it.
+    let run = w
+        .run_async(&["run", "--manifest", "lock.yaml", "--confirm"])
+        .await;
+    assert_eq!(run.code, 0, "{}", run.all());
+    let promoted = format!("docker://{}/mirror/multi:1.0", w.dst_host());
+    if let Some(raw) = skopeo::inspect_raw_async(&promoted).await {
+        assert_eq!(raw, multi.children[1].manifest.bytes.to_vec());
+    }
+    let listed = w
+        .run_async(&["list", "target", "--manifest", "lock.yaml"])
+        .await;
+    assert_eq!(listed.code, 0, "{}", listed.all());
+    assert!(
+        listed.stdout.contains(&format!(
+            "{}/mirror/tool:1.2.0@{}",
+            w.dst_host(),
+            pinned("1.2.0")
+        )),
+        "{}",
+        listed.stdout
+    );
+
+    // Pinning again with nothing new upstream writes the same bytes.
+    let again = w
+        .run_async(&["pin", "intent.yaml", "--out", "lock.yaml"])
+        .await;
+    assert_eq!(again.code, 0, "{}", again.all());
+    assert_eq!(w.read("lock.yaml"), lock, "pinning is deterministic");
+
+    // Upstream releases 1.3.0 and 2.1.0, and re-points 1.2.0.
+    let new_release = TestImage::single_layer(1720, 300);
+    let repointed = TestImage::single_layer(1721, 300);
+    let next_major = TestImage::single_layer(1722, 300);
+    w.push("stage/tool", &new_release, &["1.3.0"]).await;
+    w.push("stage/tool", &next_major, &["2.1.0"]).await;
+    w.push("stage/tool", &repointed, &["1.2.0"]).await;
+    let outdated = w.run_async(&["outdated", "--manifest", "lock.yaml"]).await;
+    assert_eq!(outdated.code, 1, "{}", outdated.all());
+    assert!(
+        outdated.stdout.contains("/stage/tool  2.0.0 -> 2.1.0"),
+        "{}",
+        outdated.stdout
+    );
+
+    let repin = w
+        .run_async(&["pin", "intent.yaml", "--out", "lock.yaml"])
+        .await;
+    assert_eq!(repin.code, 0, "{}", repin.all());
+    let lock = w.read("lock.yaml");
+    assert!(
+        lock.contains(&format!("\"{}\": [\"1.3.0\"]", new_release.digest())),
+        "the new release is added:\n{lock}"
+    );
+    assert!(
+        lock.contains(&format!("\"{}\": [\"2.1.0\"]", next_major.digest())),
+        "{lock}"
+    );
+    assert!(
+        lock.contains(&format!("\"{}\": [\"1.2.0\"]", pinned("1.2.0"))),
+        "the reviewed 1.2.0 stays:\n{lock}"
+    );
+    assert!(!lock.contains(repointed.digest().as_str()), "{lock}");
+    assert!(
+        lock.contains(&format!("\"{}\": [\"1.1.0\"]", pinned("1.1.0"))),
+        "what the lock had stays, even out of `latest: 2`:\n{lock}"
+    );
+    assert!(repin.stderr.contains("now points at"), "{}", repin.stderr);
+}
+
+/// A bad selector is reported at its line before anything is read; a tag
+/// the source lacks fails the pin, and nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_intents_write_nothing() {
+    let Some(w) = World::builder().start().await else {
+        return;
+    };
+    w.push("stage/app", &TestImage::single_layer(1730, 100), &["1.0"])
+        .await;
+    let head = format!(
+        "registries:\n- name: {}/stage\n  src: true\n- name: {}/mirror\nimages:\n",
+        w.src_host(),
+        w.dst_host()
+    );
+    w.write(
+        "bad.yaml",
+        format!("{head}- name: app\n  semver: \">=1.0 <<2\"\n"),
+    );
+    let out = w
+        .run_async(&["pin", "bad.yaml", "--out", "lock.yaml"])
+        .await;
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(
+        out.stderr.contains("bad.yaml:7:11: error:"),
+        "{}",
+        out.stderr
+    );
+    assert!(!w.path().join("lock.yaml").exists());
+    assert_eq!(
+        w.src_proxy.count("GET", "/tags/list"),
+        0,
+        "nothing was read"
+    );
+
+    w.write(
+        "missing.yaml",
+        format!("{head}- name: app\n  tags: [\"1.0\", \"9.9\"]\n"),
+    );
+    let out = w
+        .run_async(&["pin", "missing.yaml", "--out", "lock.yaml"])
+        .await;
+    assert_eq!(out.code, 4, "{}", out.all());
+    assert!(
+        out.stderr.contains("app:9.9 does not exist in the source"),
+        "{}",
+        out.stderr
+    );
+    assert!(!w.path().join("lock.yaml").exists());
+}
