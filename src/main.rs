@@ -832,6 +832,7 @@ fn pin(args: PinArgs) -> anyhow::Result<u8> {
     let options = open_options(&args.registry)?;
     let names: Vec<_> = std::iter::once(intent.source.name.clone())
         .chain(intent.images.iter().filter_map(|i| i.source.clone()))
+        .chain(intent.catalog.iter().map(|c| c.source.clone()))
         .collect();
     let pinned = runtime()?.block_on(async {
         let registries = registry::open_all(names.iter(), &options)?;
@@ -854,7 +855,7 @@ fn pin(args: PinArgs) -> anyhow::Result<u8> {
     };
     if pinned.locks.len() > 1 && args.out.is_none() {
         eprintln!(
-            "error: the intent pulls from {} sources: write a thin tree with --out DIR",
+            "error: the intent pins {} manifests (sources or destinations differ): write a thin tree with --out DIR",
             pinned.locks.len()
         );
         return Ok(exit::USAGE);
@@ -874,8 +875,8 @@ fn pin(args: PinArgs) -> anyhow::Result<u8> {
             write_file(file, &text)?;
         }
         (Some(dir), true) => {
-            for lock in &pinned.locks {
-                let slug = promoter::mirror::pin::slug(&lock.source);
+            let slugs = promoter::mirror::pin::directory_names(&pinned.locks);
+            for (lock, slug) in pinned.locks.iter().zip(slugs) {
                 let manifests = dir.join("manifests").join(&slug);
                 let images = dir.join("images").join(&slug);
                 std::fs::create_dir_all(&manifests)?;

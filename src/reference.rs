@@ -814,9 +814,159 @@ impl fmt::Display for ManifestRef {
     }
 }
 
+// ---------------------------------------------------------------- image references
+
+/// An image reference as Docker, Kubernetes and the mirror tools write it:
+/// `[host[:port]/]path[:tag][@digest]`. A first component is a host when it
+/// has a `.` or a `:` or is `localhost`; otherwise the image is on Docker
+/// Hub, where `nginx`, `library/nginx` and `docker.io/library/nginx` are
+/// one image, named `nginx` below `docker.io`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ImageReference {
+    /// The registry host, without a path.
+    pub registry: RegistryName,
+    /// The repository path on it.
+    pub name: ImageName,
+    /// The tag, when one is written.
+    pub tag: Option<Tag>,
+    /// The digest, when one is written.
+    pub digest: Option<Digest>,
+}
+
+impl ImageReference {
+    /// Parse `text`; a reference without tag or digest is refused, since
+    /// which manifest it means would depend on the day (`:latest`).
+    pub fn parse(text: &str) -> Result<ImageReference, NameError> {
+        ImageReference::parse_inner(text, false).map(|(r, _)| r)
+    }
+
+    /// Parse `text` as a container runtime does: without tag or digest it
+    /// means `:latest`. The flag says whether `latest` was implied.
+    pub fn parse_or_latest(text: &str) -> Result<(ImageReference, bool), NameError> {
+        ImageReference::parse_inner(text, true)
+    }
+
+    fn parse_inner(text: &str, imply_latest: bool) -> Result<(ImageReference, bool), NameError> {
+        let (rest, digest) = match text.split_once('@') {
+            Some((rest, digest)) => (rest, Some(Digest::parse(digest)?)),
+            None => (text, None),
+        };
+        // A tag follows the last ':' after the last '/' (a port comes before it).
+        let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
+        let (path, tag) = match rest[last_slash..].rfind(':') {
+            Some(i) => {
+                let at = last_slash + i;
+                (&rest[..at], Some(Tag::parse(&rest[at + 1..])?))
+            }
+            None => (rest, None),
+        };
+        let implied = tag.is_none() && digest.is_none() && imply_latest;
+        let tag = if implied {
+            Some(Tag("latest".to_string()))
+        } else {
+            tag
+        };
+        if tag.is_none() && digest.is_none() {
+            return Err(NameError::with_help(
+                format!("image reference {text:?} has neither a tag nor a digest"),
+                format!("write the tag it should mirror, e.g. {rest}:1.0 (an image without one means whatever `latest` is that day)"),
+            ));
+        }
+        let (host, path) = match path.split_once('/') {
+            Some((first, more)) if first.contains(['.', ':']) || first == "localhost" => {
+                (first, more)
+            }
+            _ => ("docker.io", path),
+        };
+        let registry = RegistryName::parse(host)?;
+        let docker_hub =
+            matches!(&registry.endpoint, Endpoint::Http { host } if host == "docker.io");
+        let path = match path.strip_prefix("library/") {
+            Some(official) if docker_hub && !official.contains('/') => official,
+            _ => path,
+        };
+        let reference = ImageReference {
+            registry,
+            name: ImageName::parse(path)?,
+            tag,
+            digest,
+        };
+        Ok((reference, implied))
+    }
+}
+
+impl fmt::Display for ImageReference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.registry, self.name)?;
+        if let Some(tag) = &self.tag {
+            write!(f, ":{tag}")?;
+        }
+        if let Some(digest) = &self.digest {
+            write!(f, "@{digest}")?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn image_references_parse_as_docker_reads_them() {
+        let d = format!("sha256:{}", "a".repeat(64));
+        let cases = [
+            ("nginx:1.25", "docker.io/nginx:1.25"),
+            ("library/nginx:1.25", "docker.io/nginx:1.25"),
+            ("docker.io/library/nginx:1.25", "docker.io/nginx:1.25"),
+            (
+                "index.docker.io/bitnami/redis:7",
+                "docker.io/bitnami/redis:7",
+            ),
+            (
+                "quay.io/coreos/prometheus-operator:v0.40.0",
+                "quay.io/coreos/prometheus-operator:v0.40.0",
+            ),
+            ("localhost:5000/app:1", "localhost:5000/app:1"),
+            ("localhost/app:1", "localhost/app:1"),
+            ("127.0.0.1:5000/team/app:1", "127.0.0.1:5000/team/app:1"),
+        ];
+        for (text, shown) in cases {
+            assert_eq!(
+                ImageReference::parse(text).unwrap().to_string(),
+                shown,
+                "{text}"
+            );
+        }
+        let pinned = ImageReference::parse(&format!("busybox:1.36@{d}")).unwrap();
+        assert_eq!(pinned.tag.unwrap().as_str(), "1.36");
+        assert_eq!(pinned.digest.unwrap().as_str(), d);
+        let by_digest = ImageReference::parse(&format!("localhost:5000/app@{d}")).unwrap();
+        assert_eq!(by_digest.tag, None);
+        assert_eq!(by_digest.registry.to_string(), "localhost:5000");
+        let (implied, was) = ImageReference::parse_or_latest("localhost:5000/app").unwrap();
+        assert_eq!(
+            (implied.to_string().as_str(), was),
+            ("localhost:5000/app:latest", true)
+        );
+    }
+
+    #[test]
+    fn image_references_without_tag_or_with_bad_parts_are_refused() {
+        for text in [
+            "nginx",
+            "quay.io/app",
+            "Nginx:1",
+            "nginx:",
+            "nginx@sha256:12",
+            "a//b:1",
+        ] {
+            assert!(
+                ImageReference::parse(text).is_err(),
+                "{text} should be refused"
+            );
+        }
+    }
 
     #[test]
     fn valid_tags_parse() {

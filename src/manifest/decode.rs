@@ -34,7 +34,7 @@ impl Ctx<'_> {
         self.diagnostics
             .push(Diagnostic::error(self.at(pos), message).with_help_opt(help));
     }
-    fn warning(&mut self, pos: Pos, message: impl Into<String>, help: Option<String>) {
+    pub(super) fn warning(&mut self, pos: Pos, message: impl Into<String>, help: Option<String>) {
         self.diagnostics
             .push(Diagnostic::warning(self.at(pos), message).with_help_opt(help));
     }

@@ -30,7 +30,7 @@ use super::decode::{self, fields, text, Ctx};
 use super::model::RegistryEntry;
 use super::yaml::{self, Node, Value};
 use crate::diag::{Diagnostic, Location};
-use crate::reference::{ImageName, RegistryName, Tag};
+use crate::reference::{Digest, ImageName, RegistryName, Tag};
 
 /// A text value and where it is written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,14 +52,26 @@ pub struct Selectors {
     pub semver: Option<Located<String>>,
     /// Whether pre-releases (`2.0.0-rc.1`) may match `semver`.
     pub prerelease: bool,
-    /// A regular expression tags must match.
-    pub regex: Option<Located<String>>,
-    /// A regular expression tags must not match.
-    pub exclude: Option<Located<String>>,
+    /// Digests named directly (`tag@sha256:...` or `sha256:...` in `tags`):
+    /// pinned as written, whatever the tag points at now.
+    pub digests: Vec<Located<PinnedDigest>>,
+    /// Regular expressions tags must all match.
+    pub regex: Vec<Located<String>>,
+    /// Regular expressions tags must match none of.
+    pub exclude: Vec<Located<String>>,
     /// Keep only the newest N of what matched (by semver, where tags parse).
     pub latest: Option<Located<usize>>,
     /// Pin this platform's manifest (`linux/arm64`) instead of the index.
     pub platform: Option<Located<String>>,
+}
+
+/// A digest an intent names itself, with the tag it gets, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinnedDigest {
+    /// The tag the destination gets.
+    pub tag: Option<Tag>,
+    /// The digest.
+    pub digest: Digest,
 }
 
 /// One image of an intent.
@@ -69,6 +81,9 @@ pub struct IntentImage {
     pub name: ImageName,
     /// Its source, when not the intent's default one.
     pub source: Option<RegistryName>,
+    /// Its destinations, when not the intent's (a seed tool's file maps
+    /// some images elsewhere).
+    pub destinations: Option<Vec<RegistryName>>,
     /// What it selects.
     pub select: Selectors,
     /// Where the entry starts.
@@ -86,6 +101,144 @@ pub struct Intent {
     pub destinations: Vec<RegistryEntry>,
     /// The images, in file order.
     pub images: Vec<IntentImage>,
+    /// Images chosen by a pattern over a source's catalog (dregsy's
+    /// `from: regex:...`), listed when pinning.
+    pub catalog: Vec<CatalogImages>,
+    /// The kind of file it was written as.
+    pub format: Format,
+}
+
+/// The kinds of file `promoter pin` reads, told apart by their top-level keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// promoter's own intent (`registries`, `images`).
+    Intent,
+    /// Sinker's `.images.yaml` (`target`, `sources`).
+    Sinker,
+    /// kyma image-syncer's images file (`targetRepoPrefix`, `images`).
+    ImageSyncer,
+    /// dregsy's config (`tasks`).
+    Dregsy,
+}
+
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Format::Intent => "intent",
+            Format::Sinker => "Sinker image manifest",
+            Format::ImageSyncer => "image-syncer images file",
+            Format::Dregsy => "dregsy config",
+        })
+    }
+}
+
+/// Images of a source chosen by a regular expression over its repository
+/// paths, each mapped to a destination path.
+#[derive(Debug, Clone)]
+pub struct CatalogImages {
+    /// The registry whose catalog is listed.
+    pub source: RegistryName,
+    /// Repository paths (below `source`) that match it in full are mirrored.
+    pub pattern: Located<regex::Regex>,
+    /// How a matched path becomes its destination path.
+    pub rename: Rename,
+    /// The registry the destination paths are below.
+    pub destination: RegistryName,
+    /// What each matched image selects.
+    pub select: Selectors,
+    /// Where the entry starts.
+    pub location: Location,
+}
+
+impl PartialEq for CatalogImages {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+            && self.pattern.value.as_str() == other.pattern.value.as_str()
+            && self.rename == other.rename
+            && self.destination == other.destination
+            && self.select == other.select
+            && self.location == other.location
+    }
+}
+impl Eq for CatalogImages {}
+
+/// How a source path becomes a destination path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rename {
+    /// The same path.
+    Same,
+    /// The path below this prefix (`ecr` + `team/app` = `ecr/team/app`).
+    Prefix(String),
+    /// A regular expression's replacement (`$1` for groups).
+    Replace {
+        /// The expression, as written.
+        pattern: String,
+        /// The replacement.
+        replacement: String,
+    },
+}
+
+impl Rename {
+    /// The destination path of `path`.
+    pub fn apply(&self, path: &str) -> String {
+        match self {
+            Rename::Same => path.to_string(),
+            Rename::Prefix(prefix) if prefix.is_empty() => path.to_string(),
+            Rename::Prefix(prefix) => format!("{}/{path}", prefix.trim_end_matches('/')),
+            Rename::Replace {
+                pattern,
+                replacement,
+            } => match regex::Regex::new(pattern) {
+                Ok(re) => re.replace_all(path, replacement.as_str()).into_owned(),
+                Err(_) => path.to_string(),
+            },
+        }
+    }
+}
+
+/// Where one source repository goes, as a CIP manifest can say it: the
+/// path both sides end with is the image name, and what precedes it on
+/// each side is the source and destination registry. `None` when the last
+/// components differ: a CIP manifest keeps an image's name.
+pub fn split_mapping(
+    source: &RegistryName,
+    source_path: &str,
+    destination: &RegistryName,
+    destination_path: &str,
+) -> Option<(RegistryName, ImageName, RegistryName)> {
+    let joined = |prefix: &str, path: &str| -> Vec<String> {
+        prefix
+            .split('/')
+            .chain(path.split('/'))
+            .filter(|c| !c.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    let mut from = joined(&source.prefix, source_path);
+    let docker_hub = matches!(&source.endpoint, crate::reference::Endpoint::Http { host } if host == "docker.io");
+    if docker_hub && from.len() == 1 {
+        from.insert(0, "library".to_string());
+    }
+    let to = joined(&destination.prefix, destination_path);
+    let common = from
+        .iter()
+        .rev()
+        .zip(to.iter().rev())
+        .take_while(|(a, b)| a == b)
+        .count();
+    if common == 0 {
+        return None;
+    }
+    let name = ImageName::parse(&from[from.len() - common..].join("/")).ok()?;
+    let source = RegistryName {
+        endpoint: source.endpoint.clone(),
+        prefix: from[..from.len() - common].join("/"),
+    };
+    let destination = RegistryName {
+        endpoint: destination.endpoint.clone(),
+        prefix: to[..to.len() - common].join("/"),
+    };
+    Some((source, name, destination))
 }
 
 /// Read and decode the intent at `path`; every problem is a diagnostic.
@@ -131,7 +284,12 @@ fn decode_text(file: Arc<Path>, source_text: &str) -> (Option<Intent>, Vec<Diagn
         );
         return (None, diagnostics);
     };
-    let intent = decode(root, &mut ctx, &file);
+    let intent = match super::seeds::sniff(root) {
+        Some(Format::Sinker) => super::seeds::sinker(root, &mut ctx, &file),
+        Some(Format::ImageSyncer) => super::seeds::image_syncer(root, &mut ctx, &file),
+        Some(Format::Dregsy) => super::seeds::dregsy(root, &mut ctx, &file),
+        _ => decode(root, &mut ctx, &file),
+    };
     crate::diag::sort(&mut diagnostics);
     let intent = intent.filter(|_| !diagnostics.iter().any(Diagnostic::is_error));
     (intent, diagnostics)
@@ -181,6 +339,8 @@ fn decode(root: &Node<'_>, ctx: &mut Ctx<'_>, file: &Arc<Path>) -> Option<Intent
         source: registries.source,
         destinations: registries.destinations,
         images,
+        catalog: Vec::new(),
+        format: Format::Intent,
     })
 }
 
@@ -219,7 +379,7 @@ fn image(item: &Node<'_>, ctx: &mut Ctx<'_>) -> Option<IntentImage> {
     });
     let mut select = Selectors::default();
     if let Some(node) = entry.value(2) {
-        select.tags = tag_list(node, ctx);
+        (select.tags, select.digests) = tag_list(node, ctx);
     }
     select.semver = entry
         .value(3)
@@ -241,10 +401,14 @@ fn image(item: &Node<'_>, ctx: &mut Ctx<'_>) -> Option<IntentImage> {
     }
     select.regex = entry
         .value(5)
-        .and_then(|n| located_text(n, "a regular expression", ctx));
+        .and_then(|n| located_text(n, "a regular expression", ctx))
+        .into_iter()
+        .collect();
     select.exclude = entry
         .value(6)
-        .and_then(|n| located_text(n, "a regular expression", ctx));
+        .and_then(|n| located_text(n, "a regular expression", ctx))
+        .into_iter()
+        .collect();
     if let Some(node) = entry.value(7) {
         select.latest = text(node, "a number", ctx).and_then(|t| match t.parse::<usize>() {
             Ok(n) if n > 0 => Some(Located {
@@ -265,8 +429,9 @@ fn image(item: &Node<'_>, ctx: &mut Ctx<'_>) -> Option<IntentImage> {
         select.platform = platform(node, ctx);
     }
     let chooses = !select.tags.is_empty()
+        || !select.digests.is_empty()
         || select.semver.is_some()
-        || select.regex.is_some()
+        || !select.regex.is_empty()
         || select.latest.is_some();
     // A selector that was written but is wrong is already reported.
     let attempted = [2, 3, 5, 7]
@@ -282,6 +447,7 @@ fn image(item: &Node<'_>, ctx: &mut Ctx<'_>) -> Option<IntentImage> {
     Some(IntentImage {
         name: name?,
         source,
+        destinations: None,
         select,
         location: ctx.at(item.pos),
     })
@@ -295,32 +461,68 @@ fn located_text(node: &Node<'_>, what: &str, ctx: &mut Ctx<'_>) -> Option<Locate
     })
 }
 
-fn tag_list(node: &Node<'_>, ctx: &mut Ctx<'_>) -> Vec<Located<Tag>> {
+/// Exact tags, and digests written as `tag@sha256:...` or `sha256:...`
+/// (dregsy's form): pinned as written.
+fn tag_list(node: &Node<'_>, ctx: &mut Ctx<'_>) -> (Vec<Located<Tag>>, Vec<Located<PinnedDigest>>) {
     let Value::Seq(items) = &node.value else {
         ctx.error(
             node.pos,
             format!("expected `tags` to be a list, found {}", node.describe()),
             Some("write `tags: [\"1.0\", \"latest\"]`".to_string()),
         );
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     };
-    let mut out: Vec<Located<Tag>> = Vec::new();
+    tags_or_digests(items, ctx)
+}
+
+/// Each item a tag, or a digest written `tag@sha256:...` or `sha256:...`.
+pub(super) fn tags_or_digests(
+    items: &[Node<'_>],
+    ctx: &mut Ctx<'_>,
+) -> (Vec<Located<Tag>>, Vec<Located<PinnedDigest>>) {
+    let mut tags: Vec<Located<Tag>> = Vec::new();
+    let mut digests: Vec<Located<PinnedDigest>> = Vec::new();
     for item in items {
         let Some(t) = text(item, "a tag", ctx) else {
             continue;
         };
-        match Tag::parse(t) {
-            Ok(tag) if out.iter().any(|o| o.value == tag) => {
-                ctx.error(item.pos, format!("tag {tag} is listed twice"), None)
+        match pinned_digest(t) {
+            Some(Ok(pinned)) if digests.iter().any(|d| d.value == pinned) => {
+                ctx.error(item.pos, format!("{t} is listed twice"), None)
             }
-            Ok(tag) => out.push(Located {
-                value: tag,
+            Some(Ok(pinned)) => digests.push(Located {
+                value: pinned,
                 location: ctx.at(item.pos),
             }),
-            Err(e) => ctx.name_error(item.pos, e),
+            Some(Err(e)) => ctx.name_error(item.pos, e),
+            None => match Tag::parse(t) {
+                Ok(tag) if tags.iter().any(|o| o.value == tag) => {
+                    ctx.error(item.pos, format!("tag {tag} is listed twice"), None)
+                }
+                Ok(tag) => tags.push(Located {
+                    value: tag,
+                    location: ctx.at(item.pos),
+                }),
+                Err(e) => ctx.name_error(item.pos, e),
+            },
         }
     }
-    out
+    (tags, digests)
+}
+
+/// `tag@alg:hex` or `alg:hex`, or `None` for a plain tag.
+fn pinned_digest(text: &str) -> Option<Result<PinnedDigest, crate::reference::NameError>> {
+    let (tag, digest) = match text.split_once('@') {
+        Some((tag, digest)) => (Some(tag), digest),
+        None if text.starts_with("sha256:") || text.starts_with("sha512:") => (None, text),
+        None => return None,
+    };
+    Some((|| {
+        Ok(PinnedDigest {
+            tag: tag.map(Tag::parse).transpose()?,
+            digest: Digest::parse(digest)?,
+        })
+    })())
 }
 
 /// One platform (`os/arch[/variant]`): a tag names one manifest, so one

@@ -19,6 +19,7 @@ pub mod images_file;
 pub mod intent;
 pub mod model;
 mod read;
+mod seeds;
 mod tree;
 pub mod yaml;
 

@@ -53,6 +53,15 @@ pub enum Note {
         /// What the source has now.
         now: Digest,
     },
+    /// A catalog pattern matched no repository of its source.
+    NoMatch {
+        /// Where the pattern is written.
+        location: String,
+        /// The pattern.
+        pattern: String,
+        /// The source whose catalog was listed.
+        source: String,
+    },
     /// A platform's manifest was pinned instead of its index.
     Platform {
         /// `source/image:tag`.
@@ -80,6 +89,11 @@ impl std::fmt::Display for Note {
                 platform,
                 index,
             } => write!(f, "{reference}: pinned the {platform} manifest of the index {index}"),
+            Note::NoMatch {
+                location,
+                pattern,
+                source,
+            } => write!(f, "{location}: {pattern} matches no repository in {source}"),
         }
     }
 }
@@ -106,52 +120,143 @@ pub fn check(intent: &Intent) -> Vec<Diagnostic> {
         .collect()
 }
 
+/// The images a catalog entry (dregsy's `from: regex:`) matches in its
+/// source, as intent images; one catalog listing per source registry.
+pub async fn expand_catalog(
+    intent: &Intent,
+    registries: &Registries,
+) -> (Vec<IntentImage>, Vec<Note>, Vec<String>) {
+    let mut images = Vec::new();
+    let mut notes = Vec::new();
+    let mut errors = Vec::new();
+    let mut listed: BTreeMap<RegistryName, Vec<String>> = BTreeMap::new();
+    for entry in &intent.catalog {
+        if !listed.contains_key(&entry.source) {
+            let registry = registries.get(&entry.source.endpoint);
+            match registry.list_repositories(&entry.source.prefix).await {
+                Ok(repos) => {
+                    let below: Vec<String> = repos
+                        .iter()
+                        .filter_map(|r| {
+                            let path = r.path();
+                            if entry.source.prefix.is_empty() {
+                                Some(path.to_string())
+                            } else {
+                                path.strip_prefix(&entry.source.prefix)?
+                                    .strip_prefix('/')
+                                    .map(str::to_string)
+                            }
+                        })
+                        .collect();
+                    listed.insert(entry.source.clone(), below);
+                }
+                Err(e) => {
+                    errors.push(format!(
+                        "{}: cannot list the catalog of {}: {e}",
+                        entry.location, entry.source
+                    ));
+                    listed.insert(entry.source.clone(), Vec::new());
+                    continue;
+                }
+            }
+        }
+        let matched: Vec<&String> = listed[&entry.source]
+            .iter()
+            .filter(|p| entry.pattern.value.is_match(p))
+            .collect();
+        if matched.is_empty() {
+            notes.push(Note::NoMatch {
+                location: entry.location.to_string(),
+                pattern: entry.pattern.value.as_str().to_string(),
+                source: entry.source.to_string(),
+            });
+        }
+        for path in matched {
+            let to = entry.rename.apply(path);
+            match crate::manifest::intent::split_mapping(&entry.source, path, &entry.destination, &to) {
+                Some((source, name, destination)) => images.push(IntentImage {
+                    name,
+                    source: Some(source),
+                    destinations: Some(vec![destination]),
+                    select: entry.select.clone(),
+                    location: entry.location.clone(),
+                }),
+                None => errors.push(format!(
+                    "{}: the mapping renames {path} to {to}; a CIP manifest keeps an image's name: map it to a path ending in /{}",
+                    entry.location,
+                    path.rsplit('/').next().unwrap_or(path)
+                )),
+            }
+        }
+    }
+    (images, notes, errors)
+}
+
 /// Resolve `intent`, keeping what `previous` (the lock it wrote before,
 /// if any) pins.
 pub async fn pin(intent: &Intent, registries: &Registries, previous: &[Manifest]) -> Pinned {
+    let (matched, notes, errors) = expand_catalog(intent, registries).await;
+    let mut pinned = if matched.is_empty() {
+        pin_images(intent, registries, previous).await
+    } else {
+        let mut all = intent.clone();
+        all.images.extend(matched);
+        pin_images(&all, registries, previous).await
+    };
+    pinned.notes.splice(0..0, notes);
+    pinned.errors.splice(0..0, errors);
+    pinned
+}
+
+async fn pin_images(intent: &Intent, registries: &Registries, previous: &[Manifest]) -> Pinned {
     let kept = previous_pins(previous);
+    let default_destinations: Vec<RegistryName> =
+        intent.destinations.iter().map(|d| d.name.clone()).collect();
+    let defaults = &default_destinations;
     let reads: Vec<_> = stream::iter(&intent.images)
         .map(|image| async move {
             let source = image
                 .source
                 .clone()
                 .unwrap_or_else(|| intent.source.name.clone());
+            let destinations = image
+                .destinations
+                .clone()
+                .unwrap_or_else(|| defaults.clone());
             let registry = registries.get(&source.endpoint);
             let compiled = compile(&image.select).expect("checked before pinning");
             let resolved = resolve(registry.as_ref(), &source, image, &compiled).await;
-            (source, image, resolved)
+            (source, destinations, image, resolved)
         })
-        .buffer_unordered(crate::limits::INVENTORY_READS)
+        .buffered(crate::limits::INVENTORY_READS)
         .collect()
         .await;
-    let destinations: Vec<RegistryName> =
-        intent.destinations.iter().map(|d| d.name.clone()).collect();
     let mut out = Pinned::default();
-    let mut locks: Vec<Lock> = Vec::new();
-    // Source order: the intent's default first, then as images name others.
-    let mut order: Vec<RegistryName> = vec![intent.source.name.clone()];
-    for image in &intent.images {
-        if let Some(s) = &image.source {
-            if !order.contains(s) {
-                order.push(s.clone());
+    // One lock per (source, destinations), in the order the intent first
+    // names each: the default source first.
+    let mut locks: Vec<Lock> = vec![Lock {
+        source: intent.source.name.clone(),
+        destinations: default_destinations.clone(),
+        images: BTreeMap::new(),
+    }];
+    for (source, destinations, image, resolved) in reads {
+        let at = match locks
+            .iter()
+            .position(|l| l.source == source && l.destinations == destinations)
+        {
+            Some(at) => at,
+            None => {
+                locks.push(Lock {
+                    source: source.clone(),
+                    destinations: destinations.clone(),
+                    images: BTreeMap::new(),
+                });
+                locks.len() - 1
             }
-        }
-    }
-    for source in &order {
-        locks.push(Lock {
-            source: source.clone(),
-            destinations: destinations.clone(),
-            images: BTreeMap::new(),
-        });
-    }
-    for (source, image, resolved) in reads {
-        let lock = locks
-            .iter_mut()
-            .find(|l| l.source == source)
-            .expect("every source has a lock");
-        let entry = lock.images.entry(image.name.clone()).or_default();
+        };
+        let entry = locks[at].images.entry(image.name.clone()).or_default();
         // What the previous lock pinned stays, whatever the source says now.
-        if let Some(old) = kept.get(&(source.clone(), image.name.clone())) {
+        if let Some(old) = kept.get(&(source.clone(), destinations.clone(), image.name.clone())) {
             for (digest, pin) in old {
                 let into = entry.entry(digest.clone()).or_default();
                 into.tags.extend(pin.tags.iter().cloned());
@@ -167,33 +272,47 @@ pub async fn pin(intent: &Intent, registries: &Registries, previous: &[Manifest]
                 continue;
             }
         };
-        for (tag, digest, comment, note) in resolved {
+        for found in resolved {
+            let Some(tag) = found.tag else {
+                let pin = entry.entry(found.digest).or_default();
+                if pin.comment.is_none() {
+                    pin.comment = found.comment;
+                }
+                out.notes.extend(found.note);
+                continue;
+            };
             let reference = format!("{source}/{}:{tag}", image.name);
             let pinned_at = entry
                 .iter()
                 .find(|(_, p)| p.tags.contains(&tag))
                 .map(|(d, _)| d.clone());
             match pinned_at {
-                Some(kept_digest) if kept_digest != digest => out.notes.push(Note::Moved {
+                Some(kept_digest) if kept_digest != found.digest && found.explicit => {
+                    out.errors.push(format!(
+                        "{}: the intent pins {reference} at {}, but the lock has it at {kept_digest}: a promoted tag never moves; pin the new digest under another tag",
+                        image.location, found.digest
+                    ))
+                }
+                Some(kept_digest) if kept_digest != found.digest => out.notes.push(Note::Moved {
                     reference,
                     kept: kept_digest,
-                    now: digest,
+                    now: found.digest,
                 }),
                 // Pinned already: the same entry, its note written again
                 // (a lock read back has lost its comments).
                 Some(same) => {
                     let pin = entry.entry(same).or_default();
                     if pin.comment.is_none() {
-                        pin.comment = comment;
+                        pin.comment = found.comment;
                     }
                 }
                 None => {
-                    let pin = entry.entry(digest).or_default();
+                    let pin = entry.entry(found.digest).or_default();
                     pin.tags.insert(tag);
                     if pin.comment.is_none() {
-                        pin.comment = comment;
+                        pin.comment = found.comment;
                     }
-                    out.notes.extend(note);
+                    out.notes.extend(found.note);
                 }
             }
         }
@@ -203,15 +322,24 @@ pub async fn pin(intent: &Intent, registries: &Registries, previous: &[Manifest]
     out
 }
 
-/// (tag, digest, comment, note) for each tag `image` selects.
-type Resolved = Vec<(Tag, Digest, Option<String>, Option<Note>)>;
+/// One digest an image entry selects.
+struct Found {
+    /// The tag it gets, if any.
+    tag: Option<Tag>,
+    digest: Digest,
+    /// A note for the lock (the platform and index it was taken from).
+    comment: Option<String>,
+    note: Option<Note>,
+    /// Named by digest in the intent, not found through a tag.
+    explicit: bool,
+}
 
 async fn resolve(
     registry: &dyn Registry,
     source: &RegistryName,
     image: &IntentImage,
     compiled: &Compiled,
-) -> Result<Resolved, String> {
+) -> Result<Vec<Found>, String> {
     let repo = source.repository(&image.name);
     let listed = if compiled.needs_listing() {
         registry
@@ -221,16 +349,29 @@ async fn resolve(
     } else {
         Vec::new()
     };
+    let wanted = choose(compiled, &listed)
+        .into_iter()
+        .map(|tag| (Some(tag.clone()), ManifestRef::Tag(tag), false))
+        .chain(image.select.digests.iter().map(|d| {
+            (
+                d.value.tag.clone(),
+                ManifestRef::Digest(d.value.digest.clone()),
+                true,
+            )
+        }));
     let mut out = Vec::new();
-    for tag in choose(compiled, &listed) {
-        let reference = ManifestRef::Tag(tag.clone());
+    for (tag, reference, explicit) in wanted {
         let found = registry
             .head_manifest(&repo, &reference)
             .await
-            .map_err(|e| format!("{}: {repo}:{tag}: {e}", image.location))?;
+            .map_err(|e| format!("{}: {repo}:{reference}: {e}", image.location))?;
+        let shown = match &reference {
+            ManifestRef::Tag(t) => format!("{repo}:{t}"),
+            ManifestRef::Digest(d) => format!("{repo}@{d}"),
+        };
         let Some(found) = found else {
             return Err(format!(
-                "{}: {repo}:{tag} does not exist in the source",
+                "{}: {shown} does not exist in the source",
                 image.location
             ));
         };
@@ -238,22 +379,32 @@ async fn resolve(
             Some(platform) if media_type::is_index(&found.media_type) => {
                 let child = platform_child(registry, &repo, &found.digest, &platform.value)
                     .await
-                    .map_err(|e| format!("{}: {repo}:{tag}: {e}", image.location))?;
+                    .map_err(|e| format!("{}: {shown}: {e}", image.location))?;
                 let Some(child) = child else {
                     return Err(format!(
-                        "{}: {repo}:{tag} has no {} manifest",
+                        "{}: {shown} has no {} manifest",
                         image.location, platform.value
                     ));
                 };
-                let comment = format!("{} of {}", platform.value, found.digest);
-                let note = Note::Platform {
-                    reference: format!("{repo}:{tag}"),
-                    platform: platform.value.clone(),
-                    index: found.digest.clone(),
-                };
-                out.push((tag, child, Some(comment), Some(note)));
+                out.push(Found {
+                    tag,
+                    digest: child,
+                    comment: Some(format!("{} of {}", platform.value, found.digest)),
+                    note: Some(Note::Platform {
+                        reference: shown,
+                        platform: platform.value.clone(),
+                        index: found.digest.clone(),
+                    }),
+                    explicit,
+                });
             }
-            _ => out.push((tag, found.digest, None, None)),
+            _ => out.push(Found {
+                tag,
+                digest: found.digest,
+                comment: None,
+                note: None,
+                explicit,
+            }),
         }
     }
     Ok(out)
@@ -294,15 +445,25 @@ async fn platform_child(
     Ok(None)
 }
 
-/// (source, image) -> digest -> pin, from a previous lock.
-fn previous_pins(
-    previous: &[Manifest],
-) -> BTreeMap<(RegistryName, ImageName), BTreeMap<Digest, Pin>> {
-    let mut out: BTreeMap<(RegistryName, ImageName), BTreeMap<Digest, Pin>> = BTreeMap::new();
+/// Pins of a previous lock, by the (source, destinations, image) they belong to.
+type Kept = BTreeMap<(RegistryName, Vec<RegistryName>, ImageName), BTreeMap<Digest, Pin>>;
+
+/// What a previous lock pins.
+fn previous_pins(previous: &[Manifest]) -> Kept {
+    let mut out = Kept::new();
     for manifest in previous {
+        let destinations: Vec<RegistryName> = manifest
+            .destinations
+            .iter()
+            .map(|d| d.name.clone())
+            .collect();
         for image in &manifest.images {
             let pins = out
-                .entry((manifest.source.name.clone(), image.name.clone()))
+                .entry((
+                    manifest.source.name.clone(),
+                    destinations.clone(),
+                    image.name.clone(),
+                ))
                 .or_default();
             for entry in &image.digests {
                 let pin = pins.entry(entry.digest.clone()).or_default();
@@ -351,12 +512,35 @@ pub fn registries_text(lock: &Lock) -> String {
     out
 }
 
-/// A directory name for a source registry in a thin tree.
-pub fn slug(source: &RegistryName) -> String {
-    let text: String = source
-        .to_string()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+/// A directory name per lock in a thin tree: its source, and its
+/// destination too where two locks read the same source.
+pub fn directory_names(locks: &[Lock]) -> Vec<String> {
+    let slug = |name: &RegistryName| -> String {
+        let text: String = name
+            .to_string()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        text.trim_matches('-').to_string()
+    };
+    let mut names: Vec<String> = locks
+        .iter()
+        .map(|lock| {
+            let shared = locks.iter().filter(|l| l.source == lock.source).count() > 1;
+            match lock.destinations.first() {
+                Some(d) if shared => format!("{}--{}", slug(&lock.source), slug(d)),
+                _ => slug(&lock.source),
+            }
+        })
         .collect();
-    text.trim_matches('-').to_string()
+    // Slugs can still meet (`a.b` and `a-b`): number the later ones.
+    for i in 1..names.len() {
+        let mut n = 2;
+        let base = names[i].clone();
+        while names[..i].contains(&names[i]) {
+            names[i] = format!("{base}-{n}");
+            n += 1;
+        }
+    }
+    names
 }

@@ -16,15 +16,17 @@ pub struct Compiled {
     /// Alternatives (`||`) of a semver range.
     semver: Option<Vec<VersionReq>>,
     prerelease: bool,
-    regex: Option<Regex>,
-    exclude: Option<Regex>,
+    /// Whether digests are named directly: then no listing is read.
+    pinned: bool,
+    regex: Vec<Regex>,
+    exclude: Vec<Regex>,
     latest: Option<usize>,
 }
 
 impl Compiled {
     /// Whether the source's tag list must be read (anything beyond exact tags).
     pub fn needs_listing(&self) -> bool {
-        self.exact.is_empty()
+        self.exact.is_empty() && !self.pinned
     }
 }
 
@@ -49,22 +51,25 @@ pub fn compile(select: &Selectors) -> Result<Compiled, Vec<Diagnostic>> {
                 None
             }
         });
-    let mut regex = |r: &Option<Located<String>>, key: &str| {
-        r.as_ref().and_then(|r| match Regex::new(&r.value) {
-            Ok(re) => Some(re),
-            Err(e) => {
-                errors.push(Diagnostic::error(
-                    r.location.clone(),
-                    format!("`{key}` is not a regular expression: {e}"),
-                ));
-                None
-            }
-        })
+    let mut regex = |all: &[Located<String>], key: &str| {
+        all.iter()
+            .filter_map(|r| match Regex::new(&r.value) {
+                Ok(re) => Some(re),
+                Err(e) => {
+                    errors.push(Diagnostic::error(
+                        r.location.clone(),
+                        format!("`{key}` is not a regular expression: {e}"),
+                    ));
+                    None
+                }
+            })
+            .collect::<Vec<_>>()
     };
     let compiled = Compiled {
         exact: select.tags.iter().map(|t| t.value.clone()).collect(),
         semver,
         prerelease: select.prerelease,
+        pinned: !select.digests.is_empty(),
         regex: regex(&select.regex, "regex"),
         exclude: regex(&select.exclude, "exclude"),
         latest: select.latest.as_ref().map(|l| l.value),
@@ -167,7 +172,7 @@ fn newest_first(a: &Tag, b: &Tag) -> std::cmp::Ordering {
 /// The tags `compiled` selects from `listed` (the source's tags), newest
 /// first. Exact tags are taken as given, whether or not they are listed.
 pub fn choose(compiled: &Compiled, listed: &[String]) -> Vec<Tag> {
-    let candidates: Vec<Tag> = if compiled.exact.is_empty() {
+    let candidates: Vec<Tag> = if compiled.needs_listing() {
         listed.iter().filter_map(|t| Tag::parse(t).ok()).collect()
     } else {
         compiled.exact.clone()
@@ -175,18 +180,8 @@ pub fn choose(compiled: &Compiled, listed: &[String]) -> Vec<Tag> {
     let mut chosen: Vec<Tag> = candidates
         .into_iter()
         .filter(|t| in_range(compiled, t.as_str()))
-        .filter(|t| {
-            compiled
-                .regex
-                .as_ref()
-                .is_none_or(|r| r.is_match(t.as_str()))
-        })
-        .filter(|t| {
-            compiled
-                .exclude
-                .as_ref()
-                .is_none_or(|r| !r.is_match(t.as_str()))
-        })
+        .filter(|t| compiled.regex.iter().all(|r| r.is_match(t.as_str())))
+        .filter(|t| !compiled.exclude.iter().any(|r| r.is_match(t.as_str())))
         .collect();
     chosen.sort_by(newest_first);
     chosen.dedup();
@@ -263,8 +258,8 @@ mod tests {
     #[test]
     fn a_regex_with_an_exclusion_and_exact_tags() {
         let select = Selectors {
-            regex: located("^1\\.".to_string()),
-            exclude: located("^1\\.0".to_string()),
+            regex: located("^1\\.".to_string()).into_iter().collect(),
+            exclude: located("^1\\.0".to_string()).into_iter().collect(),
             ..Selectors::default()
         };
         assert_eq!(
@@ -288,7 +283,7 @@ mod tests {
     fn bad_selectors_are_reported_at_their_place() {
         let select = Selectors {
             semver: located("not a range".to_string()),
-            regex: located("(".to_string()),
+            regex: located("(".to_string()).into_iter().collect(),
             ..Selectors::default()
         };
         let errors = compile(&select).unwrap_err();

@@ -26,6 +26,7 @@ mod registry_contract;
 mod remote_auth;
 mod remote_wire;
 mod secrets;
+mod seeds;
 mod snapshot;
 mod supply_chain;
 mod verify;

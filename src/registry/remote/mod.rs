@@ -141,10 +141,10 @@ impl Remotes {
                 }
             }
         };
-        let api_host = endpoint.api_host().unwrap_or(host);
+        let api_host = connect_host(endpoint, &opts)?;
         let registry = Arc::new(RemoteRegistry::with_client(
             host,
-            api_host,
+            &api_host,
             opts,
             client,
             self.credentials.clone(),
@@ -156,6 +156,23 @@ impl Remotes {
             .entry(host.clone())
             .or_insert(registry)
             .clone())
+    }
+}
+
+/// The `host[:port]` requests go to: the `endpoint` option (a mirror),
+/// or the registry's API host.
+fn connect_host(endpoint: &Endpoint, options: &ResolvedOptions) -> Result<String, RegistryError> {
+    match &options.endpoint {
+        Some(other) => match crate::reference::RegistryName::parse(other) {
+            Ok(name) if name.prefix.is_empty() && matches!(name.endpoint, Endpoint::Http { .. }) => {
+                Ok(name.endpoint.api_host().unwrap_or(other).to_string())
+            }
+            _ => Err(RegistryError::Config {
+                what: format!("the `endpoint` option of {endpoint}"),
+                message: "is not a host[:port]: write it as registry-mirror.example:5000, without scheme or path".to_string(),
+            }),
+        },
+        None => Ok(endpoint.api_host().unwrap_or_default().to_string()),
     }
 }
 
@@ -188,7 +205,7 @@ impl RemoteRegistry {
         let endpoint = Endpoint::Http {
             host: host.to_string(),
         };
-        let api_host = endpoint.api_host().unwrap_or(host).to_string();
+        let api_host = connect_host(&endpoint, &options)?;
         let client = transport::build_client(&options)?;
         RemoteRegistry::with_client(host, &api_host, options, client, credentials)
     }

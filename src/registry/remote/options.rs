@@ -92,6 +92,12 @@ pub struct RegistryOptions {
     /// credentials as a token service (`realm` of a Bearer challenge), e.g.
     /// `["authn.nvidia.com"]`. Default: none; see README, "Credentials".
     pub token_realms: Option<Vec<String>>,
+    /// The `host[:port]` to talk to instead of the registry's own: a mirror
+    /// or pull-through cache that holds the same repositories (for
+    /// `docker.io`, say). Manifests, credentials and these options still go
+    /// by the registry's name; plain HTTP defaults by this host. Default:
+    /// the registry itself.
+    pub endpoint: Option<String>,
 }
 
 impl RegistryOptions {
@@ -122,6 +128,7 @@ impl RegistryOptions {
                 .token_realms
                 .clone()
                 .or_else(|| base.token_realms.clone()),
+            endpoint: self.endpoint.clone().or_else(|| base.endpoint.clone()),
         }
     }
 
@@ -132,9 +139,10 @@ impl RegistryOptions {
             Duration::from_secs_f64(v.filter(|s| s.is_finite() && *s >= 0.0).unwrap_or(default))
         };
         ResolvedOptions {
-            plain_http: self
-                .plain_http
-                .unwrap_or_else(|| is_loopback_host(host) && !has_tls_material),
+            plain_http: self.plain_http.unwrap_or_else(|| {
+                is_loopback_host(self.endpoint.as_deref().unwrap_or(host)) && !has_tls_material
+            }),
+            endpoint: self.endpoint.clone(),
             ca_file: self.ca_file.clone(),
             client_cert: self.client_cert.clone(),
             client_key: self.client_key.clone(),
@@ -216,6 +224,8 @@ pub struct ResolvedOptions {
     pub token_realms: Vec<String>,
     /// Read repositories through Google's `tags/list` digest listing.
     pub google_listing: bool,
+    /// Where to connect instead of the registry's own host.
+    pub endpoint: Option<String>,
 }
 
 /// Google's registries, whose `tags/list` lists digests too.
@@ -274,6 +284,19 @@ mod tests {
                 "{host}"
             );
         }
+    }
+
+    #[test]
+    fn an_endpoint_decides_plain_http_by_where_requests_go() {
+        let opts: RemoteOptions = serde_json::from_str(
+            r#"{"registries": {"docker.io": {"endpoint": "127.0.0.1:5000"}, "quay.io": {"endpoint": "mirror.example"}}}"#,
+        )
+        .unwrap();
+        let hub = opts.for_host("docker.io");
+        assert_eq!(hub.endpoint.as_deref(), Some("127.0.0.1:5000"));
+        assert!(hub.plain_http, "a loopback mirror talks HTTP, as the registry would");
+        assert!(!opts.for_host("quay.io").plain_http);
+        assert_eq!(opts.for_host("gcr.io").endpoint, None);
     }
 
     #[test]
