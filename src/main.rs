@@ -80,6 +80,41 @@ enum Command {
     /// Newer versions in the sources than the manifests pin; exit 1 when
     /// there are some.
     Outdated(OutdatedArgs),
+    /// Write the images named elsewhere (Kubernetes YAML) as a mirroring
+    /// intent, or add them to the intent already written.
+    Import(ImportArgs),
+}
+
+#[derive(Args, Debug)]
+struct ImportArgs {
+    #[command(subcommand)]
+    from: ImportFrom,
+}
+
+#[derive(Subcommand, Debug)]
+enum ImportFrom {
+    /// Every image Kubernetes YAML pulls: containers, init and ephemeral
+    /// containers of Pods and of the workloads that template them, and the
+    /// Prometheus operator's images.
+    Kubernetes(KubernetesArgs),
+}
+
+#[derive(Args, Debug)]
+struct KubernetesArgs {
+    /// YAML or JSON files (several documents each), directories holding
+    /// them, `-` for standard input.
+    #[arg(required = true, value_name = "PATH")]
+    paths: Vec<PathBuf>,
+
+    /// Where the images go, REGISTRY[/path]: the intent's destination.
+    /// Needed unless --out names an intent that exists (its own stays).
+    #[arg(long, value_name = "REGISTRY")]
+    target: Option<String>,
+
+    /// The intent to write. One that exists is updated: what it has stays,
+    /// and images not in it are added. Default: standard output.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -348,6 +383,9 @@ fn main() -> ExitCode {
         Command::Pin(args) => pin(args),
         Command::List(args) => list(args),
         Command::Outdated(args) => outdated(args),
+        Command::Import(ImportArgs {
+            from: ImportFrom::Kubernetes(args),
+        }) => import_kubernetes(args),
     };
     ExitCode::from(code.unwrap_or_else(|err| {
         eprintln!("error: {err:#}");
@@ -908,6 +946,91 @@ fn write_file(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
     temp.persist(path)
         .with_context(|| format!("{}: cannot write it", path.display()))?;
     Ok(())
+}
+
+fn import_kubernetes(args: KubernetesArgs) -> anyhow::Result<u8> {
+    let target = match args.target.as_deref().map(RegistryName::parse) {
+        Some(Ok(target)) => Some(target),
+        Some(Err(e)) => {
+            eprintln!("error: --target: {e}");
+            return Ok(exit::USAGE);
+        }
+        None => None,
+    };
+    let existing = match &args.out {
+        Some(out) if out.exists() => {
+            let (intent, diagnostics) = manifest::intent::load(out);
+            for d in &diagnostics {
+                eprintln!("{d}");
+            }
+            match intent {
+                Some(intent) if intent.format == manifest::intent::Format::Intent => Some(intent),
+                Some(intent) => {
+                    eprintln!(
+                        "error: {} is a {}; import writes a promoter intent: name another --out (`promoter pin` reads that file as it is)",
+                        out.display(),
+                        intent.format
+                    );
+                    return Ok(exit::INVALID_INPUT);
+                }
+                None => {
+                    eprintln!(
+                        "error: {}: the intent to update has problems; nothing was written",
+                        out.display()
+                    );
+                    return Ok(exit::INVALID_INPUT);
+                }
+            }
+        }
+        _ => None,
+    };
+    if let (Some(intent), Some(target)) = (&existing, &target) {
+        if !intent.destinations.iter().any(|d| d.name == *target) {
+            eprintln!(
+                "error: {} sends images to {}, not {target}: edit its registries to change that, or leave out --target",
+                args.out.as_deref().unwrap_or(std::path::Path::new("-")).display(),
+                intent.destinations.iter().map(|d| d.name.to_string()).collect::<Vec<_>>().join(", ")
+            );
+            return Ok(exit::USAGE);
+        }
+    }
+    let Some(target) = target.or_else(|| existing.as_ref().map(|i| i.destinations[0].name.clone()))
+    else {
+        eprintln!("error: --target REGISTRY[/path] is needed: where the images go");
+        return Ok(exit::USAGE);
+    };
+    let (found, mut diagnostics) = promoter::mirror::kubernetes::images_in_paths(&args.paths);
+    for image in found.iter().filter(|i| i.implied_latest) {
+        diagnostics.push(
+            promoter::diag::Diagnostic::warning(
+                image.location.clone(),
+                format!(
+                    "{} has no tag: imported as `latest`, which changes under you",
+                    image.reference
+                ),
+            )
+            .with_help("name a version in the YAML, or pin one in the intent"),
+        );
+    }
+    promoter::diag::sort(&mut diagnostics);
+    for d in &diagnostics {
+        eprintln!("{d}");
+    }
+    if diagnostics.iter().any(|d| d.is_error()) {
+        eprintln!("error: nothing was written");
+        return Ok(exit::INVALID_INPUT);
+    }
+    let intent = promoter::mirror::import::merge(&found, existing, &target);
+    let text = promoter::mirror::import::intent_text(
+        &intent,
+        "A mirroring intent, from `promoter import kubernetes`: `promoter pin` resolves it.",
+    );
+    match &args.out {
+        Some(out) => write_file(out, &text)?,
+        None => emit(&text),
+    }
+    eprintln!("{} images found", found.len());
+    Ok(exit::OK)
 }
 
 fn list(args: ListArgs) -> anyhow::Result<u8> {

@@ -879,6 +879,12 @@ impl ImageReference {
             _ => ("docker.io", path),
         };
         let registry = RegistryName::parse(host)?;
+        if !matches!(registry.endpoint, Endpoint::Http { .. }) {
+            return Err(NameError::with_help(
+                "an image reference names a registry host, not a local `oci:` directory",
+                "write host[:port]/path:tag",
+            ));
+        }
         let docker_hub =
             matches!(&registry.endpoint, Endpoint::Http { host } if host == "docker.io");
         let path = match path.strip_prefix("library/") {

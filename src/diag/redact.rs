@@ -31,6 +31,14 @@ fn redact_token(token: &str, out: &mut String) {
     for (at, _) in token.match_indices('@') {
         let start = token[..at].rfind('/').map_or(0, |slash| slash + 1);
         let userinfo = &token[start..at];
+        // `image:tag@sha256:...` names a digest, not a host: no credentials
+        // precede it (a URL's host is never `sha256:` and 64 hex digits).
+        let names_digest = ["sha256:", "sha512:"]
+            .iter()
+            .any(|alg| token[at + 1..].starts_with(alg));
+        if names_digest && !token[..start].contains("://") {
+            continue;
+        }
         if userinfo.contains(':') || token[..start].ends_with("://") {
             match ranges.last_mut() {
                 Some(last) if start <= last.1 => last.1 = at,
@@ -65,5 +73,11 @@ mod tests {
         let mut twice = "https://u:hunter2@hhttps://u:hunter2@h u:p@ss@host".to_string();
         credentials(&mut twice);
         assert_eq!(twice, "https://***@hhttps://***@h ***@host");
+        let mut pinned = "reg.example/app:1.0@sha256:abc and https://u:p@sha256:x".to_string();
+        credentials(&mut pinned);
+        assert_eq!(
+            pinned,
+            "reg.example/app:1.0@sha256:abc and https://***@sha256:x"
+        );
     }
 }

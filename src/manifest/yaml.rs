@@ -164,8 +164,52 @@ pub struct Parsed<'a> {
 /// Parse one YAML document from `text`. A leading UTF-8 byte order mark is
 /// skipped (editors on Windows add one) without shifting any position.
 pub fn parse(text: &str) -> Parsed<'_> {
-    let text = text.strip_prefix('\u{FEFF}').unwrap_or(text);
     let mut builder = Builder::default();
+    let fatal = drive(text, &mut builder);
+    let mut errors = builder.errors;
+    match fatal {
+        Some(err) => {
+            errors.push(err);
+            Parsed { root: None, errors }
+        }
+        None => Parsed {
+            root: builder.root,
+            errors,
+        },
+    }
+}
+
+/// The result of parsing a stream of documents (see [`parse_stream`]).
+#[derive(Debug, Default)]
+pub struct ParsedStream<'a> {
+    /// The top node of every non-empty document, in file order. After a
+    /// fatal error, the documents completed before it.
+    pub documents: Vec<Node<'a>>,
+    /// Every error found, fatal or not, in the order found.
+    pub errors: Vec<YamlError>,
+}
+
+/// Parse a stream of YAML documents separated by `---`, as `kubectl` reads
+/// a file, with the same positions, budgets and checks as [`parse`]. Empty
+/// documents (a bare `---`, or `~`) are skipped. The alias budget covers the
+/// whole stream: it bounds the work one file can cause.
+pub fn parse_stream(text: &str) -> ParsedStream<'_> {
+    let mut builder = Builder {
+        stream: true,
+        ..Builder::default()
+    };
+    let fatal = drive(text, &mut builder);
+    let mut errors = builder.errors;
+    errors.extend(fatal);
+    ParsedStream {
+        documents: builder.finished,
+        errors,
+    }
+}
+
+/// Feed every event of `text` to `builder`; the fatal error, if any.
+fn drive<'a>(text: &'a str, builder: &mut Builder<'a>) -> Option<YamlError> {
+    let text = text.strip_prefix('\u{FEFF}').unwrap_or(text);
     let mut parser = Parser::new_from_str(text);
     // The parser's state machine is not ours; a panic in it must become an
     // error about this file, never a crashed presubmit.
@@ -183,7 +227,7 @@ pub fn parse(text: &str) -> Parsed<'_> {
         }
         Ok(())
     }));
-    let fatal = match outcome {
+    match outcome {
         Ok(Ok(())) => None,
         Ok(Err(err)) => Some(err),
         Err(_) => Some(YamlError::new(
@@ -191,17 +235,6 @@ pub fn parse(text: &str) -> Parsed<'_> {
             "the YAML parser failed on this file",
             Some("this is a bug in promoter; please report it with the file".to_string()),
         )),
-    };
-    let mut errors = builder.errors;
-    match fatal {
-        Some(err) => {
-            errors.push(err);
-            Parsed { root: None, errors }
-        }
-        None => Parsed {
-            root: builder.root,
-            errors,
-        },
     }
 }
 
@@ -254,17 +287,30 @@ struct Builder<'a> {
     root: Option<Node<'a>>,
     errors: Vec<YamlError>,
     done: bool,
+    /// Many documents are accepted ([`parse_stream`]); each finished one
+    /// moves from `root` to `finished`.
+    stream: bool,
+    finished: Vec<Node<'a>>,
 }
 
 impl<'a> Builder<'a> {
     fn on_event(&mut self, event: Event<'a>, span: Span) -> Result<(), YamlError> {
         let pos = Pos::of(&span);
         match event {
-            Event::StreamStart | Event::Nothing | Event::DocumentEnd => {}
+            Event::StreamStart | Event::Nothing => {}
+            Event::DocumentEnd => {
+                if self.stream {
+                    self.finished
+                        .extend(self.root.take().filter(|root| !root.is_null()));
+                    // Anchors do not cross documents (the parser forgets
+                    // their names too); only the alias budget does.
+                    self.anchors.clear();
+                }
+            }
             Event::StreamEnd => self.done = true,
             Event::DocumentStart(_) => {
                 self.documents += 1;
-                if self.documents > 1 {
+                if self.documents > 1 && !self.stream {
                     return Err(YamlError::new(
                         pos,
                         "a second YAML document starts here",
@@ -664,5 +710,90 @@ mod tests {
         let node = root("a:\nb: ~\nc: null\nd: ''\n");
         let nulls: Vec<bool> = map(&node).iter().map(|(_, v)| v.is_null()).collect();
         assert_eq!(nulls, [true, true, true, false]);
+    }
+
+    fn scalar_at<'n>(node: &'n Node<'_>, key: &str) -> &'n Node<'n> {
+        let entries = map(node);
+        let (_, value) = entries
+            .iter()
+            .find(|(k, _)| k.as_scalar().is_some_and(|s| s.text == key))
+            .unwrap_or_else(|| panic!("no key {key:?} in {node:?}"));
+        value
+    }
+
+    #[test]
+    fn a_stream_yields_every_document_with_file_positions() {
+        let text = "a: 1\n---\nb:\n  c: 2\n---\n- x\n";
+        let parsed = parse_stream(text);
+        assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+        assert_eq!(parsed.documents.len(), 3);
+        assert_eq!(parsed.documents[0].pos, Pos { line: 1, col: 1 });
+        let c = scalar_at(scalar_at(&parsed.documents[1], "b"), "c");
+        assert_eq!(c.pos, Pos { line: 4, col: 6 });
+        assert_eq!(c.as_scalar().unwrap().text, "2");
+        assert_eq!(seq(&parsed.documents[2])[0].pos, Pos { line: 6, col: 3 });
+    }
+
+    #[test]
+    fn a_stream_of_one_document_matches_parse() {
+        let text = "\u{FEFF}images:\n- name: foo\n  dmap: {}\n";
+        let one = parse(text).root.unwrap();
+        let stream = parse_stream(text);
+        assert!(stream.errors.is_empty(), "{:?}", stream.errors);
+        assert_eq!(stream.documents, [one]);
+    }
+
+    #[test]
+    fn empty_documents_in_a_stream_are_skipped() {
+        let parsed = parse_stream("---\n---\na: 1\n---\n# only a comment\n---\n~\n---\n");
+        assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+        assert_eq!(parsed.documents.len(), 1);
+        assert_eq!(parsed.documents[0].pos.line, 3);
+        for text in ["", "---\n", "# nothing\n", "---\n...\n---\n"] {
+            let parsed = parse_stream(text);
+            assert!(parsed.errors.is_empty(), "{text:?}: {parsed:?}");
+            assert!(parsed.documents.is_empty(), "{text:?}: {parsed:?}");
+        }
+    }
+
+    #[test]
+    fn a_stream_keeps_the_documents_before_a_syntax_error() {
+        let parsed = parse_stream("a: 1\n---\nb: [1, 2\n---\nc: 3\n");
+        assert_eq!(parsed.documents.len(), 1, "{parsed:?}");
+        assert_eq!(parsed.errors.len(), 1, "{parsed:?}");
+        assert!(parsed.errors[0].message.starts_with("invalid YAML"));
+        assert!(parsed.errors[0].pos.line >= 3, "{parsed:?}");
+    }
+
+    #[test]
+    fn duplicate_keys_in_a_stream_are_reported_at_their_line() {
+        let parsed = parse_stream("a: 1\n---\nb: 1\nb: 2\n");
+        assert_eq!(parsed.documents.len(), 2);
+        assert_eq!(parsed.errors.len(), 1);
+        assert_eq!(parsed.errors[0].pos, Pos { line: 4, col: 1 });
+        assert!(parsed.errors[0].message.contains("line 3"), "{parsed:?}");
+    }
+
+    #[test]
+    fn anchors_do_not_cross_documents_but_work_within_one() {
+        let parsed = parse_stream("a: &x 1\nb: *x\n---\nc: *x\n");
+        assert_eq!(parsed.documents.len(), 1, "{parsed:?}");
+        assert_eq!(parsed.errors.len(), 1, "{parsed:?}");
+        assert_eq!(parsed.errors[0].pos.line, 4, "{parsed:?}");
+    }
+
+    #[test]
+    fn the_alias_budget_covers_the_whole_stream() {
+        // Each document alone stays under the budget; together they do not.
+        let items = vec!["x"; MAX_ALIAS_NODES / 3].join(",");
+        let doc = format!("a: &a [{items}]\nb: *a\n");
+        let text = format!("{doc}---\n{doc}---\n{doc}---\n{doc}");
+        let parsed = parse_stream(&text);
+        assert!(
+            parsed.errors.iter().any(|e| e.message.contains("alias")),
+            "{:?}",
+            parsed.errors
+        );
+        assert!(parsed.documents.len() < 4);
     }
 }

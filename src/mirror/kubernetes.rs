@@ -1,2 +1,956 @@
 //! Images named in Kubernetes YAML (Sinker's `create`/`update`): what
 //! `promoter import kubernetes` turns into a mirroring intent.
+//!
+//! Only the places a cluster pulls from are read: the containers of pod
+//! specs (of Pods and of the workloads that template them) and the images
+//! the Prometheus operator runs for its own kinds. An `image:` anywhere else
+//! (a ConfigMap, a Helm value, a CRD we do not know) names nothing a node
+//! pulls, so unknown kinds are skipped without a word.
+//!
+//! A kind is known by its API group as well as its name, as the API server
+//! knows it: a CRD that happens to be called `Job` is not a `batch` Job,
+//! and its `spec.template` need not be a pod template.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::diag::{Diagnostic, Location};
+use crate::local_file::ReadError;
+use crate::manifest::yaml::{self, quote, Node, Pos, Value};
+use crate::reference::ImageReference;
+
+/// Largest file read: the manifest loader's cap. A rendered chart near
+/// 16 MiB is already unusual; this only keeps memory bounded.
+const MAX_FILE_BYTES: u64 = crate::manifest::MAX_FILE_BYTES;
+
+/// Deepest directory nesting walked below a path given; deploy trees nest
+/// a few levels, and the bound ends a walk through a pathological tree.
+const MAX_WALK_DEPTH: usize = 32;
+
+/// Directory entries looked at in one walk; a repository of manifests has
+/// a few thousand. Keeps `promoter import kubernetes /` from running for hours.
+const MAX_WALK_ENTRIES: usize = 100_000;
+
+/// What a path of `-` reads, and what diagnostics call it.
+const STDIN_PATH: &str = "-";
+const STDIN_NAME: &str = "<stdin>";
+
+/// What help says when a path cannot be used.
+const PATH_HELP: &str =
+    "pass Kubernetes YAML files, directories holding them, or - for standard input";
+
+/// One image a cluster would pull, and where it is first named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundImage {
+    /// The image as written, normalised (`nginx` is `docker.io/nginx`).
+    pub reference: ImageReference,
+    /// Written without tag or digest, so it means whatever `latest` is on
+    /// the day of the pull: callers warn about it.
+    pub implied_latest: bool,
+    /// Where the image is written (for a Prometheus operator `baseImage`,
+    /// where the `baseImage` is).
+    pub location: Location,
+}
+
+/// The images named in one file's `text` (any number of `---`-separated
+/// documents); `file` names it in locations and diagnostics. Sorted by
+/// reference, one entry per reference (its first location).
+pub fn images_in_text(file: &Path, text: &str) -> (Vec<FoundImage>, Vec<Diagnostic>) {
+    let mut finder = Finder::default();
+    finder.text(&Arc::from(file), text);
+    finder.finish()
+}
+
+/// The images named in `paths`: files (read whatever their name), directories
+/// (walked for `.yaml`, `.yml` and `.json` files in sorted order, following
+/// symlinks only while they stay inside the directory), and `-` for standard
+/// input (named `<stdin>`). Sorted by reference, one entry per reference
+/// (its first location). A file that cannot be read or parsed is reported
+/// and the others are still read.
+pub fn images_in_paths(paths: &[PathBuf]) -> (Vec<FoundImage>, Vec<Diagnostic>) {
+    let mut finder = Finder::default();
+    for path in paths {
+        if path.as_os_str() == STDIN_PATH {
+            finder.stdin();
+        } else {
+            finder.path(path);
+        }
+    }
+    finder.finish()
+}
+
+#[derive(Default)]
+struct Finder {
+    found: Vec<FoundImage>,
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl Finder {
+    fn finish(mut self) -> (Vec<FoundImage>, Vec<Diagnostic>) {
+        self.found
+            .sort_by(|a, b| (&a.reference, &a.location).cmp(&(&b.reference, &b.location)));
+        self.found
+            .dedup_by(|later, first| later.reference == first.reference);
+        crate::diag::sort(&mut self.diagnostics);
+        (self.found, self.diagnostics)
+    }
+
+    fn error(&mut self, location: Location, message: impl Into<String>, help: Option<&str>) {
+        self.diagnostics
+            .push(Diagnostic::error(location, message).with_help_opt(help));
+    }
+
+    fn warning(&mut self, location: Location, message: impl Into<String>, help: &str) {
+        self.diagnostics
+            .push(Diagnostic::warning(location, message).with_help(help));
+    }
+
+    // ------------------------------------------------------------ reading
+
+    fn stdin(&mut self) {
+        let file: Arc<Path> = Arc::from(Path::new(STDIN_NAME));
+        // Standard input is no `File` for `local_file` to open; the same
+        // cap holds, checked the same way (one byte past it is too many).
+        let mut bytes = Vec::new();
+        let read = io::stdin()
+            .lock()
+            .take(MAX_FILE_BYTES + 1)
+            .read_to_end(&mut bytes);
+        match read {
+            Err(err) => self.error(
+                Location::file_only(file),
+                format!("cannot read standard input: {}", io_message(&err)),
+                None,
+            ),
+            Ok(_) if bytes.len() as u64 > MAX_FILE_BYTES => self.error(
+                Location::file_only(file),
+                format!("is more than the {MAX_FILE_BYTES}-byte limit"),
+                Some("split the YAML across several files and pass them instead"),
+            ),
+            Ok(_) => self.bytes(&file, bytes),
+        }
+    }
+
+    fn path(&mut self, path: &Path) {
+        let shown: Arc<Path> = Arc::from(path);
+        // A path given on purpose is followed wherever its symlinks lead.
+        let meta = match fs::metadata(path) {
+            Ok(meta) => meta,
+            Err(err) => {
+                self.error(
+                    Location::file_only(shown),
+                    format!("cannot read: {}", io_message(&err)),
+                    Some(PATH_HELP),
+                );
+                return;
+            }
+        };
+        if !meta.is_dir() {
+            self.file(path, shown);
+            return;
+        }
+        let root = match fs::canonicalize(path) {
+            Ok(root) => root,
+            Err(err) => {
+                self.error(
+                    Location::file_only(shown),
+                    format!("cannot resolve the directory: {}", io_message(&err)),
+                    None,
+                );
+                return;
+            }
+        };
+        let mut walk = Walk {
+            root: root.clone(),
+            visited: HashSet::from([root.clone()]),
+            entries: 0,
+        };
+        self.walk(&mut walk, path, &root, 0);
+    }
+
+    /// Read the YAML files below `dir` (`canonical` is where it really is).
+    fn walk(&mut self, walk: &mut Walk, dir: &Path, canonical: &Path, depth: usize) {
+        let at_dir = || Location::file_only(Arc::from(dir));
+        if depth >= MAX_WALK_DEPTH {
+            self.warning(
+                at_dir(),
+                format!("directories nest more than {MAX_WALK_DEPTH} levels deep here: what is below is not read"),
+                "pass the deeper directory as a path of its own",
+            );
+            return;
+        }
+        let names = match list(dir) {
+            Ok(names) => names,
+            Err(err) => {
+                self.error(
+                    at_dir(),
+                    format!("cannot list the directory: {}", io_message(&err)),
+                    None,
+                );
+                return;
+            }
+        };
+        for name in names {
+            walk.entries += 1;
+            if walk.entries > MAX_WALK_ENTRIES {
+                // Said once, where the walk stopped; the directories above
+                // it stop too, without saying it again.
+                if walk.entries == MAX_WALK_ENTRIES + 1 {
+                    self.warning(
+                        at_dir(),
+                        format!(
+                            "more than {MAX_WALK_ENTRIES} entries in this walk: the rest is not read"
+                        ),
+                        "pass the directories that hold Kubernetes YAML instead of their parent",
+                    );
+                }
+                return;
+            }
+            let child = dir.join(&name);
+            let shown: Arc<Path> = Arc::from(child.as_path());
+            let is_yaml = has_yaml_extension(&child);
+            let meta = match fs::symlink_metadata(&child) {
+                Ok(meta) => meta,
+                Err(err) => {
+                    self.error(
+                        Location::file_only(shown),
+                        format!("cannot read: {}", io_message(&err)),
+                        None,
+                    );
+                    continue;
+                }
+            };
+            if !meta.file_type().is_symlink() {
+                if meta.is_dir() {
+                    let below = canonical.join(&name);
+                    walk.visited.insert(below.clone());
+                    self.walk(walk, &child, &below, depth + 1);
+                } else if is_yaml {
+                    self.file(&child, shown);
+                }
+                continue;
+            }
+            // The tree may come from anywhere (a pull request, a chart): a
+            // link out of it must not pull this machine's files into the
+            // run, and a link back up must not make the walk loop.
+            let Ok(target) = fs::canonicalize(&child) else {
+                if is_yaml {
+                    self.warning(
+                        Location::file_only(shown),
+                        "broken symlink: not read",
+                        "fix or remove the symlink",
+                    );
+                }
+                continue;
+            };
+            if !target.starts_with(&walk.root) {
+                // The target is not named: it is a path on this machine,
+                // outside what the user asked us to read.
+                self.warning(
+                    Location::file_only(shown),
+                    "symlink points outside the directory being read: not followed",
+                    "replace the symlink with what it points to, or pass its target as a path of its own",
+                );
+                continue;
+            }
+            match fs::metadata(&target) {
+                Ok(meta) if meta.is_dir() => {
+                    if walk.visited.insert(target.clone()) {
+                        self.walk(walk, &child, &target, depth + 1);
+                    }
+                }
+                Ok(_) if is_yaml => self.file(&target, shown),
+                Ok(_) => {}
+                Err(err) => self.error(
+                    Location::file_only(shown),
+                    format!("cannot read: {}", io_message(&err)),
+                    None,
+                ),
+            }
+        }
+    }
+
+    /// Read the file at `path` (called `shown` in diagnostics).
+    fn file(&mut self, path: &Path, shown: Arc<Path>) {
+        match crate::local_file::read_capped(path, MAX_FILE_BYTES) {
+            Ok(bytes) => self.bytes(&shown, bytes),
+            Err(ReadError::NotRegular) => self.error(
+                Location::file_only(shown),
+                "is not a regular file",
+                Some("pipe it in with - (standard input) instead"),
+            ),
+            Err(ReadError::TooLarge { limit, .. }) => self.error(
+                Location::file_only(shown),
+                format!("is more than the {limit}-byte limit"),
+                Some("split the YAML across several files"),
+            ),
+            Err(ReadError::Io(err)) => self.error(
+                Location::file_only(shown),
+                format!("cannot read: {}", io_message(&err)),
+                Some(PATH_HELP),
+            ),
+        }
+    }
+
+    fn bytes(&mut self, file: &Arc<Path>, bytes: Vec<u8>) {
+        match String::from_utf8(bytes) {
+            Ok(text) => self.text(file, &text),
+            Err(err) => self.error(
+                Location::file_only(file.clone()),
+                format!(
+                    "is not valid UTF-8 (invalid byte at offset {})",
+                    err.utf8_error().valid_up_to()
+                ),
+                Some("save the file as UTF-8"),
+            ),
+        }
+    }
+
+    // ------------------------------------------------------------ finding
+
+    fn text(&mut self, file: &Arc<Path>, text: &str) {
+        let parsed = yaml::parse_stream(text);
+        for err in parsed.errors {
+            self.diagnostics
+                .push(Diagnostic::error(at(file, err.pos), err.message).with_help_opt(err.help));
+        }
+        for document in &parsed.documents {
+            self.object(file, document);
+        }
+    }
+
+    /// One Kubernetes object (a document, or an item of a `List`).
+    fn object(&mut self, file: &Arc<Path>, object: &Node<'_>) {
+        let Some(kind) = text_of(object, "kind") else {
+            return;
+        };
+        // Without `apiVersion` the API server refuses the object: it runs nothing.
+        let Some(api_version) = text_of(object, "apiVersion") else {
+            return;
+        };
+        // `apps/v1` is group `apps`; the core group's `v1` has no slash.
+        let group = api_version.rsplit_once('/').map_or("", |(group, _)| group);
+        let spec = field(object, "spec");
+        match (group, kind) {
+            ("", "List") => {
+                for item in items(field(object, "items")) {
+                    self.object(file, item);
+                }
+            }
+            ("", "Pod") => self.pod_spec(file, spec),
+            ("", "ReplicationController")
+            | ("apps" | "extensions", "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet")
+            | ("batch", "Job") => self.pod_spec(file, path(spec, &["template", "spec"])),
+            ("batch", "CronJob") => self.pod_spec(
+                file,
+                path(spec, &["jobTemplate", "spec", "template", "spec"]),
+            ),
+            (
+                "monitoring.coreos.com",
+                "Prometheus" | "PrometheusAgent" | "Alertmanager" | "ThanosRuler",
+            ) => self.operator_spec(file, spec),
+            _ => {}
+        }
+    }
+
+    fn pod_spec(&mut self, file: &Arc<Path>, spec: Option<&Node<'_>>) {
+        for list in ["containers", "initContainers", "ephemeralContainers"] {
+            self.containers(file, field_of(spec, list));
+        }
+    }
+
+    fn containers(&mut self, file: &Arc<Path>, list: Option<&Node<'_>>) {
+        for container in items(list) {
+            if let Some(image) = field(container, "image") {
+                self.image_node(file, image);
+            }
+        }
+    }
+
+    /// What the Prometheus operator runs for its kinds: `image` if set,
+    /// else `baseImage` completed by `sha`, `tag` or `version` (the
+    /// operator's order), plus containers the spec adds. Without either,
+    /// the operator picks an image compiled into it, which no YAML names.
+    fn operator_spec(&mut self, file: &Arc<Path>, spec: Option<&Node<'_>>) {
+        let image = field_of(spec, "image").filter(|node| !node.is_null());
+        let base = field_of(spec, "baseImage").filter(|node| !node.is_null());
+        if let Some(image) = image {
+            self.image_node(file, image);
+        } else if let Some(base) = base {
+            if let Some(base_text) = self.image_text(file, base) {
+                let part = |key: &str| text_of(spec?, key);
+                let written = if let Some(sha) = part("sha") {
+                    format!("{base_text}@sha256:{sha}")
+                } else if let Some(tag) = part("tag").or_else(|| part("version")) {
+                    format!("{base_text}:{tag}")
+                } else {
+                    base_text.to_string()
+                };
+                self.reference(file, base.pos, &written);
+            }
+        }
+        self.pod_spec(file, spec);
+    }
+
+    fn image_node(&mut self, file: &Arc<Path>, node: &Node<'_>) {
+        if let Some(text) = self.image_text(file, node) {
+            self.reference(file, node.pos, text);
+        }
+    }
+
+    /// The text of an image field; `None` (reported) when it is a list or
+    /// mapping, `None` (silently) when it is empty, as in a container entry
+    /// that only patches another field.
+    fn image_text<'n>(&mut self, file: &Arc<Path>, node: &'n Node<'_>) -> Option<&'n str> {
+        if node.is_null() {
+            return None;
+        }
+        match node.as_scalar() {
+            Some(scalar) => Some(&scalar.text),
+            None => {
+                self.error(
+                    at(file, node.pos),
+                    format!("expected an image reference, found {}", node.describe()),
+                    Some("write the image as text, e.g. image: nginx:1.25.3"),
+                );
+                None
+            }
+        }
+    }
+
+    fn reference(&mut self, file: &Arc<Path>, pos: Pos, written: &str) {
+        match ImageReference::parse_or_latest(written) {
+            Ok((reference, implied_latest)) => self.found.push(FoundImage {
+                reference,
+                implied_latest,
+                location: at(file, pos),
+            }),
+            Err(err) => self.error(
+                at(file, pos),
+                format!("invalid image {}: {}", quote(written), err.message),
+                Some(err.help.as_deref().unwrap_or(
+                    "write it as [registry[:port]/]path[:tag][@sha256:digest], e.g. registry.k8s.io/pause:3.9",
+                )),
+            ),
+        }
+    }
+}
+
+/// Where a walk started and what it has seen.
+struct Walk {
+    /// The canonical directory given: nothing outside it is read.
+    root: PathBuf,
+    /// Canonical directories already walked, so that a symlink back up the
+    /// tree (or to a sibling) is walked once.
+    visited: HashSet<PathBuf>,
+    entries: usize,
+}
+
+/// The names in `dir`, sorted so that output does not depend on the file
+/// system's order.
+fn list(dir: &Path) -> io::Result<Vec<std::ffi::OsString>> {
+    let mut names = fs::read_dir(dir)?
+        .map(|entry| entry.map(|e| e.file_name()))
+        .collect::<io::Result<Vec<_>>>()?;
+    names.sort();
+    Ok(names)
+}
+
+/// The extensions `kubectl apply -R` reads (JSON is YAML); like kubectl,
+/// case matters.
+fn has_yaml_extension(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|ext| ext == "yaml" || ext == "yml" || ext == "json")
+}
+
+fn at(file: &Arc<Path>, pos: Pos) -> Location {
+    Location {
+        file: file.clone(),
+        line: pos.line,
+        col: pos.col,
+    }
+}
+
+/// The value of `key` in a mapping; `None` for anything else.
+fn field<'n, 'a>(node: &'n Node<'a>, key: &str) -> Option<&'n Node<'a>> {
+    match &node.value {
+        Value::Map(entries) => entries
+            .iter()
+            .find(|(k, _)| k.as_scalar().is_some_and(|s| s.text == key))
+            .map(|(_, value)| value),
+        _ => None,
+    }
+}
+
+fn field_of<'n, 'a>(node: Option<&'n Node<'a>>, key: &str) -> Option<&'n Node<'a>> {
+    field(node?, key)
+}
+
+fn path<'n, 'a>(node: Option<&'n Node<'a>>, keys: &[&str]) -> Option<&'n Node<'a>> {
+    keys.iter().try_fold(node?, |node, key| field(node, key))
+}
+
+/// The non-empty text of `key` in a mapping.
+fn text_of<'n>(node: &'n Node<'_>, key: &str) -> Option<&'n str> {
+    field(node, key)
+        .filter(|value| !value.is_null())
+        .and_then(Node::as_scalar)
+        .map(|scalar| &*scalar.text)
+        .filter(|text| !text.is_empty())
+}
+
+/// The items of a list; none for anything else.
+fn items<'n, 'a>(node: Option<&'n Node<'a>>) -> &'n [Node<'a>] {
+    match node.map(|node| &node.value) {
+        Some(Value::Seq(items)) => items,
+        _ => &[],
+    }
+}
+
+/// The OS error without the "(os error N)" suffix, for messages.
+fn io_message(err: &io::Error) -> String {
+    match err.kind() {
+        io::ErrorKind::NotFound => "no such file or directory".to_string(),
+        io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+        _ => {
+            let text = err.to_string();
+            match text.find(" (os error") {
+                Some(i) => text[..i].to_string(),
+                None => text,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DIGEST: &str = "sha256:7031c1b283388d2c2e09b57badb803c05ebed362dc88d84b480cc47f72a21097";
+
+    fn found(text: &str) -> Vec<(String, bool, u32)> {
+        let (images, diagnostics) = images_in_text(Path::new("k.yaml"), text);
+        assert!(diagnostics.is_empty(), "{diagnostics:?}");
+        images
+            .into_iter()
+            .map(|i| (i.reference.to_string(), i.implied_latest, i.location.line))
+            .collect()
+    }
+
+    fn shown(images: &[FoundImage]) -> String {
+        images
+            .iter()
+            .map(|image| {
+                let implied = if image.implied_latest {
+                    " (latest implied)"
+                } else {
+                    ""
+                };
+                format!("{}{implied}\n", image.reference)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_testdata_tree_yields_the_golden_list() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/kubernetes");
+        let (images, diagnostics) = images_in_paths(std::slice::from_ref(&root));
+        assert!(diagnostics.is_empty(), "{diagnostics:#?}");
+        let expected = fs::read_to_string(root.join("expected-images.txt")).unwrap();
+        let actual = shown(&images);
+        assert!(
+            actual == expected,
+            "testdata/kubernetes/expected-images.txt differs; found:\n{actual}"
+        );
+    }
+
+    #[test]
+    fn every_workload_kind_is_read_at_its_pod_spec() {
+        let pod_spec = "containers:\n- name: a\n  image: app:1\n";
+        let indent = |text: &str, by: usize| -> String {
+            text.lines()
+                .map(|l| format!("{}{l}\n", " ".repeat(by)))
+                .collect()
+        };
+        let mut cases = vec![
+            ("v1", "Pod", "spec:\n".to_string() + &indent(pod_spec, 2), 6),
+            (
+                "v1",
+                "ReplicationController",
+                format!("spec:\n  template:\n    spec:\n{}", indent(pod_spec, 6)),
+                8,
+            ),
+        ];
+        for (group, kind) in [
+            ("apps/v1", "Deployment"),
+            ("apps/v1", "StatefulSet"),
+            ("apps/v1", "DaemonSet"),
+            ("apps/v1", "ReplicaSet"),
+            ("extensions/v1beta1", "Deployment"),
+            ("batch/v1", "Job"),
+        ] {
+            let body = format!("spec:\n  template:\n    spec:\n{}", indent(pod_spec, 6));
+            cases.push((group, kind, body, 8));
+        }
+        cases.push((
+            "batch/v1",
+            "CronJob",
+            format!(
+                "spec:\n  jobTemplate:\n    spec:\n      template:\n        spec:\n{}",
+                indent(pod_spec, 10)
+            ),
+            10,
+        ));
+        for (api, kind, body, line) in cases {
+            let text = format!("apiVersion: {api}\nkind: {kind}\n{body}");
+            assert_eq!(
+                found(&text),
+                [("docker.io/app:1".to_string(), false, line)],
+                "{kind}:\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn init_and_ephemeral_containers_are_read() {
+        let text = "apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - image: a:1\n  \
+                    initContainers:\n  - image: b:1\n  ephemeralContainers:\n  - image: c:1\n";
+        let names: Vec<String> = found(text).into_iter().map(|(r, ..)| r).collect();
+        assert_eq!(names, ["docker.io/a:1", "docker.io/b:1", "docker.io/c:1"]);
+    }
+
+    #[test]
+    fn unknown_kinds_groups_and_non_mappings_are_skipped() {
+        let text = "\
+apiVersion: v1
+kind: ConfigMap
+data:
+  image: nginx:1
+spec:
+  containers:
+  - image: nginx:2
+---
+apiVersion: example.com/v1
+kind: Deployment
+spec:
+  template:
+    spec:
+      containers:
+      - image: nginx:3
+---
+kind: Pod
+spec:
+  containers:
+  - image: nginx:4
+---
+- just a list
+---
+plain text
+";
+        assert_eq!(found(text), []);
+    }
+
+    #[test]
+    fn list_items_are_read_recursively() {
+        let text = "\
+apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: Pod
+  spec:
+    containers:
+    - image: a:1
+- apiVersion: v1
+  kind: List
+  items:
+  - apiVersion: apps/v1
+    kind: Deployment
+    spec:
+      template:
+        spec:
+          containers:
+          - image: b:1
+";
+        assert_eq!(
+            found(text),
+            [
+                ("docker.io/a:1".to_string(), false, 8),
+                ("docker.io/b:1".to_string(), false, 18)
+            ]
+        );
+    }
+
+    #[test]
+    fn prometheus_operator_kinds_resolve_their_images() {
+        let text = "\
+apiVersion: monitoring.coreos.com/v1
+kind: Prometheus
+spec:
+  image: quay.io/prometheus/prometheus:v2.48.1
+  baseImage: quay.io/ignored/because-image-wins
+  version: v9
+  containers:
+  - name: config-reloader
+    resources: {}
+  - name: sidecar
+    image: quay.io/thanos/thanos:v0.33.0
+---
+apiVersion: monitoring.coreos.com/v1
+kind: Alertmanager
+spec:
+  baseImage: quay.io/prometheus/alertmanager
+  version: v0.26.0
+---
+apiVersion: monitoring.coreos.com/v1
+kind: Alertmanager
+spec:
+  baseImage: example.com/am
+  tag: t1
+  version: v0.26.0
+---
+apiVersion: monitoring.coreos.com/v1alpha1
+kind: PrometheusAgent
+spec:
+  baseImage: example.com/agent
+  initContainers:
+  - image: busybox:1.36
+---
+apiVersion: monitoring.coreos.com/v1
+kind: ThanosRuler
+spec:
+  image: quay.io/thanos/thanos:v0.33.0
+---
+apiVersion: monitoring.coreos.com/v1
+kind: Prometheus
+spec:
+  baseImage: example.com/prom
+  sha: 7031c1b283388d2c2e09b57badb803c05ebed362dc88d84b480cc47f72a21097
+  tag: ignored
+---
+apiVersion: monitoring.coreos.com/v1
+kind: ServiceMonitor
+spec:
+  image: not-an-image:1
+";
+        assert_eq!(
+            found(text),
+            [
+                ("docker.io/busybox:1.36".to_string(), false, 31),
+                ("example.com/agent:latest".to_string(), true, 29),
+                ("example.com/am:t1".to_string(), false, 22),
+                (format!("example.com/prom@{DIGEST}"), false, 41),
+                (
+                    "quay.io/prometheus/alertmanager:v0.26.0".to_string(),
+                    false,
+                    16
+                ),
+                (
+                    "quay.io/prometheus/prometheus:v2.48.1".to_string(),
+                    false,
+                    4
+                ),
+                ("quay.io/thanos/thanos:v0.33.0".to_string(), false, 11),
+            ]
+        );
+    }
+
+    #[test]
+    fn images_without_tag_or_digest_imply_latest() {
+        let text = format!(
+            "apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - image: nginx\n  \
+             - image: nginx:1\n  - image: nginx@{DIGEST}\n  - image: localhost:5000/team/app\n"
+        );
+        assert_eq!(
+            found(&text),
+            [
+                // A reference without a tag sorts before those with one.
+                (format!("docker.io/nginx@{DIGEST}"), false, 7),
+                ("docker.io/nginx:1".to_string(), false, 6),
+                ("docker.io/nginx:latest".to_string(), true, 5),
+                ("localhost:5000/team/app:latest".to_string(), true, 8),
+            ]
+        );
+    }
+
+    #[test]
+    fn duplicates_collapse_to_their_first_location() {
+        let pod = "apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - image: nginx:1.25.3\n  \
+                   - image: docker.io/library/nginx:1.25.3\n  - image: library/nginx:1.25.3\n";
+        let text = format!("{pod}---\n{pod}");
+        assert_eq!(
+            found(&text),
+            [("docker.io/nginx:1.25.3".to_string(), false, 5)]
+        );
+    }
+
+    #[test]
+    fn a_bad_image_is_an_error_at_its_line_and_the_rest_is_found() {
+        let text = "apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - image: nginx:1\n  \
+                    - image: Nginx:1\n  - image: {name: x}\n  - image: app:1@sha256:12\n";
+        let (images, diagnostics) = images_in_text(Path::new("pod.yaml"), text);
+        assert_eq!(shown(&images), "docker.io/nginx:1\n");
+        let lines: Vec<String> = diagnostics
+            .iter()
+            .map(|d| d.to_string().lines().next().unwrap().to_string())
+            .collect();
+        assert_eq!(lines.len(), 3, "{lines:#?}");
+        assert!(
+            lines[0].starts_with("pod.yaml:6:12: error: invalid image \"Nginx:1\""),
+            "{lines:#?}"
+        );
+        assert!(
+            lines[1]
+                .starts_with("pod.yaml:7:12: error: expected an image reference, found a mapping"),
+            "{lines:#?}"
+        );
+        // `app:1@` reads like `user:password@` to the redaction every
+        // message goes through, so only the line and the reason are checked.
+        assert!(
+            lines[2].starts_with("pod.yaml:8:12: error: invalid image")
+                && lines[2].contains("wrong length"),
+            "{lines:#?}"
+        );
+        assert!(
+            diagnostics.iter().all(|d| d.help.is_some()),
+            "{diagnostics:#?}"
+        );
+    }
+
+    #[test]
+    fn an_oci_directory_is_not_an_image_a_cluster_pulls() {
+        let text = "apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - image: oci:build/app:1\n";
+        let (images, diagnostics) = images_in_text(Path::new("pod.yaml"), text);
+        assert!(images.is_empty(), "{images:?}");
+        assert_eq!(diagnostics.len(), 1);
+        assert!(
+            diagnostics[0]
+                .to_string()
+                .starts_with("pod.yaml:5:12: error: invalid image \"oci:build/app:1\": an image reference names a registry host"),
+            "{}",
+            diagnostics[0]
+        );
+    }
+
+    #[test]
+    fn a_yaml_error_is_reported_and_other_files_are_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(
+            dir.path().join("a.yaml"),
+            "apiVersion: v1\nkind: Pod\nspec: [\n",
+        )
+        .unwrap();
+        fs::write(
+            dir.path().join("b.yaml"),
+            "apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - image: b:1\n",
+        )
+        .unwrap();
+        let (images, diagnostics) = images_in_paths(&[dir.path().to_path_buf()]);
+        assert_eq!(shown(&images), "docker.io/b:1\n");
+        assert_eq!(diagnostics.len(), 1, "{diagnostics:#?}");
+        assert_eq!(&*diagnostics[0].location.file, dir.path().join("a.yaml"));
+        assert!(diagnostics[0].location.line >= 3, "{diagnostics:#?}");
+        assert!(diagnostics[0].message.starts_with("invalid YAML"));
+    }
+
+    #[test]
+    fn a_missing_path_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("deploy");
+        let (images, diagnostics) = images_in_paths(std::slice::from_ref(&missing));
+        assert!(images.is_empty());
+        assert_eq!(diagnostics.len(), 1);
+        let shown = diagnostics[0].to_string();
+        assert!(
+            shown.starts_with(&format!(
+                "{}: error: cannot read: no such file",
+                missing.display()
+            )),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("help: pass Kubernetes YAML files"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn directories_are_walked_for_yaml_and_json_only_and_named_files_always_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let pod = |image: &str| {
+            format!("apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - image: {image}\n")
+        };
+        fs::create_dir_all(dir.path().join("a/b")).unwrap();
+        fs::write(dir.path().join("a/b/deep.yml"), pod("deep:1")).unwrap();
+        fs::write(dir.path().join("a/x.json"), pod("json:1")).unwrap();
+        fs::write(dir.path().join("a/notes.txt"), pod("txt:1")).unwrap();
+        fs::write(dir.path().join("a/upper.YAML"), pod("upper:1")).unwrap();
+        let (images, diagnostics) = images_in_paths(&[dir.path().to_path_buf()]);
+        assert!(diagnostics.is_empty(), "{diagnostics:#?}");
+        assert_eq!(shown(&images), "docker.io/deep:1\ndocker.io/json:1\n");
+        let (images, _) = images_in_paths(&[dir.path().join("a/notes.txt")]);
+        assert_eq!(shown(&images), "docker.io/txt:1\n");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symlinks_out_of_the_tree_are_not_followed_and_loops_end() {
+        use std::os::unix::fs::symlink;
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(
+            outside.path().join("secret.yaml"),
+            "apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - image: outside:1\n",
+        )
+        .unwrap();
+        let tree = tempfile::tempdir().unwrap();
+        fs::create_dir(tree.path().join("apps")).unwrap();
+        fs::write(
+            tree.path().join("apps/pod.yaml"),
+            "apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - image: inside:1\n",
+        )
+        .unwrap();
+        symlink(outside.path(), tree.path().join("escape")).unwrap();
+        symlink(
+            outside.path().join("secret.yaml"),
+            tree.path().join("file.yaml"),
+        )
+        .unwrap();
+        symlink(tree.path(), tree.path().join("apps/loop")).unwrap();
+        symlink(tree.path().join("apps"), tree.path().join("same")).unwrap();
+        let (images, diagnostics) = images_in_paths(&[tree.path().to_path_buf()]);
+        assert_eq!(shown(&images), "docker.io/inside:1\n");
+        let warned: Vec<&Path> = diagnostics
+            .iter()
+            .map(|d| {
+                assert!(!d.is_error(), "{d}");
+                assert!(d.message.contains("outside"), "{d}");
+                assert!(
+                    !d.to_string().contains(&*outside.path().to_string_lossy()),
+                    "{d}"
+                );
+                &*d.location.file
+            })
+            .collect();
+        assert_eq!(
+            warned,
+            [tree.path().join("escape"), tree.path().join("file.yaml")]
+        );
+        // Named on purpose, the outside directory is read.
+        let (images, _) = images_in_paths(&[tree.path().join("escape")]);
+        assert_eq!(shown(&images), "docker.io/outside:1\n");
+    }
+
+    #[test]
+    fn invalid_utf8_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.yaml");
+        fs::write(&file, b"kind: \xff\n").unwrap();
+        let (_, diagnostics) = images_in_paths(std::slice::from_ref(&file));
+        assert_eq!(diagnostics.len(), 1);
+        assert_eq!(&*diagnostics[0].location.file, file);
+        assert!(diagnostics[0].message.contains("UTF-8"), "{diagnostics:?}");
+    }
+}

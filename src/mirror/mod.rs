@@ -3,6 +3,7 @@
 //! source into an ordinary, digest-pinned CIP manifest that is reviewed and
 //! promoted like any other.
 
+pub mod import;
 pub mod kubernetes;
 pub mod pin;
 pub mod select;

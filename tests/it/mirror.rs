@@ -187,3 +187,82 @@ async fn bad_intents_write_nothing() {
     );
     assert!(!w.path().join("lock.yaml").exists());
 }
+
+/// `promoter import kubernetes`: the bundled tree of every kind imports to
+/// the golden intent; importing again into it changes nothing, and an
+/// image added to the YAML is added to the intent, keeping its edits.
+/// `UPDATE_GOLDEN=1` rewrites `testdata/kubernetes/expected-intent.yaml`.
+#[test]
+fn kubernetes_yaml_imports_to_the_golden_intent_and_updates_it() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let golden = repo.join("testdata/kubernetes/expected-intent.yaml");
+    let work = crate::support::cli::Workdir::new();
+    std::os::unix::fs::symlink(repo.join("testdata/kubernetes"), work.path().join("k8s")).unwrap();
+    let import = [
+        "import",
+        "kubernetes",
+        "k8s",
+        "--target",
+        "registry.example/mirror",
+    ];
+    let out = work.run(&import);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stderr
+            .contains("warning: docker.io/busybox:latest has no tag"),
+        "{}",
+        out.stderr
+    );
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&golden, &out.stdout).unwrap();
+    }
+    let expected = std::fs::read_to_string(&golden).unwrap();
+    assert_eq!(out.stdout, expected, "UPDATE_GOLDEN=1 to accept");
+
+    // Into a file, then again: the same bytes.
+    work.write("intent.yaml", &expected);
+    let again = work.run(&[&import[..], &["--out", "intent.yaml"]].concat());
+    assert_eq!(again.code, 0, "{}", again.all());
+    assert_eq!(work.read("intent.yaml"), expected);
+
+    // An edit to the intent stays; a new image in the YAML is added.
+    let edited =
+        expected.clone() + "- name: grafana/grafana\n  semver: \">=10.0.0\"\n  latest: 1\n";
+    work.write("intent.yaml", &edited);
+    work.write(
+        "extra.yaml",
+        "apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - image: grafana/grafana:10.2.3\n",
+    );
+    let update = work.run(&[
+        "import",
+        "kubernetes",
+        "k8s",
+        "extra.yaml",
+        "--out",
+        "intent.yaml",
+    ]);
+    assert_eq!(update.code, 0, "{}", update.all());
+    let updated = work.read("intent.yaml");
+    assert!(
+        updated.starts_with(&edited),
+        "what was there stays:\n{updated}"
+    );
+    assert!(
+        updated.ends_with("- name: grafana/grafana\n  tags: [\"10.2.3\"]\n"),
+        "{updated}"
+    );
+
+    // Bad YAML: every problem at its line, and nothing is written.
+    work.write(
+        "bad.yaml",
+        "apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - image: Nginx:1\n",
+    );
+    let bad = work.run(&["import", "kubernetes", "bad.yaml", "--out", "intent.yaml"]);
+    assert_eq!(bad.code, 1, "{}", bad.all());
+    assert!(
+        bad.stderr.contains("bad.yaml:5:12: error: invalid image"),
+        "{}",
+        bad.stderr
+    );
+    assert_eq!(work.read("intent.yaml"), updated);
+}

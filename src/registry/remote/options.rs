@@ -294,7 +294,10 @@ mod tests {
         .unwrap();
         let hub = opts.for_host("docker.io");
         assert_eq!(hub.endpoint.as_deref(), Some("127.0.0.1:5000"));
-        assert!(hub.plain_http, "a loopback mirror talks HTTP, as the registry would");
+        assert!(
+            hub.plain_http,
+            "a loopback mirror talks HTTP, as the registry would"
+        );
         assert!(!opts.for_host("quay.io").plain_http);
         assert_eq!(opts.for_host("gcr.io").endpoint, None);
     }
