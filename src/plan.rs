@@ -53,6 +53,10 @@ pub struct RepoWant {
     pub repo: Repository,
     /// Every wanted digest in it, from all manifests.
     pub digests: BTreeMap<Digest, DigestWant>,
+    /// Wanted tags the manifests let move (`follow:`): one pointing at
+    /// another digest is moved, not refused.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub movable: BTreeSet<Tag>,
 }
 
 /// A tag in `repo` that two manifest entries want on different digests: the
@@ -86,6 +90,7 @@ pub fn wants(manifests: &[Manifest]) -> Vec<RepoWant> {
                     image: image.name.clone(),
                     repo,
                     digests: BTreeMap::new(),
+                    movable: BTreeSet::new(),
                 });
                 for d in &image.digests {
                     let want =
@@ -102,6 +107,9 @@ pub fn wants(manifests: &[Manifest]) -> Vec<RepoWant> {
                         want.tags
                             .entry(t.tag.clone())
                             .or_insert_with(|| t.location.clone());
+                        if crate::manifest::model::follows(&image.follow, t.tag.as_str()) {
+                            entry.movable.insert(t.tag.clone());
+                        }
                     }
                 }
             }
@@ -318,10 +326,16 @@ pub fn source_reads(wants: &[RepoWant], inventory: &Inventory) -> BTreeSet<(Repo
         let state = inventory.destinations.get(&want.repo).unwrap_or(&empty);
         let conflicts = conflicting_tags(want);
         for (digest, d) in &want.digests {
+            // A tag to write, or a followed one to move here.
+            let writes = |t: &Tag| match state.tag(t) {
+                Observed::Absent => true,
+                Observed::Present(current) => current != *digest && want.movable.contains(t),
+                Observed::Unknown(_) => false,
+            };
             let needs_content = d.tags.is_empty()
                 || d.tags
                     .keys()
-                    .any(|t| !conflicts.contains_key(t) && state.tag(t) == Observed::Absent);
+                    .any(|t| !conflicts.contains_key(t) && writes(t));
             if needs_content && state.digest(digest) == Observed::Absent {
                 for source in &d.sources {
                     reads.insert((source.repo.clone(), digest.clone()));
@@ -351,6 +365,12 @@ pub enum Action {
     },
     /// Point the tag at the digest; the digest is there (or is copied first).
     Tag,
+    /// Point a tag the manifest lets move (`follow:`) from the digest it
+    /// points at now to this one.
+    Move {
+        /// The digest the tag points at in the destination now.
+        from: Digest,
+    },
     /// Neither source nor destination has the digest.
     Lost,
     /// The tag already points at another digest; tags never move.
@@ -386,6 +406,9 @@ enum ActionFields {
         artifact_type: Option<String>,
     },
     Tag,
+    Move {
+        from: Digest,
+    },
     Lost,
     Refused {
         #[serde(default)]
@@ -411,6 +434,7 @@ impl From<ActionFields> for Action {
                 artifact_type,
             },
             ActionFields::Tag => Action::Tag,
+            ActionFields::Move { from } => Action::Move { from },
             ActionFields::Lost => Action::Lost,
             ActionFields::Refused {
                 current: Some(current),
@@ -432,6 +456,7 @@ impl Action {
             Action::Copy => "copy",
             Action::Attach { .. } => "attach",
             Action::Tag => "tag",
+            Action::Move { .. } => "move",
             Action::Lost => "lost",
             Action::RefusedTagMove { .. } | Action::Gated { .. } => "refused",
             Action::Conflict => "conflict",
@@ -440,7 +465,10 @@ impl Action {
     }
     /// Whether this item is work the executor carries out.
     pub fn is_work(&self) -> bool {
-        matches!(self, Action::Copy | Action::Tag | Action::Attach { .. })
+        matches!(
+            self,
+            Action::Copy | Action::Tag | Action::Move { .. } | Action::Attach { .. }
+        )
     }
     /// Whether this item fails the plan (exit code 3), in a dry run too.
     pub fn is_refusal(&self) -> bool {
@@ -491,6 +519,10 @@ impl PlanItem {
                 }
             }
             Action::Tag => "tag absent in destination".to_string(),
+            Action::Move { from } => format!(
+                "tag follows its source (`follow`, {}): it points at {from} now",
+                self.location
+            ),
             Action::Lost => "digest found in neither source nor destination".to_string(),
             Action::RefusedTagMove { current } => format!(
                 "tag already points at {current}; a promoted tag never moves (wanted by {})",
@@ -572,6 +604,9 @@ pub struct Counts {
     pub attach: usize,
     /// Tags to write.
     pub tag: usize,
+    /// Followed tags to move to a new digest.
+    #[serde(default, rename = "move")]
+    pub moved: usize,
     /// Items whose digest neither source nor destination has.
     pub lost: usize,
     /// Tags that would have to move: these fail the plan.
@@ -600,6 +635,7 @@ impl Plan {
                 Action::Copy => counts.copy += 1,
                 Action::Attach { .. } => counts.attach += 1,
                 Action::Tag => counts.tag += 1,
+                Action::Move { .. } => counts.moved += 1,
                 Action::Lost => counts.lost += 1,
                 Action::RefusedTagMove { .. } | Action::Gated { .. } => counts.refused += 1,
                 Action::Conflict => counts.conflict += 1,
@@ -663,10 +699,13 @@ pub fn plan(wants: &[RepoWant], inventory: &Inventory) -> Plan {
                 }
                 match state.tag(tag) {
                     Observed::Present(current) if &current == digest => already_present += 1,
+                    Observed::Present(current) if want.movable.contains(tag) => {
+                        tags_to_add.push((tag, Some(current)))
+                    }
                     Observed::Present(current) => {
                         problems.push(item(Action::RefusedTagMove { current }, Some(tag), None))
                     }
-                    Observed::Absent => tags_to_add.push(tag),
+                    Observed::Absent => tags_to_add.push((tag, None)),
                     Observed::Unknown(reason) => {
                         problems.push(item(Action::Blocked { reason }, Some(tag), None))
                     }
@@ -683,8 +722,12 @@ pub fn plan(wants: &[RepoWant], inventory: &Inventory) -> Plan {
                         if untagged {
                             already_present += 1;
                         }
-                        for tag in tags_to_add {
-                            own.push(item(Action::Tag, Some(tag), None));
+                        for (tag, from) in tags_to_add {
+                            let action = match from {
+                                Some(from) => Action::Move { from },
+                                None => Action::Tag,
+                            };
+                            own.push(item(action, Some(tag), None));
                         }
                     }
                     Observed::Unknown(reason) => {
@@ -692,7 +735,7 @@ pub fn plan(wants: &[RepoWant], inventory: &Inventory) -> Plan {
                         if untagged {
                             own.push(item(blocked.clone(), None, None));
                         }
-                        for tag in tags_to_add {
+                        for (tag, _) in tags_to_add {
                             own.push(item(blocked.clone(), Some(tag), None));
                         }
                     }
@@ -733,13 +776,17 @@ pub fn plan(wants: &[RepoWant], inventory: &Inventory) -> Plan {
                         if digest_action == Action::Copy || untagged {
                             own.push(item(digest_action, None, source));
                         }
-                        for tag in tags_to_add {
+                        for (tag, from) in tags_to_add {
                             let source = if tag_action == Action::Lost {
                                 source
                             } else {
                                 None
                             };
-                            own.push(item(tag_action.clone(), Some(tag), source));
+                            let action = match (&tag_action, from) {
+                                (Action::Tag, Some(from)) => Action::Move { from },
+                                (action, _) => action.clone(),
+                            };
+                            own.push(item(action, Some(tag), source));
                         }
                     }
                 }

@@ -542,6 +542,7 @@ mod tests {
             location: at,
         };
         RepoWant {
+            movable: Default::default(),
             repo: dst.repository(&image),
             registry: dst,
             image,

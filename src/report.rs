@@ -47,8 +47,14 @@ pub fn counts_line(counts: &Counts) -> String {
     } else {
         String::new()
     };
+    // Shown once a manifest lets a tag move, so other plans read as before.
+    let moved = if counts.moved > 0 {
+        format!(" {} move,", counts.moved)
+    } else {
+        String::new()
+    };
     format!(
-        "plan: {} copy,{attach} {} tag, {} lost, {} refused, {} conflict, {} blocked, {} already present{skipped}",
+        "plan: {} copy,{attach} {} tag,{moved} {} lost, {} refused, {} conflict, {} blocked, {} already present{skipped}",
         counts.copy,
         counts.tag,
         counts.lost,

@@ -158,6 +158,17 @@ struct Edges<'a> {
     digests: HashMap<(u32, u32), Entry<'a>>,
     /// Repository -> a line of the revision that promotes into it.
     repos: HashMap<u32, &'a Location>,
+    /// Repository -> the tag patterns its images let move (`follow:`).
+    follow: HashMap<u32, Vec<&'a crate::manifest::model::TagPattern>>,
+}
+
+impl Edges<'_> {
+    /// Whether the revision lets `tag` of `repo` move.
+    fn follows(&self, repo: u32, tag: &str) -> bool {
+        self.follow
+            .get(&repo)
+            .is_some_and(|patterns| patterns.iter().any(|p| p.matches(tag)))
+    }
 }
 
 /// The edges of `manifests`; repository names are built once per
@@ -185,6 +196,9 @@ fn edges<'a>(manifests: &'a [Manifest], names: &mut Names<'a>, built: &'a Built)
                 .collect();
             for destination in &built.destinations[m][i] {
                 let repo = names.id(destination);
+                if !image.follow.is_empty() {
+                    out.follow.entry(repo).or_default().extend(&image.follow);
+                }
                 for (entry, (digest, in_order, tags)) in image.digests.iter().zip(&interned) {
                     out.repos.entry(repo).or_insert(&entry.location);
                     for (t, &tag) in entry.tags.iter().zip(in_order) {
@@ -259,6 +273,10 @@ pub fn compare(base: &[Manifest], head: &[Manifest]) -> Vec<Finding> {
     let new = edges(head, &mut names, &head_built);
     let mut findings = Vec::new();
     for (&(repo, tag), &(digest, at)) in &old.tags {
+        // A tag the head lets move (`follow:`) may move or go.
+        if new.follows(repo, names.name(tag)) {
+            continue;
+        }
         match new.tags.get(&(repo, tag)) {
             Some(&(now, _)) if now == digest => {}
             Some(&(now, head_at)) => findings.push(Finding::TagMoved {
@@ -354,6 +372,27 @@ mod tests {
         let loaded = load_plain_text(Path::new("m.yaml"), &text);
         assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
         loaded.manifests
+    }
+
+    #[test]
+    fn a_followed_tag_may_move_and_others_still_may_not() {
+        let base = manifests_of(&format!(
+            "- name: a\n  dmap:\n    \"{D1}\": [\"latest\", \"1.0\"]\n"
+        ));
+        let head = manifests_of(&format!(
+            "- name: a\n  follow: [\"latest\"]\n  dmap:\n    \"{D1}\": [\"1.0\"]\n    \"{D2}\": [\"latest\"]\n"
+        ));
+        assert!(
+            compare(&base, &head).is_empty(),
+            "{:?}",
+            compare(&base, &head)
+        );
+        let moved_too = manifests_of(&format!(
+            "- name: a\n  follow: [\"latest\"]\n  dmap:\n    \"{D2}\": [\"latest\", \"1.0\"]\n"
+        ));
+        let findings = compare(&base, &moved_too);
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        assert!(findings[0].is_move(), "1.0 is not followed: {findings:?}");
     }
 
     #[test]

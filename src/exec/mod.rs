@@ -615,27 +615,31 @@ impl Copier {
                     let source = source.clone();
                     copy = Some((item, source));
                 }
-                (Action::Tag, _, Some(tag)) => {
+                // A move writes the tag as a new one does; the planner
+                // decided that it may.
+                (Action::Tag | Action::Move { .. }, _, Some(tag)) => {
                     let tag = tag.clone();
                     tags.push((item, tag));
                 }
                 (Action::Attach { .. }, _, _) => {} // run below, from `attaches`
-                (Action::Copy | Action::Tag, _, _) => results.push(EdgeResult {
-                    outcome: Outcome::Failed(Failure::new(
-                        FailureKind::Internal,
-                        format!(
-                            "{}: a {} item without its {}",
-                            item.dest_ref(),
-                            item.action.name(),
-                            if item.action == Action::Copy {
-                                "source"
-                            } else {
-                                "tag"
-                            }
-                        ),
-                    )),
-                    item,
-                }),
+                (Action::Copy | Action::Tag | Action::Move { .. }, _, _) => {
+                    results.push(EdgeResult {
+                        outcome: Outcome::Failed(Failure::new(
+                            FailureKind::Internal,
+                            format!(
+                                "{}: a {} item without its {}",
+                                item.dest_ref(),
+                                item.action.name(),
+                                if item.action == Action::Copy {
+                                    "source"
+                                } else {
+                                    "tag"
+                                }
+                            ),
+                        )),
+                        item,
+                    })
+                }
                 _ => {}
             }
         }

@@ -125,6 +125,7 @@ impl World {
         };
         let location = Location::file_only(Arc::from(Path::new("m.yaml")));
         RepoWant {
+            movable: Default::default(),
             registry: self.dst_name.clone(),
             repo: self.dst_name.repository(&image),
             image,

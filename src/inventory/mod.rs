@@ -384,6 +384,7 @@ mod tests {
         let image = ImageName::parse("app").unwrap();
         let location = Location::file_only(Arc::from(Path::new("m.yaml")));
         let want = RepoWant {
+            movable: Default::default(),
             registry: dst_name.clone(),
             repo: dst_name.repository(&image),
             digests: BTreeMap::from([(

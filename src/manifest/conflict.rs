@@ -340,6 +340,7 @@ mod tests {
                 images: images
                     .iter()
                     .map(|(name, digests)| Image {
+                        follow: Vec::new(),
                         name: ImageName::parse(IMAGES[*name]).unwrap(),
                         location: location(),
                         digests: digests

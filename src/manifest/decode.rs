@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::diag::Diagnostic;
 use crate::diag::Location;
-use crate::manifest::model::{DigestEntry, Image, RegistryEntry, TagEntry};
+use crate::manifest::model::{DigestEntry, Image, RegistryEntry, TagEntry, TagPattern};
 use crate::manifest::yaml::{quote, Node, Pos, Scalar, Value};
 use crate::reference::{Digest, ImageName, NameError, RegistryName, Tag};
 
@@ -497,6 +497,11 @@ fn images(node: &Node<'_>, ctx: &mut Ctx<'_>) -> Vec<Image> {
             continue;
         };
         let into = &mut out[i];
+        for p in image.follow {
+            if !into.follow.iter().any(|f| f.as_str() == p.as_str()) {
+                into.follow.push(p);
+            }
+        }
         let index = digest_index.entry(i).or_insert_with(|| {
             into.digests
                 .iter()
@@ -525,7 +530,13 @@ fn images(node: &Node<'_>, ctx: &mut Ctx<'_>) -> Vec<Image> {
 }
 
 fn image(item: &Node<'_>, ctx: &mut Ctx<'_>) -> Option<Image> {
-    let entry = fields(item, "an image entry", &["name", "dmap"], &[], ctx)?;
+    let entry = fields(
+        item,
+        "an image entry",
+        &["name", "dmap", "follow"],
+        &[],
+        ctx,
+    )?;
     let dmap_entry = entry.found[1];
     let Some(name_node) = entry.value(0).filter(|n| !n.is_null()) else {
         if entry.reported_as_typo(0) {
@@ -550,6 +561,7 @@ fn image(item: &Node<'_>, ctx: &mut Ctx<'_>) -> Option<Image> {
         Some((_, node)) => dmap_entries(node, ctx),
         None => (Vec::new(), 0),
     };
+    let follow = entry.value(2).map(|n| follow(n, ctx)).unwrap_or_default();
     let name = name?;
     if written == 0 && !entry.reported_as_typo(1) {
         let pos = dmap_entry.map_or(item.pos, |(key, _)| key.pos);
@@ -565,8 +577,44 @@ fn image(item: &Node<'_>, ctx: &mut Ctx<'_>) -> Option<Image> {
     Some(Image {
         name,
         digests,
+        follow,
         location: ctx.at(item.pos),
     })
+}
+
+/// `follow: ["latest"]`: the tags of an image that may move, as patterns.
+pub(super) fn follow(node: &Node<'_>, ctx: &mut Ctx<'_>) -> Vec<TagPattern> {
+    let Value::Seq(items) = &node.value else {
+        ctx.error(
+            node.pos,
+            format!(
+                "expected `follow` to be a list of tag patterns, found {}",
+                node.describe()
+            ),
+            Some(
+                "write `follow: [\"latest\"]`: the tags that may move to a new digest".to_string(),
+            ),
+        );
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for item in items {
+        let Some(t) = text(item, "a tag pattern", ctx) else {
+            continue;
+        };
+        match TagPattern::new(t, ctx.at(item.pos)) {
+            Ok(p) => out.push(p),
+            Err(e) => ctx.error(
+                item.pos,
+                format!("{} is not a tag pattern: {e}", quote(t)),
+                Some(
+                    "write a tag (`latest`) or a regular expression matched in full (`v1\\..*`)"
+                        .into(),
+                ),
+            ),
+        }
+    }
+    out
 }
 
 /// The valid digest entries (invalid ones are reported and left out, so the

@@ -86,6 +86,9 @@ pub struct IntentImage {
     pub destinations: Option<Vec<RegistryName>>,
     /// What it selects.
     pub select: Selectors,
+    /// Tags that follow the source (`follow: ["latest"]`): pinning again
+    /// moves them to what the source has now, and the lock lets them move.
+    pub follow: Vec<crate::manifest::model::TagPattern>,
     /// Where the entry starts.
     pub location: Location,
 }
@@ -295,7 +298,7 @@ fn decode_text(file: Arc<Path>, source_text: &str) -> (Option<Intent>, Vec<Diagn
     (intent, diagnostics)
 }
 
-const IMAGE_KEYS: [&str; 9] = [
+const IMAGE_KEYS: [&str; 10] = [
     "name",
     "source",
     "tags",
@@ -305,6 +308,7 @@ const IMAGE_KEYS: [&str; 9] = [
     "exclude",
     "latest",
     "platforms",
+    "follow",
 ];
 
 fn decode(root: &Node<'_>, ctx: &mut Ctx<'_>, file: &Arc<Path>) -> Option<Intent> {
@@ -428,6 +432,10 @@ fn image(item: &Node<'_>, ctx: &mut Ctx<'_>) -> Option<IntentImage> {
     if let Some(node) = entry.value(8) {
         select.platform = platform(node, ctx);
     }
+    let follow = entry
+        .value(9)
+        .map(|n| decode::follow(n, ctx))
+        .unwrap_or_default();
     let chooses = !select.tags.is_empty()
         || !select.digests.is_empty()
         || select.semver.is_some()
@@ -449,6 +457,7 @@ fn image(item: &Node<'_>, ctx: &mut Ctx<'_>) -> Option<IntentImage> {
         source,
         destinations: None,
         select,
+        follow,
         location: ctx.at(item.pos),
     })
 }

@@ -53,8 +53,50 @@ pub struct Image {
     /// The valid digest entries of all merged entries; invalid ones were
     /// reported and left out.
     pub digests: Vec<DigestEntry>,
+    /// Tags that may move to another digest (`follow:`, a promoter
+    /// extension): `promoter pin` updates them and `run` moves them, shown
+    /// as `move`. Every other tag never moves.
+    pub follow: Vec<TagPattern>,
     /// Where the first entry with this name starts.
     pub location: Location,
+}
+
+/// A pattern tags are matched against in full (`latest`, `v1\..*`).
+#[derive(Debug, Clone)]
+pub struct TagPattern {
+    regex: regex::Regex,
+    /// Where it is written.
+    pub location: Location,
+}
+
+impl TagPattern {
+    /// `pattern`, matched in full; the error says why it is not one.
+    pub fn new(pattern: &str, location: Location) -> Result<TagPattern, String> {
+        regex::Regex::new(&format!("^(?:{pattern})$"))
+            .map(|regex| TagPattern { regex, location })
+            .map_err(|e| e.to_string())
+    }
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        let full = self.regex.as_str();
+        &full[4..full.len() - 2]
+    }
+    /// Whether `tag` matches in full.
+    pub fn matches(&self, tag: &str) -> bool {
+        self.regex.is_match(tag)
+    }
+}
+
+impl PartialEq for TagPattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str() && self.location == other.location
+    }
+}
+impl Eq for TagPattern {}
+
+/// Whether `tag` matches one of `patterns`.
+pub fn follows(patterns: &[TagPattern], tag: &str) -> bool {
+    patterns.iter().any(|p| p.matches(tag))
 }
 
 /// One manifest: a plain file, or one `manifests/<x>` + `images/<x>` pair of a

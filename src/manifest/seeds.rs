@@ -59,6 +59,7 @@ fn image(
         source: Some(source),
         destinations: Some(vec![destination]),
         select,
+        follow: Vec::new(),
         location: ctx.at(pos),
     }
 }

@@ -85,6 +85,7 @@ fn add(intent: &mut Intent, found: &FoundImage) {
                 source: (*registry != default_source).then(|| registry.clone()),
                 destinations: None,
                 select: Selectors::default(),
+                follow: Vec::new(),
                 location: at.clone(),
             });
             intent.images.len() - 1
@@ -168,6 +169,10 @@ pub fn intent_text(intent: &Intent, header: &str) -> String {
         }
         if let Some(p) = &s.platform {
             out.push_str(&format!("  platforms: [{}]\n", quoted(&p.value)));
+        }
+        if !image.follow.is_empty() {
+            let patterns: Vec<String> = image.follow.iter().map(|p| quoted(p.as_str())).collect();
+            out.push_str(&format!("  follow: [{}]\n", patterns.join(", ")));
         }
     }
     out

@@ -30,6 +30,8 @@ pub struct Lock {
     pub destinations: Vec<RegistryName>,
     /// Image -> digest -> what the entry says.
     pub images: BTreeMap<ImageName, BTreeMap<Digest, Pin>>,
+    /// Image -> the tag patterns it lets move (`follow:`), as written.
+    pub follow: BTreeMap<ImageName, Vec<String>>,
 }
 
 /// One pinned digest.
@@ -52,6 +54,15 @@ pub enum Note {
         kept: Digest,
         /// What the source has now.
         now: Digest,
+    },
+    /// A followed tag (`follow:`) was moved to what the source has now.
+    Followed {
+        /// `source/image:tag`.
+        reference: String,
+        /// The digest the lock had.
+        from: Digest,
+        /// The digest it has now.
+        to: Digest,
     },
     /// A catalog pattern matched no repository of its source.
     NoMatch {
@@ -89,6 +100,11 @@ impl std::fmt::Display for Note {
                 platform,
                 index,
             } => write!(f, "{reference}: pinned the {platform} manifest of the index {index}"),
+            Note::Followed {
+                reference,
+                from,
+                to,
+            } => write!(f, "{reference} follows its source: moved from {from} to {to} (`run` shows it as a move)"),
             Note::NoMatch {
                 location,
                 pattern,
@@ -179,6 +195,7 @@ pub async fn expand_catalog(
                     source: Some(source),
                     destinations: Some(vec![destination]),
                     select: entry.select.clone(),
+                    follow: Vec::new(),
                     location: entry.location.clone(),
                 }),
                 None => errors.push(format!(
@@ -238,6 +255,7 @@ async fn pin_images(intent: &Intent, registries: &Registries, previous: &[Manife
         source: intent.source.name.clone(),
         destinations: default_destinations.clone(),
         images: BTreeMap::new(),
+        follow: BTreeMap::new(),
     }];
     for (source, destinations, image, resolved) in reads {
         let at = match locks
@@ -250,10 +268,19 @@ async fn pin_images(intent: &Intent, registries: &Registries, previous: &[Manife
                     source: source.clone(),
                     destinations: destinations.clone(),
                     images: BTreeMap::new(),
+                    follow: BTreeMap::new(),
                 });
                 locks.len() - 1
             }
         };
+        if !image.follow.is_empty() {
+            let follow = locks[at].follow.entry(image.name.clone()).or_default();
+            for p in &image.follow {
+                if !follow.iter().any(|f| f == p.as_str()) {
+                    follow.push(p.as_str().to_string());
+                }
+            }
+        }
         let entry = locks[at].images.entry(image.name.clone()).or_default();
         // What the previous lock pinned stays, whatever the source says now.
         if let Some(old) = kept.get(&(source.clone(), destinations.clone(), image.name.clone())) {
@@ -286,7 +313,28 @@ async fn pin_images(intent: &Intent, registries: &Registries, previous: &[Manife
                 .iter()
                 .find(|(_, p)| p.tags.contains(&tag))
                 .map(|(d, _)| d.clone());
+            let followed = crate::manifest::model::follows(&image.follow, tag.as_str());
             match pinned_at {
+                // A followed tag moves: off the digest it had (dropped when
+                // nothing else holds it there), onto the new one.
+                Some(from) if from != found.digest && followed => {
+                    if let Some(old) = entry.get_mut(&from) {
+                        old.tags.remove(&tag);
+                        if old.tags.is_empty() {
+                            entry.remove(&from);
+                        }
+                    }
+                    let pin = entry.entry(found.digest.clone()).or_default();
+                    pin.tags.insert(tag);
+                    if pin.comment.is_none() {
+                        pin.comment = found.comment;
+                    }
+                    out.notes.push(Note::Followed {
+                        reference,
+                        from,
+                        to: found.digest,
+                    });
+                }
                 Some(kept_digest) if kept_digest != found.digest && found.explicit => {
                     out.errors.push(format!(
                         "{}: the intent pins {reference} at {}, but the lock has it at {kept_digest}: a promoted tag never moves; pin the new digest under another tag",
@@ -490,7 +538,16 @@ pub fn lock_text(lock: &Lock, intent_file: &str, images_only: bool) -> String {
         ));
     }
     for (name, digests) in &lock.images {
-        out.push_str(&format!("- name: {name}\n  dmap:\n"));
+        out.push_str(&format!("- name: {name}\n"));
+        if let Some(follow) = lock.follow.get(name) {
+            // JSON's double-quoted strings are YAML's: any pattern survives.
+            let patterns: Vec<String> = follow
+                .iter()
+                .map(|p| serde_json::to_string(p).expect("a string serialises"))
+                .collect();
+            out.push_str(&format!("  follow: [{}]\n", patterns.join(", ")));
+        }
+        out.push_str("  dmap:\n");
         for (digest, pin) in digests {
             let tags: Vec<String> = pin.tags.iter().map(|t| format!("\"{t}\"")).collect();
             out.push_str(&format!("    \"{digest}\": [{}]", tags.join(", ")));

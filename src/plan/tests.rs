@@ -52,6 +52,7 @@ fn want(digests: &[(u8, &[&str])]) -> RepoWant {
         );
     }
     RepoWant {
+        movable: Default::default(),
         registry: registry(DST),
         image: image("foo"),
         repo: registry(DST).repository(&image("foo")),
@@ -172,6 +173,42 @@ fn a_tag_on_another_digest_is_refused_and_names_both_digests_and_the_line() {
 }
 
 #[test]
+fn a_followed_tag_moves_and_says_from_where() {
+    let mut w = want(&[(1, &["latest", "1.0"])]);
+    w.movable.insert(tag("latest"));
+    let inv = inventory(
+        &[
+            ("latest", Observed::Present(digest(2))),
+            ("1.0", Observed::Absent),
+        ],
+        &[(1, Observed::Absent)],
+        &[(1, Observed::Present(()))],
+    );
+    let p = plan(&[w], &inv);
+    assert_eq!(
+        kinds(&p),
+        vec![
+            ("copy".into(), 1, None),
+            ("tag".into(), 1, Some("1.0".into())),
+            ("move".into(), 1, Some("latest".into())),
+        ]
+    );
+    assert!(!p.has_refusals());
+    assert_eq!(p.counts().moved, 1);
+    let moved = &p.items[2];
+    assert_eq!(moved.action, Action::Move { from: digest(2) });
+    assert!(
+        moved.reason().contains(digest(2).as_str()),
+        "{}",
+        moved.reason()
+    );
+    // Read back from a plan file, it is the same move.
+    let json = serde_json::to_string(moved).unwrap();
+    assert!(json.contains("\"kind\":\"move\""), "{json}");
+    assert_eq!(&serde_json::from_str::<PlanItem>(&json).unwrap(), moved);
+}
+
+#[test]
 fn a_refused_move_does_not_stop_other_digests() {
     let w = want(&[(1, &["1.0"]), (3, &["2.0"])]);
     let inv = inventory(
@@ -275,6 +312,7 @@ fn two_names_for_one_repository_merge() {
         source: entry(SRC),
         destinations: vec![entry(dest)],
         images: vec![Image {
+            follow: Vec::new(),
             name: image(img),
             location: loc(2),
             digests: vec![DigestEntry {
@@ -317,33 +355,43 @@ fn world() -> impl Strategy<Value = (RepoWant, Inventory)> {
         proptest::collection::vec(observed_digest, 5),
         proptest::collection::vec(observed_unit.clone(), 4),
         proptest::collection::vec(observed_unit, 4),
+        proptest::collection::vec(any::<bool>(), 5), // whether t0..t4 may move (`follow`)
     )
-        .prop_map(|(owners, extra, tag_states, dest_digests, src_digests)| {
-            let names = ["t0", "t1", "t2", "t3", "t4"];
-            let mut spec: BTreeMap<u8, Vec<&str>> = BTreeMap::new();
-            for n in extra {
-                spec.entry(n).or_default();
-            }
-            for (i, owner) in owners.iter().enumerate() {
-                if *owner < 3 {
-                    spec.entry(*owner).or_default().push(names[i]);
+        .prop_map(
+            |(owners, extra, tag_states, dest_digests, src_digests, follow)| {
+                let names = ["t0", "t1", "t2", "t3", "t4"];
+                let mut spec: BTreeMap<u8, Vec<&str>> = BTreeMap::new();
+                for n in extra {
+                    spec.entry(n).or_default();
                 }
-            }
-            let spec: Vec<(u8, &[&str])> = spec.iter().map(|(n, t)| (*n, t.as_slice())).collect();
-            let w = want(&spec);
-            let tags: Vec<(&str, Observed<Digest>)> =
-                names.iter().copied().zip(tag_states).collect();
-            let dd: Vec<(u8, Observed<()>)> = (0u8..4).zip(dest_digests).collect();
-            let sd: Vec<(u8, Observed<()>)> = (0u8..4).zip(src_digests).collect();
-            // A present tag implies its digest is present: keep the world consistent.
-            let mut inv = inventory(&tags, &dd, &sd);
-            let state = inv.destinations.get_mut(&dest_repo()).unwrap();
-            let tagged: Vec<Digest> = state.tagged_digests().cloned().collect();
-            for d in tagged {
-                state.digests.insert(d, Observed::Present(()));
-            }
-            (w, inv)
-        })
+                for (i, owner) in owners.iter().enumerate() {
+                    if *owner < 3 {
+                        spec.entry(*owner).or_default().push(names[i]);
+                    }
+                }
+                let spec: Vec<(u8, &[&str])> =
+                    spec.iter().map(|(n, t)| (*n, t.as_slice())).collect();
+                let mut w = want(&spec);
+                w.movable = names
+                    .iter()
+                    .zip(&follow)
+                    .filter(|(_, f)| **f)
+                    .map(|(n, _)| tag(n))
+                    .collect();
+                let tags: Vec<(&str, Observed<Digest>)> =
+                    names.iter().copied().zip(tag_states).collect();
+                let dd: Vec<(u8, Observed<()>)> = (0u8..4).zip(dest_digests).collect();
+                let sd: Vec<(u8, Observed<()>)> = (0u8..4).zip(src_digests).collect();
+                // A present tag implies its digest is present: keep the world consistent.
+                let mut inv = inventory(&tags, &dd, &sd);
+                let state = inv.destinations.get_mut(&dest_repo()).unwrap();
+                let tagged: Vec<Digest> = state.tagged_digests().cloned().collect();
+                for d in tagged {
+                    state.digests.insert(d, Observed::Present(()));
+                }
+                (w, inv)
+            },
+        )
 }
 
 /// Carry out the plan's work on the destination state, as a perfect executor would.
@@ -380,12 +428,25 @@ proptest! {
     }
 
     #[test]
-    fn a_tag_is_never_moved((w, inv) in world()) {
-        let p = plan(&[w], &inv);
+    fn only_a_followed_tag_ever_moves((w, inv) in world()) {
+        let p = plan(std::slice::from_ref(&w), &inv);
         let state = &inv.destinations[&dest_repo()];
         for item in p.work() {
             if let Some(t) = &item.tag {
-                prop_assert_eq!(state.tags.get(t), Some(&Observed::Absent));
+                match &item.action {
+                    Action::Move { from } => {
+                        prop_assert!(w.movable.contains(t));
+                        prop_assert_eq!(state.tags.get(t), Some(&Observed::Present(from.clone())));
+                        prop_assert_ne!(from, &item.digest);
+                    }
+                    _ => prop_assert_eq!(state.tags.get(t), Some(&Observed::Absent)),
+                }
+            }
+        }
+        // A tag that may not move and points elsewhere is refused, never moved.
+        for item in &p.items {
+            if let Action::RefusedTagMove { .. } = item.action {
+                prop_assert!(!w.movable.contains(item.tag.as_ref().unwrap()));
             }
         }
     }
@@ -400,7 +461,7 @@ proptest! {
             prop_assert_eq!(inv.sources[&source.repo].get(&item.digest), Some(&Observed::Present(())));
         }
         // Every tag write has its digest in place or copied first.
-        for item in p.items.iter().filter(|i| i.action == Action::Tag) {
+        for item in p.items.iter().filter(|i| matches!(i.action, Action::Tag | Action::Move { .. })) {
             let copied = p.items.iter().any(|c| c.action == Action::Copy && c.digest == item.digest);
             prop_assert!(copied || state.digest(&item.digest) == Observed::Present(()));
         }
@@ -456,6 +517,7 @@ proptest! {
         count in 1u32..9,
     ) {
         let wants: Vec<RepoWant> = repos.iter().map(|r| RepoWant {
+            movable: Default::default(),
             registry: registry(DST),
             image: image(r),
             repo: registry(DST).repository(&image(r)),

@@ -266,3 +266,106 @@ fn kubernetes_yaml_imports_to_the_golden_intent_and_updates_it() {
     );
     assert_eq!(work.read("intent.yaml"), updated);
 }
+
+/// `follow: ["latest"]`: pinning again moves `latest` to what upstream has
+/// now (and only it), and `run` shows one `move`, carries it out, and has
+/// nothing left to do after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_followed_tag_moves_with_its_source_and_run_shows_the_move() {
+    let Some(w) = World::builder().start().await else {
+        return;
+    };
+    let first = TestImage::single_layer(1740, 200);
+    w.push("stage/app", &first, &["1.0", "latest"]).await;
+    let intent = format!(
+        "registries:\n- name: {}/stage\n  src: true\n- name: {}/mirror\nimages:\n\
+         - name: app\n  tags: [\"1.0\", \"latest\"]\n  follow: [\"latest\"]\n",
+        w.src_host(),
+        w.dst_host()
+    );
+    w.write("intent.yaml", &intent);
+    let pin = w
+        .run_async(&["pin", "intent.yaml", "--out", "lock.yaml"])
+        .await;
+    assert_eq!(pin.code, 0, "{}", pin.all());
+    let lock = w.read("lock.yaml");
+    assert!(
+        lock.contains(&format!(
+            "- name: app\n  follow: [\"latest\"]\n  dmap:\n    \"{}\": [\"1.0\", \"latest\"]\n",
+            first.digest()
+        )),
+        "{lock}"
+    );
+    let run = w
+        .run_async(&["run", "--manifest", "lock.yaml", "--confirm"])
+        .await;
+    assert_eq!(run.code, 0, "{}", run.all());
+
+    // Upstream re-points both tags; only the followed one moves.
+    let second = TestImage::single_layer(1741, 200);
+    w.push("stage/app", &second, &["1.0", "latest"]).await;
+    let repin = w
+        .run_async(&["pin", "intent.yaml", "--out", "lock.yaml"])
+        .await;
+    assert_eq!(repin.code, 0, "{}", repin.all());
+    assert!(
+        repin.stderr.contains(&format!(
+            "app:latest follows its source: moved from {} to {}",
+            first.digest(),
+            second.digest()
+        )),
+        "{}",
+        repin.stderr
+    );
+    assert!(
+        repin.stderr.contains("app:1.0 now points at"),
+        "{}",
+        repin.stderr
+    );
+    let lock = w.read("lock.yaml");
+    assert!(
+        lock.contains(&format!("\"{}\": [\"1.0\"]\n", first.digest()))
+            && lock.contains(&format!("\"{}\": [\"latest\"]\n", second.digest())),
+        "{lock}"
+    );
+
+    let dry = w.run_async(&["run", "--manifest", "lock.yaml"]).await;
+    assert_eq!(dry.code, 0, "{}", dry.all());
+    assert!(
+        dry.stdout.contains("plan: 1 copy, 0 tag, 1 move,"),
+        "{}",
+        dry.stdout
+    );
+    let moves: Vec<&str> = dry
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("move "))
+        .collect();
+    assert_eq!(moves.len(), 1, "{}", dry.stdout);
+    assert!(moves[0].contains("/mirror/app:latest"), "{}", moves[0]);
+    assert!(
+        moves[0].contains(first.digest().as_str()),
+        "the move names where the tag was: {}",
+        moves[0]
+    );
+
+    let run = w
+        .run_async(&["run", "--manifest", "lock.yaml", "--confirm"])
+        .await;
+    assert_eq!(run.code, 0, "{}", run.all());
+    let latest = format!("docker://{}/mirror/app:latest", w.dst_host());
+    if let Some(raw) = skopeo::inspect_raw_async(&latest).await {
+        assert_eq!(raw, second.manifest.bytes.to_vec(), "latest moved");
+    }
+    let pinned = format!("docker://{}/mirror/app:1.0", w.dst_host());
+    if let Some(raw) = skopeo::inspect_raw_async(&pinned).await {
+        assert_eq!(raw, first.manifest.bytes.to_vec(), "1.0 never moves");
+    }
+    let after = w.run_async(&["run", "--manifest", "lock.yaml"]).await;
+    assert_eq!(after.code, 0, "{}", after.all());
+    assert!(
+        after.stdout.contains("plan: 0 copy, 0 tag, 0 lost"),
+        "{}",
+        after.stdout
+    );
+}
