@@ -157,6 +157,10 @@ struct ListArgs {
 #[derive(Args, Debug)]
 #[command(group = clap::ArgGroup::new("manifests").required(true).multiple(false))]
 struct OutdatedArgs {
+    /// An intent, or a Sinker, image-syncer or dregsy file: its exact tags
+    /// are what it pins.
+    #[arg(value_name = "INTENT", group = "manifests")]
+    intent: Option<PathBuf>,
     /// A plain manifest file (a lock `pin` wrote, or any CIP manifest).
     #[arg(long, value_name = "FILE", group = "manifests")]
     manifest: Option<PathBuf>,
@@ -1056,14 +1060,35 @@ fn outdated(args: OutdatedArgs) -> anyhow::Result<u8> {
         Ok(o) => o,
         Err(code) => return Ok(code),
     };
-    let Some(loaded) = load_valid(input_of(&args.manifest, &args.thin_manifest_dir)) else {
-        return Ok(exit::INVALID_INPUT);
+    let pinned = match &args.intent {
+        Some(path) => {
+            let (intent, diagnostics) = manifest::intent::load(path);
+            for d in &diagnostics {
+                eprintln!("{d}");
+            }
+            let Some(intent) = intent else {
+                return Ok(exit::INVALID_INPUT);
+            };
+            promoter::mirror::pinned_in_intent(&intent)
+        }
+        None => {
+            let Some(loaded) = load_valid(input_of(&args.manifest, &args.thin_manifest_dir)) else {
+                return Ok(exit::INVALID_INPUT);
+            };
+            promoter::mirror::pinned_in_manifests(&loaded.manifests)
+        }
     };
     let options = open_options(&args.registry)?;
-    let names = promote::registry_names(&loaded.manifests);
+    let names: Vec<RegistryName> = pinned
+        .iter()
+        .map(|(repo, _)| RegistryName {
+            endpoint: repo.endpoint().clone(),
+            prefix: String::new(),
+        })
+        .collect();
     let (found, errors) = runtime()?.block_on(async {
         let registries = registry::open_all(names.iter(), &options)?;
-        anyhow::Ok(promoter::mirror::outdated(&loaded.manifests, &registries).await)
+        anyhow::Ok(promoter::mirror::outdated(pinned, &registries).await)
     })?;
     for e in &errors {
         eprintln!("error: {e}");
@@ -1076,10 +1101,10 @@ fn outdated(args: OutdatedArgs) -> anyhow::Result<u8> {
         _ => {
             for o in &found {
                 emit(&format!(
-                    "{}  {} -> {}\n",
+                    "{}  {} (newest pinned {})\n",
                     o.source,
-                    o.pinned,
-                    o.newer.join(", ")
+                    o.newer.join(", "),
+                    o.pinned
                 ));
             }
         }

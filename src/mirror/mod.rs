@@ -8,12 +8,14 @@ pub mod kubernetes;
 pub mod pin;
 pub mod select;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
+use crate::manifest::intent::Intent;
 use crate::manifest::Manifest;
+use crate::reference::Repository;
 use crate::registry::Registries;
 
 /// Which side of a promotion [`references`] lists.
@@ -53,56 +55,102 @@ pub fn references(manifests: &[Manifest], side: Side) -> Vec<String> {
     out.into_iter().collect()
 }
 
-/// An image whose source has versions newer than any it pins.
+/// An image whose source has release versions it does not pin, newer than
+/// the oldest it pins.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Outdated {
     /// The source repository.
     pub source: String,
-    /// The newest version the manifests pin.
+    /// The newest version pinned.
     pub pinned: String,
-    /// Newer release versions in the source, oldest first.
+    /// Release versions in the source, not pinned, newer than the oldest
+    /// pinned one; oldest first.
     pub newer: Vec<String>,
 }
 
-/// For each image whose pinned tags include a version, the newer release
-/// versions its source lists (pre-releases left out); images without a
-/// versioned tag are left out. The second list says what could not be read.
-pub async fn outdated(
-    manifests: &[Manifest],
-    registries: &Registries,
-) -> (Vec<Outdated>, Vec<String>) {
-    let mut work = Vec::new();
+/// What each source repository pins, from manifests (their tags).
+pub fn pinned_in_manifests(manifests: &[Manifest]) -> Vec<(Repository, Vec<String>)> {
+    let mut out: BTreeMap<Repository, Vec<String>> = BTreeMap::new();
     for manifest in manifests {
         for image in &manifest.images {
-            let pinned = image
-                .digests
-                .iter()
-                .flat_map(|d| &d.tags)
-                .filter_map(|t| select::version_of(t.tag.as_str()).map(|v| (v, t.tag.to_string())))
-                .filter(|(v, _)| v.pre.is_empty())
-                .max();
-            if let Some(pinned) = pinned {
-                work.push((manifest.source.name.repository(&image.name), pinned));
-            }
+            let tags = out
+                .entry(manifest.source.name.repository(&image.name))
+                .or_default();
+            tags.extend(
+                image
+                    .digests
+                    .iter()
+                    .flat_map(|d| &d.tags)
+                    .map(|t| t.tag.to_string()),
+            );
         }
     }
+    out.into_iter().collect()
+}
+
+/// What each source repository pins, from an intent or a seed tool's file:
+/// its exact tags (Sinker's `check` reads its `.images.yaml` so). Entries
+/// that choose by selectors pin nothing yet: `pin` resolves them.
+pub fn pinned_in_intent(intent: &Intent) -> Vec<(Repository, Vec<String>)> {
+    let mut out: BTreeMap<Repository, Vec<String>> = BTreeMap::new();
+    for image in &intent.images {
+        let source = image.source.as_ref().unwrap_or(&intent.source.name);
+        let tags = out.entry(source.repository(&image.name)).or_default();
+        tags.extend(image.select.tags.iter().map(|t| t.value.to_string()));
+        tags.extend(
+            image
+                .select
+                .digests
+                .iter()
+                .filter_map(|d| d.value.tag.as_ref().map(|t| t.to_string())),
+        );
+    }
+    out.into_iter()
+        .filter(|(_, tags)| !tags.is_empty())
+        .collect()
+}
+
+/// For each repository whose pinned tags include a release version, the
+/// release versions its source lists that are not pinned and are newer
+/// than the oldest pinned one (pre-releases left out): a missed patch
+/// between two pins, as well as what came after the newest. Repositories
+/// without a versioned tag are left out. The second list says what could
+/// not be read.
+pub async fn outdated(
+    pinned: Vec<(Repository, Vec<String>)>,
+    registries: &Registries,
+) -> (Vec<Outdated>, Vec<String>) {
+    let work: Vec<_> = pinned
+        .into_iter()
+        .filter_map(|(repo, tags)| {
+            let versions: BTreeSet<(semver::Version, String)> = tags
+                .into_iter()
+                .filter_map(|t| select::version_of(&t).map(|v| (v, t)))
+                .filter(|(v, _)| v.pre.is_empty())
+                .collect();
+            (!versions.is_empty()).then_some((repo, versions))
+        })
+        .collect();
     let results: Vec<Result<Option<Outdated>, String>> = stream::iter(work)
-        .map(|(repo, (version, shown))| async move {
+        .map(|(repo, versions)| async move {
             let registry = registries.get(repo.endpoint());
             let tags = registry
                 .list_tags(&repo)
                 .await
                 .map_err(|e| format!("{repo}: {e}"))?;
+            let oldest = &versions.first().expect("not empty").0;
+            let newest = versions.last().expect("not empty").1.clone();
             let mut newer: Vec<(semver::Version, String)> = tags
                 .into_iter()
                 .filter_map(|t| select::version_of(&t).map(|v| (v, t)))
-                .filter(|(v, _)| v.pre.is_empty() && *v > version)
+                .filter(|(v, _)| v.pre.is_empty() && v > oldest)
+                .filter(|(v, _)| !versions.iter().any(|(p, _)| p == v))
                 .collect();
             newer.sort();
             newer.dedup_by(|a, b| a.0 == b.0);
             Ok((!newer.is_empty()).then(|| Outdated {
                 source: repo.to_string(),
-                pinned: shown,
+                pinned: newest,
                 newer: newer.into_iter().map(|(_, t)| t).collect(),
             }))
         })

@@ -108,7 +108,9 @@ async fn an_intent_pins_promotes_and_keeps_what_was_reviewed() {
     let outdated = w.run_async(&["outdated", "--manifest", "lock.yaml"]).await;
     assert_eq!(outdated.code, 1, "{}", outdated.all());
     assert!(
-        outdated.stdout.contains("/stage/tool  2.0.0 -> 2.1.0"),
+        outdated
+            .stdout
+            .contains("/stage/tool  1.3.0, 2.1.0 (newest pinned 2.0.0)"),
         "{}",
         outdated.stdout
     );

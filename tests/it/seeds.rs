@@ -149,6 +149,43 @@ async fn sinkers_image_manifest_pins_and_promotes() {
     .await;
     holds(&w, "team/jimmidyson/configmap-reload:v0.4.0", &configmap).await;
 
+    // Sinker's `check`: read from its own file, what upstream has beyond.
+    let current = w
+        .run_async(&[
+            "outdated",
+            ".images.yaml",
+            "--registry-config",
+            "options.json",
+        ])
+        .await;
+    assert_eq!(current.code, 0, "nothing newer yet: {}", current.all());
+    w.push(
+        "coreos/prometheus-operator",
+        &TestImage::single_layer(1804, 100),
+        &["v0.41.0", "v0.42.0-rc.1"],
+    )
+    .await;
+    let outdated = w
+        .run_async(&[
+            "outdated",
+            ".images.yaml",
+            "--registry-config",
+            "options.json",
+            "--output",
+            "json",
+        ])
+        .await;
+    assert_eq!(outdated.code, 1, "{}", outdated.all());
+    let report: serde_json::Value = serde_json::from_str(&outdated.stdout).unwrap();
+    assert_eq!(
+        report,
+        serde_json::json!([{
+            "source": "quay.io/coreos/prometheus-operator",
+            "pinned": "v0.40.0",
+            "newer": ["v0.41.0"],
+        }])
+    );
+
     // Sinker's `list`: the references the lock reads and writes.
     let listed = w
         .run_async(&["list", "target", "--thin-manifest-dir", "lock"])
