@@ -146,6 +146,10 @@ enum ListSide {
 struct ListArgs {
     /// Which side to list.
     side: ListSide,
+    /// An intent, or a Sinker, image-syncer or dregsy file: the references
+    /// it names exactly (tags chosen by selectors are known once pinned).
+    #[arg(value_name = "INTENT", group = "manifests")]
+    intent: Option<PathBuf>,
     /// A plain manifest file.
     #[arg(long, value_name = "FILE", group = "manifests")]
     manifest: Option<PathBuf>,
@@ -1038,12 +1042,29 @@ fn import_kubernetes(args: KubernetesArgs) -> anyhow::Result<u8> {
 }
 
 fn list(args: ListArgs) -> anyhow::Result<u8> {
-    let Some(loaded) = load_valid(input_of(&args.manifest, &args.thin_manifest_dir)) else {
-        return Ok(exit::INVALID_INPUT);
-    };
     let side = match args.side {
         ListSide::Source => promoter::mirror::Side::Source,
         ListSide::Target => promoter::mirror::Side::Target,
+    };
+    if let Some(path) = &args.intent {
+        let (intent, diagnostics) = manifest::intent::load(path);
+        for d in &diagnostics {
+            eprintln!("{d}");
+        }
+        let Some(intent) = intent else {
+            return Ok(exit::INVALID_INPUT);
+        };
+        let (references, unresolved) = promoter::mirror::intent_references(&intent, side);
+        for entry in &unresolved {
+            eprintln!("warning: {entry} chooses its tags with selectors: `promoter pin` it, then list the lock");
+        }
+        for reference in references {
+            emit(&format!("{reference}\n"));
+        }
+        return Ok(exit::OK);
+    }
+    let Some(loaded) = load_valid(input_of(&args.manifest, &args.thin_manifest_dir)) else {
+        return Ok(exit::INVALID_INPUT);
     };
     for reference in promoter::mirror::references(&loaded.manifests, side) {
         emit(&format!("{reference}\n"));

@@ -55,6 +55,52 @@ pub fn references(manifests: &[Manifest], side: Side) -> Vec<String> {
     out.into_iter().collect()
 }
 
+/// Every reference an intent (or a seed tool's file) names exactly, on
+/// `side`: `registry/path/image:tag`, with `@digest` where it pins one.
+/// Entries that choose by selectors name no tag until pinned; they are
+/// returned second, as `source/image` with where they are written.
+pub fn intent_references(intent: &Intent, side: Side) -> (Vec<String>, Vec<String>) {
+    let mut out = BTreeSet::new();
+    let mut unresolved = Vec::new();
+    let default_destinations: Vec<_> = intent.destinations.iter().map(|d| d.name.clone()).collect();
+    for image in &intent.images {
+        let source = image.source.as_ref().unwrap_or(&intent.source.name);
+        let registries: Vec<_> = match side {
+            Side::Source => vec![source.clone()],
+            Side::Target => image
+                .destinations
+                .clone()
+                .unwrap_or_else(|| default_destinations.clone()),
+        };
+        let s = &image.select;
+        let selects = s.semver.is_some()
+            || !s.regex.is_empty()
+            || !s.exclude.is_empty()
+            || s.latest.is_some();
+        if selects || (s.tags.is_empty() && s.digests.is_empty()) {
+            unresolved.push(format!(
+                "{}: {}",
+                image.location,
+                source.repository(&image.name)
+            ));
+            continue;
+        }
+        for registry in registries {
+            let repo = registry.repository(&image.name);
+            for tag in &s.tags {
+                out.insert(format!("{repo}:{}", tag.value));
+            }
+            for d in &s.digests {
+                match &d.value.tag {
+                    Some(tag) => out.insert(format!("{repo}:{tag}@{}", d.value.digest)),
+                    None => out.insert(format!("{repo}@{}", d.value.digest)),
+                };
+            }
+        }
+    }
+    (out.into_iter().collect(), unresolved)
+}
+
 /// An image whose source has release versions it does not pin, newer than
 /// the oldest it pins.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

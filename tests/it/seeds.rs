@@ -186,6 +186,16 @@ async fn sinkers_image_manifest_pins_and_promotes() {
         }])
     );
 
+    // Sinker's `list`, on its own file: the references it names.
+    let sources = w.run_async(&["list", "source", ".images.yaml"]).await;
+    assert_eq!(sources.code, 0, "{}", sources.all());
+    assert_eq!(
+        sources.stdout,
+        "docker.io/jimmidyson/configmap-reload:v0.4.0\n\
+         quay.io/coreos/prometheus-config-reloader:v0.40.0\n\
+         quay.io/coreos/prometheus-operator:v0.40.0\n"
+    );
+
     // Sinker's `list`: the references the lock reads and writes.
     let listed = w
         .run_async(&["list", "target", "--thin-manifest-dir", "lock"])
