@@ -56,7 +56,8 @@ fn reader<'a>(
     options: &ExecOptions,
     manifests: std::sync::Arc<crate::registry::ManifestCache>,
 ) -> inventory::Reader<'a> {
-    let reader = inventory::Reader::new(registries, inventory::DEFAULT_READ_CONCURRENCY);
+    let reader = inventory::Reader::new(registries, inventory::DEFAULT_READ_CONCURRENCY)
+        .with_manifest_cache(manifests.clone());
     if !options.attachments {
         return reader;
     }

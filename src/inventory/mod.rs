@@ -23,7 +23,7 @@ use tokio::sync::OnceCell;
 
 use crate::plan::{self, DestState, Inventory, Observed, RepoWant, Repository};
 use crate::reference::{Digest, Endpoint, ManifestRef};
-use crate::registry::{Registries, Registry};
+use crate::registry::{Registries, Registry, RegistryError};
 
 /// How many reads run at once across all registries (see [`crate::limits`]).
 pub const DEFAULT_READ_CONCURRENCY: usize = crate::limits::INVENTORY_READS;
@@ -45,6 +45,37 @@ async fn head_digest(registry: &dyn Registry, repo: &Repository, digest: &Digest
         Observed::Present(_) => Observed::Present(()),
         Observed::Absent => Observed::Absent,
         Observed::Unknown(reason) => Observed::Unknown(reason),
+    }
+}
+
+/// Read `digest` of `repo` whole into `cache` (already there: not read).
+async fn get_digest(
+    registry: &dyn Registry,
+    repo: &Repository,
+    digest: &Digest,
+    cache: &crate::registry::ManifestCache,
+) -> Observed<()> {
+    if cache.get(repo, digest).is_some() {
+        return Observed::Present(());
+    }
+    match registry
+        .get_manifest(repo, &ManifestRef::Digest(digest.clone()))
+        .await
+    {
+        Ok(Some(manifest)) => {
+            cache.insert(repo, &manifest);
+            Observed::Present(())
+        }
+        Ok(None) => Observed::Absent,
+        // The registry holds something under the digest but sent bytes we
+        // refuse (too large, malformed, not matching): that is the copy's
+        // failure, typed, as the executor's own read reports it.
+        Err(
+            RegistryError::Limit { .. }
+            | RegistryError::BadContent(_)
+            | RegistryError::Protocol { .. },
+        ) => Observed::Present(()),
+        Err(err) => Observed::Unknown(err.to_string()),
     }
 }
 
@@ -131,6 +162,25 @@ async fn read_destination(
             tracing::debug!("{repo}: the digest listing failed ({err}); reading tags one by one")
         }
     }
+    // A repository the catalog does not list is new: nothing in it is
+    // asked about. (A catalog that lags behind a push is the same race as
+    // a tag written between this read and the copy.)
+    if lists.lists(registry, want).await == Some(false) {
+        let (tags, _) = plan::destination_reads(want);
+        return DestState {
+            tags: tags
+                .into_iter()
+                .map(|t| (t.clone(), Observed::Absent))
+                .collect(),
+            digests: want
+                .digests
+                .keys()
+                .map(|d| (d.clone(), Observed::Absent))
+                .collect(),
+            repository_absent: true,
+            replaceable: BTreeSet::new(),
+        };
+    }
     let (tags, _) = plan::destination_reads(want);
     let tag_states: Vec<_> = stream::iter(tags)
         .map(|tag| async move {
@@ -148,14 +198,6 @@ async fn read_destination(
         repository_absent: false,
         replaceable: BTreeSet::new(),
     };
-    let all_tags_absent = state.tags.values().all(|t| *t == Observed::Absent);
-    if all_tags_absent && lists.lists(registry, want).await == Some(false) {
-        state.repository_absent = true;
-        for digest in want.digests.keys() {
-            state.digests.insert(digest.clone(), Observed::Absent);
-        }
-        return state;
-    }
     // A digest needs its own read only when no wanted tag shows it present.
     let shown: Vec<Digest> = state.tagged_digests().cloned().collect();
     let unread: Vec<&Digest> = want.digests.keys().filter(|d| !shown.contains(d)).collect();
@@ -180,6 +222,10 @@ pub struct Reader<'a> {
     concurrency: usize,
     /// Set when attachments are promoted too.
     attachments: Option<attachments::AttachmentReads>,
+    /// Where source manifests read are kept for the executor: with one, a
+    /// digest to copy is read whole (GET) instead of asked about (HEAD),
+    /// and the executor does not read it again.
+    manifests: Option<Arc<crate::registry::ManifestCache>>,
 }
 
 /// How attachments are read.
@@ -201,7 +247,18 @@ impl<'a> Reader<'a> {
             lists: RepositoryLists::default(),
             concurrency: concurrency.max(1),
             attachments: None,
+            manifests: None,
         }
+    }
+
+    /// Keep the source manifests of digests to copy in `manifests`, for the
+    /// executor: one GET instead of a HEAD now and a GET later.
+    pub fn with_manifest_cache(
+        mut self,
+        manifests: Arc<crate::registry::ManifestCache>,
+    ) -> Reader<'a> {
+        self.manifests = Some(manifests);
+        self
     }
 
     /// Read the attachments of promoted digests too: in their sources, and
@@ -233,10 +290,14 @@ impl<'a> Reader<'a> {
             ..Inventory::default()
         };
         let reads = plan::source_reads(wants, &inventory);
+        let cache = self.manifests.as_deref();
         let source_states: Vec<(Repository, Digest, Observed<()>)> = stream::iter(reads)
             .map(|(repo, digest)| async move {
                 let registry = registries.get(repo.endpoint());
-                let observed = head_digest(registry.as_ref(), &repo, &digest).await;
+                let observed = match cache {
+                    Some(cache) => get_digest(registry.as_ref(), &repo, &digest, cache).await,
+                    None => head_digest(registry.as_ref(), &repo, &digest).await,
+                };
                 (repo, digest, observed)
             })
             .buffer_unordered(self.concurrency)
@@ -419,6 +480,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_destination_that_has_everything_costs_one_head_per_tag_and_no_source_read() {
+        // Besides one repository listing per destination path and run.
         let w = world().await;
         // The destination already has the manifest under its wanted tag.
         let repo = w.want.repo.clone();
@@ -433,7 +495,13 @@ mod tests {
         let before = w.dst.calls().len();
         let inventory = take(std::slice::from_ref(&w.want), &w.registries, 4).await;
         let calls = w.dst.calls()[before..].to_vec();
-        assert_eq!(calls, vec![format!("head-manifest {} 1.0", repo.path())]);
+        assert_eq!(
+            calls,
+            vec![
+                format!("list {}", w.want.registry.prefix),
+                format!("head-manifest {} 1.0", repo.path())
+            ]
+        );
         assert!(
             w.src.calls().iter().all(|c| c.starts_with("put")),
             "{:?}",

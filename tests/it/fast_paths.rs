@@ -148,31 +148,45 @@ async fn a_shared_blob_is_uploaded_once_and_mounted_elsewhere() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copying_starts_before_planning_ends_and_connections_are_reused() {
-    let images: Vec<_> = (0..60)
-        .map(|i| {
-            (
-                format!("p{i:02}"),
-                TestImage::single_layer(400 + i, 256),
-                "1.0",
-            )
-        })
-        .collect();
-    let Some(s) = setup(&images).await else {
+    let Some(w) = World::builder().start().await else {
         return;
     };
-    let log = promote(&s).await;
-    let first_write = log
+    let tags: &[&str] = &["1.0"];
+    let images: Vec<(String, TestImage)> = (0..60)
+        .map(|i| (format!("p{i:02}"), TestImage::single_layer(400 + i, 256)))
+        .collect();
+    let mut entries = Vec::new();
+    for (name, image) in &images {
+        w.push(&format!("stage/{name}"), image, tags).await;
+        entries.push((name.as_str(), image.digest(), tags));
+    }
+    // The source through its proxy: its log shows planning and copying.
+    w.write(
+        "m.yaml",
+        manifest_yaml(
+            &format!("{}/stage", w.src_host()),
+            &format!("{}/prod", w.dst_host()),
+            &images_yaml(&entries),
+        ),
+    );
+    w.src_proxy.clear_log();
+    let log = promote(&w).await;
+    // Planning reads each source manifest (the executor reuses it); copying
+    // reads blobs. A blob read before the last manifest read is a copy
+    // running while later repositories are still being planned.
+    let source = w.src_proxy.log();
+    let first_copy = source
         .iter()
-        .position(|r| r.method == "PUT")
-        .expect("writes happened");
-    let last_tag_head = log
+        .position(|r| r.method == "GET" && r.path.contains("/blobs/"))
+        .expect("copies happened");
+    let last_plan = source
         .iter()
-        .rposition(|r| r.method == "HEAD" && r.path.ends_with("/manifests/1.0"))
-        .expect("tag reads happened");
+        .rposition(|r| r.method == "GET" && r.path.contains("/manifests/"))
+        .expect("planning read the source");
     assert!(
-        first_write < last_tag_head,
+        first_copy < last_plan,
         "planning of later images should overlap copying of earlier ones:\n{}",
-        s.dst_proxy.dump()
+        w.src_proxy.dump()
     );
     let connections: BTreeSet<u64> = log.iter().map(|r| r.conn).collect();
     assert!(
@@ -251,4 +265,72 @@ async fn googles_digest_listing_reads_a_repository_in_one_request() {
     assert!(requests
         .iter()
         .all(|r| r.starts_with("GET ") && r.contains("/tags/list")));
+}
+
+/// The API minimum for a single-layer image into a new repository: from
+/// the source, its manifest once (the inventory's read is the executor's)
+/// and its two blobs; into the destination, two uploads (POST + PUT) and
+/// the manifest by tag, with no tag asked about in a repository the
+/// catalog shows is new. Per run: pings, the catalog, the referrers probe;
+/// per source repository: the tag listing that finds attachments.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_image_costs_three_source_and_five_destination_requests() {
+    let Some(w) = World::builder().start().await else {
+        return;
+    };
+    let images: Vec<TestImage> = (0..8)
+        .map(|i| TestImage::single_layer(900 + i, 512))
+        .collect();
+    let names: Vec<String> = (0..8).map(|i| format!("app{i}")).collect();
+    let tags: &[&str] = &["1.0"];
+    let mut entries = Vec::new();
+    for (name, image) in names.iter().zip(&images) {
+        w.push(&format!("stage/{name}"), image, tags).await;
+        entries.push((name.as_str(), image.digest(), tags));
+    }
+    w.write(
+        "m.yaml",
+        manifest_yaml(
+            &format!("{}/stage", w.src_host()),
+            &format!("{}/prod", w.dst_host()),
+            &images_yaml(&entries),
+        ),
+    );
+    let before = w.src_proxy.log().len();
+    let out = w
+        .run_async(&["run", "--manifest", "m.yaml", "--confirm"])
+        .await;
+    assert_eq!(out.code, 0, "{}", out.all());
+    let per_run_or_repo = |r: &&Recorded| {
+        r.path == "/v2/"
+            || r.path.starts_with("/v2/_catalog")
+            || r.path.contains("/referrers/")
+            || r.path.contains("/tags/list")
+    };
+    let source: Vec<Recorded> = w.src_proxy.log().into_iter().skip(before).collect();
+    let source_per_image: Vec<&Recorded> = source.iter().filter(|r| !per_run_or_repo(r)).collect();
+    assert_eq!(
+        source_per_image.len(),
+        3 * images.len(),
+        "{}",
+        w.src_proxy.dump()
+    );
+    assert!(
+        source_per_image.iter().all(|r| r.method == "GET"),
+        "nothing is asked about twice: {}",
+        w.src_proxy.dump()
+    );
+    assert!(
+        source.len() - source_per_image.len() <= images.len() + 2,
+        "one tag listing per repository, a ping and a probe: {}",
+        w.src_proxy.dump()
+    );
+    let destination = w.dst_proxy.log();
+    let destination_per_image = destination.iter().filter(|r| !per_run_or_repo(r)).count();
+    assert_eq!(
+        destination_per_image,
+        5 * images.len(),
+        "{}",
+        w.dst_proxy.dump()
+    );
 }

@@ -711,6 +711,13 @@ async fn an_unreadable_destination_tag_blocks_only_its_image() {
             .always()
             .action(status(503)),
     );
+    // Nor can its catalog be read: a repository the catalog does not list
+    // is new and its tags are not asked about, so the tags must be.
+    f.dst_proxy.add(
+        Rule::new("GET", "/v2/_catalog")
+            .always()
+            .action(status(503)),
+    );
     let (out, report) = f.promote().await;
     assert_eq!(out.code, 4, "{}", out.stderr);
     let blocked: Vec<&Value> = report["plan"]["items"]
