@@ -468,9 +468,10 @@ impl Copier {
             if nested.contains(&digest) {
                 continue;
             }
-            let done = self
-                .run_digest(repo, &digest, group, &attaches, is_new)
-                .await;
+            let done = crate::registry::remote::retry::one_edge(
+                self.run_digest(repo, &digest, group, &attaches, is_new),
+            )
+            .await;
             for result in &done {
                 match &result.outcome {
                     Outcome::Done => tracing::info!(

@@ -805,3 +805,68 @@ async fn control_characters_in_a_registry_error_cannot_forge_output() {
         "shown escaped:\n{all}"
     );
 }
+
+/// A source whose blobs fail forever (an error status, a connection reset
+/// mid-body, a short body) fails each edge within its retry deadline,
+/// however the retries nest (the destination's upload re-opens the source
+/// read, which retries too; README, "Safety"): with `retry_deadline_secs:
+/// 3`, the run ends in well under three deadlines, with few reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_failing_forever_fails_its_edge_within_the_deadline() {
+    let Some(w) = World::builder().start().await else {
+        return;
+    };
+    let faults = [status(500), Action::ResetMidBody, Action::Truncate];
+    let mut entries = Vec::new();
+    let mut layers = Vec::new();
+    let images: Vec<TestImage> = (0..faults.len())
+        .map(|i| TestImage::single_layer(1901 + i as u64, 1 << 20))
+        .collect();
+    let names = ["a", "b", "c"];
+    for ((image, name), fault) in images.iter().zip(names).zip(faults) {
+        w.push(&format!("stage/{name}"), image, &["1.0"]).await;
+        let layer = image.layers[0].digest.clone();
+        w.src_proxy.add(
+            Rule::new("GET", &format!("/blobs/{layer}"))
+                .always()
+                .action(fault),
+        );
+        layers.push(layer);
+        entries.push((name, image.digest(), &["1.0"][..]));
+    }
+    w.manifest("m.yaml", &images_yaml(&entries));
+    w.write(
+        "options.json",
+        r#"{"defaults": {"retry_deadline_secs": 3}}"#,
+    );
+    let started = std::time::Instant::now();
+    let out = w
+        .run_async(&[
+            "run",
+            "--manifest",
+            "m.yaml",
+            "--registry-config",
+            "options.json",
+            "--confirm",
+            "--output",
+            "json",
+        ])
+        .await;
+    let took = started.elapsed();
+    assert_eq!(out.code, 4, "{}", out.all());
+    let report: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        failed(&report).len(),
+        3 * 2,
+        "a copy and a tag each: {report:#}"
+    );
+    let reads: Vec<usize> = layers
+        .iter()
+        .map(|l| w.src_proxy.count("GET", &format!("/blobs/{l}")))
+        .collect();
+    assert!(
+        took < Duration::from_secs(9),
+        "the run took {took:?} with a 3 s deadline; reads per blob {reads:?}"
+    );
+    assert!(reads.iter().all(|&n| n <= 12), "reads per blob {reads:?}");
+}

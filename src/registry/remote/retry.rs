@@ -102,11 +102,45 @@ pub fn retry_hint(err: &RegistryError) -> Option<Duration> {
     }
 }
 
+tokio::task_local! {
+    /// When the edge being carried out first failed, if it has: every retry
+    /// inside one edge (the source reads a destination upload re-opens
+    /// included) shares one retry window from that moment.
+    static EDGE_FIRST_FAILURE: std::cell::Cell<Option<Instant>>;
+}
+
+/// Run `work` as one edge: whatever retries it nests (an upload whose
+/// retries re-open a source read that retries too), it retries for at most
+/// one retry deadline in all, counted from its first failure. Without
+/// this, nested retries multiply (a source failing forever under an
+/// upload took 17 deadlines).
+pub async fn one_edge<F: std::future::Future>(work: F) -> F::Output {
+    EDGE_FIRST_FAILURE
+        .scope(std::cell::Cell::new(None), work)
+        .await
+}
+
+/// The end of the edge's retry window of `window`, once it has failed.
+fn edge_deadline(window: Duration) -> Option<Instant> {
+    EDGE_FIRST_FAILURE
+        .try_with(|first| {
+            let at = first.get().unwrap_or_else(|| {
+                let now = Instant::now();
+                first.set(Some(now));
+                now
+            });
+            at + window
+        })
+        .ok()
+}
+
 /// Decides whether and when to try again: exponential backoff with jitter,
 /// `Retry-After` when given, bounded by a deadline and an attempt count.
 #[derive(Debug)]
 pub struct RetryClock {
     deadline: Instant,
+    /// The retry deadline this operation was given, for the edge's window.
+    window: Duration,
     attempts: u32,
     max_attempts: u32,
 }
@@ -120,6 +154,7 @@ impl RetryClock {
     pub fn new(deadline: Instant, max_attempts: u32) -> RetryClock {
         RetryClock {
             deadline,
+            window: deadline.saturating_duration_since(Instant::now()),
             attempts: 1,
             max_attempts,
         }
@@ -144,9 +179,13 @@ impl RetryClock {
                 half + half.mul_f64(rand::rng().random::<f64>())
             }
         };
+        let deadline = match edge_deadline(self.window) {
+            Some(edge) => edge.min(self.deadline),
+            None => self.deadline,
+        };
         if Instant::now()
             .checked_add(delay)
-            .is_none_or(|at| at > self.deadline)
+            .is_none_or(|at| at > deadline)
         {
             return None;
         }
@@ -233,6 +272,30 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::ZERO));
         h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&h), None);
+    }
+
+    #[tokio::test]
+    async fn the_retries_of_one_edge_share_one_window_from_its_first_failure() {
+        let window = Duration::from_millis(300);
+        let fresh = || RetryClock::new(Instant::now() + window, 1000);
+        // Alone, an operation that starts after another's failures gets
+        // its own window.
+        let mut first = fresh();
+        assert!(first.next_delay(None).is_some());
+        tokio::time::sleep(window).await;
+        assert!(fresh().next_delay(None).is_some());
+        // In one edge (a source read, then the upload that re-opens it),
+        // the window runs from the edge's first failure: spent, the next
+        // operation does not retry at all.
+        one_edge(async {
+            let mut first = fresh();
+            assert!(first.next_delay(None).is_some());
+            tokio::time::sleep(window).await;
+            assert!(fresh().next_delay(None).is_none());
+        })
+        .await;
+        // A new edge starts with its window whole.
+        one_edge(async { assert!(fresh().next_delay(None).is_some()) }).await;
     }
 
     #[test]
