@@ -95,3 +95,8 @@ pub const INDEX_DEPTH: usize = 8;
 /// its index children, their children...): real multi-platform images have
 /// tens. Bounds the requests and writes a hostile index can cause.
 pub const GRAPH_MANIFESTS: usize = 10_000;
+
+/// Disk a run may use to hold source blobs that go to several destination
+/// registries (read once, written to each). Past it, a blob is streamed
+/// from the source for each destination, as without fan-out.
+pub const SPOOL_BYTES: u64 = 4 << 30;

@@ -97,6 +97,12 @@ pub async fn promote(
     executor: &Executor,
     options: &ExecOptions,
 ) -> (PlanFile, Report) {
+    executor.expect(wants.iter().flat_map(|want| {
+        want.digests
+            .values()
+            .flat_map(|d| d.sources.iter())
+            .map(move |source| (&source.repo, &want.repo))
+    }));
     let manifests = executor.manifest_cache();
     let reader = reader(registries, options, manifests.clone());
     let reader = &reader;

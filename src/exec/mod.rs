@@ -38,6 +38,8 @@ use crate::registry::{
 #[cfg(test)]
 mod tests;
 
+mod spool;
+
 /// A failure, with what was being done; cheap to clone so that every edge
 /// waiting on a shared transfer gets the same error.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -341,6 +343,11 @@ struct Copier {
     known: Arc<ManifestCache>,
     counters: Arc<Counters>,
     progress: Option<Arc<dyn Progress>>,
+    /// Source blobs held for several destination registries.
+    spool: Arc<spool::Spool>,
+    /// Source repository -> the other registries its digests go to: with
+    /// more than one, its blobs are read once and held ([`spool`]).
+    fanout: Mutex<HashMap<Repository, BTreeSet<Endpoint>>>,
 }
 
 /// Carries out plans, one destination repository at a time, sharing blob
@@ -362,7 +369,24 @@ impl Executor {
                 known: Arc::default(),
                 counters: Arc::default(),
                 progress: None,
+                spool: Arc::new(spool::Spool::new(crate::limits::SPOOL_BYTES)),
+                fanout: Mutex::new(HashMap::new()),
             }),
+        }
+    }
+
+    /// Tell the executor which source repository feeds which destination
+    /// repositories (before running them): a source whose digests go to
+    /// several other registries has its blobs read once for all of them.
+    pub fn expect<'r>(&self, edges: impl IntoIterator<Item = (&'r Repository, &'r Repository)>) {
+        let mut fanout = self.copier.fanout.lock().unwrap_or_else(|p| p.into_inner());
+        for (source, destination) in edges {
+            if source.endpoint() != destination.endpoint() {
+                fanout
+                    .entry(source.clone())
+                    .or_default()
+                    .insert(destination.endpoint().clone());
+            }
         }
     }
 
@@ -414,6 +438,11 @@ pub fn sort_results(results: &mut [EdgeResult]) {
 /// Carry out the plan's copies and tag writes. Refused, lost and blocked
 /// items are not work: they are left out of the report (the plan has them).
 pub async fn execute(plan: &Plan, executor: &Executor, options: &ExecOptions) -> Report {
+    executor.expect(plan.work().filter_map(|item| {
+        item.source
+            .as_ref()
+            .map(|source| (&source.repo, &item.repo))
+    }));
     let groups = crate::plan::work_by_repo(plan);
     let results: Vec<Vec<EdgeResult>> = stream::iter(groups)
         .map(|(repo, items)| {
@@ -1071,9 +1100,29 @@ impl Copier {
             let verify = self.options.verify_writes;
             let mount_from =
                 (source.repo.endpoint() == repo.endpoint()).then(|| source.repo.clone());
+            // Going to several other registries: read once, held for all.
+            let fanout = match &mount_from {
+                Some(_) => 0,
+                None => self
+                    .fanout
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&source.repo)
+                    .map_or(0, BTreeSet::len),
+            };
+            let spool = (fanout > 1).then(|| self.spool.clone());
             let (shared, _) = self.blobs.get_or_start(key, move || {
                 async move {
-                    let upload = upload_for(&src, &source, &blob, mount_from);
+                    let mut upload = upload_for(&src, &source, &blob, mount_from);
+                    if let Some(spool) = &spool {
+                        upload.open = spool.opener(
+                            src.clone(),
+                            source.repo.clone(),
+                            blob.digest.clone(),
+                            blob.size,
+                            fanout,
+                        );
+                    }
                     let done = transfer(
                         dest_registry.as_ref(),
                         &first_repo,
@@ -1082,8 +1131,11 @@ impl Copier {
                         &upload,
                         verify,
                     )
-                    .await?;
-                    counters.count(&done, blob.size);
+                    .await;
+                    if let Some(spool) = &spool {
+                        spool.release(&source.repo, &blob.digest);
+                    }
+                    counters.count(&done?, blob.size);
                     Ok(first_repo)
                 }
                 .boxed()

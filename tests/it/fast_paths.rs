@@ -334,3 +334,92 @@ async fn a_new_image_costs_three_source_and_five_destination_requests() {
         w.dst_proxy.dump()
     );
 }
+
+/// Read once, write to N: each image goes to four destination registries
+/// (four names the `endpoint` option points at the one test registry, so
+/// nothing can be mounted across them); every source blob is read once,
+/// and each destination gets its own upload. One destination refuses every
+/// upload: it fails alone, its retries read the held copy, not the source,
+/// and the other three get everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_for_four_registries_is_read_from_the_source_once() {
+    let Some(w) = World::builder().start().await else {
+        return;
+    };
+    let images: Vec<TestImage> = (0..5)
+        .map(|i| TestImage::single_layer(950 + i, 64 << 10))
+        .collect();
+    let tags: &[&str] = &["1.0"];
+    let names: Vec<String> = (0..images.len()).map(|i| format!("app{i}")).collect();
+    let mut entries = Vec::new();
+    for (name, image) in names.iter().zip(&images) {
+        w.push(&format!("stage/{name}"), image, tags).await;
+        entries.push((name.as_str(), image.digest(), tags));
+    }
+    let destinations = [
+        "one.example",
+        "two.example",
+        "three.example",
+        "four.example",
+    ];
+    let mut registries = serde_json::Map::new();
+    for host in destinations {
+        registries.insert(host.into(), serde_json::json!({ "endpoint": w.dst_host() }));
+    }
+    w.write(
+        "options.json",
+        serde_json::json!({ "defaults": { "retry_deadline_secs": 1 }, "registries": registries })
+            .to_string(),
+    );
+    let mut manifest = format!("registries:\n- name: {}/stage\n  src: true\n", w.src_host());
+    for (i, host) in destinations.iter().enumerate() {
+        manifest.push_str(&format!("- name: {host}/mirror{i}\n"));
+    }
+    manifest.push_str("images:\n");
+    manifest.push_str(&images_yaml(&entries));
+    w.write("m.yaml", manifest);
+    w.dst_proxy.add(
+        Rule::new("PUT", "/v2/mirror1/")
+            .always()
+            .action(Action::status(500)),
+    );
+    w.src_proxy.clear_log();
+    let out = w
+        .run_async(&[
+            "run",
+            "--manifest",
+            "m.yaml",
+            "--registry-config",
+            "options.json",
+            "--confirm",
+        ])
+        .await;
+    assert_eq!(out.code, 4, "mirror1 fails: {}", out.all());
+    let blob_reads = w
+        .src_proxy
+        .log()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.contains("/blobs/"))
+        .count();
+    let distinct_blobs = images.len() * 2; // a config and a layer each
+    assert_eq!(blob_reads, distinct_blobs, "{}", w.src_proxy.dump());
+    for i in [0, 2, 3] {
+        let uploads = w
+            .dst_proxy
+            .log()
+            .iter()
+            .filter(|r| {
+                r.method == "PUT"
+                    && r.path.starts_with(&format!("/v2/mirror{i}/"))
+                    && r.path.contains("/blobs/uploads/")
+            })
+            .count();
+        assert_eq!(uploads, distinct_blobs, "mirror{i}: {}", w.dst_proxy.dump());
+        for (name, image) in names.iter().zip(&images) {
+            let reference = format!("docker://{}/mirror{i}/{name}:1.0", w.dst_host());
+            if let Some(raw) = crate::support::skopeo::inspect_raw_async(&reference).await {
+                assert_eq!(raw, image.manifest.bytes.to_vec(), "{reference}");
+            }
+        }
+    }
+}
