@@ -39,13 +39,13 @@ if [ -f "$R/floor.tsv" ]; then
 fi
 
 PROMOTION=0
-for part in a b c d big; do [ -f "$R/info.$part" ] && PROMOTION=1; done
+for part in a b c d e f big; do [ -f "$R/info.$part" ] && PROMOTION=1; done
 if [ $PROMOTION = 1 ]; then
 printf '%s\n' "## Promotion: promoter run --confirm vs skopeo (best of the runs listed)"
 echo
 printf '| part | tool | phase | wall s (all runs) | dst req/img | src req/img | MB/s | client CPU s | src-reg CPU s | dst-reg CPU s | peak RSS MiB |\n'
 printf '|---|---|---|---|---|---|---|---|---|---|---|\n'
-for part in a b c d big; do
+for part in a b c d e f big; do
   [ -f "$R/info.$part" ] || continue
   images=$(info "$part" images); bytes=$(info "$part" bytes)
   for tool in promoter promoter-noatt skopeo-sync skopeo-copy; do
@@ -70,11 +70,11 @@ echo
 printf '| part | phase | promoter s | skopeo sync s | skopeo copy loop s | speedup vs skopeo'"'"'s faster | target | | CPU s promoter / that skopeo | CPU ratio |\n|---|---|---|---|---|---|---|---|---|---|\n'
 target() {
   case $1.$2 in
-    a.cold) echo 3 ;; a.noop) echo 8 ;; b.cold) echo 2 ;; c.cold) echo 1.5 ;; *) echo "" ;;
+    a.cold) echo 4 ;; a.noop) echo 10 ;; b.cold) echo 2 ;; c.cold) echo 1.5 ;; e.cold) echo 3 ;; f.noop) echo 10 ;; *) echo "" ;;
   esac
 }
 cpu() { echo "$1" | awk -F'\t' '{ printf "%.2f", $6 + $7 + $11 + $12 }'; }
-for part in a b c d; do
+for part in a b c d e f; do
   [ -f "$R/info.$part" ] || continue
   for phase in cold noop; do
     prow=$(best "$part" promoter "$phase")
@@ -110,6 +110,23 @@ if [ -f "$R/info.a" ]; then
   c_run=$(per_run cold "$c_rep"); n_run=$(per_run noop "$n_rep")
   echo "$cold" | awk -F'\t' -v n="$images" -v r="$c_run" '{ x = ($10 - r) / n; printf "- cold: %d destination requests = %.2f per image + %d per run (ping, catalog); target ≤ 6 per single-layer image: %s (%.3f per image counting the per-run ones)\n", $10, x, r, (x <= 6 ? "holds" : "MISSED"), $10 / n }'
   echo "$noop" | awk -F'\t' -v n="$images" -v r="$n_run" '{ x = ($10 - r) / n; printf "- no-op: %d source requests (target 0): %s; %d destination requests = %.2f per wanted tag + %d per run (ping); target ≤ 1 per tag: %s (%.3f counting the ping)\n", $9, ($9 == 0 ? "holds" : "MISSED"), $10, x, r, (x <= 1 ? "holds" : "MISSED"), $10 / n }'
+  echo
+fi
+
+if [ -f "$R/info.e" ]; then
+  echo "## Fan-out (e): one source, four destination registries"
+  echo
+  images=$(info e images)
+  blobs=$((images * 3)) # two layers and a config per image
+  for tool in promoter skopeo-copy; do
+    row=$(best e "$tool" cold)
+    [ -n "$row" ] || continue
+    rep=$(echo "$row" | cut -f4)
+    gets=$(awk '$2 == "GET" && $3 == "blobs/<digest>" && $4 == 200 { s += $1 } END { print s + 0 }' "$R/runs/e.$tool.cold.$rep.src")
+    echo "$row" | awk -F'\t' -v t="$tool" -v g="$gets" -v b="$blobs" '{
+      printf "- %s: %.2f s, %d source blob GETs for %d distinct blobs = %.2f per blob (target ≤ 1.05: %s), peak RSS %.0f MiB (target < 128: %s)\n",
+        t, $5, g, b, g / b, (t != "promoter" ? "-" : (g / b <= 1.05 ? "holds" : "MISSED")), $8 / 1024, (t != "promoter" ? "-" : ($8 / 1024 < 128 ? "holds" : "MISSED")) }'
+  done
   echo
 fi
 

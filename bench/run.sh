@@ -2,7 +2,7 @@
 # The benchmark suite against skopeo (issue 6 §1, issue 5 §7). Not part of the
 # test suite. One command from a fresh clone:
 #
-#   bench/run.sh                 # everything: floor a b c d big parse snap
+#   bench/run.sh                 # everything: floor a b c d e f big parse snap
 #   bench/run.sh a c             # only some parts
 #
 # Parts:
@@ -12,6 +12,12 @@
 #               source registry into a fresh destination registry, with
 #               promoter and with skopeo (sync, and a parallel copy loop);
 #               cold, then a no-op re-run; every digest verified
+#   e           fan-out: 30 images × 2 × 4 MiB to four destination registries
+#               at once; promoter (one run, every source blob read once) vs
+#               skopeo (a parallel copy loop per destination); source GETs
+#               per distinct blob, peak RSS
+#   f           no-op at scale: 200 repositories × 10 tags already in the
+#               destination (cold once, then the no-op, measured)
 #   big         peak RSS while copying one 1 GiB layer (promoter and skopeo)
 #   parse       --parse-only on the generated 20,000-digest thin tree
 #               (needs examples/gen_thin_tree.rs)
@@ -47,7 +53,7 @@ BENCH_DIR=${BENCH_DIR:-$ROOT/target/bench}
 SEED_WITH=${BENCH_SEED:-skopeo}
 JOBS=${BENCH_SKOPEO_JOBS:-4}
 SNAP_SKOPEO_REPOS=${BENCH_SNAP_SKOPEO_REPOS:-1000}
-ALL_PARTS=(floor a b c d big parse snap)
+ALL_PARTS=(floor a b c d e f big parse snap)
 
 if [ $# -eq 0 ]; then
   PARTS=("${ALL_PARTS[@]}")
@@ -343,7 +349,12 @@ run_tool() {
 run_workload() {
   local w=$1 rep order tools=(promoter skopeo-sync skopeo-copy)
   # Small workloads also run promoter --no-attachments, to price that lookup.
-  case $w in a | d) tools=(promoter promoter-noatt skopeo-sync skopeo-copy) ;; esac
+  case $w in
+    a | d) tools=(promoter promoter-noatt skopeo-sync skopeo-copy) ;;
+    # 2,000 images: skopeo sync copies one at a time (minutes); its copy
+    # loop is its faster approach here.
+    f) tools=(promoter skopeo-copy) ;;
+  esac
   for rep in $(seq 1 "$REPS"); do
     # Alternate the order, so that neither tool always runs on a warmer machine.
     order=("${tools[@]}")
@@ -387,12 +398,12 @@ MACHINE="$(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' 
 cat "$RESULTS/header.txt" >&2
 
 gen=()
-for w in a b c d big snap; do want "$w" && gen+=("$w"); done
+for w in a b c d e f big snap; do want "$w" && gen+=("$w"); done
 if [ ${#gen[@]} -gt 0 ]; then
   log "generating workloads: ${gen[*]} (cached in $WORKLOADS_DIR)"
   "$GENERATOR" "$WORKLOADS_DIR" "${gen[@]}"
 fi
-if want a || want b || want c || want d || want big; then
+if want a || want b || want c || want d || want e || want f || want big; then
   SOURCE_STORAGE=$WORKLOADS_DIR/source-registry
   mkdir -p "$SOURCE_STORAGE"
   start_registry src "$SOURCE_STORAGE"
@@ -418,11 +429,48 @@ if want floor; then
   stop_registry floor
 fi
 
-for w in a b c d; do
+for w in a b c d f; do
   want "$w" || continue
   seed "$w"
   run_workload "$w"
 done
+
+# run_fanout REP: workload e into four fresh destination registries, with
+# promoter (one run naming all four) and with skopeo (one parallel copy
+# loop over every (image, destination) pair). Requests are counted at the
+# source (the figure fan-out is about) and at the first destination.
+run_fanout() {
+  local rep=$1 tool=$2 dir=$WORKLOADS_DIR/e src i
+  for i in 1 2 3 4; do start_registry "fan$i"; done
+  src=$(host src)
+  case $tool in
+    promoter)
+      { printf 'registries:\n- name: %s/bench-e\n  src: true\n' "$src"
+        for i in 1 2 3 4; do printf -- '- name: %s/bench-e\n' "$(host "fan$i")"; done
+        cat "$dir/images.yaml"; } >"$TMP/e.yaml"
+      local cmd=("$PROMOTER" run --manifest "$TMP/e.yaml" --confirm --output json) ;;
+    skopeo-copy)
+      : >"$TMP/e.copy.txt"
+      for i in 1 2 3 4; do
+        awk -v s="$src/bench-e" -v d="$(host "fan$i")/bench-e" -F'\t' \
+          '{ print "docker://" s "/" $1 ":" $2 " docker://" d "/" $1 ":" $2 }' "$dir/refs.tsv" >>"$TMP/e.copy.txt"
+      done
+      local cmd=(xargs -a "$TMP/e.copy.txt" -P "$JOBS" -n 2 skopeo copy -q "${SKOPEO_FLAGS[@]}" --src-tls-verify=false --dest-tls-verify=false) ;;
+  esac
+  measure e "$tool" cold "$rep" src fan1 -- "${cmd[@]}"
+  if [ "$rep" = 1 ]; then
+    for i in 1 2 3 4; do verify e "fan$i" bench-e "$tool destination $i"; done
+  fi
+  for i in 1 2 3 4; do stop_registry "fan$i"; done
+}
+
+if want e; then
+  seed e
+  for rep in $(seq 1 "$REPS"); do
+    if [ $((rep % 2)) = 1 ]; then order=(promoter skopeo-copy); else order=(skopeo-copy promoter); fi
+    for tool in "${order[@]}"; do run_fanout "$rep" "$tool"; done
+  done
+fi
 
 if want big; then
   seed big

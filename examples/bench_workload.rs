@@ -15,12 +15,14 @@
 //! | `b`    | 100 images, each 3 × 1 MiB layers, the first a base layer all share |
 //! | `c`    | 10 images, each 2 × 64 MiB layers |
 //! | `d`    | 40 multi-arch OCI indexes, 2 platforms each (one 4 KiB layer per platform) |
+//! | `e`    | 30 images, each 2 × 4 MiB layers, promoted to four destination registries at once |
+//! | `f`    | 200 repositories × 10 tags (2,000 single-layer images of 512 bytes), for the no-op at scale |
 //! | `big`  | 1 image with one 1 GiB layer, generated streaming (never in memory) |
 //! | `snap` | 1,000 repositories × 5 tags, 5 distinct images per repository sharing one 1 KiB layer |
 //!
 //! For each workload `W` it writes, under `OUT_DIR/W/`:
 //!
-//! - `oci/<image>/`: one OCI image layout per image, tagged `v1` (`snap`: `t1`…`t5`);
+//! - `oci/<image>/`: one OCI image layout per image, tagged `v1` (`snap`: `t1`…`t5`; `f`: `v1`…`v10`);
 //! - `refs.tsv`: `image<TAB>tag<TAB>digest`, one line per tag;
 //! - `images.yaml`: the `images:` half of a promoter manifest promoting every tag;
 //! - `expected.csv`: the snapshot (`promoter run --snapshot … --output csv`)
@@ -154,6 +156,42 @@ fn workload_d(root: &Path, out: &mut Written) -> std::io::Result<()> {
         write_oci_layout(root, &name, &[(&image, Some("v1"))])?;
         out.add(&name, "v1", &image);
         out.images += 1;
+    }
+    Ok(())
+}
+
+/// The fan-out workload: 30 images of two 4 MiB layers, promoted to four
+/// destination registries at once (registry.k8s.io's shape, smaller).
+fn workload_e(root: &Path, out: &mut Written) -> std::io::Result<()> {
+    for i in 0..30 {
+        let image = TestImage::layered(seed(0xE, i), 2, 4 * MIB, None);
+        let name = image_name(i);
+        write_oci_layout(root, &name, &[(&image, Some("v1"))])?;
+        out.add(&name, "v1", &image);
+        out.images += 1;
+    }
+    Ok(())
+}
+
+/// No-op at scale: 200 repositories of 10 tags each (2,000 tags), every one
+/// already in the destination when measured.
+fn workload_f(root: &Path, out: &mut Written) -> std::io::Result<()> {
+    for r in 0..200 {
+        let name = image_name(r);
+        let images: Vec<TestImage> = (0..10)
+            .map(|t| TestImage::single_layer(seed(0xF, r * 16 + t), 512))
+            .collect();
+        let tags: Vec<String> = (1..=10).map(|t| format!("v{t}")).collect();
+        let entries: Vec<(&TestImage, Option<&str>)> = images
+            .iter()
+            .zip(&tags)
+            .map(|(image, tag)| (image, Some(tag.as_str())))
+            .collect();
+        write_oci_layout(root, &name, &entries)?;
+        for (image, tag) in images.iter().zip(&tags) {
+            out.add(&name, tag, image);
+            out.images += 1;
+        }
     }
     Ok(())
 }
@@ -306,6 +344,8 @@ fn generate(out_dir: &Path, workload: &str) -> std::io::Result<()> {
         "b" => workload_b(&root, &mut written)?,
         "c" => workload_c(&root, &mut written)?,
         "d" => workload_d(&root, &mut written)?,
+        "e" => workload_e(&root, &mut written)?,
+        "f" => workload_f(&root, &mut written)?,
         "big" => workload_big(&root, &mut written)?,
         "snap" => workload_snap(&root, &mut written)?,
         other => unreachable!("workload {other} was checked"),
@@ -335,7 +375,7 @@ fn generate(out_dir: &Path, workload: &str) -> std::io::Result<()> {
     Ok(())
 }
 
-const WORKLOADS: [&str; 6] = ["a", "b", "c", "d", "big", "snap"];
+const WORKLOADS: [&str; 8] = ["a", "b", "c", "d", "e", "f", "big", "snap"];
 
 // ---------------------------------------------------------------- floor
 
