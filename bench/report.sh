@@ -132,7 +132,7 @@ fi
 
 echo "## promoter's own counters (cold runs, from --output json)"
 echo
-for part in a b c d big; do
+for part in a b c d e f big; do
   [ -f "$R/info.$part" ] || continue
   rep=$(best "$part" promoter cold | cut -f4)
   f=$R/runs/$part.promoter.cold.$rep.out
@@ -142,7 +142,7 @@ done
 echo
 
 echo "## Requests per image by endpoint (the best run of each; METHOD endpoint status: count per image)"
-for part in a b c d big; do
+for part in a b c d e f big; do
   [ -f "$R/info.$part" ] || continue
   images=$(info "$part" images)
   for tool in promoter promoter-noatt skopeo-sync skopeo-copy; do
