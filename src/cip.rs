@@ -244,28 +244,43 @@ fn git_span(window: &str) -> anyhow::Result<String> {
     if !is_go {
         return Ok(text.to_string());
     }
+    match go_duration(text) {
+        Some(d) => Ok(format!("{} seconds", d.as_secs_f64().round() as u64)),
+        None => bail!("{window:?} is not a duration (e.g. 336h or \"14 days\")"),
+    }
+}
+
+/// A Go duration (`336h`, `1h30m`, `10s`, `500ms`), as CIP and dregsy
+/// write them.
+pub(crate) fn go_duration(text: &str) -> Option<std::time::Duration> {
+    let text = text.trim();
     let mut seconds = 0f64;
     let mut number = String::new();
-    for c in text.chars() {
+    let mut chars = text.chars().peekable();
+    let mut any = false;
+    while let Some(c) = chars.next() {
         match c {
             '0'..='9' | '.' => number.push(c),
-            unit => {
-                let n: f64 = number.parse().with_context(|| {
-                    format!("{window:?} is not a duration (e.g. 336h or \"14 days\")")
-                })?;
-                seconds += n * match unit {
+            'h' | 'm' | 's' => {
+                let n: f64 = number.parse().ok()?;
+                let unit = match c {
                     'h' => 3600.0,
+                    'm' if chars.peek() == Some(&'s') => {
+                        chars.next();
+                        0.001
+                    }
                     'm' => 60.0,
                     _ => 1.0,
                 };
+                seconds += n * unit;
                 number.clear();
+                any = true;
             }
+            _ => return None,
         }
     }
-    if !number.is_empty() {
-        bail!("{window:?} is not a duration (e.g. 336h or \"14 days\")");
-    }
-    Ok(format!("{} seconds", seconds.round() as u64))
+    (any && number.is_empty() && seconds.is_finite())
+        .then(|| std::time::Duration::from_secs_f64(seconds))
 }
 
 /// `cmd` is on PATH.

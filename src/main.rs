@@ -7,12 +7,10 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use std::io::IsTerminal as _;
-use std::sync::Arc;
-
-use promoter::exec::{ExecOptions, Executor, Progress};
+use promoter::exec::{ExecOptions, Executor};
 
 mod cip;
+mod display;
 use promoter::manifest::{self, ManifestInput};
 use promoter::plan;
 use promoter::promote;
@@ -33,7 +31,7 @@ mod exit {
 #[derive(Parser, Debug)]
 #[command(
     name = "promoter",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("PROMOTER_COMMIT"), ")"),
     about = "Declarative, digest-preserving container image promotion",
     long_about = "Reads promoter manifests (CIP format), looks at the registries they name, \
 and makes every destination match them: copies what is missing, never moves a tag, never deletes.",
@@ -47,12 +45,58 @@ and makes every destination match them: copies what is missing, never moves a ta
 Exit codes: 0 ok, 1 invalid input, 2 usage error, 3 refused (tag move, conflict, drift), 4 failed edges."
 )]
 struct Cli {
-    /// Log verbosity: error, warn, info, debug or trace.
-    #[arg(long, global = true, default_value = "warn", value_name = "LEVEL")]
-    log_level: String,
+    /// Log verbosity: error, warn, info, debug or trace (logrus's warning,
+    /// fatal and panic are accepted). Default warn, or RUST_LOG when it is
+    /// set; this flag and -v/-q win over RUST_LOG.
+    #[arg(long, global = true, value_name = "LEVEL", value_parser = [
+        "error", "warn", "info", "debug", "trace", "warning", "fatal", "panic",
+    ], ignore_case = true)]
+    log_level: Option<String>,
+
+    /// More log lines: -v info (one per edge), -vv debug (planning, credential
+    /// sources, retries, timings), -vvv trace.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    verbose: u8,
+
+    /// Errors only, and no progress display.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+
+    /// Log lines as text, or as JSON (one object per line: timestamp,
+    /// level, message and the event's fields).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+
+    /// Colour in log lines and progress: auto (on a terminal, unless
+    /// NO_COLOR is set), always or never.
+    #[arg(long, global = true, value_enum, default_value_t = Color::Auto)]
+    color: Color,
+
+    /// Off a terminal, a progress line on stderr this often (10s, 1m, 500ms).
+    #[arg(long, global = true, value_name = "DURATION", default_value = "10s", value_parser = parse_interval)]
+    progress_interval: std::time::Duration,
 
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
+    cip::go_duration(text)
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("{text:?} is not a duration: write 10s, 1m or 500ms"))
 }
 
 #[derive(Subcommand, Debug)]
@@ -83,6 +127,18 @@ enum Command {
     /// Write the images named elsewhere (Kubernetes YAML) as a mirroring
     /// intent, or add them to the intent already written.
     Import(ImportArgs),
+    /// A shell completion script on stdout: `promoter completions bash >
+    /// /etc/bash_completion.d/promoter`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// The manual page (roff) on stdout: `promoter man | man -l -`, or a
+    /// subcommand's: `promoter man run`.
+    Man {
+        /// The subcommand whose page to write.
+        subcommand: Option<String>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -381,7 +437,16 @@ fn main() -> ExitCode {
             });
         }
     };
-    init_logging(&cli.log_level);
+    display::init(
+        display::level_from_flags(cli.log_level.as_deref(), cli.verbose, cli.quiet),
+        cli.log_format == LogFormat::Json,
+        display::Settings {
+            quiet: cli.quiet,
+            json: cli.log_format == LogFormat::Json,
+            interval: cli.progress_interval,
+            color: display::use_color(cli.color),
+        },
+    );
     let code = match cli.command {
         Command::Run(args) => run(args),
         Command::Apply(args) => apply(args),
@@ -394,28 +459,40 @@ fn main() -> ExitCode {
         Command::Import(ImportArgs {
             from: ImportFrom::Kubernetes(args),
         }) => import_kubernetes(args),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "promoter", &mut std::io::stdout());
+            Ok(exit::OK)
+        }
+        Command::Man { subcommand } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            if let Some(name) = subcommand {
+                command.build();
+                match command.find_subcommand(&name) {
+                    Some(sub) => {
+                        let sub = sub.clone();
+                        command = sub.name(format!("promoter-{name}"));
+                    }
+                    None => {
+                        eprintln!("error: no subcommand {name:?}; `promoter --help` lists them");
+                        return ExitCode::from(exit::USAGE);
+                    }
+                }
+            }
+            let mut out = Vec::new();
+            clap_mangen::Man::new(command)
+                .render(&mut out)
+                .context("cannot render the manual page")
+                .map(|()| {
+                    emit(&String::from_utf8_lossy(&out));
+                    exit::OK
+                })
+        }
     };
     ExitCode::from(code.unwrap_or_else(|err| {
         eprintln!("error: {err:#}");
         exit::INVALID_INPUT
     }))
-}
-
-fn init_logging(level: &str) {
-    // logrus's names, for `promoter cip` (`--log-level=warning`).
-    let level = match level.to_ascii_lowercase().as_str() {
-        "warning" => "warn".to_string(),
-        "fatal" | "panic" => "error".to_string(),
-        other => other.to_string(),
-    };
-    let filter = tracing_subscriber::EnvFilter::try_new(format!("promoter={level}"))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("promoter=warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .init();
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -445,55 +522,12 @@ fn open_options(args: &RegistryArgs) -> anyhow::Result<OpenOptions> {
     })
 }
 
-/// Progress on a terminal: a live counter on stderr. Elsewhere (CI logs) the
-/// executor's structured log lines (`--log-level info`) say the same.
-struct TerminalProgress {
-    bar: indicatif::ProgressBar,
-}
-
-impl TerminalProgress {
-    fn start(total: Option<u64>) -> Option<Arc<dyn Progress>> {
-        if !std::io::stderr().is_terminal() {
-            return None;
-        }
-        let bar = match total {
-            Some(total) => indicatif::ProgressBar::new(total),
-            None => indicatif::ProgressBar::new_spinner(),
-        };
-        let template = if total.is_some() {
-            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} edges {msg}"
-        } else {
-            "{spinner} [{elapsed_precise}] {pos} edges {msg}"
-        };
-        if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
-            bar.set_style(style);
-        }
-        bar.enable_steady_tick(std::time::Duration::from_millis(120));
-        Some(Arc::new(TerminalProgress { bar }))
-    }
-}
-
-impl Progress for TerminalProgress {
-    fn finished(&self, result: &promoter::exec::EdgeResult) {
-        self.bar.inc(1);
-        if let promoter::exec::Outcome::Failed(_) = result.outcome {
-            self.bar.set_message("(some failed)");
-        }
-    }
-}
-
-impl Drop for TerminalProgress {
-    fn drop(&mut self) {
-        self.bar.finish_and_clear();
-    }
-}
-
 fn executor(
     registries: &registry::Registries,
     options: &ExecOptions,
     total: Option<u64>,
 ) -> Executor {
-    match TerminalProgress::start(total) {
+    match display::progress(total) {
         Some(progress) => Executor::with_progress(registries, options, progress),
         None => Executor::new(registries, options),
     }

@@ -108,11 +108,15 @@ pub async fn promote(
     let reader = &reader;
     let manifests = &manifests;
     let all_wants = &wants;
+    let planned = &std::sync::atomic::AtomicU64::new(0);
+    let total = wants.len() as u64;
     let per_repo: Vec<(Inventory, Plan, Vec<EdgeResult>)> = stream::iter(&wants)
         .map(|want| async move {
             let one = std::slice::from_ref(want);
             let inventory = reader.take(one).await;
             let mut plan = plan::plan(one, &inventory);
+            let done = planned.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            executor.planned(done, total);
             gate(&mut plan, all_wants, registries, options, manifests).await;
             let work: Vec<_> = plan.work().cloned().collect();
             let results = if work.is_empty() {

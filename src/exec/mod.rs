@@ -67,6 +67,12 @@ pub trait Progress: Send + Sync {
     /// Called once for each edge that was worked on, right after it
     /// finished (done or failed); may be called from several tasks at once.
     fn finished(&self, result: &EdgeResult);
+    /// Called as each blob upload completes, with its size: bytes and rate
+    /// for the display (mounted and present blobs move no bytes).
+    fn uploaded(&self, _bytes: u64) {}
+    /// Called as each destination repository is planned, while planning is
+    /// pipelined into copying: `done` of `total` so far.
+    fn planned(&self, _done: u64, _total: u64) {}
 }
 
 #[derive(Debug, Clone)]
@@ -273,6 +279,14 @@ struct Counters {
     manifests_written: AtomicU64,
     tags_written: AtomicU64,
     attachments_copied: AtomicU64,
+    /// Told about every upload, for the display.
+    progress: std::sync::OnceLock<Arc<dyn Progress>>,
+}
+
+impl std::fmt::Debug for dyn Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Progress")
+    }
 }
 
 impl Counters {
@@ -282,6 +296,9 @@ impl Counters {
             Transfer::Put(BlobPut::Mounted) => &self.blobs_mounted,
             Transfer::Put(BlobPut::Uploaded) => {
                 self.bytes_uploaded.fetch_add(size, Ordering::Relaxed);
+                if let Some(progress) = self.progress.get() {
+                    progress.uploaded(size);
+                }
                 &self.blobs_uploaded
             }
         };
@@ -397,6 +414,7 @@ impl Executor {
         progress: Arc<dyn Progress>,
     ) -> Executor {
         let mut executor = Executor::new(registries, options);
+        let _ = executor.copier.counters.progress.set(progress.clone());
         if let Some(copier) = Arc::get_mut(&mut executor.copier) {
             copier.progress = Some(progress);
         }
@@ -416,6 +434,13 @@ impl Executor {
             .clone()
             .run_repo(repo, items, repository_is_new)
             .await
+    }
+
+    /// Tell the display that `done` of `total` repositories are planned.
+    pub fn planned(&self, done: u64, total: u64) {
+        if let Some(progress) = &self.copier.progress {
+            progress.planned(done, total);
+        }
     }
 
     /// The transfer counters so far, over everything this executor ran.

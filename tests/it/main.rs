@@ -18,6 +18,7 @@ mod hermetic;
 mod hostile;
 mod manifest_golden;
 mod mirror;
+mod operations;
 mod presubmit;
 mod promote_layout;
 mod promote_registry;

@@ -27,10 +27,14 @@ pub const ISOLATED: [&str; 6] = [
 ];
 
 /// Removed: another auth file, a shard setting (`clap` reads it for
-/// `--shard`), and proxies that would route loopback traffic elsewhere.
-pub const REMOVED: [&str; 10] = [
+/// `--shard`), a developer's log filter and colour choice (they change
+/// what is printed), and proxies that would route loopback traffic
+/// elsewhere.
+pub const REMOVED: [&str; 12] = [
     "REGISTRY_AUTH_FILE",
     "PROMOTER_SHARD",
+    "RUST_LOG",
+    "NO_COLOR",
     "HTTP_PROXY",
     "HTTPS_PROXY",
     "ALL_PROXY",

@@ -1,0 +1,336 @@
+//! How a run shows itself, set once from the global flags: log lines
+//! (level from -v/-q/--log-level or RUST_LOG, text or JSON, colour by
+//! --color and NO_COLOR) and progress (a live display on a terminal, a
+//! line every --progress-interval elsewhere, nothing with -q). The library
+//! never draws: it reports to [`promoter::exec::Progress`].
+
+use std::io::IsTerminal as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use promoter::exec::{EdgeResult, Outcome, Progress};
+
+/// The settings progress needs, from the global flags.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Settings {
+    pub(crate) quiet: bool,
+    /// Log lines are JSON: progress lines are too.
+    pub(crate) json: bool,
+    pub(crate) interval: Duration,
+    pub(crate) color: bool,
+}
+
+static SETTINGS: OnceLock<Settings> = OnceLock::new();
+
+/// Whether to colour stderr: `always`, `never`, or on a terminal unless
+/// NO_COLOR is set to something (<https://no-color.org>).
+pub(crate) fn use_color(choice: crate::Color) -> bool {
+    match choice {
+        crate::Color::Always => true,
+        crate::Color::Never => false,
+        crate::Color::Auto => {
+            std::io::stderr().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        }
+    }
+}
+
+/// The level asked for: -q, -v…, --log-level; `None` leaves it to RUST_LOG.
+pub(crate) fn level_from_flags(level: Option<&str>, verbose: u8, quiet: bool) -> Option<String> {
+    if quiet {
+        return Some("error".into());
+    }
+    match verbose {
+        0 => {}
+        1 => return Some("info".into()),
+        2 => return Some("debug".into()),
+        _ => return Some("trace".into()),
+    }
+    // logrus's names, for `promoter cip` (`--log-level=warning`).
+    level.map(|l| match l.to_ascii_lowercase().as_str() {
+        "warning" => "warn".to_string(),
+        "fatal" | "panic" => "error".to_string(),
+        other => other.to_string(),
+    })
+}
+
+/// Start logging to stderr and remember `settings` for progress.
+pub(crate) fn init(level: Option<String>, json: bool, settings: Settings) {
+    let _ = SETTINGS.set(Settings { json, ..settings });
+    let filter = match level {
+        Some(level) => tracing_subscriber::EnvFilter::new(format!("promoter={level}")),
+        // RUST_LOG in full (`promoter=debug,hyper=info`), when set and valid.
+        None => match std::env::var("RUST_LOG") {
+            Ok(text) if !text.trim().is_empty() => tracing_subscriber::EnvFilter::try_new(&text)
+                .unwrap_or_else(|e| {
+                    eprintln!("warning: RUST_LOG is not a log filter ({e}); logging warnings");
+                    tracing_subscriber::EnvFilter::new("promoter=warn")
+                }),
+            _ => tracing_subscriber::EnvFilter::new("promoter=warn"),
+        },
+    };
+    // Progress lines of a JSON log are log events; -q turns progress off.
+    let filter = match json {
+        true => filter.add_directive(
+            "promoter::progress=info"
+                .parse()
+                .expect("a valid directive"),
+        ),
+        false => filter,
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    if json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .init();
+    } else {
+        builder.with_ansi(settings.color).init();
+    }
+}
+
+fn settings() -> Settings {
+    SETTINGS.get().copied().unwrap_or(Settings {
+        quiet: false,
+        json: false,
+        interval: Duration::from_secs(10),
+        color: false,
+    })
+}
+
+/// The progress display for a run of `total` edges (unknown while planning
+/// is pipelined into copying): live on a terminal, periodic lines
+/// elsewhere, none with -q.
+pub(crate) fn progress(total: Option<u64>) -> Option<Arc<dyn Progress>> {
+    let settings = settings();
+    if settings.quiet {
+        return None;
+    }
+    let counts = Arc::new(Counts::default());
+    if std::io::stderr().is_terminal() {
+        Some(Arc::new(Live::start(total, counts)))
+    } else {
+        Some(Arc::new(Periodic::start(
+            total,
+            counts,
+            settings.interval,
+            settings.json,
+        )))
+    }
+}
+
+/// What both displays count.
+#[derive(Default)]
+struct Counts {
+    done: AtomicU64,
+    failed: AtomicU64,
+    bytes: AtomicU64,
+    planned: AtomicU64,
+    repositories: AtomicU64,
+}
+
+impl Counts {
+    fn finished(&self, result: &EdgeResult) {
+        self.done.fetch_add(1, Ordering::Relaxed);
+        if let Outcome::Failed(_) = result.outcome {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// `12.3 MiB uploaded (4.1 MiB/s)`.
+    fn bytes_text(&self, elapsed: Duration) -> String {
+        let bytes = self.bytes.load(Ordering::Relaxed);
+        let rate = bytes as f64 / elapsed.as_secs_f64().max(0.001);
+        format!("{} uploaded ({}/s)", human(bytes as f64), human(rate))
+    }
+
+    fn planning_text(&self) -> Option<String> {
+        let total = self.repositories.load(Ordering::Relaxed);
+        let planned = self.planned.load(Ordering::Relaxed);
+        (total > 0).then(|| format!("{planned}/{total} repositories planned"))
+    }
+}
+
+fn human(bytes: f64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{value:.0} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// On a terminal: one live line, repositories planned, then edges done
+/// (of how many, with an ETA, when known), bytes and rate, failures.
+struct Live {
+    bar: indicatif::ProgressBar,
+    counts: Arc<Counts>,
+    started: Instant,
+}
+
+impl Live {
+    fn start(total: Option<u64>, counts: Arc<Counts>) -> Live {
+        let bar = match total {
+            Some(total) => indicatif::ProgressBar::new(total),
+            None => indicatif::ProgressBar::new_spinner(),
+        };
+        let template = if total.is_some() {
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} edges, eta {eta}  {msg}"
+        } else {
+            "{spinner} [{elapsed_precise}] {pos} edges  {msg}"
+        };
+        if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+            bar.set_style(style);
+        }
+        bar.enable_steady_tick(Duration::from_millis(120));
+        Live {
+            bar,
+            counts,
+            started: Instant::now(),
+        }
+    }
+
+    fn refresh(&self) {
+        let mut parts = Vec::new();
+        if let Some(planning) = self.counts.planning_text() {
+            parts.push(planning);
+        }
+        parts.push(self.counts.bytes_text(self.started.elapsed()));
+        let failed = self.counts.failed.load(Ordering::Relaxed);
+        if failed > 0 {
+            parts.push(format!("{failed} failed"));
+        }
+        self.bar.set_message(parts.join(", "));
+    }
+}
+
+impl Progress for Live {
+    fn finished(&self, result: &EdgeResult) {
+        self.counts.finished(result);
+        self.bar.inc(1);
+        self.refresh();
+    }
+    fn uploaded(&self, bytes: u64) {
+        self.counts.bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.refresh();
+    }
+    fn planned(&self, done: u64, total: u64) {
+        self.counts.planned.store(done, Ordering::Relaxed);
+        self.counts.repositories.store(total, Ordering::Relaxed);
+        self.refresh();
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+/// Off a terminal (CI logs): a line on stderr every interval, and one at
+/// the end, so that a long run is never silent.
+struct Periodic {
+    counts: Arc<Counts>,
+    stop: Arc<(Mutex<bool>, std::sync::Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Periodic {
+    fn start(total: Option<u64>, counts: Arc<Counts>, interval: Duration, json: bool) -> Periodic {
+        let stop = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let thread = {
+            let stop = stop.clone();
+            let counts = counts.clone();
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                let line = |last: bool| {
+                    let done = counts.done.load(Ordering::Relaxed);
+                    let failed = counts.failed.load(Ordering::Relaxed);
+                    if json {
+                        // A log event like the others, so every line parses.
+                        tracing::info!(
+                            target: "promoter::progress",
+                            edges_done = done,
+                            edges_total = total,
+                            edges_failed = failed,
+                            bytes_uploaded = counts.bytes.load(Ordering::Relaxed),
+                            repositories_planned = counts.planned.load(Ordering::Relaxed),
+                            repositories = counts.repositories.load(Ordering::Relaxed),
+                            elapsed_secs = started.elapsed().as_secs_f64(),
+                            "{}",
+                            if last { "progress (end)" } else { "progress" }
+                        );
+                        return;
+                    }
+                    let of = total.map(|t| format!("/{t}")).unwrap_or_default();
+                    let planning = counts
+                        .planning_text()
+                        .map(|p| format!("{p}, "))
+                        .unwrap_or_default();
+                    eprintln!(
+                        "progress{}: {planning}{done}{of} edges done, {failed} failed, {}, {:.0}s",
+                        if last { " (end)" } else { "" },
+                        counts.bytes_text(started.elapsed()),
+                        started.elapsed().as_secs_f64()
+                    );
+                };
+                let (lock, wake) = &*stop;
+                let mut stopped = lock.lock().unwrap_or_else(|p| p.into_inner());
+                loop {
+                    let (guard, timeout) = wake
+                        .wait_timeout(stopped, interval)
+                        .unwrap_or_else(|p| p.into_inner());
+                    stopped = guard;
+                    if *stopped {
+                        line(true);
+                        return;
+                    }
+                    if timeout.timed_out() {
+                        line(false);
+                    }
+                }
+            })
+        };
+        Periodic {
+            counts,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Progress for Periodic {
+    fn finished(&self, result: &EdgeResult) {
+        self.counts.finished(result);
+    }
+    fn uploaded(&self, bytes: u64) {
+        self.counts.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+    fn planned(&self, done: u64, total: u64) {
+        self.counts.planned.store(done, Ordering::Relaxed);
+        self.counts.repositories.store(total, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Periodic {
+    fn drop(&mut self) {
+        let (lock, wake) = &*self.stop;
+        *lock.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        wake.notify_all();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! Running promoter as an operator does: from CI (no terminal) and a shell.
+//! Log lines follow the habits of Rust CLIs (-v/-q, RUST_LOG, JSON, colour
+//! choices), a run off a terminal says how far it is, and the binary
+//! describes itself (completions, man page, version with its commit).
+
+use std::path::Path;
+
+use crate::support::cli::{Out, Promoter};
+
+/// A scratch directory seeing the repository's bundled example (the
+/// README's main command promotes it from an `oci:` tree to another).
+fn example() -> tempfile::TempDir {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let work = tempfile::tempdir().unwrap();
+    for dir in ["testdata", "manifests"] {
+        std::os::unix::fs::symlink(repo.join(dir), work.path().join(dir)).unwrap();
+    }
+    work
+}
+
+const PROMOTE: [&str; 4] = [
+    "run",
+    "--thin-manifest-dir",
+    "manifests/quickstart",
+    "--confirm",
+];
+
+fn promote(extra: &[&str], env: &[(&str, &str)]) -> Out {
+    let work = example();
+    let mut p = Promoter::new(work.path()).args(extra).args(PROMOTE);
+    for (k, v) in env {
+        p = p.env(k, v);
+    }
+    let out = p.run();
+    assert_eq!(out.code, 0, "{}", out.all());
+    out
+}
+
+#[test]
+fn off_a_terminal_a_run_reports_its_progress_on_stderr() {
+    let out = promote(&["--progress-interval", "1ms"], &[]);
+    let end = out
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("progress (end): "))
+        .unwrap_or_else(|| panic!("no final progress line:\n{}", out.stderr));
+    assert!(
+        end.contains("2/2 repositories planned, 6 edges done, 0 failed"),
+        "{end}"
+    );
+    assert!(end.contains("KiB uploaded ("), "bytes and rate: {end}");
+    // -q: errors only, no progress.
+    let quiet = promote(&["-q"], &[]);
+    assert_eq!(quiet.stderr, "", "{}", quiet.stderr);
+}
+
+#[test]
+fn json_logs_are_one_object_per_line_progress_included() {
+    let out = promote(&["--log-format", "json", "-v"], &[]);
+    let events: Vec<serde_json::Value> = out
+        .stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect();
+    let done = events.iter().filter(|e| e["message"] == "done").count();
+    assert_eq!(done, 6, "one line per edge at -v: {}", out.stderr);
+    for e in &events {
+        assert!(e["timestamp"].is_string() && e["level"].is_string(), "{e}");
+    }
+    let end = events
+        .iter()
+        .find(|e| e["message"] == "progress (end)")
+        .unwrap_or_else(|| panic!("{}", out.stderr));
+    assert_eq!(end["edges_done"], 6, "{end}");
+}
+
+#[test]
+fn log_levels_come_from_flags_then_rust_log_and_bad_ones_are_refused() {
+    // RUST_LOG is honoured when no flag says otherwise...
+    let from_env = promote(&["-q"], &[("RUST_LOG", "promoter=info")]);
+    assert_eq!(from_env.stderr, "", "-q wins over RUST_LOG");
+    let env_only = promote(&[], &[("RUST_LOG", "promoter=info")]);
+    assert!(env_only.stderr.contains(" done "), "{}", env_only.stderr);
+    // ...and a flag wins over it.
+    let flag = promote(&["--log-level", "warn"], &[("RUST_LOG", "promoter=info")]);
+    assert!(!flag.stderr.contains(" done "), "{}", flag.stderr);
+    let work = example();
+    let bad = Promoter::new(work.path())
+        .args(["--log-level", "loud"])
+        .args(PROMOTE)
+        .run();
+    assert_eq!(bad.code, 2, "{}", bad.all());
+    assert!(bad.stderr.contains("possible values"), "{}", bad.stderr);
+}
+
+#[test]
+fn colour_only_when_asked_or_on_a_terminal_and_never_with_no_color() {
+    let plain = promote(&["-v"], &[]);
+    assert!(
+        !plain.stderr.contains('\x1b'),
+        "off a terminal: {}",
+        plain.stderr
+    );
+    let forced = promote(&["-v", "--color", "always"], &[]);
+    assert!(forced.stderr.contains('\x1b'), "{}", forced.stderr);
+    let never = promote(&["-v", "--color", "never"], &[("NO_COLOR", "1")]);
+    assert!(!never.stderr.contains('\x1b'), "{}", never.stderr);
+}
+
+#[test]
+fn the_binary_describes_itself() {
+    let work = tempfile::tempdir().unwrap();
+    let version = Promoter::new(work.path()).args(["--version"]).run();
+    assert_eq!(version.code, 0);
+    assert!(
+        version.stdout.starts_with("promoter ") && version.stdout.contains("(commit "),
+        "{}",
+        version.stdout
+    );
+    for shell in ["bash", "zsh", "fish"] {
+        let out = Promoter::new(work.path())
+            .args(["completions", shell])
+            .run();
+        assert_eq!(out.code, 0, "{}", out.all());
+        assert!(out.stdout.contains("promoter"), "{shell}");
+        if shell == "bash" {
+            let script = work.path().join("promoter.bash");
+            std::fs::write(&script, &out.stdout).unwrap();
+            let check = std::process::Command::new("bash")
+                .arg("-n")
+                .arg(&script)
+                .status()
+                .unwrap();
+            assert!(check.success(), "bash -n refuses the completion script");
+        }
+    }
+    for page in [vec!["man"], vec!["man", "run"]] {
+        let out = Promoter::new(work.path()).args(&page).run();
+        assert_eq!(out.code, 0, "{}", out.all());
+        assert!(
+            out.stdout.starts_with(".ie") || out.stdout.contains(".TH "),
+            "{}",
+            &out.stdout[..200.min(out.stdout.len())]
+        );
+        // Rendered by man itself, where it is installed.
+        let roff = work.path().join("promoter.1");
+        std::fs::write(&roff, &out.stdout).unwrap();
+        if let Ok(rendered) = std::process::Command::new("man")
+            .arg("-l")
+            .arg(&roff)
+            .env("MANPAGER", "cat")
+            .env("MANWIDTH", "80")
+            .output()
+        {
+            let text = String::from_utf8_lossy(&rendered.stdout);
+            assert!(
+                rendered.status.success() && text.contains("SYNOPSIS"),
+                "{text}"
+            );
+        }
+    }
+    let unknown = Promoter::new(work.path()).args(["man", "nope"]).run();
+    assert_eq!(unknown.code, 2, "{}", unknown.all());
+}
