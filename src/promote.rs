@@ -113,10 +113,18 @@ pub async fn promote(
     let per_repo: Vec<(Inventory, Plan, Vec<EdgeResult>)> = stream::iter(&wants)
         .map(|want| async move {
             let one = std::slice::from_ref(want);
+            let started = std::time::Instant::now();
             let inventory = reader.take(one).await;
             let mut plan = plan::plan(one, &inventory);
             let done = planned.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             executor.planned(done, total);
+            tracing::debug!(
+                repository = %want.repo,
+                items = plan.items.len(),
+                work = plan.work().count(),
+                read_ms = started.elapsed().as_millis() as u64,
+                "planned"
+            );
             gate(&mut plan, all_wants, registries, options, manifests).await;
             let work: Vec<_> = plan.work().cloned().collect();
             let results = if work.is_empty() {

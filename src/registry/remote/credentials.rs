@@ -215,26 +215,44 @@ impl CredentialStore {
     /// or `None` to go anonymous.
     pub async fn lookup(&self, host: &str) -> Result<Option<Credential>, RegistryError> {
         let keys = host_keys(host);
+        // Which source answered, for -vv (never what it answered).
+        let found = |source: String| {
+            tracing::debug!(registry = host, source = %source, "credentials found");
+        };
         for file in &self.files {
             let json = &file.json;
             if let Some(helper) = keys.iter().find_map(|k| json.cred_helpers.get(k)) {
                 if !helper.is_empty() {
                     if let Some(c) = self.run_helper(helper, &keys[0]).await? {
+                        found(format!(
+                            "credHelpers docker-credential-{helper} ({})",
+                            file.path.display()
+                        ));
                         return Ok(Some(c));
                     }
                 }
             }
             if let Some(entry) = find_entry(&json.auths, &keys) {
                 if let Some(c) = entry_credential(entry, &file.path, host)? {
+                    found(format!("auths in {}", file.path.display()));
                     return Ok(Some(c));
                 }
             }
             if let Some(store) = json.creds_store.as_deref().filter(|s| !s.is_empty()) {
                 if let Some(c) = self.run_helper(store, &keys[0]).await? {
+                    found(format!(
+                        "credsStore docker-credential-{store} ({})",
+                        file.path.display()
+                    ));
                     return Ok(Some(c));
                 }
             }
         }
+        tracing::debug!(
+            registry = host,
+            files = self.files.len(),
+            "no credentials for this registry: anonymous"
+        );
         Ok(None)
     }
 
