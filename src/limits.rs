@@ -100,3 +100,8 @@ pub const GRAPH_MANIFESTS: usize = 10_000;
 /// registries (read once, written to each). Past it, a blob is streamed
 /// from the source for each destination, as without fan-out.
 pub const SPOOL_BYTES: u64 = 4 << 30;
+
+/// Attempts of a request whose connection is refused (nothing listens):
+/// a registry restarting is back within a second; one that is down, or a
+/// wrong port, fails at once instead of for the whole retry deadline.
+pub const REFUSED_ATTEMPTS: u32 = 3;

@@ -190,7 +190,9 @@ impl Failure {
                 },
                 Some(*status),
             ),
-            RegistryError::Transport { .. } => (FailureKind::Transport, None),
+            RegistryError::Transport { .. } | RegistryError::Refused { .. } => {
+                (FailureKind::Transport, None)
+            }
             RegistryError::Io { .. } => (FailureKind::Io, None),
             RegistryError::Protocol { .. } | RegistryError::Config { .. } => {
                 (FailureKind::Invalid, None)

@@ -79,12 +79,15 @@ pub enum BlobPut {
 pub enum RegistryError {
     /// The registry wants authentication (HTTP 401) and we have no
     /// credentials it accepts.
-    #[error("{registry}: authentication required for {scope} (no usable credentials)")]
+    #[error("{registry}: {}", unauthorized_text(registry, scope, credentials))]
     Unauthorized {
         /// The registry's `host[:port]`.
         registry: String,
         /// The access that was asked for (`repository:<path>:pull`...).
         scope: String,
+        /// Where the credentials sent came from (a file, a helper); `None`
+        /// when there were none to send.
+        credentials: Option<String>,
     },
     /// The credentials were accepted but do not grant this access (HTTP 403).
     #[error("{registry}: access denied to {scope}")]
@@ -120,6 +123,18 @@ pub enum RegistryError {
         /// The registry's own words (its error codes and messages, clipped),
         /// or ours; `None` when the body said nothing useful.
         detail: Option<String>,
+    },
+    /// Nothing listens where the registry should be: the connection was
+    /// refused. Retried briefly ([`crate::limits::REFUSED_ATTEMPTS`]), not
+    /// for the whole retry deadline: a registry that is down stays down.
+    #[error("{method} {url}: connection refused: is the registry running there, and are the host and port right? ({message})")]
+    Refused {
+        /// The HTTP method of the request.
+        method: String,
+        /// Redacted: no query string, no user info.
+        url: String,
+        /// The operating system's words.
+        message: String,
     },
     /// The request got no HTTP answer: the connection failed, timed out or
     /// the answer stalled.
@@ -294,6 +309,18 @@ impl ErrorCode {
     }
 }
 
+/// Refused credentials and missing ones are told apart: the fix differs.
+fn unauthorized_text(registry: &str, scope: &str, credentials: &Option<String>) -> String {
+    match credentials {
+        Some(source) => format!(
+            "the registry refused the credentials from {source} for {scope} (a wrong user or password, or an expired token? log in again: docker login {registry})"
+        ),
+        None => format!(
+            "authentication required for {scope}, and there are no credentials for {registry} (log in: docker login {registry}, or give --auth-file)"
+        ),
+    }
+}
+
 fn retry_after_text(secs: Option<u64>) -> String {
     secs.map(|s| format!(", retry after {s}s"))
         .unwrap_or_default()
@@ -337,6 +364,7 @@ impl RegistryError {
             RegistryError::RateLimited { .. } => true,
             RegistryError::Status { status, .. } => is_retryable_status(*status),
             RegistryError::Transport { retryable, .. } => *retryable,
+            RegistryError::Refused { .. } => true,
             // A corrupted transfer may be a passing fault; the retry verifies again.
             RegistryError::BadContent(_) => true,
             _ => false,

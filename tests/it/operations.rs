@@ -162,3 +162,38 @@ fn the_binary_describes_itself() {
     let unknown = Promoter::new(work.path()).args(["man", "nope"]).run();
     assert_eq!(unknown.code, 2, "{}", unknown.all());
 }
+
+/// A registry that is not running fails fast, saying what to check: a
+/// refused connection is retried briefly (a registry restarting is back
+/// within a second), not for the whole retry deadline.
+#[test]
+fn a_registry_that_is_not_running_fails_fast_with_a_hint() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(
+        work.path().join("m.yaml"),
+        format!(
+            "registries:\n- name: 127.0.0.1:{port}/stage\n  src: true\n- name: oci:out\nimages:\n\
+             - name: app\n  dmap:\n    \"sha256:{}\": [\"1.0\"]\n",
+            "a".repeat(64)
+        ),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let out = Promoter::new(work.path())
+        .args(["run", "--manifest", "m.yaml", "--confirm"])
+        .run();
+    let took = started.elapsed();
+    assert_eq!(out.code, 4, "{}", out.all());
+    assert!(
+        out.all().contains(
+            "connection refused: is the registry running there, and are the host and port right?"
+        ),
+        "{}",
+        out.all()
+    );
+    assert!(took < std::time::Duration::from_secs(3), "took {took:?}");
+}

@@ -84,7 +84,20 @@ async fn basic_auth_against_htpasswd() {
         .list_tags(&anonymous.at("basic/repo"))
         .await
         .unwrap_err();
-    assert!(matches!(err, RegistryError::Unauthorized { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            RegistryError::Unauthorized {
+                credentials: None,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("there are no credentials for"),
+        "{err}"
+    );
 
     // A wrong password: refused once (no retry loop), and never printed.
     let wrong = config_file(
@@ -97,7 +110,16 @@ async fn basic_auth_against_htpasswd() {
         .list_tags(&client.at("basic/repo"))
         .await
         .unwrap_err();
-    assert!(matches!(err, RegistryError::Unauthorized { .. }), "{err}");
+    // Told apart from having none: it names where the refused ones came from.
+    assert!(
+        matches!(&err, RegistryError::Unauthorized { credentials: Some(source), .. } if source.contains(&wrong.display().to_string())),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("the registry refused the credentials from"),
+        "{err}"
+    );
     assert_no_secret(&format!("{err} {err:?} {client:?}"));
 }
 

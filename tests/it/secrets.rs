@@ -289,7 +289,9 @@ async fn failing_promotions_print_no_secret_at_any_level() {
                 .map(|(_, o)| format!("{}{}", o.stdout, o.stderr))
                 .collect();
             assert!(
-                all.contains("authentication required") || all.contains("access denied"),
+                all.contains("authentication required")
+                    || all.contains("refused the credentials")
+                    || all.contains("access denied"),
                 "{label}: {all}"
             );
         }

@@ -421,6 +421,22 @@ impl Authenticator {
         *self.mode.lock().unwrap() = Some(mode);
     }
 
+    /// A refusal of our credentials names where they came from.
+    pub fn name_the_source(&self, err: RegistryError) -> RegistryError {
+        match err {
+            RegistryError::Unauthorized {
+                registry,
+                scope,
+                credentials: None,
+            } => RegistryError::Unauthorized {
+                registry,
+                scope,
+                credentials: self.store.source_of(&self.host),
+            },
+            other => other,
+        }
+    }
+
     async fn credential(&self) -> Result<Option<Credential>, RegistryError> {
         self.credential
             .get_or_try_init(|| self.store.lookup(&self.host))
@@ -477,7 +493,7 @@ impl Authenticator {
                 )
                 .await;
                 self.fetching.lock().unwrap().remove(scopes);
-                let fetched = fetched?;
+                let fetched = fetched.map_err(|e| self.name_the_source(e))?;
                 let header = sensitive(&format!("Bearer {}", fetched.token.expose()))?;
                 let now = Instant::now();
                 let mut tokens = self.tokens.lock().unwrap();
@@ -671,8 +687,10 @@ async fn fetch_token(
                 return Err(RegistryError::Unauthorized {
                     registry: host.to_string(),
                     scope: scopes.to_string(),
+                    // Filled in by the authenticator, which knows the source.
+                    credentials: None,
                 }
-                .into())
+                .into());
             }
             StatusCode::FORBIDDEN => {
                 return Err(RegistryError::Denied {

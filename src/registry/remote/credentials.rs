@@ -115,6 +115,8 @@ pub struct CredentialStore {
     /// Directories searched for `docker-credential-*` before `PATH`.
     helper_dirs: Vec<PathBuf>,
     helper_timeout: Option<Duration>,
+    /// Host -> where its credentials came from, for messages.
+    answered: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 impl CredentialStore {
@@ -218,6 +220,10 @@ impl CredentialStore {
         // Which source answered, for -vv (never what it answered).
         let found = |source: String| {
             tracing::debug!(registry = host, source = %source, "credentials found");
+            self.answered
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(host.to_string(), source);
         };
         for file in &self.files {
             let json = &file.json;
@@ -254,6 +260,15 @@ impl CredentialStore {
             "no credentials for this registry: anonymous"
         );
         Ok(None)
+    }
+
+    /// Where the credentials found for `host` came from, if any were.
+    pub fn source_of(&self, host: &str) -> Option<String> {
+        self.answered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(host)
+            .cloned()
     }
 
     /// `docker-credential-<name> get`, server URL on stdin, JSON on stdout.

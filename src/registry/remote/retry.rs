@@ -61,6 +61,13 @@ pub fn reqwest_error(method: &str, shown_url: &str, err: reqwest::Error) -> Regi
         || err.is_decode();
     let err = err.without_url();
     let message = error_chain(&err);
+    if is_connection_refused(&err) {
+        return RegistryError::Refused {
+            method: method.to_string(),
+            url: shown_url.to_string(),
+            message,
+        };
+    }
     // A certificate the client will not trust is not a passing fault.
     let tls_refusal = is_tls_refusal(&err);
     RegistryError::Transport {
@@ -69,6 +76,21 @@ pub fn reqwest_error(method: &str, shown_url: &str, err: reqwest::Error) -> Regi
         message,
         retryable: connectish && !tls_refusal && !err.is_builder(),
     }
+}
+
+/// Whether the connection was refused (an I/O error of that kind, anywhere
+/// in the chain).
+fn is_connection_refused(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(err);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                return true;
+            }
+        }
+        source = e.source();
+    }
+    false
 }
 
 /// The longest wait a `Retry-After` is read as. Longer ones (a year, or
@@ -226,6 +248,7 @@ pub async fn with_retries<T, Fut>(
 where
     Fut: std::future::Future<Output = Result<T, Failed>>,
 {
+    let mut refused = 0;
     loop {
         let failed = match attempt().await {
             Ok(done) => return Ok(done),
@@ -233,6 +256,12 @@ where
         };
         if !may_retry(&failed.error) {
             return Err(failed.error);
+        }
+        if let RegistryError::Refused { .. } = failed.error {
+            refused += 1;
+            if refused >= crate::limits::REFUSED_ATTEMPTS {
+                return Err(failed.error);
+            }
         }
         match clock.next_delay(failed.retry_after) {
             Some(wait) => {

@@ -520,10 +520,11 @@ impl Transport {
         let headers = response.headers().clone();
         let (code, detail) = read_error_detail(response).await;
         match status {
-            StatusCode::UNAUTHORIZED => RegistryError::Unauthorized {
+            StatusCode::UNAUTHORIZED => self.auth.name_the_source(RegistryError::Unauthorized {
                 registry: self.host.clone(),
                 scope: scopes.to_string(),
-            },
+                credentials: None,
+            }),
             StatusCode::FORBIDDEN => RegistryError::Denied {
                 registry: self.host.clone(),
                 scope: scopes.to_string(),
