@@ -293,6 +293,11 @@ struct RegistryArgs {
     #[arg(long, global = true)]
     verify_writes: bool,
 
+    /// A lost digest (in neither the source nor the destination) fails the
+    /// run, exit 4, instead of a warning.
+    #[arg(long, global = true)]
+    fail_on_lost: bool,
+
     /// A policy gate (repeatable): asked about each source digest before it
     /// is copied, in dry runs too; exit 0 admits, any other status refuses
     /// it (see README, "Hooks").
@@ -599,6 +604,29 @@ fn print_snapshot(snapshot: Snapshot, args: &RunArgs, output: Output) {
 }
 
 fn run(args: RunArgs) -> anyhow::Result<u8> {
+    // A snapshot reads and prints: flags about promoting would be ignored.
+    if args.snapshot.is_some() || args.manifest_based_snapshot_of.is_some() {
+        let promoting: Vec<&str> = [
+            (args.confirm, "--confirm"),
+            (args.plan_out.is_some(), "--plan-out"),
+            (args.since.is_some(), "--since"),
+            (args.base.is_some(), "--base"),
+            (args.shard.is_some(), "--shard"),
+            (args.parse_only, "--parse-only"),
+        ]
+        .into_iter()
+        .filter_map(|(set, flag)| set.then_some(flag))
+        .collect();
+        if !promoting.is_empty() {
+            eprintln!(
+                "error: {} do{} not apply to a snapshot, which only reads; leave {} out",
+                promoting.join(", "),
+                if promoting.len() == 1 { "es" } else { "" },
+                if promoting.len() == 1 { "it" } else { "them" }
+            );
+            return Ok(exit::USAGE);
+        }
+    }
     if let Some(registry) = &args.snapshot {
         let output = match output_for(
             args.registry.output,
@@ -752,11 +780,30 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
             let options = exec_options(&args.registry);
             (promote::plan(wants, &registries, &options).await, None)
         };
-        if let Some(path) = &args.plan_out {
-            promote::write_plan_file(path, &planned)?;
-            eprintln!("plan written to {}", path.display());
+        let to_stdout = args.plan_out.as_deref() == Some(std::path::Path::new("-"));
+        match &args.plan_out {
+            // The plan file is the output; the report goes to stderr.
+            Some(_) if to_stdout => {
+                emit(&String::from_utf8_lossy(&promote::plan_file_bytes(
+                    &planned,
+                )));
+                emit("\n");
+            }
+            Some(path) => {
+                promote::write_plan_file(path, &planned)?;
+                eprintln!("plan written to {}", path.display());
+            }
+            None => {}
         }
-        Ok(finish(&planned.plan, execution.as_ref(), output))
+        Ok(finish(
+            &planned.plan,
+            execution.as_ref(),
+            output,
+            Finish {
+                fail_on_lost: args.registry.fail_on_lost,
+                to_stderr: to_stdout,
+            },
+        ))
     })
 }
 
@@ -776,6 +823,14 @@ async fn mark_index_children(
 /// A diff side: a snapshot file when the path is a file, else a registry.
 async fn snapshot_of(side: &str, options: &OpenOptions) -> anyhow::Result<Snapshot> {
     let path = std::path::Path::new(side);
+    // A file name that is not there is a typo, not a registry to look up.
+    let looks_like_a_file = side.starts_with(['.', '/'])
+        || [".yaml", ".yml", ".csv", ".json"]
+            .iter()
+            .any(|ext| side.ends_with(ext));
+    if !path.exists() && looks_like_a_file && !side.starts_with("oci:") {
+        anyhow::bail!("{side}: no such file (a snapshot file, or a registry as host[:port]/path)");
+    }
     if path.is_file() {
         return snapshot::of_file(path).map_err(|diagnostics| {
             let text: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
@@ -789,12 +844,22 @@ async fn snapshot_of(side: &str, options: &OpenOptions) -> anyhow::Result<Snapsh
 }
 
 fn diff(args: DiffArgs) -> anyhow::Result<u8> {
-    let options = open_options(&args.registry)?;
-    let (a, b) = runtime()?.block_on(async {
-        let a = snapshot_of(&args.a, &options).await?;
-        let b = snapshot_of(&args.b, &options).await?;
-        anyhow::Ok((a, b))
-    })?;
+    // As GNU diff: 0 the same, 1 different, 2 trouble.
+    let read = || -> anyhow::Result<(Snapshot, Snapshot)> {
+        let options = open_options(&args.registry)?;
+        runtime()?.block_on(async {
+            let a = snapshot_of(&args.a, &options).await?;
+            let b = snapshot_of(&args.b, &options).await?;
+            anyhow::Ok((a, b))
+        })
+    };
+    let (a, b) = match read() {
+        Ok(both) => both,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            return Ok(exit::USAGE);
+        }
+    };
     let (a, b) = if args.minimal_snapshot {
         (a.minimal(), b.minimal())
     } else {
@@ -814,7 +879,18 @@ fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
         Ok(o) => o,
         Err(code) => return Ok(code),
     };
-    let reviewed = promote::read_plan_file(&args.plan)?;
+    let reviewed = if args.plan.as_os_str() == "-" {
+        // Standard input, held to the same cap as a file.
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(std::io::stdin().lock(), promote::PLAN_FILE_LIMIT + 1),
+            &mut bytes,
+        )
+        .context("cannot read the plan from standard input")?;
+        promote::parse_plan_file(&bytes, "<stdin>".to_string())?
+    } else {
+        promote::read_plan_file(&args.plan)?
+    };
     let input = match (&args.manifest, &args.thin_manifest_dir) {
         (Some(file), None) => ManifestInput::Plain(file),
         (None, Some(dir)) => ManifestInput::ThinTree(dir),
@@ -845,6 +921,20 @@ fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
         let registries = registry::open_all(names.iter(), &options)?;
         let options = exec_options(&args.registry);
         let fresh = promote::plan(wants, &registries, &options).await;
+        // Applied already (by this plan, or by a run since): nothing to do.
+        let problems = |p: &plan::Plan| -> Vec<plan::PlanItem> {
+            p.items.iter().filter(|i| !i.action.is_work()).cloned().collect()
+        };
+        if fresh.plan.work().next().is_none()
+            && reviewed.plan.work().next().is_some()
+            && problems(&fresh.plan) == problems(&reviewed.plan)
+        {
+            eprintln!(
+                "{}: already applied, the destinations hold all of it: nothing to do",
+                args.plan.display()
+            );
+            return Ok(exit::OK);
+        }
         if let Some(diff) = promote::drift(&reviewed.plan, &fresh.plan) {
             eprintln!(
                 "error: the plan is no longer what was reviewed: the registries changed since {} was written, or the file was edited:",
@@ -857,7 +947,15 @@ fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
         let total = fresh.plan.work().count() as u64;
         let executor = executor(&registries, &options, Some(total));
         let execution = promoter::exec::execute(&fresh.plan, &executor, &options).await;
-        Ok(finish(&fresh.plan, Some(&execution), output))
+        Ok(finish(
+            &fresh.plan,
+            Some(&execution),
+            output,
+            Finish {
+                fail_on_lost: args.registry.fail_on_lost,
+                to_stderr: false,
+            },
+        ))
     })
 }
 
@@ -1274,33 +1372,59 @@ fn load_at(input: &ManifestInput<'_>, rev: &str) -> anyhow::Result<manifest::Loa
 }
 
 /// Print the plan (and the results when it was carried out); choose the exit code.
-fn finish(plan: &plan::Plan, execution: Option<&promoter::exec::Report>, output: Output) -> u8 {
+/// How a run ends, beyond its report.
+struct Finish {
+    /// `--fail-on-lost`: a lost digest fails the run (exit 4).
+    fail_on_lost: bool,
+    /// The report goes to stderr (stdout carries a plan file).
+    to_stderr: bool,
+}
+
+fn finish(
+    plan: &plan::Plan,
+    execution: Option<&promoter::exec::Report>,
+    output: Output,
+    how: Finish,
+) -> u8 {
+    let mut text = String::new();
     match output {
         Output::Json | Output::Yaml | Output::Csv => {
-            emit(&format!("{}\n", report::json(plan, execution)))
+            text.push_str(&format!("{}\n", report::json(plan, execution)))
         }
         Output::Text => match execution {
             // The results list every work item with its outcome; the plan
             // adds what was not work (lost, refused, blocked) and the counts.
             Some(execution) => {
                 for item in plan.items.iter().filter(|i| !i.action.is_work()) {
-                    emit(&format!("{}\n", report::item_line(item)));
+                    text.push_str(&format!("{}\n", report::item_line(item)));
                 }
-                emit(&report::results_text(execution));
-                emit(&format!("{}\n", report::counts_line(&plan.counts())));
+                text.push_str(&report::results_text(execution));
+                text.push_str(&format!("{}\n", report::counts_line(&plan.counts())));
             }
             None => {
-                emit(&report::plan_text(plan));
+                text.push_str(&report::plan_text(plan));
                 if plan.work().next().is_some() {
                     eprintln!("dry run: nothing was written; add --confirm to carry the plan out");
                 }
             }
         },
     }
+    if how.to_stderr {
+        eprint!("{text}");
+    } else {
+        emit(&text);
+    }
+    let lost = plan.counts().lost;
+    if lost > 0 && (execution.is_some() || how.fail_on_lost) {
+        eprintln!(
+            "warning: {lost} wanted digest(s) are in neither the source nor the destination (the `lost` lines){}",
+            if how.fail_on_lost { "" } else { "; --fail-on-lost makes that fail the run (exit 4)" }
+        );
+    }
     let failed = execution.is_some_and(|e| e.failed().next().is_some());
     if plan.has_refusals() {
         exit::REFUSED
-    } else if failed || plan.has_blocked() {
+    } else if failed || plan.has_blocked() || (how.fail_on_lost && lost > 0) {
         exit::FAILED
     } else {
         exit::OK

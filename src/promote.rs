@@ -423,12 +423,24 @@ pub fn read_plan_file(path: &Path) -> Result<PlanFile, PlanFileError> {
             })
         }
     };
+    parse_plan_file(&bytes, shown)
+}
+
+/// A plan file's bytes (read by [`read_plan_file`], or from standard input
+/// within [`PLAN_FILE_LIMIT`]), checked; `shown` names it in errors.
+pub fn parse_plan_file(bytes: &[u8], shown: String) -> Result<PlanFile, PlanFileError> {
+    if bytes.len() as u64 > PLAN_FILE_LIMIT {
+        return Err(PlanFileError::NotAPlanFile {
+            path: shown,
+            limit: PLAN_FILE_LIMIT,
+        });
+    }
     #[derive(Deserialize)]
     struct VersionOnly {
         version: u32,
     }
     let version: VersionOnly =
-        serde_json::from_slice(&bytes).map_err(|source| PlanFileError::Parse {
+        serde_json::from_slice(bytes).map_err(|source| PlanFileError::Parse {
             path: shown.clone(),
             source,
         })?;
@@ -438,10 +450,15 @@ pub fn read_plan_file(path: &Path) -> Result<PlanFile, PlanFileError> {
             found: version.version,
         });
     }
-    serde_json::from_slice(&bytes).map_err(|source| PlanFileError::Parse {
+    serde_json::from_slice(bytes).map_err(|source| PlanFileError::Parse {
         path: shown,
         source,
     })
+}
+
+/// A plan file as its bytes: what [`write_plan_file`] writes.
+pub fn plan_file_bytes(plan: &PlanFile) -> Vec<u8> {
+    serde_json::to_vec_pretty(plan).expect("a plan serialises")
 }
 
 /// If `fresh` differs from the reviewed plan, a unified diff of the two plans

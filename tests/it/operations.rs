@@ -197,3 +197,103 @@ fn a_registry_that_is_not_running_fails_fast_with_a_hint() {
     );
     assert!(took < std::time::Duration::from_secs(3), "took {took:?}");
 }
+
+/// The conventions of Unix tools and of a reviewed-plan workflow, on the
+/// bundled example: `-` is stdout, diff's trouble is exit 2, a flag a mode
+/// would ignore is a usage error, a plan applied already is nothing to do,
+/// and a lost image is said on stderr (or fails the run when asked).
+#[test]
+fn the_cli_follows_the_conventions_users_expect() {
+    let work = example();
+    let at = |args: &[&str]| Promoter::new(work.path()).args(args).run();
+    let tree = ["--thin-manifest-dir", "manifests/quickstart"];
+
+    // --plan-out -: the plan file on stdout, the report on stderr.
+    let out = at(&[&["run"][..], &tree, &["--plan-out", "-"]].concat());
+    assert_eq!(out.code, 0, "{}", out.all());
+    let plan: serde_json::Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: stdout is not the plan file:\n{}", out.stdout));
+    assert_eq!(plan["version"], 1);
+    assert!(out.stderr.contains("plan: 3 copy, 3 tag"), "{}", out.stderr);
+    work_write(&work, "plan.json", &out.stdout);
+
+    // A plan applied, then applied again: the second time, nothing to do.
+    let first = at(&[&["apply", "plan.json"][..], &tree].concat());
+    assert_eq!(first.code, 0, "{}", first.all());
+    let again = at(&[&["apply", "plan.json"][..], &tree].concat());
+    assert_eq!(again.code, 0, "{}", again.all());
+    assert!(again.stderr.contains("already applied"), "{}", again.stderr);
+
+    // diff: 0 the same, 1 different, 2 trouble (a mistyped file is not a
+    // registry to look up).
+    let same = at(&[
+        "diff",
+        "oci:target/quickstart/registry",
+        "oci:target/quickstart/registry",
+    ]);
+    assert_eq!(same.code, 0, "{}", same.all());
+    std::fs::create_dir_all(work.path().join("empty")).unwrap();
+    let different = at(&["diff", "oci:empty", "oci:target/quickstart/registry"]);
+    assert_eq!(different.code, 1, "{}", different.all());
+    let typo = at(&["diff", "snapshot-a.yaml", "oci:target/quickstart/registry"]);
+    assert_eq!(typo.code, 2, "{}", typo.all());
+    assert!(
+        typo.stderr.contains("snapshot-a.yaml: no such file"),
+        "{}",
+        typo.stderr
+    );
+
+    // Flags a snapshot would ignore are refused.
+    let snap = at(&[
+        "run",
+        "--snapshot",
+        "oci:target/quickstart/registry",
+        "--confirm",
+        "--plan-out",
+        "p.json",
+    ]);
+    assert_eq!(snap.code, 2, "{}", snap.all());
+    assert!(
+        snap.stderr
+            .contains("--confirm, --plan-out do not apply to a snapshot"),
+        "{}",
+        snap.stderr
+    );
+
+    // A lost image: a warning with --confirm; a failure with --fail-on-lost.
+    work_write(
+        &work,
+        "lost.yaml",
+        &format!(
+            "registries:\n- name: oci:testdata/quickstart/source\n  src: true\n- name: oci:target/lost\nimages:\n\
+             - name: gone\n  dmap:\n    \"sha256:{}\": [\"1.0\"]\n",
+            "c".repeat(64)
+        ),
+    );
+    let warned = at(&["run", "--manifest", "lost.yaml", "--confirm"]);
+    assert_eq!(
+        warned.code,
+        0,
+        "lost is reported, as in CIP: {}",
+        warned.all()
+    );
+    assert!(
+        warned
+            .stderr
+            .contains("warning: 1 wanted digest(s) are in neither"),
+        "{}",
+        warned.stderr
+    );
+    let failed = at(&[
+        "run",
+        "--manifest",
+        "lost.yaml",
+        "--confirm",
+        "--fail-on-lost",
+    ]);
+    assert_eq!(failed.code, 4, "{}", failed.all());
+}
+
+fn work_write(work: &tempfile::TempDir, name: &str, text: &str) {
+    std::fs::write(work.path().join(name), text).unwrap();
+}
