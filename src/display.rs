@@ -334,3 +334,31 @@ impl Drop for Periodic {
         }
     }
 }
+
+/// Both displays hear of everything (the terminal's and a watch's counters).
+pub(crate) fn both(
+    a: Option<Arc<dyn Progress>>,
+    b: Option<Arc<dyn Progress>>,
+) -> Option<Arc<dyn Progress>> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(Arc::new(Both(a, b))),
+        (a, b) => a.or(b),
+    }
+}
+
+struct Both(Arc<dyn Progress>, Arc<dyn Progress>);
+
+impl Progress for Both {
+    fn finished(&self, result: &EdgeResult) {
+        self.0.finished(result);
+        self.1.finished(result);
+    }
+    fn uploaded(&self, bytes: u64) {
+        self.0.uploaded(bytes);
+        self.1.uploaded(bytes);
+    }
+    fn planned(&self, done: u64, total: u64) {
+        self.0.planned(done, total);
+        self.1.planned(done, total);
+    }
+}

@@ -22,3 +22,4 @@ pub mod report;
 pub mod review;
 pub mod snapshot;
 pub mod verify;
+pub mod watch;

@@ -127,6 +127,12 @@ enum Command {
     /// Write the images named elsewhere (Kubernetes YAML) as a mirroring
     /// intent, or add them to the intent already written.
     Import(ImportArgs),
+    /// Promote again and again: every --interval, read the manifests anew
+    /// (and, with --intent, pin it into them first) and `run --confirm`.
+    /// A failed cycle does not stop the next; SIGTERM or SIGINT lets the
+    /// edges under way finish, then exits 0. --listen serves /metrics
+    /// (Prometheus) and /healthz.
+    Watch(WatchArgs),
     /// A shell completion script on stdout: `promoter completions bash >
     /// /etc/bash_completion.d/promoter`.
     Completions {
@@ -139,6 +145,31 @@ enum Command {
         /// The subcommand whose page to write.
         subcommand: Option<String>,
     },
+}
+
+#[derive(Args, Debug)]
+struct WatchArgs {
+    /// Time between the end of one cycle and the start of the next (5m, 1h).
+    #[arg(long, value_name = "DURATION", value_parser = parse_interval)]
+    interval: std::time::Duration,
+
+    /// Serve /metrics and /healthz at this address (127.0.0.1:9090; in a
+    /// Kubernetes pod, 0.0.0.0:9090 for the scraper).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<std::net::SocketAddr>,
+
+    /// A mirroring intent (or a Sinker, image-syncer or dregsy file) to pin
+    /// into --manifest or --thin-manifest-dir at the start of each cycle,
+    /// so that new tags are followed (dregsy's `interval`).
+    #[arg(long, value_name = "FILE")]
+    intent: Option<PathBuf>,
+
+    /// Stop after this many cycles (for tests and one-off catch-ups).
+    #[arg(long, value_name = "N", hide = true)]
+    cycles: Option<u64>,
+
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 #[derive(Args, Debug)]
@@ -173,7 +204,7 @@ struct KubernetesArgs {
     out: Option<PathBuf>,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 struct PinArgs {
     /// The intent: a CIP-shaped manifest whose images choose tags with
     /// selectors (README, "Mirroring").
@@ -267,7 +298,7 @@ enum Output {
     Csv,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 struct RegistryArgs {
     /// A docker config.json / containers auth.json to take credentials from,
     /// before $DOCKER_CONFIG, ~/.docker/config.json and $REGISTRY_AUTH_FILE.
@@ -323,7 +354,7 @@ struct RegistryArgs {
     output: Option<Output>,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 #[command(group = clap::ArgGroup::new("input").required(true).multiple(false))]
 #[command(group = clap::ArgGroup::new("manifests").multiple(false))]
 struct RunArgs {
@@ -464,6 +495,7 @@ fn main() -> ExitCode {
         Command::Import(ImportArgs {
             from: ImportFrom::Kubernetes(args),
         }) => import_kubernetes(args),
+        Command::Watch(args) => watch(args),
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut command, "promoter", &mut std::io::stdout());
@@ -532,10 +564,171 @@ fn executor(
     options: &ExecOptions,
     total: Option<u64>,
 ) -> Executor {
-    match display::progress(total) {
+    let shown = display::progress(total);
+    let counted: Option<std::sync::Arc<dyn promoter::exec::Progress>> = WATCH_METRICS
+        .get()
+        .map(|m| m.clone() as std::sync::Arc<dyn promoter::exec::Progress>);
+    match display::both(shown, counted) {
         Some(progress) => Executor::with_progress(registries, options, progress),
         None => Executor::new(registries, options),
     }
+}
+
+/// Set by `watch`: what stops a cycle, and what counts it.
+static STOP: std::sync::OnceLock<std::sync::Arc<std::sync::atomic::AtomicBool>> =
+    std::sync::OnceLock::new();
+static WATCH_METRICS: std::sync::OnceLock<std::sync::Arc<promoter::watch::Metrics>> =
+    std::sync::OnceLock::new();
+
+fn watch(args: WatchArgs) -> anyhow::Result<u8> {
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+    if args.run.snapshot.is_some()
+        || args.run.manifest_based_snapshot_of.is_some()
+        || args.run.parse_only
+        || args.run.plan_out.is_some()
+    {
+        eprintln!("error: watch promotes: --snapshot, --manifest-based-snapshot-of, --parse-only and --plan-out do not apply");
+        return Ok(exit::USAGE);
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let wake = Arc::new((std::sync::Mutex::new(()), std::sync::Condvar::new()));
+    let metrics = Arc::new(promoter::watch::Metrics::default());
+    let _ = STOP.set(stop.clone());
+    let _ = WATCH_METRICS.set(metrics.clone());
+    // Signals and the metrics server live on a thread of their own: the
+    // cycles start runtimes of their own, which cannot nest.
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
+    let side = {
+        let (stop, wake, metrics, listen) =
+            (stop.clone(), wake.clone(), metrics.clone(), args.listen);
+        std::thread::spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.into()));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                use tokio::signal::unix::{signal, SignalKind};
+                let (mut term, mut int) = match (
+                    signal(SignalKind::terminate()),
+                    signal(SignalKind::interrupt()),
+                ) {
+                    (Ok(t), Ok(i)) => (t, i),
+                    (Err(e), _) | (_, Err(e)) => {
+                        let _ = ready_tx.send(Err(e.into()));
+                        return;
+                    }
+                };
+                let listener = match listen {
+                    Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+                        Ok(l) => Some(l),
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(anyhow::anyhow!("--listen {addr}: {e}")));
+                            return;
+                        }
+                    },
+                    None => None,
+                };
+                let _ = ready_tx.send(Ok(()));
+                let stopped = async {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
+                    eprintln!("watch: stopping: the edges under way finish, no new one starts");
+                    stop.store(true, Ordering::SeqCst);
+                    let _guard = wake.0.lock();
+                    wake.1.notify_all();
+                };
+                match listener {
+                    Some(listener) => {
+                        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+                        let server = promoter::watch::serve(listener, metrics, async {
+                            let _ = rx.await;
+                        });
+                        tokio::join!(server, async {
+                            stopped.await;
+                            let _ = tx.send(());
+                        });
+                    }
+                    None => stopped.await,
+                }
+            });
+        })
+    };
+    match ready_rx.recv() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            eprintln!("error: {e:#}");
+            return Ok(exit::USAGE);
+        }
+        Err(_) => anyhow::bail!("the signal thread ended before it was ready"),
+    }
+    let lock_out = match (&args.run.manifest, &args.run.thin_manifest_dir) {
+        (Some(file), _) => file.clone(),
+        (None, Some(dir)) => {
+            let mut d = dir.clone().into_os_string();
+            d.push("/");
+            PathBuf::from(d)
+        }
+        _ => unreachable!("clap enforces one input"),
+    };
+    let mut cycle = 0u64;
+    while !stop.load(Ordering::SeqCst) {
+        cycle += 1;
+        let started = std::time::Instant::now();
+        let mut ok = true;
+        if let Some(intent) = &args.intent {
+            let pinned = pin(PinArgs {
+                intent: intent.clone(),
+                out: Some(lock_out.clone()),
+                registry: args.run.registry.clone(),
+            });
+            ok = matches!(pinned, Ok(exit::OK));
+            if let Err(e) = &pinned {
+                eprintln!("error: {e:#}");
+            }
+        }
+        if ok && !stop.load(Ordering::SeqCst) {
+            let mut run_args = args.run.clone();
+            run_args.confirm = true;
+            let ran = run(run_args);
+            if let Err(e) = &ran {
+                eprintln!("error: {e:#}");
+            }
+            ok = matches!(ran, Ok(exit::OK));
+        }
+        let took = started.elapsed();
+        metrics.cycle(ok, took);
+        eprintln!(
+            "watch: cycle {cycle} {} in {:.1}s",
+            if ok {
+                "done"
+            } else {
+                "failed (the next one tries again)"
+            },
+            took.as_secs_f64()
+        );
+        if args.cycles.is_some_and(|n| cycle >= n) {
+            break;
+        }
+        let guard = wake.0.lock().unwrap_or_else(|p| p.into_inner());
+        if !stop.load(Ordering::SeqCst) {
+            let _ = wake.1.wait_timeout(guard, args.interval);
+        }
+    }
+    // The side thread ends with a signal; with --cycles it is left to the
+    // process's exit.
+    if stop.load(Ordering::SeqCst) {
+        let _ = side.join();
+    }
+    Ok(exit::OK)
 }
 
 fn exec_options(args: &RegistryArgs) -> ExecOptions {
@@ -553,6 +746,7 @@ fn exec_options(args: &RegistryArgs) -> ExecOptions {
         verify_writes: args.verify_writes,
         hooks,
         extra_attachment_types: args.attachment_type.clone(),
+        stop: STOP.get().cloned(),
         ..ExecOptions::default()
     }
 }

@@ -112,6 +112,9 @@ pub async fn promote(
     let total = wants.len() as u64;
     let per_repo: Vec<(Inventory, Plan, Vec<EdgeResult>)> = stream::iter(&wants)
         .map(|want| async move {
+            if options.stopping() {
+                return (Inventory::default(), Plan::default(), Vec::new());
+            }
             let one = std::slice::from_ref(want);
             let started = std::time::Instant::now();
             let inventory = reader.take(one).await;

@@ -94,6 +94,19 @@ pub struct ExecOptions {
     /// Artifact types admitted as attachments besides the signature,
     /// attestation and SBOM types [`oci::AttachmentKind`] knows.
     pub extra_attachment_types: Vec<String>,
+    /// Set to stop: no new edge starts (nor repository is planned); those
+    /// under way finish, so nothing is left half-written (`watch`, on
+    /// SIGTERM).
+    pub stop: Option<Arc<std::sync::atomic::AtomicBool>>,
+}
+
+impl ExecOptions {
+    /// Whether a stop was asked for.
+    pub fn stopping(&self) -> bool {
+        self.stop
+            .as_ref()
+            .is_some_and(|s| s.load(Ordering::Relaxed))
+    }
 }
 
 impl Default for ExecOptions {
@@ -105,6 +118,7 @@ impl Default for ExecOptions {
             verify_writes: false,
             hooks: None,
             extra_attachment_types: Vec::new(),
+            stop: None,
         }
     }
 }
@@ -523,6 +537,9 @@ impl Copier {
         for (digest, group) in by_digest {
             if nested.contains(&digest) {
                 continue;
+            }
+            if self.options.stopping() {
+                break;
             }
             let done = crate::registry::remote::retry::one_edge(
                 self.run_digest(repo, &digest, group, &attaches, is_new),

@@ -31,3 +31,4 @@ mod seeds;
 mod snapshot;
 mod supply_chain;
 mod verify;
+mod watch;
