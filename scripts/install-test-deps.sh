@@ -1,8 +1,17 @@
 #!/usr/bin/env bash
 # Installs what the test suite and benchmarks need on a fresh Debian machine:
 # the CNCF Distribution registry (the real server the tests run against),
-# skopeo (the independent client tests verify with) and GNU time (peak RSS).
+# skopeo (the independent client tests verify with), GNU time (peak RSS) and
+# kubernetes-validate (the deployment files' schema check).
 set -euo pipefail
+
+# The Kubernetes API schema validator for deploy/kubernetes (tests/it/deploy.rs),
+# from PyPI, pinned.
+KUBERNETES_VALIDATE=1.37.0
+if ! command -v kubernetes-validate >/dev/null 2>&1; then
+  echo "installing: kubernetes-validate $KUBERNETES_VALIDATE (pip)" >&2
+  python3 -m pip install --quiet --disable-pip-version-check "kubernetes-validate==$KUBERNETES_VALIDATE" >&2
+fi
 
 missing=()
 command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)

@@ -11,6 +11,7 @@ mod support;
 
 mod cip;
 mod crash;
+mod deploy;
 mod fast_paths;
 mod faults;
 mod fuzz_regressions;
