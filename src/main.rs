@@ -305,9 +305,11 @@ struct RegistryArgs {
     #[arg(long, value_name = "FILE", global = true)]
     auth_file: Option<PathBuf>,
 
-    /// Per-registry options (TLS, plain HTTP, request budgets), JSON.
-    /// See CONTRIBUTING.md, "Registry options".
-    #[arg(long, value_name = "FILE", global = true)]
+    /// Per-registry options (TLS, plain HTTP, request budgets, mirrors), YAML
+    /// or JSON. Default: $XDG_CONFIG_HOME/promoter/registries.yaml (or
+    /// ~/.config/promoter/registries.yaml) when it exists. See README,
+    /// "Registry options".
+    #[arg(long, visible_alias = "config", value_name = "FILE", global = true)]
     registry_config: Option<PathBuf>,
 
     /// Do not copy signatures, attestations and SBOMs along with promoted digests.
@@ -539,15 +541,48 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
+/// Where registry options are looked up when no flag names a file.
+fn default_registry_config() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    let path = base.join("promoter").join("registries.yaml");
+    path.is_file().then_some(path)
+}
+
 fn open_options(args: &RegistryArgs) -> anyhow::Result<OpenOptions> {
-    let remote = match &args.registry_config {
+    let path = args
+        .registry_config
+        .clone()
+        .or_else(default_registry_config);
+    let remote = match &path {
         None => Default::default(),
         Some(path) => {
-            let text = promoter::local_file::read_capped(path, 1 << 20)
+            let bytes = promoter::local_file::read_capped(path, 1 << 20)
                 .with_context(|| format!("{}: cannot read the registry options", path.display()))?;
-            serde_json::from_slice(&text).with_context(|| {
+            let text = String::from_utf8(bytes).map_err(|_| {
+                anyhow::anyhow!("{}: the registry options are not UTF-8", path.display())
+            })?;
+            // YAML, of which JSON is a part: one reader for both.
+            let parsed = manifest::yaml::parse(&text);
+            if let Some(e) = parsed.errors.first() {
+                anyhow::bail!(
+                    "{}:{}:{}: {}",
+                    path.display(),
+                    e.pos.line,
+                    e.pos.col,
+                    e.message
+                );
+            }
+            let json = parsed
+                .root
+                .as_ref()
+                .map(manifest::yaml::to_json)
+                .unwrap_or(serde_json::Value::Object(Default::default()));
+            serde_json::from_value(json).with_context(|| {
                 format!(
-                    "{}: not valid registry options (see CONTRIBUTING.md, \"Registry options\")",
+                    "{}: not valid registry options (README, \"Registry options\")",
                     path.display()
                 )
             })?

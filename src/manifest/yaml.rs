@@ -161,6 +161,46 @@ pub struct Parsed<'a> {
     pub errors: Vec<YamlError>,
 }
 
+/// `node` as JSON, for settings read through serde (registry options):
+/// plain scalars that read as booleans, null or numbers become those;
+/// quoted scalars stay text.
+pub fn to_json(node: &Node<'_>) -> serde_json::Value {
+    use serde_json::Value as Json;
+    match &node.value {
+        Value::Scalar(s) if s.style != ScalarStyle::Plain => Json::String(s.text.to_string()),
+        Value::Scalar(s) if s.is_null() => Json::Null,
+        Value::Scalar(s) => match s.text.as_ref() {
+            "true" | "True" | "TRUE" => Json::Bool(true),
+            "false" | "False" | "FALSE" => Json::Bool(false),
+            text => text
+                .parse::<i64>()
+                .map(Json::from)
+                .ok()
+                .or_else(|| {
+                    text.parse::<f64>()
+                        .ok()
+                        .filter(|f| f.is_finite())
+                        .and_then(serde_json::Number::from_f64)
+                        .map(Json::Number)
+                })
+                .unwrap_or_else(|| Json::String(text.to_string())),
+        },
+        Value::Seq(items) => Json::Array(items.iter().map(to_json).collect()),
+        Value::Map(entries) => Json::Object(
+            entries
+                .iter()
+                .map(|(k, v)| {
+                    let key = k
+                        .as_scalar()
+                        .map(|s| s.text.to_string())
+                        .unwrap_or_default();
+                    (key, to_json(v))
+                })
+                .collect(),
+        ),
+    }
+}
+
 /// Parse one YAML document from `text`. A leading UTF-8 byte order mark is
 /// skipped (editors on Windows add one) without shifting any position.
 pub fn parse(text: &str) -> Parsed<'_> {
@@ -538,6 +578,19 @@ fn check_tag(tag: Option<&Tag>, allowed: &str, pos: Pos) -> Result<(), YamlError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_read_as_json_keep_quoted_text_as_text() {
+        let parsed = parse("a: true\nb: \"true\"\nc: 12\nd: 1.5\ne: ~\nf: [x, '7']\n127.0.0.1:5000: {plain_http: false}\n");
+        let json = to_json(parsed.root.as_ref().unwrap());
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "a": true, "b": "true", "c": 12, "d": 1.5, "e": null, "f": ["x", "7"],
+                "127.0.0.1:5000": { "plain_http": false }
+            })
+        );
+    }
 
     fn root(text: &str) -> Node<'_> {
         let parsed = parse(text);

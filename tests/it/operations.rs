@@ -297,3 +297,58 @@ fn the_cli_follows_the_conventions_users_expect() {
 fn work_write(work: &tempfile::TempDir, name: &str, text: &str) {
     std::fs::write(work.path().join(name), text).unwrap();
 }
+
+/// Registry options in YAML, given with --config or found at
+/// $XDG_CONFIG_HOME/promoter/registries.yaml; a broken file is reported at
+/// its line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_options_are_read_as_yaml_from_the_flag_or_the_config_directory() {
+    let Some(w) = crate::support::world::World::builder().start().await else {
+        return;
+    };
+    let image = crate::support::images::TestImage::single_layer(2101, 128);
+    w.push("stage/app", &image, &["1.0"]).await;
+    // The manifest names a registry that exists only through `endpoint`.
+    w.write(
+        "m.yaml",
+        crate::support::world::manifest_yaml(
+            "source.example/stage",
+            &format!("{}/prod", w.dst_host()),
+            &crate::support::world::images_yaml(&[("app", image.digest(), &["1.0"])]),
+        ),
+    );
+    let options = format!(
+        "# mirrors\ndefaults:\n  retry_deadline_secs: 5\nregistries:\n  source.example:\n    endpoint: \"{}\"\n",
+        w.src_host()
+    );
+    w.write("options.yaml", &options);
+    let out = w
+        .run_async(&["run", "--manifest", "m.yaml", "--config", "options.yaml"])
+        .await;
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(out.stdout.contains("plan: 1 copy, 1 tag"), "{}", out.stdout);
+
+    // No flag: the config directory's file.
+    let config = w.path().join("xdg");
+    std::fs::create_dir_all(config.join("promoter")).unwrap();
+    std::fs::write(config.join("promoter/registries.yaml"), &options).unwrap();
+    let found = w
+        .promoter()
+        .args(["run", "--manifest", "m.yaml"])
+        .env("XDG_CONFIG_HOME", &config)
+        .run_async()
+        .await;
+    assert_eq!(found.code, 0, "{}", found.all());
+    assert!(
+        found.stdout.contains("plan: 1 copy, 1 tag"),
+        "{}",
+        found.stdout
+    );
+
+    w.write("broken.yaml", "registries:\n  a: [\n");
+    let broken = w
+        .run_async(&["run", "--manifest", "m.yaml", "--config", "broken.yaml"])
+        .await;
+    assert_ne!(broken.code, 0, "{}", broken.all());
+    assert!(broken.stderr.contains("broken.yaml:"), "{}", broken.stderr);
+}

@@ -365,6 +365,20 @@ async fn tls_with_the_generated_ca_and_client_certificates() {
     );
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
 
+    // `insecure: true`: no certificate check at all (for a registry whose
+    // certificate nobody signed), and the same round trip works.
+    let careless = RegistryOptions {
+        plain_http: Some(false),
+        insecure: Some(true),
+        ..Default::default()
+    };
+    roundtrip(
+        &remote_at(&registry.host(), careless, CredentialStore::anonymous()),
+        "tls/insecure",
+        8,
+    )
+    .await;
+
     let Some(mutual) = TestRegistry::with_tls(Tls::Mutual).await else {
         return;
     };
@@ -500,4 +514,61 @@ async fn secrets_never_reach_errors_or_logs() {
     assert!(logs.contains("retrying"), "the capture works: {logs}");
     assert_no_secret(&messages);
     assert_no_secret(&logs);
+}
+
+/// Through the binary: credentials from `PROMOTER_AUTH_<HOST>` (CI's way,
+/// without a docker config) are used, and when refused, the message names
+/// the variable, never its value; an HTTPS registry reached over plain
+/// HTTP (the loopback default) says which setting to change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_from_the_environment_and_an_https_registry_on_loopback() {
+    let Some(registry) = TestRegistry::with_auth(Auth::Htpasswd).await else {
+        return;
+    };
+    let work = crate::support::cli::Workdir::new();
+    let host = registry.host();
+    let variable = promoter::registry::remote::credentials::env_variable(&host);
+    let snapshot = ["run", "--snapshot", &format!("{host}/nothing")];
+    let good = work
+        .promoter()
+        .args(snapshot)
+        .env(&variable, format!("{USER}:{PASSWORD}"))
+        .run_async()
+        .await;
+    assert_eq!(good.code, 0, "{}", good.all());
+    let wrong = work
+        .promoter()
+        .args(snapshot)
+        .env(&variable, format!("{USER}:not-the-password-zz9"))
+        .run_async()
+        .await;
+    assert_ne!(wrong.code, 0, "{}", wrong.all());
+    assert!(
+        wrong.stderr.contains(&format!(
+            "refused the credentials from the environment variable {variable}"
+        )),
+        "{}",
+        wrong.stderr
+    );
+    assert!(
+        !wrong.all().contains("not-the-password-zz9"),
+        "{}",
+        wrong.all()
+    );
+
+    let Some(tls) = TestRegistry::with_tls(Tls::On).await else {
+        return;
+    };
+    let plain = work
+        .promoter()
+        .args(["run", "--snapshot", &format!("{}/nothing", tls.host())])
+        .run_async()
+        .await;
+    assert_ne!(plain.code, 0, "{}", plain.all());
+    assert!(
+        plain.stderr.contains("this registry speaks HTTPS")
+            && plain.stderr.contains("plain_http: false"),
+        "{}",
+        plain.stderr
+    );
 }

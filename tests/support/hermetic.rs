@@ -81,6 +81,13 @@ impl CleanEnv {
         for variable in REMOVED {
             command.env_remove(variable);
         }
+        // Credentials from the environment (PROMOTER_AUTH_<HOST>) are the
+        // machine's too.
+        for (variable, _) in std::env::vars_os() {
+            if variable.to_string_lossy().starts_with("PROMOTER_AUTH_") {
+                command.env_remove(variable);
+            }
+        }
     }
 
     /// `program` with this environment applied, stdin closed.

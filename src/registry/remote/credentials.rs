@@ -218,6 +218,28 @@ impl CredentialStore {
     pub async fn lookup(&self, host: &str) -> Result<Option<Credential>, RegistryError> {
         let keys = host_keys(host);
         // Which source answered, for -vv (never what it answered).
+        // CI's way first: PROMOTER_AUTH_<HOST>=user:password.
+        let variable = env_variable(host);
+        if let Some(value) = std::env::var_os(&variable) {
+            let value = value.to_string_lossy().into_owned();
+            let Some((username, password)) = value.split_once(':') else {
+                return Err(RegistryError::Credentials(format!(
+                    "{variable} is not user:password (its value is not shown)"
+                )));
+            };
+            tracing::debug!(registry = host, source = %variable, "credentials found");
+            self.answered
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(
+                    host.to_string(),
+                    format!("the environment variable {variable}"),
+                );
+            return Ok(Some(Credential::Basic {
+                username: username.to_string(),
+                password: Secret::new(password.to_string()),
+            }));
+        }
         let found = |source: String| {
             tracing::debug!(registry = host, source = %source, "credentials found");
             self.answered
@@ -354,6 +376,22 @@ impl CredentialStore {
 
 /// The keys a host may be stored under, most specific first. The first is
 /// the one helpers are asked for (docker asks for Docker Hub by its v1 URL).
+/// `PROMOTER_AUTH_GHCR_IO` for `ghcr.io`, `PROMOTER_AUTH_LOCALHOST_5000`
+/// for `localhost:5000`: the host upper-cased, every other character `_`.
+pub fn env_variable(host: &str) -> String {
+    let name: String = host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("PROMOTER_AUTH_{name}")
+}
+
 fn host_keys(host: &str) -> Vec<String> {
     if matches!(
         host,

@@ -73,6 +73,7 @@ struct ClientKey {
     client_key: Option<std::path::PathBuf>,
     connect_timeout: Duration,
     read_timeout: Duration,
+    insecure: bool,
 }
 
 impl ClientKey {
@@ -83,6 +84,7 @@ impl ClientKey {
             client_key: opts.client_key.clone(),
             connect_timeout: opts.connect_timeout,
             read_timeout: opts.read_timeout,
+            insecure: opts.insecure,
         }
     }
 }
@@ -129,6 +131,12 @@ impl Remotes {
             return Ok(existing.clone());
         }
         let opts = self.options.for_host(host);
+        if opts.insecure && !opts.plain_http {
+            tracing::warn!(
+                registry = %host,
+                "TLS certificates are not verified (insecure: true): anyone on the path can read and change what is copied"
+            );
+        }
         let client = {
             let mut clients = self.clients.lock().unwrap();
             let key = ClientKey::of(&opts);

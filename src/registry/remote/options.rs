@@ -98,6 +98,11 @@ pub struct RegistryOptions {
     /// by the registry's name; plain HTTP defaults by this host. Default:
     /// the registry itself.
     pub endpoint: Option<String>,
+    /// Skip TLS certificate verification for this registry (a test
+    /// registry with a certificate nobody signed). Anyone on the path can
+    /// then read and change what is copied: logged as a warning on every
+    /// run. Default false; prefer `ca_file`.
+    pub insecure: Option<bool>,
 }
 
 impl RegistryOptions {
@@ -129,6 +134,7 @@ impl RegistryOptions {
                 .clone()
                 .or_else(|| base.token_realms.clone()),
             endpoint: self.endpoint.clone().or_else(|| base.endpoint.clone()),
+            insecure: self.insecure.or(base.insecure),
         }
     }
 
@@ -143,6 +149,7 @@ impl RegistryOptions {
                 is_loopback_host(self.endpoint.as_deref().unwrap_or(host)) && !has_tls_material
             }),
             endpoint: self.endpoint.clone(),
+            insecure: self.insecure.unwrap_or(false),
             ca_file: self.ca_file.clone(),
             client_cert: self.client_cert.clone(),
             client_key: self.client_key.clone(),
@@ -226,6 +233,8 @@ pub struct ResolvedOptions {
     pub google_listing: bool,
     /// Where to connect instead of the registry's own host.
     pub endpoint: Option<String>,
+    /// TLS certificates are not verified.
+    pub insecure: bool,
 }
 
 /// Google's registries, whose `tags/list` lists digests too.

@@ -68,6 +68,9 @@ pub(crate) fn build_client(opts: &ResolvedOptions) -> Result<reqwest::Client, Re
             })?;
         builder = builder.tls_certs_merge(certs);
     }
+    if opts.insecure {
+        builder = builder.tls_danger_accept_invalid_certs(true);
+    }
     match (&opts.client_cert, &opts.client_key) {
         (Some(cert), Some(key)) => {
             let mut pem = read_pem(cert)?;
@@ -538,7 +541,14 @@ impl Transport {
                 url,
                 status: status.as_u16(),
                 code,
-                detail,
+                // Go's TLS server answers plain HTTP so: say what to change.
+                detail: match detail {
+                    Some(d) if d.contains("HTTP request to an HTTPS server") => Some(format!(
+                        "{d}: this registry speaks HTTPS; plain HTTP is the default only on loopback hosts: set `plain_http: false` for {} in --registry-config (with `ca_file` for its certificate)",
+                        self.host
+                    )),
+                    other => other,
+                },
             },
         }
     }
