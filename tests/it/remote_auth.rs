@@ -572,3 +572,32 @@ async fn credentials_from_the_environment_and_an_https_registry_on_loopback() {
         plain.stderr
     );
 }
+
+/// A registry whose self-signed certificate says it is a CA (`openssl req
+/// -x509`'s default), named in `ca_file`: trusted as itself, as curl and
+/// skopeo do, where rustls alone would refuse it (CaUsedAsEndEntity).
+#[tokio::test]
+async fn a_self_signed_certificate_named_in_ca_file_is_trusted() {
+    let Some(registry) = TestRegistry::with_tls(Tls::SelfSigned).await else {
+        return;
+    };
+    roundtrip(
+        &registry.remote(CredentialStore::anonymous()),
+        "tls/self-signed",
+        9,
+    )
+    .await;
+    // Another certificate is no key to it.
+    let other = TestRegistry::with_tls(Tls::On).await.unwrap();
+    let wrong = RegistryOptions {
+        plain_http: Some(false),
+        ca_file: Some(other.dir.path().join("ca.pem")),
+        retry_deadline_secs: Some(2.0),
+        ..Default::default()
+    };
+    let client = remote_at(&registry.host(), wrong, CredentialStore::anonymous());
+    assert!(client
+        .list_tags(&client.at("tls/self-signed"))
+        .await
+        .is_err());
+}

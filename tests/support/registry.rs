@@ -83,6 +83,9 @@ pub enum Tls {
     On,
     /// HTTPS, and the registry requires a client certificate from that CA.
     Mutual,
+    /// HTTPS with a self-signed server certificate that says it is a CA, as
+    /// `openssl req -x509` makes them; `ca.pem` is that certificate.
+    SelfSigned,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -154,7 +157,7 @@ impl TestRegistry {
             .prefix("promoter-registry-")
             .tempdir()
             .unwrap();
-        let tls = (config.tls != Tls::Off).then(|| make_pki(dir.path()));
+        let tls = (config.tls != Tls::Off).then(|| make_pki(dir.path(), config.tls));
         let token_issuer = match config.auth {
             Auth::Token => Some(TokenIssuer::start(dir.path()).await),
             _ => None,
@@ -370,7 +373,7 @@ http:
 
 /// A CA, a server certificate for 127.0.0.1/localhost, and a client
 /// certificate, all written under `dir`.
-fn make_pki(dir: &Path) -> TlsFiles {
+fn make_pki(dir: &Path, tls: Tls) -> TlsFiles {
     use rcgen::{
         BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
         KeyUsagePurpose,
@@ -407,6 +410,15 @@ fn make_pki(dir: &Path) -> TlsFiles {
     let ca_path = write("ca.pem", ca_cert.pem());
     write("server.pem", server_cert.pem());
     write("server-key.pem", server_key.serialize_pem());
+    if tls == Tls::SelfSigned {
+        // One certificate, its own issuer, marked a CA: the server's and ca.pem.
+        let mut own =
+            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+        own.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let cert = own.self_signed(&server_key).unwrap();
+        write("ca.pem", cert.pem());
+        write("server.pem", cert.pem());
+    }
     TlsFiles {
         ca_cert: ca_path,
         client_cert: write("client.pem", client_cert.pem()),

@@ -25,6 +25,7 @@ pub mod credentials;
 pub mod options;
 pub mod redact;
 pub mod retry;
+mod tls;
 pub(crate) mod transport;
 
 use std::collections::{BTreeSet, HashMap, HashSet};

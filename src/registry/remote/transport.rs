@@ -38,6 +38,7 @@ use super::redact;
 use super::retry::{
     error_chain, is_retryable_status, reqwest_error, retry_after, with_retries, Failed, RetryClock,
 };
+use super::tls;
 use crate::oci::verify::{Expect, VerifyingStream};
 use crate::registry::{BlobOpener, ErrorCode, RegistryError};
 
@@ -59,17 +60,19 @@ pub(crate) fn build_client(opts: &ResolvedOptions) -> Result<reqwest::Client, Re
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(64)
         .tcp_nodelay(true);
-    if let Some(path) = &opts.ca_file {
-        let pem = read_pem(path)?;
-        let certs =
-            reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| RegistryError::Config {
-                what: path.display().to_string(),
-                message: format!("not a PEM CA bundle: {}", error_chain(&e)),
-            })?;
-        builder = builder.tls_certs_merge(certs);
-    }
     if opts.insecure {
         builder = builder.tls_danger_accept_invalid_certs(true);
+    } else if let Some(path) = &opts.ca_file {
+        // Our own TLS configuration: the system's roots plus ca_file's, and
+        // a self-signed server certificate named there accepted as itself.
+        let config = tls::with_ca_file(path, &read_pem(path)?, client_identity(opts)?)?;
+        return builder
+            .tls_backend_preconfigured(config)
+            .build()
+            .map_err(|e| RegistryError::Config {
+                what: "HTTP client".to_string(),
+                message: error_chain(&e),
+            });
     }
     match (&opts.client_cert, &opts.client_key) {
         (Some(cert), Some(key)) => {
@@ -95,6 +98,21 @@ pub(crate) fn build_client(opts: &ResolvedOptions) -> Result<reqwest::Client, Re
         what: "HTTP client".to_string(),
         message: error_chain(&e),
     })
+}
+
+/// The client certificate and key (PEM) of the options, for mutual TLS.
+fn client_identity(opts: &ResolvedOptions) -> Result<Option<tls::ClientIdentity>, RegistryError> {
+    match (&opts.client_cert, &opts.client_key) {
+        (Some(cert), Some(key)) => Ok(Some(tls::ClientIdentity {
+            cert: read_pem(cert)?,
+            key: read_pem(key)?,
+        })),
+        (None, None) => Ok(None),
+        _ => Err(RegistryError::Config {
+            what: "registry options".to_string(),
+            message: "client_cert and client_key go together".to_string(),
+        }),
+    }
 }
 
 /// A PEM file of the registry options (CA bundle, certificate, key).
