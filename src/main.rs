@@ -529,7 +529,7 @@ fn main() -> ExitCode {
         }
     };
     ExitCode::from(code.unwrap_or_else(|err| {
-        eprintln!("error: {err:#}");
+        eprintln!("error: {}", shown(&err));
         exit::INVALID_INPUT
     }))
 }
@@ -700,7 +700,7 @@ fn watch(args: WatchArgs) -> anyhow::Result<u8> {
     match ready_rx.recv() {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", shown(&e));
             return Ok(exit::USAGE);
         }
         Err(_) => anyhow::bail!("the signal thread ended before it was ready"),
@@ -727,7 +727,7 @@ fn watch(args: WatchArgs) -> anyhow::Result<u8> {
             });
             ok = matches!(pinned, Ok(exit::OK));
             if let Err(e) = &pinned {
-                eprintln!("error: {e:#}");
+                eprintln!("error: {}", shown(&e));
             }
         }
         if ok && !stop.load(Ordering::SeqCst) {
@@ -735,7 +735,7 @@ fn watch(args: WatchArgs) -> anyhow::Result<u8> {
             run_args.confirm = true;
             let ran = run(run_args);
             if let Err(e) = &ran {
-                eprintln!("error: {e:#}");
+                eprintln!("error: {}", shown(&e));
             }
             ok = matches!(ran, Ok(exit::OK));
         }
@@ -1085,7 +1085,7 @@ fn diff(args: DiffArgs) -> anyhow::Result<u8> {
     let (a, b) = match read() {
         Ok(both) => both,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", shown(&err));
             return Ok(exit::USAGE);
         }
     };
@@ -1658,6 +1658,12 @@ fn finish(
     } else {
         exit::OK
     }
+}
+
+/// An error with its causes, each said once: a cause whose words the
+/// message already carries (`path: No such file`) is not repeated.
+fn shown(err: &anyhow::Error) -> String {
+    promoter::registry::remote::retry::error_chain(err.as_ref())
 }
 
 /// Write to standard output. A reader that went away (`promoter run ... |

@@ -243,6 +243,21 @@ fn the_cli_follows_the_conventions_users_expect() {
         typo.stderr
     );
 
+    // An error and its cause, each said once.
+    let missing = at(&[
+        "apply",
+        "no-such-plan.json",
+        "--thin-manifest-dir",
+        "manifests/quickstart",
+    ]);
+    assert_ne!(missing.code, 0);
+    assert_eq!(
+        missing.stderr.matches("No such file or directory").count(),
+        1,
+        "{}",
+        missing.stderr
+    );
+
     // Flags a snapshot would ignore are refused.
     let snap = at(&[
         "run",
