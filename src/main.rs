@@ -727,7 +727,7 @@ fn watch(args: WatchArgs) -> anyhow::Result<u8> {
             });
             ok = matches!(pinned, Ok(exit::OK));
             if let Err(e) = &pinned {
-                eprintln!("error: {}", shown(&e));
+                eprintln!("error: {}", shown(e));
             }
         }
         if ok && !stop.load(Ordering::SeqCst) {
@@ -735,7 +735,7 @@ fn watch(args: WatchArgs) -> anyhow::Result<u8> {
             run_args.confirm = true;
             let ran = run(run_args);
             if let Err(e) = &ran {
-                eprintln!("error: {}", shown(&e));
+                eprintln!("error: {}", shown(e));
             }
             ok = matches!(ran, Ok(exit::OK));
         }
