@@ -875,11 +875,7 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
         print_snapshot(snapshot, &args, output);
         return Ok(exit::OK);
     }
-    let input = match (&args.manifest, &args.thin_manifest_dir) {
-        (Some(file), None) => ManifestInput::Plain(file),
-        (None, Some(dir)) => ManifestInput::ThinTree(dir),
-        _ => unreachable!("clap enforces exactly one input"),
-    };
+    let input = input_of(&args.manifest, &args.thin_manifest_dir);
     let snapshot_root = match &args.manifest_based_snapshot_of {
         Some(text) => Some(parse_registry(text, "--manifest-based-snapshot-of")?),
         None => None,
@@ -1120,11 +1116,7 @@ fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
     } else {
         promote::read_plan_file(&args.plan)?
     };
-    let input = match (&args.manifest, &args.thin_manifest_dir) {
-        (Some(file), None) => ManifestInput::Plain(file),
-        (None, Some(dir)) => ManifestInput::ThinTree(dir),
-        _ => unreachable!("clap enforces exactly one input"),
-    };
+    let input = input_of(&args.manifest, &args.thin_manifest_dir);
     let loaded = manifest::load(input);
     for diagnostic in &loaded.diagnostics {
         eprintln!("{diagnostic}");
@@ -1532,11 +1524,7 @@ fn verify(args: VerifyArgs) -> anyhow::Result<u8> {
         Ok(o) => o,
         Err(code) => return Ok(code),
     };
-    let input = match (&args.manifest, &args.thin_manifest_dir) {
-        (Some(file), None) => ManifestInput::Plain(file),
-        (None, Some(dir)) => ManifestInput::ThinTree(dir),
-        _ => unreachable!("clap enforces exactly one input"),
-    };
+    let input = input_of(&args.manifest, &args.thin_manifest_dir);
     let loaded = manifest::load(input);
     for diagnostic in &loaded.diagnostics {
         eprintln!("{diagnostic}");

@@ -121,6 +121,26 @@ fn key_pos<const N: usize>(f: &super::decode::Fields<'_, '_, N>, i: usize) -> Op
     f.found[i].map(|(k, _)| k.pos)
 }
 
+/// The list under a key, or an error at it (or at `root`) with `help`.
+fn list_of<'n, 'a>(
+    node: Option<&'n Node<'a>>,
+    root: Pos,
+    message: &str,
+    help: &str,
+    ctx: &mut Ctx<'_>,
+) -> Option<&'n [Node<'a>]> {
+    match node {
+        Some(Node {
+            value: Value::Seq(items),
+            ..
+        }) => Some(items),
+        other => {
+            ctx.error(other.map_or(root, |n| n.pos), message, Some(help.into()));
+            None
+        }
+    }
+}
+
 // ---------------------------------------------------------------- Sinker
 
 /// Sinker's `.images.yaml`: `target` {host, repository} and `sources`
@@ -163,18 +183,13 @@ pub(super) fn sinker(root: &Node<'_>, ctx: &mut Ctx<'_>, file: &Arc<Path>) -> Op
             .ok()
     });
     let mut images = Vec::new();
-    let Some(Node {
-        value: Value::Seq(items),
-        ..
-    }) = top.value(1)
-    else {
-        ctx.error(
-            top.value(1).map_or(root.pos, |n| n.pos),
-            "`sources` is not a list of images",
-            Some("write each image as `- repository: coreos/prometheus-operator` with its `host` and `tag`".into()),
-        );
-        return None;
-    };
+    let items = list_of(
+        top.value(1),
+        root.pos,
+        "`sources` is not a list of images",
+        "write each image as `- repository: coreos/prometheus-operator` with its `host` and `tag`",
+        ctx,
+    )?;
     for item in items {
         let Some(f) = fields(
             item,
@@ -284,18 +299,13 @@ pub(super) fn image_syncer(root: &Node<'_>, ctx: &mut Ctx<'_>, file: &Arc<Path>)
             Some("add `targetRepoPrefix: \"registry.example/external/\"`".into()),
         );
     }
-    let Some(Node {
-        value: Value::Seq(items),
-        ..
-    }) = top.value(1)
-    else {
-        ctx.error(
-            top.value(1).map_or(root.pos, |n| n.pos),
-            "`images` is not a list of images",
-            Some("write each image as `- source: \"bitnami/redis:7.2\"`".into()),
-        );
-        return None;
-    };
+    let items = list_of(
+        top.value(1),
+        root.pos,
+        "`images` is not a list of images",
+        "write each image as `- source: \"bitnami/redis:7.2\"`",
+        ctx,
+    )?;
     let mut images = Vec::new();
     for item in items {
         let Some(f) = fields(
@@ -441,18 +451,13 @@ pub(super) fn dregsy(root: &Node<'_>, ctx: &mut Ctx<'_>, file: &Arc<Path>) -> Op
             ctx.warning(pos, format!("`{key}` is not used"), Some(help.into()));
         }
     }
-    let Some(Node {
-        value: Value::Seq(tasks),
-        ..
-    }) = top.value(5)
-    else {
-        ctx.error(
-            top.value(5).map_or(root.pos, |n| n.pos),
-            "`tasks` is not a list of tasks",
-            Some("write each task as `- name: ...` with `source`, `target` and `mappings`".into()),
-        );
-        return None;
-    };
+    let tasks = list_of(
+        top.value(5),
+        root.pos,
+        "`tasks` is not a list of tasks",
+        "write each task as `- name: ...` with `source`, `target` and `mappings`",
+        ctx,
+    )?;
     let mut images = Vec::new();
     let mut catalog = Vec::new();
     for task in tasks {
@@ -485,16 +490,13 @@ pub(super) fn dregsy(root: &Node<'_>, ctx: &mut Ctx<'_>, file: &Arc<Path>) -> Op
                 );
             }
         }
-        let Some(Node {
-            value: Value::Seq(mappings),
-            ..
-        }) = f.value(5)
-        else {
-            ctx.error(
-                f.value(5).map_or(task.pos, |n| n.pos),
-                "the task has no list of `mappings`",
-                Some("add `mappings:` with `- from: <path>` items".into()),
-            );
+        let Some(mappings) = list_of(
+            f.value(5),
+            task.pos,
+            "the task has no list of `mappings`",
+            "add `mappings:` with `- from: <path>` items",
+            ctx,
+        ) else {
             continue;
         };
         for mapping in mappings {
