@@ -4,6 +4,7 @@
 //! Data flows one way: [`manifest`] (load + validate) -> inventory (read
 //! registries through the [`registry::Registry`] trait) -> plan (pure set
 //! algebra) -> exec (carry the plan out) -> report.
+pub mod config;
 pub mod diag;
 pub mod exec;
 pub mod git;
@@ -20,6 +21,8 @@ pub mod reference;
 pub mod registry;
 pub mod report;
 pub mod review;
+pub mod shutdown;
 pub mod snapshot;
 pub mod verify;
+pub mod wants;
 pub mod watch;

@@ -105,3 +105,6 @@ pub const SPOOL_BYTES: u64 = 4 << 30;
 /// a registry restarting is back within a second; one that is down, or a
 /// wrong port, fails at once instead of for the whole retry deadline.
 pub const REFUSED_ATTEMPTS: u32 = 3;
+
+/// Largest registry options file read (`--registry-config`).
+pub const OPTIONS_FILE_BYTES: u64 = 1 << 20;

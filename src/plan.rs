@@ -265,6 +265,21 @@ pub struct Inventory {
     pub attachments_skipped: usize,
 }
 
+impl Inventory {
+    /// Add what `other` read (of other repositories, or more digests of
+    /// the same ones) to this inventory.
+    pub fn merge(&mut self, other: Inventory) {
+        self.destinations.extend(other.destinations);
+        for (repo, digests) in other.sources {
+            self.sources.entry(repo).or_default().extend(digests);
+        }
+        for (repo, digests) in other.attachments {
+            self.attachments.entry(repo).or_default().extend(digests);
+        }
+        self.attachments_skipped += other.attachments_skipped;
+    }
+}
+
 /// An attachment of a digest in its source, admitted as one (a signature,
 /// attestation or SBOM that names its subject, see
 /// [`crate::oci::admit_attachment`]).
@@ -623,6 +638,21 @@ pub struct Counts {
 }
 
 impl Plan {
+    /// One plan of `parts` (the plans of disjoint sets of repositories, as
+    /// a pipelined run makes them), in plan order: the same plan as
+    /// planning all their wants at once gives.
+    pub fn merge_all(parts: impl IntoIterator<Item = Plan>) -> Plan {
+        let mut merged = Plan::default();
+        for part in parts {
+            merged.items.extend(part.items);
+            merged.already_present += part.already_present;
+            merged.attachments_skipped += part.attachments_skipped;
+            merged.new_repositories.extend(part.new_repositories);
+        }
+        merged.items.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+        merged
+    }
+
     /// How many items of each kind the plan has.
     pub fn counts(&self) -> Counts {
         let mut counts = Counts {

@@ -30,6 +30,24 @@ pub fn item_line(item: &PlanItem) -> String {
     )
 }
 
+/// The text report of a run: the plan, or, once it was carried out, what
+/// was not work (lost, refused, blocked), every work item with its outcome,
+/// and the counts.
+pub fn text(plan: &Plan, execution: Option<&Report>) -> String {
+    let Some(execution) = execution else {
+        return plan_text(plan);
+    };
+    let mut text = String::new();
+    for item in plan.items.iter().filter(|i| !i.action.is_work()) {
+        text.push_str(&item_line(item));
+        text.push('\n');
+    }
+    text.push_str(&results_text(execution));
+    text.push_str(&counts_line(&plan.counts()));
+    text.push('\n');
+    text
+}
+
 /// The summary line: how many items of each kind the plan has
 /// (attachments only when there are some, so that plans without any read
 /// as they always did).

@@ -312,6 +312,69 @@ pub async fn mark_index_children(
     Ok(snapshot)
 }
 
+/// Snapshot `root`, opening its registry with `open`.
+pub async fn of_named(
+    root: &RegistryName,
+    open: &crate::registry::OpenOptions,
+) -> Result<Snapshot, RegistryError> {
+    let registries = crate::registry::open_all([root], open)?;
+    of_registry(registries.get(&root.endpoint).as_ref(), root).await
+}
+
+/// Why one side of a `diff` has no snapshot.
+#[derive(Debug, thiserror::Error)]
+pub enum SideError {
+    /// A file name that is not there: a typo, not a registry to look up.
+    #[error("{0}: no such file (a snapshot file, or a registry as host[:port]/path)")]
+    NoSuchFile(String),
+    /// A file that is not images.yaml.
+    #[error("{side} is not a valid snapshot:\n{}", shown(.diagnostics))]
+    NotASnapshot {
+        /// The side as given.
+        side: String,
+        /// What is wrong with it.
+        diagnostics: Vec<crate::diag::Diagnostic>,
+    },
+    /// Not a registry name either (never echoed: it may hold credentials).
+    #[error("{0}")]
+    NotARegistry(String),
+    /// The registry could not be read.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
+
+fn shown(diagnostics: &[crate::diag::Diagnostic]) -> String {
+    let text: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+    text.join("\n")
+}
+
+/// One side of a `diff`: a snapshot file when the path is a file, else a
+/// registry (or `oci:` tree) to snapshot.
+pub async fn of_side(
+    side: &str,
+    open: &crate::registry::OpenOptions,
+) -> Result<Snapshot, SideError> {
+    let path = std::path::Path::new(side);
+    let looks_like_a_file = side.starts_with(['.', '/'])
+        || [".yaml", ".yml", ".csv", ".json"]
+            .iter()
+            .any(|ext| side.ends_with(ext));
+    if !path.exists() && looks_like_a_file && !side.starts_with("oci:") {
+        return Err(SideError::NoSuchFile(side.to_string()));
+    }
+    if path.is_file() {
+        return of_file(path).map_err(|diagnostics| SideError::NotASnapshot {
+            side: side.to_string(),
+            diagnostics,
+        });
+    }
+    let root = RegistryName::parse(side).map_err(|e| {
+        let help = e.help.map(|h| format!(" ({h})")).unwrap_or_default();
+        SideError::NotARegistry(format!("{}{help}", e.message))
+    })?;
+    Ok(of_named(&root, open).await?)
+}
+
 /// Read a snapshot back from an images.yaml-format file.
 pub fn of_file(path: &std::path::Path) -> Result<Snapshot, Vec<crate::diag::Diagnostic>> {
     let images = crate::manifest::images_file::load(path)?;

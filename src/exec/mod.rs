@@ -73,6 +73,42 @@ pub trait Progress: Send + Sync {
     /// Called as each destination repository is planned, while planning is
     /// pipelined into copying: `done` of `total` so far.
     fn planned(&self, _done: u64, _total: u64) {}
+    /// Called as planning finds work: `edges` more edges to carry out, so
+    /// that the total grows as planning streams into copying.
+    fn work_found(&self, _edges: u64) {}
+}
+
+/// Several displays hearing of the same run (a terminal's and a watch's
+/// counters).
+pub struct Tee(Vec<Arc<dyn Progress>>);
+
+impl Tee {
+    /// One progress for all of `parts` that are there; `None` for none.
+    pub fn of(
+        parts: impl IntoIterator<Item = Option<Arc<dyn Progress>>>,
+    ) -> Option<Arc<dyn Progress>> {
+        let mut parts: Vec<_> = parts.into_iter().flatten().collect();
+        match parts.len() {
+            0 => None,
+            1 => parts.pop(),
+            _ => Some(Arc::new(Tee(parts))),
+        }
+    }
+}
+
+impl Progress for Tee {
+    fn finished(&self, result: &EdgeResult) {
+        self.0.iter().for_each(|p| p.finished(result));
+    }
+    fn uploaded(&self, bytes: u64) {
+        self.0.iter().for_each(|p| p.uploaded(bytes));
+    }
+    fn planned(&self, done: u64, total: u64) {
+        self.0.iter().for_each(|p| p.planned(done, total));
+    }
+    fn work_found(&self, edges: u64) {
+        self.0.iter().for_each(|p| p.work_found(edges));
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -94,18 +130,16 @@ pub struct ExecOptions {
     /// Artifact types admitted as attachments besides the signature,
     /// attestation and SBOM types [`oci::AttachmentKind`] knows.
     pub extra_attachment_types: Vec<String>,
-    /// Set to stop: no new edge starts (nor repository is planned); those
-    /// under way finish, so nothing is left half-written (`watch`, on
-    /// SIGTERM).
-    pub stop: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// Once requested, no new edge starts (nor repository is planned);
+    /// those under way finish, so nothing is left half-written (SIGTERM,
+    /// Ctrl-C, the end of a `watch`).
+    pub stop: crate::shutdown::Shutdown,
 }
 
 impl ExecOptions {
     /// Whether a stop was asked for.
     pub fn stopping(&self) -> bool {
-        self.stop
-            .as_ref()
-            .is_some_and(|s| s.load(Ordering::Relaxed))
+        self.stop.requested()
     }
 }
 
@@ -118,7 +152,7 @@ impl Default for ExecOptions {
             verify_writes: false,
             hooks: None,
             extra_attachment_types: Vec::new(),
-            stop: None,
+            stop: crate::shutdown::Shutdown::default(),
         }
     }
 }
@@ -391,15 +425,21 @@ pub struct Executor {
 }
 
 impl Executor {
-    /// An executor over `registries`, without progress reports.
-    pub fn new(registries: &Registries, options: &ExecOptions) -> Executor {
+    /// An executor over `registries`, without progress reports. `known`
+    /// holds the source manifests the run already read (the inventory's
+    /// attachments, the gates'): they are copied without reading them again.
+    pub fn new(
+        registries: &Registries,
+        options: &ExecOptions,
+        known: Arc<ManifestCache>,
+    ) -> Executor {
         Executor {
             copier: Arc::new(Copier {
                 registries: registries.clone(),
                 options: options.clone(),
                 blobs: Once::new(),
                 source_manifests: Once::new(),
-                known: Arc::default(),
+                known,
                 counters: Arc::default(),
                 progress: None,
                 spool: Arc::new(spool::Spool::new(crate::limits::SPOOL_BYTES)),
@@ -423,18 +463,13 @@ impl Executor {
         }
     }
 
-    /// An executor that tells `progress` about every finished edge.
-    pub fn with_progress(
-        registries: &Registries,
-        options: &ExecOptions,
-        progress: Arc<dyn Progress>,
-    ) -> Executor {
-        let mut executor = Executor::new(registries, options);
-        let _ = executor.copier.counters.progress.set(progress.clone());
-        if let Some(copier) = Arc::get_mut(&mut executor.copier) {
+    /// This executor, telling `progress` about every finished edge.
+    pub fn with_progress(mut self, progress: Arc<dyn Progress>) -> Executor {
+        let _ = self.copier.counters.progress.set(progress.clone());
+        if let Some(copier) = Arc::get_mut(&mut self.copier) {
             copier.progress = Some(progress);
         }
-        executor
+        self
     }
 
     /// The work items of one destination repository, in plan order.
@@ -459,15 +494,16 @@ impl Executor {
         }
     }
 
+    /// Tell the display that planning found `edges` more edges of work.
+    pub fn work_found(&self, edges: u64) {
+        if let Some(progress) = &self.copier.progress {
+            progress.work_found(edges);
+        }
+    }
+
     /// The transfer counters so far, over everything this executor ran.
     pub fn stats(&self) -> Stats {
         self.copier.counters.snapshot()
-    }
-
-    /// Where source manifests already read this run are kept: hand it to
-    /// the inventory, so that the executor does not read them again.
-    pub fn manifest_cache(&self) -> Arc<ManifestCache> {
-        self.copier.known.clone()
     }
 }
 

@@ -149,9 +149,8 @@ impl World {
     /// Read the registries (attachments included, as `options` say), plan
     /// and carry the plan out: the whole promotion, as a run does it.
     async fn promote(&self, wants: &[RepoWant], options: &ExecOptions) -> (Plan, Report) {
-        let executor = Executor::new(&self.registries, options);
-        let (planned, report) =
-            crate::promote::promote(wants.to_vec(), &self.registries, &executor, options).await;
+        let run = crate::promote::Run::new(&self.registries, options, None);
+        let (planned, report) = run.promote(wants.to_vec()).await;
         (planned.plan, report)
     }
 
@@ -202,7 +201,7 @@ async fn blobs_come_before_the_manifest_and_the_first_tag_rides_on_its_put() {
     let (manifest, blobs) = image(w.src.as_ref(), "app", 1, None).await;
     let wants = [w.want("app", &[(&manifest.digest, &["1.0", "latest"])])];
     let plan = w.cold_plan(&wants, false);
-    let executor = Executor::new(&w.registries, &options());
+    let executor = Executor::new(&w.registries, &options(), Default::default());
     let report = execute(&plan, &executor, &options()).await;
     assert_eq!(report.failed().count(), 0, "{report:#?}");
 
@@ -240,7 +239,7 @@ async fn a_failed_copy_fails_its_own_tags_and_nothing_else() {
         w.want("good", &[(&good.digest, &["1.0"])]),
     ];
     let plan = w.cold_plan(&wants, false);
-    let executor = Executor::new(&w.registries, &options());
+    let executor = Executor::new(&w.registries, &options(), Default::default());
     let report = execute(&plan, &executor, &options()).await;
 
     let outcome = |repo: &str, tag: Option<&str>| {
@@ -275,7 +274,7 @@ async fn a_blob_shared_by_many_repositories_moves_once_and_is_mounted_elsewhere(
         wants.push(w.want(repo, &[(&manifest.digest, &["1"])]));
     }
     let plan = w.cold_plan(&wants, true);
-    let executor = Executor::new(&w.registries, &options());
+    let executor = Executor::new(&w.registries, &options(), Default::default());
     let report = execute(&plan, &executor, &options()).await;
     assert_eq!(report.failed().count(), 0, "{report:#?}");
     let shared_digest = Digest::sha256_of(&shared);
@@ -299,7 +298,7 @@ async fn a_new_repository_gets_no_existence_checks() {
     let wants = [w.want("fresh", &[(&manifest.digest, &["1.0"])])];
     let plan = w.cold_plan(&wants, true);
     assert!(plan.new_repositories.contains(&wants[0].repo));
-    let executor = Executor::new(&w.registries, &options());
+    let executor = Executor::new(&w.registries, &options(), Default::default());
     let report = execute(&plan, &executor, &options()).await;
     assert_eq!(report.failed().count(), 0, "{report:#?}");
     let heads: Vec<String> = w
@@ -315,7 +314,7 @@ async fn a_new_repository_gets_no_existence_checks() {
     let (manifest, blobs) = image(w2.src.as_ref(), "old", 21, None).await;
     let wants = [w2.want("old", &[(&manifest.digest, &["1.0"])])];
     let plan = w2.cold_plan(&wants, false);
-    let executor = Executor::new(&w2.registries, &options());
+    let executor = Executor::new(&w2.registries, &options(), Default::default());
     execute(&plan, &executor, &options()).await;
     let blob_heads = w2
         .dst
@@ -607,7 +606,7 @@ async fn indexes_nested_past_the_limit_fail_their_copy_instead_of_the_stack() {
     }
     let wants = [w.want("deep", &[(&top.digest, &["1.0"])])];
     let plan = w.cold_plan(&wants, false);
-    let executor = Executor::new(&w.registries, &options());
+    let executor = Executor::new(&w.registries, &options(), Default::default());
     let report = execute(&plan, &executor, &options()).await;
     let failed: Vec<_> = report.failed().collect();
     assert_eq!(failed.len(), 2, "the copy and its tag: {report:#?}");
@@ -633,7 +632,7 @@ async fn a_child_listed_a_thousand_times_is_written_once() {
     let index = index_of(w.src.as_ref(), "many", &[&child], 1000).await;
     let wants = [w.want("many", &[(&index.digest, &["1.0"])])];
     let plan = w.cold_plan(&wants, false);
-    let executor = Executor::new(&w.registries, &options());
+    let executor = Executor::new(&w.registries, &options(), Default::default());
     let report = execute(&plan, &executor, &options()).await;
     assert_eq!(report.failed().count(), 0, "{report:#?}");
     let child_puts = w

@@ -4,7 +4,10 @@
 //! promoted like any other.
 
 pub mod import;
+pub mod input;
+pub mod job;
 pub mod kubernetes;
+pub mod lock;
 pub mod pin;
 pub mod select;
 

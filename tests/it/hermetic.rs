@@ -24,7 +24,7 @@ async fn a_run_sees_only_the_environment_its_test_sets() {
 
     // Nothing set: no credentials anywhere the binary looks by default.
     let out = w.run_async(&snapshot).await;
-    assert_eq!(out.code, 1, "{}", out.all());
+    assert_eq!(out.code, 4, "a registry that refuses: {}", out.all());
     assert!(
         out.stderr.contains("authentication required"),
         "{}",

@@ -92,7 +92,7 @@ async fn an_endless_token_answer_stops_at_its_cap() {
     let proxy = bearer_proxy(&registry, &tokens.realm("127.0.0.1")).await;
     let work = Workdir::new();
     let out = work.run_async(&["run", "--snapshot", &proxy.host()]).await;
-    assert_eq!(out.code, 1, "{}", out.all());
+    assert_eq!(out.code, 4, "a registry that cannot be read: {}", out.all());
     assert!(
         out.stderr.contains("answer larger than 1048576 bytes"),
         "{}",
@@ -119,7 +119,7 @@ async fn an_endless_listing_stops_at_its_bound() {
     );
     let root = format!("{}/endless", w.src_host());
     let out = w.run_async(&["run", "--snapshot", &root]).await;
-    assert_eq!(out.code, 1, "{}", out.all());
+    assert_eq!(out.code, 4, "a registry that cannot be read: {}", out.all());
     assert!(
         out.stderr
             .contains("listing returns more than 500000 names"),

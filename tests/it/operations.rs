@@ -45,7 +45,7 @@ fn off_a_terminal_a_run_reports_its_progress_on_stderr() {
         .find(|l| l.starts_with("progress (end): "))
         .unwrap_or_else(|| panic!("no final progress line:\n{}", out.stderr));
     assert!(
-        end.contains("2/2 repositories planned, 6 edges done, 0 failed"),
+        end.contains("2/2 repositories planned, 6/6 edges done, 0 failed"),
         "{end}"
     );
     assert!(end.contains("KiB uploaded ("), "bytes and rate: {end}");

@@ -77,7 +77,7 @@ async fn a_lost_blob_and_a_moved_tag_are_reported() {
             "options.json",
         ])
         .await;
-    assert_eq!(out.code, 2, "{}", out.all());
+    assert_eq!(out.code, 4, "{}", out.all());
     assert!(out.stdout.contains("unchecked"), "{}", out.stdout);
 }
 

@@ -1,12 +1,14 @@
 //! `promoter cip`: `kpromo cip`'s flags with their CIP meaning, cobra's
-//! `--flag=value` booleans included, translated into a `promoter run`
-//! command line, so that a CIP job switches by changing the binary. Part
-//! of the binary (README, "Switching from kpromo cip").
+//! `--flag=value` booleans included, translated into `promoter run`'s
+//! arguments, so that a CIP job switches by changing the binary (README,
+//! "Switching from kpromo cip").
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::{ArgAction, Args};
+
+use super::run::{Output, RunArgs};
 
 /// `kpromo cip`'s flags.
 #[derive(Args, Debug)]
@@ -89,13 +91,13 @@ pub(crate) struct CipArgs {
 
 /// What `promoter cip` does.
 pub(crate) enum Translated {
-    /// Run `promoter` with these arguments.
-    Run(Vec<String>),
+    /// Run `promoter run` with these arguments.
+    Run(Box<RunArgs>),
     /// Nothing to do, and why.
     Nothing(String),
 }
 
-/// The `promoter run` command line `args` stand for.
+/// The `promoter run` arguments `args` stand for.
 pub(crate) fn translate(args: &CipArgs) -> anyhow::Result<Translated> {
     if args.check_manifest_lists_from_snapshot.is_some() || args.repository.is_some() {
         bail!(
@@ -103,46 +105,37 @@ pub(crate) fn translate(args: &CipArgs) -> anyhow::Result<Translated> {
              `promoter verify --manifest F` checks that every promoted index is complete"
         );
     }
-    let mut run = vec!["promoter".to_string(), "run".to_string()];
-    let mut push = |flag: &str, value: Option<String>| {
-        run.push(flag.to_string());
-        run.extend(value);
+    let output = match &args.output {
+        None => None,
+        Some(format) => Some(
+            <Output as clap::ValueEnum>::from_str(format, true)
+                .map_err(|_| anyhow::anyhow!("--output {format:?}: use yaml or csv (any case)"))?,
+        ),
+    };
+    let mut run = RunArgs {
+        manifest: args.manifest.clone(),
+        thin_manifest_dir: args.thin_manifest_dir.clone(),
+        snapshot: args.snapshot.clone(),
+        manifest_based_snapshot_of: args.manifest_based_snapshot_of.clone(),
+        minimal_snapshot: args.minimal_snapshot,
+        snapshot_tag: args.snapshot_tag.clone(),
+        parse_only: args.parse_only,
+        output,
+        ..RunArgs::default()
     };
     let input = match (&args.manifest, &args.thin_manifest_dir) {
-        (Some(file), _) => {
-            push("--manifest", Some(file.display().to_string()));
-            Some((file.clone(), false))
-        }
-        (None, Some(dir)) => {
-            push("--thin-manifest-dir", Some(dir.display().to_string()));
-            Some((dir.clone(), true))
-        }
+        (Some(file), _) => Some(file.clone()),
+        (None, Some(dir)) => Some(dir.clone()),
         (None, None) => None,
     };
-    if let Some(registry) = &args.snapshot {
-        push("--snapshot", Some(registry.clone()));
-    }
-    if let Some(registry) = &args.manifest_based_snapshot_of {
-        push("--manifest-based-snapshot-of", Some(registry.clone()));
-    }
-    if let Some(tag) = &args.snapshot_tag {
-        push("--snapshot-tag", Some(tag.clone()));
-    }
-    if args.minimal_snapshot {
-        push("--minimal-snapshot", None);
-    }
-    if let Some(format) = &args.output {
-        push("--output", Some(format.to_ascii_lowercase()));
-    }
     // Which part of the manifests: the latest change, or a window.
     let base = if args.use_prow_manifest_diff {
         Some(prow_base()?)
     } else if let Some(window) = &args.manifest_diff_since {
-        let (path, _) = input
+        let path = input
             .as_ref()
             .context("--manifest-diff-since needs --manifest or --thin-manifest-dir")?;
-        let dir = repo_dir(path);
-        match promoter::git::base_of_window(&dir, &git_span(window)?)? {
+        match promoter::git::base_of_window(&repo_dir(path), &git_span(window)?)? {
             promoter::git::WindowBase::Nothing => {
                 return Ok(Translated::Nothing(format!(
                     "no manifest change in the last {window}: nothing to do"
@@ -154,29 +147,31 @@ pub(crate) fn translate(args: &CipArgs) -> anyhow::Result<Translated> {
     } else {
         None
     };
-    let vuln_check = args.vuln_severity_threshold.is_some();
+    // A presubmit of the change: validate, and hold it against its base.
     match (base, args.parse_only) {
-        // A presubmit of the change: validate, and hold it against its base.
-        (Some(base), true) => push("--base", Some(base)),
-        (Some(base), false) => push("--since", Some(base)),
+        (Some(base), true) => run.base = Some(base),
+        (Some(base), false) => run.select.since = Some(base),
         (None, _) => {}
     }
-    if args.parse_only {
-        push("--parse-only", None);
+    let promoting =
+        !args.parse_only && args.snapshot.is_none() && args.manifest_based_snapshot_of.is_none();
+    let vuln_check = args.vuln_severity_threshold.is_some();
+    if let (Some(threshold), true) = (args.vuln_severity_threshold, promoting) {
+        run.hooks.gate.push(trivy_gate(threshold)?);
     }
-    if let Some(threshold) = args.vuln_severity_threshold {
-        push("--gate", Some(trivy_gate(threshold)?));
-    }
-    if args.sign {
-        push(
-            "--after-promote",
-            Some(cosign_step(args.signer_account.as_deref())?),
-        );
+    if args.sign && promoting {
+        run.hooks
+            .after_promote
+            .push(cosign_step(args.signer_account.as_deref())?);
     }
     // CIP's vulnerability check only checks: it never promotes.
-    if args.confirm && !vuln_check {
-        push("--confirm", None);
-    }
+    run.confirm = args.confirm && !vuln_check;
+    note_ignored(args);
+    Ok(Translated::Run(Box::new(run)))
+}
+
+/// Flags CIP has that change nothing here, said once at -v.
+fn note_ignored(args: &CipArgs) {
     let ignored: Vec<&str> = [
         (args.json_log_summary, "--json-log-summary"),
         (args.key_files.is_some(), "--key-files"),
@@ -202,7 +197,20 @@ pub(crate) fn translate(args: &CipArgs) -> anyhow::Result<Translated> {
             ignored.join(" ")
         );
     }
-    Ok(Translated::Run(run))
+}
+
+/// `promoter cip`.
+pub(crate) async fn cip(args: &CipArgs, ctx: &super::Ctx) -> anyhow::Result<super::output::Exit> {
+    match translate(args)? {
+        Translated::Nothing(why) => {
+            super::output::say(why);
+            Ok(super::output::Exit::Ok)
+        }
+        Translated::Run(run) => {
+            tracing::debug!("promoter cip runs: {run:?}");
+            super::run::run(*run, ctx).await
+        }
+    }
 }
 
 /// The base of a Prow job's change: `PULL_BASE_SHA` for a presubmit (or a

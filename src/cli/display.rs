@@ -2,11 +2,13 @@
 //! (level from -v/-q/--log-level or RUST_LOG, text or JSON, colour by
 //! --color and NO_COLOR) and progress (a live display on a terminal, a
 //! line every --progress-interval elsewhere, nothing with -q). The library
-//! never draws: it reports to [`promoter::exec::Progress`].
+//! never draws: it reports to [`promoter::exec::Progress`]. The total
+//! grows as planning finds work, so a pipelined run shows `done/total` and
+//! an ETA as soon as the first repositories are planned.
 
 use std::io::IsTerminal as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use promoter::exec::{EdgeResult, Outcome, Progress};
@@ -21,15 +23,13 @@ pub(crate) struct Settings {
     pub(crate) color: bool,
 }
 
-static SETTINGS: OnceLock<Settings> = OnceLock::new();
-
 /// Whether to colour stderr: `always`, `never`, or on a terminal unless
 /// NO_COLOR is set to something (<https://no-color.org>).
-pub(crate) fn use_color(choice: crate::Color) -> bool {
+pub(crate) fn use_color(choice: super::Color) -> bool {
     match choice {
-        crate::Color::Always => true,
-        crate::Color::Never => false,
-        crate::Color::Auto => {
+        super::Color::Always => true,
+        super::Color::Never => false,
+        super::Color::Auto => {
             std::io::stderr().is_terminal()
                 && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
         }
@@ -55,9 +55,9 @@ pub(crate) fn level_from_flags(level: Option<&str>, verbose: u8, quiet: bool) ->
     })
 }
 
-/// Start logging to stderr and remember `settings` for progress.
-pub(crate) fn init(level: Option<String>, json: bool, settings: Settings) {
-    let _ = SETTINGS.set(Settings { json, ..settings });
+/// Start logging to stderr.
+pub(crate) fn init(level: Option<String>, settings: &Settings) {
+    let json = settings.json;
     let filter = match level {
         Some(level) => tracing_subscriber::EnvFilter::new(format!("promoter={level}")),
         // RUST_LOG in full (`promoter=debug,hyper=info`), when set and valid.
@@ -95,29 +95,17 @@ pub(crate) fn init(level: Option<String>, json: bool, settings: Settings) {
     }
 }
 
-fn settings() -> Settings {
-    SETTINGS.get().copied().unwrap_or(Settings {
-        quiet: false,
-        json: false,
-        interval: Duration::from_secs(10),
-        color: false,
-    })
-}
-
-/// The progress display for a run of `total` edges (unknown while planning
-/// is pipelined into copying): live on a terminal, periodic lines
-/// elsewhere, none with -q.
-pub(crate) fn progress(total: Option<u64>) -> Option<Arc<dyn Progress>> {
-    let settings = settings();
+/// The progress display of a run: live on a terminal, periodic lines
+/// elsewhere, none with -q. Its total grows as planning finds work.
+pub(crate) fn progress(settings: &Settings) -> Option<Arc<dyn Progress>> {
     if settings.quiet {
         return None;
     }
     let counts = Arc::new(Counts::default());
     if std::io::stderr().is_terminal() {
-        Some(Arc::new(Live::start(total, counts)))
+        Some(Arc::new(Live::start(counts)))
     } else {
         Some(Arc::new(Periodic::start(
-            total,
             counts,
             settings.interval,
             settings.json,
@@ -128,6 +116,8 @@ pub(crate) fn progress(total: Option<u64>) -> Option<Arc<dyn Progress>> {
 /// What both displays count.
 #[derive(Default)]
 struct Counts {
+    /// Edges planning has found so far.
+    total: AtomicU64,
     done: AtomicU64,
     failed: AtomicU64,
     bytes: AtomicU64,
@@ -181,17 +171,11 @@ struct Live {
 }
 
 impl Live {
-    fn start(total: Option<u64>, counts: Arc<Counts>) -> Live {
-        let bar = match total {
-            Some(total) => indicatif::ProgressBar::new(total),
-            None => indicatif::ProgressBar::new_spinner(),
-        };
-        let template = if total.is_some() {
-            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} edges, eta {eta}  {msg}"
-        } else {
-            "{spinner} [{elapsed_precise}] {pos} edges  {msg}"
-        };
-        if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+    fn start(counts: Arc<Counts>) -> Live {
+        let bar = indicatif::ProgressBar::new(0);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} edges, eta {eta}  {msg}",
+        ) {
             bar.set_style(style);
         }
         bar.enable_steady_tick(Duration::from_millis(120));
@@ -231,6 +215,10 @@ impl Progress for Live {
         self.counts.repositories.store(total, Ordering::Relaxed);
         self.refresh();
     }
+    fn work_found(&self, edges: u64) {
+        self.counts.total.fetch_add(edges, Ordering::Relaxed);
+        self.bar.inc_length(edges);
+    }
 }
 
 impl Drop for Live {
@@ -248,7 +236,7 @@ struct Periodic {
 }
 
 impl Periodic {
-    fn start(total: Option<u64>, counts: Arc<Counts>, interval: Duration, json: bool) -> Periodic {
+    fn start(counts: Arc<Counts>, interval: Duration, json: bool) -> Periodic {
         let stop = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
         let thread = {
             let stop = stop.clone();
@@ -258,6 +246,7 @@ impl Periodic {
                 let line = |last: bool| {
                     let done = counts.done.load(Ordering::Relaxed);
                     let failed = counts.failed.load(Ordering::Relaxed);
+                    let total = counts.total.load(Ordering::Relaxed);
                     if json {
                         // A log event like the others, so every line parses.
                         tracing::info!(
@@ -274,7 +263,11 @@ impl Periodic {
                         );
                         return;
                     }
-                    let of = total.map(|t| format!("/{t}")).unwrap_or_default();
+                    let of = if total > 0 {
+                        format!("/{total}")
+                    } else {
+                        String::new()
+                    };
                     let planning = counts
                         .planning_text()
                         .map(|p| format!("{p}, "))
@@ -322,6 +315,9 @@ impl Progress for Periodic {
         self.counts.planned.store(done, Ordering::Relaxed);
         self.counts.repositories.store(total, Ordering::Relaxed);
     }
+    fn work_found(&self, edges: u64) {
+        self.counts.total.fetch_add(edges, Ordering::Relaxed);
+    }
 }
 
 impl Drop for Periodic {
@@ -332,33 +328,5 @@ impl Drop for Periodic {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-    }
-}
-
-/// Both displays hear of everything (the terminal's and a watch's counters).
-pub(crate) fn both(
-    a: Option<Arc<dyn Progress>>,
-    b: Option<Arc<dyn Progress>>,
-) -> Option<Arc<dyn Progress>> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(Arc::new(Both(a, b))),
-        (a, b) => a.or(b),
-    }
-}
-
-struct Both(Arc<dyn Progress>, Arc<dyn Progress>);
-
-impl Progress for Both {
-    fn finished(&self, result: &EdgeResult) {
-        self.0.finished(result);
-        self.1.finished(result);
-    }
-    fn uploaded(&self, bytes: u64) {
-        self.0.uploaded(bytes);
-        self.1.uploaded(bytes);
-    }
-    fn planned(&self, done: u64, total: u64) {
-        self.0.planned(done, total);
-        self.1.planned(done, total);
     }
 }
