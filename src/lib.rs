@@ -15,6 +15,7 @@ pub mod local_file;
 pub mod manifest;
 pub mod mirror;
 pub mod oci;
+pub mod once_map;
 pub mod plan;
 pub mod promote;
 pub mod reference;

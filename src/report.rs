@@ -12,8 +12,7 @@ use crate::plan::{Counts, Plan, PlanItem};
 /// The `source -> destination` part of a line.
 fn refs(item: &PlanItem) -> String {
     let source = item
-        .source
-        .as_ref()
+        .source()
         .map(|s| format!("{}/{}", s.registry, item.image))
         .unwrap_or_else(|| "-".to_string());
     format!("{source} -> {}", item.dest_ref())
@@ -161,43 +160,25 @@ pub fn json(plan: &Plan, execution: Option<&Report>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::diag::Location;
-    use crate::plan::{Action, SourceRef};
-    use crate::reference::{Digest, ImageName, RegistryName, Tag};
-    use std::path::Path;
-    use std::sync::Arc;
-
-    fn item(action: Action, tag: Option<&str>) -> PlanItem {
-        let dst = RegistryName::parse("dst.example/prod").unwrap();
-        let src = RegistryName::parse("src.example/stage").unwrap();
-        let image = ImageName::parse("foo").unwrap();
-        PlanItem {
-            action,
-            repo: dst.repository(&image),
-            source: Some(SourceRef {
-                repo: src.repository(&image),
-                registry: src,
-            }),
-            registry: dst,
-            image,
-            digest: Digest::sha256_of(b"x"),
-            tag: tag.map(|t| Tag::parse(t).unwrap()),
-            location: Location {
-                file: Arc::from(Path::new("images/a/images.yaml")),
-                line: 7,
-                col: 5,
-            },
-        }
-    }
+    use crate::plan::fixtures::{item, source};
+    use crate::plan::Action;
+    use crate::reference::{Digest, Tag};
 
     #[test]
     fn a_line_names_kind_source_destination_digest_and_reason() {
-        let line = item_line(&item(Action::Tag, Some("1.0")));
+        let digest = Digest::sha256_of(b"x");
+        let copy = item_line(&item(Action::Copy { source: source() }));
         assert_eq!(
-            line,
+            copy,
+            format!("copy     src.example/stage/foo -> dst.example/prod/foo  {digest}  # digest absent in destination, present in source")
+        );
+        let tag = item_line(&item(Action::Tag {
+            tag: Tag::parse("1.0").unwrap(),
+        }));
+        assert_eq!(
+            tag,
             format!(
-                "tag      src.example/stage/foo -> dst.example/prod/foo:1.0  {}  # tag absent in destination",
-                Digest::sha256_of(b"x")
+                "tag      - -> dst.example/prod/foo:1.0  {digest}  # tag absent in destination"
             )
         );
     }
@@ -205,12 +186,11 @@ mod tests {
     #[test]
     fn a_refusal_line_points_at_the_manifest_entry() {
         let current = Digest::sha256_of(b"y");
-        let line = item_line(&item(
-            Action::RefusedTagMove {
-                current: current.clone(),
-            },
-            Some("1.0"),
-        ));
+        let line = item_line(&item(Action::RefusedTagMove {
+            tag: Tag::parse("1.0").unwrap(),
+            current: current.clone(),
+            source: None,
+        }));
         assert!(line.starts_with("refused "), "{line}");
         assert!(line.contains(current.as_str()), "{line}");
         assert!(line.contains("images/a/images.yaml:7:5"), "{line}");
@@ -219,7 +199,7 @@ mod tests {
     #[test]
     fn json_carries_the_items_and_counts() {
         let plan = Plan {
-            items: vec![item(Action::Copy, None)],
+            items: vec![item(Action::Copy { source: source() })],
             already_present: 2,
             ..Plan::default()
         };

@@ -7,15 +7,15 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 
 use super::*;
 use crate::diag::Location;
-use crate::oci::ContentError;
+use crate::oci::{self, ContentError};
 use crate::plan::{self, DestState, DigestWant, Inventory, Observed, RepoWant};
-use crate::reference::{ImageName, RegistryName, Tag};
+use crate::reference::{ImageName, ManifestRef, RegistryName, Tag};
 use crate::registry::recording::Recording;
-use crate::registry::{media_type, BlobStream, RawManifest};
+use crate::registry::{media_type, BlobStream, BlobUpload, ErrorCode, RawManifest, RegistryError};
 
 /// An image: config + one layer + manifest, pushed into `repo` of `registry`.
 async fn image(
@@ -246,7 +246,7 @@ async fn a_failed_copy_fails_its_own_tags_and_nothing_else() {
         report
             .results
             .iter()
-            .find(|r| r.item.repo.path() == repo && r.item.tag.as_ref().map(|t| t.as_str()) == tag)
+            .find(|r| r.item.repo.path() == repo && r.item.tag().map(|t| t.as_str()) == tag)
             .map(|r| matches!(r.outcome, Outcome::Done))
             .unwrap()
     };

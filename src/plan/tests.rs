@@ -7,6 +7,8 @@ use std::sync::Arc;
 use proptest::prelude::*;
 
 use super::*;
+use crate::diag::Location;
+use crate::reference::{Digest, ImageName, RegistryName, Tag};
 
 fn digest(n: u8) -> Digest {
     Digest::parse(&format!("sha256:{}", format!("{n:02x}").repeat(32))).unwrap()
@@ -99,7 +101,7 @@ fn kinds(plan: &Plan) -> Vec<(String, u8, Option<String>)> {
             (
                 i.action.name().to_string(),
                 n,
-                i.tag.as_ref().map(|t| t.to_string()),
+                i.tag().map(|t| t.to_string()),
             )
         })
         .collect()
@@ -143,7 +145,7 @@ fn neither_there_copies_then_tags() {
             ("tag".into(), 1, Some("latest".into())),
         ]
     );
-    assert_eq!(p.items[0].source, Some(source_ref("foo")));
+    assert_eq!(p.items[0].source(), Some(&source_ref("foo")));
 }
 
 #[test]
@@ -196,7 +198,13 @@ fn a_followed_tag_moves_and_says_from_where() {
     assert!(!p.has_refusals());
     assert_eq!(p.counts().moved, 1);
     let moved = &p.items[2];
-    assert_eq!(moved.action, Action::Move { from: digest(2) });
+    assert_eq!(
+        moved.action,
+        Action::Move {
+            tag: tag("latest"),
+            from: digest(2)
+        }
+    );
     assert!(
         moved.reason().contains(digest(2).as_str()),
         "{}",
@@ -402,7 +410,7 @@ fn apply(plan: &Plan, inv: &Inventory) -> Inventory {
         state
             .digests
             .insert(item.digest.clone(), Observed::Present(()));
-        if let Some(t) = &item.tag {
+        if let Some(t) = item.tag() {
             state
                 .tags
                 .insert(t.clone(), Observed::Present(item.digest.clone()));
@@ -420,9 +428,9 @@ proptest! {
         for d in w.digests.values() {
             if d.tags.is_empty() { untagged += 1 } else { tagged += d.tags.len() }
         }
-        let tag_items = p.items.iter().filter(|i| i.tag.is_some()).count();
+        let tag_items = p.items.iter().filter(|i| i.tag().is_some()).count();
         let untagged_items = p.items.iter()
-            .filter(|i| i.tag.is_none() && w.digests[&i.digest].tags.is_empty())
+            .filter(|i| i.tag().is_none() && w.digests[&i.digest].tags.is_empty())
             .count();
         prop_assert_eq!(tag_items + untagged_items + p.already_present, tagged + untagged);
     }
@@ -432,9 +440,9 @@ proptest! {
         let p = plan(std::slice::from_ref(&w), &inv);
         let state = &inv.destinations[&dest_repo()];
         for item in p.work() {
-            if let Some(t) = &item.tag {
+            if let Some(t) = item.tag() {
                 match &item.action {
-                    Action::Move { from } => {
+                    Action::Move { from, .. } => {
                         prop_assert!(w.movable.contains(t));
                         prop_assert_eq!(state.tags.get(t), Some(&Observed::Present(from.clone())));
                         prop_assert_ne!(from, &item.digest);
@@ -446,7 +454,7 @@ proptest! {
         // A tag that may not move and points elsewhere is refused, never moved.
         for item in &p.items {
             if let Action::RefusedTagMove { .. } = item.action {
-                prop_assert!(!w.movable.contains(item.tag.as_ref().unwrap()));
+                prop_assert!(!w.movable.contains(item.tag().unwrap()));
             }
         }
     }
@@ -455,14 +463,16 @@ proptest! {
     fn copies_only_what_the_destination_lacks_and_the_source_has((w, inv) in world()) {
         let p = plan(&[w], &inv);
         let state = &inv.destinations[&dest_repo()];
-        for item in p.items.iter().filter(|i| i.action == Action::Copy) {
+        let is_copy = |i: &&PlanItem| matches!(i.action, Action::Copy { .. });
+        for item in p.items.iter().filter(is_copy) {
             prop_assert_eq!(state.digest(&item.digest), Observed::Absent);
-            let source = item.source.as_ref().unwrap();
+            let source = item.source().unwrap();
             prop_assert_eq!(inv.sources[&source.repo].get(&item.digest), Some(&Observed::Present(())));
         }
         // Every tag write has its digest in place or copied first.
-        for item in p.items.iter().filter(|i| matches!(i.action, Action::Tag | Action::Move { .. })) {
-            let copied = p.items.iter().any(|c| c.action == Action::Copy && c.digest == item.digest);
+        let writes_tag = |i: &&PlanItem| matches!(i.action, Action::Tag { .. } | Action::Move { .. });
+        for item in p.items.iter().filter(writes_tag) {
+            let copied = p.items.iter().any(|c| is_copy(&c) && c.digest == item.digest);
             prop_assert!(copied || state.digest(&item.digest) == Observed::Present(()));
         }
     }
@@ -492,12 +502,14 @@ proptest! {
     fn source_reads_cover_exactly_the_copies_and_losses((w, inv) in world()) {
         let reads = source_reads(std::slice::from_ref(&w), &inv);
         let p = plan(&[w], &inv);
-        for item in p.items.iter().filter(|i| matches!(i.action, Action::Copy | Action::Lost)) {
-            let source = item.source.as_ref().unwrap();
+        let reads_source = |i: &&PlanItem| matches!(i.action, Action::Copy { .. } | Action::Lost(_));
+        for item in p.items.iter().filter(reads_source) {
+            let source = item.source().unwrap();
             prop_assert!(reads.contains(&(source.repo.clone(), item.digest.clone())));
         }
         for (_, d) in &reads {
-            prop_assert!(p.items.iter().any(|i| &i.digest == d && !matches!(i.action, Action::Tag)));
+            let needs_content = |i: &PlanItem| !matches!(i.action, Action::Tag { .. });
+            prop_assert!(p.items.iter().any(|i| &i.digest == d && needs_content(i)));
         }
     }
 }

@@ -162,8 +162,8 @@ pub fn drift(reviewed: &Plan, fresh: &Plan) -> Option<String> {
 mod tests {
     use super::*;
     use crate::diag::Location;
+    use crate::plan::fixtures::{item, tag_1_0};
     use crate::plan::Action;
-    use crate::promote::fixtures::item;
     use crate::reference::ImageName;
     use std::path::Path;
     use std::sync::Arc;
@@ -171,14 +171,16 @@ mod tests {
     #[test]
     fn an_unchanged_plan_has_no_drift_and_a_changed_one_shows_a_diff() {
         let reviewed = Plan {
-            items: vec![item(Action::Tag)],
+            items: vec![item(tag_1_0())],
             already_present: 0,
             ..Plan::default()
         };
         assert_eq!(drift(&reviewed, &reviewed.clone()), None);
         let fresh = Plan {
             items: vec![item(Action::RefusedTagMove {
+                tag: Tag::parse("1.0").unwrap(),
                 current: Digest::sha256_of(b"y"),
+                source: None,
             })],
             already_present: 0,
             ..Plan::default()

@@ -231,29 +231,3 @@ pub fn verdict(plan: &Plan, execution: Option<&Report>, fail_on_lost: bool) -> V
         Verdict::Done
     }
 }
-
-#[cfg(test)]
-pub(crate) mod fixtures {
-    use std::path::Path;
-    use std::sync::Arc;
-
-    use crate::diag::Location;
-    use crate::plan::{Action, PlanItem};
-    use crate::reference::{Digest, ImageName, RegistryName, Tag};
-
-    /// A plan item for `dst.example/prod/foo:1.0`.
-    pub(crate) fn item(action: Action) -> PlanItem {
-        let dst = RegistryName::parse("dst.example/prod").unwrap();
-        let image = ImageName::parse("foo").unwrap();
-        PlanItem {
-            action,
-            repo: dst.repository(&image),
-            registry: dst,
-            image,
-            digest: Digest::sha256_of(b"x"),
-            tag: Some(Tag::parse("1.0").unwrap()),
-            source: None,
-            location: Location::file_only(Arc::from(Path::new("m.yaml"))),
-        }
-    }
-}

@@ -175,8 +175,7 @@ pub fn plan_file_bytes(plan: &PlanFile) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::Action;
-    use crate::promote::fixtures::item;
+    use crate::plan::fixtures::{item, tag_1_0};
 
     #[test]
     fn plan_files_round_trip_and_refuse_other_versions() {
@@ -187,7 +186,7 @@ mod tests {
             wants: vec![],
             inventory: Inventory::default(),
             plan: Plan {
-                items: vec![item(Action::Tag)],
+                items: vec![item(tag_1_0())],
                 already_present: 3,
                 ..Plan::default()
             },

@@ -1,0 +1,199 @@
+//! Manifests: a digest and everything it references (index children,
+//! recursively, and their blobs) copied into a destination repository, the
+//! manifest itself written last, as its exact bytes; every walk bounded by
+//! the graph limits.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use futures::future::{BoxFuture, FutureExt};
+use futures::stream::{self, TryStreamExt};
+
+use crate::oci;
+use crate::plan::{Repository, SourceRef};
+use crate::reference::{Digest, ManifestRef};
+use crate::registry::{RawManifest, Registry, RegistryError};
+
+use super::{Copier, Dest, ExecError};
+
+impl Copier {
+    /// Write `manifest` to `repo` as `reference`; with `verify_writes`, read
+    /// it back (one HEAD) and fail unless the registry holds exactly it there.
+    pub(super) async fn put_manifest(
+        &self,
+        registry: &dyn Registry,
+        repo: &Repository,
+        reference: &ManifestRef,
+        manifest: &RawManifest,
+    ) -> Result<(), RegistryError> {
+        registry.put_manifest(repo, reference, manifest).await?;
+        if !self.options.verify_writes {
+            return Ok(());
+        }
+        let stored = registry.head_manifest(repo, reference).await?;
+        match stored {
+            Some(d) if d.digest == manifest.digest => Ok(()),
+            other => Err(RegistryError::NotStored {
+                what: match reference {
+                    ManifestRef::Tag(tag) => format!("{repo}:{tag}"),
+                    ManifestRef::Digest(digest) => format!("{repo}@{digest}"),
+                },
+                message: match other {
+                    Some(d) => format!(
+                        "accepted {}, but holds {} there when read back",
+                        manifest.digest, d.digest
+                    ),
+                    None => format!("accepted {}, but absent when read back", manifest.digest),
+                },
+            }),
+        }
+    }
+
+    /// The source manifest's bytes, read once per run however many
+    /// destinations want it.
+    pub(super) async fn source_manifest(
+        &self,
+        source: &SourceRef,
+        digest: &Digest,
+    ) -> Result<RawManifest, ExecError> {
+        if let Some(known) = self.known.get(&source.repo, digest) {
+            return Ok(known);
+        }
+        let key = (source.repo.clone(), digest.clone());
+        self.source_manifests
+            .get_or_compute(key, || async {
+                let registry = self.registry(source.repo.endpoint());
+                let what = format!("{}@{digest}", source.repo);
+                match registry
+                    .get_manifest(&source.repo, &ManifestRef::Digest(digest.clone()))
+                    .await
+                {
+                    Ok(Some(manifest)) => Ok(manifest),
+                    Ok(None) => Err(ExecError::new(
+                        what.clone(),
+                        RegistryError::Vanished {
+                            what,
+                            message: "vanished from the source after planning".to_string(),
+                        },
+                    )),
+                    Err(err) => Err(ExecError::new(what, err)),
+                }
+            })
+            .await
+    }
+
+    /// Copy `digest` and everything it references from `source` into the
+    /// destination, writing the manifest itself last, as `put_as`.
+    pub(super) fn copy_manifest<'a>(
+        &'a self,
+        source: &'a SourceRef,
+        dest: Dest<'a>,
+        digest: &'a Digest,
+        put_as: ManifestRef,
+    ) -> BoxFuture<'a, Result<RawManifest, ExecError>> {
+        async move {
+            let walked = AtomicUsize::new(0);
+            let graph = Graph {
+                depth: 0,
+                walked: &walked,
+            };
+            self.copy_manifest_at(source, dest, digest, Some(put_as), graph)
+                .await
+        }
+        .boxed()
+    }
+
+    /// Everything `digest` references (children and blobs) into the
+    /// destination, but not the manifest itself: the caller writes it once
+    /// what must precede it (its attachments) is there.
+    pub(super) async fn prepare_manifest(
+        &self,
+        source: &SourceRef,
+        dest: Dest<'_>,
+        digest: &Digest,
+    ) -> Result<RawManifest, ExecError> {
+        let walked = AtomicUsize::new(0);
+        let graph = Graph {
+            depth: 0,
+            walked: &walked,
+        };
+        self.copy_manifest_at(source, dest, digest, None, graph)
+            .await
+    }
+
+    /// [`Copier::copy_manifest`] for a manifest `graph.depth` indexes below
+    /// the one the plan names (not written when `put_as` is `None`): a
+    /// source that nests indexes without end, or lists without end, gets an
+    /// error from [`crate::registry::check_graph`] instead of a stack
+    /// overflow or an endless copy.
+    fn copy_manifest_at<'a>(
+        &'a self,
+        source: &'a SourceRef,
+        dest: Dest<'a>,
+        digest: &'a Digest,
+        put_as: Option<ManifestRef>,
+        graph: Graph<'a>,
+    ) -> BoxFuture<'a, Result<RawManifest, ExecError>> {
+        async move {
+            let what = format!("{}@{digest}", source.repo);
+            let count = graph.walked.fetch_add(1, Ordering::Relaxed) + 1;
+            crate::registry::check_graph(&what, graph.depth, count)
+                .map_err(|e| ExecError::new(what.clone(), e))?;
+            let manifest = self.source_manifest(source, digest).await?;
+            let mut refs = oci::references(&manifest, &what)
+                .map_err(|e| ExecError::new(what.clone(), e.into()))?;
+            // A child or blob listed many times is written once.
+            let mut seen = BTreeSet::new();
+            refs.manifests.retain(|d| seen.insert(d.digest.clone()));
+            let mut seen = BTreeSet::new();
+            refs.blobs.retain(|d| seen.insert(d.digest.clone()));
+            let concurrency = self.options.blob_concurrency.max(1);
+            let repo = dest.repo;
+            stream::iter(refs.manifests.iter().map(Ok::<_, ExecError>))
+                .try_for_each_concurrent(concurrency, |child| async move {
+                    let child_ref = ManifestRef::Digest(child.digest.clone());
+                    // In a repository the inventory saw as new, nothing is there yet.
+                    let present = if dest.is_new {
+                        None
+                    } else {
+                        dest.registry
+                            .head_manifest(repo, &child_ref)
+                            .await
+                            .map_err(|e| ExecError::new(format!("{repo}@{}", child.digest), e))?
+                    };
+                    if present.is_none() {
+                        let below = Graph {
+                            depth: graph.depth + 1,
+                            ..graph
+                        };
+                        self.copy_manifest_at(source, dest, &child.digest, Some(child_ref), below)
+                            .await?;
+                    }
+                    Ok(())
+                })
+                .await?;
+            stream::iter(refs.blobs.iter().map(Ok::<_, ExecError>))
+                .try_for_each_concurrent(concurrency, |blob| self.ensure_blob(source, dest, blob))
+                .await?;
+            if let Some(put_as) = put_as {
+                self.put_manifest(dest.registry, repo, &put_as, &manifest)
+                    .await
+                    .map_err(|e| ExecError::new(format!("{repo}@{digest}"), e))?;
+                self.counters
+                    .manifests_written
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(manifest)
+        }
+        .boxed()
+    }
+}
+
+/// Where one copy stands in its manifest graph.
+#[derive(Clone, Copy)]
+struct Graph<'a> {
+    /// Indexes between this manifest and the one the plan names.
+    depth: usize,
+    /// Manifests this copy has read so far.
+    walked: &'a AtomicUsize,
+}
