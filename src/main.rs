@@ -1651,7 +1651,7 @@ fn finish(
 /// An error with its causes, each said once: a cause whose words the
 /// message already carries (`path: No such file`) is not repeated.
 fn shown(err: &anyhow::Error) -> String {
-    promoter::registry::remote::retry::error_chain(err.as_ref())
+    promoter::registry::error_chain(err.as_ref())
 }
 
 /// Write to standard output. A reader that went away (`promoter run ... |

@@ -270,6 +270,21 @@ pub fn is_retryable_status(status: u16) -> bool {
     matches!(status, 429 | 500 | 502 | 503 | 504)
 }
 
+/// An error's message with its sources, `a: b: c`.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let next = s.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = s.source();
+    }
+    text
+}
+
 impl RegistryError {
     /// Whether doing the same request again may succeed.
     pub fn is_retryable(&self) -> bool {
@@ -325,5 +340,15 @@ mod tests {
             message: "not a PEM CA bundle".into(),
         };
         assert!(!config.is_retryable());
+    }
+
+    #[test]
+    fn only_passing_trouble_is_retried() {
+        for status in [429, 500, 502, 503, 504] {
+            assert!(is_retryable_status(status), "{status}");
+        }
+        for status in [200, 400, 401, 403, 404, 405, 409, 501] {
+            assert!(!is_retryable_status(status), "{status}");
+        }
     }
 }

@@ -27,10 +27,14 @@ mod open;
 #[cfg(test)]
 pub mod recording;
 pub mod remote;
+pub mod retry;
 
 pub use cache::ManifestCache;
-pub use error::{is_retryable_status, ErrorCode, RegistryError};
+pub use error::{error_chain, is_retryable_status, ErrorCode, RegistryError};
 pub use open::{open_all, OpenOptions, Registries};
+// What the CLI configures of the HTTP registries, named without `remote`:
+// the callers set options, the transport behind them stays the registry's.
+pub use remote::{RegistryOptions, RemoteOptions};
 
 // The content types live on the ground floor; these names are kept for the
 // library's users (tests, examples).

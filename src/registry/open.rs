@@ -106,7 +106,7 @@ impl Registry for Unopened {
 #[derive(Debug, Clone, Default)]
 pub struct OpenOptions {
     /// Settings for the HTTP registries: defaults, and overrides per host.
-    pub remote: remote::options::RemoteOptions,
+    pub remote: super::RemoteOptions,
     /// An explicit credentials file, consulted first.
     pub auth_file: Option<std::path::PathBuf>,
 }

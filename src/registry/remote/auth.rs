@@ -26,7 +26,8 @@ use url::Url;
 use super::body::read_capped;
 use super::credentials::{Credential, CredentialStore, Secret};
 use super::redact;
-use super::retry::{reqwest_error, with_retries, Failed, RetryClock};
+use super::retry::reqwest_error;
+use crate::registry::retry::{with_retries, Failed, RetryClock};
 use crate::registry::RegistryError;
 
 // ---------------------------------------------------------------- challenges

@@ -47,12 +47,12 @@ pub use credentials::{Credential, CredentialStore, Secret};
 pub use options::{RegistryOptions, RemoteOptions, ResolvedOptions};
 
 use self::body::read_capped;
-use self::retry::{with_retries, RetryClock};
 use self::transport::{drain, Body, Req, Transport};
 use crate::oci::verify::{Expect, VerifyingStream};
 use crate::oci::ContentError;
 use crate::oci::{self, attachment_tag};
 use crate::reference::{Digest, Endpoint, ManifestRef, Repository};
+use crate::registry::retry::{with_retries, RetryClock};
 use crate::registry::{
     media_type, BlobPut, BlobStream, BlobUpload, Descriptor, RawManifest, Registry, RegistryError,
     TagListing,

@@ -35,12 +35,11 @@ use super::body::{paced, Pace};
 use super::credentials::CredentialStore;
 use super::options::ResolvedOptions;
 use super::redact;
-use super::retry::{
-    error_chain, is_retryable_status, reqwest_error, retry_after, with_retries, Failed, RetryClock,
-};
+use super::retry::{reqwest_error, retry_after};
 use super::tls;
 use crate::oci::verify::{Expect, VerifyingStream};
-use crate::registry::{BlobOpener, ErrorCode, RegistryError};
+use crate::registry::retry::{with_retries, Failed, RetryClock};
+use crate::registry::{error_chain, is_retryable_status, BlobOpener, ErrorCode, RegistryError};
 
 /// Most redirects followed for one request.
 const MAX_REDIRECTS: usize = 5;
