@@ -2,6 +2,7 @@
 //! branch on it (retry, report, give up), and the words each case is shown
 //! with.
 
+use super::SafeUrl;
 use crate::oci::ContentError;
 
 /// A registry error, typed so that callers can branch (retry, report, give up).
@@ -45,8 +46,8 @@ pub enum RegistryError {
     Status {
         /// The HTTP method of the request.
         method: String,
-        /// Redacted: no query string, no user info.
-        url: String,
+        /// Shown without query string or user info.
+        url: SafeUrl,
         /// The HTTP status code.
         status: u16,
         /// The first OCI error code of the body, when it had one.
@@ -62,8 +63,8 @@ pub enum RegistryError {
     Refused {
         /// The HTTP method of the request.
         method: String,
-        /// Redacted: no query string, no user info.
-        url: String,
+        /// Shown without query string or user info.
+        url: SafeUrl,
         /// The operating system's words.
         message: String,
     },
@@ -73,8 +74,8 @@ pub enum RegistryError {
     Transport {
         /// The HTTP method of the request.
         method: String,
-        /// Redacted: no query string, no user info.
-        url: String,
+        /// Shown without query string or user info.
+        url: SafeUrl,
         /// What went wrong, for people.
         message: String,
         /// Connection-level failures (reset, refused, timed out) are retryable.

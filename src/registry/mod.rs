@@ -28,10 +28,12 @@ mod open;
 pub mod recording;
 pub mod remote;
 pub mod retry;
+mod safe_url;
 
 pub use cache::ManifestCache;
 pub use error::{error_chain, is_retryable_status, ErrorCode, RegistryError};
 pub use open::{open_all, OpenOptions, Registries};
+pub use safe_url::SafeUrl;
 // What the CLI configures of the HTTP registries, named without `remote`:
 // the callers set options, the transport behind them stays the registry's.
 pub use remote::{RegistryOptions, RemoteOptions};

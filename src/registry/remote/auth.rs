@@ -25,10 +25,9 @@ use url::Url;
 
 use super::body::read_capped;
 use super::credentials::{Credential, CredentialStore, Secret};
-use super::redact;
 use super::retry::reqwest_error;
 use crate::registry::retry::{with_retries, Failed, RetryClock};
-use crate::registry::RegistryError;
+use crate::registry::{RegistryError, SafeUrl};
 
 // ---------------------------------------------------------------- challenges
 
@@ -621,7 +620,7 @@ async fn fetch_token(
         Some(Credential::IdentityToken(_)) => "POST",
         _ => "GET",
     };
-    let shown_url = redact::url(realm);
+    let shown_url = SafeUrl::new(realm);
     let what = || format!("token from {shown_url}");
     with_retries(clock, &what, RegistryError::is_retryable, || async {
         let request = match credential {

@@ -55,7 +55,7 @@ use crate::reference::{Digest, Endpoint, ManifestRef, Repository};
 use crate::registry::retry::{with_retries, RetryClock};
 use crate::registry::{
     media_type, BlobPut, BlobStream, BlobUpload, Descriptor, RawManifest, Registry, RegistryError,
-    TagListing,
+    SafeUrl, TagListing,
 };
 
 /// Largest manifest accepted: see [`crate::limits::MANIFEST_BYTES`].
@@ -317,7 +317,7 @@ impl RemoteRegistry {
             read_total += body.len();
             if read_total > crate::limits::LISTING_BYTES {
                 return Err(RegistryError::Limit {
-                    what: redact::url(&url),
+                    what: SafeUrl::new(&url).to_string(),
                     message: format!(
                         "listing pages add up to more than {} bytes; refusing to read more",
                         crate::limits::LISTING_BYTES
@@ -326,7 +326,7 @@ impl RemoteRegistry {
             }
             let value: serde_json::Value =
                 serde_json::from_slice(&body).map_err(|e| RegistryError::Protocol {
-                    what: redact::url(&url),
+                    what: SafeUrl::new(&url).to_string(),
                     message: format!("not a JSON listing: {e}"),
                 })?;
             if let Some(items) = value.get(field).and_then(|v| v.as_array()) {
@@ -335,7 +335,7 @@ impl RemoteRegistry {
             each_page(&value);
             if out.len() > crate::limits::LISTED_NAMES {
                 return Err(RegistryError::Limit {
-                    what: redact::url(&url),
+                    what: SafeUrl::new(&url).to_string(),
                     message: format!(
                         "listing returns more than {} names; refusing to hold more",
                         crate::limits::LISTED_NAMES
@@ -348,26 +348,26 @@ impl RemoteRegistry {
                 return Ok(Some(out));
             };
             let next = url.join(&next).map_err(|e| RegistryError::Protocol {
-                what: redact::url(&url),
+                what: SafeUrl::new(&url).to_string(),
                 message: format!("bad Link header: {e}"),
             })?;
             if !transport::same_origin(&next, &url) {
                 // Our credentials go only to the registry itself.
                 return Err(RegistryError::Protocol {
-                    what: redact::url(&url),
-                    message: format!("Link to another host ({})", redact::url(&next)),
+                    what: SafeUrl::new(&url).to_string(),
+                    message: format!("Link to another host ({})", SafeUrl::new(&next)),
                 });
             }
             if !seen.insert(next.as_str().to_string()) {
                 return Err(RegistryError::Protocol {
-                    what: redact::url(&url),
+                    what: SafeUrl::new(&url).to_string(),
                     message: "Link pagination loops".to_string(),
                 });
             }
             url = next;
         }
         Err(RegistryError::Limit {
-            what: redact::url(&url),
+            what: SafeUrl::new(&url).to_string(),
             message: format!("more than {MAX_PAGES} pages; refusing to read more"),
         })
     }
@@ -554,7 +554,7 @@ impl RemoteRegistry {
             .and_then(|l| req.url.join(l).ok());
         drain(response).await;
         location.ok_or_else(|| RegistryError::Protocol {
-            what: redact::url(&req.url),
+            what: SafeUrl::new(&req.url).to_string(),
             message: "upload answer has no usable Location".to_string(),
         })
     }

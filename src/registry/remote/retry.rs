@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 
-use crate::registry::{error_chain, RegistryError};
+use crate::registry::{error_chain, RegistryError, SafeUrl};
 
 /// Whether a TLS library refused the peer (an untrusted or invalid
 /// certificate, a failed handshake): found by the error's type anywhere in
@@ -34,7 +34,7 @@ fn is_tls_refusal(err: &(dyn std::error::Error + 'static)) -> bool {
 
 /// A reqwest error as a [`RegistryError::Transport`], without its URL (which
 /// may carry a signature or upload state) and with its cause chain.
-pub fn reqwest_error(method: &str, shown_url: &str, err: reqwest::Error) -> RegistryError {
+pub fn reqwest_error(method: &str, shown_url: &SafeUrl, err: reqwest::Error) -> RegistryError {
     // A body that breaks off mid-transfer surfaces as a "decode" error in
     // reqwest; we never ask reqwest to decode anything else (no .json()).
     let connectish = err.is_connect()
@@ -47,7 +47,7 @@ pub fn reqwest_error(method: &str, shown_url: &str, err: reqwest::Error) -> Regi
     if is_connection_refused(&err) {
         return RegistryError::Refused {
             method: method.to_string(),
-            url: shown_url.to_string(),
+            url: shown_url.clone(),
             message,
         };
     }
@@ -55,7 +55,7 @@ pub fn reqwest_error(method: &str, shown_url: &str, err: reqwest::Error) -> Regi
     let tls_refusal = is_tls_refusal(&err);
     RegistryError::Transport {
         method: method.to_string(),
-        url: shown_url.to_string(),
+        url: shown_url.clone(),
         message,
         retryable: connectish && !tls_refusal && !err.is_builder(),
     }

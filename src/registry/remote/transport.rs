@@ -39,7 +39,9 @@ use super::retry::{reqwest_error, retry_after};
 use super::tls;
 use crate::oci::verify::{Expect, VerifyingStream};
 use crate::registry::retry::{with_retries, Failed, RetryClock};
-use crate::registry::{error_chain, is_retryable_status, BlobOpener, ErrorCode, RegistryError};
+use crate::registry::{
+    error_chain, is_retryable_status, BlobOpener, ErrorCode, RegistryError, SafeUrl,
+};
 
 /// Most redirects followed for one request.
 const MAX_REDIRECTS: usize = 5;
@@ -227,7 +229,7 @@ impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Transport")
             .field("host", &self.host)
-            .field("base", &redact::url(&self.base))
+            .field("base", &SafeUrl::new(&self.base))
             .finish_non_exhaustive()
     }
 }
@@ -279,7 +281,7 @@ impl Transport {
         self.base
             .join(path_and_query)
             .map_err(|e| RegistryError::Internal {
-                what: format!("{}{}", self.host, redact::url_text(path_and_query)),
+                what: format!("{}{}", self.host, SafeUrl::from_text(path_and_query)),
                 message: format!("not a valid URL: {e}"),
             })
     }
@@ -350,7 +352,7 @@ impl Transport {
         deadline: Instant,
     ) -> Result<Response, RegistryError> {
         let clock = RetryClock::new(deadline, self.opts.max_attempts);
-        let what = || format!("{} {}", req.method, redact::url(&req.url));
+        let what = || format!("{} {}", req.method, SafeUrl::new(&req.url));
         with_retries(
             clock,
             &what,
@@ -431,7 +433,7 @@ impl Transport {
         let mut hops = 0;
         loop {
             left_origin |= !same_origin(&url, &self.base);
-            let shown = redact::url(&url);
+            let shown = SafeUrl::new(&url);
             let method_name = req.method.as_str();
             let mut builder = self
                 .client
@@ -449,7 +451,7 @@ impl Transport {
                     // More or fewer bytes than declared would leave the
                     // registry with a short body or a hang: count them.
                     let counted = KeepFailure {
-                        inner: VerifyingStream::new(stream, Expect::Size(*size), shown.clone()),
+                        inner: VerifyingStream::new(stream, Expect::Size(*size), shown.to_string()),
                         failure: source_failure.clone(),
                     };
                     builder
@@ -507,7 +509,7 @@ impl Transport {
                     .filter(|u| matches!(u.scheme(), "http" | "https"));
                 match next {
                     Some(next) => {
-                        tracing::trace!(from = %shown, to = %redact::url(&next), "redirect");
+                        tracing::trace!(from = %shown, to = %SafeUrl::new(&next), "redirect");
                         url = next;
                         hops += 1;
                         continue;
@@ -536,7 +538,7 @@ impl Transport {
         scopes: &Scopes,
     ) -> RegistryError {
         let status = response.status();
-        let url = redact::url(response.url());
+        let url = SafeUrl::new(response.url());
         let headers = response.headers().clone();
         let (code, detail) = read_error_detail(response).await;
         match status {
