@@ -9,13 +9,11 @@ use reqwest::{Method, Response, StatusCode};
 use super::auth::Scopes;
 use super::body::read_capped;
 use super::transport::{drain, Body, Req};
-use super::{RemoteRegistry, MANIFEST_LIMIT, MAX_BAD_CONTENT_ATTEMPTS};
+use super::{header_digest, RemoteRegistry, MANIFEST_LIMIT, MAX_BAD_CONTENT_ATTEMPTS};
 use crate::oci::{self, ContentError};
 use crate::reference::{Digest, ManifestRef, Repository};
 use crate::registry::retry::{with_retries, RetryClock};
 use crate::registry::{media_type, Descriptor, RawManifest, RegistryError};
-
-const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
 
 impl RemoteRegistry {
     /// [`crate::registry::Registry::head_manifest`].
@@ -210,12 +208,4 @@ fn is_generic_type(media_type: &str) -> bool {
         media_type,
         "application/json" | "text/plain" | "application/octet-stream"
     )
-}
-
-/// The digest the registry says it holds (`Docker-Content-Digest`).
-pub(super) fn header_digest(headers: &HeaderMap) -> Option<Digest> {
-    headers
-        .get(DOCKER_CONTENT_DIGEST)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| Digest::parse(v.trim()).ok())
 }

@@ -43,6 +43,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use reqwest::header::HeaderMap;
 use reqwest::Response;
 use url::Url;
 
@@ -53,10 +54,15 @@ pub use options::{RegistryOptions, RemoteOptions, ResolvedOptions};
 
 use self::referrers::REFERRERS_UNKNOWN;
 use self::transport::{Req, Transport};
+use crate::oci::ContentError;
 use crate::reference::{Digest, Endpoint, ManifestRef, Repository};
 use crate::registry::{
     BlobPut, BlobStream, BlobUpload, Descriptor, RawManifest, Registry, RegistryError, TagListing,
 };
+
+// What a registry says it holds (`Docker-Content-Digest`) is read for
+// manifests and checked after manifest and blob PUTs alike: it lives here,
+// beside the other helpers every operation file shares.
 
 /// Largest manifest accepted: see [`crate::limits::MANIFEST_BYTES`].
 pub const MANIFEST_LIMIT: usize = crate::limits::MANIFEST_BYTES;
@@ -260,6 +266,26 @@ impl RemoteRegistry {
             .status_error(&req.method, response, &req.scopes)
             .await
     }
+
+    /// What the registry says it stored (`Docker-Content-Digest`) must be
+    /// what was sent, when it names the same algorithm.
+    fn check_stored_digest(
+        &self,
+        repo: &Repository,
+        expected: &Digest,
+        headers: &HeaderMap,
+    ) -> Result<(), RegistryError> {
+        match header_digest(headers) {
+            Some(stored) if stored.algorithm() == expected.algorithm() && stored != *expected => {
+                Err(RegistryError::BadContent(ContentError::DigestMismatch {
+                    what: format!("{} stored", self.what(repo, expected)),
+                    expected: expected.clone(),
+                    actual: stored,
+                }))
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 #[async_trait]
@@ -347,4 +373,14 @@ impl Registry for RemoteRegistry {
     ) -> Result<Vec<Descriptor>, RegistryError> {
         self.referrers_of_listed(repo, subject, tags).await
     }
+}
+
+const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
+
+/// The digest the registry says it holds (`Docker-Content-Digest`).
+fn header_digest(headers: &HeaderMap) -> Option<Digest> {
+    headers
+        .get(DOCKER_CONTENT_DIGEST)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| Digest::parse(v.trim()).ok())
 }

@@ -8,16 +8,15 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
-use reqwest::header::{HeaderMap, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION};
+use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION};
 use reqwest::{Method, Response, StatusCode};
 use url::Url;
 
 use super::auth::Scopes;
-use super::manifests::header_digest;
 use super::transport::{drain, Body, Req};
 use super::{RemoteRegistry, MAX_BAD_CONTENT_ATTEMPTS};
 use crate::oci::ContentError;
-use crate::reference::{Digest, Repository};
+use crate::reference::Repository;
 use crate::registry::retry::{with_retries, RetryClock};
 use crate::registry::{media_type, BlobPut, BlobUpload, RegistryError, SafeUrl};
 
@@ -234,25 +233,5 @@ impl RemoteRegistry {
             what: SafeUrl::new(&req.url).to_string(),
             message: "upload answer has no usable Location".to_string(),
         })
-    }
-
-    /// What the registry says it stored (`Docker-Content-Digest`) must be
-    /// what was sent, when it names the same algorithm.
-    pub(super) fn check_stored_digest(
-        &self,
-        repo: &Repository,
-        expected: &Digest,
-        headers: &HeaderMap,
-    ) -> Result<(), RegistryError> {
-        match header_digest(headers) {
-            Some(stored) if stored.algorithm() == expected.algorithm() && stored != *expected => {
-                Err(RegistryError::BadContent(ContentError::DigestMismatch {
-                    what: format!("{} stored", self.what(repo, expected)),
-                    expected: expected.clone(),
-                    actual: stored,
-                }))
-            }
-            _ => Ok(()),
-        }
     }
 }
