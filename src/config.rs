@@ -11,7 +11,7 @@ use std::sync::Arc;
 use crate::diag::{Diagnostic, Location};
 use crate::local_file::ReadError;
 use crate::manifest::yaml::{self, Node, Value};
-use crate::registry::remote::{RegistryOptions, RemoteOptions};
+use crate::registry::{RegistryOptions, RemoteOptions};
 use crate::registry::OpenOptions;
 
 /// Where the options reference lives, for every message about the file.

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use http::header::{HeaderMap, HeaderValue, RETRY_AFTER};
 use libfuzzer_sys::fuzz_target;
-use promoter::registry::remote::retry::{retry_after, RetryClock, MAX_RETRY_AFTER};
+use promoter::registry::remote::retry::{retry_after, MAX_RETRY_AFTER};
+use promoter::registry::retry::RetryClock;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(value) = HeaderValue::from_bytes(data) else {

@@ -68,7 +68,7 @@ pub(crate) fn report_error(err: &anyhow::Error) {
 /// An error with its causes, each said once: a cause whose words the
 /// message already carries (`path: No such file`) is not repeated.
 pub(crate) fn shown(err: &(dyn std::error::Error + 'static)) -> String {
-    promoter::registry::remote::retry::error_chain(err)
+    promoter::registry::error_chain(err)
 }
 
 /// Print diagnostics (manifest, intent and base findings), in their order.

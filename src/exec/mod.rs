@@ -315,7 +315,7 @@ impl Copier {
             if self.options.stopping() {
                 break;
             }
-            let done = crate::registry::remote::retry::one_edge(
+            let done = crate::registry::retry::one_edge(
                 self.run_digest(repo, &digest, group, &attaches, is_new),
             )
             .await;

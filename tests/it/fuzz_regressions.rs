@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
 
-use promoter::registry::remote::retry::{retry_after, RetryClock, MAX_RETRY_AFTER};
+use promoter::registry::remote::retry::{retry_after, MAX_RETRY_AFTER};
+use promoter::registry::retry::RetryClock;
 
 fn retry_after_of(value: &'static str) -> Option<Duration> {
     let mut headers = HeaderMap::new();

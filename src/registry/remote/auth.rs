@@ -25,9 +25,9 @@ use url::Url;
 
 use super::body::read_capped;
 use super::credentials::{Credential, CredentialStore, Secret};
-use super::redact;
-use super::retry::{reqwest_error, with_retries, Failed, RetryClock};
-use crate::registry::RegistryError;
+use super::retry::reqwest_error;
+use crate::registry::retry::{with_retries, Failed, RetryClock};
+use crate::registry::{RegistryError, SafeUrl};
 
 // ---------------------------------------------------------------- challenges
 
@@ -456,16 +456,14 @@ impl Authenticator {
             None | Some(AuthMode::Anonymous) => Ok(None),
             Some(AuthMode::Basic) => match self.credential().await? {
                 Some(Credential::Basic { username, password }) => {
-                    let raw = format!("{username}:{}", password.expose());
-                    let encoded = base64::engine::general_purpose::STANDARD.encode(raw);
-                    Ok(Some(sensitive(&format!("Basic {encoded}"))?))
+                    Ok(Some(basic(&username, &password)?))
                 }
                 // An identity token cannot answer a Basic challenge.
                 _ => Ok(None),
             },
             Some(AuthMode::Bearer { realm, service }) => {
                 if let Some(token) = self.cached(scopes) {
-                    return Ok(Some(sensitive(&format!("Bearer {}", token.expose()))?));
+                    return Ok(Some(bearer(&token)?));
                 }
                 let gate = self
                     .fetching
@@ -477,24 +475,23 @@ impl Authenticator {
                 let _one_at_a_time = gate.lock().await;
                 // Another task may have fetched it while we waited.
                 if let Some(token) = self.cached(scopes) {
-                    return Ok(Some(sensitive(&format!("Bearer {}", token.expose()))?));
+                    return Ok(Some(bearer(&token)?));
                 }
                 let credential = self.credential_for(&realm).await?;
-                let fetched = fetch_token(
+                let fetched = TokenRequest {
                     client,
-                    self.realms.request_timeout,
-                    &self.host,
-                    &realm,
-                    service.as_deref(),
+                    timeout: self.realms.request_timeout,
+                    host: &self.host,
+                    realm: &realm,
+                    service: service.as_deref(),
                     scopes,
-                    credential.as_ref(),
-                    deadline,
-                    max_attempts,
-                )
+                    credential: credential.as_ref(),
+                }
+                .fetch(deadline, max_attempts)
                 .await;
                 self.fetching.lock().unwrap().remove(scopes);
                 let fetched = fetched.map_err(|e| self.name_the_source(e))?;
-                let header = sensitive(&format!("Bearer {}", fetched.token.expose()))?;
+                let header = bearer(&fetched.token)?;
                 let now = Instant::now();
                 let mut tokens = self.tokens.lock().unwrap();
                 // Pruned here, once per fetch, not on every lookup.
@@ -565,6 +562,18 @@ impl Authenticator {
     }
 }
 
+/// The one `Basic` authorization value: for a registry that asks for it,
+/// and for a token service.
+fn basic(username: &str, password: &Secret) -> Result<HeaderValue, RegistryError> {
+    let raw = format!("{username}:{}", password.expose());
+    let encoded = base64::engine::general_purpose::STANDARD.encode(raw);
+    sensitive(&format!("Basic {encoded}"))
+}
+
+fn bearer(token: &Secret) -> Result<HeaderValue, RegistryError> {
+    sensitive(&format!("Bearer {}", token.expose()))
+}
+
 fn sensitive(value: &str) -> Result<HeaderValue, RegistryError> {
     let mut header = HeaderValue::from_str(value).map_err(|_| {
         RegistryError::Credentials(
@@ -601,74 +610,102 @@ fn token_valid_until(started: Instant, expires_in: Option<u64>) -> Instant {
     started + lifetime.saturating_sub(margin)
 }
 
-/// Fetch a bearer token for `scopes` from `realm`.
-#[allow(clippy::too_many_arguments)]
-async fn fetch_token(
-    client: &reqwest::Client,
-    request_timeout: Duration,
-    host: &str,
-    realm: &Url,
-    service: Option<&str>,
-    scopes: &Scopes,
-    credential: Option<&Credential>,
-    deadline: Instant,
-    max_attempts: u32,
-) -> Result<CachedToken, RegistryError> {
-    let scope_strings = scopes.to_strings();
-    let clock = RetryClock::new(deadline, max_attempts);
-    let method = match credential {
-        Some(Credential::IdentityToken(_)) => "POST",
-        _ => "GET",
-    };
-    let shown_url = redact::url(realm);
-    let what = || format!("token from {shown_url}");
-    with_retries(clock, &what, RegistryError::is_retryable, || async {
-        let request = match credential {
-            Some(Credential::IdentityToken(refresh)) => {
-                // OAuth2 refresh_token grant: the way docker uses identity tokens.
-                let mut form = url::form_urlencoded::Serializer::new(String::new());
-                form.append_pair("grant_type", "refresh_token");
-                form.append_pair("refresh_token", refresh.expose());
-                form.append_pair("client_id", "promoter");
-                if let Some(service) = service {
-                    form.append_pair("service", service);
-                }
-                if !scope_strings.is_empty() {
-                    form.append_pair("scope", &scope_strings.join(" "));
-                }
-                client
-                    .post(realm.clone())
-                    .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-                    .body(form.finish())
+/// One token request: what it asks of which token service, for which
+/// registry. Each step of a fetch is one method.
+struct TokenRequest<'a> {
+    client: &'a reqwest::Client,
+    /// How long the request may wait for its answer's headers; zero means
+    /// the built-in default.
+    timeout: Duration,
+    /// The registry the token is for, `host[:port]`.
+    host: &'a str,
+    realm: &'a Url,
+    service: Option<&'a str>,
+    scopes: &'a Scopes,
+    credential: Option<&'a Credential>,
+}
+
+impl TokenRequest<'_> {
+    /// Fetch a bearer token, retrying what may pass.
+    async fn fetch(
+        &self,
+        deadline: Instant,
+        max_attempts: u32,
+    ) -> Result<CachedToken, RegistryError> {
+        let clock = RetryClock::new(deadline, max_attempts);
+        let shown_url = SafeUrl::new(self.realm);
+        let what = || format!("token from {shown_url}");
+        with_retries(clock, &what, RegistryError::is_retryable, || async {
+            let request = self.build()?;
+            let started = Instant::now();
+            let response = self.send(request, &shown_url).await?;
+            let response = self.accepted(response, &shown_url)?;
+            Ok(self.read_answer(response, &shown_url, started).await?)
+        })
+        .await
+    }
+
+    /// An identity token is exchanged through a POST; anything else asks
+    /// with a GET.
+    fn method(&self) -> &'static str {
+        match self.credential {
+            Some(Credential::IdentityToken(_)) => "POST",
+            _ => "GET",
+        }
+    }
+
+    /// The request: the OAuth2 `refresh_token` grant for an identity token
+    /// (the way docker uses them), else a GET carrying the scopes in its
+    /// query and Basic credentials, if there are any.
+    fn build(&self) -> Result<reqwest::RequestBuilder, RegistryError> {
+        let scope_strings = self.scopes.to_strings();
+        if let Some(Credential::IdentityToken(refresh)) = self.credential {
+            let mut form = url::form_urlencoded::Serializer::new(String::new());
+            form.append_pair("grant_type", "refresh_token");
+            form.append_pair("refresh_token", refresh.expose());
+            form.append_pair("client_id", "promoter");
+            if let Some(service) = self.service {
+                form.append_pair("service", service);
             }
-            _ => {
-                let mut url = realm.clone();
-                {
-                    let mut query = url.query_pairs_mut();
-                    if let Some(service) = service {
-                        query.append_pair("service", service);
-                    }
-                    for scope in &scope_strings {
-                        query.append_pair("scope", scope);
-                    }
-                }
-                let mut request = client.get(url);
-                if let Some(Credential::Basic { username, password }) = credential {
-                    let raw = format!("{username}:{}", password.expose());
-                    let encoded = base64::engine::general_purpose::STANDARD.encode(raw);
-                    request =
-                        request.header(AUTHORIZATION, sensitive(&format!("Basic {encoded}"))?);
-                }
-                request
+            if !scope_strings.is_empty() {
+                form.append_pair("scope", &scope_strings.join(" "));
             }
-        };
-        let started = Instant::now();
-        let request_timeout = if request_timeout.is_zero() {
+            return Ok(self
+                .client
+                .post(self.realm.clone())
+                .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(form.finish()));
+        }
+        let mut url = self.realm.clone();
+        {
+            let mut query = url.query_pairs_mut();
+            if let Some(service) = self.service {
+                query.append_pair("service", service);
+            }
+            for scope in &scope_strings {
+                query.append_pair("scope", scope);
+            }
+        }
+        let mut request = self.client.get(url);
+        if let Some(Credential::Basic { username, password }) = self.credential {
+            request = request.header(AUTHORIZATION, basic(username, password)?);
+        }
+        Ok(request)
+    }
+
+    /// Send `request`, waiting at most the request timeout for its answer.
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        shown_url: &SafeUrl,
+    ) -> Result<reqwest::Response, RegistryError> {
+        let method = self.method();
+        let request_timeout = if self.timeout.is_zero() {
             crate::limits::REQUEST_TIMEOUT
         } else {
-            request_timeout
+            self.timeout
         };
-        let response = tokio::time::timeout(request_timeout, request.send())
+        tokio::time::timeout(request_timeout, request.send())
             .await
             .map_err(|_| RegistryError::Transport {
                 method: method.to_string(),
@@ -679,42 +716,59 @@ async fn fetch_token(
                 ),
                 retryable: true,
             })?
-            .map_err(|e| reqwest_error(method, &shown_url, e))?;
+            .map_err(|e| reqwest_error(method, shown_url, e))
+    }
+
+    /// The answer if it is a success, else the failure its status stands for.
+    fn accepted(
+        &self,
+        response: reqwest::Response,
+        shown_url: &SafeUrl,
+    ) -> Result<reqwest::Response, Failed> {
         let status = response.status();
         match status {
-            s if s.is_success() => {}
-            StatusCode::UNAUTHORIZED => {
-                return Err(RegistryError::Unauthorized {
-                    registry: host.to_string(),
-                    scope: scopes.to_string(),
-                    // Filled in by the authenticator, which knows the source.
-                    credentials: None,
-                }
-                .into());
+            s if s.is_success() => Ok(response),
+            StatusCode::UNAUTHORIZED => Err(RegistryError::Unauthorized {
+                registry: self.host.to_string(),
+                scope: self.scopes.to_string(),
+                // Filled in by the authenticator, which knows the source.
+                credentials: None,
             }
-            StatusCode::FORBIDDEN => {
-                return Err(RegistryError::Denied {
-                    registry: host.to_string(),
-                    scope: scopes.to_string(),
-                }
-                .into())
+            .into()),
+            StatusCode::FORBIDDEN => Err(RegistryError::Denied {
+                registry: self.host.to_string(),
+                scope: self.scopes.to_string(),
             }
-            _ => {
-                return Err(Failed {
-                    retry_after: super::retry::retry_after(response.headers()),
-                    error: RegistryError::Status {
-                        method: method.to_string(),
-                        url: shown_url.clone(),
-                        status: status.as_u16(),
-                        code: None,
-                        detail: Some("token request failed".to_string()),
-                    },
-                })
-            }
+            .into()),
+            _ => Err(Failed {
+                retry_after: super::retry::retry_after(response.headers()),
+                error: RegistryError::Status {
+                    method: self.method().to_string(),
+                    url: shown_url.clone(),
+                    status: status.as_u16(),
+                    code: None,
+                    detail: Some("token request failed".to_string()),
+                },
+            }),
         }
+    }
+
+    /// The token of a successful answer, valid from `started`.
+    async fn read_answer(
+        &self,
+        response: reqwest::Response,
+        shown_url: &SafeUrl,
+        started: Instant,
+    ) -> Result<CachedToken, RegistryError> {
         // A token answer is a small JSON document: a body past the cap is
         // a hostile or broken token server, not a token.
-        let body = read_capped(response, TOKEN_BODY_LIMIT, method, Default::default()).await?;
+        let body = read_capped(
+            response,
+            TOKEN_BODY_LIMIT,
+            self.method(),
+            Default::default(),
+        )
+        .await?;
         let answer: TokenAnswer =
             serde_json::from_slice(&body).map_err(|_| RegistryError::Protocol {
                 what: format!("token from {shown_url}"),
@@ -732,8 +786,7 @@ async fn fetch_token(
             token: Secret::new(token),
             valid_until: token_valid_until(started, answer.expires_in),
         })
-    })
-    .await
+    }
 }
 
 /// Largest token answer read (real ones are a few KiB; JWTs with many

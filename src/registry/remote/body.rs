@@ -14,9 +14,8 @@ use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use reqwest::Response;
 
-use super::redact;
 use super::retry::reqwest_error;
-use crate::registry::RegistryError;
+use crate::registry::{RegistryError, SafeUrl};
 
 /// How fast a body must keep coming: at least `min_bytes_per_second` on
 /// average over every `window` (curl's low-speed limit). A body of `n`
@@ -64,7 +63,7 @@ pub(crate) fn paced(
     pace: Pace,
     method: &str,
 ) -> impl Stream<Item = Result<Bytes, RegistryError>> + Send + 'static {
-    let shown = redact::url(response.url());
+    let shown = SafeUrl::new(response.url());
     let method = method.to_string();
     let (m, u) = (method.clone(), shown.clone());
     let raw: RawBody = Box::pin(
@@ -85,9 +84,9 @@ pub(crate) async fn read_capped(
     method: &str,
     pace: Pace,
 ) -> Result<Bytes, RegistryError> {
-    let shown = redact::url(response.url());
-    let too_large = |shown: String| RegistryError::Limit {
-        what: shown,
+    let shown = SafeUrl::new(response.url());
+    let too_large = |shown: SafeUrl| RegistryError::Limit {
+        what: shown.to_string(),
         message: format!("answer larger than {limit} bytes; refusing to read more"),
     };
     if response.content_length().is_some_and(|n| n > limit as u64) {
@@ -111,14 +110,14 @@ struct PaceGuard {
     inner: RawBody,
     pace: Pace,
     method: String,
-    url: String,
+    url: SafeUrl,
     received: u64,
     window_end: Pin<Box<tokio::time::Sleep>>,
     done: bool,
 }
 
 impl PaceGuard {
-    fn new(inner: RawBody, pace: Pace, method: String, url: String) -> PaceGuard {
+    fn new(inner: RawBody, pace: Pace, method: String, url: SafeUrl) -> PaceGuard {
         PaceGuard {
             inner,
             pace,

@@ -18,52 +18,58 @@
 //! Request economy: a blob upload is two requests (POST, then one streaming
 //! PUT); a mount is one; an existence check is one HEAD. See `transport`
 //! for retries, auth and redirects.
+//!
+//! One file per protocol operation, as go-containerregistry's
+//! `pkg/v1/remote` has it: `manifests`, `blobs`, `uploads`, `listings`,
+//! `referrers`; this module holds the registry handle and the factory.
 
 pub mod auth;
+mod blobs;
 mod body;
 pub mod credentials;
+mod listings;
+mod manifests;
 pub mod options;
 pub mod redact;
+mod referrers;
 pub mod retry;
 mod tls;
 pub(crate) mod transport;
+mod uploads;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU8};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
-use futures::StreamExt;
-use reqwest::header::{
-    HeaderMap, ACCEPT, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LINK, LOCATION,
-};
-use reqwest::{Method, Response, StatusCode};
+use reqwest::header::HeaderMap;
+use reqwest::Response;
 use url::Url;
 
 pub use auth::Scopes;
 pub use credentials::{Credential, CredentialStore, Secret};
+pub use listings::next_link;
 pub use options::{RegistryOptions, RemoteOptions, ResolvedOptions};
 
-use self::body::read_capped;
-use self::retry::{with_retries, RetryClock};
-use self::transport::{drain, Body, Req, Transport};
-use crate::oci::verify::{Expect, VerifyingStream};
+use self::referrers::REFERRERS_UNKNOWN;
+use self::transport::{Req, Transport};
 use crate::oci::ContentError;
-use crate::oci::{self, attachment_tag};
 use crate::reference::{Digest, Endpoint, ManifestRef, Repository};
 use crate::registry::{
-    media_type, BlobPut, BlobStream, BlobUpload, Descriptor, RawManifest, Registry, RegistryError,
-    TagListing,
+    BlobPut, BlobStream, BlobUpload, Descriptor, RawManifest, Registry, RegistryError, TagListing,
 };
+
+// What a registry says it holds (`Docker-Content-Digest`) is read for
+// manifests and checked after manifest and blob PUTs alike: it lives here,
+// beside the other helpers every operation file shares.
 
 /// Largest manifest accepted: see [`crate::limits::MANIFEST_BYTES`].
 pub const MANIFEST_LIMIT: usize = crate::limits::MANIFEST_BYTES;
-/// Most pages followed in one listing: a loop guard.
-const MAX_PAGES: usize = crate::limits::LISTING_PAGES;
-
-const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
+/// Attempts at reading a manifest, or at one blob upload, whose bytes keep
+/// coming back wrong: a passing fault is worth a fresh read or two, a
+/// source that keeps sending bad bytes is broken.
+const MAX_BAD_CONTENT_ATTEMPTS: u32 = 3;
 
 // ---------------------------------------------------------------- factory
 
@@ -187,10 +193,6 @@ fn connect_host(endpoint: &Endpoint, options: &ResolvedOptions) -> Result<String
 
 // ---------------------------------------------------------------- registry
 
-const REFERRERS_UNKNOWN: u8 = 0;
-const REFERRERS_SUPPORTED: u8 = 1;
-const REFERRERS_UNSUPPORTED: u8 = 2;
-
 /// One OCI Distribution endpoint.
 #[derive(Debug)]
 pub struct RemoteRegistry {
@@ -265,300 +267,8 @@ impl RemoteRegistry {
             .await
     }
 
-    /// Every item of a paginated listing: follow `Link: <…>; rel="next"`
-    /// from `first`, collecting `field` of each page. `Ok(None)` when the
-    /// first page is a 404. With `until`, stop as soon as a page ends past
-    /// it: catalogs are sorted, so nothing later can match.
-    async fn paginate(
-        &self,
-        first: Url,
-        scopes: Scopes,
-        field: &'static str,
-        until: Option<&str>,
-    ) -> Result<Option<Vec<String>>, RegistryError> {
-        self.paginate_with(first, scopes, field, until, &mut |_| {})
-            .await
-    }
-
-    /// [`RemoteRegistry::paginate`], showing each page's whole JSON to
-    /// `each_page` too (for fields beside the names, such as Google's
-    /// `manifest` map).
-    async fn paginate_with(
-        &self,
-        first: Url,
-        scopes: Scopes,
-        field: &'static str,
-        until: Option<&str>,
-        each_page: &mut (dyn FnMut(&serde_json::Value) + Send),
-    ) -> Result<Option<Vec<String>>, RegistryError> {
-        let mut out = Vec::new();
-        let mut url = first;
-        let mut seen = HashSet::new();
-        let mut read_total = 0usize;
-        for page in 0..MAX_PAGES {
-            let req = Req::new(Method::GET, url.clone(), scopes.clone())
-                .header(ACCEPT, "application/json");
-            let response = self.t.send(&req).await?;
-            if response.status() == StatusCode::NOT_FOUND && page == 0 {
-                drain(response).await;
-                return Ok(None);
-            }
-            if !response.status().is_success() {
-                return Err(self.error(&req, response).await);
-            }
-            let next = next_link(response.headers());
-            let body = read_capped(
-                response,
-                crate::limits::LISTING_PAGE_BYTES,
-                req.method.as_str(),
-                self.t.pace(),
-            )
-            .await?;
-            read_total += body.len();
-            if read_total > crate::limits::LISTING_BYTES {
-                return Err(RegistryError::Limit {
-                    what: redact::url(&url),
-                    message: format!(
-                        "listing pages add up to more than {} bytes; refusing to read more",
-                        crate::limits::LISTING_BYTES
-                    ),
-                });
-            }
-            let value: serde_json::Value =
-                serde_json::from_slice(&body).map_err(|e| RegistryError::Protocol {
-                    what: redact::url(&url),
-                    message: format!("not a JSON listing: {e}"),
-                })?;
-            if let Some(items) = value.get(field).and_then(|v| v.as_array()) {
-                out.extend(items.iter().filter_map(|v| v.as_str()).map(str::to_string));
-            }
-            each_page(&value);
-            if out.len() > crate::limits::LISTED_NAMES {
-                return Err(RegistryError::Limit {
-                    what: redact::url(&url),
-                    message: format!(
-                        "listing returns more than {} names; refusing to hold more",
-                        crate::limits::LISTED_NAMES
-                    ),
-                });
-            }
-            let past_range =
-                until.is_some_and(|until| out.last().is_some_and(|last| last.as_str() > until));
-            let Some(next) = next.filter(|_| !past_range) else {
-                return Ok(Some(out));
-            };
-            let next = url.join(&next).map_err(|e| RegistryError::Protocol {
-                what: redact::url(&url),
-                message: format!("bad Link header: {e}"),
-            })?;
-            if !transport::same_origin(&next, &url) {
-                // Our credentials go only to the registry itself.
-                return Err(RegistryError::Protocol {
-                    what: redact::url(&url),
-                    message: format!("Link to another host ({})", redact::url(&next)),
-                });
-            }
-            if !seen.insert(next.as_str().to_string()) {
-                return Err(RegistryError::Protocol {
-                    what: redact::url(&url),
-                    message: "Link pagination loops".to_string(),
-                });
-            }
-            url = next;
-        }
-        Err(RegistryError::Limit {
-            what: redact::url(&url),
-            message: format!("more than {MAX_PAGES} pages; refusing to read more"),
-        })
-    }
-
-    fn manifest_req(
-        &self,
-        method: Method,
-        repo: &Repository,
-        reference: &ManifestRef,
-    ) -> Result<Req, RegistryError> {
-        let url = self.repo_url(repo, &format!("manifests/{reference}"))?;
-        Ok(Req::new(method, url, Scopes::pull(repo.path())).header(ACCEPT, accept_manifests()))
-    }
-
-    /// One attempt at the whole upload sequence: mount or POST, then PUT (or
-    /// PATCHes and a PUT). `mount_from` is cleared once a mount failed, so a
-    /// retry goes straight to uploading.
-    async fn put_blob_once(
-        &self,
-        repo: &Repository,
-        upload: &BlobUpload,
-        mount_from: &mut Option<Repository>,
-        deadline: Instant,
-    ) -> Result<BlobPut, RegistryError> {
-        let mut session = None;
-        if let Some(from) = mount_from.clone() {
-            let mut url = self.repo_url(repo, "blobs/uploads/")?;
-            url.query_pairs_mut()
-                .append_pair("mount", upload.digest.as_str())
-                .append_pair("from", from.path());
-            // One token for both repositories, or the mount cannot work.
-            let scopes =
-                Scopes::push(repo.path()).with(&format!("repository:{}", from.path()), &["pull"]);
-            let req = Req::new(Method::POST, url, scopes);
-            match self.t.send_until(&req, deadline).await {
-                Ok(response) if response.status() == StatusCode::CREATED => {
-                    drain(response).await;
-                    return Ok(BlobPut::Mounted);
-                }
-                Ok(response) if response.status() == StatusCode::ACCEPTED => {
-                    // The source lacked the blob: the registry opened an
-                    // ordinary upload session instead. Use it; no second POST.
-                    session = Some(self.session_location(&req, response).await?);
-                }
-                Ok(response) => {
-                    tracing::debug!(
-                        registry = %self.t.host, repo = %repo, from = %from,
-                        status = response.status().as_u16(), "mount refused; uploading"
-                    );
-                    drain(response).await;
-                    *mount_from = None;
-                }
-                Err(e) if e.is_retryable() => return Err(e),
-                Err(e) => {
-                    tracing::debug!(registry = %self.t.host, repo = %repo, error = %e, "mount failed; uploading");
-                    *mount_from = None;
-                }
-            }
-        }
-        let session = match session {
-            Some(s) => s,
-            None => {
-                let url = self.repo_url(repo, "blobs/uploads/")?;
-                let req = Req::new(Method::POST, url, Scopes::push(repo.path()))
-                    .header(CONTENT_LENGTH, "0");
-                let response = self.t.send_until(&req, deadline).await?;
-                if response.status() != StatusCode::ACCEPTED {
-                    return Err(self.error(&req, response).await);
-                }
-                self.session_location(&req, response).await?
-            }
-        };
-        if self.chunked.load(Ordering::Relaxed) {
-            return self.upload_chunked(repo, upload, session, deadline).await;
-        }
-        let mut url = session;
-        url.query_pairs_mut()
-            .append_pair("digest", upload.digest.as_str());
-        let req = Req::new(Method::PUT, url, Scopes::push(repo.path()))
-            .header(CONTENT_TYPE, media_type::OCTET_STREAM)
-            .body(Body::Stream {
-                open: upload.open.clone(),
-                size: upload.size,
-            })
-            // The session may hold part of a failed body: the caller starts over.
-            .no_retry();
-        let response = self.t.send_until(&req, deadline).await?;
-        match response.status() {
-            StatusCode::CREATED | StatusCode::NO_CONTENT | StatusCode::OK => {
-                self.check_stored_digest(repo, &upload.digest, response.headers())?;
-                drain(response).await;
-                Ok(BlobPut::Uploaded)
-            }
-            StatusCode::METHOD_NOT_ALLOWED
-            | StatusCode::LENGTH_REQUIRED
-            | StatusCode::PAYLOAD_TOO_LARGE
-            | StatusCode::NOT_IMPLEMENTED => {
-                // This registry wants chunks. Remember, and start over.
-                tracing::info!(registry = %self.t.host, status = response.status().as_u16(),
-                    "monolithic blob upload refused; switching to chunked uploads");
-                drain(response).await;
-                self.chunked.store(true, Ordering::Relaxed);
-                Box::pin(self.put_blob_once(repo, upload, &mut None, deadline)).await
-            }
-            _ => Err(self.error(&req, response).await),
-        }
-    }
-
-    async fn upload_chunked(
-        &self,
-        repo: &Repository,
-        upload: &BlobUpload,
-        session: Url,
-        deadline: Instant,
-    ) -> Result<BlobPut, RegistryError> {
-        let chunk_size = self.t.opts.chunk_size as usize;
-        let mut source = (upload.open)().await?;
-        let mut url = session;
-        let mut offset: u64 = 0;
-        let mut buffer = BytesMut::new();
-        let mut ended = false;
-        loop {
-            while !ended && buffer.len() < chunk_size {
-                match source.next().await {
-                    Some(chunk) => buffer.extend_from_slice(&chunk?),
-                    None => ended = true,
-                }
-            }
-            let take = buffer.len().min(chunk_size);
-            if take == 0 {
-                break;
-            }
-            let chunk: Bytes = buffer.split_to(take).freeze();
-            let end = offset + chunk.len() as u64;
-            if end > upload.size {
-                return Err(RegistryError::BadContent(ContentError::SizeMismatch {
-                    what: self.what(repo, &upload.digest),
-                    expected: upload.size,
-                    actual: end,
-                }));
-            }
-            let req = Req::new(Method::PATCH, url.clone(), Scopes::push(repo.path()))
-                .header(CONTENT_TYPE, media_type::OCTET_STREAM)
-                .header(CONTENT_RANGE, format!("{offset}-{}", end - 1))
-                .header(CONTENT_LENGTH, chunk.len().to_string())
-                .body(Body::Bytes(chunk))
-                .no_retry();
-            let response = self.t.send_until(&req, deadline).await?;
-            if response.status() != StatusCode::ACCEPTED {
-                return Err(self.error(&req, response).await);
-            }
-            url = self.session_location(&req, response).await?;
-            offset = end;
-        }
-        if offset != upload.size {
-            return Err(RegistryError::BadContent(ContentError::SizeMismatch {
-                what: self.what(repo, &upload.digest),
-                expected: upload.size,
-                actual: offset,
-            }));
-        }
-        url.query_pairs_mut()
-            .append_pair("digest", upload.digest.as_str());
-        let req = Req::new(Method::PUT, url, Scopes::push(repo.path()))
-            .header(CONTENT_TYPE, media_type::OCTET_STREAM)
-            .header(CONTENT_LENGTH, "0")
-            .no_retry();
-        let response = self.t.send_until(&req, deadline).await?;
-        if !response.status().is_success() {
-            return Err(self.error(&req, response).await);
-        }
-        self.check_stored_digest(repo, &upload.digest, response.headers())?;
-        drain(response).await;
-        Ok(BlobPut::Uploaded)
-    }
-
-    /// The upload session URL from a 202's `Location`, resolved against the
-    /// request (registries answer relative or absolute).
-    async fn session_location(&self, req: &Req, response: Response) -> Result<Url, RegistryError> {
-        let location = response
-            .headers()
-            .get(LOCATION)
-            .and_then(|l| l.to_str().ok())
-            .and_then(|l| req.url.join(l).ok());
-        drain(response).await;
-        location.ok_or_else(|| RegistryError::Protocol {
-            what: redact::url(&req.url),
-            message: "upload answer has no usable Location".to_string(),
-        })
-    }
-
+    /// What the registry says it stored (`Docker-Content-Digest`) must be
+    /// what was sent, when it names the same algorithm.
     fn check_stored_digest(
         &self,
         repo: &Repository,
@@ -576,139 +286,6 @@ impl RemoteRegistry {
             _ => Ok(()),
         }
     }
-
-    /// Referrers through the OCI 1.1 API, `Ok(None)` when the registry does
-    /// not offer it. Whether it does is learnt once: the first caller asks
-    /// while the others wait, so a run probes a registry without the API
-    /// with one request, not one per image.
-    async fn referrers_through_api(
-        &self,
-        repo: &Repository,
-        subject: &Digest,
-    ) -> Result<Option<Vec<Descriptor>>, RegistryError> {
-        if self.referrers_api.load(Ordering::Relaxed) == REFERRERS_UNKNOWN {
-            let _probing = self.referrers_probe.lock().await;
-            if self.referrers_api.load(Ordering::Relaxed) == REFERRERS_UNKNOWN {
-                let answer = self.referrers_api(repo, subject).await?;
-                let learnt = if answer.is_some() {
-                    REFERRERS_SUPPORTED
-                } else {
-                    REFERRERS_UNSUPPORTED
-                };
-                self.referrers_api.store(learnt, Ordering::Relaxed);
-                return Ok(answer);
-            }
-        }
-        if self.referrers_api.load(Ordering::Relaxed) == REFERRERS_UNSUPPORTED {
-            return Ok(None);
-        }
-        self.referrers_api(repo, subject).await
-    }
-
-    /// Referrers through the OCI 1.1 API. `Ok(None)` when the registry does
-    /// not offer it.
-    async fn referrers_api(
-        &self,
-        repo: &Repository,
-        subject: &Digest,
-    ) -> Result<Option<Vec<Descriptor>>, RegistryError> {
-        let mut url = self.repo_url(repo, &format!("referrers/{subject}"))?;
-        let mut out = Vec::new();
-        let mut seen = HashSet::new();
-        loop {
-            let req = Req::new(Method::GET, url.clone(), Scopes::pull(repo.path()))
-                .header(ACCEPT, media_type::OCI_INDEX);
-            let response = self.t.send(&req).await?;
-            let status = response.status();
-            // A registry offering the API never answers 404 (spec: it
-            // answers an empty index), so a 404 means "no such API".
-            if status == StatusCode::NOT_FOUND && out.is_empty() {
-                drain(response).await;
-                return Ok(None);
-            }
-            if !status.is_success() {
-                return Err(self.error(&req, response).await);
-            }
-            let next = next_link(response.headers());
-            let body =
-                read_capped(response, MANIFEST_LIMIT, req.method.as_str(), self.t.pace()).await?;
-            let index = RawManifest::new(body, media_type::OCI_INDEX);
-            let what = self.what(repo, format!("referrers of {subject}"));
-            out.extend(oci::references(&index, &what)?.manifests);
-            if out.len() > crate::limits::REFERRERS_PER_IMAGE {
-                return Err(RegistryError::Limit {
-                    what,
-                    message: format!(
-                        "more than {} referrers; refusing to read more",
-                        crate::limits::REFERRERS_PER_IMAGE
-                    ),
-                });
-            }
-            match next.and_then(|n| url.join(&n).ok()) {
-                // Our credentials go only to the registry itself: a Link
-                // to another scheme, host or port ends the listing.
-                Some(n) if transport::same_origin(&n, &url) && seen.insert(n.to_string()) => {
-                    url = n
-                }
-                _ => return Ok(Some(out)),
-            }
-        }
-    }
-
-    /// Referrers through the `<alg>-<hex>` tag schema, keeping only
-    /// manifests whose `subject` really is `subject`.
-    async fn referrers_by_tag(
-        &self,
-        repo: &Repository,
-        subject: &Digest,
-    ) -> Result<Vec<Descriptor>, RegistryError> {
-        let tag = attachment_tag(subject, None);
-        let what = self.what(repo, &tag);
-        let Some(index) = self.get_manifest(repo, &ManifestRef::Tag(tag)).await? else {
-            return Ok(Vec::new());
-        };
-        let listed = oci::references(&index, &what)?.manifests;
-        if listed.len() > crate::limits::REFERRERS_PER_IMAGE {
-            return Err(RegistryError::Limit {
-                what,
-                message: format!(
-                    "the referrers index lists more than {} manifests; refusing to read them",
-                    crate::limits::REFERRERS_PER_IMAGE
-                ),
-            });
-        }
-        let mut out = Vec::new();
-        let mut seen = BTreeSet::new();
-        for descriptor in listed {
-            if !seen.insert(descriptor.digest.clone()) {
-                continue;
-            }
-            let Some(manifest) = self
-                .get_manifest(repo, &ManifestRef::Digest(descriptor.digest.clone()))
-                .await?
-            else {
-                continue; // listed but gone: not a referrer we can copy
-            };
-            let Ok(refs) = oci::references(&manifest, &what) else {
-                continue;
-            };
-            if refs.subject.as_ref() != Some(subject) {
-                tracing::debug!(registry = %self.t.host, repo = %repo, referrer = %descriptor.digest,
-                    "referrers tag lists a manifest whose subject is not this digest; skipped");
-                continue;
-            }
-            out.push(Descriptor {
-                artifact_type: descriptor
-                    .artifact_type
-                    .or_else(|| refs.effective_artifact_type()),
-                media_type: manifest.media_type,
-                size: manifest.bytes.len() as u64,
-                digest: descriptor.digest,
-                foreign: false,
-            });
-        }
-        Ok(out)
-    }
 }
 
 #[async_trait]
@@ -720,119 +297,15 @@ impl Registry for RemoteRegistry {
     }
 
     async fn list_repositories(&self, prefix: &str) -> Result<Vec<Repository>, RegistryError> {
-        let prefix = prefix.trim_matches('/');
-        let mut url = self.t.url("/v2/_catalog")?;
-        url.query_pairs_mut()
-            .append_pair("n", &self.t.opts.page_size.to_string());
-        // Catalogs are sorted: start just before the prefix and stop after
-        // its last possible name, instead of reading the whole registry.
-        let until = (!prefix.is_empty()).then(|| format!("{prefix}/~"));
-        if let Some(last) = catalog_start(prefix) {
-            url.query_pairs_mut().append_pair("last", &last);
-        }
-        // A 404 here means no catalog API (Docker Hub, some clouds), not an
-        // empty registry: say so rather than answer "no repositories".
-        let all = self
-            .paginate(url, Scopes::catalog(), "repositories", until.as_deref())
-            .await?
-            .ok_or_else(|| RegistryError::Unsupported {
-                registry: self.t.host.clone(),
-                operation: "listing repositories (_catalog)".to_string(),
-            })?;
-        let mut repos: Vec<String> = all
-            .into_iter()
-            .filter(|r| {
-                prefix.is_empty()
-                    || r == prefix
-                    || r.strip_prefix(prefix)
-                        .is_some_and(|rest| rest.starts_with('/'))
-            })
-            .collect();
-        repos.sort();
-        repos.dedup();
-        let endpoint = self.endpoint();
-        // A name outside the distribution grammar can be neither addressed
-        // nor safely printed: it is left out, and said so.
-        Ok(repos
-            .into_iter()
-            .filter_map(|name| match Repository::parse(&endpoint, &name) {
-                Ok(repo) => Some(repo),
-                Err(e) => {
-                    tracing::warn!(registry = %self.t.host, name = %redact::printable(&name),
-                        "catalog lists a name that is no repository path ({}); skipped", e.message);
-                    None
-                }
-            })
-            .collect())
+        self.catalog(prefix).await
     }
 
     async fn list_tags(&self, repo: &Repository) -> Result<Vec<String>, RegistryError> {
-        let mut url = self.repo_url(repo, "tags/list")?;
-        url.query_pairs_mut()
-            .append_pair("n", &self.t.opts.page_size.to_string());
-        let mut tags = self
-            .paginate(url, Scopes::pull(repo.path()), "tags", None)
-            .await?
-            .unwrap_or_default();
-        // A name outside the tag grammar can be neither addressed nor
-        // safely printed: it is left out, and said so.
-        tags.retain(|tag| {
-            let valid = crate::reference::Tag::parse(tag).is_ok();
-            if !valid {
-                tracing::warn!(repo = %repo, tag = %redact::printable(tag),
-                    "the registry lists a tag outside the tag grammar; skipped");
-            }
-            valid
-        });
-        tags.sort();
-        tags.dedup();
-        Ok(tags)
+        self.tags(repo).await
     }
 
     async fn list_digests(&self, repo: &Repository) -> Result<Option<TagListing>, RegistryError> {
-        if !self.t.opts.google_listing {
-            return Ok(None);
-        }
-        let mut url = self.repo_url(repo, "tags/list")?;
-        url.query_pairs_mut()
-            .append_pair("n", &self.t.opts.page_size.to_string());
-        let mut listing = TagListing::default();
-        let mut extended = false;
-        let mut read_map = |page: &serde_json::Value| {
-            let Some(map) = page.get("manifest").and_then(|m| m.as_object()) else {
-                return;
-            };
-            extended = true;
-            for (digest, entry) in map {
-                let Ok(digest) = Digest::parse(digest) else {
-                    continue;
-                };
-                for tag in entry
-                    .get("tag")
-                    .and_then(|t| t.as_array())
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|t| t.as_str())
-                    .filter_map(|t| crate::reference::Tag::parse(t).ok())
-                {
-                    listing.tags.insert(tag, digest.clone());
-                }
-                listing.digests.insert(digest);
-            }
-        };
-        let found = self
-            .paginate_with(url, Scopes::pull(repo.path()), "tags", None, &mut read_map)
-            .await?;
-        match found {
-            // No such repository: it holds nothing.
-            None => Ok(Some(TagListing::default())),
-            Some(_) if extended => Ok(Some(listing)),
-            Some(_) => {
-                tracing::debug!(registry = %self.t.host,
-                    "tags/list carries no digests (google_listing is on): reading tags one by one");
-                Ok(None)
-            }
-        }
+        self.tags_with_digests(repo).await
     }
 
     async fn head_manifest(
@@ -840,52 +313,7 @@ impl Registry for RemoteRegistry {
         repo: &Repository,
         reference: &ManifestRef,
     ) -> Result<Option<Descriptor>, RegistryError> {
-        let req = self.manifest_req(Method::HEAD, repo, reference)?;
-        let response = self.t.send(&req).await?;
-        match response.status() {
-            StatusCode::NOT_FOUND => return Ok(None),
-            s if s.is_success() => {}
-            _ => return Err(self.error(&req, response).await),
-        }
-        let headers = response.headers();
-        let digest = header_digest(headers).or(match reference {
-            ManifestRef::Digest(d) => Some(d.clone()),
-            ManifestRef::Tag(_) => None,
-        });
-        let media = content_type(headers).filter(|m| !is_generic_type(m));
-        let size = headers
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if let (Some(digest), Some(media_type), Some(size)) = (digest, media, size) {
-            if let ManifestRef::Digest(asked) = reference {
-                if *asked != digest {
-                    return Err(RegistryError::BadContent(ContentError::DigestMismatch {
-                        what: self.what(repo, asked),
-                        expected: asked.clone(),
-                        actual: digest,
-                    }));
-                }
-            }
-            return Ok(Some(Descriptor {
-                digest,
-                media_type,
-                size,
-                artifact_type: None,
-                foreign: false,
-            }));
-        }
-        // The registry left something out of its HEAD answer: a GET tells all.
-        Ok(self
-            .get_manifest(repo, reference)
-            .await?
-            .map(|m| Descriptor {
-                size: m.bytes.len() as u64,
-                digest: m.digest,
-                media_type: m.media_type,
-                artifact_type: None,
-                foreign: false,
-            }))
+        self.manifest_head(repo, reference).await
     }
 
     async fn get_manifest(
@@ -893,56 +321,16 @@ impl Registry for RemoteRegistry {
         repo: &Repository,
         reference: &ManifestRef,
     ) -> Result<Option<RawManifest>, RegistryError> {
-        // The transport retries what happens before the body arrives; a body
-        // cut short, reset or corrupted on the way is worth a fresh read or
-        // two as well (a passing fault), but no more (a broken registry).
-        let deadline = Instant::now() + self.t.opts.retry_deadline;
-        let clock = RetryClock::new(deadline, MAX_BAD_CONTENT_ATTEMPTS);
-        let what = || format!("reading {} again", self.what(repo, reference));
-        with_retries(
-            clock,
-            &what,
-            |e| {
-                matches!(
-                    e,
-                    RegistryError::BadContent(_)
-                        | RegistryError::Transport {
-                            retryable: true,
-                            ..
-                        }
-                )
-            },
-            || async { Ok(self.get_manifest_once(repo, reference).await?) },
-        )
-        .await
+        self.manifest_get(repo, reference).await
     }
+
     async fn put_manifest(
         &self,
         repo: &Repository,
         reference: &ManifestRef,
         manifest: &RawManifest,
     ) -> Result<(), RegistryError> {
-        if let ManifestRef::Digest(d) = reference {
-            let actual = Digest::of(d.algorithm(), &manifest.bytes);
-            if actual != *d {
-                return Err(RegistryError::BadContent(ContentError::DigestMismatch {
-                    what: self.what(repo, d),
-                    expected: d.clone(),
-                    actual,
-                }));
-            }
-        }
-        let url = self.repo_url(repo, &format!("manifests/{reference}"))?;
-        let req = Req::new(Method::PUT, url, Scopes::push(repo.path()))
-            .header(CONTENT_TYPE, &manifest.media_type)
-            .body(Body::Bytes(manifest.bytes.clone()));
-        let response = self.t.send(&req).await?;
-        if !response.status().is_success() {
-            return Err(self.error(&req, response).await);
-        }
-        self.check_stored_digest(repo, &manifest.digest, response.headers())?;
-        drain(response).await;
-        Ok(())
+        self.manifest_put(repo, reference, manifest).await
     }
 
     async fn blob_exists(
@@ -950,25 +338,7 @@ impl Registry for RemoteRegistry {
         repo: &Repository,
         digest: &Digest,
     ) -> Result<Option<u64>, RegistryError> {
-        let url = self.repo_url(repo, &format!("blobs/{digest}"))?;
-        let req = Req::new(Method::HEAD, url, Scopes::pull(repo.path()));
-        let response = self.t.send(&req).await?;
-        match response.status() {
-            StatusCode::NOT_FOUND => Ok(None),
-            s if s.is_success() => {
-                let size = response
-                    .headers()
-                    .get(CONTENT_LENGTH)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .ok_or_else(|| RegistryError::Protocol {
-                        what: self.what(repo, digest),
-                        message: "blob HEAD answer has no Content-Length".to_string(),
-                    })?;
-                Ok(Some(size))
-            }
-            _ => Err(self.error(&req, response).await),
-        }
+        self.blob_head(repo, digest).await
     }
 
     async fn get_blob(
@@ -976,20 +346,7 @@ impl Registry for RemoteRegistry {
         repo: &Repository,
         digest: &Digest,
     ) -> Result<BlobStream, RegistryError> {
-        let url = self.repo_url(repo, &format!("blobs/{digest}"))?;
-        let req = Req::new(Method::GET, url, Scopes::pull(repo.path()));
-        let response = self.t.send(&req).await?;
-        if response.status() != StatusCode::OK {
-            return Err(self.error(&req, response).await);
-        }
-        let size = response.content_length();
-        let what = self.what(repo, digest);
-        let bytes = body::paced(response, self.t.pace(), "GET");
-        Ok(Box::pin(VerifyingStream::new(
-            bytes,
-            Expect::Digest(digest.clone(), size),
-            what,
-        )))
+        self.blob_get(repo, digest).await
     }
 
     async fn put_blob(
@@ -997,34 +354,7 @@ impl Registry for RemoteRegistry {
         repo: &Repository,
         upload: &BlobUpload,
     ) -> Result<BlobPut, RegistryError> {
-        let mount_from = upload.mount_from.clone().filter(|from| from != repo);
-        let deadline = Instant::now() + self.t.opts.retry_deadline;
-        let clock = RetryClock::new(deadline, self.t.opts.max_attempts);
-        // Wrong or short content from the upload's source is worth a fresh
-        // read or two (a passing network fault), not a retry until the
-        // deadline: a source that keeps sending bad bytes is broken.
-        let mut bad_content = 0;
-        let mount_from = std::sync::Mutex::new(mount_from);
-        let what = || format!("uploading {}", self.what(repo, &upload.digest));
-        with_retries(
-            clock,
-            &what,
-            |e| {
-                if matches!(e, RegistryError::BadContent(_)) {
-                    bad_content += 1;
-                    return bad_content < MAX_BAD_CONTENT_ATTEMPTS;
-                }
-                e.is_retryable()
-            },
-            || async {
-                // One attempt at a time: the lock is never contended.
-                let mut from = mount_from.lock().unwrap().clone();
-                let result = self.put_blob_once(repo, upload, &mut from, deadline).await;
-                *mount_from.lock().unwrap() = from;
-                Ok(result?)
-            },
-        )
-        .await
+        self.blob_put(repo, upload).await
     }
 
     async fn referrers(
@@ -1032,10 +362,7 @@ impl Registry for RemoteRegistry {
         repo: &Repository,
         subject: &Digest,
     ) -> Result<Vec<Descriptor>, RegistryError> {
-        match self.referrers_through_api(repo, subject).await? {
-            Some(found) => Ok(found),
-            None => self.referrers_by_tag(repo, subject).await,
-        }
+        self.referrers_of(repo, subject).await
     }
 
     async fn referrers_given_tags(
@@ -1044,189 +371,16 @@ impl Registry for RemoteRegistry {
         subject: &Digest,
         tags: &BTreeSet<String>,
     ) -> Result<Vec<Descriptor>, RegistryError> {
-        match self.referrers_through_api(repo, subject).await? {
-            Some(found) => Ok(found),
-            // Without the API the tag schema is all there is, and the
-            // listing already says whether its tag exists.
-            None if tags.contains(attachment_tag(subject, None).as_str()) => {
-                self.referrers_by_tag(repo, subject).await
-            }
-            None => Ok(Vec::new()),
-        }
+        self.referrers_of_listed(repo, subject, tags).await
     }
 }
 
-// ---------------------------------------------------------------- helpers
+const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
 
-/// The `Accept` header for manifests: every type we understand.
-fn accept_manifests() -> String {
-    media_type::ACCEPTED.join(", ")
-}
-
-fn content_type(headers: &HeaderMap) -> Option<String> {
-    let raw = headers.get(CONTENT_TYPE)?.to_str().ok()?;
-    let bare = raw.split(';').next().unwrap_or(raw).trim();
-    (!bare.is_empty()).then(|| bare.to_string())
-}
-
-fn is_generic_type(media_type: &str) -> bool {
-    matches!(
-        media_type,
-        "application/json" | "text/plain" | "application/octet-stream"
-    )
-}
-
+/// The digest the registry says it holds (`Docker-Content-Digest`).
 fn header_digest(headers: &HeaderMap) -> Option<Digest> {
     headers
         .get(DOCKER_CONTENT_DIGEST)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| Digest::parse(v.trim()).ok())
-}
-
-/// Attempts of one blob upload whose source keeps producing wrong content.
-const MAX_BAD_CONTENT_ATTEMPTS: u32 = 3;
-
-/// A `last=` value that sorts just before `prefix` and after every name that
-/// sorts before it: the prefix with its last character decremented, then
-/// '~' (greater than every character a repository name can hold).
-fn catalog_start(prefix: &str) -> Option<String> {
-    let mut bytes = prefix.as_bytes().to_vec();
-    let last = bytes.pop()?;
-    bytes.push(last.checked_sub(1)?);
-    bytes.push(b'~');
-    String::from_utf8(bytes).ok()
-}
-
-/// The `rel="next"` target of a `Link` header, if any.
-pub fn next_link(headers: &HeaderMap) -> Option<String> {
-    for value in headers.get_all(LINK) {
-        let Ok(text) = value.to_str() else { continue };
-        let mut rest = text;
-        while let Some(open) = rest.find('<') {
-            let after = &rest[open + 1..];
-            let Some(close) = after.find('>') else { break };
-            let target = &after[..close];
-            let params_end = after[close..].find('<').map_or(after.len(), |i| close + i);
-            let params = &after[close + 1..params_end];
-            let is_next = params.split(';').any(|p| {
-                let p = p.trim().trim_end_matches(',').trim();
-                p.split_once('=').is_some_and(|(k, v)| {
-                    k.trim().eq_ignore_ascii_case("rel")
-                        && v.trim()
-                            .trim_matches('"')
-                            .split_ascii_whitespace()
-                            .any(|r| r.eq_ignore_ascii_case("next"))
-                })
-            });
-            if is_next {
-                return Some(target.to_string());
-            }
-            rest = &after[params_end..];
-        }
-    }
-    None
-}
-
-impl RemoteRegistry {
-    /// One GET of a manifest, verified against what was asked.
-    async fn get_manifest_once(
-        &self,
-        repo: &Repository,
-        reference: &ManifestRef,
-    ) -> Result<Option<RawManifest>, RegistryError> {
-        let req = self.manifest_req(Method::GET, repo, reference)?;
-        let response = self.t.send(&req).await?;
-        match response.status() {
-            StatusCode::NOT_FOUND => {
-                drain(response).await;
-                return Ok(None);
-            }
-            s if s.is_success() => {}
-            _ => return Err(self.error(&req, response).await),
-        }
-        let claimed = header_digest(response.headers());
-        let header_type = content_type(response.headers()).filter(|m| !is_generic_type(m));
-        let bytes =
-            read_capped(response, MANIFEST_LIMIT, req.method.as_str(), self.t.pace()).await?;
-        let digest = match reference {
-            ManifestRef::Digest(asked) => {
-                oci::check_bytes(&self.what(repo, asked), asked, &bytes)?;
-                asked.clone()
-            }
-            ManifestRef::Tag(tag) => match claimed {
-                // The registry says which digest the tag points at: the
-                // bytes must match it.
-                Some(claimed) => {
-                    oci::check_bytes(&self.what(repo, tag), &claimed, &bytes)?;
-                    claimed
-                }
-                None => Digest::sha256_of(&bytes),
-            },
-        };
-        // Without a usable Content-Type the body must say what it is: bytes
-        // that are no manifest are never stored as one.
-        let media_type = match header_type.or_else(|| media_type::sniff(&bytes)) {
-            Some(m) => m,
-            None => {
-                return Err(RegistryError::Protocol {
-                    what: self.what(repo, reference),
-                    message: "the registry sent no manifest media type and the body declares none"
-                        .to_string(),
-                })
-            }
-        };
-        Ok(Some(RawManifest {
-            bytes,
-            media_type,
-            digest,
-        }))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn catalog_listing_starts_just_before_the_prefix() {
-        assert_eq!(super::catalog_start("prod").as_deref(), Some("proc~"));
-        assert_eq!(super::catalog_start("a/b0").as_deref(), Some("a/b/~"));
-        assert_eq!(super::catalog_start(""), None);
-        // Every name under the prefix sorts after the start, and the names
-        // just before it do not.
-        let start = super::catalog_start("prod").unwrap();
-        for under in ["prod", "prod/a", "prod-x", "prod/zzz"] {
-            assert!(under > start.as_str(), "{under}");
-        }
-        for before in ["proc", "proc/zzz", "procz"] {
-            assert!(before < start.as_str(), "{before}");
-        }
-    }
-
-    use super::*;
-    use reqwest::header::HeaderValue;
-
-    #[test]
-    fn link_headers_yield_the_next_page() {
-        let mut h = HeaderMap::new();
-        h.insert(
-            LINK,
-            HeaderValue::from_static(r#"</v2/_catalog?last=b&n=2>; rel="next""#),
-        );
-        assert_eq!(next_link(&h).as_deref(), Some("/v2/_catalog?last=b&n=2"));
-        h.insert(
-            LINK,
-            HeaderValue::from_static(
-                r#"<https://x/prev>; rel="prev", <https://x/next?a=1,2>; rel=next"#,
-            ),
-        );
-        assert_eq!(next_link(&h).as_deref(), Some("https://x/next?a=1,2"));
-        h.insert(
-            LINK,
-            HeaderValue::from_static(r#"<https://x/a>; rel="first""#),
-        );
-        assert_eq!(next_link(&h), None);
-        for junk in ["<", ">", "<<>>", "<a>; rel", "rel=next"] {
-            h.insert(LINK, HeaderValue::from_static(junk));
-            let _ = next_link(&h);
-        }
-    }
 }

@@ -1,15 +1,13 @@
-//! The one retry driver and the one classification of failures for every
-//! request to a registry (the transport's, token fetches, and the
-//! operation-level retries of bad content and upload restarts): what may be
-//! tried again, when, and for how long.
+//! The HTTP half of retrying: what a registry's answer says about trying
+//! again (`Retry-After`), and the one classification of transport failures
+//! (refused connections, TLS refusals by type). The driver and its clock are
+//! [`crate::registry::retry`]'s.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
-use rand::Rng;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 
-pub use crate::registry::is_retryable_status;
-use crate::registry::RegistryError;
+use crate::registry::{error_chain, RegistryError, SafeUrl};
 
 /// Whether a TLS library refused the peer (an untrusted or invalid
 /// certificate, a failed handshake): found by the error's type anywhere in
@@ -34,24 +32,9 @@ fn is_tls_refusal(err: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// An error's message with its sources, `a: b: c`.
-pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        let next = s.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        source = s.source();
-    }
-    text
-}
-
 /// A reqwest error as a [`RegistryError::Transport`], without its URL (which
 /// may carry a signature or upload state) and with its cause chain.
-pub fn reqwest_error(method: &str, shown_url: &str, err: reqwest::Error) -> RegistryError {
+pub fn reqwest_error(method: &str, shown_url: &SafeUrl, err: reqwest::Error) -> RegistryError {
     // A body that breaks off mid-transfer surfaces as a "decode" error in
     // reqwest; we never ask reqwest to decode anything else (no .json()).
     let connectish = err.is_connect()
@@ -64,7 +47,7 @@ pub fn reqwest_error(method: &str, shown_url: &str, err: reqwest::Error) -> Regi
     if is_connection_refused(&err) {
         return RegistryError::Refused {
             method: method.to_string(),
-            url: shown_url.to_string(),
+            url: shown_url.clone(),
             message,
         };
     }
@@ -72,7 +55,7 @@ pub fn reqwest_error(method: &str, shown_url: &str, err: reqwest::Error) -> Regi
     let tls_refusal = is_tls_refusal(&err);
     RegistryError::Transport {
         method: method.to_string(),
-        url: shown_url.to_string(),
+        url: shown_url.clone(),
         message,
         retryable: connectish && !tls_refusal && !err.is_builder(),
     }
@@ -113,167 +96,6 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     Some(wait.min(MAX_RETRY_AFTER))
 }
 
-/// The wait a rate-limit error asked for, if any.
-pub fn retry_hint(err: &RegistryError) -> Option<Duration> {
-    match err {
-        RegistryError::RateLimited {
-            retry_after_secs: Some(secs),
-            ..
-        } => Some(Duration::from_secs(*secs)),
-        _ => None,
-    }
-}
-
-tokio::task_local! {
-    /// When the edge being carried out first failed, if it has: every retry
-    /// inside one edge (the source reads a destination upload re-opens
-    /// included) shares one retry window from that moment.
-    static EDGE_FIRST_FAILURE: std::cell::Cell<Option<Instant>>;
-}
-
-/// Run `work` as one edge: whatever retries it nests (an upload whose
-/// retries re-open a source read that retries too), it retries for at most
-/// one retry deadline in all, counted from its first failure. Without
-/// this, nested retries multiply (a source failing forever under an
-/// upload took 17 deadlines).
-pub async fn one_edge<F: std::future::Future>(work: F) -> F::Output {
-    EDGE_FIRST_FAILURE
-        .scope(std::cell::Cell::new(None), work)
-        .await
-}
-
-/// The end of the edge's retry window of `window`, once it has failed.
-fn edge_deadline(window: Duration) -> Option<Instant> {
-    EDGE_FIRST_FAILURE
-        .try_with(|first| {
-            let at = first.get().unwrap_or_else(|| {
-                let now = Instant::now();
-                first.set(Some(now));
-                now
-            });
-            at + window
-        })
-        .ok()
-}
-
-/// Decides whether and when to try again: exponential backoff with jitter,
-/// `Retry-After` when given, bounded by a deadline and an attempt count.
-#[derive(Debug)]
-pub struct RetryClock {
-    deadline: Instant,
-    /// The retry deadline this operation was given, for the edge's window.
-    window: Duration,
-    attempts: u32,
-    max_attempts: u32,
-}
-
-impl RetryClock {
-    const BASE: Duration = Duration::from_millis(200);
-    const CAP: Duration = Duration::from_secs(10);
-
-    /// A clock for an operation whose first attempt is under way: no attempt
-    /// starts after `deadline`, and there are at most `max_attempts` in all.
-    pub fn new(deadline: Instant, max_attempts: u32) -> RetryClock {
-        RetryClock {
-            deadline,
-            window: deadline.saturating_duration_since(Instant::now()),
-            attempts: 1,
-            max_attempts,
-        }
-    }
-
-    /// The wait before the next attempt, or `None` to give up. A server's
-    /// `Retry-After` is obeyed as given (never shortened by jitter); when it
-    /// reaches past the deadline we give up at once rather than sleep for
-    /// nothing.
-    pub fn next_delay(&mut self, retry_after: Option<Duration>) -> Option<Duration> {
-        if self.attempts >= self.max_attempts {
-            return None;
-        }
-        let delay = match retry_after {
-            Some(wait) => wait,
-            None => {
-                let exp = Self::BASE.saturating_mul(1u32 << (self.attempts - 1).min(16));
-                let capped = exp.min(Self::CAP);
-                // "Equal jitter": half fixed, half random, so retries from
-                // many workers spread out but never collapse to zero.
-                let half = capped / 2;
-                half + half.mul_f64(rand::rng().random::<f64>())
-            }
-        };
-        let deadline = match edge_deadline(self.window) {
-            Some(edge) => edge.min(self.deadline),
-            None => self.deadline,
-        };
-        if Instant::now()
-            .checked_add(delay)
-            .is_none_or(|at| at > deadline)
-        {
-            return None;
-        }
-        self.attempts += 1;
-        Some(delay)
-    }
-}
-
-/// One attempt's failure, with the wait the server asked for (a
-/// `Retry-After`), if any.
-#[derive(Debug)]
-pub struct Failed {
-    /// What went wrong; the answer if no retry follows.
-    pub error: RegistryError,
-    /// How long the server asked us to wait; `None` for our own backoff.
-    pub retry_after: Option<Duration>,
-}
-
-impl From<RegistryError> for Failed {
-    fn from(error: RegistryError) -> Failed {
-        let retry_after = retry_hint(&error);
-        Failed { error, retry_after }
-    }
-}
-
-/// The one retry loop. Runs `attempt` until it succeeds, fails in a way
-/// `may_retry` refuses to try again, or `clock` runs out; then the last
-/// error is the answer. Every retried request goes through here: the
-/// transport's sends, token fetches, and the operation-level retries of a
-/// manifest read or a blob upload that came back wrong. `what` names the
-/// operation in the debug line each retry logs.
-pub async fn with_retries<T, Fut>(
-    mut clock: RetryClock,
-    what: &(dyn Fn() -> String + Sync),
-    mut may_retry: impl FnMut(&RegistryError) -> bool,
-    mut attempt: impl FnMut() -> Fut,
-) -> Result<T, RegistryError>
-where
-    Fut: std::future::Future<Output = Result<T, Failed>>,
-{
-    let mut refused = 0;
-    loop {
-        let failed = match attempt().await {
-            Ok(done) => return Ok(done),
-            Err(failed) => failed,
-        };
-        if !may_retry(&failed.error) {
-            return Err(failed.error);
-        }
-        if let RegistryError::Refused { .. } = failed.error {
-            refused += 1;
-            if refused >= crate::limits::REFUSED_ATTEMPTS {
-                return Err(failed.error);
-            }
-        }
-        match clock.next_delay(failed.retry_after) {
-            Some(wait) => {
-                tracing::debug!(operation = %what(), error = %failed.error,
-                    wait_ms = wait.as_millis() as u64, "retrying");
-                tokio::time::sleep(wait).await;
-            }
-            None => return Err(failed.error),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,57 +125,6 @@ mod tests {
         assert_eq!(retry_after(&h), None);
     }
 
-    #[tokio::test]
-    async fn the_retries_of_one_edge_share_one_window_from_its_first_failure() {
-        let window = Duration::from_millis(300);
-        let fresh = || RetryClock::new(Instant::now() + window, 1000);
-        // Alone, an operation that starts after another's failures gets
-        // its own window.
-        let mut first = fresh();
-        assert!(first.next_delay(None).is_some());
-        tokio::time::sleep(window).await;
-        assert!(fresh().next_delay(None).is_some());
-        // In one edge (a source read, then the upload that re-opens it),
-        // the window runs from the edge's first failure: spent, the next
-        // operation does not retry at all.
-        one_edge(async {
-            let mut first = fresh();
-            assert!(first.next_delay(None).is_some());
-            tokio::time::sleep(window).await;
-            assert!(fresh().next_delay(None).is_none());
-        })
-        .await;
-        // A new edge starts with its window whole.
-        one_edge(async { assert!(fresh().next_delay(None).is_some()) }).await;
-    }
-
-    #[test]
-    fn backoff_grows_is_jittered_and_stops_at_the_deadline_or_count() {
-        let mut clock = RetryClock::new(Instant::now() + Duration::from_secs(3600), 5);
-        let delays: Vec<Duration> = std::iter::from_fn(|| clock.next_delay(None)).collect();
-        assert_eq!(delays.len(), 4);
-        for (i, d) in delays.iter().enumerate() {
-            let full = RetryClock::BASE * (1 << i);
-            assert!(*d >= full / 2 && *d <= full, "{i}: {d:?}");
-        }
-        let mut short = RetryClock::new(Instant::now() + Duration::from_secs(2), 100);
-        assert_eq!(short.next_delay(Some(Duration::from_secs(5))), None);
-        assert_eq!(
-            short.next_delay(Some(Duration::from_secs(1))),
-            Some(Duration::from_secs(1))
-        );
-    }
-
-    #[test]
-    fn only_passing_trouble_is_retried() {
-        for status in [429, 500, 502, 503, 504] {
-            assert!(is_retryable_status(status), "{status}");
-        }
-        for status in [200, 400, 401, 403, 404, 405, 409, 501] {
-            assert!(!is_retryable_status(status), "{status}");
-        }
-    }
-
     #[test]
     fn a_tls_refusal_is_known_by_its_type_even_inside_an_io_error() {
         let tls = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
@@ -362,80 +133,5 @@ mod tests {
         // The same words in an error of another type are not a TLS refusal.
         let text = std::io::Error::other("certificate UnknownIssuer");
         assert!(!is_tls_refusal(&text));
-    }
-
-    fn unavailable() -> RegistryError {
-        RegistryError::Status {
-            method: "GET".into(),
-            url: "u".into(),
-            status: 503,
-            code: None,
-            detail: None,
-        }
-    }
-
-    #[tokio::test]
-    async fn the_driver_retries_what_may_be_retried_until_it_works() {
-        let clock = RetryClock::new(Instant::now() + Duration::from_secs(60), 5);
-        let mut calls = 0;
-        let got = with_retries(
-            clock,
-            &|| "op".to_string(),
-            RegistryError::is_retryable,
-            || {
-                calls += 1;
-                let n = calls;
-                async move {
-                    if n < 3 {
-                        Err(Failed {
-                            error: unavailable(),
-                            retry_after: Some(Duration::ZERO),
-                        })
-                    } else {
-                        Ok(n)
-                    }
-                }
-            },
-        )
-        .await;
-        assert_eq!(got.unwrap(), 3);
-    }
-
-    #[tokio::test]
-    async fn the_driver_gives_up_on_refusal_or_when_the_clock_runs_out() {
-        let clock = RetryClock::new(Instant::now() + Duration::from_secs(60), 3);
-        let mut calls = 0;
-        let got: Result<(), _> = with_retries(
-            clock,
-            &|| "op".to_string(),
-            |_| true,
-            || {
-                calls += 1;
-                async {
-                    Err(Failed {
-                        error: unavailable(),
-                        retry_after: Some(Duration::ZERO),
-                    })
-                }
-            },
-        )
-        .await;
-        assert!(got.is_err());
-        assert_eq!(calls, 3, "max_attempts bounds the attempts");
-
-        let clock = RetryClock::new(Instant::now() + Duration::from_secs(60), 3);
-        let mut calls = 0;
-        let got: Result<(), _> = with_retries(
-            clock,
-            &|| "op".to_string(),
-            |_| false,
-            || {
-                calls += 1;
-                async { Err(Failed::from(unavailable())) }
-            },
-        )
-        .await;
-        assert!(got.is_err());
-        assert_eq!(calls, 1, "a refused error is final");
     }
 }

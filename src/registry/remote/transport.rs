@@ -35,12 +35,13 @@ use super::body::{paced, Pace};
 use super::credentials::CredentialStore;
 use super::options::ResolvedOptions;
 use super::redact;
-use super::retry::{
-    error_chain, is_retryable_status, reqwest_error, retry_after, with_retries, Failed, RetryClock,
-};
+use super::retry::{reqwest_error, retry_after};
 use super::tls;
 use crate::oci::verify::{Expect, VerifyingStream};
-use crate::registry::{BlobOpener, ErrorCode, RegistryError};
+use crate::registry::retry::{with_retries, Failed, RetryClock};
+use crate::registry::{
+    error_chain, is_retryable_status, BlobOpener, ErrorCode, RegistryError, SafeUrl,
+};
 
 /// Most redirects followed for one request.
 const MAX_REDIRECTS: usize = 5;
@@ -228,7 +229,7 @@ impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Transport")
             .field("host", &self.host)
-            .field("base", &redact::url(&self.base))
+            .field("base", &SafeUrl::new(&self.base))
             .finish_non_exhaustive()
     }
 }
@@ -280,7 +281,7 @@ impl Transport {
         self.base
             .join(path_and_query)
             .map_err(|e| RegistryError::Internal {
-                what: format!("{}{}", self.host, redact::url_text(path_and_query)),
+                what: format!("{}{}", self.host, SafeUrl::from_text(path_and_query)),
                 message: format!("not a valid URL: {e}"),
             })
     }
@@ -351,7 +352,7 @@ impl Transport {
         deadline: Instant,
     ) -> Result<Response, RegistryError> {
         let clock = RetryClock::new(deadline, self.opts.max_attempts);
-        let what = || format!("{} {}", req.method, redact::url(&req.url));
+        let what = || format!("{} {}", req.method, SafeUrl::new(&req.url));
         with_retries(
             clock,
             &what,
@@ -416,7 +417,31 @@ impl Transport {
         // after its body went out). Not held while a caller reads a blob body:
         // a copy reading from and writing to the same registry would
         // otherwise deadlock with every permit held by its downloads.
-        let _permit = self
+        let _permit = self.admit().await?;
+        let mut url = req.url.clone();
+        let mut left_origin = false;
+        let mut hops = 0;
+        loop {
+            // Once a redirect has left our origin, no later hop gets our
+            // credentials, even one that comes back.
+            left_origin |= !same_origin(&url, &self.base);
+            let response = self
+                .send_hop(req, &url, auth.filter(|_| !left_origin))
+                .await?;
+            match redirect_target(req, &response, &url, hops)? {
+                Some(next) => {
+                    tracing::trace!(from = %SafeUrl::new(&url), to = %SafeUrl::new(&next), "redirect");
+                    url = next;
+                    hops += 1;
+                }
+                None => return Ok(response),
+            }
+        }
+    }
+
+    /// An in-flight permit, and this request's slot in the pace.
+    async fn admit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, RegistryError> {
+        let permit = self
             .permits
             .acquire()
             .await
@@ -427,105 +452,49 @@ impl Transport {
         if let Some(pacer) = &self.pacer {
             pacer.wait().await;
         }
-        let mut url = req.url.clone();
-        let mut left_origin = false;
-        let mut hops = 0;
-        loop {
-            left_origin |= !same_origin(&url, &self.base);
-            let shown = redact::url(&url);
-            let method_name = req.method.as_str();
-            let mut builder = self
-                .client
-                .request(req.method.clone(), url.clone())
-                .headers(req.headers.clone());
-            if let (Some(auth), false) = (auth, left_origin) {
-                builder = builder.header(AUTHORIZATION, auth.clone());
-            }
-            let source_failure: Arc<Mutex<Option<RegistryError>>> = Arc::default();
-            builder = match &req.body {
-                Body::Empty => builder,
-                Body::Bytes(bytes) => builder.body(bytes.clone()),
-                Body::Stream { open, size } => {
-                    let stream = open().await?;
-                    // More or fewer bytes than declared would leave the
-                    // registry with a short body or a hang: count them.
-                    let counted = KeepFailure {
-                        inner: VerifyingStream::new(stream, Expect::Size(*size), shown.clone()),
-                        failure: source_failure.clone(),
-                    };
-                    builder
-                        .header(CONTENT_LENGTH, size.to_string())
-                        .body(reqwest::Body::wrap_stream(counted))
-                }
-            };
-            let body_size = match &req.body {
-                Body::Empty => 0,
-                Body::Bytes(bytes) => bytes.len() as u64,
-                Body::Stream { size, .. } => *size,
-            };
-            let allowed = self.pace().allowance(self.request_timeout(), body_size);
-            let sent = tokio::time::timeout(allowed, builder.send()).await;
-            let Ok(sent) = sent else {
-                return Err(RegistryError::Transport {
-                    method: method_name.to_string(),
-                    url: shown,
-                    message: format!(
-                        "no answer within {} s (request_timeout_secs, plus the time the \
-                         body takes at min_bytes_per_second)",
-                        allowed.as_secs()
-                    ),
-                    retryable: true,
-                });
-            };
-            let response = match sent {
-                Ok(r) => r,
-                Err(e) => {
-                    // If our own body source failed, that is the real cause.
-                    if let Some(source) = source_failure.lock().unwrap().take() {
-                        return Err(source);
-                    }
-                    return Err(reqwest_error(method_name, &shown, e));
-                }
-            };
-            let status = response.status();
-            let redirect = matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308);
-            if redirect && req.follow_redirects && matches!(req.method, Method::GET | Method::HEAD)
-            {
-                if hops >= MAX_REDIRECTS {
-                    return Err(RegistryError::Status {
-                        method: method_name.to_string(),
-                        url: shown,
-                        status: status.as_u16(),
-                        code: None,
-                        detail: Some(format!("more than {MAX_REDIRECTS} redirects")),
-                    });
-                }
-                let next = response
-                    .headers()
-                    .get(LOCATION)
-                    .and_then(|l| l.to_str().ok())
-                    .and_then(|l| url.join(l).ok())
-                    .filter(|u| matches!(u.scheme(), "http" | "https"));
-                match next {
-                    Some(next) => {
-                        tracing::trace!(from = %shown, to = %redact::url(&next), "redirect");
-                        url = next;
-                        hops += 1;
-                        continue;
-                    }
-                    None => {
-                        return Err(RegistryError::Status {
-                            method: method_name.to_string(),
-                            url: shown,
-                            status: status.as_u16(),
-                            code: None,
-                            detail: Some("redirect without a usable Location".to_string()),
-                        })
-                    }
-                }
-            }
-            return Ok(response);
+        Ok(permit)
+    }
+
+    /// `req` sent once to `url` (the request's own, or a redirect's), with
+    /// `auth` if given, within the time its body may take.
+    async fn send_hop(
+        &self,
+        req: &Req,
+        url: &Url,
+        auth: Option<&HeaderValue>,
+    ) -> Result<Response, RegistryError> {
+        let shown = SafeUrl::new(url);
+        let method_name = req.method.as_str();
+        let mut builder = self
+            .client
+            .request(req.method.clone(), url.clone())
+            .headers(req.headers.clone());
+        if let Some(auth) = auth {
+            builder = builder.header(AUTHORIZATION, auth.clone());
         }
+        let source_failure: Arc<Mutex<Option<RegistryError>>> = Arc::default();
+        let (builder, body_size) = with_body(builder, &req.body, &shown, &source_failure).await?;
+        let allowed = self.pace().allowance(self.request_timeout(), body_size);
+        let sent = tokio::time::timeout(allowed, builder.send()).await;
+        let Ok(sent) = sent else {
+            return Err(RegistryError::Transport {
+                method: method_name.to_string(),
+                url: shown,
+                message: format!(
+                    "no answer within {} s (request_timeout_secs, plus the time the \
+                     body takes at min_bytes_per_second)",
+                    allowed.as_secs()
+                ),
+                retryable: true,
+            });
+        };
+        sent.map_err(|e| {
+            // If our own body source failed, that is the real cause.
+            match source_failure.lock().unwrap().take() {
+                Some(source) => source,
+                None => reqwest_error(method_name, &shown, e),
+            }
+        })
     }
 
     /// The error a non-success response stands for. Reads a bounded part of
@@ -537,7 +506,7 @@ impl Transport {
         scopes: &Scopes,
     ) -> RegistryError {
         let status = response.status();
-        let url = redact::url(response.url());
+        let url = SafeUrl::new(response.url());
         let headers = response.headers().clone();
         let (code, detail) = read_error_detail(response).await;
         match status {
@@ -582,6 +551,69 @@ pub(crate) async fn drain(response: Response) {
         if read > 64 << 10 {
             break; // not worth it: let the connection go
         }
+    }
+}
+
+/// `builder` with `body` attached, and the body's size. A streamed body
+/// is counted on the way out (more or fewer bytes than declared would leave
+/// the registry with a short body or a hang), and a failure of its source
+/// is kept in `source_failure` for the caller to report.
+async fn with_body(
+    builder: reqwest::RequestBuilder,
+    body: &Body,
+    shown: &SafeUrl,
+    source_failure: &Arc<Mutex<Option<RegistryError>>>,
+) -> Result<(reqwest::RequestBuilder, u64), RegistryError> {
+    Ok(match body {
+        Body::Empty => (builder, 0),
+        Body::Bytes(bytes) => (builder.body(bytes.clone()), bytes.len() as u64),
+        Body::Stream { open, size } => {
+            let stream = open().await?;
+            let counted = KeepFailure {
+                inner: VerifyingStream::new(stream, Expect::Size(*size), shown.to_string()),
+                failure: source_failure.clone(),
+            };
+            let builder = builder
+                .header(CONTENT_LENGTH, size.to_string())
+                .body(reqwest::Body::wrap_stream(counted));
+            (builder, *size)
+        }
+    })
+}
+
+/// Where a redirect `response` to `req` (sent to `url`, after `hops`
+/// redirects) says to go next; `None` when it is no redirect to follow
+/// (not one, or `req` does not follow them).
+fn redirect_target(
+    req: &Req,
+    response: &Response,
+    url: &Url,
+    hops: usize,
+) -> Result<Option<Url>, RegistryError> {
+    let status = response.status();
+    let redirect = matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308);
+    if !(redirect && req.follow_redirects && matches!(req.method, Method::GET | Method::HEAD)) {
+        return Ok(None);
+    }
+    let refused = |detail: String| RegistryError::Status {
+        method: req.method.as_str().to_string(),
+        url: SafeUrl::new(url),
+        status: status.as_u16(),
+        code: None,
+        detail: Some(detail),
+    };
+    if hops >= MAX_REDIRECTS {
+        return Err(refused(format!("more than {MAX_REDIRECTS} redirects")));
+    }
+    let next = response
+        .headers()
+        .get(LOCATION)
+        .and_then(|l| l.to_str().ok())
+        .and_then(|l| url.join(l).ok())
+        .filter(|u| matches!(u.scheme(), "http" | "https"));
+    match next {
+        Some(next) => Ok(Some(next)),
+        None => Err(refused("redirect without a usable Location".to_string())),
     }
 }
 
