@@ -17,14 +17,14 @@
 //! (credentials in URLs, `Bearer`/`Basic` values, control characters)
 //! before it reaches our output.
 
-use std::collections::HashMap;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{OnceCell, Semaphore};
+use tokio::sync::Semaphore;
+
+use crate::once_map::OnceMap;
 
 use crate::reference::{Digest, Repository};
 
@@ -73,6 +73,23 @@ pub enum Verdict {
     Undecided(String),
 }
 
+/// Why an after-promote step failed: its image's tags are not written,
+/// and the next run tries again.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StepError {
+    /// It exited with another status than 0; the first line of its stderr.
+    #[error("the after-promote step exited with status {code}{}", reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default())]
+    Exited {
+        /// The status.
+        code: i32,
+        /// The first line of its stderr.
+        reason: Option<String>,
+    },
+    /// It could not start, or did not finish in time (it was killed).
+    #[error("{0}")]
+    Failed(String),
+}
+
 /// What a gate is told about a digest about to be copied.
 #[derive(Debug, Clone, Serialize)]
 pub struct GateInput {
@@ -117,7 +134,7 @@ type SourceDigest = (Repository, Digest);
 pub struct Hooks {
     options: HookOptions,
     permits: Semaphore,
-    verdicts: Mutex<HashMap<SourceDigest, Arc<OnceCell<Verdict>>>>,
+    verdicts: OnceMap<SourceDigest, Verdict>,
 }
 
 impl std::fmt::Debug for Hooks {
@@ -134,7 +151,7 @@ impl Hooks {
         Hooks {
             permits: Semaphore::new(options.concurrency.max(1)),
             options,
-            verdicts: Mutex::default(),
+            verdicts: OnceMap::new(),
         }
     }
 
@@ -151,38 +168,35 @@ impl Hooks {
     /// The gates' verdict on the digest of `input`, read from `source`
     /// (asked once per run).
     pub async fn gate(&self, source: &Repository, input: &GateInput) -> Verdict {
-        let cell = {
-            let mut map = self.verdicts.lock().unwrap_or_else(|p| p.into_inner());
-            map.entry((source.clone(), input.digest.clone()))
-                .or_default()
-                .clone()
-        };
-        cell.get_or_init(|| async {
-            for command in &self.options.gate {
-                let env = [
-                    ("PROMOTER_HOOK", "gate".to_string()),
-                    ("PROMOTER_SOURCE", input.source.clone()),
-                    ("PROMOTER_DIGEST", input.digest.to_string()),
-                    ("PROMOTER_DESTINATIONS", input.destinations.join(" ")),
-                ];
-                match self.run(command, input, &env).await {
-                    Ran::Exit(0, _) => {}
-                    Ran::Exit(code, reason) => {
-                        return Verdict::Refuse(
-                            reason.unwrap_or_else(|| format!("the gate exited with status {code}")),
-                        )
+        let key = (source.clone(), input.digest.clone());
+        self.verdicts
+            .get_or_compute(key, || async {
+                for command in &self.options.gate {
+                    let env = [
+                        ("PROMOTER_HOOK", "gate".to_string()),
+                        ("PROMOTER_SOURCE", input.source.clone()),
+                        ("PROMOTER_DIGEST", input.digest.to_string()),
+                        ("PROMOTER_DESTINATIONS", input.destinations.join(" ")),
+                    ];
+                    match self.run(command, input, &env).await {
+                        Ran::Exit(0, _) => {}
+                        Ran::Exit(code, reason) => {
+                            return Verdict::Refuse(
+                                reason.unwrap_or_else(|| {
+                                    format!("the gate exited with status {code}")
+                                }),
+                            )
+                        }
+                        Ran::Failed(why) => return Verdict::Undecided(why),
                     }
-                    Ran::Failed(why) => return Verdict::Undecided(why),
                 }
-            }
-            Verdict::Admit
-        })
-        .await
-        .clone()
+                Verdict::Admit
+            })
+            .await
     }
 
     /// Run the after-promote steps for `input`; `Err` says why one failed.
-    pub async fn after_promote(&self, input: &AfterPromoteInput) -> Result<(), String> {
+    pub async fn after_promote(&self, input: &AfterPromoteInput) -> Result<(), StepError> {
         for command in &self.options.after_promote {
             let env = [
                 ("PROMOTER_HOOK", "after_promote".to_string()),
@@ -193,13 +207,8 @@ impl Hooks {
             ];
             match self.run(command, input, &env).await {
                 Ran::Exit(0, _) => {}
-                Ran::Exit(code, reason) => {
-                    return Err(format!(
-                        "the after-promote step exited with status {code}{}",
-                        reason.map(|r| format!(": {r}")).unwrap_or_default()
-                    ))
-                }
-                Ran::Failed(why) => return Err(why),
+                Ran::Exit(code, reason) => return Err(StepError::Exited { code, reason }),
+                Ran::Failed(why) => return Err(StepError::Failed(why)),
             }
         }
         Ok(())

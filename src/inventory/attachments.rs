@@ -11,12 +11,11 @@
 //! a HEAD for each attachment tag present there, one HEAD per referrer; in
 //! a repository the inventory saw absent, nothing.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
-
-use tokio::sync::OnceCell;
+use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use crate::oci::{self, AttachmentKind};
+use crate::once_map::OnceMap;
 use crate::plan::{Attachment, DestState, Observed};
 use crate::reference::{Digest, ManifestRef, Repository, Tag};
 use crate::registry::{ManifestCache, RawManifest, Registries, Registry, RegistryError};
@@ -25,9 +24,6 @@ use crate::registry::{ManifestCache, RawManifest, Registries, Registry, Registry
 /// is two levels below the image).
 const ATTACHMENT_DEPTH: usize = 3;
 
-/// Values computed once per key, by the first task that needs each.
-type OnceEach<K, T> = Mutex<HashMap<K, Arc<OnceCell<T>>>>;
-
 /// What a run reads about attachments, shared by every repository it plans.
 pub(super) struct AttachmentReads {
     /// Artifact types admitted besides signatures, attestations and SBOMs.
@@ -35,9 +31,9 @@ pub(super) struct AttachmentReads {
     /// Source manifests read, for the executor.
     pub(super) manifests: Arc<ManifestCache>,
     /// Each source repository's tags, listed once.
-    source_tags: OnceEach<Repository, Result<Arc<BTreeSet<String>>, String>>,
+    source_tags: OnceMap<Repository, Result<Arc<BTreeSet<String>>, Arc<RegistryError>>>,
     /// Each (source repository, digest)'s attachments, read once.
-    by_subject: OnceEach<(Repository, Digest), Observed<Vec<Attachment>>>,
+    by_subject: OnceMap<(Repository, Digest), Observed<Vec<Attachment>>>,
     /// Manifests found where attachments live that are none, so far.
     skipped: std::sync::atomic::AtomicUsize,
 }
@@ -47,8 +43,8 @@ impl AttachmentReads {
         AttachmentReads {
             extra_types,
             manifests,
-            source_tags: Mutex::default(),
-            by_subject: Mutex::default(),
+            source_tags: OnceMap::new(),
+            by_subject: OnceMap::new(),
             skipped: Default::default(),
         }
     }
@@ -66,21 +62,16 @@ impl AttachmentReads {
         repo: &Repository,
         digest: &Digest,
     ) -> Observed<Vec<Attachment>> {
-        let cell = {
-            let mut map = self.by_subject.lock().unwrap_or_else(|p| p.into_inner());
-            map.entry((repo.clone(), digest.clone()))
-                .or_default()
-                .clone()
-        };
-        cell.get_or_init(|| async {
-            let registry = registries.get(repo.endpoint());
-            match self.read(registry.as_ref(), repo, digest, 0).await {
-                Ok(list) => Observed::Present(list),
-                Err(err) => Observed::Unknown(format!("attachments of {repo}@{digest}: {err}")),
-            }
-        })
-        .await
-        .clone()
+        let key = (repo.clone(), digest.clone());
+        self.by_subject
+            .get_or_compute(key, || async {
+                let registry = registries.get(repo.endpoint());
+                match self.read(registry.as_ref(), repo, digest, 0).await {
+                    Ok(list) => Observed::Present(list),
+                    Err(err) => Observed::Unknown(format!("attachments of {repo}@{digest}: {err}")),
+                }
+            })
+            .await
     }
 
     async fn tags(
@@ -88,23 +79,20 @@ impl AttachmentReads {
         registry: &dyn Registry,
         repo: &Repository,
     ) -> Result<Arc<BTreeSet<String>>, RegistryError> {
-        let cell = {
-            let mut map = self.source_tags.lock().unwrap_or_else(|p| p.into_inner());
-            map.entry(repo.clone()).or_default().clone()
-        };
-        cell.get_or_init(|| async {
-            registry
-                .list_tags(repo)
-                .await
-                .map(|tags| Arc::new(tags.into_iter().collect()))
-                .map_err(|e| e.to_string())
-        })
-        .await
-        .clone()
-        .map_err(|message| RegistryError::Vanished {
-            what: format!("tags of {repo}"),
-            message,
-        })
+        self.source_tags
+            .get_or_compute(repo.clone(), || async {
+                registry
+                    .list_tags(repo)
+                    .await
+                    .map(|tags| Arc::new(tags.into_iter().collect()))
+                    .map_err(Arc::new)
+            })
+            .await
+            // Every asker gets the error the listing met, as its own.
+            .map_err(|e| RegistryError::Vanished {
+                what: format!("tags of {repo}"),
+                message: e.to_string(),
+            })
     }
 
     /// Read, check and recurse: the attachments of `subject` in `repo`.

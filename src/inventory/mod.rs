@@ -13,14 +13,14 @@
 //! make us upload something that was there, never skip a write or move a tag:
 //! tags are always read one by one.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use futures::stream::{self, StreamExt};
 
 mod attachments;
-use tokio::sync::OnceCell;
 
+use crate::once_map::OnceMap;
 use crate::plan::{self, DestState, Inventory, Observed, RepoWant, Repository};
 use crate::reference::{Digest, Endpoint, ManifestRef};
 use crate::registry::{Registries, Registry, RegistryError};
@@ -84,29 +84,25 @@ async fn get_digest(
 /// catalog permission or API), so nothing can be concluded from it.
 #[derive(Default)]
 pub struct RepositoryLists {
-    lists: Mutex<Listings>,
+    /// One listing per (endpoint, path prefix), filled at most once.
+    lists: OnceMap<(Endpoint, String), Listing>,
 }
 
 /// A registry path's repositories, or `None` when the registry would not list them.
-type Listing = Option<BTreeSet<String>>;
-/// One listing per (endpoint, path prefix), filled at most once.
-type Listings = HashMap<(Endpoint, String), Arc<OnceCell<Listing>>>;
+type Listing = Option<Arc<BTreeSet<String>>>;
 
 impl RepositoryLists {
     /// Whether the registry lists `want`'s repository: `None` when unknown.
     async fn lists(&self, registry: &dyn Registry, want: &RepoWant) -> Option<bool> {
         let prefix = want.registry.prefix.clone();
-        let cell = {
-            let mut lists = self.lists.lock().unwrap_or_else(|p| p.into_inner());
-            lists
-                .entry((want.repo.endpoint().clone(), prefix.clone()))
-                .or_default()
-                .clone()
-        };
-        let list = cell
-            .get_or_init(|| async move {
+        let key = (want.repo.endpoint().clone(), prefix.clone());
+        let list = self
+            .lists
+            .get_or_compute(key, || async move {
                 match registry.list_repositories(&prefix).await {
-                    Ok(repos) => Some(repos.iter().map(|r| r.path().to_string()).collect()),
+                    Ok(repos) => Some(Arc::new(
+                        repos.iter().map(|r| r.path().to_string()).collect(),
+                    )),
                     Err(err) => {
                         tracing::debug!("cannot list repositories of {}: {err}", want.registry);
                         None

@@ -9,7 +9,7 @@ use crate::exec::ExecOptions;
 use crate::hooks::{GateInput, Verdict};
 use crate::plan::{self, GateVerdict, Plan, RepoWant};
 use crate::reference::{Digest, ManifestRef, Repository, Tag};
-use crate::registry::{ManifestCache, Registries};
+use crate::registry::{ManifestCache, Registries, RegistryError};
 
 /// Ask the gates (`--gate`) about every digest `plan` copies, and apply
 /// their verdicts: refused digests are written nowhere.
@@ -28,7 +28,7 @@ pub(super) async fn gate(
         .map(|(source, digest)| async move {
             let verdict = match gate_input(&source, &digest, wants, registries, manifests).await {
                 Ok(input) => hooks.gate(&source, &input).await,
-                Err(why) => Verdict::Undecided(why),
+                Err(why) => Verdict::Undecided(why.to_string()),
             };
             (source, digest, verdict)
         })
@@ -58,22 +58,24 @@ async fn gate_input(
     wants: &[RepoWant],
     registries: &Registries,
     manifests: &ManifestCache,
-) -> Result<GateInput, String> {
+) -> Result<GateInput, RegistryError> {
     let manifest = match manifests.get(source, digest) {
         Some(manifest) => manifest,
         None => {
             let registry = registries.get(source.endpoint());
             let manifest = registry
                 .get_manifest(source, &ManifestRef::Digest(digest.clone()))
-                .await
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("{source}@{digest} vanished from the source"))?;
+                .await?
+                .ok_or_else(|| RegistryError::Vanished {
+                    what: format!("{source}@{digest}"),
+                    message: "vanished from the source".to_string(),
+                })?;
             manifests.insert(source, &manifest);
             manifest
         }
     };
     let what = format!("{source}@{digest}");
-    let refs = crate::oci::references(&manifest, &what).map_err(|e| e.to_string())?;
+    let refs = crate::oci::references(&manifest, &what)?;
     let mut destinations = Vec::new();
     let mut tags = BTreeSet::new();
     for want in wants {
