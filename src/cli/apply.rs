@@ -8,7 +8,7 @@ use clap::Args;
 use promoter::promote::{self, Applied, Run};
 
 use super::args::{self, AttachmentArgs, Format, HookArgs, ManifestArgs, RegistryArgs, WriteArgs};
-use super::output::{say, Exit};
+use super::output::{self, say, Exit};
 use super::run::Finish;
 use super::Ctx;
 
@@ -47,7 +47,7 @@ pub(crate) async fn apply(args: ApplyArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
     let loaded = promoter::manifest::load(args.manifests.input());
     super::output::diagnostics(&loaded.diagnostics);
     if loaded.has_errors() {
-        say("error: the manifests have problems; nothing was applied");
+        output::error("the manifests have problems; nothing was applied");
         return Ok(Exit::Invalid);
     }
     let open = args.registry.open_options()?;
@@ -60,8 +60,8 @@ pub(crate) async fn apply(args: ApplyArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
     let shown = args.plan.display();
     match promote::apply(&run, &reviewed, &wants).await {
         Err(mismatch) => {
-            say(format_args!(
-                "error: {shown} was not made from these manifests: {mismatch}"
+            output::error(format_args!(
+                "{shown} was not made from these manifests: {mismatch}"
             ));
             say("help: pass the manifests the plan was made from, or make a new plan (`promoter run ... --plan-out FILE`); nothing was written");
             Ok(Exit::Refused)
@@ -73,8 +73,8 @@ pub(crate) async fn apply(args: ApplyArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
             Ok(Exit::Ok)
         }
         Ok(Applied::Drifted(diff)) => {
-            say(format_args!("error: the plan is no longer what was reviewed: the registries changed since {shown} was written, or the file was edited:"));
-            eprint!("{diff}");
+            output::error(format_args!("the plan is no longer what was reviewed: the registries changed since {shown} was written, or the file was edited:"));
+            say(diff.trim_end());
             say("help: review the new plan (`promoter run ... --plan-out FILE`) and apply that instead; nothing was written");
             Ok(Exit::Refused)
         }

@@ -3,7 +3,7 @@
 
 use clap::{Args, CommandFactory};
 
-use super::output::{emit_bytes, say, Exit};
+use super::output::{self, emit_bytes, Exit};
 use super::Cli;
 
 /// `completions`' flags.
@@ -47,8 +47,8 @@ pub(crate) fn man(args: ManArgs) -> anyhow::Result<Exit> {
                 command = sub.name(format!("promoter-{name}"));
             }
             None => {
-                say(format_args!(
-                    "error: no subcommand {name:?}; `promoter --help` lists them"
+                output::error(format_args!(
+                    "no subcommand {name:?}; `promoter --help` lists them"
                 ));
                 return Ok(Exit::Usage);
             }

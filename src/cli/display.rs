@@ -55,7 +55,16 @@ pub(crate) fn level_from_flags(level: Option<&str>, verbose: u8, quiet: bool) ->
     })
 }
 
-/// Start logging to stderr.
+/// Where the lines meant for the person running the command go: plain
+/// lines in text (`error: ...`, `warning: ...`, a diagnostic as
+/// `file:line:col: error: ...`), objects under `--log-format json`.
+pub(crate) const USER: &str = "promoter::user";
+/// Diagnostics about the user's input files (fields: file, line, column,
+/// severity, help).
+pub(crate) const DIAGNOSTIC: &str = "promoter::diagnostic";
+
+/// Start logging to stderr: every line on stderr is a log event, so that
+/// under `--log-format json` every one of them parses.
 pub(crate) fn init(level: Option<String>, settings: &Settings) {
     let json = settings.json;
     let filter = match level {
@@ -70,15 +79,17 @@ pub(crate) fn init(level: Option<String>, settings: &Settings) {
             _ => tracing_subscriber::EnvFilter::new("promoter=warn"),
         },
     };
+    // What the commands say to the user is not a debug log: shown at any
+    // level (-q: errors only); diagnostics always.
+    let user = if settings.quiet { "error" } else { "info" };
+    let mut directives = vec![format!("{USER}={user}"), format!("{DIAGNOSTIC}=warn")];
     // Progress lines of a JSON log are log events; -q turns progress off.
-    let filter = match json {
-        true => filter.add_directive(
-            "promoter::progress=info"
-                .parse()
-                .expect("a valid directive"),
-        ),
-        false => filter,
-    };
+    if json {
+        directives.push("promoter::progress=info".to_string());
+    }
+    let filter = directives.iter().fold(filter, |filter, d| {
+        filter.add_directive(d.parse().expect("a valid directive"))
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -91,8 +102,130 @@ pub(crate) fn init(level: Option<String>, settings: &Settings) {
             .with_span_list(false)
             .init();
     } else {
-        builder.with_ansi(settings.color).init();
+        let lines = tracing_subscriber::fmt::format()
+            .with_target(false)
+            .with_ansi(settings.color);
+        builder
+            .with_ansi(settings.color)
+            .event_format(Plain {
+                lines,
+                color: settings.color,
+            })
+            .init();
     }
+}
+
+/// Text-mode lines: the user's lines and diagnostics as the tool always
+/// printed them, every other event as a timestamped log line.
+struct Plain {
+    lines: tracing_subscriber::fmt::format::Format,
+    color: bool,
+}
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for Plain
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let target = event.metadata().target();
+        if target != USER && target != DIAGNOSTIC {
+            return self.lines.format_event(ctx, writer, event);
+        }
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let level = *event.metadata().level();
+        let text = if target == DIAGNOSTIC {
+            fields.diagnostic(level)
+        } else {
+            let prefix = match level {
+                tracing::Level::ERROR => "error: ",
+                tracing::Level::WARN => "warning: ",
+                _ => "",
+            };
+            format!("{prefix}{}", fields.message)
+        };
+        writeln!(writer, "{}", paint(&text, self.color))
+    }
+}
+
+/// The fields of one of our own events.
+#[derive(Default)]
+struct Fields {
+    message: String,
+    file: String,
+    line: u64,
+    column: u64,
+    help: Option<String>,
+}
+
+impl tracing::field::Visit for Fields {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        match field.name() {
+            "message" => self.message = value.to_string(),
+            "file" => self.file = value.to_string(),
+            "help" => self.help = Some(value.to_string()),
+            _ => {}
+        }
+    }
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        match field.name() {
+            "line" => self.line = value,
+            "column" => self.column = value,
+            _ => {}
+        }
+    }
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.message = format!("{value:?}");
+        }
+    }
+}
+
+impl Fields {
+    /// A diagnostic, as [`promoter::diag::Diagnostic`] shows itself.
+    fn diagnostic(self, level: tracing::Level) -> String {
+        let diagnostic = promoter::diag::Diagnostic {
+            severity: match level {
+                tracing::Level::ERROR => promoter::diag::Severity::Error,
+                _ => promoter::diag::Severity::Warning,
+            },
+            location: promoter::diag::Location {
+                file: std::sync::Arc::from(std::path::Path::new(&self.file)),
+                line: self.line as u32,
+                col: self.column as u32,
+            },
+            message: self.message,
+            help: self.help,
+        };
+        diagnostic.to_string()
+    }
+}
+
+/// `error` and `warning` in colour, when colour is on: at the start of a
+/// line, or after a diagnostic's location.
+fn paint(text: &str, color: bool) -> std::borrow::Cow<'_, str> {
+    if !color {
+        return text.into();
+    }
+    for (word, code) in [("error", "1;31"), ("warning", "1;33")] {
+        let mark = format!("{word}: ");
+        let at = if text.starts_with(&mark) {
+            Some(0)
+        } else {
+            text.find(&format!(": {mark}")).map(|i| i + 2)
+        };
+        if let Some(at) = at {
+            let (head, tail) = (&text[..at], &text[at + word.len()..]);
+            return format!("{head}\x1b[{code}m{word}\x1b[0m{tail}").into();
+        }
+    }
+    text.into()
 }
 
 /// The progress display of a run: live on a terminal, periodic lines

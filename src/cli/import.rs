@@ -57,7 +57,7 @@ fn kubernetes(args: KubernetesArgs) -> anyhow::Result<Exit> {
     let target = match args.target.as_deref().map(RegistryName::parse) {
         Some(Ok(target)) => Some(target),
         Some(Err(e)) => {
-            say(format_args!("error: --target: {e}"));
+            output::error(format_args!("--target: {e}"));
             return Ok(Exit::Usage);
         }
         None => None,
@@ -86,7 +86,7 @@ fn kubernetes(args: KubernetesArgs) -> anyhow::Result<Exit> {
     promoter::diag::sort(&mut diagnostics);
     output::diagnostics(&diagnostics);
     if diagnostics.iter().any(Diagnostic::is_error) {
-        say("error: nothing was written");
+        output::error("nothing was written");
         return Ok(Exit::Invalid);
     }
     let intent = promoter::mirror::import::merge(&found, existing, &target);
@@ -112,16 +112,15 @@ fn existing_intent(out: Option<&std::path::Path>) -> Result<Option<Intent>, Exit
     match loaded {
         Some(intent) if intent.format == intent::Format::Intent => Ok(Some(intent)),
         Some(intent) => {
-            say(format_args!(
-                "error: {} is a {}; import writes a promoter intent: name another --out (`promoter pin` reads that file as it is)",
+            output::error(format_args!("{} is a {}; import writes a promoter intent: name another --out (`promoter pin` reads that file as it is)",
                 out.display(),
                 intent.format
             ));
             Err(Exit::Invalid)
         }
         None => {
-            say(format_args!(
-                "error: {}: the intent to update has problems; nothing was written",
+            output::error(format_args!(
+                "{}: the intent to update has problems; nothing was written",
                 out.display()
             ));
             Err(Exit::Invalid)
@@ -143,8 +142,7 @@ fn choose_target(
                 .iter()
                 .map(|d| d.name.to_string())
                 .collect();
-            say(format_args!(
-                "error: {} sends images to {}, not {target}: edit its registries to change that, or leave out --target",
+            output::error(format_args!("{} sends images to {}, not {target}: edit its registries to change that, or leave out --target",
                 out.unwrap_or(std::path::Path::new("-")).display(),
                 names.join(", ")
             ));
@@ -154,7 +152,7 @@ fn choose_target(
     match target.or_else(|| existing.map(|i| i.destinations[0].name.clone())) {
         Some(target) => Ok(target),
         None => {
-            say("error: --target REGISTRY[/path] is needed: where the images go");
+            output::error("--target REGISTRY[/path] is needed: where the images go");
             Err(Exit::Usage)
         }
     }

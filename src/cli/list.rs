@@ -11,7 +11,7 @@ use promoter::mirror::{self, Side};
 use promoter::reference::RegistryName;
 
 use super::args::{Format, RegistryArgs};
-use super::output::{self, emit, say, Exit};
+use super::output::{self, emit, Exit};
 
 /// A lock, manifest, intent or seed tool's file, by position or by flag.
 #[derive(Args, Debug)]
@@ -86,7 +86,7 @@ pub(crate) fn list(args: ListArgs) -> Exit {
         Named::Intent(intent) => {
             let (references, unresolved) = mirror::intent_references(&intent, side);
             for entry in &unresolved {
-                say(format_args!("warning: {entry} chooses its tags with selectors: `promoter pin` it, then list the lock"));
+                output::warn(format_args!("{entry} chooses its tags with selectors: `promoter pin` it, then list the lock"));
             }
             references
         }
@@ -133,7 +133,7 @@ pub(crate) async fn outdated(args: OutdatedArgs) -> anyhow::Result<Exit> {
     let registries = promoter::registry::open_all(names.iter(), &open)?;
     let (found, errors) = mirror::outdated(pinned, &registries).await;
     for e in &errors {
-        say(format_args!("error: {e}"));
+        output::error(format_args!("{e}"));
     }
     match args.output.unwrap_or_default() {
         Format::Json => emit(&format!(

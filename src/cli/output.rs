@@ -4,7 +4,9 @@
 
 use std::io::Write as _;
 
-use promoter::diag::Diagnostic;
+use promoter::diag::{Diagnostic, Severity};
+
+use super::display::{DIAGNOSTIC, USER};
 use promoter::registry::RegistryError;
 
 /// How a subcommand ends. One table for all of them (README, "Exit codes").
@@ -62,7 +64,7 @@ pub(crate) fn exit_of(err: &anyhow::Error) -> Exit {
 
 /// Print an error that ends the command, with its causes, each said once.
 pub(crate) fn report_error(err: &anyhow::Error) {
-    eprintln!("error: {}", shown(err.as_ref()));
+    error(shown(err.as_ref()));
 }
 
 /// An error with its causes, each said once: a cause whose words the
@@ -71,16 +73,40 @@ pub(crate) fn shown(err: &(dyn std::error::Error + 'static)) -> String {
     promoter::registry::error_chain(err)
 }
 
-/// Print diagnostics (manifest, intent and base findings), in their order.
+/// Print diagnostics (manifest, intent and base findings), in their order:
+/// `file:line:col: error: message` in text, an object with `file`, `line`,
+/// `column`, `severity`, `message` and `help` in JSON.
 pub(crate) fn diagnostics(diagnostics: &[Diagnostic]) {
-    for diagnostic in diagnostics {
-        eprintln!("{diagnostic}");
+    for d in diagnostics {
+        let file = d.location.file.display().to_string();
+        let (line, column) = (u64::from(d.location.line), u64::from(d.location.col));
+        let help = d.help.as_deref();
+        match d.severity {
+            Severity::Error => tracing::error!(
+                target: DIAGNOSTIC, event = "diagnostic", severity = "error",
+                file, line, column, help, "{}", d.message
+            ),
+            Severity::Warning => tracing::warn!(
+                target: DIAGNOSTIC, event = "diagnostic", severity = "warning",
+                file, line, column, help, "{}", d.message
+            ),
+        }
     }
 }
 
-/// A line for the person running the command (stderr).
+/// A line for the person running the command (stderr): what happened.
 pub(crate) fn say(text: impl std::fmt::Display) {
-    eprintln!("{text}");
+    tracing::info!(target: USER, event = "message", "{text}");
+}
+
+/// An error line (`error: ...` in text).
+pub(crate) fn error(text: impl std::fmt::Display) {
+    tracing::error!(target: USER, event = "message", "{text}");
+}
+
+/// A warning line (`warning: ...` in text).
+pub(crate) fn warn(text: impl std::fmt::Display) {
+    tracing::warn!(target: USER, event = "message", "{text}");
 }
 
 /// Write to standard output. A reader that went away (`promoter run ... |

@@ -95,11 +95,11 @@ fn failed(failure: PinFailure) -> Exit {
     match &failure {
         PinFailure::Sources(errors) => {
             for e in errors {
-                say(format_args!("error: {e}"));
+                output::error(format_args!("{e}"));
             }
-            say("error: nothing was written");
+            output::error("nothing was written");
         }
-        other => say(format_args!("error: {}", output::shown(other))),
+        other => output::error(format_args!("{}", output::shown(other))),
     }
     exit
 }

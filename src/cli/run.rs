@@ -302,7 +302,7 @@ pub(crate) async fn run(args: RunArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
     let mode = match args.mode() {
         Ok(mode) => mode,
         Err(Usage(message)) => {
-            say(format_args!("error: {message}"));
+            output::error(format_args!("{message}"));
             return Ok(Exit::Usage);
         }
     };
@@ -338,12 +338,12 @@ fn check(request: &Request<'_>) -> Exit {
 pub(crate) fn selected(selection: wants::Selection) -> Result<Selected, Exit> {
     output::diagnostics(&selection.diagnostics);
     for warning in &selection.warnings {
-        say(format_args!("warning: {warning}"));
+        output::warn(format_args!("{warning}"));
     }
     match selection.outcome {
         Ok(selected) => Ok(selected),
         Err(refusal) => {
-            say(format_args!("error: {refusal}"));
+            output::error(format_args!("{refusal}"));
             Err(match refusal {
                 Refusal::Undoes { moves: true, .. } => Exit::Refused,
                 _ => Exit::Invalid,
@@ -449,7 +449,7 @@ impl Finish {
             args::Format::Text => promoter::report::text(plan, execution),
         };
         if self.to_stderr {
-            eprint!("{text}");
+            say(text.trim_end());
         } else {
             emit(&text);
         }
@@ -458,8 +458,7 @@ impl Finish {
         }
         let lost = plan.counts().lost;
         if lost > 0 && (execution.is_some() || self.fail_on_lost) {
-            say(format_args!(
-                "warning: {lost} wanted digest(s) are in neither the source nor the destination (the `lost` lines){}",
+            output::warn(format_args!("{lost} wanted digest(s) are in neither the source nor the destination (the `lost` lines){}",
                 if self.fail_on_lost { "" } else { "; --fail-on-lost makes that fail the run (exit 4)" }
             ));
         }

@@ -9,7 +9,7 @@ use promoter::reference::RegistryName;
 use promoter::snapshot::{self, SideError, Snapshot};
 
 use super::args::RegistryArgs;
-use super::output::{emit, say, Exit};
+use super::output::{self, emit, Exit};
 
 /// How a snapshot is cut: `--minimal-snapshot`, `--snapshot-tag`.
 #[derive(Debug, Clone, Default)]
@@ -90,8 +90,8 @@ pub(crate) async fn of_manifests(of: OfManifests<'_>) -> anyhow::Result<Exit> {
     super::output::diagnostics(&loaded.diagnostics);
     if loaded.has_errors() {
         let errors = loaded.diagnostics.iter().filter(|d| d.is_error()).count();
-        say(format_args!(
-            "error: {errors} problem(s) in the manifests; nothing was planned"
+        output::error(format_args!(
+            "{errors} problem(s) in the manifests; nothing was planned"
         ));
         return Ok(Exit::Invalid);
     }
@@ -141,7 +141,7 @@ pub(crate) async fn diff(args: DiffArgs) -> anyhow::Result<Exit> {
                     SideError::Registry(_) => Exit::Failed,
                     _ => Exit::Usage,
                 };
-                say(format_args!("error: {}", super::output::shown(&e)));
+                output::error(format_args!("{}", super::output::shown(&e)));
                 exit
             })
         }

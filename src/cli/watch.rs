@@ -68,7 +68,7 @@ pub(crate) async fn watch(args: WatchArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
         Some(addr) => match tokio::net::TcpListener::bind(addr).await {
             Ok(listener) => Some(listener),
             Err(e) => {
-                say(format_args!("error: --listen {addr}: {e}"));
+                output::error(format_args!("--listen {addr}: {e}"));
                 return Ok(Exit::Usage);
             }
         },
@@ -135,7 +135,7 @@ impl Observer for Shown<'_> {
             say(format_args!("note: {note}"));
         }
         if let Err(failure) = &report.outcome {
-            say(format_args!("error: {}", output::shown(failure)));
+            output::error(format_args!("{}", output::shown(failure)));
         }
     }
     fn selected(&self, selection: &Selection) {
@@ -145,7 +145,7 @@ impl Observer for Shown<'_> {
             self.diagnostics_once(&selection.diagnostics);
         }
         if let Err(refusal) = &selection.outcome {
-            say(format_args!("error: {refusal}"));
+            output::error(format_args!("{refusal}"));
         }
     }
     fn promoted(&self, planned: &PlanFile, report: &Report) {
@@ -158,7 +158,7 @@ impl Observer for Shown<'_> {
         finish.report(&planned.plan, Some(report));
     }
     fn failed(&self, error: &(dyn std::error::Error + 'static)) {
-        say(format_args!("error: {}", output::shown(error)));
+        output::error(format_args!("{}", output::shown(error)));
     }
     fn cycle_done(&self, cycle: u64, ok: bool, took: Duration) {
         let how = if ok {
