@@ -39,6 +39,8 @@ pub(crate) struct ApplyArgs {
     /// Output format of the report.
     #[arg(long, value_enum, ignore_case = true, help_heading = "Output")]
     output: Option<Format>,
+    #[command(flatten)]
+    wide: args::WideArgs,
 }
 
 /// `promoter apply`.
@@ -81,6 +83,7 @@ pub(crate) async fn apply(args: ApplyArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
         Ok(Applied::Done { plan, report }) => {
             let finish = Finish {
                 format: args.output.unwrap_or_default(),
+                style: ctx.style(args.wide),
                 fail_on_lost: args.writes.fail_on_lost,
                 to_stderr: false,
                 interrupted: exec.stop.requested(),

@@ -181,6 +181,17 @@ pub(crate) fn exec_options(
     }
 }
 
+/// How much of each plan line the text report shows.
+#[derive(Args, Debug, Clone, Copy, Default)]
+#[command(next_help_heading = "Output")]
+pub(crate) struct WideArgs {
+    /// Each plan line in full: source, whole digest and reason (also with
+    /// -v). By default lines fit 100 columns and what needs attention is
+    /// said once, at the end.
+    #[arg(long)]
+    pub(crate) wide: bool,
+}
+
 /// `--output` of the subcommands that print plans or findings.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum, Default)]
 pub(crate) enum Format {

@@ -139,6 +139,10 @@ pub(crate) enum Command {
 /// the one shutdown that signals request.
 pub(crate) struct Ctx {
     display: display::Settings,
+    /// -v, -vv...: from -v on, plan lines are shown in full.
+    verbose: u8,
+    /// Colour on standard output (plans, diffs): `--color`, and a terminal.
+    color_stdout: bool,
     shutdown: Shutdown,
     signals: AtomicBool,
 }
@@ -157,11 +161,35 @@ impl Ctx {
             display::level_from_flags(log.log_level.as_deref(), log.verbose, log.quiet),
             &display,
         );
+        let color_stdout = match log.color {
+            Color::Always => true,
+            Color::Never => false,
+            Color::Auto => {
+                use std::io::IsTerminal as _;
+                display.color && std::io::stdout().is_terminal()
+            }
+        };
         Ctx {
             display,
+            verbose: log.verbose,
+            color_stdout,
             shutdown: Shutdown::new(),
             signals: AtomicBool::new(false),
         }
+    }
+
+    /// How plan text looks: in full with `--wide` or -v, coloured on a
+    /// terminal.
+    pub(crate) fn style(&self, wide: args::WideArgs) -> promoter::report::Style {
+        promoter::report::Style {
+            wide: wide.wide || self.verbose > 0,
+            color: self.color_stdout,
+        }
+    }
+
+    /// Whether standard output is coloured (diffs).
+    pub(crate) fn color_stdout(&self) -> bool {
+        self.color_stdout
     }
 
     /// The progress display of a run that writes.
@@ -207,7 +235,7 @@ pub(crate) async fn dispatch(command: Command, ctx: &Ctx) -> Exit {
         Command::Run(args) => run::run(args, ctx).await,
         Command::Apply(args) => apply::apply(args, ctx).await,
         Command::Verify(args) => verify::verify(args).await,
-        Command::Diff(args) => snapshot::diff(args).await,
+        Command::Diff(args) => snapshot::diff(args, ctx.color_stdout()).await,
         Command::Pin(args) => pin::pin(args).await,
         Command::List(args) => Ok(list::list(args)),
         Command::Outdated(args) => list::outdated(args).await,

@@ -107,6 +107,8 @@ pub(crate) struct RunArgs {
     /// Output format: text or json for plans, yaml or csv for snapshots.
     #[arg(long, value_enum, ignore_case = true, help_heading = "Output")]
     pub(crate) output: Option<Output>,
+    #[command(flatten)]
+    pub(crate) wide: args::WideArgs,
 }
 
 /// `run --output`.
@@ -141,6 +143,7 @@ pub(crate) struct Plan<'a> {
     pub(crate) plan_out: Option<PathBuf>,
     pub(crate) fail_on_lost: bool,
     pub(crate) format: args::Format,
+    pub(crate) wide: args::WideArgs,
     pub(crate) exec: ExecOptions,
     pub(crate) registry: RegistryArgs,
 }
@@ -189,6 +192,7 @@ impl RunArgs {
             plan_out: self.plan_out.clone(),
             fail_on_lost: self.writes.fail_on_lost,
             format: self.plan_format()?,
+            wide: self.wide,
             exec: args::exec_options(&self.attachments, &self.writes, &self.hooks),
             registry: self.registry.clone(),
         }))
@@ -211,6 +215,7 @@ impl RunArgs {
                 "--attachment-type",
             ),
             (self.hooks.given(), "--gate/--after-promote/--hook-env"),
+            (self.wide.wide, "--wide"),
         ]);
         refuse(given, what)
     }
@@ -227,6 +232,7 @@ impl RunArgs {
             (self.hooks.given(), "--gate/--after-promote/--hook-env"),
             (self.registry.auth_file.is_some(), "--auth-file"),
             (self.registry.registry_config.is_some(), "--registry-config"),
+            (self.wide.wide, "--wide"),
         ]);
         refuse(given, "--parse-only, which reads no registry")
     }
@@ -403,6 +409,7 @@ async fn promote_selected(
     write_plan(plan.plan_out.as_deref(), &planned)?;
     let finish = Finish {
         format: plan.format,
+        style: ctx.style(plan.wide),
         fail_on_lost: plan.fail_on_lost,
         to_stderr: to_stdout,
         interrupted: exec.stop.requested(),
@@ -429,6 +436,7 @@ fn write_plan(out: Option<&std::path::Path>, planned: &PlanFile) -> anyhow::Resu
 /// How a run ends: its report printed, its exit code chosen.
 pub(crate) struct Finish {
     pub(crate) format: args::Format,
+    pub(crate) style: promoter::report::Style,
     /// `--fail-on-lost`: a lost digest fails the run (exit 4).
     pub(crate) fail_on_lost: bool,
     /// The report goes to stderr (stdout carries a plan file).
@@ -446,7 +454,7 @@ impl Finish {
     ) -> Exit {
         let text = match self.format {
             args::Format::Json => format!("{}\n", promoter::report::json(plan, execution)),
-            args::Format::Text => promoter::report::text(plan, execution),
+            args::Format::Text => promoter::report::text(plan, execution, self.style),
         };
         if self.to_stderr {
             say(text.trim_end());

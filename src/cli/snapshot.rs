@@ -131,7 +131,7 @@ pub(crate) struct DiffArgs {
 }
 
 /// `promoter diff`.
-pub(crate) async fn diff(args: DiffArgs) -> anyhow::Result<Exit> {
+pub(crate) async fn diff(args: DiffArgs, color: bool) -> anyhow::Result<Exit> {
     let open = args.registry.open_options()?;
     let side = |name: String| {
         let open = &open;
@@ -161,8 +161,33 @@ pub(crate) async fn diff(args: DiffArgs) -> anyhow::Result<Exit> {
     match snapshot::diff(&args.a, &shape.apply(a), &args.b, &shape.apply(b)) {
         None => Ok(Exit::Ok),
         Some(text) => {
-            emit(&text);
+            emit(&painted_diff(&text, color));
             Ok(Exit::Different)
         }
     }
+}
+
+/// A unified diff with its removed lines red and added lines green.
+fn painted_diff(text: &str, color: bool) -> String {
+    if !color {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len() + 64);
+    for line in text.split_inclusive('\n') {
+        let code = match line.as_bytes().first() {
+            Some(b'-') if !line.starts_with("---") => "31",
+            Some(b'+') if !line.starts_with("+++") => "32",
+            Some(b'@') => "36",
+            _ => {
+                out.push_str(line);
+                continue;
+            }
+        };
+        let body = line.trim_end_matches('\n');
+        out.push_str(&format!("\x1b[{code}m{body}\x1b[0m"));
+        if line.ends_with('\n') {
+            out.push('\n');
+        }
+    }
+    out
 }

@@ -59,6 +59,8 @@ pub(crate) struct WatchArgs {
     /// Output format of each cycle's report.
     #[arg(long, value_enum, ignore_case = true, help_heading = "Output")]
     output: Option<Format>,
+    #[command(flatten)]
+    wide: args::WideArgs,
 }
 
 /// `promoter watch`.
@@ -90,6 +92,7 @@ pub(crate) async fn watch(args: WatchArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
     let shown = Shown {
         ctx,
         format: args.output.unwrap_or_default(),
+        wide: args.wide,
         fail_on_lost: args.writes.fail_on_lost,
         last_diagnostics: Mutex::default(),
     };
@@ -108,6 +111,7 @@ pub(crate) async fn watch(args: WatchArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
 struct Shown<'a> {
     ctx: &'a Ctx,
     format: Format,
+    wide: args::WideArgs,
     fail_on_lost: bool,
     /// The diagnostics last shown: a warning the intent or manifests keep
     /// having is said once, not every cycle.
@@ -151,6 +155,7 @@ impl Observer for Shown<'_> {
     fn promoted(&self, planned: &PlanFile, report: &Report) {
         let finish = Finish {
             format: self.format,
+            style: self.ctx.style(self.wide),
             fail_on_lost: self.fail_on_lost,
             to_stderr: false,
             interrupted: false,

@@ -337,7 +337,8 @@ impl Copier {
                 digest = %item.digest,
                 "done"
             ),
-            Outcome::Failed(Failure { error, .. }) => tracing::warn!(
+            // At -v, as every edge: the report's recap names each cause once.
+            Outcome::Failed(Failure { error, .. }) => tracing::info!(
                 kind = item.action.name(),
                 destination = %item.dest_ref(),
                 digest = %item.digest,

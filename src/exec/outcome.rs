@@ -51,6 +51,10 @@ pub struct Failure {
     pub error: String,
     /// What kind of failure it was, for programs.
     pub kind: FailureKind,
+    /// The cause alone, without what was being done (the same for every
+    /// edge a registry that is down fails): what a recap groups by.
+    #[serde(skip)]
+    pub cause: String,
     /// The registry's HTTP status, where one was the cause.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_status: Option<u16>,
@@ -129,6 +133,7 @@ impl Failure {
         };
         Failure {
             error: message,
+            cause: err.to_string(),
             kind,
             http_status,
         }
@@ -140,6 +145,7 @@ impl Failure {
 
     pub(super) fn new(kind: FailureKind, error: String) -> Failure {
         Failure {
+            cause: error.clone(),
             error,
             kind,
             http_status: None,

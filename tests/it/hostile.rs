@@ -288,9 +288,12 @@ async fn a_manifest_other_readers_see_differently_is_refused() {
     w.manifest("m.yaml", &entries);
     let out = w.run_async(&CONFIRM_JSON).await;
     assert_eq!(out.code, 4, "{}", out.all());
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let failure = &report["execution"]["results"][0]["outcome"]["error"];
     assert!(
-        out.all()
-            .contains("\"Layers\" differs from \"layers\" only in case"),
+        failure
+            .as_str()
+            .is_some_and(|e| e.contains("\"Layers\" differs from \"layers\" only in case")),
         "{}",
         out.all()
     );

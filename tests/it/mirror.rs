@@ -331,7 +331,9 @@ async fn a_followed_tag_moves_with_its_source_and_run_shows_the_move() {
         "{lock}"
     );
 
-    let dry = w.run_async(&["run", "--manifest", "lock.yaml"]).await;
+    let dry = w
+        .run_async(&["run", "--manifest", "lock.yaml", "--wide"])
+        .await;
     assert_eq!(dry.code, 0, "{}", dry.all());
     assert!(
         dry.stdout.contains("plan: 1 copy, 0 tag, 1 move,"),

@@ -101,7 +101,7 @@ fn skopeo_digest(layout_root: &Path, repo: &str, tag: &str) -> Option<Digest> {
 fn dry_run_prints_the_plan_and_writes_nothing() {
     let w = Layouts::new();
     let m = w.standard();
-    let out = w.run(&["run", "--manifest", &m]);
+    let out = w.run(&["run", "--manifest", &m, "--wide"]);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     // Every tag line comes after the copy of its digest, when there is one.
     let lines: Vec<&str> = out.stdout.lines().collect();
@@ -205,7 +205,7 @@ fn a_tag_move_is_refused_with_exit_3_and_nothing_is_written() {
         ),
     );
     for extra in [&[][..], &["--confirm"][..]] {
-        let mut args = vec!["run", "--manifest", &moved];
+        let mut args = vec!["run", "--manifest", &moved, "--wide"];
         args.extend_from_slice(extra);
         let out = w.run(&args);
         assert_eq!(out.code, 3, "{}{}", out.stdout, out.stderr);

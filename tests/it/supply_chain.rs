@@ -35,7 +35,7 @@ async fn attachments_added_after_promotion_follow_on_the_next_run() {
         .await;
 
     let puts_before = w.dst_proxy.count("PUT", "/");
-    let dry = w.run_async(&["run", "--manifest", &m]).await;
+    let dry = w.run_async(&["run", "--manifest", &m, "--wide"]).await;
     assert_eq!(dry.code, 0, "{}", dry.all());
     let attach_lines: Vec<&str> = dry
         .stdout
@@ -112,7 +112,7 @@ fn a_sha512_image_brings_its_signature() {
     .unwrap();
     let entries = images_yaml(&[("app", app.digest(), &["1.0"])]);
     work.write("m.yaml", manifest_yaml("oci:src", "oci:dst", &entries));
-    let out = work.run(&["run", "--manifest", "m.yaml", "--confirm"]);
+    let out = work.run(&["run", "--manifest", "m.yaml", "--confirm", "--wide"]);
     assert_eq!(out.code, 0, "{}", out.all());
     assert!(
         out.stdout.contains(&format!("app:{sig_tag}")),
@@ -173,6 +173,7 @@ case "$input" in *"$REFUSED"*) echo "CVE-2026-0001 is critical in $PROMOTER_DIGE
             "sh gate.sh",
             "--hook-env",
             "REFUSED",
+            "--wide",
         ];
         if confirm {
             args.push("--confirm");

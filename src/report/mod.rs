@@ -1,13 +1,17 @@
 //! Human and JSON output of plans and results. Text output is one line per
-//! item in plan order, so that two plans diff line by line; JSON output
-//! follows `docs/report.schema.json`.
-
-use std::fmt::Write as _;
+//! item in plan order, so that two plans diff line by line (`text`), then
+//! what needs attention, each cause once (`recap`); JSON output follows
+//! `docs/report.schema.json`.
 
 use serde::Serialize;
 
-use crate::exec::{Outcome, Report};
+use crate::exec::Report;
 use crate::plan::{Counts, Plan, PlanItem};
+
+pub mod recap;
+mod text;
+
+pub use text::{short, text, Style};
 
 /// The `source -> destination` part of a line.
 fn refs(item: &PlanItem) -> String {
@@ -18,33 +22,19 @@ fn refs(item: &PlanItem) -> String {
     format!("{source} -> {}", item.dest_ref())
 }
 
-/// One line: `KIND  SOURCE -> DESTINATION  DIGEST  # REASON`.
+/// One line, in full: `KIND  SOURCE -> DESTINATION  DIGEST  # REASON`.
 pub fn item_line(item: &PlanItem) -> String {
+    wide_line(&format!("{:<8}", item.action.name()), item)
+}
+
+/// [`item_line`] with the kind as given (coloured, say).
+fn wide_line(kind: &str, item: &PlanItem) -> String {
     format!(
-        "{:<8} {}  {}  # {}",
-        item.action.name(),
+        "{kind} {}  {}  # {}",
         refs(item),
         item.digest,
         item.reason()
     )
-}
-
-/// The text report of a run: the plan, or, once it was carried out, what
-/// was not work (lost, refused, blocked), every work item with its outcome,
-/// and the counts.
-pub fn text(plan: &Plan, execution: Option<&Report>) -> String {
-    let Some(execution) = execution else {
-        return plan_text(plan);
-    };
-    let mut text = String::new();
-    for item in plan.items.iter().filter(|i| !i.action.is_work()) {
-        text.push_str(&item_line(item));
-        text.push('\n');
-    }
-    text.push_str(&results_text(execution));
-    text.push_str(&counts_line(&plan.counts()));
-    text.push('\n');
-    text
 }
 
 /// The summary line: how many items of each kind the plan has
@@ -82,7 +72,8 @@ pub fn counts_line(counts: &Counts) -> String {
     )
 }
 
-/// The whole plan as text: every item, then the counts.
+/// The whole plan as text, every item in full, then the counts: what a
+/// reviewed plan and a fresh one are compared by.
 pub fn plan_text(plan: &Plan) -> String {
     let mut out = String::new();
     for item in &plan.items {
@@ -94,27 +85,11 @@ pub fn plan_text(plan: &Plan) -> String {
     out
 }
 
-/// The results of a run as text: one line per item that was work, with its
-/// outcome, then a summary.
-pub fn results_text(report: &Report) -> String {
-    let mut out = String::new();
-    for result in &report.results {
-        let status = match &result.outcome {
-            Outcome::Done => "done".to_string(),
-            Outcome::Failed(failure) => format!("FAILED: {}", failure.error),
-        };
-        let _ = writeln!(
-            out,
-            "{:<8} {}  {}  {status}",
-            result.item.action.name(),
-            refs(&result.item),
-            result.item.digest
-        );
-    }
+/// The results' summary line: done, failed, and what was transferred.
+fn results_line(report: &Report) -> String {
     let failed = report.failed().count();
     let s = &report.stats;
-    let _ = writeln!(
-        out,
+    format!(
         "result: {} done, {failed} failed; blobs: {} uploaded ({} bytes), {} mounted, {} already present; {} manifests, {} tags written, {} attachments",
         report.results.len() - failed,
         s.blobs_uploaded,
@@ -124,8 +99,7 @@ pub fn results_text(report: &Report) -> String {
         s.manifests_written,
         s.tags_written,
         s.attachments_copied,
-    );
-    out
+    )
 }
 
 /// The JSON document `--output json` prints (schema: docs/report.schema.json).
