@@ -96,6 +96,16 @@ pub const INDEX_DEPTH: usize = 8;
 /// tens. Bounds the requests and writes a hostile index can cause.
 pub const GRAPH_MANIFESTS: usize = 10_000;
 
+/// Deepest directory a walk of a local tree lists ([`crate::local_file::walk`]:
+/// thin manifest trees, `import kubernetes` directories); real trees nest a
+/// few levels, and the bound ends a walk through a pathological one.
+pub const WALK_DEPTH: usize = 32;
+
+/// Most directory entries one walk of a local tree looks at; a repository
+/// of manifests has a few thousand. Keeps `promoter import kubernetes /`
+/// from running for hours, and a crafted tree from stalling CI.
+pub const WALK_ENTRIES: usize = 100_000;
+
 /// Disk a run may use to hold source blobs that go to several destination
 /// registries (read once, written to each). Past it, a blob is streamed
 /// from the source for each destination, as without fan-out.

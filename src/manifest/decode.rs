@@ -326,96 +326,29 @@ pub(super) fn registries(
     let mut destinations: Vec<RegistryEntry> = Vec::new();
     let mut seen: HashMap<RegistryName, u32> = HashMap::new();
     for item in items {
-        let Some(entry) = fields(
-            item,
-            "a registry entry",
-            &["name", "src", "service-account"],
-            &[],
-            ctx,
-        ) else {
+        let Some((entry, src)) = registry_entry(item, &mut seen, &mut ok, ctx) else {
             ok = false;
             continue;
         };
-        let [name, src, account] = [entry.value(0), entry.value(1), entry.value(2)];
-        let is_src = match src {
-            None => false,
-            Some(node) => match boolean(node, ctx) {
-                Some(b) => b,
-                None => {
-                    ok = false;
-                    false
-                }
-            },
-        };
-        let service_account = match account {
-            Some(node) if node.is_null() => None,
-            Some(node) => match text(node, "a service account name", ctx) {
-                Some(t) => Some(t.to_string()),
-                None => {
-                    ok = false;
-                    None
-                }
-            },
-            None => None,
-        };
-        let Some(name_node) = name.filter(|n| !n.is_null()) else {
-            ok = false;
-            if entry.reported_as_typo(0) {
-                continue;
-            }
-            ctx.error(
-                item.pos,
-                "the registry entry has no `name`",
-                Some("add `name: host[/path]`, e.g. `name: gcr.io/my-project`".to_string()),
-            );
-            ok = false;
-            continue;
-        };
-        let Some(name_text) = text(name_node, "a registry name", ctx) else {
-            ok = false;
-            continue;
-        };
-        let name = match RegistryName::parse(name_text) {
-            Ok(name) => name,
-            Err(err) => {
-                ctx.name_error(name_node.pos, err);
-                ok = false;
-                continue;
-            }
-        };
-        if let Some(first) = seen.get(&name) {
-            ctx.warning(
-                name_node.pos,
-                format!("registry {name} is listed twice (first on line {first})"),
-                Some("remove one of the two entries".to_string()),
-            );
-        } else {
-            seen.insert(name.clone(), item.pos.line);
-        }
-        let entry = RegistryEntry {
-            name,
-            service_account,
-            location: ctx.at(item.pos),
-        };
-        if is_src {
-            if let Some(first) = sources.first() {
-                ctx.error(
-                    src.map_or(item.pos, |n| n.pos),
-                    format!(
-                        "a second source registry (the first, {}, is on line {})",
-                        first.name, first.location.line
-                    ),
-                    Some(
-                        "a manifest has exactly one source: keep `src: true` on one registry"
-                            .to_string(),
-                    ),
-                );
-                ok = false;
-            }
-            sources.push(entry);
-        } else {
+        let Some(src) = src else {
             destinations.push(entry);
+            continue;
+        };
+        if let Some(first) = sources.first() {
+            ctx.error(
+                src,
+                format!(
+                    "a second source registry (the first, {}, is on line {})",
+                    first.name, first.location.line
+                ),
+                Some(
+                    "a manifest has exactly one source: keep `src: true` on one registry"
+                        .to_string(),
+                ),
+            );
+            ok = false;
         }
+        sources.push(entry);
     }
     if !ok {
         return None;
@@ -440,6 +373,71 @@ pub(super) fn registries(
         source,
         destinations,
     })
+}
+
+/// One item of `registries`, with where its `src: true` is when it is the
+/// source. `None` when it names no valid registry; `ok` is cleared for any
+/// problem, reported, even when the entry is still returned (so that a
+/// second source is still found).
+fn registry_entry(
+    item: &Node<'_>,
+    seen: &mut HashMap<RegistryName, u32>,
+    ok: &mut bool,
+    ctx: &mut Ctx<'_>,
+) -> Option<(RegistryEntry, Option<Pos>)> {
+    let entry = fields(
+        item,
+        "a registry entry",
+        &["name", "src", "service-account"],
+        &[],
+        ctx,
+    )?;
+    let [name, src, account] = [entry.value(0), entry.value(1), entry.value(2)];
+    let is_src = match src {
+        None => false,
+        Some(node) => boolean(node, ctx).unwrap_or_else(|| {
+            *ok = false;
+            false
+        }),
+    };
+    let service_account = match account {
+        Some(node) if node.is_null() => None,
+        Some(node) => {
+            let account = text(node, "a service account name", ctx).map(str::to_string);
+            *ok &= account.is_some();
+            account
+        }
+        None => None,
+    };
+    let Some(name_node) = name.filter(|n| !n.is_null()) else {
+        if !entry.reported_as_typo(0) {
+            ctx.error(
+                item.pos,
+                "the registry entry has no `name`",
+                Some("add `name: host[/path]`, e.g. `name: gcr.io/my-project`".to_string()),
+            );
+        }
+        return None;
+    };
+    let name_text = text(name_node, "a registry name", ctx)?;
+    let name = RegistryName::parse(name_text)
+        .map_err(|err| ctx.name_error(name_node.pos, err))
+        .ok()?;
+    if let Some(first) = seen.get(&name) {
+        ctx.warning(
+            name_node.pos,
+            format!("registry {name} is listed twice (first on line {first})"),
+            Some("remove one of the two entries".to_string()),
+        );
+    } else {
+        seen.insert(name.clone(), item.pos.line);
+    }
+    let entry = RegistryEntry {
+        name,
+        service_account,
+        location: ctx.at(item.pos),
+    };
+    Some((entry, is_src.then(|| src.map_or(item.pos, |n| n.pos))))
 }
 
 /// YAML 1.2 booleans only: `yes`/`on` meant true in YAML 1.1 and are exactly

@@ -19,7 +19,6 @@ pub mod images_file;
 pub mod intent;
 pub mod model;
 mod read;
-mod seeds;
 mod tree;
 pub mod yaml;
 
@@ -148,6 +147,7 @@ fn plain_text(display: Arc<Path>, text: &str) -> Loaded {
     }
 }
 
+/// Each YAML error of `file` as a diagnostic.
 fn push_yaml_errors(file: &Arc<Path>, errors: Vec<yaml::YamlError>, out: &mut Vec<Diagnostic>) {
     for e in errors {
         let d = Diagnostic::error(

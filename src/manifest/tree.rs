@@ -14,15 +14,12 @@ use std::sync::Arc;
 
 use crate::diag::Diagnostic;
 use crate::diag::Location;
+use crate::limits::WALK_ENTRIES;
+use crate::local_file::walk::{self, Found, Refusal, Walk};
 use crate::manifest::read::io_message;
 
 pub(super) const MANIFEST_FILE: &str = "promoter-manifest.yaml";
 pub(super) const IMAGES_FILE: &str = "images.yaml";
-
-/// Entries visited in one walk of `manifests/` or `images/`; real trees have
-/// a few hundred. The bound keeps a pathological tree from stalling CI.
-const MAX_WALK_ENTRIES: usize = 100_000;
-const MAX_WALK_DEPTH: usize = 32;
 
 /// One thin manifest: its two files, as paths to open and paths to show.
 #[derive(Debug, Clone)]
@@ -35,13 +32,20 @@ pub(super) struct Pair {
 
 /// What a path turned out to be after following symlinks (inside the tree).
 enum Kind {
-    /// A directory, with its canonical path when known (always for symlinks).
-    Dir(Option<PathBuf>),
+    Dir,
     /// A file (or device, FIFO...), with the path to open.
     File(PathBuf),
     Missing,
     /// Already reported.
     Refused,
+}
+
+/// A `manifests/<x>/promoter-manifest.yaml` found: `<x>`, the path to open,
+/// the path to show.
+struct Candidate {
+    name: OsString,
+    open: PathBuf,
+    display: PathBuf,
 }
 
 struct Walker<'a> {
@@ -122,13 +126,37 @@ impl Walker<'_> {
     fn pairs(&mut self, dir: &Path) -> Vec<Pair> {
         let manifests_display = PathBuf::from("manifests/");
         let images_display = PathBuf::from("images/");
-        let manifests = self.classify(&dir.join("manifests"), &manifests_display);
-        let images = self.classify(&dir.join("images"), &images_display);
-        let images_ok = match images {
-            Kind::Dir(_) => true,
+        let images_ok = self.images_dir(dir, &images_display);
+        if !self.manifests_dir(dir, &manifests_display) {
+            return Vec::new();
+        }
+        let (candidates, found_any) = self.candidates(dir, &manifests_display);
+        if images_ok {
+            self.check_images_dir(dir, &images_display, &candidates);
+        }
+        if !found_any {
+            self.error(
+                &manifests_display,
+                "no manifests found",
+                Some("add manifests/<x>/promoter-manifest.yaml and images/<x>/images.yaml"),
+            );
+        }
+        if !images_ok {
+            return Vec::new();
+        }
+        candidates
+            .into_iter()
+            .filter_map(|candidate| self.pair(dir, &images_display, candidate))
+            .collect()
+    }
+
+    /// Whether `images/` is a directory; what it is otherwise is reported.
+    fn images_dir(&mut self, dir: &Path, display: &Path) -> bool {
+        match self.classify(&dir.join("images"), display) {
+            Kind::Dir => true,
             Kind::Missing => {
                 self.error(
-                    &images_display,
+                    display,
                     "the thin manifest tree has no images/ directory",
                     Some(
                         "add images/<x>/images.yaml for every manifests/<x>/promoter-manifest.yaml",
@@ -137,40 +165,53 @@ impl Walker<'_> {
                 false
             }
             Kind::File(_) => {
-                self.error(&images_display, "images is not a directory", None);
+                self.error(display, "images is not a directory", None);
                 false
             }
             Kind::Refused => false,
-        };
-        let manifests_canonical = match manifests {
-            Kind::Dir(canonical) => canonical,
+        }
+    }
+
+    /// Whether `manifests/` is a directory; what it is otherwise is reported.
+    fn manifests_dir(&mut self, dir: &Path, display: &Path) -> bool {
+        match self.classify(&dir.join("manifests"), display) {
+            Kind::Dir => true,
             Kind::Missing => {
                 self.error(
-                    &manifests_display,
+                    display,
                     "the thin manifest tree has no manifests/ directory",
                     Some("add manifests/<x>/promoter-manifest.yaml naming the registries of each image set"),
                 );
-                return Vec::new();
+                false
             }
             Kind::File(_) => {
-                self.error(&manifests_display, "manifests is not a directory", None);
-                return Vec::new();
+                self.error(display, "manifests is not a directory", None);
+                false
             }
-            Kind::Refused => return Vec::new(),
-        };
+            Kind::Refused => false,
+        }
+    }
 
+    /// The `manifests/<x>/promoter-manifest.yaml` files, and whether any
+    /// manifest was found at all (one refused or misplaced counts: it is
+    /// reported already).
+    fn candidates(&mut self, dir: &Path, manifests_display: &Path) -> (Vec<Candidate>, bool) {
         let mut candidates = Vec::new();
         let mut found_any = false;
-        for name in self.list(&dir.join("manifests"), &manifests_display) {
+        for name in self.list(&dir.join("manifests"), manifests_display) {
             let path = dir.join("manifests").join(&name);
             let display = manifests_display.join(&name);
             match self.classify(&path, &display) {
-                Kind::Dir(canonical) => {
+                Kind::Dir => {
                     let file_display = display.join(MANIFEST_FILE);
                     match self.classify(&path.join(MANIFEST_FILE), &file_display) {
                         Kind::File(open) => {
                             found_any = true;
-                            candidates.push((name.clone(), open, file_display));
+                            candidates.push(Candidate {
+                                name: name.clone(),
+                                open,
+                                display: file_display,
+                            });
                         }
                         Kind::Missing => self.warning(
                             &display,
@@ -180,20 +221,10 @@ impl Walker<'_> {
                             ),
                             Some("add the manifest, or remove the directory"),
                         ),
-                        Kind::Dir(_) => {
-                            self.error(&file_display, "is a directory, not a file", None)
-                        }
+                        Kind::Dir => self.error(&file_display, "is a directory, not a file", None),
                         Kind::Refused => found_any = true,
                     }
-                    let canonical = canonical.unwrap_or_else(|| {
-                        canonical_below(
-                            manifests_canonical.as_deref(),
-                            &self.root,
-                            "manifests",
-                            &name,
-                        )
-                    });
-                    self.find_nested(&path, &display, canonical);
+                    self.find_nested(&path, &display);
                 }
                 Kind::File(_) if name == MANIFEST_FILE => {
                     found_any = true;
@@ -207,80 +238,52 @@ impl Walker<'_> {
                 Kind::File(_) | Kind::Missing | Kind::Refused => {}
             }
         }
-        if images_ok {
-            self.check_images_dir(dir, &images_display, &candidates);
-        }
-        if !found_any {
-            self.error(
-                &manifests_display,
-                "no manifests found",
-                Some("add manifests/<x>/promoter-manifest.yaml and images/<x>/images.yaml"),
-            );
-        }
+        (candidates, found_any)
+    }
 
-        let mut pairs = Vec::new();
-        for (name, registries_path, registries_display) in candidates {
-            let images_dir_display = images_display.join(&name);
-            let file_display = images_dir_display.join(IMAGES_FILE);
-            if !images_ok {
-                continue;
-            }
-            let images_path =
-                match self.classify(&dir.join("images").join(&name), &images_dir_display) {
-                    Kind::Dir(_) => match self.classify(
-                        &dir.join("images").join(&name).join(IMAGES_FILE),
-                        &file_display,
-                    ) {
-                        Kind::File(open) => Some(open),
-                        Kind::Missing => None,
-                        Kind::Dir(_) => {
-                            self.error(&file_display, "is a directory, not a file", None);
-                            continue;
-                        }
-                        Kind::Refused => continue,
-                    },
-                    Kind::Missing | Kind::File(_) => None,
-                    Kind::Refused => continue,
-                };
-            let Some(images_path) = images_path else {
-                self.error(
-                    &registries_display,
-                    format!("this manifest has no {}", file_display.display()),
-                    Some("create it (an empty file means no images yet), or remove this manifest"),
-                );
-                continue;
-            };
-            pairs.push(Pair {
-                registries_path,
-                registries_display: Arc::from(registries_display.as_path()),
-                images_path,
-                images_display: Arc::from(file_display.as_path()),
-            });
-        }
-        pairs
+    /// The pair of a manifest and its `images/<x>/images.yaml`, or `None`
+    /// (reported) when that file is missing or unusable.
+    fn pair(&mut self, dir: &Path, images_display: &Path, candidate: Candidate) -> Option<Pair> {
+        let images_dir = dir.join("images").join(&candidate.name);
+        let images_dir_display = images_display.join(&candidate.name);
+        let file_display = images_dir_display.join(IMAGES_FILE);
+        let images_path = match self.classify(&images_dir, &images_dir_display) {
+            Kind::Dir => match self.classify(&images_dir.join(IMAGES_FILE), &file_display) {
+                Kind::File(open) => Some(open),
+                Kind::Missing => None,
+                Kind::Dir => {
+                    self.error(&file_display, "is a directory, not a file", None);
+                    return None;
+                }
+                Kind::Refused => return None,
+            },
+            Kind::Missing | Kind::File(_) => None,
+            Kind::Refused => return None,
+        };
+        let Some(images_path) = images_path else {
+            self.error(
+                &candidate.display,
+                format!("this manifest has no {}", file_display.display()),
+                Some("create it (an empty file means no images yet), or remove this manifest"),
+            );
+            return None;
+        };
+        Some(Pair {
+            registries_path: candidate.open,
+            registries_display: Arc::from(candidate.display.as_path()),
+            images_path,
+            images_display: Arc::from(file_display.as_path()),
+        })
     }
 
     /// Names in `dir`, sorted so that output is stable.
     fn list(&mut self, dir: &Path, display: &Path) -> Vec<OsString> {
-        match fs::read_dir(dir) {
-            Ok(entries) => {
-                let mut names = Vec::new();
-                for entry in entries {
-                    match entry {
-                        Ok(entry) => names.push(entry.file_name()),
-                        Err(err) => {
-                            self.error(
-                                display,
-                                format!("cannot list the directory: {}", io_message(&err)),
-                                None,
-                            );
-                            break;
-                        }
-                    }
-                }
-                names.sort();
-                names
+        match walk::list(dir, WALK_ENTRIES) {
+            Ok(names) if names.len() > WALK_ENTRIES => {
+                self.too_many_entries(display);
+                Vec::new()
             }
+            Ok(names) => names,
             Err(err) => {
                 self.error(
                     display,
@@ -292,72 +295,79 @@ impl Walker<'_> {
         }
     }
 
+    fn too_many_entries(&mut self, display: &Path) {
+        self.error(
+            display,
+            format!("more than {WALK_ENTRIES} entries under this directory"),
+            Some("a thin tree holds one directory per manifest; remove what does not belong"),
+        );
+    }
+
     /// What `path` is, following a symlink only if it resolves inside the tree.
     fn classify(&mut self, path: &Path, display: &Path) -> Kind {
-        let meta = match fs::symlink_metadata(path) {
-            Ok(meta) => meta,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return Kind::Missing,
-            Err(err) => {
-                self.error(display, format!("cannot read: {}", io_message(&err)), None);
-                return Kind::Refused;
-            }
-        };
-        if !meta.file_type().is_symlink() {
-            return if meta.is_dir() {
-                Kind::Dir(None)
-            } else {
-                Kind::File(path.to_path_buf())
-            };
-        }
-        let target = match fs::canonicalize(path) {
-            Ok(target) => target,
-            Err(err) if is_loop(&err) => {
-                self.error(display, "symlink loop", Some("remove the symlink"));
-                return Kind::Refused;
-            }
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                self.error(
-                    display,
-                    "symlink to a file that does not exist",
-                    Some("fix or remove the symlink"),
-                );
-                return Kind::Refused;
-            }
-            Err(err) => {
-                self.error(
-                    display,
-                    format!("cannot resolve the symlink: {}", io_message(&err)),
-                    None,
-                );
-                return Kind::Refused;
-            }
-        };
-        if !target.starts_with(&self.root) {
-            // Never name the target: it is a path on this machine, outside
-            // what the user asked us to read.
-            self.error(
-                display,
-                "symlink points outside the thin manifest tree",
-                Some(
-                    "only files inside the tree are read: replace the symlink with the file itself",
-                ),
-            );
-            return Kind::Refused;
-        }
-        match fs::metadata(&target) {
-            Ok(meta) if meta.is_dir() => Kind::Dir(Some(target)),
-            Ok(_) => Kind::File(target),
-            Err(err) => {
-                self.error(display, format!("cannot read: {}", io_message(&err)), None);
+        match walk::resolve(path, true, Some(&self.root)) {
+            Ok(resolved) if resolved.kind == walk::Kind::Dir => Kind::Dir,
+            Ok(resolved) => Kind::File(resolved.path),
+            Err(Refusal::Unreadable(err)) if err.kind() == io::ErrorKind::NotFound => Kind::Missing,
+            Err(refusal) => {
+                self.refuse(display, &refusal);
                 Kind::Refused
             }
         }
     }
 
+    /// Say why the path shown as `display` is not read.
+    fn refuse(&mut self, display: &Path, refusal: &Refusal) {
+        match refusal {
+            Refusal::Unreadable(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Refusal::Unreadable(err) => {
+                self.error(display, format!("cannot read: {}", io_message(err)), None)
+            }
+            Refusal::LinkCycle => self.error(display, "symlink loop", Some("remove the symlink")),
+            Refusal::Ancestor => self.error(
+                display,
+                "symlink loop: it points to a directory that contains it",
+                Some("remove the symlink"),
+            ),
+            Refusal::Dangling => self.error(
+                display,
+                "symlink to a file that does not exist",
+                Some("fix or remove the symlink"),
+            ),
+            Refusal::Unresolved(err) => self.error(
+                display,
+                format!("cannot resolve the symlink: {}", io_message(err)),
+                None,
+            ),
+            // Never name the target: it is a path on this machine, outside
+            // what the user asked us to read.
+            Refusal::Escapes => self.error(
+                display,
+                "symlink points outside the thin manifest tree",
+                Some(
+                    "only files inside the tree are read: replace the symlink with the file itself",
+                ),
+            ),
+            Refusal::TooDeep => self.error(
+                display,
+                "directories nest too deeply",
+                Some("flatten the tree"),
+            ),
+            Refusal::Unlisted(err) => self.error(
+                display,
+                format!("cannot list the directory: {}", io_message(err)),
+                None,
+            ),
+            Refusal::TooMany => self.too_many_entries(display),
+            // Each real directory is walked once; links are followed here.
+            Refusal::Again | Refusal::Link => {}
+        }
+    }
+
     /// Report any `promoter-manifest.yaml` deeper than `manifests/<x>/`:
     /// CIP refuses those, and they would otherwise be silently ignored.
-    fn find_nested(&mut self, dir: &Path, display: &Path, canonical: PathBuf) {
-        self.walk(dir, display, canonical, &mut |walker, file_display, depth| {
+    fn find_nested(&mut self, dir: &Path, display: &Path) {
+        self.walk(dir, display, &mut |walker, file_display, depth| {
             if depth > 0 {
                 walker.error(
                     file_display,
@@ -368,30 +378,19 @@ impl Walker<'_> {
         });
     }
 
-    fn check_images_dir(
-        &mut self,
-        dir: &Path,
-        display: &Path,
-        candidates: &[(OsString, PathBuf, PathBuf)],
-    ) {
+    fn check_images_dir(&mut self, dir: &Path, display: &Path, candidates: &[Candidate]) {
         let images = dir.join("images");
-        let canonical = match fs::canonicalize(&images) {
-            Ok(c) => c,
-            Err(_) => return,
-        };
-        self.walk(
-            &images,
-            display,
-            canonical,
-            &mut |walker, file_display, _| {
-                walker.error(
-                    file_display,
-                    format!("{MANIFEST_FILE} under images/ is never read"),
-                    Some("move it to manifests/<x>/promoter-manifest.yaml"),
-                );
-            },
-        );
-        let names: HashSet<&OsString> = candidates.iter().map(|(name, _, _)| name).collect();
+        let walked = self.walk(&images, display, &mut |walker, file_display, _| {
+            walker.error(
+                file_display,
+                format!("{MANIFEST_FILE} under images/ is never read"),
+                Some("move it to manifests/<x>/promoter-manifest.yaml"),
+            );
+        });
+        if !walked {
+            return;
+        }
+        let names: HashSet<&OsString> = candidates.iter().map(|c| &c.name).collect();
         for name in self.list(&images, display) {
             let sub = images.join(&name);
             if names.contains(&name) || !sub.join(IMAGES_FILE).exists() {
@@ -409,93 +408,32 @@ impl Walker<'_> {
         }
     }
 
-    /// Depth-first walk under `dir` calling `on_manifest` for every
-    /// `promoter-manifest.yaml` found (depth 0 = directly in `dir`). Symlinked
-    /// directories are followed inside the tree, each real directory once.
+    /// Walk `dir` (shown as `display`) calling `on_manifest` for every
+    /// `promoter-manifest.yaml` found (depth 0 = directly in `dir`).
+    /// Symlinks are followed inside the tree, each real directory once.
+    /// False when `dir` cannot be resolved (nothing is walked).
     fn walk(
         &mut self,
         dir: &Path,
         display: &Path,
-        canonical: PathBuf,
         on_manifest: &mut dyn FnMut(&mut Self, &Path, usize),
-    ) {
-        let mut visited: HashSet<PathBuf> = HashSet::new();
-        visited.insert(canonical.clone());
-        // (path, display, canonical, depth)
-        let mut stack = vec![(dir.to_path_buf(), display.to_path_buf(), canonical, 0usize)];
-        let mut budget = MAX_WALK_ENTRIES;
-        while let Some((path, shown, real, depth)) = stack.pop() {
-            let names = self.list(&path, &shown);
-            for name in names.into_iter().rev() {
-                if budget == 0 {
-                    self.error(
-                        display,
-                        format!("more than {MAX_WALK_ENTRIES} entries under this directory"),
-                        Some("a thin tree holds one directory per manifest; remove what does not belong"),
-                    );
-                    return;
-                }
-                budget -= 1;
-                let child = path.join(&name);
-                let child_shown = shown.join(&name);
-                let is_symlink = fs::symlink_metadata(&child)
-                    .map(|m| m.file_type().is_symlink())
-                    .unwrap_or(false);
-                let child_real = real.join(&name);
-                if is_symlink {
-                    // Detect a loop before `classify` follows it: a link to
-                    // an ancestor is inside the tree but would never end.
-                    if let Ok(target) = fs::canonicalize(&child) {
-                        if real.starts_with(&target)
-                            && fs::metadata(&target).is_ok_and(|m| m.is_dir())
-                        {
-                            self.error(
-                                &child_shown,
-                                "symlink loop: it points to a directory that contains it",
-                                Some("remove the symlink"),
-                            );
-                            continue;
-                        }
-                    }
-                }
-                match self.classify(&child, &child_shown) {
-                    Kind::Dir(target) => {
-                        let target = target.unwrap_or(child_real);
-                        if depth + 1 >= MAX_WALK_DEPTH {
-                            self.error(
-                                &child_shown,
-                                "directories nest too deeply",
-                                Some("flatten the tree"),
-                            );
-                            continue;
-                        }
-                        if visited.insert(target.clone()) {
-                            stack.push((child, child_shown, target, depth + 1));
-                        }
-                    }
-                    Kind::File(_) if name == MANIFEST_FILE => {
-                        on_manifest(self, &child_shown, depth)
-                    }
-                    _ => {}
-                }
+    ) -> bool {
+        let walk = Walk::new(dir)
+            .shown_as(display)
+            .inside(&self.root)
+            .files(|name| name == MANIFEST_FILE);
+        let Ok(entries) = walk.run() else {
+            return false;
+        };
+        for entry in entries {
+            match entry.found {
+                Found::Dir => {}
+                Found::File | Found::Special => on_manifest(self, &entry.shown, entry.depth - 1),
+                // Said once, for the whole walk.
+                Found::Refused(Refusal::TooMany) => self.too_many_entries(display),
+                Found::Refused(refusal) => self.refuse(&entry.shown, &refusal),
             }
         }
+        true
     }
-}
-
-/// The canonical path of `<root>/<top>/<name>` when it is a real directory.
-fn canonical_below(top: Option<&Path>, root: &Path, top_name: &str, name: &OsString) -> PathBuf {
-    match top {
-        Some(top) => top.join(name),
-        None => root.join(top_name).join(name),
-    }
-}
-
-fn is_loop(err: &io::Error) -> bool {
-    // ELOOP; `io::ErrorKind::FilesystemLoop` is not stable yet.
-    #[cfg(target_os = "linux")]
-    const ELOOP: i32 = 40;
-    #[cfg(not(target_os = "linux"))]
-    const ELOOP: i32 = 62;
-    err.raw_os_error() == Some(ELOOP)
 }

@@ -338,26 +338,9 @@ impl<'a> Builder<'a> {
         let pos = Pos::of(&span);
         match event {
             Event::StreamStart | Event::Nothing => {}
-            Event::DocumentEnd => {
-                if self.stream {
-                    self.finished
-                        .extend(self.root.take().filter(|root| !root.is_null()));
-                    // Anchors do not cross documents (the parser forgets
-                    // their names too); only the alias budget does.
-                    self.anchors.clear();
-                }
-            }
+            Event::DocumentEnd => self.end_document(),
             Event::StreamEnd => self.done = true,
-            Event::DocumentStart(_) => {
-                self.documents += 1;
-                if self.documents > 1 && !self.stream {
-                    return Err(YamlError::new(
-                        pos,
-                        "a second YAML document starts here",
-                        Some("a manifest file holds exactly one document: remove the `---` and what follows, or move it to its own file".to_string()),
-                    ));
-                }
-            }
+            Event::DocumentStart(_) => self.start_document(pos)?,
             Event::Scalar(text, style, anchor, tag) => {
                 check_tag(tag.as_deref(), "str", pos)?;
                 let node = Node {
@@ -391,68 +374,94 @@ impl<'a> Builder<'a> {
                     pos,
                 )?;
             }
-            Event::SequenceEnd | Event::MappingEnd => {
-                let Some(open) = self.stack.pop() else {
-                    return Err(YamlError::new(pos, "unbalanced YAML events", None));
-                };
-                let (node, anchor, size) = match open {
-                    Open::Seq {
-                        items,
-                        pos,
-                        anchor,
-                        size,
-                    } => (
-                        Node {
-                            value: Value::Seq(items),
-                            pos,
-                        },
-                        anchor,
-                        size,
-                    ),
-                    Open::Map {
-                        entries,
-                        pos,
-                        anchor,
-                        size,
-                        ..
-                    } => {
-                        let entries = self.drop_duplicate_keys(entries);
-                        (
-                            Node {
-                                value: Value::Map(entries),
-                                pos,
-                            },
-                            anchor,
-                            size,
-                        )
-                    }
-                };
-                self.complete(node, anchor, size)?;
-            }
-            Event::Alias(id) => {
-                let Some((node, size)) = self.anchors.get(&id) else {
-                    return Err(YamlError::new(pos, "alias to an unknown anchor", None));
-                };
-                let size = *size;
-                if self.alias_nodes.saturating_add(size) > MAX_ALIAS_NODES {
-                    return Err(YamlError::new(
-                        pos,
-                        format!(
-                            "aliases expand to more than {MAX_ALIAS_NODES} nodes (an alias bomb?)"
-                        ),
-                        Some(
-                            "write the entries out instead of using anchors (&) and aliases (*)"
-                                .to_string(),
-                        ),
-                    ));
-                }
-                self.alias_nodes += size;
-                let mut node = node.clone();
-                node.pos = pos;
-                self.complete(node, 0, size)?;
-            }
+            Event::SequenceEnd | Event::MappingEnd => self.close(pos)?,
+            Event::Alias(id) => self.alias(id, pos)?,
         }
         Ok(())
+    }
+
+    fn start_document(&mut self, pos: Pos) -> Result<(), YamlError> {
+        self.documents += 1;
+        if self.documents > 1 && !self.stream {
+            return Err(YamlError::new(
+                pos,
+                "a second YAML document starts here",
+                Some("a manifest file holds exactly one document: remove the `---` and what follows, or move it to its own file".to_string()),
+            ));
+        }
+        Ok(())
+    }
+
+    fn end_document(&mut self) {
+        if self.stream {
+            self.finished
+                .extend(self.root.take().filter(|root| !root.is_null()));
+            // Anchors do not cross documents (the parser forgets
+            // their names too); only the alias budget does.
+            self.anchors.clear();
+        }
+    }
+
+    /// The end of the list or mapping opened last.
+    fn close(&mut self, pos: Pos) -> Result<(), YamlError> {
+        let Some(open) = self.stack.pop() else {
+            return Err(YamlError::new(pos, "unbalanced YAML events", None));
+        };
+        let (node, anchor, size) = match open {
+            Open::Seq {
+                items,
+                pos,
+                anchor,
+                size,
+            } => (
+                Node {
+                    value: Value::Seq(items),
+                    pos,
+                },
+                anchor,
+                size,
+            ),
+            Open::Map {
+                entries,
+                pos,
+                anchor,
+                size,
+                ..
+            } => {
+                let entries = self.drop_duplicate_keys(entries);
+                (
+                    Node {
+                        value: Value::Map(entries),
+                        pos,
+                    },
+                    anchor,
+                    size,
+                )
+            }
+        };
+        self.complete(node, anchor, size)
+    }
+
+    /// An alias, expanded where it is written, within the alias budget.
+    fn alias(&mut self, id: usize, pos: Pos) -> Result<(), YamlError> {
+        let Some((node, size)) = self.anchors.get(&id) else {
+            return Err(YamlError::new(pos, "alias to an unknown anchor", None));
+        };
+        let size = *size;
+        if self.alias_nodes.saturating_add(size) > MAX_ALIAS_NODES {
+            return Err(YamlError::new(
+                pos,
+                format!("aliases expand to more than {MAX_ALIAS_NODES} nodes (an alias bomb?)"),
+                Some(
+                    "write the entries out instead of using anchors (&) and aliases (*)"
+                        .to_string(),
+                ),
+            ));
+        }
+        self.alias_nodes += size;
+        let mut node = node.clone();
+        node.pos = pos;
+        self.complete(node, 0, size)
     }
 
     fn open(&mut self, open: Open<'a>, pos: Pos) -> Result<(), YamlError> {

@@ -9,7 +9,7 @@ use crate::manifest;
 use crate::registry::{self, OpenOptions, RegistryError};
 
 use super::lock::{self, LockError, LockOut, Written};
-use super::pin::{self, Note};
+use super::pin::{self, Note, PinError};
 
 /// What pinning an intent file came to.
 #[derive(Debug)]
@@ -35,17 +35,15 @@ pub enum PinFailure {
     #[error(transparent)]
     Open(#[from] RegistryError),
     /// Sources could not be read, or lack what the intent names.
-    #[error("{}\nnothing was written", .0.join("\n"))]
-    Sources(Vec<String>),
+    #[error("{}\nnothing was written", shown(.0))]
+    Sources(Vec<PinError>),
 }
 
-impl PinFailure {
-    /// Whether the failure came from a registry (unreachable, refused, or
-    /// lacking what the intent names), as opposed to the input.
-    pub fn is_registry(&self) -> bool {
-        matches!(self, PinFailure::Open(_) | PinFailure::Sources(_))
-    }
+fn shown(errors: &[PinError]) -> String {
+    let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    lines.join("\n")
 }
+
 
 /// Pin the intent file `intent` into `out` (absent: `stdout`).
 pub async fn pin_file(

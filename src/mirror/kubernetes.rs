@@ -11,13 +11,15 @@
 //! knows it: a CRD that happens to be called `Job` is not a `batch` Job,
 //! and its `spec.template` need not be a pod template.
 
-use std::collections::HashSet;
+use std::ffi::OsStr;
 use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::diag::{Diagnostic, Location};
+use crate::limits::{WALK_DEPTH, WALK_ENTRIES};
+use crate::local_file::walk::{Entry, Found, Refusal, Walk};
 use crate::local_file::ReadError;
 use crate::manifest::yaml::{self, quote, Node, Pos, Value};
 use crate::reference::ImageReference;
@@ -25,14 +27,6 @@ use crate::reference::ImageReference;
 /// Largest file read: the manifest loader's cap. A rendered chart near
 /// 16 MiB is already unusual; this only keeps memory bounded.
 const MAX_FILE_BYTES: u64 = crate::manifest::MAX_FILE_BYTES;
-
-/// Deepest directory nesting walked below a path given; deploy trees nest
-/// a few levels, and the bound ends a walk through a pathological tree.
-const MAX_WALK_DEPTH: usize = 32;
-
-/// Directory entries looked at in one walk; a repository of manifests has
-/// a few thousand. Keeps `promoter import kubernetes /` from running for hours.
-const MAX_WALK_ENTRIES: usize = 100_000;
 
 /// What a path of `-` reads, and what diagnostics call it.
 const STDIN_PATH: &str = "-";
@@ -152,8 +146,12 @@ impl Finder {
             self.file(path, shown);
             return;
         }
-        let root = match fs::canonicalize(path) {
-            Ok(root) => root,
+        // The tree may come from anywhere (a pull request, a chart): a
+        // link out of it must not pull this machine's files into the run,
+        // and a link back up must not make the walk loop.
+        let walk = Walk::new(path).inside_start().files(has_yaml_extension);
+        let entries = match walk.run() {
+            Ok(entries) => entries,
             Err(err) => {
                 self.error(
                     Location::file_only(shown),
@@ -163,113 +161,56 @@ impl Finder {
                 return;
             }
         };
-        let mut walk = Walk {
-            root: root.clone(),
-            visited: HashSet::from([root.clone()]),
-            entries: 0,
-        };
-        self.walk(&mut walk, path, &root, 0);
+        for entry in entries {
+            self.entry(entry);
+        }
     }
 
-    /// Read the YAML files below `dir` (`canonical` is where it really is).
-    fn walk(&mut self, walk: &mut Walk, dir: &Path, canonical: &Path, depth: usize) {
-        let at_dir = || Location::file_only(Arc::from(dir));
-        if depth >= MAX_WALK_DEPTH {
-            self.warning(
-                at_dir(),
-                format!("directories nest more than {MAX_WALK_DEPTH} levels deep here: what is below is not read"),
-                "pass the deeper directory as a path of its own",
-            );
-            return;
-        }
-        let names = match list(dir) {
-            Ok(names) => names,
-            Err(err) => {
-                self.error(
-                    at_dir(),
-                    format!("cannot list the directory: {}", io_message(&err)),
-                    None,
-                );
-                return;
-            }
+    /// One entry of a walk: a YAML file is read, what was refused said.
+    fn entry(&mut self, entry: Entry) {
+        let shown = || Location::file_only(Arc::from(entry.shown.as_path()));
+        let refusal = match entry.found {
+            Found::Dir => return,
+            Found::File => return self.file(&entry.path, Arc::from(entry.shown.as_path())),
+            Found::Special => return self.not_regular(shown()),
+            Found::Refused(refusal) => refusal,
         };
-        for name in names {
-            walk.entries += 1;
-            if walk.entries > MAX_WALK_ENTRIES {
-                // Said once, where the walk stopped; the directories above
-                // it stop too, without saying it again.
-                if walk.entries == MAX_WALK_ENTRIES + 1 {
-                    self.warning(
-                        at_dir(),
-                        format!(
-                            "more than {MAX_WALK_ENTRIES} entries in this walk: the rest is not read"
-                        ),
-                        "pass the directories that hold Kubernetes YAML instead of their parent",
-                    );
+        match refusal {
+            Refusal::Unreadable(err) => self.error(
+                shown(),
+                format!("cannot read: {}", io_message(&err)),
+                None,
+            ),
+            Refusal::Unlisted(err) => self.error(
+                shown(),
+                format!("cannot list the directory: {}", io_message(&err)),
+                None,
+            ),
+            Refusal::TooDeep => self.warning(
+                shown(),
+                format!("directories nest more than {WALK_DEPTH} levels deep here: what is below is not read"),
+                "pass the deeper directory as a path of its own",
+            ),
+            // Said once, where the walk stopped.
+            Refusal::TooMany => self.warning(
+                shown(),
+                format!("more than {WALK_ENTRIES} entries in this walk: the rest is not read"),
+                "pass the directories that hold Kubernetes YAML instead of their parent",
+            ),
+            Refusal::LinkCycle | Refusal::Dangling | Refusal::Unresolved(_) => {
+                if has_yaml_extension(entry.shown.as_os_str()) {
+                    self.warning(shown(), "broken symlink: not read", "fix or remove the symlink");
                 }
-                return;
             }
-            let child = dir.join(&name);
-            let shown: Arc<Path> = Arc::from(child.as_path());
-            let is_yaml = has_yaml_extension(&child);
-            let meta = match fs::symlink_metadata(&child) {
-                Ok(meta) => meta,
-                Err(err) => {
-                    self.error(
-                        Location::file_only(shown),
-                        format!("cannot read: {}", io_message(&err)),
-                        None,
-                    );
-                    continue;
-                }
-            };
-            if !meta.file_type().is_symlink() {
-                if meta.is_dir() {
-                    let below = canonical.join(&name);
-                    walk.visited.insert(below.clone());
-                    self.walk(walk, &child, &below, depth + 1);
-                } else if is_yaml {
-                    self.file(&child, shown);
-                }
-                continue;
-            }
-            // The tree may come from anywhere (a pull request, a chart): a
-            // link out of it must not pull this machine's files into the
-            // run, and a link back up must not make the walk loop.
-            let Ok(target) = fs::canonicalize(&child) else {
-                if is_yaml {
-                    self.warning(
-                        Location::file_only(shown),
-                        "broken symlink: not read",
-                        "fix or remove the symlink",
-                    );
-                }
-                continue;
-            };
-            if !target.starts_with(&walk.root) {
-                // The target is not named: it is a path on this machine,
-                // outside what the user asked us to read.
-                self.warning(
-                    Location::file_only(shown),
-                    "symlink points outside the directory being read: not followed",
-                    "replace the symlink with what it points to, or pass its target as a path of its own",
-                );
-                continue;
-            }
-            match fs::metadata(&target) {
-                Ok(meta) if meta.is_dir() => {
-                    if walk.visited.insert(target.clone()) {
-                        self.walk(walk, &child, &target, depth + 1);
-                    }
-                }
-                Ok(_) if is_yaml => self.file(&target, shown),
-                Ok(_) => {}
-                Err(err) => self.error(
-                    Location::file_only(shown),
-                    format!("cannot read: {}", io_message(&err)),
-                    None,
-                ),
-            }
+            // The target is not named: it is a path on this machine,
+            // outside what the user asked us to read.
+            Refusal::Escapes => self.warning(
+                shown(),
+                "symlink points outside the directory being read: not followed",
+                "replace the symlink with what it points to, or pass its target as a path of its own",
+            ),
+            // A link back up, or to a directory walked already: walked once.
+            Refusal::Ancestor | Refusal::Again | Refusal::Link => {}
         }
     }
 
@@ -277,11 +218,7 @@ impl Finder {
     fn file(&mut self, path: &Path, shown: Arc<Path>) {
         match crate::local_file::read_capped(path, MAX_FILE_BYTES) {
             Ok(bytes) => self.bytes(&shown, bytes),
-            Err(ReadError::NotRegular) => self.error(
-                Location::file_only(shown),
-                "is not a regular file",
-                Some("pipe it in with - (standard input) instead"),
-            ),
+            Err(ReadError::NotRegular) => self.not_regular(Location::file_only(shown)),
             Err(ReadError::TooLarge { limit, .. }) => self.error(
                 Location::file_only(shown),
                 format!("is more than the {limit}-byte limit"),
@@ -293,6 +230,15 @@ impl Finder {
                 Some(PATH_HELP),
             ),
         }
+    }
+
+    /// A FIFO, device or socket where a file was expected.
+    fn not_regular(&mut self, location: Location) {
+        self.error(
+            location,
+            "is not a regular file",
+            Some("pipe it in with - (standard input) instead"),
+        );
     }
 
     fn bytes(&mut self, file: &Arc<Path>, bytes: Vec<u8>) {
@@ -439,30 +385,11 @@ impl Finder {
     }
 }
 
-/// Where a walk started and what it has seen.
-struct Walk {
-    /// The canonical directory given: nothing outside it is read.
-    root: PathBuf,
-    /// Canonical directories already walked, so that a symlink back up the
-    /// tree (or to a sibling) is walked once.
-    visited: HashSet<PathBuf>,
-    entries: usize,
-}
-
-/// The names in `dir`, sorted so that output does not depend on the file
-/// system's order.
-fn list(dir: &Path) -> io::Result<Vec<std::ffi::OsString>> {
-    let mut names = fs::read_dir(dir)?
-        .map(|entry| entry.map(|e| e.file_name()))
-        .collect::<io::Result<Vec<_>>>()?;
-    names.sort();
-    Ok(names)
-}
-
 /// The extensions `kubectl apply -R` reads (JSON is YAML); like kubectl,
 /// case matters.
-fn has_yaml_extension(path: &Path) -> bool {
-    path.extension()
+fn has_yaml_extension(name: &OsStr) -> bool {
+    Path::new(name)
+        .extension()
         .is_some_and(|ext| ext == "yaml" || ext == "yml" || ext == "json")
 }
 

@@ -19,7 +19,7 @@ use serde::Serialize;
 use crate::manifest::intent::Intent;
 use crate::manifest::Manifest;
 use crate::reference::Repository;
-use crate::registry::Registries;
+use crate::registry::{Registries, RegistryError};
 
 /// Which side of a promotion [`references`] lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,16 +159,27 @@ pub fn pinned_in_intent(intent: &Intent) -> Vec<(Repository, Vec<String>)> {
         .collect()
 }
 
+/// A source repository whose tags could not be listed.
+#[derive(Debug, thiserror::Error)]
+#[error("{repository}: {source}")]
+pub struct ListError {
+    /// The repository.
+    pub repository: Repository,
+    /// Why.
+    #[source]
+    pub source: RegistryError,
+}
+
 /// For each repository whose pinned tags include a release version, the
 /// release versions its source lists that are not pinned and are newer
 /// than the oldest pinned one (pre-releases left out): a missed patch
 /// between two pins, as well as what came after the newest. Repositories
 /// without a versioned tag are left out. The second list says what could
-/// not be read.
+/// not be read, sorted by what it says.
 pub async fn outdated(
     pinned: Vec<(Repository, Vec<String>)>,
     registries: &Registries,
-) -> (Vec<Outdated>, Vec<String>) {
+) -> (Vec<Outdated>, Vec<ListError>) {
     let work: Vec<_> = pinned
         .into_iter()
         .filter_map(|(repo, tags)| {
@@ -180,13 +191,18 @@ pub async fn outdated(
             (!versions.is_empty()).then_some((repo, versions))
         })
         .collect();
-    let results: Vec<Result<Option<Outdated>, String>> = stream::iter(work)
+    let results: Vec<Result<Option<Outdated>, ListError>> = stream::iter(work)
         .map(|(repo, versions)| async move {
             let registry = registries.get(repo.endpoint());
-            let tags = registry
-                .list_tags(&repo)
-                .await
-                .map_err(|e| format!("{repo}: {e}"))?;
+            let tags = match registry.list_tags(&repo).await {
+                Ok(tags) => tags,
+                Err(source) => {
+                    return Err(ListError {
+                        repository: repo,
+                        source,
+                    })
+                }
+            };
             let oldest = &versions.first().expect("not empty").0;
             let newest = versions.last().expect("not empty").1.clone();
             let mut newer: Vec<(semver::Version, String)> = tags
@@ -216,6 +232,6 @@ pub async fn outdated(
         }
     }
     found.sort_by(|a, b| a.source.cmp(&b.source));
-    errors.sort();
+    errors.sort_by_cached_key(ToString::to_string);
     (found, errors)
 }

@@ -9,12 +9,13 @@
 //! a source that re-pointed it is reported.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use futures::stream::{self, StreamExt};
 
 use super::select::{choose, compile, Compiled};
-use crate::diag::Diagnostic;
-use crate::manifest::intent::{Intent, IntentImage};
+use crate::diag::{Diagnostic, Location};
+use crate::manifest::intent::{split_mapping, Intent, IntentImage};
 use crate::manifest::Manifest;
 use crate::oci::{self, media_type};
 use crate::reference::{Digest, ImageName, ManifestRef, RegistryName, Tag};
@@ -123,7 +124,106 @@ pub struct Pinned {
     pub notes: Vec<Note>,
     /// What failed (a tag the source lacks, an unreadable source): nothing
     /// is written when there is any.
-    pub errors: Vec<String>,
+    pub errors: Vec<PinError>,
+}
+
+/// Why an image of an intent could not be pinned. Each names the intent
+/// entry (`file:line:col`) it is about.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PinError {
+    /// A source's catalog, which a catalog entry matches against, could not
+    /// be listed.
+    #[error("{location}: cannot list the catalog of {registry}: {source}")]
+    Catalog {
+        /// The catalog entry.
+        location: Location,
+        /// The source whose catalog was listed.
+        registry: RegistryName,
+        /// Why.
+        #[source]
+        source: Arc<RegistryError>,
+    },
+    /// A catalog path whose destination path has another last component: a
+    /// CIP manifest keeps an image's name.
+    #[error(
+        "{location}: the mapping renames {path} to {to}; a CIP manifest keeps an image's name: \
+         map it to a path ending in /{}",
+        path.rsplit('/').next().unwrap_or(path)
+    )]
+    Renamed {
+        /// The catalog entry.
+        location: Location,
+        /// The source path matched.
+        path: String,
+        /// The destination path it would get.
+        to: String,
+    },
+    /// The source's tags could not be listed.
+    #[error("{location}: {source}")]
+    Tags {
+        /// The image entry.
+        location: Location,
+        /// Why.
+        #[source]
+        source: Arc<RegistryError>,
+    },
+    /// A manifest the entry selects could not be read from the source.
+    #[error("{location}: {reference}: {source}")]
+    Read {
+        /// The image entry.
+        location: Location,
+        /// What was read: `repository:tag` or `repository:digest`, or
+        /// `repository@digest` for an index read for a platform.
+        reference: String,
+        /// Why.
+        #[source]
+        source: Arc<RegistryError>,
+    },
+    /// A tag or digest the entry selects is not in the source.
+    #[error("{location}: {reference} does not exist in the source")]
+    Missing {
+        /// The image entry.
+        location: Location,
+        /// `repository:tag` or `repository@digest`.
+        reference: String,
+    },
+    /// An index the entry selects has no manifest for its platform.
+    #[error("{location}: {reference} has no {platform} manifest")]
+    NoPlatform {
+        /// The image entry.
+        location: Location,
+        /// The index, `repository:tag` or `repository@digest`.
+        reference: String,
+        /// The platform asked for.
+        platform: String,
+    },
+    /// The intent names a digest for a tag the lock already pins elsewhere.
+    #[error(
+        "{location}: the intent pins {reference} at {wanted}, but the lock has it at {kept}: \
+         a promoted tag never moves; pin the new digest under another tag"
+    )]
+    TagMoves {
+        /// The image entry.
+        location: Location,
+        /// `source/image:tag`.
+        reference: String,
+        /// The digest the intent names.
+        wanted: Digest,
+        /// The digest the lock has.
+        kept: Digest,
+    },
+}
+
+impl PinError {
+    /// Whether a registry failed (unreachable, refused...), as opposed to
+    /// the source lacking what the intent names or the intent asking for
+    /// what a lock cannot say.
+    pub fn is_registry(&self) -> bool {
+        matches!(
+            self,
+            PinError::Catalog { .. } | PinError::Tags { .. } | PinError::Read { .. }
+        )
+    }
 }
 
 /// Check every selector of `intent` before anything is read.
@@ -141,7 +241,7 @@ pub fn check(intent: &Intent) -> Vec<Diagnostic> {
 pub async fn expand_catalog(
     intent: &Intent,
     registries: &Registries,
-) -> (Vec<IntentImage>, Vec<Note>, Vec<String>) {
+) -> (Vec<IntentImage>, Vec<Note>, Vec<PinError>) {
     let mut images = Vec::new();
     let mut notes = Vec::new();
     let mut errors = Vec::new();
@@ -167,10 +267,11 @@ pub async fn expand_catalog(
                     listed.insert(entry.source.clone(), below);
                 }
                 Err(e) => {
-                    errors.push(format!(
-                        "{}: cannot list the catalog of {}: {e}",
-                        entry.location, entry.source
-                    ));
+                    errors.push(PinError::Catalog {
+                        location: entry.location.clone(),
+                        registry: entry.source.clone(),
+                        source: Arc::new(e),
+                    });
                     listed.insert(entry.source.clone(), Vec::new());
                     continue;
                 }
@@ -189,7 +290,7 @@ pub async fn expand_catalog(
         }
         for path in matched {
             let to = entry.rename.apply(path);
-            match crate::manifest::intent::split_mapping(&entry.source, path, &entry.destination, &to) {
+            match split_mapping(&entry.source, path, &entry.destination, &to) {
                 Some((source, name, destination)) => images.push(IntentImage {
                     name,
                     source: Some(source),
@@ -198,11 +299,11 @@ pub async fn expand_catalog(
                     follow: Vec::new(),
                     location: entry.location.clone(),
                 }),
-                None => errors.push(format!(
-                    "{}: the mapping renames {path} to {to}; a CIP manifest keeps an image's name: map it to a path ending in /{}",
-                    entry.location,
-                    path.rsplit('/').next().unwrap_or(path)
-                )),
+                None => errors.push(PinError::Renamed {
+                    location: entry.location.clone(),
+                    path: path.clone(),
+                    to,
+                }),
             }
         }
     }
@@ -251,123 +352,147 @@ async fn pin_images(intent: &Intent, registries: &Registries, previous: &[Manife
     let mut out = Pinned::default();
     // One lock per (source, destinations), in the order the intent first
     // names each: the default source first.
-    let mut locks: Vec<Lock> = vec![Lock {
-        source: intent.source.name.clone(),
-        destinations: default_destinations.clone(),
-        images: BTreeMap::new(),
-        follow: BTreeMap::new(),
-    }];
+    let mut locks = vec![Lock::new(&intent.source.name, &default_destinations)];
     for (source, destinations, image, resolved) in reads {
-        let at = match locks
-            .iter()
-            .position(|l| l.source == source && l.destinations == destinations)
-        {
-            Some(at) => at,
-            None => {
-                locks.push(Lock {
-                    source: source.clone(),
-                    destinations: destinations.clone(),
-                    images: BTreeMap::new(),
-                    follow: BTreeMap::new(),
-                });
-                locks.len() - 1
-            }
-        };
-        if !image.follow.is_empty() {
-            let follow = locks[at].follow.entry(image.name.clone()).or_default();
-            for p in &image.follow {
-                if !follow.iter().any(|f| f == p.as_str()) {
-                    follow.push(p.as_str().to_string());
-                }
-            }
-        }
-        let entry = locks[at].images.entry(image.name.clone()).or_default();
+        let lock = lock_for(&mut locks, &source, &destinations);
+        lock.follow_too(image);
+        let entry = lock.images.entry(image.name.clone()).or_default();
         // What the previous lock pinned stays, whatever the source says now.
-        if let Some(old) = kept.get(&(source.clone(), destinations.clone(), image.name.clone())) {
+        if let Some(old) = kept.get(&(source.clone(), destinations, image.name.clone())) {
             for (digest, pin) in old {
                 let into = entry.entry(digest.clone()).or_default();
                 into.tags.extend(pin.tags.iter().cloned());
-                if into.comment.is_none() {
-                    into.comment.clone_from(&pin.comment);
-                }
+                into.note(pin.comment.clone());
             }
         }
-        let resolved = match resolved {
-            Ok(resolved) => resolved,
-            Err(why) => {
-                out.errors.push(why);
-                continue;
-            }
-        };
-        for found in resolved {
-            let Some(tag) = found.tag else {
-                let pin = entry.entry(found.digest).or_default();
-                if pin.comment.is_none() {
-                    pin.comment = found.comment;
-                }
-                out.notes.extend(found.note);
-                continue;
-            };
-            let reference = format!("{source}/{}:{tag}", image.name);
-            let pinned_at = entry
-                .iter()
-                .find(|(_, p)| p.tags.contains(&tag))
-                .map(|(d, _)| d.clone());
-            let followed = crate::manifest::model::follows(&image.follow, tag.as_str());
-            match pinned_at {
-                // A followed tag moves: off the digest it had (dropped when
-                // nothing else holds it there), onto the new one.
-                Some(from) if from != found.digest && followed => {
-                    if let Some(old) = entry.get_mut(&from) {
-                        old.tags.remove(&tag);
-                        if old.tags.is_empty() {
-                            entry.remove(&from);
-                        }
-                    }
-                    let pin = entry.entry(found.digest.clone()).or_default();
-                    pin.tags.insert(tag);
-                    if pin.comment.is_none() {
-                        pin.comment = found.comment;
-                    }
-                    out.notes.push(Note::Followed {
-                        reference,
-                        from,
-                        to: found.digest,
-                    });
-                }
-                Some(kept_digest) if kept_digest != found.digest && found.explicit => {
-                    out.errors.push(format!(
-                        "{}: the intent pins {reference} at {}, but the lock has it at {kept_digest}: a promoted tag never moves; pin the new digest under another tag",
-                        image.location, found.digest
-                    ))
-                }
-                Some(kept_digest) if kept_digest != found.digest => out.notes.push(Note::Moved {
-                    reference,
-                    kept: kept_digest,
-                    now: found.digest,
-                }),
-                // Pinned already: the same entry, its note written again
-                // (a lock read back has lost its comments).
-                Some(same) => {
-                    let pin = entry.entry(same).or_default();
-                    if pin.comment.is_none() {
-                        pin.comment = found.comment;
-                    }
-                }
-                None => {
-                    let pin = entry.entry(found.digest).or_default();
-                    pin.tags.insert(tag);
-                    if pin.comment.is_none() {
-                        pin.comment = found.comment;
-                    }
-                    out.notes.extend(found.note);
+        match resolved {
+            Ok(resolved) => {
+                for found in resolved {
+                    add(entry, found, &source, image, &mut out);
                 }
             }
+            Err(why) => out.errors.push(why),
         }
     }
     locks.retain(|l| !l.images.is_empty());
     out.locks = locks;
     out
+}
+
+impl Lock {
+    fn new(source: &RegistryName, destinations: &[RegistryName]) -> Lock {
+        Lock {
+            source: source.clone(),
+            destinations: destinations.to_vec(),
+            images: BTreeMap::new(),
+            follow: BTreeMap::new(),
+        }
+    }
+
+    /// Let the tags `image` follows move in this lock too.
+    fn follow_too(&mut self, image: &IntentImage) {
+        if image.follow.is_empty() {
+            return;
+        }
+        let follow = self.follow.entry(image.name.clone()).or_default();
+        for p in &image.follow {
+            if !follow.iter().any(|f| f == p.as_str()) {
+                follow.push(p.as_str().to_string());
+            }
+        }
+    }
+}
+
+impl Pin {
+    /// Write `comment` beside the pin, unless it has one.
+    fn note(&mut self, comment: Option<String>) {
+        if self.comment.is_none() {
+            self.comment = comment;
+        }
+    }
+}
+
+/// The lock of `source` and `destinations`, made when there is none yet.
+fn lock_for<'l>(
+    locks: &'l mut Vec<Lock>,
+    source: &RegistryName,
+    destinations: &[RegistryName],
+) -> &'l mut Lock {
+    let at = match locks
+        .iter()
+        .position(|l| l.source == *source && l.destinations == destinations)
+    {
+        Some(at) => at,
+        None => {
+            locks.push(Lock::new(source, destinations));
+            locks.len() - 1
+        }
+    };
+    &mut locks[at]
+}
+
+/// Add one digest `image` selects to its pins (`entry`): a tag already
+/// pinned elsewhere moves only where the image follows it.
+fn add(
+    entry: &mut BTreeMap<Digest, Pin>,
+    found: Found,
+    source: &RegistryName,
+    image: &IntentImage,
+    out: &mut Pinned,
+) {
+    let Some(tag) = found.tag else {
+        entry.entry(found.digest).or_default().note(found.comment);
+        out.notes.extend(found.note);
+        return;
+    };
+    let reference = format!("{source}/{}:{tag}", image.name);
+    let pinned_at = entry
+        .iter()
+        .find(|(_, p)| p.tags.contains(&tag))
+        .map(|(d, _)| d.clone());
+    let followed = crate::manifest::model::follows(&image.follow, tag.as_str());
+    match pinned_at {
+        // A followed tag moves: off the digest it had (dropped when
+        // nothing else holds it there), onto the new one.
+        Some(from) if from != found.digest && followed => {
+            if let Some(old) = entry.get_mut(&from) {
+                old.tags.remove(&tag);
+                if old.tags.is_empty() {
+                    entry.remove(&from);
+                }
+            }
+            let pin = entry.entry(found.digest.clone()).or_default();
+            pin.tags.insert(tag);
+            pin.note(found.comment);
+            out.notes.push(Note::Followed {
+                reference,
+                from,
+                to: found.digest,
+            });
+        }
+        Some(kept) if kept != found.digest && found.explicit => {
+            out.errors.push(PinError::TagMoves {
+                location: image.location.clone(),
+                reference,
+                wanted: found.digest,
+                kept,
+            })
+        }
+        Some(kept) if kept != found.digest => out.notes.push(Note::Moved {
+            reference,
+            kept,
+            now: found.digest,
+        }),
+        // Pinned already: the same entry, its note written again (a lock
+        // read back has lost its comments).
+        Some(same) => entry.entry(same).or_default().note(found.comment),
+        None => {
+            let pin = entry.entry(found.digest).or_default();
+            pin.tags.insert(tag);
+            pin.note(found.comment);
+            out.notes.extend(found.note);
+        }
+    }
 }
 
 /// One digest an image entry selects.
@@ -387,13 +512,16 @@ async fn resolve(
     source: &RegistryName,
     image: &IntentImage,
     compiled: &Compiled,
-) -> Result<Vec<Found>, String> {
+) -> Result<Vec<Found>, PinError> {
     let repo = source.repository(&image.name);
     let listed = if compiled.needs_listing() {
         registry
             .list_tags(&repo)
             .await
-            .map_err(|e| format!("{}: {e}", image.location))?
+            .map_err(|e| PinError::Tags {
+                location: image.location.clone(),
+                source: Arc::new(e),
+            })?
     } else {
         Vec::new()
     };
@@ -412,27 +540,36 @@ async fn resolve(
         let found = registry
             .head_manifest(&repo, &reference)
             .await
-            .map_err(|e| format!("{}: {repo}:{reference}: {e}", image.location))?;
+            .map_err(|e| PinError::Read {
+                location: image.location.clone(),
+                reference: format!("{repo}:{reference}"),
+                source: Arc::new(e),
+            })?;
         let shown = match &reference {
             ManifestRef::Tag(t) => format!("{repo}:{t}"),
             ManifestRef::Digest(d) => format!("{repo}@{d}"),
         };
         let Some(found) = found else {
-            return Err(format!(
-                "{}: {shown} does not exist in the source",
-                image.location
-            ));
+            return Err(PinError::Missing {
+                location: image.location.clone(),
+                reference: shown,
+            });
         };
         match &image.select.platform {
             Some(platform) if media_type::is_index(&found.media_type) => {
                 let child = platform_child(registry, &repo, &found.digest, &platform.value)
                     .await
-                    .map_err(|e| format!("{}: {shown}: {e}", image.location))?;
+                    .map_err(|e| PinError::Read {
+                        location: image.location.clone(),
+                        reference: shown.clone(),
+                        source: Arc::new(e),
+                    })?;
                 let Some(child) = child else {
-                    return Err(format!(
-                        "{}: {shown} has no {} manifest",
-                        image.location, platform.value
-                    ));
+                    return Err(PinError::NoPlatform {
+                        location: image.location.clone(),
+                        reference: shown,
+                        platform: platform.value.clone(),
+                    });
                 };
                 out.push(Found {
                     tag,
@@ -600,4 +737,59 @@ pub fn directory_names(locks: &[Lock]) -> Vec<String> {
         }
     }
     names
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    const D1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+    const D2: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+
+    fn at() -> Location {
+        Location {
+            file: Arc::from(Path::new("intent.yaml")),
+            line: 7,
+            col: 3,
+        }
+    }
+
+    #[test]
+    fn pin_errors_say_what_they_said_as_text() {
+        let renamed = PinError::Renamed {
+            location: at(),
+            path: "team/web".into(),
+            to: "mirror/frontend".into(),
+        };
+        assert_eq!(
+            renamed.to_string(),
+            "intent.yaml:7:3: the mapping renames team/web to mirror/frontend; a CIP manifest \
+             keeps an image's name: map it to a path ending in /web"
+        );
+        let moves = PinError::TagMoves {
+            location: at(),
+            reference: "a.io/app:1.0".into(),
+            wanted: Digest::parse(D1).unwrap(),
+            kept: Digest::parse(D2).unwrap(),
+        };
+        assert_eq!(
+            moves.to_string(),
+            format!(
+                "intent.yaml:7:3: the intent pins a.io/app:1.0 at {D1}, but the lock has it at \
+                 {D2}: a promoted tag never moves; pin the new digest under another tag"
+            )
+        );
+        let platform = PinError::NoPlatform {
+            location: at(),
+            reference: "a.io/app:1.0".into(),
+            platform: "linux/arm64".into(),
+        };
+        assert_eq!(
+            platform.to_string(),
+            "intent.yaml:7:3: a.io/app:1.0 has no linux/arm64 manifest"
+        );
+        assert!(!moves.is_registry() && !platform.is_registry());
+    }
 }

@@ -83,13 +83,12 @@ pub fn compile(select: &Selectors) -> Result<Compiled, Vec<Diagnostic>> {
 
 /// A range with `||` alternatives; comparators may be separated by commas
 /// or, as other tools write them, by spaces (`>=1.2 <2`).
-fn parse_range(text: &str) -> Result<Vec<VersionReq>, String> {
+fn parse_range(text: &str) -> Result<Vec<VersionReq>, semver::Error> {
     text.split("||")
         .map(|alternative| {
             let alternative = alternative.trim();
             VersionReq::parse(alternative)
                 .or_else(|_| VersionReq::parse(&commas_between_comparators(alternative)))
-                .map_err(|e| e.to_string())
         })
         .collect()
 }

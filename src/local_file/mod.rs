@@ -3,11 +3,14 @@
 //! tree): opened without blocking, checked to be a regular file (a FIFO or
 //! device would hang the run or never end), and read up to a cap that is
 //! checked against the size the file system reports and again while
-//! reading (a file that grows is caught too).
+//! reading (a file that grows is caught too). [`walk`] is the one walk of
+//! a local directory tree, which finds the files this reads.
 
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
+
+pub mod walk;
 
 /// Why a file could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -106,16 +109,22 @@ mod tests {
             .is_absent());
     }
 
+    /// Make a FIFO at `path`: opening it for reading without a writer blocks.
+    #[cfg(unix)]
+    pub(super) fn mkfifo(path: &Path) {
+        assert!(std::process::Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .unwrap()
+            .success());
+    }
+
     #[cfg(unix)]
     #[test]
     fn a_fifo_or_a_device_is_refused_without_blocking() {
         let tmp = tempfile::tempdir().unwrap();
         let fifo = tmp.path().join("fifo");
-        assert!(std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success());
+        mkfifo(&fifo);
         assert!(matches!(read_capped(&fifo, 9), Err(ReadError::NotRegular)));
         assert!(matches!(
             read_capped(Path::new("/dev/zero"), 9),

@@ -1,0 +1,109 @@
+//! The mirroring intent: a manifest shaped like CIP's, whose images choose
+//! their tags with selectors instead of naming digests. `promoter pin`
+//! resolves it against the source into an ordinary, digest-pinned CIP
+//! manifest. Decoded with the same strictness as CIP manifests: unknown
+//! keys (with a did-you-mean), every problem at once, with its line.
+//!
+//! ```yaml
+//! registries:
+//! - name: docker.io/library      # the default source
+//!   src: true
+//! - name: registry.example/mirror
+//! images:
+//! - name: nginx
+//!   semver: ">=1.25.0, <2.0.0"
+//!   latest: 2
+//! - name: prometheus
+//!   source: quay.io/prometheus   # another source for this image
+//!   tags: ["v2.53.0"]
+//!   platforms: ["linux/arm64"]
+//! ```
+//!
+//! The mirror tools' own files (Sinker's, image-syncer's, dregsy's) are
+//! read as intents too, each by its decoder in `seeds`; which one a file
+//! is, is told here by its top-level keys. Selector syntax (semver ranges,
+//! regular expressions) is checked by [`crate::mirror`], which compiles
+//! them; here they stay text with their place.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::decode::Ctx;
+use super::yaml::{self, Node, Value};
+use crate::diag::Diagnostic;
+
+mod decode;
+mod model;
+mod seeds;
+
+pub use model::{
+    split_mapping, CatalogImages, Format, Intent, IntentImage, Located, PinnedDigest, Rename,
+    Selectors,
+};
+
+/// Read and decode the intent at `path`; every problem is a diagnostic.
+pub fn load(path: &Path) -> (Option<Intent>, Vec<Diagnostic>) {
+    let display: Arc<Path> = Arc::from(path);
+    match super::read::read_text(path, &display, false) {
+        Ok(text) => decode_text(display, &text),
+        Err(d) => (None, vec![d]),
+    }
+}
+
+/// Decode an intent held in memory; `name` names it in messages.
+pub fn load_text(name: &Path, text: &str) -> (Option<Intent>, Vec<Diagnostic>) {
+    decode_text(Arc::from(name), text)
+}
+
+fn decode_text(file: Arc<Path>, source_text: &str) -> (Option<Intent>, Vec<Diagnostic>) {
+    let mut diagnostics = Vec::new();
+    let parsed = yaml::parse(source_text);
+    super::push_yaml_errors(&file, parsed.errors, &mut diagnostics);
+    let mut ctx = Ctx {
+        file: file.clone(),
+        thin: false,
+        diagnostics: &mut diagnostics,
+    };
+    let Some(root) = parsed.root.as_ref().filter(|r| !r.is_null()) else {
+        ctx.error(
+            Default::default(),
+            "the intent is empty",
+            Some("list `registries:` (one with `src: true`) and `images:`".to_string()),
+        );
+        return (None, diagnostics);
+    };
+    let intent = match sniff(root) {
+        Some(Format::Sinker) => seeds::sinker::decode(root, &mut ctx, &file),
+        Some(Format::ImageSyncer) => seeds::image_syncer::decode(root, &mut ctx, &file),
+        Some(Format::Dregsy) => seeds::dregsy::decode(root, &mut ctx, &file),
+        Some(Format::Intent) | None => decode::intent(root, &mut ctx, &file),
+    };
+    crate::diag::sort(&mut diagnostics);
+    let intent = intent.filter(|_| !diagnostics.iter().any(Diagnostic::is_error));
+    (intent, diagnostics)
+}
+
+/// Which kind of file `root` is, by its top-level keys; `None` for a file
+/// that is none of them (decoded as our own, whose errors then say what an
+/// intent needs).
+fn sniff(root: &Node<'_>) -> Option<Format> {
+    let Value::Map(entries) = &root.value else {
+        return None;
+    };
+    let has = |key: &str| {
+        entries
+            .iter()
+            .any(|(k, _)| k.as_scalar().is_some_and(|s| s.text == key))
+    };
+    if has("registries") {
+        Some(Format::Intent)
+    } else if has("sources") && has("target") {
+        Some(Format::Sinker)
+    } else if has("targetRepoPrefix") {
+        Some(Format::ImageSyncer)
+    } else if has("tasks") {
+        Some(Format::Dregsy)
+    } else {
+        None
+    }
+}
