@@ -61,6 +61,17 @@ impl SafeUrl {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// `host[:port]`: the registry the URL is of, as options are keyed.
+    pub fn host(&self) -> &str {
+        let rest = self.0.split_once("://").map_or(self.0.as_str(), |(_, r)| r);
+        rest.split('/').next().unwrap_or(rest)
+    }
+
+    /// Whether the URL is plain `http://`.
+    pub fn is_plain_http(&self) -> bool {
+        self.0.starts_with("http://")
+    }
 }
 
 impl From<&Url> for SafeUrl {

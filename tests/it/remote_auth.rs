@@ -601,3 +601,66 @@ async fn a_self_signed_certificate_named_in_ca_file_is_trusted() {
         .await
         .is_err());
 }
+
+/// The TLS mistakes a user makes with a loopback registry, in every
+/// command that reads one: plain HTTP to an HTTPS port, and a certificate
+/// nobody told us to trust. Each names the setting that fixes it, never a
+/// bare `HTTP 400` or the Debug dump of a TLS library's error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_mistakes_name_their_fix_in_run_verify_and_pin() {
+    use crate::support::images::write_oci_layout;
+    use crate::support::world::{images_yaml, manifest_yaml};
+    for (tls, needs_trust) in [
+        (Tls::On, "signed by a CA"),
+        (Tls::SelfSigned, "self-signed"),
+    ] {
+        let Some(registry) = TestRegistry::with_tls(tls).await else {
+            return;
+        };
+        let work = crate::support::cli::Workdir::new();
+        let app = TestImage::single_layer(3301, 100);
+        write_oci_layout(&work.path().join("src"), "app", &[(&app, Some("1.0"))]).unwrap();
+        let entries = images_yaml(&[("app", app.digest(), &["1.0"])]);
+        let dst = format!("{}/prod", registry.host());
+        work.write("m.yaml", manifest_yaml("oci:src", &dst, &entries));
+        work.write(
+            "intent.yaml",
+            format!("registries:\n- name: {dst}\n  src: true\n- name: oci:mirror\nimages:\n- name: app\n  tags: [\"1.0\"]\n"),
+        );
+        let https = format!(
+            "{{\"registries\": {{\"{}\": {{\"plain_http\": false}}}}}}",
+            registry.host()
+        );
+        work.write("https.json", https);
+        let commands: [&[&str]; 3] = [
+            &["run", "--manifest", "m.yaml"],
+            &["verify", "--manifest", "m.yaml"],
+            &["pin", "intent.yaml"],
+        ];
+        for command in commands {
+            let plain = work.promoter().args(command).run_async().await;
+            assert_ne!(plain.code, 0, "{command:?}: {}", plain.all());
+            assert!(
+                plain.all().contains("set `plain_http: false`"),
+                "{command:?} over plain HTTP: {}",
+                plain.all()
+            );
+            let untrusted = work
+                .promoter()
+                .args(command)
+                .args(["--registry-config", "https.json"])
+                .run_async()
+                .await;
+            let all = untrusted.all();
+            assert_ne!(untrusted.code, 0, "{command:?}: {all}");
+            assert!(
+                all.contains(needs_trust) && all.contains("`ca_file`"),
+                "{command:?} untrusted: {all}"
+            );
+            assert!(
+                !all.contains("Other(") && !all.contains("CaUsedAsEndEntity"),
+                "{all}"
+            );
+        }
+    }
+}

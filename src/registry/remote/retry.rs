@@ -14,22 +14,62 @@ use crate::registry::{error_chain, RegistryError, SafeUrl};
 /// its chain, not by its text. `io::Error` hides the error it wraps from
 /// `source()`, so it is unwrapped by hand.
 fn is_tls_refusal(err: &(dyn std::error::Error + 'static)) -> bool {
+    tls_error(err).is_some()
+}
+
+/// The rustls error in `err`'s chain, if a TLS library refused the peer.
+fn tls_error<'e>(err: &'e (dyn std::error::Error + 'static)) -> Option<&'e rustls::Error> {
     let mut current = Some(err);
     while let Some(e) = current {
-        if e.downcast_ref::<rustls::Error>().is_some() {
-            return true;
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls);
         }
         if let Some(inner) = e
             .downcast_ref::<std::io::Error>()
             .and_then(|io| io.get_ref())
         {
-            if is_tls_refusal(inner) {
-                return true;
+            if let Some(tls) = tls_error(inner) {
+                return Some(tls);
             }
         }
         current = e.source();
     }
-    false
+    None
+}
+
+/// A TLS refusal in words, with the setting that fixes it: never the
+/// Debug dump of a rustls error (`Other(OtherError(CaUsedAsEndEntity))`).
+fn tls_message(tls: &rustls::Error, host: &str) -> String {
+    use rustls::CertificateError as C;
+    let why = match tls {
+        rustls::Error::InvalidCertificate(cert) => match cert {
+            C::UnknownIssuer => "its certificate is signed by a CA this machine does not trust",
+            C::Expired | C::ExpiredContext { .. } => "its certificate has expired",
+            C::NotValidYet | C::NotValidYetContext { .. } => "its certificate is not valid yet",
+            C::NotValidForName | C::NotValidForNameContext { .. } => {
+                "its certificate is not valid for this host name"
+            }
+            C::BadSignature => "its certificate's signature does not verify",
+            C::Revoked => "its certificate is revoked",
+            C::Other(other) if format!("{other:?}").contains("CaUsedAsEndEntity") => {
+                "its certificate is self-signed (a CA certificate used as the server's own)"
+            }
+            _ => "its certificate is not one this machine accepts",
+        },
+        rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. } => {
+            "it does not speak TLS there (a plain HTTP port?)"
+        }
+        _ => "the TLS handshake failed",
+    };
+    let fix = if why.contains("plain HTTP") {
+        format!("set `plain_http: true` for {host} in --registry-config")
+    } else {
+        format!(
+            "name the CA (or, self-signed, the certificate itself) as `ca_file` for {host} in \
+             --registry-config; `insecure: true` skips the check, for a test registry only"
+        )
+    };
+    format!("TLS refused: {why}: {fix}")
 }
 
 /// A reqwest error as a [`RegistryError::Transport`], without its URL (which
@@ -53,6 +93,10 @@ pub fn reqwest_error(method: &str, shown_url: &SafeUrl, err: reqwest::Error) -> 
     }
     // A certificate the client will not trust is not a passing fault.
     let tls_refusal = is_tls_refusal(&err);
+    let message = match tls_error(&err) {
+        Some(tls) => tls_message(tls, shown_url.host()),
+        None => message,
+    };
     RegistryError::Transport {
         method: method.to_string(),
         url: shown_url.clone(),

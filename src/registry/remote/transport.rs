@@ -525,19 +525,36 @@ impl Transport {
             },
             _ => RegistryError::Status {
                 method: method.to_string(),
+                detail: plain_to_https_hint(status, &url, detail, &self.host),
                 url,
                 status: status.as_u16(),
                 code,
-                // Go's TLS server answers plain HTTP so: say what to change.
-                detail: match detail {
-                    Some(d) if d.contains("HTTP request to an HTTPS server") => Some(format!(
-                        "{d}: this registry speaks HTTPS; plain HTTP is the default only on loopback hosts: set `plain_http: false` for {} in --registry-config (with `ca_file` for its certificate)",
-                        self.host
-                    )),
-                    other => other,
-                },
             },
         }
+    }
+}
+
+/// Go's TLS server answers plain HTTP with a 400 ("Client sent an HTTP
+/// request to an HTTPS server", in the body, so a HEAD never sees it): a
+/// 400 to plain HTTP says what to change, whichever request met it.
+fn plain_to_https_hint(
+    status: StatusCode,
+    url: &SafeUrl,
+    detail: Option<String>,
+    host: &str,
+) -> Option<String> {
+    let fix = format!(
+        "plain HTTP is the default only on loopback hosts: set `plain_http: false` for {host} in \
+         --registry-config (with `ca_file` for its certificate)"
+    );
+    match detail {
+        Some(d) if d.contains("HTTP request to an HTTPS server") => {
+            Some(format!("{d}: this registry speaks HTTPS; {fix}"))
+        }
+        None if status == StatusCode::BAD_REQUEST && url.is_plain_http() => Some(format!(
+            "if this registry speaks HTTPS (a TLS server answers plain HTTP so), {fix}"
+        )),
+        other => other,
     }
 }
 
