@@ -1,17 +1,16 @@
 //! How a run shows itself, set once from the global flags: log lines
 //! (level from -v/-q/--log-level or RUST_LOG, text or JSON, colour by
-//! --color and NO_COLOR) and progress (a live display on a terminal, a
-//! line every --progress-interval elsewhere, nothing with -q). The library
-//! never draws: it reports to [`promoter::exec::Progress`]. The total
-//! grows as planning finds work, so a pipelined run shows `done/total` and
-//! an ETA as soon as the first repositories are planned.
+//! --color and NO_COLOR), every line on stderr a log event; and the
+//! retries the progress display shows ([`super::progress::Waits`]).
 
 use std::io::IsTerminal as _;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use promoter::exec::{EdgeResult, Outcome, Progress};
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::Layer as _;
+
+use super::progress::Waits;
 
 /// The settings progress needs, from the global flags.
 #[derive(Debug, Clone, Copy)]
@@ -64,9 +63,46 @@ pub(crate) const USER: &str = "promoter::user";
 pub(crate) const DIAGNOSTIC: &str = "promoter::diagnostic";
 
 /// Start logging to stderr: every line on stderr is a log event, so that
-/// under `--log-format json` every one of them parses.
-pub(crate) fn init(level: Option<String>, settings: &Settings) {
-    let json = settings.json;
+/// under `--log-format json` every one of them parses. The retry driver's
+/// waits go to `waits` as well, whatever the level.
+pub(crate) fn init(level: Option<String>, settings: &Settings, waits: &Waits) {
+    let filter = filter(level, settings);
+    let lines = if settings.json {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .with_target(false)
+            .boxed()
+    } else {
+        let lines = tracing_subscriber::fmt::format()
+            .with_target(false)
+            .with_ansi(settings.color);
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(settings.color)
+            .event_format(Plain {
+                lines,
+                color: settings.color,
+            })
+            .boxed()
+    };
+    let retries =
+        tracing_subscriber::filter::Targets::new().with_target(RETRY, tracing::Level::DEBUG);
+    tracing_subscriber::registry()
+        .with(lines.with_filter(filter))
+        .with(RetryWaits(waits.clone()).with_filter(retries))
+        .init();
+}
+
+/// Where the retry driver announces a wait (its module).
+const RETRY: &str = "promoter::registry::retry";
+
+/// What the lines show: the level asked for (or RUST_LOG), and always what
+/// the commands say to the user.
+fn filter(level: Option<String>, settings: &Settings) -> tracing_subscriber::EnvFilter {
     let filter = match level {
         Some(level) => tracing_subscriber::EnvFilter::new(format!("promoter={level}")),
         // RUST_LOG in full (`promoter=debug,hyper=info`), when set and valid.
@@ -83,35 +119,31 @@ pub(crate) fn init(level: Option<String>, settings: &Settings) {
     // level (-q: errors only); diagnostics always.
     let user = if settings.quiet { "error" } else { "info" };
     let mut directives = vec![format!("{USER}={user}"), format!("{DIAGNOSTIC}=warn")];
-    // Progress lines of a JSON log are log events; -q turns progress off.
-    if json {
+    // Progress lines and the summary of a JSON log are log events.
+    if settings.json {
         directives.push("promoter::progress=info".to_string());
+        directives.push(format!("{SUMMARY}=info"));
     }
-    let filter = directives.iter().fold(filter, |filter, d| {
+    directives.iter().fold(filter, |filter, d| {
         filter.add_directive(d.parse().expect("a valid directive"))
-    });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false);
-    if json {
-        builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(false)
-            .init();
-    } else {
-        let lines = tracing_subscriber::fmt::format()
-            .with_target(false)
-            .with_ansi(settings.color);
-        builder
-            .with_ansi(settings.color)
-            .event_format(Plain {
-                lines,
-                color: settings.color,
-            })
-            .init();
+    })
+}
+
+/// The run's summary (counts), a log event under `--log-format json` only:
+/// in text the report on stdout says it.
+pub(crate) const SUMMARY: &str = "promoter::summary";
+
+/// Catches the retry driver's `retrying` events for the progress display.
+struct RetryWaits(Waits);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for RetryWaits {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        if let (Some(wait), Some(error)) = (fields.wait_ms, fields.error) {
+            let cause = promoter::report::recap::shared(&error);
+            self.0.add(Duration::from_millis(wait), cause);
+        }
     }
 }
 
@@ -162,6 +194,9 @@ struct Fields {
     line: u64,
     column: u64,
     help: Option<String>,
+    /// A retry's wait and what it waits for.
+    wait_ms: Option<u64>,
+    error: Option<String>,
 }
 
 impl tracing::field::Visit for Fields {
@@ -177,12 +212,16 @@ impl tracing::field::Visit for Fields {
         match field.name() {
             "line" => self.line = value,
             "column" => self.column = value,
+            "wait_ms" => self.wait_ms = Some(value),
             _ => {}
         }
     }
     fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        if field.name() == "message" {
-            self.message = format!("{value:?}");
+        match field.name() {
+            "message" => self.message = format!("{value:?}"),
+            // Display values (`%error`) arrive here, written as they show.
+            "error" => self.error = Some(format!("{value:?}")),
+            _ => {}
         }
     }
 }
@@ -226,240 +265,4 @@ fn paint(text: &str, color: bool) -> std::borrow::Cow<'_, str> {
         }
     }
     text.into()
-}
-
-/// The progress display of a run: live on a terminal, periodic lines
-/// elsewhere, none with -q. Its total grows as planning finds work.
-pub(crate) fn progress(settings: &Settings) -> Option<Arc<dyn Progress>> {
-    if settings.quiet {
-        return None;
-    }
-    let counts = Arc::new(Counts::default());
-    if std::io::stderr().is_terminal() {
-        Some(Arc::new(Live::start(counts)))
-    } else {
-        Some(Arc::new(Periodic::start(
-            counts,
-            settings.interval,
-            settings.json,
-        )))
-    }
-}
-
-/// What both displays count.
-#[derive(Default)]
-struct Counts {
-    /// Edges planning has found so far.
-    total: AtomicU64,
-    done: AtomicU64,
-    failed: AtomicU64,
-    bytes: AtomicU64,
-    planned: AtomicU64,
-    repositories: AtomicU64,
-}
-
-impl Counts {
-    fn finished(&self, result: &EdgeResult) {
-        self.done.fetch_add(1, Ordering::Relaxed);
-        if let Outcome::Failed(_) = result.outcome {
-            self.failed.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// `12.3 MiB uploaded (4.1 MiB/s)`.
-    fn bytes_text(&self, elapsed: Duration) -> String {
-        let bytes = self.bytes.load(Ordering::Relaxed);
-        let rate = bytes as f64 / elapsed.as_secs_f64().max(0.001);
-        format!("{} uploaded ({}/s)", human(bytes as f64), human(rate))
-    }
-
-    fn planning_text(&self) -> Option<String> {
-        let total = self.repositories.load(Ordering::Relaxed);
-        let planned = self.planned.load(Ordering::Relaxed);
-        (total > 0).then(|| format!("{planned}/{total} repositories planned"))
-    }
-}
-
-fn human(bytes: f64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{value:.0} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
-/// On a terminal: one live line, repositories planned, then edges done
-/// (of how many, with an ETA, when known), bytes and rate, failures.
-struct Live {
-    bar: indicatif::ProgressBar,
-    counts: Arc<Counts>,
-    started: Instant,
-}
-
-impl Live {
-    fn start(counts: Arc<Counts>) -> Live {
-        let bar = indicatif::ProgressBar::new(0);
-        if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} edges, eta {eta}  {msg}",
-        ) {
-            bar.set_style(style);
-        }
-        bar.enable_steady_tick(Duration::from_millis(120));
-        Live {
-            bar,
-            counts,
-            started: Instant::now(),
-        }
-    }
-
-    fn refresh(&self) {
-        let mut parts = Vec::new();
-        if let Some(planning) = self.counts.planning_text() {
-            parts.push(planning);
-        }
-        parts.push(self.counts.bytes_text(self.started.elapsed()));
-        let failed = self.counts.failed.load(Ordering::Relaxed);
-        if failed > 0 {
-            parts.push(format!("{failed} failed"));
-        }
-        self.bar.set_message(parts.join(", "));
-    }
-}
-
-impl Progress for Live {
-    fn finished(&self, result: &EdgeResult) {
-        self.counts.finished(result);
-        self.bar.inc(1);
-        self.refresh();
-    }
-    fn uploaded(&self, bytes: u64) {
-        self.counts.bytes.fetch_add(bytes, Ordering::Relaxed);
-        self.refresh();
-    }
-    fn planned(&self, done: u64, total: u64) {
-        self.counts.planned.store(done, Ordering::Relaxed);
-        self.counts.repositories.store(total, Ordering::Relaxed);
-        self.refresh();
-    }
-    fn work_found(&self, edges: u64) {
-        self.counts.total.fetch_add(edges, Ordering::Relaxed);
-        self.bar.inc_length(edges);
-    }
-}
-
-impl Drop for Live {
-    fn drop(&mut self) {
-        self.bar.finish_and_clear();
-    }
-}
-
-/// Off a terminal (CI logs): a line on stderr every interval, and one at
-/// the end, so that a long run is never silent.
-struct Periodic {
-    counts: Arc<Counts>,
-    stop: Arc<(Mutex<bool>, std::sync::Condvar)>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Periodic {
-    fn start(counts: Arc<Counts>, interval: Duration, json: bool) -> Periodic {
-        let stop = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
-        let thread = {
-            let stop = stop.clone();
-            let counts = counts.clone();
-            std::thread::spawn(move || {
-                let started = Instant::now();
-                let line = |last: bool| {
-                    let done = counts.done.load(Ordering::Relaxed);
-                    let failed = counts.failed.load(Ordering::Relaxed);
-                    let total = counts.total.load(Ordering::Relaxed);
-                    if json {
-                        // A log event like the others, so every line parses.
-                        tracing::info!(
-                            target: "promoter::progress",
-                            edges_done = done,
-                            edges_total = total,
-                            edges_failed = failed,
-                            bytes_uploaded = counts.bytes.load(Ordering::Relaxed),
-                            repositories_planned = counts.planned.load(Ordering::Relaxed),
-                            repositories = counts.repositories.load(Ordering::Relaxed),
-                            elapsed_secs = started.elapsed().as_secs_f64(),
-                            "{}",
-                            if last { "progress (end)" } else { "progress" }
-                        );
-                        return;
-                    }
-                    let of = if total > 0 {
-                        format!("/{total}")
-                    } else {
-                        String::new()
-                    };
-                    let planning = counts
-                        .planning_text()
-                        .map(|p| format!("{p}, "))
-                        .unwrap_or_default();
-                    eprintln!(
-                        "progress{}: {planning}{done}{of} edges done, {failed} failed, {}, {:.0}s",
-                        if last { " (end)" } else { "" },
-                        counts.bytes_text(started.elapsed()),
-                        started.elapsed().as_secs_f64()
-                    );
-                };
-                let (lock, wake) = &*stop;
-                let mut stopped = lock.lock().unwrap_or_else(|p| p.into_inner());
-                loop {
-                    let (guard, timeout) = wake
-                        .wait_timeout(stopped, interval)
-                        .unwrap_or_else(|p| p.into_inner());
-                    stopped = guard;
-                    if *stopped {
-                        line(true);
-                        return;
-                    }
-                    if timeout.timed_out() {
-                        line(false);
-                    }
-                }
-            })
-        };
-        Periodic {
-            counts,
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Progress for Periodic {
-    fn finished(&self, result: &EdgeResult) {
-        self.counts.finished(result);
-    }
-    fn uploaded(&self, bytes: u64) {
-        self.counts.bytes.fetch_add(bytes, Ordering::Relaxed);
-    }
-    fn planned(&self, done: u64, total: u64) {
-        self.counts.planned.store(done, Ordering::Relaxed);
-        self.counts.repositories.store(total, Ordering::Relaxed);
-    }
-    fn work_found(&self, edges: u64) {
-        self.counts.total.fetch_add(edges, Ordering::Relaxed);
-    }
-}
-
-impl Drop for Periodic {
-    fn drop(&mut self) {
-        let (lock, wake) = &*self.stop;
-        *lock.lock().unwrap_or_else(|p| p.into_inner()) = true;
-        wake.notify_all();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
 }

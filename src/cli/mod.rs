@@ -20,6 +20,7 @@ mod import;
 mod list;
 pub(crate) mod output;
 mod pin;
+mod progress;
 mod run;
 mod snapshot;
 mod verify;
@@ -139,6 +140,8 @@ pub(crate) enum Command {
 /// the one shutdown that signals request.
 pub(crate) struct Ctx {
     display: display::Settings,
+    /// Requests waiting to be retried, for the progress display.
+    waits: progress::Waits,
     /// -v, -vv...: from -v on, plan lines are shown in full.
     verbose: u8,
     /// Colour on standard output (plans, diffs): `--color`, and a terminal.
@@ -157,9 +160,11 @@ impl Ctx {
             interval: log.progress_interval,
             color: display::use_color(log.color),
         };
+        let waits = progress::Waits::default();
         display::init(
             display::level_from_flags(log.log_level.as_deref(), log.verbose, log.quiet),
             &display,
+            &waits,
         );
         let color_stdout = match log.color {
             Color::Always => true,
@@ -171,6 +176,7 @@ impl Ctx {
         };
         Ctx {
             display,
+            waits,
             verbose: log.verbose,
             color_stdout,
             shutdown: Shutdown::new(),
@@ -194,7 +200,7 @@ impl Ctx {
 
     /// The progress display of a run that writes.
     pub(crate) fn progress(&self) -> Option<std::sync::Arc<dyn Progress>> {
-        display::progress(&self.display)
+        progress::progress(&self.display, &self.waits)
     }
 
     /// The shutdown, requested by the first SIGTERM or SIGINT from now on

@@ -433,6 +433,24 @@ fn write_plan(out: Option<&std::path::Path>, planned: &PlanFile) -> anyhow::Resu
     Ok(())
 }
 
+/// The counts of a run as one log event (shown under `--log-format json`).
+fn summary(plan: &promoter::plan::Plan, execution: Option<&promoter::exec::Report>) {
+    let c = plan.counts();
+    let failed = execution.map(|e| e.failed().count() as u64);
+    let done = execution.map(|e| (e.results.len() as u64) - failed.unwrap_or(0));
+    tracing::info!(
+        target: super::display::SUMMARY,
+        event = "summary",
+        dry_run = execution.is_none(),
+        copy = c.copy as u64, attach = c.attach as u64, tag = c.tag as u64,
+        moved = c.moved as u64, lost = c.lost as u64, refused = c.refused as u64,
+        conflict = c.conflict as u64, blocked = c.blocked as u64,
+        already_present = c.already_present as u64,
+        done, failed,
+        "summary"
+    );
+}
+
 /// How a run ends: its report printed, its exit code chosen.
 pub(crate) struct Finish {
     pub(crate) format: args::Format,
@@ -470,6 +488,7 @@ impl Finish {
                 if self.fail_on_lost { "" } else { "; --fail-on-lost makes that fail the run (exit 4)" }
             ));
         }
+        summary(plan, execution);
         if self.interrupted {
             say("interrupted: what is listed above was done; run the same command again to finish the job");
             return Exit::Failed;

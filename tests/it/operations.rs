@@ -367,3 +367,145 @@ async fn registry_options_are_read_as_yaml_from_the_flag_or_the_config_directory
     assert_ne!(broken.code, 0, "{}", broken.all());
     assert!(broken.stderr.contains("broken.yaml:"), "{}", broken.stderr);
 }
+
+/// Under `--log-format json`, every line on stderr is one JSON object that
+/// validates against `docs/log.schema.json`: in a run with a manifest
+/// warning (a tag listed twice), a lost image, a retry (one 503) and an
+/// edge that fails (its uploads always answer 500), at -vv.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_all_json_and_follow_the_documented_schema() {
+    use crate::support::images::TestImage;
+    use crate::support::proxy::{Action, Rule};
+    use crate::support::world::World;
+    let Some(w) = World::builder().start().await else {
+        return;
+    };
+    let ok = TestImage::single_layer(4101, 100);
+    let broken = TestImage::single_layer(4102, 100);
+    w.push("stage/ok", &ok, &["1.0"]).await;
+    w.push("stage/broken", &broken, &["1.0"]).await;
+    let gone = format!("sha256:{}", "e".repeat(64));
+    let entries = format!(
+        "- name: ok\n  dmap:\n    \"{}\": [\"1.0\", \"1.0\"]\n- name: broken\n  dmap:\n    \"{}\": [\"1.0\"]\n- name: gone\n  dmap:\n    \"{gone}\": [\"1.0\"]\n",
+        ok.digest(),
+        broken.digest()
+    );
+    let m = w.manifest("m.yaml", &entries);
+    w.set_options(r#"{"retry_deadline_secs": 1}"#);
+    w.dst_proxy.add(
+        Rule::new("HEAD", "/prod/ok/")
+            .times(1)
+            .action(Action::status(503)),
+    );
+    w.dst_proxy.add(
+        Rule::new("POST", "/prod/broken/blobs/uploads/")
+            .always()
+            .action(Action::status(500)),
+    );
+    let out = w
+        .run_async(&[
+            "--log-format",
+            "json",
+            "-vv",
+            "--progress-interval",
+            "50ms",
+            "run",
+            "--manifest",
+            &m,
+            "--confirm",
+            "--registry-config",
+            "options.json",
+        ])
+        .await;
+    assert_eq!(out.code, 4, "{}", out.all());
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/log.schema.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("the schema itself is valid");
+    let mut events = std::collections::BTreeSet::new();
+    let mut retried = false;
+    for line in out.stderr.lines() {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        let errors: Vec<String> = validator
+            .iter_errors(&value)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{errors:?}: {line}");
+        if let Some(event) = value["event"].as_str() {
+            events.insert(event.to_string());
+        }
+        retried |= value["message"] == "retrying";
+        if value["event"] == "diagnostic" {
+            assert_eq!(value["severity"], "warning", "{line}");
+            assert!(
+                value["message"].as_str().unwrap().contains("listed twice"),
+                "{line}"
+            );
+        }
+    }
+    assert!(retried, "a retry is logged at -vv:\n{}", out.stderr);
+    for event in ["diagnostic", "message", "progress", "summary"] {
+        assert!(events.contains(event), "no {event} line:\n{}", out.stderr);
+    }
+    assert!(
+        out.stderr
+            .contains("in neither the source nor the destination"),
+        "the lost warning, as JSON:\n{}",
+        out.stderr
+    );
+}
+
+/// Off a terminal, while a request waits out a 429, the progress lines say
+/// so, and no two consecutive lines are the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_off_a_terminal_shows_a_wait_and_never_repeats_itself() {
+    use crate::support::images::TestImage;
+    use crate::support::proxy::{Action, Rule};
+    use crate::support::world::{images_yaml, World};
+    let Some(w) = World::builder().start().await else {
+        return;
+    };
+    let app = TestImage::single_layer(4201, 100);
+    w.push("stage/app", &app, &["1.0"]).await;
+    let m = w.manifest("m.yaml", &images_yaml(&[("app", app.digest(), &["1.0"])]));
+    w.set_options("{}");
+    w.dst_proxy.add(
+        Rule::new("PUT", "/prod/app/manifests/")
+            .times(1)
+            .action(Action::status(429).header("Retry-After", "2")),
+    );
+    let out = w
+        .run_async(&[
+            "--progress-interval",
+            "100ms",
+            "run",
+            "--manifest",
+            &m,
+            "--confirm",
+            "--registry-config",
+            "options.json",
+        ])
+        .await;
+    assert_eq!(out.code, 0, "{}", out.all());
+    let lines: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("progress"))
+        .collect();
+    assert!(lines.len() > 5, "{}", out.stderr);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("waiting 2s: ") && l.contains("rate limited (HTTP 429)")),
+        "{}",
+        out.stderr
+    );
+    for pair in lines.windows(2) {
+        assert_ne!(pair[0], pair[1], "{}", out.stderr);
+    }
+}
