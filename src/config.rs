@@ -11,8 +11,8 @@ use std::sync::Arc;
 use crate::diag::{Diagnostic, Location};
 use crate::local_file::ReadError;
 use crate::manifest::yaml::{self, Node, Value};
-use crate::registry::{RegistryOptions, RemoteOptions};
 use crate::registry::OpenOptions;
+use crate::registry::{RegistryOptions, RemoteOptions};
 
 /// Where the options reference lives, for every message about the file.
 const REFERENCE: &str = "README, \"Registry options\"";

@@ -404,11 +404,9 @@ fn check_key_spelling(value: &serde_json::Value, known: &[&str]) -> Result<(), S
     Ok(())
 }
 
-/// `text` with control characters escaped, for quoting content in messages.
+/// `text` escaped for quoting content in a message, on one line.
 fn printable(text: &str) -> String {
-    text.chars()
-        .flat_map(char::escape_debug)
-        .collect::<String>()
+    crate::text::printable(text, crate::text::Lines::Escaped)
 }
 
 /// Cosign's attachment kinds, kept under `<alg>-<hex>.<suffix>` tags.
