@@ -1,5 +1,6 @@
 //! OCI content, the ground floor: what a manifest is and what it references.
-//! Every other module asks this one; it depends only on [`crate::reference`].
+//! Every other module asks this one; it depends only on [`crate::reference`]
+//! (and on [`crate::limits`] and the escaper, which depend on nothing).
 //!
 //! - [`media_type`]: the media types we understand, and the one sniffer;
 //! - [`RawManifest`] and [`Descriptor`]: a manifest's exact bytes, and what
@@ -10,7 +11,9 @@
 //! - [`attachment_tag`]: the one builder of `<alg>-<hex>` attachment tags;
 //! - [`verify::VerifyingStream`]: the one stream verifier, used by both
 //!   backends;
-//! - [`check_bytes`]: the one comparison of bytes against a digest.
+//! - [`check_bytes`]: the one comparison of bytes against a digest;
+//! - [`graph`]: the one walk of a manifest graph, and the bound it is held
+//!   to (how deep indexes nest, how many manifests one walk reads).
 //!
 //! Unknown fields are ignored on purpose: bytes are copied as they are, we
 //! only need the edges.
@@ -20,8 +23,11 @@ use serde::Deserialize;
 
 use crate::reference::{Digest, Tag};
 
+pub(crate) mod graph;
 pub mod media_type;
 pub mod verify;
+
+pub(crate) use graph::{GraphError, GraphStep, GraphWalk};
 
 /// Content that is not what it claims to be. Backends turn these into
 /// their own errors (`RegistryError` keeps the mismatch variants, so retry
