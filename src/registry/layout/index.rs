@@ -16,7 +16,9 @@ use crate::reference::{Digest, Repository, Tag};
 use crate::registry::RegistryError;
 
 /// One `manifests` entry of index.json. Unknown fields (platform, other
-/// annotations…) are kept as they are when the file is rewritten.
+/// annotations…) are kept as they are when the file is rewritten: which is
+/// why this is not oci-spec's model, which drops them (CONTRIBUTING, "Where
+/// oci-spec is used, and where not").
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct IndexEntry {
     #[serde(rename = "mediaType")]
@@ -84,7 +86,7 @@ pub(super) struct IndexFile {
 impl IndexFile {
     pub(super) fn empty() -> IndexFile {
         IndexFile {
-            schema_version: 2,
+            schema_version: oci_spec::image::SCHEMA_VERSION,
             media_type: Some(media_type::OCI_INDEX.to_string()),
             manifests: Vec::new(),
             extra: serde_json::Map::new(),
