@@ -12,7 +12,7 @@
 //! - [`verify::VerifyingStream`]: the one stream verifier, used by both
 //!   backends;
 //! - [`check_bytes`]: the one comparison of bytes against a digest;
-//! - [`graph`]: the one walk of a manifest graph, and the bound it is held
+//! - `graph`: the one walk of a manifest graph, and the bound it is held
 //!   to (how deep indexes nest, how many manifests one walk reads).
 //!
 //! Unknown fields are ignored on purpose: bytes are copied as they are, we
