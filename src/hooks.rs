@@ -371,17 +371,7 @@ fn redacted(bytes: &[u8]) -> String {
             out.push_str(word);
         }
     }
-    out.chars()
-        .flat_map(|c| {
-            let escape = c.is_control() && c != '\n' && c != '\t';
-            let shown: Vec<char> = if escape {
-                c.escape_default().collect()
-            } else {
-                vec![c]
-            };
-            shown
-        })
-        .collect()
+    crate::text::printable(&out, crate::text::Lines::Kept)
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ pub mod report;
 pub mod review;
 pub mod shutdown;
 pub mod snapshot;
+mod text;
 pub mod verify;
 pub mod wants;
 pub mod watch;

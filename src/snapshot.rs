@@ -148,23 +148,23 @@ async fn read_repository(
     // Generic registries cannot list untagged digests: the children of
     // indexes are the untagged digests we can know about.
     let mut children = BTreeSet::new();
-    let mut pending: Vec<(Digest, usize)> = indexes.into_iter().map(|d| (d, 0)).collect();
-    let mut seen = BTreeSet::new();
-    while let Some((index, depth)) = pending.pop() {
-        if !seen.insert(index.clone()) {
-            continue;
-        }
-        crate::registry::check_graph(&format!("{repo}@{index}"), depth, seen.len())?;
+    let mut walk = oci::GraphWalk::new(repo, indexes.into_iter().map(|d| (d, ())));
+    while let Some(node) = walk.next() {
+        let node = node?;
         let Some(manifest) = registry
-            .get_manifest(repo, &ManifestRef::Digest(index.clone()))
+            .get_manifest(repo, &ManifestRef::Digest(node.digest.clone()))
             .await?
         else {
             continue;
         };
-        for child in oci::references(&manifest, &format!("{repo}@{index}"))?.manifests {
-            if media_type::is_index(&child.media_type) {
-                pending.push((child.digest.clone(), depth + 1));
-            }
+        let refs = oci::references(&manifest, &format!("{repo}@{}", node.digest))?;
+        let indexes = refs
+            .manifests
+            .iter()
+            .filter(|c| media_type::is_index(&c.media_type))
+            .map(|c| (c.digest.clone(), ()));
+        walk.descend(&node, indexes);
+        for child in refs.manifests {
             digests.entry(child.digest.clone()).or_default();
             children.insert(child.digest);
         }

@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::oci;
 use crate::plan::RepoWant;
 use crate::reference::{Digest, ManifestRef, Repository};
-use crate::registry::{check_graph, Registries, Registry, RegistryError};
+use crate::registry::{Registries, Registry, RegistryError};
 
 /// One thing a destination lacks or holds wrong.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -116,15 +116,12 @@ async fn check_digest(
         }
     }
     // The manifest graph, breadth first, each manifest once.
-    let mut pending: Vec<(Digest, usize)> = vec![(digest.clone(), 0)];
-    let mut seen = BTreeSet::new();
+    let mut walk = oci::GraphWalk::new(repo, [(digest.clone(), ())]);
     let mut blobs_seen = BTreeSet::new();
-    while let Some((current, depth)) = pending.pop() {
-        if !seen.insert(current.clone()) {
-            continue;
-        }
+    while let Some(node) = walk.next() {
+        let node = node.map_err(|e| unreadable(e.into()))?;
+        let current = node.digest.clone();
         let what = format!("{repo}@{current}");
-        check_graph(&what, depth, seen.len()).map_err(unreadable)?;
         let manifest = match registry
             .get_manifest(repo, &ManifestRef::Digest(current.clone()))
             .await
@@ -152,9 +149,7 @@ async fn check_digest(
                 continue;
             }
         };
-        for child in refs.manifests {
-            pending.push((child.digest, depth + 1));
-        }
+        walk.descend(&node, refs.manifests.into_iter().map(|c| (c.digest, ())));
         for blob in refs.blobs {
             if blob.foreign || !blobs_seen.insert(blob.digest.clone()) {
                 continue;

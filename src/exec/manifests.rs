@@ -4,12 +4,12 @@
 //! the graph limits.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use futures::future::{BoxFuture, FutureExt};
 use futures::stream::{self, TryStreamExt};
 
-use crate::oci;
+use crate::oci::{self, GraphStep, GraphWalk};
 use crate::plan::{Repository, SourceRef};
 use crate::reference::{Digest, ManifestRef};
 use crate::registry::{RawManifest, Registry, RegistryError};
@@ -92,12 +92,8 @@ impl Copier {
         put_as: ManifestRef,
     ) -> BoxFuture<'a, Result<RawManifest, ExecError>> {
         async move {
-            let walked = AtomicUsize::new(0);
-            let graph = Graph {
-                depth: 0,
-                walked: &walked,
-            };
-            self.copy_manifest_at(source, dest, digest, Some(put_as), graph)
+            let walk = GraphWalk::recursive(&source.repo);
+            self.copy_manifest_at(source, dest, digest, Some(put_as), walk.root())
                 .await
         }
         .boxed()
@@ -112,33 +108,29 @@ impl Copier {
         dest: Dest<'_>,
         digest: &Digest,
     ) -> Result<RawManifest, ExecError> {
-        let walked = AtomicUsize::new(0);
-        let graph = Graph {
-            depth: 0,
-            walked: &walked,
-        };
-        self.copy_manifest_at(source, dest, digest, None, graph)
+        let walk = GraphWalk::recursive(&source.repo);
+        self.copy_manifest_at(source, dest, digest, None, walk.root())
             .await
     }
 
-    /// [`Copier::copy_manifest`] for a manifest `graph.depth` indexes below
-    /// the one the plan names (not written when `put_as` is `None`): a
-    /// source that nests indexes without end, or lists without end, gets an
-    /// error from [`crate::registry::check_graph`] instead of a stack
-    /// overflow or an endless copy.
+    /// [`Copier::copy_manifest`] for a manifest at `step` of its walk (not
+    /// written when `put_as` is `None`): a source that nests indexes
+    /// without end, or lists without end, gets the walk's bound error
+    /// instead of a stack overflow or an endless copy. Children are copied
+    /// `blob_concurrency` at once, each branch with its own step of the one
+    /// walk.
     fn copy_manifest_at<'a>(
         &'a self,
         source: &'a SourceRef,
         dest: Dest<'a>,
         digest: &'a Digest,
         put_as: Option<ManifestRef>,
-        graph: Graph<'a>,
+        step: GraphStep<'a>,
     ) -> BoxFuture<'a, Result<RawManifest, ExecError>> {
         async move {
             let what = format!("{}@{digest}", source.repo);
-            let count = graph.walked.fetch_add(1, Ordering::Relaxed) + 1;
-            crate::registry::check_graph(&what, graph.depth, count)
-                .map_err(|e| ExecError::new(what.clone(), e))?;
+            step.enter(digest)
+                .map_err(|e| ExecError::new(what.clone(), e.into()))?;
             let manifest = self.source_manifest(source, digest).await?;
             let mut refs = oci::references(&manifest, &what)
                 .map_err(|e| ExecError::new(what.clone(), e.into()))?;
@@ -162,10 +154,7 @@ impl Copier {
                             .map_err(|e| ExecError::new(format!("{repo}@{}", child.digest), e))?
                     };
                     if present.is_none() {
-                        let below = Graph {
-                            depth: graph.depth + 1,
-                            ..graph
-                        };
+                        let below = step.below();
                         self.copy_manifest_at(source, dest, &child.digest, Some(child_ref), below)
                             .await?;
                     }
@@ -187,13 +176,4 @@ impl Copier {
         }
         .boxed()
     }
-}
-
-/// Where one copy stands in its manifest graph.
-#[derive(Clone, Copy)]
-struct Graph<'a> {
-    /// Indexes between this manifest and the one the plan names.
-    depth: usize,
-    /// Manifests this copy has read so far.
-    walked: &'a AtomicUsize,
 }

@@ -1,6 +1,12 @@
 //! Manifest media types this tool understands the structure of, and the one
 //! sniffer for bodies whose type was not given. Other types are still copied
 //! byte for byte; they simply have no children we know of.
+//!
+//! The names are oci-spec's (`MediaType::ImageManifest`, `ImageIndex`, and
+//! their Docker counterparts by `ToDockerV2S2`), pinned by a test; they are
+//! `&str` constants here because `Accept` headers, [`ACCEPTED`] and `match`
+//! arms need them at compile time, and a manifest's type stays the text it
+//! was served with (RawManifest keeps it as a `String`).
 
 use serde::Deserialize;
 
@@ -117,6 +123,24 @@ mod tests {
             sniff(br#"{"config":{},"layers":[]}"#).as_deref(),
             Some(OCI_MANIFEST)
         );
+    }
+
+    #[test]
+    fn the_names_are_the_oci_specs() {
+        use oci_spec::image::{MediaType, ToDockerV2S2};
+        assert_eq!(OCI_MANIFEST, MediaType::ImageManifest.as_ref());
+        assert_eq!(OCI_INDEX, MediaType::ImageIndex.as_ref());
+        assert_eq!(
+            MediaType::ImageManifest.to_docker_v2s2(),
+            Ok(DOCKER_MANIFEST)
+        );
+        assert_eq!(
+            MediaType::ImageIndex.to_docker_v2s2(),
+            Ok(DOCKER_MANIFEST_LIST)
+        );
+        for t in ACCEPTED {
+            assert!(is_valid(t), "{t}");
+        }
     }
 
     #[test]

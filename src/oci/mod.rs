@@ -1,5 +1,6 @@
 //! OCI content, the ground floor: what a manifest is and what it references.
-//! Every other module asks this one; it depends only on [`crate::reference`].
+//! Every other module asks this one; it depends only on [`crate::reference`]
+//! (and on [`crate::limits`] and the escaper, which depend on nothing).
 //!
 //! - [`media_type`]: the media types we understand, and the one sniffer;
 //! - [`RawManifest`] and [`Descriptor`]: a manifest's exact bytes, and what
@@ -10,7 +11,9 @@
 //! - [`attachment_tag`]: the one builder of `<alg>-<hex>` attachment tags;
 //! - [`verify::VerifyingStream`]: the one stream verifier, used by both
 //!   backends;
-//! - [`check_bytes`]: the one comparison of bytes against a digest.
+//! - [`check_bytes`]: the one comparison of bytes against a digest;
+//! - `graph`: the one walk of a manifest graph, and the bound it is held
+//!   to (how deep indexes nest, how many manifests one walk reads).
 //!
 //! Unknown fields are ignored on purpose: bytes are copied as they are, we
 //! only need the edges.
@@ -20,8 +23,11 @@ use serde::Deserialize;
 
 use crate::reference::{Digest, Tag};
 
+pub(crate) mod graph;
 pub mod media_type;
 pub mod verify;
+
+pub(crate) use graph::{GraphError, GraphStep, GraphWalk};
 
 /// Content that is not what it claims to be. Backends turn these into
 /// their own errors (`RegistryError` keeps the mismatch variants, so retry
@@ -127,6 +133,20 @@ impl Descriptor {
     }
 }
 
+/// Our descriptor as the OCI data model has it, for content we write (the
+/// referrers index's entries). `foreign` has no field of its own: it is read
+/// from `urls` and media types, which a descriptor we write does not carry.
+impl From<&Descriptor> for oci_spec::image::Descriptor {
+    fn from(d: &Descriptor) -> oci_spec::image::Descriptor {
+        let digest = oci_spec::image::Digest::try_from(d.digest.as_str())
+            .expect("the digests Digest::parse admits are a part of the OCI grammar");
+        let mut spec =
+            oci_spec::image::Descriptor::new(d.media_type.as_str().into(), d.size, digest);
+        spec.set_artifact_type(d.artifact_type.as_deref().map(Into::into));
+        spec
+    }
+}
+
 /// The edges of one manifest.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct References {
@@ -172,6 +192,11 @@ impl References {
     }
 }
 
+// The reader's own view of a manifest, not oci-spec's structs: those would
+// refuse what registries accept (a descriptor without `mediaType`, a
+// platform without `architecture`) and parse digests by a second grammar;
+// what they would accept that we refuse is checked before these are read
+// (CONTRIBUTING, "Where oci-spec is used, and where not").
 #[derive(Deserialize)]
 struct RawDescriptor {
     #[serde(rename = "mediaType", default)]
@@ -404,11 +429,9 @@ fn check_key_spelling(value: &serde_json::Value, known: &[&str]) -> Result<(), S
     Ok(())
 }
 
-/// `text` with control characters escaped, for quoting content in messages.
+/// `text` escaped for quoting content in a message, on one line.
 fn printable(text: &str) -> String {
-    text.chars()
-        .flat_map(char::escape_debug)
-        .collect::<String>()
+    crate::text::printable(text, crate::text::Lines::Escaped)
 }
 
 /// Cosign's attachment kinds, kept under `<alg>-<hex>.<suffix>` tags.
@@ -560,6 +583,12 @@ pub fn admit_attachment(
 /// The referrers tag schema's index for a registry without the referrers
 /// API: `existing` (kept as it is, annotations and all) with `added` appended
 /// to its `manifests`, or a new OCI index of `added` alone.
+///
+/// A new index and the added entries are oci-spec's model; an existing one
+/// stays the JSON it is, since oci-spec's `ImageIndex` would drop the fields
+/// it does not know and reorder annotations (a `HashMap`). Both are written
+/// from a JSON value, whose keys serde_json keeps sorted: the bytes, and so
+/// the digest, an index has always had.
 pub fn extend_referrers_index(
     existing: Option<&RawManifest>,
     added: &[Descriptor],
@@ -569,14 +598,17 @@ pub fn extend_referrers_index(
         what: what.to_string(),
         message,
     };
+    fn json(model: &impl serde::Serialize) -> serde_json::Value {
+        serde_json::to_value(model).expect("oci-spec's model always serialises")
+    }
     let mut index = match existing {
         Some(existing) => serde_json::from_slice::<serde_json::Value>(&existing.bytes)
             .map_err(|e| malformed(format!("referrers index is not JSON: {e}")))?,
-        None => serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": media_type::OCI_INDEX,
-            "manifests": [],
-        }),
+        None => {
+            let mut new = oci_spec::image::ImageIndex::default();
+            new.set_media_type(Some(oci_spec::image::MediaType::ImageIndex));
+            json(&new)
+        }
     };
     let manifests = index
         .as_object_mut()
@@ -585,17 +617,11 @@ pub fn extend_referrers_index(
         .or_insert_with(|| serde_json::Value::Array(Vec::new()))
         .as_array_mut()
         .ok_or_else(|| malformed("referrers index has no `manifests` list".to_string()))?;
-    for d in added {
-        let mut entry = serde_json::json!({
-            "mediaType": d.media_type,
-            "digest": d.digest.as_str(),
-            "size": d.size,
-        });
-        if let Some(artifact_type) = &d.artifact_type {
-            entry["artifactType"] = serde_json::Value::String(artifact_type.clone());
-        }
-        manifests.push(entry);
-    }
+    manifests.extend(
+        added
+            .iter()
+            .map(|d| json(&oci_spec::image::Descriptor::from(d))),
+    );
     let bytes = serde_json::to_vec(&index).expect("a JSON value always serialises");
     Ok(RawManifest::new(bytes, media_type::OCI_INDEX))
 }
@@ -652,6 +678,49 @@ mod tests {
         assert!(refs.blobs[2].foreign);
         assert_eq!(refs.subject.as_ref().unwrap().to_string(), d(4));
         assert_eq!(refs.effective_artifact_type().as_deref(), Some("c/d"));
+    }
+
+    #[test]
+    fn the_specs_non_distributable_layers_are_foreign() {
+        use oci_spec::image::MediaType;
+        for t in [
+            MediaType::ImageLayerNonDistributable,
+            MediaType::ImageLayerNonDistributableGzip,
+            MediaType::ImageLayerNonDistributableZstd,
+            MediaType::Other("application/vnd.docker.image.rootfs.foreign.diff.tar.gzip".into()),
+        ] {
+            let body = format!(
+                r#"{{"schemaVersion":2,"config":{{"mediaType":"c/d","digest":"{}","size":2}},"layers":[{{"mediaType":"{t}","digest":"{}","size":3}}]}}"#,
+                d(1),
+                d(2)
+            );
+            let refs = references(&RawManifest::new(body, media_type::OCI_MANIFEST), "x").unwrap();
+            assert!(refs.blobs[1].foreign, "{t}");
+        }
+    }
+
+    #[test]
+    fn a_descriptor_is_written_as_the_oci_model_has_it() {
+        for digest in [
+            Digest::of(Algorithm::Sha256, b"x"),
+            Digest::of(Algorithm::Sha512, b"x"),
+        ] {
+            let ours = Descriptor {
+                artifact_type: Some("application/spdx+json".to_string()),
+                ..Descriptor::new(digest.clone(), media_type::OCI_MANIFEST, 7)
+            };
+            let spec = oci_spec::image::Descriptor::from(&ours);
+            assert_eq!(spec.digest().to_string(), digest.to_string());
+            assert_eq!(spec.media_type().to_string(), media_type::OCI_MANIFEST);
+            assert_eq!(spec.size(), 7);
+            assert_eq!(
+                spec.artifact_type()
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .as_deref(),
+                Some("application/spdx+json")
+            );
+        }
     }
 
     #[test]
@@ -721,13 +790,19 @@ mod tests {
         assert_eq!(actual, Digest::sha256_of(b"HELLO"));
     }
 
-    #[test]
-    fn a_referrers_index_is_created_or_extended_keeping_what_was_there() {
+    /// An SBOM (with its artifact type) and a referrer without one.
+    fn two_referrers() -> (Descriptor, Descriptor) {
         let one = Descriptor {
             artifact_type: Some("application/spdx+json".to_string()),
             ..Descriptor::new(Digest::sha256_of(b"1"), media_type::OCI_MANIFEST, 10)
         };
         let two = Descriptor::new(Digest::sha256_of(b"2"), media_type::OCI_MANIFEST, 20);
+        (one, two)
+    }
+
+    #[test]
+    fn a_referrers_index_is_created_or_extended_keeping_what_was_there() {
+        let (one, two) = two_referrers();
         let created = extend_referrers_index(None, std::slice::from_ref(&one), "x").unwrap();
         assert_eq!(created.media_type, media_type::OCI_INDEX);
         let refs = references(&created, "x").unwrap();
@@ -754,6 +829,38 @@ mod tests {
             .collect();
         assert_eq!(digests, vec![one.digest, two.digest.clone()]);
         assert!(extend_referrers_index(Some(&RawManifest::new("[]", "x")), &[two], "x").is_err());
+    }
+
+    #[test]
+    fn a_referrers_index_keeps_the_bytes_it_has_always_had() {
+        // Its digest is what a registry without the referrers API is asked
+        // for and compared against: the bytes must not drift.
+        let (one, two) = two_referrers();
+        let created = extend_referrers_index(None, std::slice::from_ref(&one), "x").unwrap();
+        let entry = |d: &Descriptor, artifact: &str| {
+            format!(
+                r#"{{{artifact}"digest":"{}","mediaType":"{}","size":{}}}"#,
+                d.digest, d.media_type, d.size
+            )
+        };
+        let one_entry = entry(&one, r#""artifactType":"application/spdx+json","#);
+        assert_eq!(
+            String::from_utf8(created.bytes.to_vec()).unwrap(),
+            format!(
+                r#"{{"manifests":[{one_entry}],"mediaType":"{}","schemaVersion":2}}"#,
+                media_type::OCI_INDEX
+            )
+        );
+        let extended =
+            extend_referrers_index(Some(&created), std::slice::from_ref(&two), "x").unwrap();
+        assert_eq!(
+            String::from_utf8(extended.bytes.to_vec()).unwrap(),
+            format!(
+                r#"{{"manifests":[{one_entry},{}],"mediaType":"{}","schemaVersion":2}}"#,
+                entry(&two, ""),
+                media_type::OCI_INDEX
+            )
+        );
     }
 
     fn image_body(layers_key: &str, extra: &str) -> String {

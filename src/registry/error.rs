@@ -3,7 +3,7 @@
 //! with.
 
 use super::SafeUrl;
-use crate::oci::ContentError;
+use crate::oci::{ContentError, GraphError};
 
 /// A registry error, typed so that callers can branch (retry, report, give up).
 /// Display texts never contain credentials or URL query strings.
@@ -165,6 +165,15 @@ impl From<ContentError> for RegistryError {
         match e {
             ContentError::Malformed { what, message } => RegistryError::Protocol { what, message },
             mismatch => RegistryError::BadContent(mismatch),
+        }
+    }
+}
+
+impl From<GraphError> for RegistryError {
+    fn from(e: GraphError) -> RegistryError {
+        RegistryError::Limit {
+            what: e.what().to_string(),
+            message: e.message(),
         }
     }
 }

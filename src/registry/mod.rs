@@ -85,24 +85,6 @@ pub enum BlobPut {
     Uploaded,
 }
 
-/// The one check every walk of a manifest graph (an image, its index
-/// children, theirs...) makes before reading a node: the node is `depth`
-/// indexes below the root and the `count`th distinct manifest of the walk.
-pub fn check_graph(what: &str, depth: usize, count: usize) -> Result<(), RegistryError> {
-    use crate::limits::{GRAPH_MANIFESTS, INDEX_DEPTH};
-    let message = if depth > INDEX_DEPTH {
-        format!("indexes nest more than {INDEX_DEPTH} levels deep")
-    } else if count > GRAPH_MANIFESTS {
-        format!("the image references more than {GRAPH_MANIFESTS} manifests")
-    } else {
-        return Ok(());
-    };
-    Err(RegistryError::Limit {
-        what: what.to_string(),
-        message: format!("{message}; not walking further (a bound against hostile sources)"),
-    })
-}
-
 /// One registry endpoint: an OCI Distribution server or an `oci:` tree.
 #[async_trait]
 pub trait Registry: Send + Sync {

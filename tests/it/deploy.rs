@@ -192,7 +192,7 @@ fn field<'n, 'a>(node: &'n Node<'a>, name: &str) -> Option<&'n Node<'a>> {
     }
 }
 
-fn text_at<'n>(node: &'n Node<'_>, path: &[&str]) -> Option<String> {
+fn text_at(node: &Node<'_>, path: &[&str]) -> Option<String> {
     let mut at = node;
     for name in path {
         at = field(at, name)?;

@@ -11,12 +11,14 @@ use serde::{Deserialize, Serialize};
 
 use super::write::replace_file;
 use super::{blob_path, invalid, LayoutRegistry, INDEX_JSON, REF_NAME};
-use crate::oci::{media_type, Descriptor, RawManifest};
+use crate::oci::{media_type, Descriptor, GraphWalk, RawManifest};
 use crate::reference::{Digest, Repository, Tag};
 use crate::registry::RegistryError;
 
 /// One `manifests` entry of index.json. Unknown fields (platform, other
-/// annotations…) are kept as they are when the file is rewritten.
+/// annotations…) are kept as they are when the file is rewritten: which is
+/// why this is not oci-spec's model, which drops them (CONTRIBUTING, "Where
+/// oci-spec is used, and where not").
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct IndexEntry {
     #[serde(rename = "mediaType")]
@@ -84,7 +86,7 @@ pub(super) struct IndexFile {
 impl IndexFile {
     pub(super) fn empty() -> IndexFile {
         IndexFile {
-            schema_version: 2,
+            schema_version: oci_spec::image::SCHEMA_VERSION,
             media_type: Some(media_type::OCI_INDEX.to_string()),
             manifests: Vec::new(),
             extra: serde_json::Map::new(),
@@ -226,8 +228,7 @@ impl LayoutRegistry {
     }
 
     /// Every manifest reachable as a child of the indexes `index` names,
-    /// walked once, breadth first, within the bounds of
-    /// [`crate::registry::check_graph`].
+    /// walked once, breadth first, within the bound of [`GraphWalk`].
     async fn index_children(
         &self,
         repo: &Repository,
@@ -235,39 +236,39 @@ impl LayoutRegistry {
         index: &IndexFile,
     ) -> Result<std::collections::BTreeSet<Digest>, RegistryError> {
         let mut children = std::collections::BTreeSet::new();
-        let mut pending: std::collections::VecDeque<(Digest, String, usize)> = index
+        let roots = index
             .manifests
             .iter()
             .filter(|e| media_type::is_index(&e.media_type))
-            .map(|e| (e.digest.clone(), e.media_type.clone(), 0))
-            .collect();
-        let mut seen = std::collections::BTreeSet::new();
-        while let Some((parent, media_type, depth)) = pending.pop_front() {
-            if !seen.insert(parent.clone()) {
-                continue;
-            }
-            crate::registry::check_graph(&self.what(repo, &parent), depth, seen.len())?;
-            let path = blob_path(dir, &parent);
+            .map(|e| (e.digest.clone(), e.media_type.clone()));
+        let mut walk = GraphWalk::new(repo, roots);
+        while let Some(node) = walk.next() {
+            let node = node?;
+            let path = blob_path(dir, &node.digest);
             let Some(size) = self.tree.size(&path).await? else {
                 continue;
             };
-            let Some(bytes) = self.read_manifest_bytes(repo, &path, &parent, size).await? else {
+            let Some(bytes) = self
+                .read_manifest_bytes(repo, &path, &node.digest, size)
+                .await?
+            else {
                 continue;
             };
             let manifest = RawManifest {
                 bytes,
-                media_type,
-                digest: parent.clone(),
+                media_type: node.data.clone(),
+                digest: node.digest.clone(),
             };
-            let Ok(refs) = crate::oci::references(&manifest, &self.what(repo, &parent)) else {
+            let Ok(refs) = crate::oci::references(&manifest, &self.what(repo, &node.digest)) else {
                 continue;
             };
-            for child in refs.manifests {
-                if media_type::is_index(&child.media_type) {
-                    pending.push_back((child.digest.clone(), child.media_type, depth + 1));
-                }
-                children.insert(child.digest);
-            }
+            let indexes = refs
+                .manifests
+                .iter()
+                .filter(|c| media_type::is_index(&c.media_type))
+                .map(|c| (c.digest.clone(), c.media_type.clone()));
+            walk.descend(&node, indexes);
+            children.extend(refs.manifests.into_iter().map(|c| c.digest));
         }
         Ok(children)
     }

@@ -64,7 +64,7 @@ const BLOBS_DIR: &str = "blobs";
 /// Names inside a layout directory: never a component of an image path.
 const RESERVED_NAMES: [&str; 3] = crate::reference::LAYOUT_FILE_NAMES;
 /// The annotation that names a tag in index.json.
-pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+pub const REF_NAME: &str = oci_spec::image::ANNOTATION_REF_NAME;
 /// Manifests above this are not read as manifests: see
 /// [`crate::limits::MANIFEST_BYTES`], the same limit the remote side has.
 const MAX_MANIFEST_BYTES: u64 = crate::limits::MANIFEST_BYTES as u64;

@@ -10,11 +10,11 @@ use url::Url;
 
 use super::auth::Scopes;
 use super::body::read_capped;
-use super::redact;
 use super::transport::{self, drain, Req};
 use super::RemoteRegistry;
 use crate::reference::{Digest, Endpoint, Repository};
 use crate::registry::{RegistryError, SafeUrl, TagListing};
+use crate::text::{printable, Lines};
 
 /// Most pages followed in one listing: a loop guard.
 const MAX_PAGES: usize = crate::limits::LISTING_PAGES;
@@ -63,7 +63,7 @@ impl RemoteRegistry {
             .filter_map(|name| match Repository::parse(&endpoint, &name) {
                 Ok(repo) => Some(repo),
                 Err(e) => {
-                    tracing::warn!(registry = %self.t.host, name = %redact::printable(&name),
+                    tracing::warn!(registry = %self.t.host, name = %printable(&name, Lines::Escaped),
                         "catalog lists a name that is no repository path ({}); skipped", e.message);
                     None
                 }
@@ -85,7 +85,7 @@ impl RemoteRegistry {
         tags.retain(|tag| {
             let valid = crate::reference::Tag::parse(tag).is_ok();
             if !valid {
-                tracing::warn!(repo = %repo, tag = %redact::printable(tag),
+                tracing::warn!(repo = %repo, tag = %printable(tag, Lines::Escaped),
                     "the registry lists a tag outside the tag grammar; skipped");
             }
             valid

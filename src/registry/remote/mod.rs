@@ -30,7 +30,6 @@ pub mod credentials;
 mod listings;
 mod manifests;
 pub mod options;
-pub mod redact;
 mod referrers;
 pub mod retry;
 mod tls;

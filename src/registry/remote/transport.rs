@@ -34,7 +34,6 @@ use super::auth::{parse_challenges, AuthMode, Authenticator, RealmPolicy, Reauth
 use super::body::{paced, Pace};
 use super::credentials::CredentialStore;
 use super::options::ResolvedOptions;
-use super::redact;
 use super::retry::{reqwest_error, retry_after};
 use super::tls;
 use crate::oci::verify::{Expect, VerifyingStream};
@@ -42,6 +41,7 @@ use crate::registry::retry::{with_retries, Failed, RetryClock};
 use crate::registry::{
     error_chain, is_retryable_status, BlobOpener, ErrorCode, RegistryError, SafeUrl,
 };
+use crate::text::{printable, Lines};
 
 /// Most redirects followed for one request.
 const MAX_REDIRECTS: usize = 5;
@@ -667,7 +667,7 @@ async fn read_error_detail(response: Response) -> (Option<ErrorCode>, Option<Str
         message: String,
     }
     let clip = |s: &str| -> String {
-        let s = redact::printable(s.trim());
+        let s = printable(s.trim(), Lines::Escaped);
         let s = s.as_str();
         match s.char_indices().nth(200) {
             Some((i, _)) => format!("{}…", &s[..i]),
