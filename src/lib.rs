@@ -1,4 +1,4 @@
-#![warn(unreachable_pub, missing_docs)]
+#![warn(unreachable_pub, missing_docs, clippy::too_many_lines)]
 //! `promoter`: declarative container-image promotion.
 //!
 //! Data flows one way: [`manifest`] (load + validate) -> inventory (read

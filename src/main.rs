@@ -2,6 +2,8 @@
 //! async runtime, and dispatch to the subcommand (`cli/`), which calls the
 //! library and picks the exit code from one table.
 
+#![warn(clippy::too_many_lines)]
+
 use std::process::ExitCode;
 
 use clap::Parser;

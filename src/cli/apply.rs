@@ -7,7 +7,7 @@ use clap::Args;
 
 use promoter::promote::{self, Applied, Run};
 
-use super::args::{self, AttachmentArgs, Format, HookArgs, ManifestArgs, RegistryArgs, WriteArgs};
+use super::args::{self, Format, ManifestArgs, RegistryArgs};
 use super::output::{self, say, Exit};
 use super::run::Finish;
 use super::Ctx;
@@ -29,11 +29,7 @@ pub(crate) struct ApplyArgs {
     #[command(flatten)]
     manifests: ManifestArgs,
     #[command(flatten)]
-    writes: WriteArgs,
-    #[command(flatten)]
-    attachments: AttachmentArgs,
-    #[command(flatten)]
-    hooks: HookArgs,
+    promotion: args::PromotionArgs,
     #[command(flatten)]
     registry: RegistryArgs,
     /// Output format of the report.
@@ -55,7 +51,7 @@ pub(crate) async fn apply(args: ApplyArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
     let open = args.registry.open_options()?;
     let names = promote::registry_names(&loaded.manifests);
     let registries = promoter::registry::open_all(names.iter(), &open)?;
-    let mut exec = args::exec_options(&args.attachments, &args.writes, &args.hooks);
+    let mut exec = args.promotion.exec_options();
     exec.stop = ctx.stop_on_signals();
     let run = Run::new(&registries, &exec, ctx.progress());
     let wants = promoter::plan::wants(&loaded.manifests);
@@ -84,7 +80,7 @@ pub(crate) async fn apply(args: ApplyArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
             let finish = Finish {
                 format: args.output.unwrap_or_default(),
                 style: ctx.style(args.wide),
-                fail_on_lost: args.writes.fail_on_lost,
+                fail_on_lost: args.promotion.writes.fail_on_lost,
                 to_stderr: false,
                 interrupted: exec.stop.requested(),
             };

@@ -166,18 +166,28 @@ impl HookArgs {
     }
 }
 
-/// How a promotion runs: attachments, write checks, hooks.
-pub(crate) fn exec_options(
-    attachments: &AttachmentArgs,
-    writes: &WriteArgs,
-    hooks: &HookArgs,
-) -> ExecOptions {
-    ExecOptions {
-        attachments: !attachments.no_attachments,
-        verify_writes: writes.verify_writes,
-        hooks: hooks.hooks(),
-        extra_attachment_types: attachments.attachment_type.clone(),
-        ..ExecOptions::default()
+/// How a promotion runs (run, apply, watch): write checks, attachments,
+/// hooks.
+#[derive(Args, Debug, Clone, Default)]
+pub(crate) struct PromotionArgs {
+    #[command(flatten)]
+    pub(crate) writes: WriteArgs,
+    #[command(flatten)]
+    pub(crate) attachments: AttachmentArgs,
+    #[command(flatten)]
+    pub(crate) hooks: HookArgs,
+}
+
+impl PromotionArgs {
+    /// What the executor and planner take.
+    pub(crate) fn exec_options(&self) -> ExecOptions {
+        ExecOptions {
+            attachments: !self.attachments.no_attachments,
+            verify_writes: self.writes.verify_writes,
+            hooks: self.hooks.hooks(),
+            extra_attachment_types: self.attachments.attachment_type.clone(),
+            ..ExecOptions::default()
+        }
     }
 }
 

@@ -157,10 +157,11 @@ pub(crate) fn translate(args: &CipArgs) -> anyhow::Result<Translated> {
         !args.parse_only && args.snapshot.is_none() && args.manifest_based_snapshot_of.is_none();
     let vuln_check = args.vuln_severity_threshold.is_some();
     if let (Some(threshold), true) = (args.vuln_severity_threshold, promoting) {
-        run.hooks.gate.push(trivy_gate(threshold)?);
+        run.promotion.hooks.gate.push(trivy_gate(threshold)?);
     }
     if args.sign && promoting {
-        run.hooks
+        run.promotion
+            .hooks
             .after_promote
             .push(cosign_step(args.signer_account.as_deref())?);
     }

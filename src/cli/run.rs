@@ -12,7 +12,7 @@ use promoter::promote::{self, PlanFile, Run, Verdict};
 use promoter::registry::OpenOptions;
 use promoter::wants::{self, BaseCheck, Refusal, Request, Selected};
 
-use super::args::{self, AttachmentArgs, HookArgs, RegistryArgs, SelectArgs, WriteArgs};
+use super::args::{self, RegistryArgs, SelectArgs};
 use super::output::{self, emit, say, Exit};
 use super::snapshot::{self, Shape, SnapshotFormat};
 use super::Ctx;
@@ -96,11 +96,7 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "FILE", help_heading = "Promotion")]
     pub(crate) plan_out: Option<PathBuf>,
     #[command(flatten)]
-    pub(crate) writes: WriteArgs,
-    #[command(flatten)]
-    pub(crate) attachments: AttachmentArgs,
-    #[command(flatten)]
-    pub(crate) hooks: HookArgs,
+    pub(crate) promotion: args::PromotionArgs,
     #[command(flatten)]
     pub(crate) registry: RegistryArgs,
 
@@ -190,10 +186,10 @@ impl RunArgs {
             request: request(input, base, &self.select),
             confirm: self.confirm,
             plan_out: self.plan_out.clone(),
-            fail_on_lost: self.writes.fail_on_lost,
+            fail_on_lost: self.promotion.writes.fail_on_lost,
             format: self.plan_format()?,
             wide: self.wide,
-            exec: args::exec_options(&self.attachments, &self.writes, &self.hooks),
+            exec: self.promotion.exec_options(),
             registry: self.registry.clone(),
         }))
     }
@@ -207,14 +203,20 @@ impl RunArgs {
             (self.base.is_some(), "--base"),
             (self.select.shard.is_some(), "--shard"),
             (self.parse_only, "--parse-only"),
-            (self.writes.verify_writes, "--verify-writes"),
-            (self.writes.fail_on_lost, "--fail-on-lost"),
-            (self.attachments.no_attachments, "--no-attachments"),
+            (self.promotion.writes.verify_writes, "--verify-writes"),
+            (self.promotion.writes.fail_on_lost, "--fail-on-lost"),
             (
-                !self.attachments.attachment_type.is_empty(),
+                self.promotion.attachments.no_attachments,
+                "--no-attachments",
+            ),
+            (
+                !self.promotion.attachments.attachment_type.is_empty(),
                 "--attachment-type",
             ),
-            (self.hooks.given(), "--gate/--after-promote/--hook-env"),
+            (
+                self.promotion.hooks.given(),
+                "--gate/--after-promote/--hook-env",
+            ),
             (self.wide.wide, "--wide"),
         ]);
         refuse(given, what)
@@ -226,10 +228,13 @@ impl RunArgs {
             (self.confirm, "--confirm"),
             (self.plan_out.is_some(), "--plan-out"),
             (self.select.shard.is_some(), "--shard"),
-            (self.writes.verify_writes, "--verify-writes"),
-            (self.writes.fail_on_lost, "--fail-on-lost"),
+            (self.promotion.writes.verify_writes, "--verify-writes"),
+            (self.promotion.writes.fail_on_lost, "--fail-on-lost"),
             (self.output.is_some(), "--output"),
-            (self.hooks.given(), "--gate/--after-promote/--hook-env"),
+            (
+                self.promotion.hooks.given(),
+                "--gate/--after-promote/--hook-env",
+            ),
             (self.registry.auth_file.is_some(), "--auth-file"),
             (self.registry.registry_config.is_some(), "--registry-config"),
             (self.wide.wide, "--wide"),

@@ -13,9 +13,7 @@ use promoter::promote::PlanFile;
 use promoter::wants::Selection;
 use promoter::watch::{self, Metrics, Observer, Watch};
 
-use super::args::{
-    self, AttachmentArgs, Format, HookArgs, ManifestArgs, RegistryArgs, SelectArgs, WriteArgs,
-};
+use super::args::{self, Format, ManifestArgs, RegistryArgs, SelectArgs};
 use super::output::{self, say, Exit};
 use super::run::Finish;
 use super::Ctx;
@@ -49,11 +47,7 @@ pub(crate) struct WatchArgs {
     #[command(flatten)]
     select: SelectArgs,
     #[command(flatten)]
-    writes: WriteArgs,
-    #[command(flatten)]
-    attachments: AttachmentArgs,
-    #[command(flatten)]
-    hooks: HookArgs,
+    promotion: args::PromotionArgs,
     #[command(flatten)]
     registry: RegistryArgs,
     /// Output format of each cycle's report.
@@ -77,7 +71,7 @@ pub(crate) async fn watch(args: WatchArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
         None => None,
     };
     let shutdown = ctx.stop_on_signals();
-    let exec = args::exec_options(&args.attachments, &args.writes, &args.hooks);
+    let exec = args.promotion.exec_options();
     let watch = Watch {
         input: args.manifests.input(),
         intent: args.intent.as_deref(),
@@ -87,13 +81,13 @@ pub(crate) async fn watch(args: WatchArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
         shard: args.select.shard,
         open: &open,
         exec: &exec,
-        fail_on_lost: args.writes.fail_on_lost,
+        fail_on_lost: args.promotion.writes.fail_on_lost,
     };
     let shown = Shown {
         ctx,
         format: args.output.unwrap_or_default(),
         wide: args.wide,
-        fail_on_lost: args.writes.fail_on_lost,
+        fail_on_lost: args.promotion.writes.fail_on_lost,
         last_diagnostics: Mutex::default(),
     };
     watch::run(

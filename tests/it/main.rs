@@ -9,6 +9,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod architecture;
 mod cip;
 mod crash;
 mod deploy;
