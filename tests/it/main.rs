@@ -13,6 +13,7 @@ mod architecture;
 mod cip;
 mod crash;
 mod deploy;
+mod exit_codes;
 mod fast_paths;
 mod faults;
 mod fuzz_regressions;

@@ -114,6 +114,10 @@ async fn an_intent_pins_promotes_and_keeps_what_was_reviewed() {
         "{}",
         outdated.stdout
     );
+    // The lock as it is, without saying what it is: the same answer.
+    let positional = w.run_async(&["outdated", "lock.yaml"]).await;
+    assert_eq!(positional.code, 1, "{}", positional.all());
+    assert_eq!(positional.stdout, outdated.stdout);
 
     let repin = w
         .run_async(&["pin", "intent.yaml", "--out", "lock.yaml"])
