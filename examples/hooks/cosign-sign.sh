@@ -5,7 +5,9 @@
 #   promoter run ... --confirm --after-promote 'sh examples/hooks/cosign-sign.sh' \
 #       --hook-env COSIGN_KEY --hook-env COSIGN_PASSWORD
 # The step runs again on the next run for a digest whose signing failed
-# (its tags are only written once this succeeds); signing twice is harmless.
+# (its tags are only written once this succeeds). A second signature of a
+# digest already signed grows its `.sig` manifest in the destination:
+# sign once per digest (promoter runs this step once per promoted digest).
 set -eu
 cat >/dev/null
 if [ -n "${COSIGN_KEY:-}" ]; then

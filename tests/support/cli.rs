@@ -56,9 +56,30 @@ pub struct Promoter {
     timeout: Duration,
     stdout: Option<Stdio>,
     stderr: Option<Stdio>,
+    /// A shell line to run instead of the binary, with the binary on PATH
+    /// as `promoter` (README's command lines, as written).
+    shell: Option<String>,
 }
 
 impl Promoter {
+    /// The shell command line `line` in `cwd`, as a user types it: `sh -c`,
+    /// with this binary first on PATH as `promoter`.
+    pub fn shell(cwd: impl AsRef<Path>, line: &str) -> Promoter {
+        let bin = Path::new(env!("CARGO_BIN_EXE_promoter"))
+            .parent()
+            .expect("the binary's directory")
+            .to_path_buf();
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let mut dirs = vec![bin];
+        dirs.extend(std::env::split_paths(&path));
+        let joined = std::env::join_paths(dirs).expect("a PATH");
+        Promoter {
+            shell: Some(line.to_string()),
+            ..Promoter::new(cwd)
+        }
+        .env("PATH", joined)
+    }
+
     /// `promoter` in `cwd`, with no arguments yet.
     pub fn new(cwd: impl AsRef<Path>) -> Promoter {
         Promoter {
@@ -68,6 +89,7 @@ impl Promoter {
             timeout: Duration::from_secs(180),
             stdout: None,
             stderr: None,
+            shell: None,
         }
     }
 
@@ -116,13 +138,23 @@ impl Promoter {
     }
 
     fn describe(&self) -> String {
-        format!("promoter {:?} in {}", self.args, self.cwd.display())
+        match &self.shell {
+            Some(line) => format!("`{line}` in {}", self.cwd.display()),
+            None => format!("promoter {:?} in {}", self.args, self.cwd.display()),
+        }
     }
 
     /// The command, and the environment it must not outlive.
     fn command(&mut self) -> (Command, CleanEnv) {
         let env = CleanEnv::new();
-        let mut command = env.command(env!("CARGO_BIN_EXE_promoter"));
+        let mut command = match &self.shell {
+            Some(line) => {
+                let mut sh = env.command("sh");
+                sh.args(["-c", line]);
+                sh
+            }
+            None => env.command(env!("CARGO_BIN_EXE_promoter")),
+        };
         command.args(&self.args).current_dir(&self.cwd);
         for (key, value) in &self.env {
             match value {
