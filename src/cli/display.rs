@@ -123,6 +123,9 @@ fn filter(level: Option<String>, settings: &Settings) -> tracing_subscriber::Env
     if settings.json {
         directives.push("promoter::progress=info".to_string());
         directives.push(format!("{SUMMARY}=info"));
+    } else {
+        // In text the report on stdout has the counts.
+        directives.push(format!("{SUMMARY}=off"));
     }
     directives.iter().fold(filter, |filter, d| {
         filter.add_directive(d.parse().expect("a valid directive"))

@@ -91,6 +91,7 @@ impl<'a> Run<'a> {
     /// Read the registries for `wants` and plan; nothing is written.
     pub async fn plan(&self, wants: Vec<RepoWant>) -> PlanFile {
         let inventory = self.reader().take(&wants).await;
+        log_reads(&wants, &inventory);
         let mut plan = plan::plan(&wants, &inventory);
         gate::gate(
             &mut plan,
@@ -187,6 +188,7 @@ impl<'a> Run<'a> {
         let one = std::slice::from_ref(want);
         let started = std::time::Instant::now();
         let inventory = reader.take(one).await;
+        log_reads(one, &inventory);
         let mut plan = plan::plan(one, &inventory);
         tracing::debug!(
             repository = %want.repo,
@@ -204,6 +206,60 @@ impl<'a> Run<'a> {
         )
         .await;
         (inventory, plan)
+    }
+}
+
+/// At -vv: what the inventory read for `wants`, and why (a dry run says
+/// nothing else about the registries).
+fn log_reads(wants: &[RepoWant], inventory: &Inventory) {
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return;
+    }
+    let tally = |states: &mut dyn Iterator<Item = bool>| {
+        let (mut present, mut other) = (0, 0);
+        for found in states {
+            if found {
+                present += 1
+            } else {
+                other += 1
+            }
+        }
+        (present, other)
+    };
+    for want in wants {
+        let Some(state) = inventory.destinations.get(&want.repo) else {
+            tracing::debug!(repository = %want.repo, "destination not read (planning stopped)");
+            continue;
+        };
+        let (tags, tags_missing) = tally(
+            &mut state
+                .tags
+                .values()
+                .map(|o| matches!(o, plan::Observed::Present(_))),
+        );
+        let (digests, digests_missing) = tally(
+            &mut state
+                .digests
+                .values()
+                .map(|o| matches!(o, plan::Observed::Present(()))),
+        );
+        tracing::debug!(
+            repository = %want.repo,
+            wanted_digests = want.digests.len(),
+            "read the destination: {tags} wanted tag(s) there, {tags_missing} not (or unreadable); {digests} digest(s) there, {digests_missing} not{}",
+            if state.repository_absent { "; the repository is new" } else { "" }
+        );
+    }
+    for (repo, digests) in &inventory.sources {
+        let (present, other) = tally(
+            &mut digests
+                .values()
+                .map(|o| matches!(o, plan::Observed::Present(()))),
+        );
+        tracing::debug!(
+            repository = %repo,
+            "read the source for what the destinations lack: {present} digest(s) there, {other} not (or unreadable)"
+        );
     }
 }
 

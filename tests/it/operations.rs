@@ -509,3 +509,30 @@ async fn progress_off_a_terminal_shows_a_wait_and_never_repeats_itself() {
         assert_ne!(pair[0], pair[1], "{}", out.stderr);
     }
 }
+
+/// At -vv a dry run says what it read of each registry, and why.
+#[test]
+fn a_verbose_dry_run_says_what_it_read() {
+    let work = example();
+    let out = Promoter::new(work.path())
+        .args(["-vv", "run", "--thin-manifest-dir", "manifests/quickstart"])
+        .run();
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stderr
+            .contains("read the destination: 0 wanted tag(s) there"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("read the source for what the destinations lack"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("summary"),
+        "the counts are on stdout: {}",
+        out.stderr
+    );
+}
