@@ -175,3 +175,50 @@ fn help_has_headings_examples_and_the_exit_codes() {
         assert!(out.stdout.contains("Examples:"), "{sub}:\n{}", out.stdout);
     }
 }
+
+/// Twenty images to a destination that is down: the cause is said once,
+/// in the recap, with its count, not once per plan line.
+#[test]
+fn a_cause_shared_by_many_edges_is_said_once_with_its_count() {
+    let work = Workdir::new();
+    let images: String = (0..20)
+        .map(|n| {
+            format!(
+                "- name: app{n}\n  dmap:\n    \"sha256:{}\": [\"1.0\"]\n",
+                format!("{n:02x}").repeat(32)
+            )
+        })
+        .collect();
+    work.write(
+        "m.yaml",
+        format!(
+            "registries:\n- name: oci:src\n  src: true\n- name: {DOWN}/prod\nimages:\n{images}"
+        ),
+    );
+    for confirm in [false, true] {
+        let mut args = vec!["run", "--manifest", "m.yaml"];
+        if confirm {
+            args.push("--confirm");
+        }
+        let out = work.run(&args);
+        assert_eq!(out.code, 4, "{}", out.all());
+        assert!(
+            out.all().matches("connection refused").count() <= 2,
+            "{}",
+            out.all()
+        );
+        assert!(
+            out.stdout
+                .contains("  20 edges: blocked: http://127.0.0.1:9: connection refused"),
+            "{}",
+            out.stdout
+        );
+        assert!(
+            out.stdout
+                .lines()
+                .all(|l| l.chars().count() <= 100 || l.starts_with("  20 edges")),
+            "{}",
+            out.stdout
+        );
+    }
+}
