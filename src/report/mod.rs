@@ -85,21 +85,37 @@ pub fn plan_text(plan: &Plan) -> String {
     out
 }
 
-/// The results' summary line: done, failed, and what was transferred.
+/// The results' summary: done and failed, then what was transferred.
 fn results_line(report: &Report) -> String {
     let failed = report.failed().count();
     let s = &report.stats;
     format!(
-        "result: {} done, {failed} failed; blobs: {} uploaded ({} bytes), {} mounted, {} already present; {} manifests, {} tags written, {} attachments",
+        "result: {} done, {failed} failed\n  blobs: {} uploaded ({}), {} mounted, {} present; written: {} manifests, {} tags, {} attachments",
         report.results.len() - failed,
         s.blobs_uploaded,
-        s.bytes_uploaded,
+        human_bytes(s.bytes_uploaded),
         s.blobs_mounted,
         s.blobs_present,
         s.manifests_written,
         s.tags_written,
         s.attachments_copied,
     )
+}
+
+/// `9577 B`, `9.4 KiB`, `1.0 GiB`.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 /// The JSON document `--output json` prints (schema: docs/report.schema.json).

@@ -136,14 +136,9 @@ pub fn text(plan: &Plan, execution: Option<&Report>) -> String {
     let mut out = String::from("what needs attention:\n");
     for cause in &causes {
         let edges = if cause.count == 1 { "edge" } else { "edges" };
+        // Not wrapped: a cause is searched for and copied whole.
         out.push_str(&format!("  {} {edges}: {}\n", cause.count, cause.text));
-        let more = cause.count.saturating_sub(cause.examples.len());
-        let more = if more > 0 {
-            format!(" and {more} more")
-        } else {
-            String::new()
-        };
-        out.push_str(&format!("    e.g. {}{more}\n", cause.examples.join(", ")));
+        out.push_str(&examples_line(cause));
     }
     if dependent > 0 {
         out.push_str(&format!(
@@ -151,6 +146,37 @@ pub fn text(plan: &Plan, execution: Option<&Report>) -> String {
         ));
     }
     out
+}
+
+/// The widest examples line, as the plan lines.
+const WIDTH: usize = 100;
+
+/// `    e.g. a, b and N more`: as many examples as fit in [`WIDTH`] columns
+/// (at least one).
+fn examples_line(cause: &Cause) -> String {
+    let mut shown: Vec<&str> = Vec::new();
+    for (i, example) in cause.examples.iter().enumerate() {
+        let more = cause.count - i - 1;
+        let mut candidate = shown.clone();
+        candidate.push(example);
+        let tail = if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        };
+        let line = format!("    e.g. {}{tail}", candidate.join(", "));
+        if !shown.is_empty() && line.chars().count() > WIDTH {
+            break;
+        }
+        shown = candidate;
+    }
+    let more = cause.count - shown.len();
+    let tail = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    format!("    e.g. {}{tail}\n", shown.join(", "))
 }
 
 #[cfg(test)]
@@ -191,7 +217,9 @@ mod tests {
         );
         let shown = text(&plan, None);
         assert_eq!(shown.matches("connection refused").count(), 1, "{shown}");
-        assert!(shown.contains("and 17 more"), "{shown}");
+        assert!(shown.contains(" more\n"), "{shown}");
+        let examples = shown.lines().find(|l| l.starts_with("    e.g.")).unwrap();
+        assert!(examples.chars().count() <= WIDTH, "{shown}");
     }
 
     #[test]
