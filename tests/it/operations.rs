@@ -536,3 +536,55 @@ fn a_verbose_dry_run_says_what_it_read() {
         out.stderr
     );
 }
+
+/// A hook runs as our user, but cannot read our environment (where CI
+/// puts credentials) from `/proc`: promoter makes itself non-dumpable. As
+/// root (which reads every process), the run drops to `nobody` first, as
+/// a CI job runs.
+#[test]
+fn a_hook_cannot_read_the_promoters_environment() {
+    use std::os::unix::fs::PermissionsExt;
+    let work = example();
+    let open = |path: &Path| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777)).unwrap();
+    };
+    open(work.path());
+    let home = work.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    open(&home);
+    let gate = "cat /proc/$PPID/environ > leaked 2>/dev/null; tr '\\0' '\\n' < /proc/$PPID/cmdline > cmdline; exit 0";
+    // SAFETY: getuid(2) reads this process's user id.
+    let root = unsafe { libc::getuid() } == 0;
+    let drop_to_nobody = if root {
+        "setpriv --reuid=65534 --regid=65534 --clear-groups "
+    } else {
+        ""
+    };
+    let line = format!(
+        "{drop_to_nobody}promoter run --thin-manifest-dir manifests/quickstart --gate \"$GATE\""
+    );
+    let mut run = Promoter::shell(work.path(), &line).env("GATE", gate).env(
+        "PROMOTER_AUTH_REGISTRY_EXAMPLE",
+        "ci:hunter2-in-the-environment",
+    );
+    for variable in [
+        "HOME",
+        "DOCKER_CONFIG",
+        "XDG_CONFIG_HOME",
+        "XDG_RUNTIME_DIR",
+        "XDG_DATA_HOME",
+        "XDG_CACHE_HOME",
+    ] {
+        run = run.env(variable, &home);
+    }
+    let out = run.run();
+    assert_eq!(out.code, 0, "{}", out.all());
+    // The gate ran (it reads what anyone may), and found no secret.
+    let cmdline = std::fs::read_to_string(work.path().join("cmdline")).unwrap();
+    assert!(cmdline.contains("promoter"), "the gate ran: {cmdline}");
+    let leaked = std::fs::read(work.path().join("leaked")).unwrap_or_default();
+    assert!(
+        !String::from_utf8_lossy(&leaked).contains("hunter2"),
+        "the hook read promoter's environment"
+    );
+}

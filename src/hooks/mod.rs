@@ -17,22 +17,19 @@
 //! (credentials in URLs, `Bearer`/`Basic` values, control characters)
 //! before it reaches our output.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
 
 use crate::once_map::OnceMap;
+
+mod process;
 
 use crate::reference::{Digest, Repository};
 
 /// Variables a hook inherits from our environment without being named.
 const INHERITED: [&str; 7] = ["PATH", "HOME", "USER", "TMPDIR", "LANG", "LC_ALL", "TERM"];
-
-/// How much of a hook's stdout or stderr is kept.
-const OUTPUT_LIMIT: usize = 64 << 10;
 
 /// Hook commands and how they run.
 #[derive(Debug, Clone)]
@@ -146,8 +143,10 @@ impl std::fmt::Debug for Hooks {
 }
 
 impl Hooks {
-    /// Hooks as `options` say.
+    /// Hooks as `options` say. From now on our own process's environment
+    /// and memory are not readable by the hooks (they run as our user).
     pub fn new(options: HookOptions) -> Hooks {
+        process::keep_our_environment_from_hooks();
         Hooks {
             permits: Semaphore::new(options.concurrency.max(1)),
             options,
@@ -219,84 +218,41 @@ impl Hooks {
         let Ok(_permit) = self.permits.acquire().await else {
             return Ran::Failed("hooks are shutting down".to_string());
         };
-        let json = serde_json::to_vec(input).expect("hook input always serialises");
-        let mut child = tokio::process::Command::new("sh");
-        child
-            .arg("-c")
-            .arg(command)
-            .env_clear()
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        // Its own process group, so that a timeout kills what it started too.
-        #[cfg(unix)]
-        child.process_group(0);
-        for name in INHERITED
+        let mut env: Vec<(String, std::ffi::OsString)> = INHERITED
             .iter()
             .copied()
             .chain(self.options.env.iter().map(String::as_str))
-        {
-            if let Some(value) = std::env::var_os(name) {
-                child.env(name, value);
-            }
-        }
-        for (name, value) in vars {
-            child.env(name, value);
-        }
+            .filter_map(|name| std::env::var_os(name).map(|v| (name.to_string(), v)))
+            .collect();
+        env.extend(vars.iter().map(|(k, v)| (k.to_string(), v.into())));
+        let call = process::Call {
+            command,
+            input: serde_json::to_vec(input).expect("hook input always serialises"),
+            env,
+            timeout: self.options.timeout,
+        };
         let shown = shown_command(command);
-        let mut child = match child.spawn() {
-            Ok(child) => child,
-            Err(e) => return Ran::Failed(format!("{shown}: cannot start: {e}")),
-        };
-        let mut stdin = child.stdin.take();
-        let mut stdout = child.stdout.take();
-        let mut stderr = child.stderr.take();
-        let finished = tokio::time::timeout(self.options.timeout, async {
-            // A hook that does not read its input must not block us.
-            let feed = async {
-                if let Some(stdin) = stdin.as_mut() {
-                    let _ = stdin.write_all(&json).await;
+        match process::run(call).await {
+            process::Ended::Exited {
+                code,
+                stdout,
+                stderr,
+            } => {
+                for line in redacted(&stdout).lines().chain(redacted(&stderr).lines()) {
+                    tracing::info!(hook = %shown, "{line}");
                 }
-                drop(stdin.take());
-            };
-            let (_, out, err, status) = tokio::join!(
-                feed,
-                read_capped(stdout.as_mut()),
-                read_capped(stderr.as_mut()),
-                child.wait()
-            );
-            (out, err, status)
-        })
-        .await;
-        let Ok((out, err, status)) = finished else {
-            #[cfg(unix)]
-            if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
-                // SAFETY: kill(2) with a negative pid signals the process group
-                // this hook leads; it touches no memory of ours.
-                unsafe {
-                    libc::kill(-pid, libc::SIGKILL);
-                }
-            }
-            let _ = child.kill().await;
-            return Ran::Failed(format!(
-                "{shown}: no answer within {} s; killed",
-                self.options.timeout.as_secs()
-            ));
-        };
-        for line in redacted(&out).lines().chain(redacted(&err).lines()) {
-            tracing::info!(hook = %shown, "{line}");
-        }
-        match status {
-            Ok(status) => {
-                let reason = redacted(&err)
+                let reason = redacted(&stderr)
                     .lines()
                     .map(str::trim)
                     .find(|l| !l.is_empty())
                     .map(str::to_string);
-                Ran::Exit(status.code().unwrap_or(-1), reason)
+                Ran::Exit(code, reason)
             }
-            Err(e) => Ran::Failed(format!("{shown}: {e}")),
+            process::Ended::Failed(why) => Ran::Failed(format!("{shown}: {why}")),
+            process::Ended::TimedOut => Ran::Failed(format!(
+                "{shown}: no answer within {} s; killed with everything it started",
+                self.options.timeout.as_secs()
+            )),
         }
     }
 }
@@ -307,21 +263,6 @@ enum Ran {
     Exit(i32, Option<String>),
     /// It could not run or did not finish; why.
     Failed(String),
-}
-
-async fn read_capped<R: tokio::io::AsyncRead + Unpin>(reader: Option<&mut R>) -> Vec<u8> {
-    let mut out = Vec::new();
-    if let Some(reader) = reader {
-        let _ = reader.take(OUTPUT_LIMIT as u64).read_to_end(&mut out).await;
-        // Drain the rest so the hook never blocks on a full pipe.
-        let mut sink = [0u8; 8192];
-        while let Ok(n) = reader.read(&mut sink).await {
-            if n == 0 {
-                break;
-            }
-        }
-    }
-    out
 }
 
 /// The command as logs show it: its first word (the rest may carry keys).
