@@ -281,6 +281,7 @@ pub fn references(manifest: &RawManifest, what: &str) -> Result<References, Cont
         what: what.to_string(),
         message,
     };
+    check_unique_keys(&manifest.bytes).map_err(&malformed)?;
     let value: serde_json::Value = serde_json::from_slice(&manifest.bytes)
         .map_err(|e| malformed(format!("manifest is not valid JSON: {e}")))?;
     check_key_spelling(&value, MANIFEST_KEYS).map_err(&malformed)?;
@@ -396,6 +397,90 @@ const DESCRIPTOR_KEYS: &[&str] = &[
     "artifactType",
     "platform",
 ];
+
+/// Refuse a JSON document with a key twice in one object, at any depth:
+/// readers disagree on which one counts (Go's `encoding/json` and serde
+/// take the last, others the first), so two of them would see two images.
+fn check_unique_keys(bytes: &[u8]) -> Result<(), String> {
+    use serde::de::{
+        DeserializeSeed, Deserializer as _, Error as _, MapAccess, SeqAccess, Visitor,
+    };
+
+    /// Any JSON value, refused if an object in it repeats a key.
+    struct Unique;
+
+    impl<'de> DeserializeSeed<'de> for Unique {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Unique {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON value")
+        }
+        fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<(), M::Error> {
+            let mut seen = std::collections::HashSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if !seen.insert(key.clone()) {
+                    return Err(M::Error::custom(format!(
+                        "key {:?} appears twice in one object",
+                        printable(&key)
+                    )));
+                }
+                map.next_value_seed(Unique)?;
+            }
+            Ok(())
+        }
+        fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<(), S::Error> {
+            while seq.next_element_seed(Unique)?.is_some() {}
+            Ok(())
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+    }
+
+    let mut reader = serde_json::Deserializer::from_slice(bytes);
+    match Unique.deserialize(&mut reader) {
+        Ok(()) => Ok(()),
+        // Bad JSON as such is said by the reader that follows.
+        Err(e) if !e.is_data() => Ok(()),
+        Err(e) => {
+            let offset = byte_offset(bytes, e.line(), e.column());
+            Err(format!(
+                "{e} (byte {offset}); readers disagree on which one counts, so the manifest is refused"
+            ))
+        }
+    }
+}
+
+/// The byte offset of 1-based `line` and `column` in `bytes`.
+fn byte_offset(bytes: &[u8], line: usize, column: usize) -> usize {
+    let start: usize = bytes
+        .split(|b| *b == b'\n')
+        .take(line.saturating_sub(1))
+        .map(|l| l.len() + 1)
+        .sum();
+    start + column.saturating_sub(1)
+}
 
 /// Refuse an object key that is not one of `known` but that Go's
 /// `encoding/json` would take for one: it matches keys case-insensitively,
@@ -901,6 +986,42 @@ mod tests {
         // Keys nobody reads are fine, whatever their case.
         let body = image_body("layers", r#","Custom":1,"x-Layerz":2"#);
         assert!(references(&RawManifest::new(body, media_type::OCI_MANIFEST), "m").is_ok());
+    }
+
+    #[test]
+    fn a_key_twice_in_any_object_is_refused_with_where() {
+        // Two "layers": Go takes the last (none here), a first-key reader the
+        // layer: two readers, two images.
+        let body = image_body("layers", r#","layers":[]"#);
+        let err = references(
+            &RawManifest::new(body.clone(), media_type::OCI_MANIFEST),
+            "m",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("key \"layers\" appears twice"), "{err}");
+        let at = body.rfind(r#""layers":[]"#).unwrap();
+        assert!(err.contains("(byte "), "{err}");
+        let said: usize = err
+            .split("(byte ")
+            .nth(1)
+            .unwrap()
+            .split(')')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            said >= at && said <= at + 12,
+            "byte {said} vs key at {at}: {err}"
+        );
+        // Deeper: a descriptor with two digests.
+        let deep = image_body("layers", "").replacen(r#""size":3"#, r#""size":3,"size":4"#, 1);
+        let err = references(&RawManifest::new(deep, media_type::OCI_MANIFEST), "m").unwrap_err();
+        assert!(
+            err.to_string().contains("key \"size\" appears twice"),
+            "{err}"
+        );
     }
 
     #[test]

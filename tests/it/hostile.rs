@@ -307,6 +307,31 @@ async fn a_manifest_other_readers_see_differently_is_refused() {
         .await;
     assert_eq!(out.code, 4, "{}", out.all());
     assert!(!w.path().join("out/sly/index.json").exists());
+
+    // Two "layers" keys: Go reads the last (an empty list), a first-key
+    // reader the layer. Refused, naming the key.
+    let mut twice = TestImage::single_layer(931, 1000);
+    let text = String::from_utf8(twice.manifest.bytes.to_vec()).unwrap();
+    let end = text.rfind('}').unwrap();
+    twice.manifest = RawManifest::new(
+        format!("{},\"layers\":[]}}", &text[..end]),
+        twice.manifest.media_type.clone(),
+    );
+    w.push("stage/twice", &twice, &["1.0"]).await;
+    w.manifest(
+        "twice.yaml",
+        &images_yaml(&[("twice", twice.digest(), &["1.0"])]),
+    );
+    let out = w
+        .run_async(&["run", "--manifest", "twice.yaml", "--confirm", "--wide"])
+        .await;
+    assert_eq!(out.code, 4, "{}", out.all());
+    assert!(
+        out.all()
+            .contains("key \"layers\" appears twice in one object"),
+        "{}",
+        out.all()
+    );
 }
 
 // ---------------------------------------------------------------- 7. attachments
