@@ -402,9 +402,7 @@ const DESCRIPTOR_KEYS: &[&str] = &[
 /// readers disagree on which one counts (Go's `encoding/json` and serde
 /// take the last, others the first), so two of them would see two images.
 fn check_unique_keys(bytes: &[u8]) -> Result<(), String> {
-    use serde::de::{
-        DeserializeSeed, Deserializer as _, Error as _, MapAccess, SeqAccess, Visitor,
-    };
+    use serde::de::{DeserializeSeed, Error as _, MapAccess, SeqAccess, Visitor};
 
     /// Any JSON value, refused if an object in it repeats a key.
     struct Unique;
