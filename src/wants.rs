@@ -20,6 +20,8 @@ pub struct Request<'a> {
     pub since: Option<&'a str>,
     /// `--shard INDEX/COUNT`: only this part of the work.
     pub shard: Option<Shard>,
+    /// What a named manifest file may be (a `watch` takes regular files only).
+    pub named: manifest::Named,
 }
 
 /// `--base REV [--allow-removals]`.
@@ -96,7 +98,7 @@ pub enum Refusal {
 
 /// Load the manifests and select the wants `request` asks for.
 pub fn select(request: &Request<'_>) -> Selection {
-    let loaded = manifest::load(request.input);
+    let loaded = manifest::load_named(request.input, request.named);
     let mut selection = Selection {
         diagnostics: loaded.diagnostics,
         warnings: Vec::new(),
@@ -224,6 +226,7 @@ mod tests {
             base: None,
             since: None,
             shard: None,
+            named: Default::default(),
         }
     }
 

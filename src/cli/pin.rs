@@ -41,6 +41,7 @@ pub(crate) async fn pin(args: PinArgs) -> anyhow::Result<Exit> {
     let open = args.registry.open_options()?;
     let report = promoter::mirror::job::pin_file(
         &args.intent,
+        promoter::manifest::Named::PipesToo,
         args.out.as_deref(),
         &open,
         &mut output::Stdout,

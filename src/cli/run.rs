@@ -180,6 +180,7 @@ impl RunArgs {
                 base,
                 since: None,
                 shard: None,
+                named: Default::default(),
             }));
         }
         Ok(Mode::Plan(Plan {
@@ -283,6 +284,7 @@ fn request<'a>(
         base,
         since: select.since.as_deref(),
         shard: select.shard,
+        named: Default::default(),
     }
 }
 

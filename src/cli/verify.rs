@@ -36,6 +36,7 @@ pub(crate) async fn verify(args: VerifyArgs) -> anyhow::Result<Exit> {
         base: None,
         since: args.select.since.as_deref(),
         shard: args.select.shard,
+        named: Default::default(),
     };
     let selected = match super::run::selected(promoter::wants::select(&request)) {
         Ok(selected) => selected,

@@ -53,10 +53,28 @@ impl Loaded {
     }
 }
 
+/// What a file the user named may be. A one-off run reads a pipe as it
+/// comes (`--manifest <(generate)`); a long-running `watch` opens only
+/// regular files, so that a path swapped for a FIFO fails its cycle at
+/// once instead of blocking every cycle after it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Named {
+    /// Regular files and pipes.
+    #[default]
+    PipesToo,
+    /// Regular files only.
+    RegularOnly,
+}
+
 /// Load, validate and conflict-check the input.
 pub fn load(input: ManifestInput<'_>) -> Loaded {
+    load_named(input, Named::PipesToo)
+}
+
+/// [`load`], with what a named file may be.
+pub fn load_named(input: ManifestInput<'_>, named: Named) -> Loaded {
     finish(match input {
-        ManifestInput::Plain(path) => load_plain(path),
+        ManifestInput::Plain(path) => load_plain(path, named),
         ManifestInput::ThinTree(dir) => load_thin(dir),
     })
 }
@@ -104,9 +122,9 @@ pub fn load_plain_text(name: &Path, text: &str) -> Loaded {
     finish(plain_text(Arc::from(name), text))
 }
 
-fn load_plain(path: &Path) -> Loaded {
+fn load_plain(path: &Path, named: Named) -> Loaded {
     let display: Arc<Path> = Arc::from(path);
-    match read::read_text(path, &display, false) {
+    match read::read_text(path, &display, named == Named::RegularOnly) {
         Ok(text) => plain_text(display, &text),
         Err(d) => Loaded {
             manifests: Vec::new(),

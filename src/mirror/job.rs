@@ -47,11 +47,12 @@ fn shown(errors: &[PinError]) -> String {
 /// Pin the intent file `intent` into `out` (absent: `stdout`).
 pub async fn pin_file(
     intent: &Path,
+    named: manifest::Named,
     out: Option<&Path>,
     open: &OpenOptions,
     stdout: &mut (dyn std::io::Write + Send),
 ) -> PinReport {
-    let (loaded, mut diagnostics) = manifest::intent::load(intent);
+    let (loaded, mut diagnostics) = manifest::intent::load_named(intent, named);
     if let Some(intent) = &loaded {
         diagnostics.extend(pin::check(intent));
     }

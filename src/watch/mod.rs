@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::exec::{ExecOptions, Progress, Report, Tee};
-use crate::manifest::ManifestInput;
+use crate::manifest::{ManifestInput, Named};
 use crate::mirror::job::PinReport;
 use crate::plan::Shard;
 use crate::promote::{self, PlanFile, Run, Verdict};
@@ -125,9 +125,14 @@ async fn one_cycle(
 ) -> bool {
     if let Some(intent) = watch.intent {
         let out = lock_path(watch.input);
-        let report =
-            crate::mirror::job::pin_file(intent, Some(&out), watch.open, &mut std::io::sink())
-                .await;
+        let report = crate::mirror::job::pin_file(
+            intent,
+            Named::RegularOnly,
+            Some(&out),
+            watch.open,
+            &mut std::io::sink(),
+        )
+        .await;
         observer.pinned(&report);
         if report.outcome.is_err() {
             return false;
@@ -141,6 +146,7 @@ async fn one_cycle(
         base: None,
         since: watch.since,
         shard: watch.shard,
+        named: Named::RegularOnly,
     });
     observer.selected(&selection);
     let selected = match selection.outcome {

@@ -132,3 +132,77 @@ async fn watch_promotes_each_change_serves_metrics_and_stops_on_sigterm() {
         .unwrap();
     assert_eq!(status.code(), Some(0), "{status:?}");
 }
+
+/// The manifest path turning into a FIFO between cycles (an attack on a
+/// long-running watch): that cycle fails at once, counted, /healthz says
+/// so, and the next cycles run on schedule; put back, the watch is healthy
+/// again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_swapped_for_a_fifo_fails_its_cycles_and_the_watch_goes_on() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let work = crate::support::cli::Workdir::new();
+    std::os::unix::fs::symlink(repo.join("testdata"), work.path().join("testdata")).unwrap();
+    let manifest = std::fs::read_to_string(repo.join("manifests/quickstart.yaml")).unwrap();
+    work.write("m.yaml", &manifest);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = work
+        .promoter()
+        .args([
+            "watch",
+            "--manifest",
+            "m.yaml",
+            "--interval",
+            "100ms",
+            "--listen",
+            &listen,
+            "-q",
+        ])
+        .spawn();
+    let client = reqwest::Client::new();
+    let health = |want: u16| {
+        let (client, listen) = (&client, &listen);
+        async move || {
+            client
+                .get(format!("http://{listen}/healthz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().as_u16() == want)
+        }
+    };
+    eventually("a first healthy cycle", health(200)).await;
+    std::fs::remove_file(work.path().join("m.yaml")).unwrap();
+    let fifo = std::ffi::CString::new(work.path().join("m.yaml").to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo(3) with a valid C string path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    eventually("a cycle failing on the FIFO", health(503)).await;
+    let metrics = client
+        .get(format!("http://{listen}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !metrics.contains("promoter_cycles_total{result=\"failed\"} 0\n"),
+        "{metrics}"
+    );
+    std::fs::remove_file(work.path().join("m.yaml")).unwrap();
+    work.write("m.yaml", &manifest);
+    eventually("healthy again once the file is back", health(200)).await;
+    let pid = child.id().expect("running") as i32;
+    // SAFETY: kill(2) of the child this test started.
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+    }
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("watch ends after SIGTERM")
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}

@@ -43,8 +43,13 @@ pub use model::{
 
 /// Read and decode the intent at `path`; every problem is a diagnostic.
 pub fn load(path: &Path) -> (Option<Intent>, Vec<Diagnostic>) {
+    load_named(path, super::Named::PipesToo)
+}
+
+/// [`load`], with what the named file may be.
+pub fn load_named(path: &Path, named: super::Named) -> (Option<Intent>, Vec<Diagnostic>) {
     let display: Arc<Path> = Arc::from(path);
-    match super::read::read_text(path, &display, false) {
+    match super::read::read_text(path, &display, named == super::Named::RegularOnly) {
         Ok(text) => decode_text(display, &text),
         Err(d) => (None, vec![d]),
     }
