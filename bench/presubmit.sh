@@ -8,7 +8,9 @@
 #
 #   bench/presubmit.sh [RUNS] [SCALE]
 #
-# Target (issue 12): under 1 s on a 2-core machine.
+# Also times `--parse-only` alone on the same tree in the same run, and
+# prints the ratios. Targets: under 1 s on a 2-core machine (issue 12);
+# within 3x the time and 2x the memory of --parse-only (issue 22).
 set -euo pipefail
 
 runs="${1:-7}"
@@ -49,29 +51,44 @@ echo "change: $(git -C "$work/tree" diff --shortstat)"
 args=(run --thin-manifest-dir "$work/tree" --parse-only --base HEAD --allow-removals)
 "$promoter" "${args[@]}" 2>/dev/null || true # warm the page cache
 
-walls=()
-rsss=()
-for i in $(seq 1 "$runs"); do
-    /usr/bin/time -v "$promoter" "${args[@]}" 2>"$work/time.txt" >/dev/null || {
+# One timed run of promoter with "$@": sets wall_ms and rss_mb.
+timed() {
+    /usr/bin/time -v "$promoter" "$@" 2>"$work/time.txt" >/dev/null || {
         cat "$work/time.txt" >&2
         echo "promoter failed" >&2
-        exit 1
-    }
-    grep -q "warning: .* is no longer promoted" "$work/time.txt" || {
-        echo "the removal was not reported" >&2
         exit 1
     }
     wall_ms="$(sed -n 's/.*Elapsed (wall clock).*: \(.*\)$/\1/p' "$work/time.txt" |
         awk -F: '{ s = 0; for (i = 1; i <= NF; i++) s = s * 60 + $i; printf "%d", s * 1000 + 0.5 }')"
     rss_kb="$(sed -n 's/.*Maximum resident set size (kbytes): \([0-9]*\)/\1/p' "$work/time.txt")"
     rss_mb=$(((rss_kb + 512) / 1024))
-    echo "run $i: ${wall_ms} ms wall, ${rss_mb} MB peak RSS"
+}
+
+walls=()
+rsss=()
+plain_walls=()
+plain_rsss=()
+for i in $(seq 1 "$runs"); do
+    timed run --thin-manifest-dir "$work/tree" --parse-only
+    plain_walls+=("$wall_ms")
+    plain_rsss+=("$rss_mb")
+    timed "${args[@]}"
+    grep -q "warning: .* is no longer promoted" "$work/time.txt" || {
+        echo "the removal was not reported" >&2
+        exit 1
+    }
+    echo "run $i: --base ${wall_ms} ms wall, ${rss_mb} MB peak RSS; --parse-only ${plain_walls[-1]} ms, ${plain_rsss[-1]} MB"
     walls+=("$wall_ms")
     rsss+=("$rss_mb")
 done
 
 median() { printf '%s\n' "$@" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 worst() { printf '%s\n' "$@" | sort -n | tail -1; }
+findings="$(grep -c ': warning: ' "$work/time.txt" || true)"
 echo "presubmit --base, scale $scale, $runs runs on $(nproc) cores:" \
     "median $(median "${walls[@]}") ms (worst $(worst "${walls[@]}") ms)," \
-    "peak RSS median $(median "${rsss[@]}") MB (worst $(worst "${rsss[@]}") MB)"
+    "peak RSS median $(median "${rsss[@]}") MB (worst $(worst "${rsss[@]}") MB), $findings finding line(s)"
+echo "--parse-only alone: median $(median "${plain_walls[@]}") ms, peak RSS median $(median "${plain_rsss[@]}") MB"
+awk -v a="$(median "${walls[@]}")" -v b="$(median "${plain_walls[@]}")" \
+    -v c="$(median "${rsss[@]}")" -v d="$(median "${plain_rsss[@]}")" \
+    'BEGIN { printf "ratio --base / --parse-only: %.2fx time, %.2fx memory\n", a / (b > 0 ? b : 1), c / (d > 0 ? d : 1) }'

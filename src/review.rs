@@ -20,8 +20,8 @@ use crate::manifest::Manifest;
 pub enum Finding {
     /// A tag now wants another digest than at the base: it would move.
     TagMoved {
-        /// The destination repository.
-        repo: String,
+        /// The destination repositories (one entry promotes to several).
+        repos: Vec<String>,
         /// The tag.
         tag: String,
         /// Its digest at the base, and the line that promoted it there.
@@ -31,8 +31,8 @@ pub enum Finding {
     },
     /// A tag the base promoted is no longer promoted at all.
     TagRemoved {
-        /// The destination repository.
-        repo: String,
+        /// The destination repositories.
+        repos: Vec<String>,
         /// The tag.
         tag: String,
         /// Its digest, and the base line that promoted it.
@@ -43,8 +43,8 @@ pub enum Finding {
     /// A digest the base promoted (without tags) into a repository no
     /// longer is.
     DigestRemoved {
-        /// The destination repository.
-        repo: String,
+        /// The destination repositories.
+        repos: Vec<String>,
         /// The digest, and the base line that promoted it.
         base: (String, Location),
         /// Where the head still names the repository, if it does.
@@ -63,15 +63,15 @@ impl Finding {
     pub fn diagnostic(&self, allow_removals: bool) -> Diagnostic {
         match self {
             Finding::TagMoved {
-                repo,
+                repos,
                 tag,
                 base,
                 head,
             } => Diagnostic::error(
                 head.1.clone(),
                 format!(
-                    "tag {tag} of {repo} would move from {} (base: {}) to {}: a promoted tag never moves",
-                    base.0, base.1, head.0
+                    "tag {tag} of {} would move from {} (base: {}) to {}: a promoted tag never moves",
+                    shown(repos), base.0, base.1, head.0
                 ),
             )
             .with_help(format!(
@@ -79,27 +79,46 @@ impl Finding {
                 base.0, head.0
             )),
             Finding::TagRemoved {
-                repo,
+                repos,
                 tag,
                 base,
                 near,
             } => removal(
                 near.clone().unwrap_or_else(|| file_of(&base.1)),
                 format!(
-                    "tag {tag} of {repo} (on {}, base: {}) is no longer promoted",
-                    base.0, base.1
+                    "tag {tag} of {} (on {}, base: {}) is no longer promoted",
+                    shown(repos),
+                    base.0,
+                    base.1
                 ),
                 allow_removals,
             ),
-            Finding::DigestRemoved { repo, base, near } => removal(
+            Finding::DigestRemoved { repos, base, near } => removal(
                 near.clone().unwrap_or_else(|| file_of(&base.1)),
                 format!(
-                    "{} is no longer promoted to {repo} (base: {})",
-                    base.0, base.1
+                    "{} is no longer promoted to {} (base: {})",
+                    base.0,
+                    shown(repos),
+                    base.1
                 ),
                 allow_removals,
             ),
         }
+    }
+}
+
+/// Destination repositories as one finding names them: all of a few, or
+/// the first ones and how many more (a manifest with 22 regional mirrors
+/// is one change, said once).
+fn shown(repos: &[String]) -> String {
+    const NAMED: usize = 3;
+    match repos.len() {
+        0..=NAMED => repos.join(", "),
+        n => format!(
+            "{} and {} more destinations",
+            repos[..NAMED].join(", "),
+            n - NAMED
+        ),
     }
 }
 
@@ -280,13 +299,13 @@ pub fn compare(base: &[Manifest], head: &[Manifest]) -> Vec<Finding> {
         match new.tags.get(&(repo, tag)) {
             Some(&(now, _)) if now == digest => {}
             Some(&(now, head_at)) => findings.push(Finding::TagMoved {
-                repo: names.name(repo).to_string(),
+                repos: vec![names.name(repo).to_string()],
                 tag: names.name(tag).to_string(),
                 base: (names.name(digest).to_string(), at.clone()),
                 head: (names.name(now).to_string(), head_at.clone()),
             }),
             None => findings.push(Finding::TagRemoved {
-                repo: names.name(repo).to_string(),
+                repos: vec![names.name(repo).to_string()],
                 tag: names.name(tag).to_string(),
                 base: (names.name(digest).to_string(), at.clone()),
                 near: new
@@ -300,23 +319,61 @@ pub fn compare(base: &[Manifest], head: &[Manifest]) -> Vec<Finding> {
     for (&(repo, digest), entry) in &old.digests {
         if entry.tags.is_empty() && !new.digests.contains_key(&(repo, digest)) {
             findings.push(Finding::DigestRemoved {
-                repo: names.name(repo).to_string(),
+                repos: vec![names.name(repo).to_string()],
                 base: (names.name(digest).to_string(), entry.location.clone()),
                 near: new.repos.get(&repo).map(|l| (*l).clone()),
             });
         }
     }
     findings.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
-    findings
+    by_entry(findings)
 }
 
 fn sort_key(f: &Finding) -> (&str, &str, &str) {
     match f {
-        Finding::TagMoved { repo, tag, .. } | Finding::TagRemoved { repo, tag, .. } => {
-            (repo.as_str(), tag.as_str(), "")
+        Finding::TagMoved { repos, tag, .. } | Finding::TagRemoved { repos, tag, .. } => {
+            (repos[0].as_str(), tag.as_str(), "")
         }
-        Finding::DigestRemoved { repo, base, .. } => (repo.as_str(), "", base.0.as_str()),
+        Finding::DigestRemoved { repos, base, .. } => (repos[0].as_str(), "", base.0.as_str()),
     }
+}
+
+/// One finding per changed manifest entry: the same change to every
+/// destination of a manifest is one finding naming them all.
+fn by_entry(findings: Vec<Finding>) -> Vec<Finding> {
+    let mut merged: Vec<Finding> = Vec::new();
+    let mut at: HashMap<String, usize> = HashMap::new();
+    for finding in findings {
+        let key = match &finding {
+            Finding::TagMoved {
+                tag, base, head, ..
+            } => format!("m {tag} {base:?} {head:?}"),
+            Finding::TagRemoved {
+                tag, base, near, ..
+            } => format!("t {tag} {base:?} {near:?}"),
+            Finding::DigestRemoved { base, near, .. } => format!("d {base:?} {near:?}"),
+        };
+        let repos = |f: Finding| match f {
+            Finding::TagMoved { repos, .. }
+            | Finding::TagRemoved { repos, .. }
+            | Finding::DigestRemoved { repos, .. } => repos,
+        };
+        match at.get(&key) {
+            Some(&index) => {
+                let more = repos(finding);
+                match &mut merged[index] {
+                    Finding::TagMoved { repos, .. }
+                    | Finding::TagRemoved { repos, .. }
+                    | Finding::DigestRemoved { repos, .. } => repos.extend(more),
+                }
+            }
+            None => {
+                at.insert(key, merged.len());
+                merged.push(finding);
+            }
+        }
+    }
+    merged
 }
 
 /// The (destination repository, digest) entries of `head` that differ
@@ -414,6 +471,27 @@ mod tests {
         let limited = only_changed(wants(&head), &changed);
         assert_eq!(limited.len(), 2);
         assert_eq!(limited[0].digests.len(), 1);
+    }
+
+    #[test]
+    fn one_change_to_an_entry_is_one_finding_naming_every_destination() {
+        let with = |images: &str| {
+            let text = format!(
+                "registries:\n- name: src.example/stage\n  src: true\n- name: a.example/prod\n- name: b.example/prod\n- name: c.example/prod\n- name: d.example/prod\nimages:\n{images}"
+            );
+            let loaded = load_plain_text(Path::new("m.yaml"), &text);
+            assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+            loaded.manifests
+        };
+        let base = with(&format!("- name: a\n  dmap:\n    \"{D1}\": [\"1.0\"]\n"));
+        let head = with(&format!("- name: a\n  dmap:\n    \"{D2}\": [\"1.0\"]\n"));
+        let findings = compare(&base, &head);
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        let shown = findings[0].diagnostic(false).to_string();
+        assert!(
+            shown.contains("tag 1.0 of a.example/prod/a, b.example/prod/a, c.example/prod/a and 1 more destinations would move"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -198,3 +198,43 @@ async fn since_plans_only_what_changed() {
         nothing.stderr
     );
 }
+
+/// A hostile base: a 300 MB `m.yaml` committed at the base revision (the
+/// working copy small) is refused by its size, named, without being read:
+/// the run stays far below the file's size in memory.
+#[test]
+fn a_huge_file_at_the_base_is_refused_unread() {
+    let work = Workdir::new();
+    git(work.path(), &["init", "-q", "."]);
+    let huge = std::fs::File::create(work.path().join("m.yaml")).unwrap();
+    huge.set_len(300 << 20).unwrap(); // zeros: cheap to store, 300 MB to read
+    git(work.path(), &["add", "-A"]);
+    git(work.path(), &["commit", "-qm", "huge base"]);
+    work.write(
+        "m.yaml",
+        format!("registries:\n- name: gcr.io/staging\n  src: true\n- name: registry.example/prod\nimages:\n- name: app\n  dmap:\n    \"{D1}\": [\"1.0\"]\n"),
+    );
+    let out = crate::support::cli::Promoter::shell(
+        work.path(),
+        "/usr/bin/time -f 'max-rss-kb %M' promoter run --manifest m.yaml --parse-only --base HEAD",
+    )
+    .run();
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(
+        out.stderr.contains(
+            "m.yaml at revision HEAD is 314572800 bytes, more than the 16777216-byte limit"
+        ),
+        "{}",
+        out.stderr
+    );
+    let rss: u64 = out
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("max-rss-kb "))
+        .and_then(|k| k.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no max RSS: {}", out.stderr));
+    assert!(
+        rss < 64 << 10,
+        "{rss} KiB to refuse a file it should not read"
+    );
+}
