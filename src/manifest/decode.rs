@@ -481,7 +481,9 @@ fn images(node: &Node<'_>, ctx: &mut Ctx<'_>) -> Vec<Image> {
         }
     };
     let mut out: Vec<Image> = Vec::new();
-    let mut by_name: HashMap<ImageName, usize> = HashMap::new();
+    // An image renamed (`target:`) is another image than the same name
+    // kept, or renamed elsewhere.
+    let mut by_name: HashMap<(ImageName, Option<ImageName>), usize> = HashMap::new();
     // Built only for images that appear more than once: merging stays linear
     // even for a file that repeats one image thousands of times.
     let mut digest_index: HashMap<usize, HashMap<Digest, usize>> = HashMap::new();
@@ -489,8 +491,9 @@ fn images(node: &Node<'_>, ctx: &mut Ctx<'_>) -> Vec<Image> {
         let Some(image) = image(item, ctx) else {
             continue;
         };
-        let Some(&i) = by_name.get(&image.name) else {
-            by_name.insert(image.name.clone(), out.len());
+        let key = (image.name.clone(), image.target.clone());
+        let Some(&i) = by_name.get(&key) else {
+            by_name.insert(key, out.len());
             out.push(image);
             continue;
         };
@@ -531,7 +534,7 @@ fn image(item: &Node<'_>, ctx: &mut Ctx<'_>) -> Option<Image> {
     let entry = fields(
         item,
         "an image entry",
-        &["name", "dmap", "follow"],
+        &["name", "dmap", "follow", "target"],
         &[],
         ctx,
     )?;
@@ -560,6 +563,10 @@ fn image(item: &Node<'_>, ctx: &mut Ctx<'_>) -> Option<Image> {
         None => (Vec::new(), 0),
     };
     let follow = entry.value(2).map(|n| follow(n, ctx)).unwrap_or_default();
+    let target = match entry.value(3) {
+        Some(node) => Some(target(node, ctx)?),
+        None => None,
+    };
     let name = name?;
     if written == 0 && !entry.reported_as_typo(1) {
         let pos = dmap_entry.map_or(item.pos, |(key, _)| key.pos);
@@ -574,10 +581,20 @@ fn image(item: &Node<'_>, ctx: &mut Ctx<'_>) -> Option<Image> {
     }
     Some(Image {
         name,
+        target,
         digests,
         follow,
         location: ctx.at(item.pos),
     })
+}
+
+/// `target: <path>`: the image's path at every destination of its manifest,
+/// instead of its `name` (a promoter extension: the mirror tools' renames).
+fn target(node: &Node<'_>, ctx: &mut Ctx<'_>) -> Option<ImageName> {
+    let text = text(node, "an image path (the name at the destinations)", ctx)?;
+    ImageName::parse(text)
+        .map_err(|err| ctx.name_error(node.pos, err))
+        .ok()
 }
 
 /// `follow: ["latest"]`: the tags of an image that may move, as patterns.

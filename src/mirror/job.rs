@@ -44,7 +44,6 @@ fn shown(errors: &[PinError]) -> String {
     lines.join("\n")
 }
 
-
 /// Pin the intent file `intent` into `out` (absent: `stdout`).
 pub async fn pin_file(
     intent: &Path,

@@ -43,7 +43,10 @@ pub fn references(manifests: &[Manifest], side: Side) -> Vec<String> {
         };
         for registry in registries {
             for image in &manifest.images {
-                let repo = registry.repository(&image.name);
+                let repo = match side {
+                    Side::Source => registry.repository(&image.name),
+                    Side::Target => registry.repository(image.destination_name()),
+                };
                 for entry in &image.digests {
                     if entry.tags.is_empty() {
                         out.insert(format!("{repo}@{}", entry.digest));
