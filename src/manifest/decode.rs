@@ -162,6 +162,30 @@ pub(super) fn fields<'n, 'a, const N: usize>(
     refused: &[(&str, &str)],
     ctx: &mut Ctx<'_>,
 ) -> Option<Fields<'n, 'a, N>> {
+    fields_with(node, what, allowed, refused, None, ctx)
+}
+
+/// [`fields`] for a file whose own tool ignores keys it does not know (the
+/// mirror tools' YAML decoders): an unknown key is a warning that says
+/// `ignored`, with the did-you-mean, not an error.
+pub(super) fn lenient_fields<'n, 'a, const N: usize>(
+    node: &'n Node<'a>,
+    what: &str,
+    allowed: &[&str; N],
+    ignored: &str,
+    ctx: &mut Ctx<'_>,
+) -> Option<Fields<'n, 'a, N>> {
+    fields_with(node, what, allowed, &[], Some(ignored), ctx)
+}
+
+fn fields_with<'n, 'a, const N: usize>(
+    node: &'n Node<'a>,
+    what: &str,
+    allowed: &[&str; N],
+    refused: &[(&str, &str)],
+    ignored: Option<&str>,
+    ctx: &mut Ctx<'_>,
+) -> Option<Fields<'n, 'a, N>> {
     let Value::Map(entries) = &node.value else {
         ctx.error(
             node.pos,
@@ -207,11 +231,18 @@ pub(super) fn fields<'n, 'a, const N: usize>(
                 }
                 None => format!("{what} has the keys: {}", allowed.join(", ")),
             };
-            ctx.error(
-                key.pos,
-                format!("unknown key {} in {what}", quote(text)),
-                Some(help),
-            );
+            match ignored {
+                Some(ignored) => ctx.warning(
+                    key.pos,
+                    format!("unknown key {} in {what}: {ignored}", quote(text)),
+                    Some(help),
+                ),
+                None => ctx.error(
+                    key.pos,
+                    format!("unknown key {} in {what}", quote(text)),
+                    Some(help),
+                ),
+            }
         }
     }
     Some(Fields { found, misspelled })

@@ -51,6 +51,7 @@ fn new_intent(found: &[FoundImage], target: &RegistryName) -> Intent {
         images: Vec::new(),
         catalog: Vec::new(),
         format: crate::manifest::intent::Format::Intent,
+        schedule: None,
     }
 }
 
@@ -82,6 +83,7 @@ fn add(intent: &mut Intent, found: &FoundImage) {
         None => {
             intent.images.push(IntentImage {
                 name: name.clone(),
+                target: None,
                 source: (*registry != default_source).then(|| registry.clone()),
                 destinations: None,
                 select: Selectors::default(),
@@ -139,6 +141,9 @@ pub fn intent_text(intent: &Intent, header: &str) -> String {
     for image in &intent.images {
         let s = &image.select;
         out.push_str(&format!("- name: {}\n", image.name));
+        if let Some(target) = &image.target {
+            out.push_str(&format!("  target: {target}\n"));
+        }
         if let Some(source) = &image.source {
             out.push_str(&format!("  source: {source}\n"));
         }

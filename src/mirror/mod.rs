@@ -3,6 +3,7 @@
 //! source into an ordinary, digest-pinned CIP manifest that is reviewed and
 //! promoted like any other.
 
+mod blang;
 pub mod import;
 pub mod input;
 pub mod job;

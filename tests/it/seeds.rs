@@ -252,7 +252,7 @@ async fn image_syncers_images_file_pins_and_promotes() {
     w.write("external-images.yaml", file);
 
     let notes = pin_and_promote(&w, "external-images.yaml").await;
-    assert!(notes.contains("pinned the linux/amd64 manifest"), "{notes}");
+    assert!(notes.contains("`amd64Only` is not read"), "{notes}");
     let external = "kyma-project/external";
     holds(
         &w,
@@ -266,21 +266,29 @@ async fn image_syncers_images_file_pins_and_promotes() {
         &exporter_old,
     )
     .await;
-    // amd64Only: the amd64 manifest of the index, digest-preserving.
+    // amd64Only is read by no image-syncer since 2024-12 (and never chose
+    // a platform): the whole index is copied, digest-preserving.
     holds(
         &w,
         &format!("{external}/bitnami/postgres-exporter:0.11.1-debian-11-r69"),
-        &exporter.children[0],
+        &exporter,
     )
     .await;
-    // A source pinned by digest gets its `tag` in the target.
-    holds(&w, &format!("{external}/busybox:1.32.0-v1"), &busybox).await;
+    // A one-component source goes below `library/`, as `getTarget` puts
+    // it; a source pinned by digest gets its `tag` in the target.
     holds(
         &w,
-        &format!("{external}/postgres:v20230508-11.19-alpine3.17"),
+        &format!("{external}/library/busybox:1.32.0-v1"),
+        &busybox,
+    )
+    .await;
+    holds(
+        &w,
+        &format!("{external}/library/postgres:v20230508-11.19-alpine3.17"),
         &postgres,
     )
     .await;
+    lacks(&w, &format!("{external}/busybox:1.32.0-v1")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -37,25 +37,43 @@ mod model;
 mod seeds;
 
 pub use model::{
-    split_mapping, CatalogImages, Format, Intent, IntentImage, Located, PinnedDigest, Rename,
-    Selectors,
+    map_repository, split_mapping, CatalogImages, Format, Intent, IntentImage, Located, Mapped,
+    PinnedDigest, RangeSyntax, ReadOptions, Rename, Schedule, Selectors, Task,
 };
 
 /// Read and decode the intent at `path`; every problem is a diagnostic.
 pub fn load(path: &Path) -> (Option<Intent>, Vec<Diagnostic>) {
+    load_with(path, &ReadOptions::default())
+}
+
+/// [`load`], with what the file's own tool would know from its command line.
+pub fn load_with(path: &Path, options: &ReadOptions) -> (Option<Intent>, Vec<Diagnostic>) {
     let display: Arc<Path> = Arc::from(path);
     match super::read::read_text(path, &display, false) {
-        Ok(text) => decode_text(display, &text),
+        Ok(text) => decode_text(display, &text, options),
         Err(d) => (None, vec![d]),
     }
 }
 
 /// Decode an intent held in memory; `name` names it in messages.
 pub fn load_text(name: &Path, text: &str) -> (Option<Intent>, Vec<Diagnostic>) {
-    decode_text(Arc::from(name), text)
+    decode_text(Arc::from(name), text, &ReadOptions::default())
 }
 
-fn decode_text(file: Arc<Path>, source_text: &str) -> (Option<Intent>, Vec<Diagnostic>) {
+/// [`load_text`] with [`ReadOptions`].
+pub fn load_text_with(
+    name: &Path,
+    text: &str,
+    options: &ReadOptions,
+) -> (Option<Intent>, Vec<Diagnostic>) {
+    decode_text(Arc::from(name), text, options)
+}
+
+fn decode_text(
+    file: Arc<Path>,
+    source_text: &str,
+    options: &ReadOptions,
+) -> (Option<Intent>, Vec<Diagnostic>) {
     let mut diagnostics = Vec::new();
     let parsed = yaml::parse(source_text);
     super::push_yaml_errors(&file, parsed.errors, &mut diagnostics);
@@ -74,13 +92,37 @@ fn decode_text(file: Arc<Path>, source_text: &str) -> (Option<Intent>, Vec<Diagn
     };
     let intent = match sniff(root) {
         Some(Format::Sinker) => seeds::sinker::decode(root, &mut ctx, &file),
-        Some(Format::ImageSyncer) => seeds::image_syncer::decode(root, &mut ctx, &file),
-        Some(Format::Dregsy) => seeds::dregsy::decode(root, &mut ctx, &file),
+        Some(Format::ImageSyncer) => seeds::image_syncer::decode(root, &mut ctx, &file, options),
+        Some(Format::Dregsy) => seeds::dregsy::decode(root, &mut ctx, &file, options),
         Some(Format::Intent) | None => decode::intent(root, &mut ctx, &file),
     };
     crate::diag::sort(&mut diagnostics);
     let intent = intent.filter(|_| !diagnostics.iter().any(Diagnostic::is_error));
     (intent, diagnostics)
+}
+
+/// Whether `root` is a mapping whose `images` list has an entry with
+/// `key` (`source`: image-syncer's file since its prefix moved to the
+/// command line; `dmap`: a CIP manifest).
+pub fn lists_images_with(root: &Node<'_>, key: &str) -> bool {
+    let Value::Map(entries) = &root.value else {
+        return false;
+    };
+    let images = entries
+        .iter()
+        .find(|(k, _)| k.as_scalar().is_some_and(|s| s.text == "images"));
+    let Some((_, images)) = images else {
+        return false;
+    };
+    let Value::Seq(items) = &images.value else {
+        return false;
+    };
+    items.iter().any(|item| match &item.value {
+        Value::Map(fields) => fields
+            .iter()
+            .any(|(k, _)| k.as_scalar().is_some_and(|s| s.text == key)),
+        _ => false,
+    })
 }
 
 /// Which kind of file `root` is, by its top-level keys; `None` for a file
@@ -99,7 +141,7 @@ fn sniff(root: &Node<'_>) -> Option<Format> {
         Some(Format::Intent)
     } else if has("sources") && has("target") {
         Some(Format::Sinker)
-    } else if has("targetRepoPrefix") {
+    } else if has("targetRepoPrefix") || lists_images_with(root, "source") {
         Some(Format::ImageSyncer)
     } else if has("tasks") {
         Some(Format::Dregsy)

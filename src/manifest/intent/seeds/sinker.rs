@@ -9,8 +9,8 @@ use std::sync::Arc;
 use super::{image, intent_of, key_pos, list_of, located, registry, CREDENTIALS_HELP};
 use crate::manifest::decode::{fields, text, Ctx, Fields};
 use crate::manifest::intent::decode::parsed;
+use crate::manifest::intent::map_repository;
 use crate::manifest::intent::model::{Format, Intent, IntentImage, PinnedDigest, Selectors};
-use crate::manifest::intent::split_mapping;
 use crate::manifest::yaml::Node;
 use crate::reference::{Digest, RegistryName, Tag};
 
@@ -101,10 +101,8 @@ fn source(
     let select = tag_or_digest(&f, item, repository, ctx)?;
     let (source, target) = (source?, target?);
     let repository = repository.trim_matches('/');
-    match split_mapping(&source, repository, target, repository) {
-        Some((source, name, destination)) => {
-            Some(image(source, name, destination, select, item.pos, ctx))
-        }
+    match map_repository(&source, repository, target, repository) {
+        Some(mapped) => Some(image(mapped, select, item.pos, ctx)),
         None => {
             ctx.error(
                 f.value(0).map_or(item.pos, |n| n.pos),
