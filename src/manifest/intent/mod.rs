@@ -41,6 +41,46 @@ pub use model::{
     PinnedDigest, RangeSyntax, ReadOptions, Rename, Schedule, Selectors, Task,
 };
 
+/// Sinker's image manifest as Sinker holds, updates and writes it, for
+/// `promoter sinker` (`create`, `update`, `list`) and `import --out`.
+pub mod sinker {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    pub use super::seeds::sinker::model::*;
+    pub use super::seeds::sinker::write::sinker_text;
+    use crate::diag::Diagnostic;
+
+    /// Read the Sinker file at `path` as Sinker's `Get` does.
+    pub fn load(path: &Path) -> (Option<SinkerFile>, Vec<Diagnostic>) {
+        let display: Arc<Path> = Arc::from(path);
+        match crate::manifest::read::read_text(path, &display, false) {
+            Ok(text) => load_text(display, &text),
+            Err(d) => (None, vec![d]),
+        }
+    }
+
+    /// [`load`] of a file held in memory, named `name` in messages.
+    pub fn load_text(name: Arc<Path>, text: &str) -> (Option<SinkerFile>, Vec<Diagnostic>) {
+        let mut diagnostics = Vec::new();
+        let parsed = crate::manifest::yaml::parse(text);
+        crate::manifest::push_yaml_errors(&name, parsed.errors, &mut diagnostics);
+        let mut ctx = crate::manifest::decode::Ctx {
+            file: name,
+            thin: false,
+            diagnostics: &mut diagnostics,
+        };
+        // An empty file is an empty manifest to Sinker.
+        let file = match parsed.root.as_ref().filter(|r| !r.is_null()) {
+            None => Some(SinkerFile::default()),
+            Some(root) => super::seeds::sinker::read(root, &mut ctx).map(|(f, _)| f),
+        };
+        crate::diag::sort(&mut diagnostics);
+        let file = file.filter(|_| !diagnostics.iter().any(Diagnostic::is_error));
+        (file, diagnostics)
+    }
+}
+
 /// Read and decode the intent at `path`; every problem is a diagnostic.
 pub fn load(path: &Path) -> (Option<Intent>, Vec<Diagnostic>) {
     load_with(path, &ReadOptions::default())
