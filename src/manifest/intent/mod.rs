@@ -141,6 +141,15 @@ fn decode_text(
     (intent, diagnostics)
 }
 
+/// Which kind of file `path` is, by its top-level keys alone (it may
+/// still have errors); `None` when it cannot be read or is none of them.
+pub fn format_of(path: &Path) -> Option<Format> {
+    let display: Arc<Path> = Arc::from(path);
+    let text = super::read::read_text(path, &display, false).ok()?;
+    let parsed = yaml::parse(&text);
+    sniff(parsed.root.as_ref()?)
+}
+
 /// Whether `root` is a mapping whose `images` list has an entry with
 /// `key` (`source`: image-syncer's file since its prefix moved to the
 /// command line; `dmap`: a CIP manifest).
