@@ -69,6 +69,13 @@ fn finish(mut loaded: Loaded) -> Loaded {
     loaded
 }
 
+/// The conflict check of [`load`] over manifests loaded apart (the locks
+/// of one pin): one error per pair of entries promoting different digests
+/// to one destination tag.
+pub fn check_conflicts(manifests: &[Manifest], out: &mut Vec<Diagnostic>) {
+    conflict::check(manifests, out);
+}
+
 /// An image whose path, in an `oci:` registry of its manifest, would run
 /// through a layout's own files (`x/blobs/y`): refused here, where the
 /// manifest line can be named, rather than by the first write.

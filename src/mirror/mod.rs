@@ -11,6 +11,7 @@ pub mod kubernetes;
 pub mod lock;
 pub mod pin;
 pub mod select;
+pub mod sync;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -64,6 +64,10 @@ pub enum Credential {
     /// A refresh token for the OAuth2 `refresh_token` grant (docker's
     /// `identitytoken`, or a helper answering with user `<token>`).
     IdentityToken(Secret),
+    /// A token sent as it is, `Authorization: Bearer <token>`, without a
+    /// token exchange (docker's `registrytoken`; image-syncer's
+    /// `--access-token`, a cloud OAuth access token).
+    RegistryToken(Secret),
 }
 
 /// One parsed auth file (docker `config.json` or containers `auth.json`:
@@ -117,6 +121,8 @@ pub struct CredentialStore {
     helper_timeout: Option<Duration>,
     /// Host -> where its credentials came from, for messages.
     answered: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    /// Host -> credentials given on the command line, before any file.
+    given: HashMap<String, (Credential, String)>,
 }
 
 impl CredentialStore {
@@ -179,6 +185,15 @@ impl CredentialStore {
         self
     }
 
+    /// `credential` for `host` (as [`crate::reference::RegistryName`]
+    /// normalises it), before every file; `source` says where it came
+    /// from in messages (a flag's name, never the value).
+    pub fn with_credential(mut self, host: &str, credential: Credential, source: &str) -> Self {
+        self.given
+            .insert(host.to_string(), (credential, source.to_string()));
+        self
+    }
+
     /// How long a credential helper may take (default 60 s).
     pub fn with_helper_timeout(mut self, timeout: Duration) -> Self {
         self.helper_timeout = Some(timeout);
@@ -217,6 +232,14 @@ impl CredentialStore {
     /// or `None` to go anonymous.
     pub async fn lookup(&self, host: &str) -> Result<Option<Credential>, RegistryError> {
         let keys = host_keys(host);
+        if let Some((credential, source)) = self.given.get(host) {
+            tracing::debug!(registry = host, source = %source, "credentials found");
+            self.answered
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(host.to_string(), source.clone());
+            return Ok(Some(credential.clone()));
+        }
         // Which source answered, for -vv (never what it answered).
         // CI's way first: PROMOTER_AUTH_<HOST>=user:password.
         let variable = env_variable(host);
