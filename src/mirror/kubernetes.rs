@@ -93,6 +93,47 @@ pub fn sinker_images_in_paths(paths: &[PathBuf]) -> (Vec<String>, Vec<Diagnostic
     (sinker, finder.finish(false).1)
 }
 
+/// Sinker's `GetImagesFromStandardInput` (`create -`, `update -`, `check
+/// -`): Kubernetes YAML when the text holds `---` anywhere, else images
+/// separated by spaces (or, without a space, by newlines), each once.
+pub fn sinker_images_in_standard_input() -> (Vec<String>, Vec<Diagnostic>) {
+    let mut bytes = Vec::new();
+    let read = io::stdin()
+        .lock()
+        .take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes);
+    let file: Arc<Path> = Arc::from(Path::new(STDIN_NAME));
+    let text = match read.map(|_| String::from_utf8(bytes)) {
+        Ok(Ok(text)) if text.len() as u64 <= MAX_FILE_BYTES => text,
+        _ => {
+            let problem = Diagnostic::error(
+                Location::file_only(file),
+                "standard input cannot be read as UTF-8 text within the size limit",
+            );
+            return (Vec::new(), vec![problem]);
+        }
+    };
+    sinker_images_in_input_text(&file, &text)
+}
+
+/// [`sinker_images_in_standard_input`] of `text`, named `file`.
+pub fn sinker_images_in_input_text(file: &Arc<Path>, text: &str) -> (Vec<String>, Vec<Diagnostic>) {
+    if text.contains("---") {
+        let mut finder = Finder::default();
+        finder.text(file, text);
+        let images = crate::manifest::intent::sinker::dedupe(&finder.sinker);
+        return (images, finder.finish(false).1);
+    }
+    let images: Vec<String> = if text.contains(' ') {
+        text.split(' ').map(str::to_string).collect()
+    } else if text.contains('\n') {
+        text.split('\n').map(str::to_string).collect()
+    } else {
+        Vec::new()
+    };
+    (crate::manifest::intent::sinker::dedupe(&images), Vec::new())
+}
+
 fn find_in(paths: &[PathBuf]) -> Finder {
     let mut finder = Finder::default();
     for path in paths {
@@ -1153,6 +1194,19 @@ NOTES:
             images,
             ["busybox:1.36", "nginx:1.25.3", "ghcr.io/x/side:v1"]
         );
+    }
+
+    /// TESTCASES.md §F8 (Sinker's standard input, derived).
+    #[test]
+    fn sinkers_standard_input_splits_as_sinker_splits_it() {
+        let file: Arc<Path> = Arc::from(Path::new("-"));
+        let images = |t: &str| sinker_images_in_input_text(&file, t).0;
+        assert_eq!(images("a:1 b:2"), ["a:1", "b:2"]);
+        assert_eq!(images("a:1 b:2\n"), ["a:1", "b:2\n"]);
+        assert_eq!(images("a:1\nb:2\n"), ["a:1", "b:2"]);
+        assert!(images("a:1").is_empty());
+        let yaml = "---\napiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - image: x:1\n";
+        assert_eq!(images(yaml), ["x:1"]);
     }
 
     #[test]

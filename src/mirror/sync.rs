@@ -98,6 +98,47 @@ pub async fn sync(
     })
 }
 
+/// Whether `plan` writes `image`'s tags (Sinker's "would be pushed"):
+/// some work in its destination repository for one of them.
+pub fn writes(plan: &crate::plan::Plan, image: &crate::manifest::intent::IntentImage) -> bool {
+    let Some(destination) = image.destinations.as_ref().and_then(|d| d.first()) else {
+        return false;
+    };
+    let repo = destination.repository(image.target.as_ref().unwrap_or(&image.name));
+    let s = &image.select;
+    let tags: Vec<&crate::reference::Tag> = s
+        .retag
+        .as_ref()
+        .map(|r| &r.value)
+        .into_iter()
+        .chain(s.tags.iter().map(|t| &t.value))
+        .chain(s.digests.iter().filter_map(|d| d.value.tag.as_ref()))
+        .collect();
+    plan.work()
+        .any(|w| w.repo == repo && w.tag().is_some_and(|t| tags.contains(&t)))
+}
+
+/// The hosts `intent` writes to (`host[:port]`, as credentials are looked
+/// up), each once: where a command line's target credential goes.
+pub fn destination_hosts(intent: &Intent) -> Vec<String> {
+    let mut hosts: Vec<String> = intent
+        .destinations
+        .iter()
+        .map(|d| &d.name)
+        .chain(
+            intent
+                .images
+                .iter()
+                .flat_map(|i| i.destinations.iter().flatten()),
+        )
+        .chain(intent.catalog.iter().map(|c| &c.destination))
+        .filter_map(|name| name.endpoint.api_host().map(|_| name.endpoint.to_string()))
+        .collect();
+    hosts.sort();
+    hosts.dedup();
+    hosts
+}
+
 /// The locks read back as the manifests they are, with the checks every
 /// manifest gets (names, conflicts).
 fn manifests_of(locks: &[pin::Lock], intent: &Path) -> Result<Vec<Manifest>, SyncFailure> {

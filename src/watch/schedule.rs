@@ -30,9 +30,9 @@ pub enum Ended {
 }
 
 /// What runs the tasks: one run of task `i`, whether it succeeded.
-pub trait Tasks: Send {
+pub trait Tasks {
     /// Run task `i` once.
-    fn run(&mut self, i: usize) -> Pin<Box<dyn Future<Output = bool> + Send + '_>>;
+    fn run(&mut self, i: usize) -> Pin<Box<dyn Future<Output = bool> + '_>>;
 }
 
 /// Run the tasks whose intervals are `intervals` (zero: once) until they
@@ -142,7 +142,7 @@ mod tests {
     }
 
     impl Tasks for Recorded {
-        fn run(&mut self, i: usize) -> Pin<Box<dyn Future<Output = bool> + Send + '_>> {
+        fn run(&mut self, i: usize) -> Pin<Box<dyn Future<Output = bool> + '_>> {
             Box::pin(async move {
                 self.runs
                     .lock()

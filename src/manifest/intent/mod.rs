@@ -41,6 +41,8 @@ pub use model::{
     PinnedDigest, RangeSyntax, ReadOptions, Rename, Schedule, Selectors, Task,
 };
 
+pub use seeds::dregsy::TaskFilter;
+
 /// Sinker's image manifest as Sinker holds, updates and writes it, for
 /// `promoter sinker` (`create`, `update`, `list`) and `import --out`.
 pub mod sinker {

@@ -497,6 +497,30 @@ fn line_match(expression: &str) -> String {
     out
 }
 
+/// dregsy's `-run` task filter: the expression line-matched against each
+/// task's name, `!` in front for the names it does not match.
+#[derive(Debug, Clone)]
+pub struct TaskFilter {
+    regex: regex::Regex,
+    inverted: bool,
+}
+
+impl TaskFilter {
+    /// `expression` as dregsy's `util.NewRegex` reads it.
+    pub fn new(expression: &str) -> Result<TaskFilter, regex::Error> {
+        let (pattern, inverted) = filter(expression);
+        Ok(TaskFilter {
+            regex: regex::Regex::new(&pattern)?,
+            inverted,
+        })
+    }
+
+    /// Whether the task called `name` runs.
+    pub fn matches(&self, name: &str) -> bool {
+        self.regex.is_match(name) != self.inverted
+    }
+}
+
 /// A tag filter's expression as dregsy's `util.NewRegex` reads it:
 /// trimmed, `!` for the negation, line-matched; whether it is negated.
 fn filter(r: &str) -> (String, bool) {
@@ -733,6 +757,20 @@ tasks:
                 "a.io | team/web -> mirror/web-v2 | b.io | latest",
             ]
         );
+    }
+
+    /// TEST_CASES.md §B and §H: `-run` is a line match, `!` inverts it,
+    /// and `a|b` is `^a|b$`.
+    #[test]
+    fn the_task_filter_is_dregsys_line_match() {
+        let f = super::TaskFilter::new("task-a").unwrap();
+        assert!(f.matches("task-a") && !f.matches("task-abc"));
+        let f = super::TaskFilter::new(" !task-a ").unwrap();
+        assert!(!f.matches("task-a") && f.matches("task-b"));
+        let f = super::TaskFilter::new("a|b").unwrap();
+        assert!(f.matches("ax") && f.matches("xb") && !f.matches("xax"));
+        assert!(super::TaskFilter::new(".*").unwrap().matches("anything"));
+        assert!(super::TaskFilter::new("(").is_err());
     }
 
     /// dregsy's platform fixtures (test/fixtures/e2e/base/skopeo-platform.yaml

@@ -20,7 +20,7 @@ use crate::manifest::model::RegistryEntry;
 use crate::manifest::yaml::{Node, Pos, Value};
 use crate::reference::RegistryName;
 
-pub(super) mod dregsy;
+pub(crate) mod dregsy;
 pub(super) mod image_syncer;
 pub(super) mod sinker;
 
