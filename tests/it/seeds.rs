@@ -9,14 +9,14 @@ use crate::support::images::{Flavor, Platform, TestImage};
 use crate::support::skopeo;
 use crate::support::world::World;
 
-fn seed(name: &str) -> String {
+pub(crate) fn seed(name: &str) -> String {
     let path = format!("{}/testdata/seeds/{name}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 /// Registry options sending each of `to_source` to the source registry
 /// and each of `to_destination` to the destination.
-fn endpoints(w: &World, to_source: &[&str], to_destination: &[&str]) {
+pub(crate) fn endpoints(w: &World, to_source: &[&str], to_destination: &[&str]) {
     let mut registries = serde_json::Map::new();
     for (hosts, endpoint) in [(to_source, w.src_host()), (to_destination, w.dst_host())] {
         for host in hosts {
@@ -34,7 +34,7 @@ fn endpoints(w: &World, to_source: &[&str], to_destination: &[&str]) {
 }
 
 /// Pin `file` into `lock/`, promote it, and pin again: the same bytes.
-async fn pin_and_promote(w: &World, file: &str) -> String {
+pub(crate) async fn pin_and_promote(w: &World, file: &str) -> String {
     let pin = w
         .run_async(&[
             "pin",
@@ -74,7 +74,7 @@ async fn pin_and_promote(w: &World, file: &str) -> String {
 }
 
 /// Every file of the lock tree, with its path, in order.
-fn lock_text(w: &World) -> String {
+pub(crate) fn lock_text(w: &World) -> String {
     let mut files = Vec::new();
     let mut stack = vec![w.path().join("lock")];
     while let Some(dir) = stack.pop() {
@@ -101,7 +101,7 @@ fn lock_text(w: &World) -> String {
 }
 
 /// What the destination holds at `reference` is `image`, byte for byte.
-async fn holds(w: &World, reference: &str, image: &TestImage) {
+pub(crate) async fn holds(w: &World, reference: &str, image: &TestImage) {
     let target = format!("docker://{}/{reference}", w.dst_host());
     if let Some(raw) = skopeo::inspect_raw_async(&target).await {
         let held = promoter::reference::Digest::sha256_of(&raw);
@@ -110,7 +110,7 @@ async fn holds(w: &World, reference: &str, image: &TestImage) {
 }
 
 /// Nothing is at `reference` in the destination.
-async fn lacks(w: &World, reference: &str) {
+pub(crate) async fn lacks(w: &World, reference: &str) {
     let target = format!("docker://{}/{reference}", w.dst_host());
     if let Some(found) = skopeo::try_inspect_raw_async(&target).await {
         assert!(found.is_err(), "{reference} should not be there");
