@@ -70,6 +70,7 @@ pub fn open_options(
     Ok(OpenOptions {
         remote,
         auth_file: auth_file.map(Path::to_path_buf),
+        credentials: Vec::new(),
     })
 }
 

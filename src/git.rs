@@ -50,7 +50,7 @@ pub enum GitError {
         rev: String,
         /// Its size, as git stores it.
         size: u64,
-        /// The cap ([`crate::manifest::MAX_FILE_BYTES`]).
+        /// The cap ([`crate::limits::MANIFEST_FILE_BYTES`]).
         limit: u64,
     },
     /// Writing the base copy failed.
@@ -98,7 +98,7 @@ fn ls_tree(dir: &Path, commit: &str, path: &str) -> Result<Vec<TreeEntry>, GitEr
 
 /// Refuse an entry larger than a manifest file may be, before reading it.
 fn check_size(entry: &TreeEntry, shown: &Path, rev: &str) -> Result<(), GitError> {
-    let limit = crate::manifest::MAX_FILE_BYTES;
+    let limit = crate::limits::MANIFEST_FILE_BYTES;
     if entry.size > limit {
         return Err(GitError::TooLarge {
             path: shown.display().to_string(),
@@ -434,7 +434,7 @@ mod tests {
             "not a manifest file"
         );
         // A committed manifest past the limit is refused by its size, unread.
-        let limit = crate::manifest::MAX_FILE_BYTES;
+        let limit = crate::limits::MANIFEST_FILE_BYTES;
         sh(
             repo.path(),
             &format!(

@@ -118,3 +118,12 @@ pub const REFUSED_ATTEMPTS: u32 = 3;
 
 /// Largest registry options file read (`--registry-config`).
 pub const OPTIONS_FILE_BYTES: u64 = 1 << 20;
+
+/// The largest manifest or intent file read, in the working copy or at a
+/// git revision. The whole registry.k8s.io tree is 2.2 MB of YAML across
+/// 150 files; a single file near this size is a mistake or an attack.
+pub const MANIFEST_FILE_BYTES: u64 = 16 << 20;
+
+/// The largest registry key file read (a service-account JSON key is a
+/// few KiB).
+pub const KEY_FILE_BYTES: u64 = 1 << 20;

@@ -6,12 +6,10 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 mod cli;
 
 fn main() -> ExitCode {
-    let cli = match cli::Cli::try_parse() {
+    let cli = match cli::parse() {
         Ok(cli) => cli,
         Err(err) => {
             let _ = err.print();
@@ -24,7 +22,7 @@ fn main() -> ExitCode {
             return ExitCode::from(exit.code());
         }
     };
-    let ctx = cli::Ctx::start(&cli.log);
+    let ctx = cli::Ctx::start(&cli);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -275,7 +275,7 @@ fn built(manifests: &[Manifest]) -> Built {
                     .map(|i| {
                         m.destinations
                             .iter()
-                            .map(|d| d.name.repository(&i.name).to_string())
+                            .map(|d| d.name.repository(i.destination_name()).to_string())
                             .collect()
                     })
                     .collect()

@@ -250,8 +250,8 @@ fn promoted_into<'m>(
             let sub = root.sub_path_of(&destination.name);
             manifest.images.iter().filter_map(move |image| {
                 let name = match sub? {
-                    "" => image.name.to_string(),
-                    sub => format!("{sub}/{}", image.name),
+                    "" => image.destination_name().to_string(),
+                    sub => format!("{sub}/{}", image.destination_name()),
                 };
                 Some((name, manifest, image))
             })

@@ -62,6 +62,9 @@ fn kubernetes(args: KubernetesArgs) -> anyhow::Result<Exit> {
         }
         None => None,
     };
+    if let Some(out) = args.out.as_deref().filter(|o| is_sinker_file(o)) {
+        return sinker_update(&args.paths, out, target.is_some());
+    }
     let existing = match existing_intent(args.out.as_deref()) {
         Ok(existing) => existing,
         Err(exit) => return Ok(exit),
@@ -99,6 +102,42 @@ fn kubernetes(args: KubernetesArgs) -> anyhow::Result<Exit> {
         None => emit(&text),
     }
     say(format_args!("{} images found", found.len()));
+    Ok(Exit::Ok)
+}
+
+/// Whether `out` is a Sinker file that exists (updated as Sinker does).
+fn is_sinker_file(out: &std::path::Path) -> bool {
+    out.is_file() && intent::format_of(out) == Some(intent::Format::Sinker)
+}
+
+/// `--out` a Sinker file: Sinker's `update`, in Sinker's format.
+fn sinker_update(paths: &[PathBuf], out: &std::path::Path, target: bool) -> anyhow::Result<Exit> {
+    if target {
+        output::error(format_args!(
+            "{} is a Sinker file: its `target` says where the images go; leave out --target",
+            out.display()
+        ));
+        return Ok(Exit::Usage);
+    }
+    let (file, diagnostics) = intent::sinker::load(out);
+    output::diagnostics(&diagnostics);
+    let Some(file) = file else {
+        output::error("nothing was written");
+        return Ok(Exit::Invalid);
+    };
+    let (found, diagnostics) = promoter::mirror::kubernetes::sinker_images_in_paths(paths);
+    output::diagnostics(&diagnostics);
+    if diagnostics.iter().any(Diagnostic::is_error) {
+        output::error("nothing was written");
+        return Ok(Exit::Invalid);
+    }
+    let text = promoter::mirror::import::sinker_update(&file, &found);
+    promoter::mirror::lock::replace(out, &text)?;
+    say(format_args!(
+        "{} images found; {} updated as `sinker update` does",
+        found.len(),
+        out.display()
+    ));
     Ok(Exit::Ok)
 }
 

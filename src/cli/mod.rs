@@ -16,13 +16,17 @@ pub(crate) mod args;
 mod cip;
 mod completions;
 pub(crate) mod display;
+pub(crate) mod dregsy;
+mod image_syncer;
 mod import;
 mod list;
 pub(crate) mod output;
 mod pin;
 mod progress;
 mod run;
+mod sinker;
 mod snapshot;
+mod sync;
 mod verify;
 mod watch;
 
@@ -130,6 +134,17 @@ pub(crate) enum Command {
     /// `kpromo cip`, flag for flag: CIP's flags with their CIP meaning,
     /// carried out by `promoter run` (README, "Switching from kpromo cip").
     Cip(cip::CipArgs),
+    /// kyma image-syncer, flag for flag (and its SYNCER_* variables): its
+    /// images file pinned, planned and promoted (README, "Switching from
+    /// kyma image-syncer"); it writes unless --dry-run is given.
+    ImageSyncer(image_syncer::ImageSyncerArgs),
+    /// dregsy, as `promoter dregsy -config=FILE [-run REGEX]`: every task of
+    /// its config on its own interval (README, "Switching from dregsy").
+    Dregsy(dregsy::DregsyArgs),
+    /// Sinker's commands with their flags (create, update, list, push,
+    /// copy, check, pull, version) over its .images.yaml (README,
+    /// "Switching from Sinker"); push and copy write unless --dryrun.
+    Sinker(sinker::SinkerArgs),
     /// A shell completion script on stdout.
     Completions(completions::CompletionsArgs),
     /// The manual page (roff) on stdout, of the tool or of one subcommand.
@@ -152,7 +167,13 @@ pub(crate) struct Ctx {
 
 impl Ctx {
     /// Set up logging from the global flags; the context for the subcommand.
-    pub(crate) fn start(log: &LogArgs) -> Ctx {
+    pub(crate) fn start(cli: &Cli) -> Ctx {
+        let log = &cli.log;
+        // A drop-in subcommand's own verbosity flag (image-syncer's --debug).
+        let verbose = match &cli.command {
+            Command::ImageSyncer(args) if args.debug => log.verbose.max(2),
+            _ => log.verbose,
+        };
         let json = log.log_format == LogFormat::Json;
         let display = display::Settings {
             quiet: log.quiet,
@@ -162,7 +183,7 @@ impl Ctx {
         };
         let waits = progress::Waits::default();
         display::init(
-            display::level_from_flags(log.log_level.as_deref(), log.verbose, log.quiet),
+            display::level_from_flags(log.log_level.as_deref(), verbose, log.quiet),
             &display,
             &waits,
         );
@@ -235,6 +256,12 @@ impl Ctx {
     }
 }
 
+/// The command line, parsed (dregsy's Go-style `-config=F` taken as
+/// `--config=F` after `promoter dregsy` only).
+pub(crate) fn parse() -> Result<Cli, clap::Error> {
+    Cli::try_parse_from(dregsy::normalise_argv(std::env::args_os().collect()))
+}
+
 /// Run the subcommand; its exit code.
 pub(crate) async fn dispatch(command: Command, ctx: &Ctx) -> Exit {
     let result = match command {
@@ -248,6 +275,9 @@ pub(crate) async fn dispatch(command: Command, ctx: &Ctx) -> Exit {
         Command::Import(args) => import::import(args),
         Command::Watch(args) => watch::watch(args, ctx).await,
         Command::Cip(args) => cip::cip(&args, ctx).await,
+        Command::ImageSyncer(args) => image_syncer::image_syncer(args, ctx).await,
+        Command::Dregsy(args) => dregsy::dregsy(args, ctx).await,
+        Command::Sinker(args) => sinker::sinker(args, ctx).await,
         Command::Completions(args) => Ok(completions::completions(args)),
         Command::Man(args) => completions::man(args),
     };
@@ -255,4 +285,13 @@ pub(crate) async fn dispatch(command: Command, ctx: &Ctx) -> Exit {
         output::report_error(&err);
         output::exit_of(&err)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

@@ -97,7 +97,7 @@ impl<'s> Interner<'s> {
 /// names, and the clashes as (first entry, clashing entry) -> (first
 /// repository, number of repositories).
 struct Found<'m> {
-    entries: Vec<(&'m TagEntry, &'m Digest)>,
+    entries: Vec<(&'m TagEntry, &'m Digest, &'m Image)>,
     repo_names: Vec<String>,
     clashes: Vec<Clash>,
 }
@@ -113,11 +113,19 @@ pub(super) fn check(manifests: &[Manifest], diagnostics: &mut Vec<Diagnostic>) {
         clashes,
     } = find(manifests);
     for ((first, second), (repo, count)) in clashes {
-        let (first_tag, first_digest) = entries[first as usize];
-        let (second_tag, second_digest) = entries[second as usize];
+        let (first_tag, first_digest, first_image) = entries[first as usize];
+        let (second_tag, second_digest, second_image) = entries[second as usize];
         let destination = &repo_names[repo as usize];
-        let mut help =
-            "a tag names one digest: drop the tag from one of the two entries".to_string();
+        let renamed = first_image.target.is_some() || second_image.target.is_some();
+        let mut help = if renamed && first_image.name != second_image.name {
+            format!(
+                "{} and {} are both written to {destination} (`target:`): rename one of them \
+                 to another path, or drop the tag from one of the two entries",
+                first_image.name, second_image.name
+            )
+        } else {
+            "a tag names one digest: drop the tag from one of the two entries".to_string()
+        };
         if count > 1 {
             help.push_str(&format!(
                 " (the same clash hits {} more destination{})",
@@ -154,7 +162,7 @@ fn find(manifests: &[Manifest]) -> Found<'_> {
             let group = id(groups.len());
             groups.push(image);
             for dest in &manifest.destinations {
-                let key = dest.name.repository(&image.name).to_string();
+                let key = dest.name.repository(image.destination_name()).to_string();
                 let next = id(repo_names.len());
                 let repo = *repo_ids.entry(key).or_insert_with_key(|key| {
                     repo_names.push(key.clone());
@@ -182,7 +190,7 @@ fn find(manifests: &[Manifest]) -> Found<'_> {
     let mut tags = Interner::new();
     let mut digests = Interner::new();
     // Every tag entry, numbered in input order, for the messages.
-    let mut entries: Vec<(&TagEntry, &Digest)> = Vec::new();
+    let mut entries: Vec<(&TagEntry, &Digest, &Image)> = Vec::new();
     // Per group: (tag, digest, entry) for each of its tag entries.
     let mut group_edges: Vec<Vec<(u32, u32, u32)>> = Vec::with_capacity(groups.len());
     for image in &groups {
@@ -191,7 +199,7 @@ fn find(manifests: &[Manifest]) -> Found<'_> {
             let digest = digests.intern(digest_entry.digest.as_str());
             for tag_entry in &digest_entry.tags {
                 let entry = id(entries.len());
-                entries.push((tag_entry, &digest_entry.digest));
+                entries.push((tag_entry, &digest_entry.digest, image));
                 edges.push((tags.intern(tag_entry.tag.as_str()), digest, entry));
             }
         }
@@ -248,7 +256,7 @@ mod tests {
         for manifest in manifests {
             for image in &manifest.images {
                 for dest in &manifest.destinations {
-                    let repo = dest.name.repository(&image.name).to_string();
+                    let repo = dest.name.repository(image.destination_name()).to_string();
                     let next = order.len();
                     order.entry(repo).or_insert(next);
                 }
@@ -263,7 +271,7 @@ mod tests {
                     for t in &d.tags {
                         let mut done = std::collections::HashSet::new();
                         for dest in &manifest.destinations {
-                            let repo = dest.name.repository(&image.name).to_string();
+                            let repo = dest.name.repository(image.destination_name()).to_string();
                             if !done.insert(repo.clone()) {
                                 continue;
                             }
@@ -341,6 +349,7 @@ mod tests {
                     .iter()
                     .map(|(name, digests)| Image {
                         follow: Vec::new(),
+                        target: None,
                         name: ImageName::parse(IMAGES[*name]).unwrap(),
                         location: location(),
                         digests: digests

@@ -162,6 +162,30 @@ pub(super) fn fields<'n, 'a, const N: usize>(
     refused: &[(&str, &str)],
     ctx: &mut Ctx<'_>,
 ) -> Option<Fields<'n, 'a, N>> {
+    fields_with(node, what, allowed, refused, None, ctx)
+}
+
+/// [`fields`] for a file whose own tool ignores keys it does not know (the
+/// mirror tools' YAML decoders): an unknown key is a warning that says
+/// `ignored`, with the did-you-mean, not an error.
+pub(super) fn lenient_fields<'n, 'a, const N: usize>(
+    node: &'n Node<'a>,
+    what: &str,
+    allowed: &[&str; N],
+    ignored: &str,
+    ctx: &mut Ctx<'_>,
+) -> Option<Fields<'n, 'a, N>> {
+    fields_with(node, what, allowed, &[], Some(ignored), ctx)
+}
+
+fn fields_with<'n, 'a, const N: usize>(
+    node: &'n Node<'a>,
+    what: &str,
+    allowed: &[&str; N],
+    refused: &[(&str, &str)],
+    ignored: Option<&str>,
+    ctx: &mut Ctx<'_>,
+) -> Option<Fields<'n, 'a, N>> {
     let Value::Map(entries) = &node.value else {
         ctx.error(
             node.pos,
@@ -207,11 +231,18 @@ pub(super) fn fields<'n, 'a, const N: usize>(
                 }
                 None => format!("{what} has the keys: {}", allowed.join(", ")),
             };
-            ctx.error(
-                key.pos,
-                format!("unknown key {} in {what}", quote(text)),
-                Some(help),
-            );
+            match ignored {
+                Some(ignored) => ctx.warning(
+                    key.pos,
+                    format!("unknown key {} in {what}: {ignored}", quote(text)),
+                    Some(help),
+                ),
+                None => ctx.error(
+                    key.pos,
+                    format!("unknown key {} in {what}", quote(text)),
+                    Some(help),
+                ),
+            }
         }
     }
     Some(Fields { found, misspelled })
@@ -481,7 +512,9 @@ fn images(node: &Node<'_>, ctx: &mut Ctx<'_>) -> Vec<Image> {
         }
     };
     let mut out: Vec<Image> = Vec::new();
-    let mut by_name: HashMap<ImageName, usize> = HashMap::new();
+    // An image renamed (`target:`) is another image than the same name
+    // kept, or renamed elsewhere.
+    let mut by_name: HashMap<(ImageName, Option<ImageName>), usize> = HashMap::new();
     // Built only for images that appear more than once: merging stays linear
     // even for a file that repeats one image thousands of times.
     let mut digest_index: HashMap<usize, HashMap<Digest, usize>> = HashMap::new();
@@ -489,8 +522,9 @@ fn images(node: &Node<'_>, ctx: &mut Ctx<'_>) -> Vec<Image> {
         let Some(image) = image(item, ctx) else {
             continue;
         };
-        let Some(&i) = by_name.get(&image.name) else {
-            by_name.insert(image.name.clone(), out.len());
+        let key = (image.name.clone(), image.target.clone());
+        let Some(&i) = by_name.get(&key) else {
+            by_name.insert(key, out.len());
             out.push(image);
             continue;
         };
@@ -531,7 +565,7 @@ fn image(item: &Node<'_>, ctx: &mut Ctx<'_>) -> Option<Image> {
     let entry = fields(
         item,
         "an image entry",
-        &["name", "dmap", "follow"],
+        &["name", "dmap", "follow", "target"],
         &[],
         ctx,
     )?;
@@ -560,6 +594,10 @@ fn image(item: &Node<'_>, ctx: &mut Ctx<'_>) -> Option<Image> {
         None => (Vec::new(), 0),
     };
     let follow = entry.value(2).map(|n| follow(n, ctx)).unwrap_or_default();
+    let target = match entry.value(3) {
+        Some(node) => Some(target(node, ctx)?),
+        None => None,
+    };
     let name = name?;
     if written == 0 && !entry.reported_as_typo(1) {
         let pos = dmap_entry.map_or(item.pos, |(key, _)| key.pos);
@@ -574,10 +612,20 @@ fn image(item: &Node<'_>, ctx: &mut Ctx<'_>) -> Option<Image> {
     }
     Some(Image {
         name,
+        target,
         digests,
         follow,
         location: ctx.at(item.pos),
     })
+}
+
+/// `target: <path>`: the image's path at every destination of its manifest,
+/// instead of its `name` (a promoter extension: the mirror tools' renames).
+fn target(node: &Node<'_>, ctx: &mut Ctx<'_>) -> Option<ImageName> {
+    let text = text(node, "an image path (the name at the destinations)", ctx)?;
+    ImageName::parse(text)
+        .map_err(|err| ctx.name_error(node.pos, err))
+        .ok()
 }
 
 /// `follow: ["latest"]`: the tags of an image that may move, as patterns.

@@ -87,15 +87,28 @@ fn finish(mut loaded: Loaded) -> Loaded {
     loaded
 }
 
+/// The conflict check of [`load`] over manifests loaded apart (the locks
+/// of one pin): one error per pair of entries promoting different digests
+/// to one destination tag.
+pub fn check_conflicts(manifests: &[Manifest], out: &mut Vec<Diagnostic>) {
+    conflict::check(manifests, out);
+}
+
 /// An image whose path, in an `oci:` registry of its manifest, would run
 /// through a layout's own files (`x/blobs/y`): refused here, where the
 /// manifest line can be named, rather than by the first write.
 fn check_layout_names(manifests: &[Manifest], out: &mut Vec<Diagnostic>) {
     for manifest in manifests {
-        let registries = std::iter::once(&manifest.source).chain(&manifest.destinations);
-        for registry in registries {
+        let source = std::iter::once((&manifest.source, false));
+        let registries = source.chain(manifest.destinations.iter().map(|d| (d, true)));
+        for (registry, destination) in registries {
             for image in &manifest.images {
-                let repo = registry.name.repository(&image.name);
+                let name = if destination {
+                    image.destination_name()
+                } else {
+                    &image.name
+                };
+                let repo = registry.name.repository(name);
                 if let Some(reserved) = repo.layout_file_component() {
                     out.push(
                         Diagnostic::error(
@@ -103,7 +116,7 @@ fn check_layout_names(manifests: &[Manifest], out: &mut Vec<Diagnostic>) {
                             format!(
                                 "image {:?} cannot be stored in {}: {reserved:?} is a name \
                                  an OCI layout uses for its own files",
-                                image.name.as_str(),
+                                name.as_str(),
                                 registry.name
                             ),
                         )

@@ -44,12 +44,17 @@ pub struct TagEntry {
     pub location: Location,
 }
 
-/// An image and its digests. Entries with the same name in one manifest are
-/// merged into one `Image` (the first entry's location is kept).
+/// An image and its digests. Entries with the same name (and the same
+/// `target`) in one manifest are merged into one `Image` (the first entry's
+/// location is kept).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Image {
     /// The image name, relative to each registry's path.
     pub name: ImageName,
+    /// Where it is written instead of `name` at every destination of its
+    /// manifest (`target:`, a promoter extension for the mirror tools'
+    /// renames); `None` in a CIP manifest, where an image keeps its name.
+    pub target: Option<ImageName>,
     /// The valid digest entries of all merged entries; invalid ones were
     /// reported and left out.
     pub digests: Vec<DigestEntry>,
@@ -59,6 +64,14 @@ pub struct Image {
     pub follow: Vec<TagPattern>,
     /// Where the first entry with this name starts.
     pub location: Location,
+}
+
+impl Image {
+    /// The image's name at its manifest's destinations: its `target`, or
+    /// its `name` when it is not renamed.
+    pub fn destination_name(&self) -> &ImageName {
+        self.target.as_ref().unwrap_or(&self.name)
+    }
 }
 
 /// A pattern tags are matched against in full (`latest`, `v1\..*`).

@@ -8,10 +8,8 @@ use std::sync::Arc;
 use crate::diag::Diagnostic;
 use crate::diag::Location;
 
-/// Largest manifest file accepted. The whole registry.k8s.io tree is 2.2 MB
-/// of YAML across 150 files; a single file near this size is a mistake or an
-/// attack, and refusing it keeps memory bounded.
-pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+/// Largest manifest file accepted ([`crate::limits::MANIFEST_FILE_BYTES`]).
+pub const MAX_FILE_BYTES: u64 = crate::limits::MANIFEST_FILE_BYTES;
 
 /// Read `path` (shown to the user as `display`). `regular_only` refuses FIFOs
 /// and devices, which would block or never end; it is set for files found by

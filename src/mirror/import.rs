@@ -1,7 +1,9 @@
 //! `promoter import`: images found elsewhere (Kubernetes YAML) as a
 //! mirroring intent, merged into the intent already written, and the one
-//! writer of intent text. Pure: found images and an intent in, text out.
+//! writer of intent text; or, into a Sinker file, as Sinker's `update`
+//! writes it. Pure: found images and an intent in, text out.
 
+use crate::manifest::intent::sinker::{self, sinker_text, SinkerFile};
 use crate::manifest::intent::{Intent, IntentImage, Located, PinnedDigest, Selectors};
 use crate::manifest::model::RegistryEntry;
 use crate::reference::{ImageReference, RegistryName};
@@ -51,6 +53,7 @@ fn new_intent(found: &[FoundImage], target: &RegistryName) -> Intent {
         images: Vec::new(),
         catalog: Vec::new(),
         format: crate::manifest::intent::Format::Intent,
+        schedule: None,
     }
 }
 
@@ -82,6 +85,7 @@ fn add(intent: &mut Intent, found: &FoundImage) {
         None => {
             intent.images.push(IntentImage {
                 name: name.clone(),
+                target: None,
                 source: (*registry != default_source).then(|| registry.clone()),
                 destinations: None,
                 select: Selectors::default(),
@@ -139,6 +143,9 @@ pub fn intent_text(intent: &Intent, header: &str) -> String {
     for image in &intent.images {
         let s = &image.select;
         out.push_str(&format!("- name: {}\n", image.name));
+        if let Some(target) = &image.target {
+            out.push_str(&format!("  target: {target}\n"));
+        }
         if let Some(source) = &image.source {
             out.push_str(&format!("  source: {source}\n"));
         }
@@ -178,6 +185,15 @@ pub fn intent_text(intent: &Intent, header: &str) -> String {
     out
 }
 
+/// Sinker's `update` (and `create`, from a file with only its target):
+/// the Sinker file's sources become the images `found` (as written, in the
+/// order found: [`super::kubernetes::sinker_images_in_paths`]), each
+/// matched against what the file has as Sinker matches them; in Sinker's
+/// format.
+pub fn sinker_update(existing: &SinkerFile, found: &[String]) -> String {
+    sinker_text(&existing.update(&sinker::dedupe(found)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,6 +204,7 @@ mod tests {
         let (reference, _) = ImageReference::parse_or_latest(text).unwrap();
         FoundImage {
             reference,
+            written: text.to_string(),
             implied_latest: false,
             location: crate::diag::Location {
                 file: std::sync::Arc::from(Path::new("deploy.yaml")),
@@ -195,6 +212,44 @@ mod tests {
                 col: 12,
             },
         }
+    }
+
+    /// Sinker's acceptance tests CREATE example, CREATE other host and
+    /// UPDATE (acceptance.bats): its bundles give its expected files, byte
+    /// for byte (testdata/seeds/sinker/).
+    #[test]
+    fn sinkers_create_and_update_give_its_expected_files() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/seeds/sinker");
+        let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+        let created = |bundle: &str, target: &str| {
+            let (images, diagnostics) =
+                crate::mirror::kubernetes::sinker_images_in_paths(&[dir.join(bundle)]);
+            assert!(diagnostics.is_empty(), "{diagnostics:?}");
+            let file = SinkerFile {
+                target: sinker::Target {
+                    host: sinker::registry_path::host(target),
+                    repository: sinker::registry_path::repository(target),
+                    auth: Default::default(),
+                },
+                sources: Vec::new(),
+            };
+            sinker_update(&file, &images)
+        };
+        assert_eq!(
+            created("example/bundle.yaml", "mycompany.com/myrepo"),
+            read("example/.images.yaml")
+        );
+        assert_eq!(
+            created("create/bundle.yaml", "myhost.com"),
+            read("create/expected-images.yaml")
+        );
+        let (original, _) = sinker::load(&dir.join("update/original.yaml"));
+        let (images, _) =
+            crate::mirror::kubernetes::sinker_images_in_paths(&[dir.join("update/bundle.yaml")]);
+        assert_eq!(
+            sinker_update(&original.unwrap(), &images),
+            read("update/expected.yaml")
+        );
     }
 
     const DIGEST: &str = "sha256:7031c1b283388d2c2e09b57badb803c05ebed362dc88d84b480cc47f72a21097";

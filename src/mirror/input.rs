@@ -7,7 +7,7 @@ use std::path::Path;
 
 use crate::diag::Diagnostic;
 use crate::manifest::intent::{self, Intent};
-use crate::manifest::yaml::{self, Value};
+use crate::manifest::yaml;
 use crate::manifest::{self, Manifest, ManifestInput};
 
 /// A file (or tree) read as what it is.
@@ -16,7 +16,7 @@ pub enum Named {
     /// CIP manifests: their digests are pinned.
     Manifests(Vec<Manifest>),
     /// An intent or a seed tool's file: tags chosen by name or selector.
-    Intent(Intent),
+    Intent(Box<Intent>),
 }
 
 /// Read `path` as whichever of the formats it holds; the diagnostics of
@@ -29,7 +29,7 @@ pub fn load(path: &Path) -> (Option<Named>, Vec<Diagnostic>) {
         return manifests(ManifestInput::Plain(path));
     }
     let (loaded, diagnostics) = intent::load(path);
-    (loaded.map(Named::Intent), diagnostics)
+    (loaded.map(|i| Named::Intent(Box::new(i))), diagnostics)
 }
 
 fn manifests(input: ManifestInput<'_>) -> (Option<Named>, Vec<Diagnostic>) {
@@ -49,24 +49,9 @@ fn is_cip_manifest(path: &Path) -> bool {
         return false;
     };
     let parsed = yaml::parse(text);
-    let Some(Value::Map(top)) = parsed.root.map(|r| r.value) else {
-        return false;
-    };
-    let images = top
-        .iter()
-        .find(|(k, _)| k.as_scalar().is_some_and(|s| s.text == "images"));
-    let Some((_, images)) = images else {
-        return false;
-    };
-    let Value::Seq(entries) = &images.value else {
-        return false;
-    };
-    entries.iter().any(|entry| match &entry.value {
-        Value::Map(fields) => fields
-            .iter()
-            .any(|(k, _)| k.as_scalar().is_some_and(|s| s.text == "dmap")),
-        _ => false,
-    })
+    parsed
+        .root
+        .is_some_and(|root| intent::lists_images_with(&root, "dmap"))
 }
 
 #[cfg(test)]

@@ -2,10 +2,16 @@
 //! `promoter import kubernetes` turns into a mirroring intent.
 //!
 //! Only the places a cluster pulls from are read: the containers of pod
-//! specs (of Pods and of the workloads that template them) and the images
-//! the Prometheus operator runs for its own kinds. An `image:` anywhere else
-//! (a ConfigMap, a Helm value, a CRD we do not know) names nothing a node
-//! pulls, so unknown kinds are skipped without a word.
+//! specs (of Pods and of the workloads that template them), the images the
+//! common operators run for their own kinds ([`OPERATOR_KINDS`]: the
+//! Prometheus operator's, Argo's, Knative's, Tekton's, KEDA's), and, in
+//! each container, references passed on in `args`, `command` and `env`
+//! values (`--config-reloader-image=jimmidyson/configmap-reload:v0.3.0`,
+//! as Sinker finds them). An `image:` anywhere else (a ConfigMap, a Helm
+//! value, a CRD we do not know) names nothing a node pulls, so unknown
+//! kinds are skipped without a word. Helm's output is read as it comes:
+//! `helm template`'s documents, and `helm install --dry-run`'s release
+//! header, hooks and manifest (its NOTES are text, not YAML, and left out).
 //!
 //! A kind is known by its API group as well as its name, as the API server
 //! knows it: a CRD that happens to be called `Job` is not a `batch` Job,
@@ -41,6 +47,8 @@ const PATH_HELP: &str =
 pub struct FoundImage {
     /// The image as written, normalised (`nginx` is `docker.io/nginx`).
     pub reference: ImageReference,
+    /// The image exactly as written (Sinker's files keep it so).
+    pub written: String,
     /// Written without tag or digest, so it means whatever `latest` is on
     /// the day of the pull: callers warn about it.
     pub implied_latest: bool,
@@ -55,7 +63,7 @@ pub struct FoundImage {
 pub fn images_in_text(file: &Path, text: &str) -> (Vec<FoundImage>, Vec<Diagnostic>) {
     let mut finder = Finder::default();
     finder.text(&Arc::from(file), text);
-    finder.finish()
+    finder.finish(true)
 }
 
 /// The images named in `paths`: files (read whatever their name), directories
@@ -65,6 +73,68 @@ pub fn images_in_text(file: &Path, text: &str) -> (Vec<FoundImage>, Vec<Diagnost
 /// (its first location). A file that cannot be read or parsed is reported
 /// and the others are still read.
 pub fn images_in_paths(paths: &[PathBuf]) -> (Vec<FoundImage>, Vec<Diagnostic>) {
+    find_in(paths).finish(true)
+}
+
+/// [`images_in_paths`] in the order they are named (files in order,
+/// documents, containers, then their arguments), the first of each.
+pub fn images_in_paths_as_found(paths: &[PathBuf]) -> (Vec<FoundImage>, Vec<Diagnostic>) {
+    find_in(paths).finish(false)
+}
+
+/// The images Sinker's `create` and `update` find in `paths`, as written
+/// and in the order found: each container's `image`, and what Sinker's
+/// string rule takes from its `args` (`--test-digest=some/repo@sha256:abc123`
+/// included, which no reference grammar takes). Sinker's own files are
+/// written from these.
+pub fn sinker_images_in_paths(paths: &[PathBuf]) -> (Vec<String>, Vec<Diagnostic>) {
+    let finder = find_in(paths);
+    let sinker = finder.sinker.clone();
+    (sinker, finder.finish(false).1)
+}
+
+/// Sinker's `GetImagesFromStandardInput` (`create -`, `update -`, `check
+/// -`): Kubernetes YAML when the text holds `---` anywhere, else images
+/// separated by spaces (or, without a space, by newlines), each once.
+pub fn sinker_images_in_standard_input() -> (Vec<String>, Vec<Diagnostic>) {
+    let mut bytes = Vec::new();
+    let read = io::stdin()
+        .lock()
+        .take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes);
+    let file: Arc<Path> = Arc::from(Path::new(STDIN_NAME));
+    let text = match read.map(|_| String::from_utf8(bytes)) {
+        Ok(Ok(text)) if text.len() as u64 <= MAX_FILE_BYTES => text,
+        _ => {
+            let problem = Diagnostic::error(
+                Location::file_only(file),
+                "standard input cannot be read as UTF-8 text within the size limit",
+            );
+            return (Vec::new(), vec![problem]);
+        }
+    };
+    sinker_images_in_input_text(&file, &text)
+}
+
+/// [`sinker_images_in_standard_input`] of `text`, named `file`.
+pub fn sinker_images_in_input_text(file: &Arc<Path>, text: &str) -> (Vec<String>, Vec<Diagnostic>) {
+    if text.contains("---") {
+        let mut finder = Finder::default();
+        finder.text(file, text);
+        let images = crate::manifest::intent::sinker::dedupe(&finder.sinker);
+        return (images, finder.finish(false).1);
+    }
+    let images: Vec<String> = if text.contains(' ') {
+        text.split(' ').map(str::to_string).collect()
+    } else if text.contains('\n') {
+        text.split('\n').map(str::to_string).collect()
+    } else {
+        Vec::new()
+    };
+    (crate::manifest::intent::sinker::dedupe(&images), Vec::new())
+}
+
+fn find_in(paths: &[PathBuf]) -> Finder {
     let mut finder = Finder::default();
     for path in paths {
         if path.as_os_str() == STDIN_PATH {
@@ -73,21 +143,29 @@ pub fn images_in_paths(paths: &[PathBuf]) -> (Vec<FoundImage>, Vec<Diagnostic>) 
             finder.path(path);
         }
     }
-    finder.finish()
+    finder
 }
 
 #[derive(Default)]
 struct Finder {
     found: Vec<FoundImage>,
+    /// What Sinker's discovery takes, as written and in order: container
+    /// images and the `args` its string rule accepts.
+    sinker: Vec<String>,
     diagnostics: Vec<Diagnostic>,
 }
 
 impl Finder {
-    fn finish(mut self) -> (Vec<FoundImage>, Vec<Diagnostic>) {
-        self.found
-            .sort_by(|a, b| (&a.reference, &a.location).cmp(&(&b.reference, &b.location)));
-        self.found
-            .dedup_by(|later, first| later.reference == first.reference);
+    fn finish(mut self, sorted: bool) -> (Vec<FoundImage>, Vec<Diagnostic>) {
+        if sorted {
+            self.found
+                .sort_by(|a, b| (&a.reference, &a.location).cmp(&(&b.reference, &b.location)));
+            self.found
+                .dedup_by(|later, first| later.reference == first.reference);
+        } else {
+            let mut seen = std::collections::HashSet::new();
+            self.found.retain(|f| seen.insert(f.reference.clone()));
+        }
         crate::diag::sort(&mut self.diagnostics);
         (self.found, self.diagnostics)
     }
@@ -258,7 +336,7 @@ impl Finder {
     // ------------------------------------------------------------ finding
 
     fn text(&mut self, file: &Arc<Path>, text: &str) {
-        let parsed = yaml::parse_stream(text);
+        let parsed = yaml::parse_stream(without_helm_notes(text));
         for err in parsed.errors {
             self.diagnostics
                 .push(Diagnostic::error(at(file, err.pos), err.message).with_help_opt(err.help));
@@ -294,11 +372,27 @@ impl Finder {
                 file,
                 path(spec, &["jobTemplate", "spec", "template", "spec"]),
             ),
-            (
-                "monitoring.coreos.com",
-                "Prometheus" | "PrometheusAgent" | "Alertmanager" | "ThanosRuler",
-            ) => self.operator_spec(file, spec),
-            _ => {}
+            _ => {
+                let places = OPERATOR_KINDS
+                    .iter()
+                    .filter(|(g, kinds, _)| *g == group && kinds.contains(&kind))
+                    .flat_map(|(_, _, places)| places.iter());
+                for (at, place) in places {
+                    for node in nodes_at(object, at) {
+                        self.place(file, node, *place);
+                    }
+                }
+            }
+        }
+    }
+
+    /// What `node` is, as `place` says.
+    fn place(&mut self, file: &Arc<Path>, node: &Node<'_>, place: Place) {
+        match place {
+            Place::PodSpec => self.pod_spec(file, Some(node)),
+            Place::Containers => self.containers(file, Some(node)),
+            Place::Container => self.container(file, node),
+            Place::Operator => self.operator_spec(file, Some(node)),
         }
     }
 
@@ -310,8 +404,53 @@ impl Finder {
 
     fn containers(&mut self, file: &Arc<Path>, list: Option<&Node<'_>>) {
         for container in items(list) {
-            if let Some(image) = field(container, "image") {
-                self.image_node(file, image);
+            self.container(file, container);
+        }
+    }
+
+    /// A container's `image`, then what its `args`, `command` and `env`
+    /// values pass on.
+    fn container(&mut self, file: &Arc<Path>, container: &Node<'_>) {
+        if let Some(image) = field(container, "image") {
+            self.image_node(file, image);
+        }
+        for list in ["args", "command"] {
+            for arg in items(field(container, list)) {
+                self.passed_on(file, arg);
+            }
+        }
+        for arg in items(field(container, "args")) {
+            if let Some(image) = arg.as_scalar().and_then(|s| sinker_arg(&s.text)) {
+                self.sinker.push(image.to_string());
+            }
+        }
+        for var in items(field(container, "env")) {
+            if let Some(value) = field(var, "value") {
+                self.passed_on(file, value);
+            }
+        }
+    }
+
+    /// The image references in an argument or a variable's value: each word
+    /// (or what follows its `=`) that reads as a reference with a tag or
+    /// digest, by the reference grammar and Sinker's exclusions (URLs,
+    /// variables, `component:level` log settings, `address:port`s). What
+    /// does not read as one is not an image, and no error.
+    fn passed_on(&mut self, file: &Arc<Path>, node: &Node<'_>) {
+        let Some(scalar) = node.as_scalar().filter(|s| !s.is_null()) else {
+            return;
+        };
+        for word in scalar.text.split_whitespace() {
+            let Some(candidate) = image_word(word) else {
+                continue;
+            };
+            if let Ok(reference) = ImageReference::parse(candidate) {
+                self.found.push(FoundImage {
+                    reference,
+                    written: candidate.to_string(),
+                    implied_latest: false,
+                    location: at(file, node.pos),
+                });
             }
         }
     }
@@ -369,11 +508,15 @@ impl Finder {
 
     fn reference(&mut self, file: &Arc<Path>, pos: Pos, written: &str) {
         match ImageReference::parse_or_latest(written) {
-            Ok((reference, implied_latest)) => self.found.push(FoundImage {
-                reference,
-                implied_latest,
-                location: at(file, pos),
-            }),
+            Ok((reference, implied_latest)) => {
+                self.sinker.push(written.to_string());
+                self.found.push(FoundImage {
+                    reference,
+                    written: written.to_string(),
+                    implied_latest,
+                    location: at(file, pos),
+                })
+            }
             Err(err) => self.error(
                 at(file, pos),
                 format!("invalid image {}: {}", quote(written), err.message),
@@ -382,6 +525,182 @@ impl Finder {
                 )),
             ),
         }
+    }
+}
+
+/// Where the common operators' kinds name images a node pulls: (API
+/// group, kinds, [(path, what is there)]); `*` in a path is every item of a
+/// list. Extend it with a line per operator.
+pub const OPERATOR_KINDS: &[OperatorKinds] = &[
+    (
+        "monitoring.coreos.com",
+        &[
+            "Prometheus",
+            "PrometheusAgent",
+            "Alertmanager",
+            "ThanosRuler",
+        ],
+        &[("spec", Place::Operator)],
+    ),
+    (
+        "monitoring.coreos.com",
+        &["Prometheus"],
+        &[("spec.thanos", Place::Operator)],
+    ),
+    (
+        "argoproj.io",
+        &["Rollout"],
+        &[("spec.template.spec", Place::PodSpec)],
+    ),
+    (
+        "argoproj.io",
+        &["Workflow", "WorkflowTemplate", "ClusterWorkflowTemplate"],
+        &[
+            ("spec.templates.*.container", Place::Container),
+            ("spec.templates.*.script", Place::Container),
+            ("spec.templates.*.initContainers", Place::Containers),
+            ("spec.templates.*.sidecars", Place::Containers),
+        ],
+    ),
+    (
+        "argoproj.io",
+        &["CronWorkflow"],
+        &[
+            ("spec.workflowSpec.templates.*.container", Place::Container),
+            ("spec.workflowSpec.templates.*.script", Place::Container),
+            (
+                "spec.workflowSpec.templates.*.initContainers",
+                Place::Containers,
+            ),
+            ("spec.workflowSpec.templates.*.sidecars", Place::Containers),
+        ],
+    ),
+    (
+        "serving.knative.dev",
+        &["Service", "Configuration"],
+        &[("spec.template.spec", Place::PodSpec)],
+    ),
+    (
+        "tekton.dev",
+        &["Task", "ClusterTask"],
+        &[
+            ("spec.steps", Place::Containers),
+            ("spec.sidecars", Place::Containers),
+        ],
+    ),
+    (
+        "keda.sh",
+        &["ScaledJob"],
+        &[("spec.jobTargetRef.template.spec", Place::PodSpec)],
+    ),
+];
+
+/// One line of [`OPERATOR_KINDS`]: an API group, its kinds, and the paths
+/// in them that name images with what is there.
+pub type OperatorKinds = (
+    &'static str,
+    &'static [&'static str],
+    &'static [(&'static str, Place)],
+);
+
+/// What an operator's kind holds at a path of [`OPERATOR_KINDS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// A pod spec: its containers, init and ephemeral containers.
+    PodSpec,
+    /// A list of containers.
+    Containers,
+    /// One container (`image`, `args`, `command`, `env`).
+    Container,
+    /// The Prometheus operator's way: `image`, else `baseImage` with `sha`,
+    /// `tag` or `version`, and the containers it adds.
+    Operator,
+}
+
+/// The nodes at `path` (dot-separated keys, `*` for every list item).
+fn nodes_at<'n, 'a>(node: &'n Node<'a>, path: &str) -> Vec<&'n Node<'a>> {
+    let mut nodes = vec![node];
+    for key in path.split('.') {
+        nodes = nodes
+            .into_iter()
+            .flat_map(|n| match key {
+                "*" => items(Some(n)).iter().collect::<Vec<_>>(),
+                key => field(n, key).into_iter().collect(),
+            })
+            .collect();
+    }
+    nodes
+}
+
+/// The word of an argument that may be an image reference: what follows
+/// its first `=` (up to a second one), else the word; `None` for what
+/// Sinker leaves out too (no `:` nor `@`, a `$` variable, a URL, an
+/// `address:port`, Envoy and Istio `component:level` log settings).
+fn image_word(word: &str) -> Option<&str> {
+    let candidate = match word.split_once('=') {
+        Some((_, value)) => value.split('=').next().unwrap_or(value),
+        None => word,
+    };
+    let candidate = candidate.trim_matches(|c| matches!(c, '"' | '\'' | ',' | ';'));
+    let unlike = candidate.contains("://") || candidate.contains('=');
+    if !candidate.contains([':', '@']) || unlike || sinker_leaves_out(candidate) {
+        return None;
+    }
+    // `localhost:8080`, `host.example:443`: an address, no repository.
+    if let Some((name, port)) = candidate.split_once(':') {
+        let host_like = !name.contains('/') && (name == "localhost" || name.contains('.'));
+        if host_like && !port.contains('/') {
+            return None;
+        }
+    }
+    Some(candidate)
+}
+
+/// What Sinker leaves out of arguments: `$` variables, URLs, Envoy and
+/// Istio `component:level` log settings (a substring test, as Sinker's),
+/// and `address:port`s (its `.*\d*\.\d*:\d`: `0.0.0.0:6443`).
+fn sinker_leaves_out(candidate: &str) -> bool {
+    const LEFT_OUT: [&str; 10] = [
+        "$",
+        "http://",
+        "https://",
+        ":trace",
+        ":debug",
+        ":info",
+        ":warn",
+        ":error",
+        ":critical",
+        ":off",
+    ];
+    let address = regex::Regex::new(r"[0-9]*\.[0-9]*:[0-9]").expect("a valid expression");
+    LEFT_OUT.iter().any(|s| candidate.contains(s)) || address.is_match(candidate)
+}
+
+/// Sinker's `getImagesFromContainers` rule for one argument, to the
+/// letter: the text between the first and second `=` (or the whole
+/// argument), with a `:`, none of Sinker's left-out strings, not an
+/// `address:port`, and a repository by Sinker's string rules.
+fn sinker_arg(arg: &str) -> Option<&str> {
+    let candidate = if arg.contains('=') {
+        arg.split('=').nth(1).unwrap_or_default()
+    } else {
+        arg
+    };
+    if !candidate.contains(':') || sinker_leaves_out(candidate) {
+        return None;
+    }
+    let repository = crate::manifest::intent::sinker::registry_path::repository(candidate);
+    (!repository.is_empty() && !repository.contains(':')).then_some(candidate)
+}
+
+/// Helm's release output (`helm install --dry-run`, `helm get all`): the
+/// release header, hooks and manifest are YAML, the NOTES that follow
+/// them are not: the text before them.
+fn without_helm_notes(text: &str) -> &str {
+    let release = text.starts_with("NAME:") || text.contains("\nMANIFEST:\n");
+    match text.find("\nNOTES:\n") {
+        Some(at) if release => &text[..=at],
+        _ => text,
     }
 }
 
@@ -683,6 +1002,211 @@ spec:
                 ("quay.io/thanos/thanos:v0.33.0".to_string(), false, 11),
             ]
         );
+    }
+
+    fn pod_with(container: &str) -> String {
+        let body: String = container.lines().map(|l| format!("    {l}\n")).collect();
+        format!("apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - name: c\n{body}")
+    }
+
+    /// internal/manifest/kubernetes_test.go (Sinker), its four cases, and
+    /// the derived table of TESTCASES.md §F5.
+    #[test]
+    fn args_pass_on_images_as_sinkers_tests_say() {
+        let names = |container: &str| -> Vec<String> {
+            found(&pod_with(container))
+                .into_iter()
+                .map(|(r, ..)| r)
+                .collect()
+        };
+        let mut with_equal_sign = names(
+            "image: baseimage:v1\nargs: [\"--arg=argimage:v1\", \"--newline\", \"newlineimage:v1\"]",
+        );
+        with_equal_sign.sort();
+        assert_eq!(
+            with_equal_sign,
+            [
+                "docker.io/argimage:v1",
+                "docker.io/baseimage:v1",
+                "docker.io/newlineimage:v1"
+            ]
+        );
+        for args in [
+            "[\"--events-addr=http://service/\", \"--events-addr=https://service/\"]",
+            "[\"--proxyComponentLogLevel=misc:error\", \"--log_output_level=default:info\"]",
+            "[\"--serving-address=0.0.0.0:6443\"]",
+            "[\"--a=b=c:d\", \"$(IMG):v1\", \"--x=foo:information\", \"--x=1.2.3.4:5000/img:v1\", \"--x=registry.k8s.io/a:v1.2:3\", \"--port=:8080\", \"a:b:c\", \"--addr=localhost:8080\"]",
+        ] {
+            assert_eq!(names(&format!("image: baseimage:v1\nargs: {args}")), ["docker.io/baseimage:v1"], "{args}");
+        }
+        let derived = names(
+            "image: a:1\nargs:\n- --config-reloader-image=jimmidyson/configmap-reload:v0.3.0\n\
+             - --prometheus-config-reloader=quay.io/coreos/prometheus-config-reloader:v0.39.0\n\
+             - --test-digest=some/repo@sha256:7031c1b283388d2c2e09b57badb803c05ebed362dc88d84b480cc47f72a21097\n\
+             - --x=k8s.gcr.io/pause:3.2",
+        );
+        assert_eq!(derived.len(), 5, "{derived:?}");
+    }
+
+    #[test]
+    fn command_and_env_values_pass_on_images_too() {
+        let text = pod_with(
+            "image: app:1\ncommand: [\"sh\", \"-c\", \"exec run --sidecar=quay.io/x/side:v2 --debug\"]\n\
+             env:\n- name: HELPER_IMAGE\n  value: registry.k8s.io/helper:v3\n- name: URL\n  value: https://example.com:443/x\n\
+             - name: FROM\n  valueFrom: {fieldRef: {fieldPath: spec.nodeName}}",
+        );
+        let (images, _) = images_in_text(Path::new("k.yaml"), &text);
+        let written: Vec<&str> = images.iter().map(|i| i.written.as_str()).collect();
+        assert_eq!(
+            written,
+            ["app:1", "quay.io/x/side:v2", "registry.k8s.io/helper:v3"]
+        );
+    }
+
+    #[test]
+    fn the_common_operators_kinds_name_their_images() {
+        let text = "\
+apiVersion: monitoring.coreos.com/v1
+kind: Prometheus
+spec:
+  image: quay.io/prometheus/prometheus:v2.48.1
+  thanos:
+    baseImage: quay.io/thanos/thanos
+    version: v0.33.0
+---
+apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+spec:
+  template:
+    spec:
+      containers:
+      - image: rollout:1
+---
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+spec:
+  templates:
+  - name: a
+    container:
+      image: step:1
+  - name: b
+    script:
+      image: script:1
+    sidecars:
+    - image: side:1
+---
+apiVersion: serving.knative.dev/v1
+kind: Service
+spec:
+  template:
+    spec:
+      containers:
+      - image: knative:1
+---
+apiVersion: tekton.dev/v1
+kind: Task
+spec:
+  steps:
+  - image: tekton-step:1
+    args: [\"--image=tekton-arg:1\"]
+---
+apiVersion: keda.sh/v1alpha1
+kind: ScaledJob
+spec:
+  jobTargetRef:
+    template:
+      spec:
+        containers:
+        - image: keda:1
+---
+apiVersion: other.example/v1
+kind: Workflow
+spec:
+  templates:
+  - container:
+      image: not-this:1
+";
+        let (images, diagnostics) = images_in_paths_in_text(text);
+        assert!(diagnostics.is_empty(), "{diagnostics:?}");
+        assert_eq!(
+            images,
+            [
+                "quay.io/prometheus/prometheus:v2.48.1",
+                "quay.io/thanos/thanos:v0.33.0",
+                "rollout:1",
+                "step:1",
+                "script:1",
+                "side:1",
+                "knative:1",
+                "tekton-step:1",
+                "tekton-arg:1",
+                "keda:1",
+            ]
+        );
+    }
+
+    /// The written images of `text`, in the order they are found.
+    fn images_in_paths_in_text(text: &str) -> (Vec<String>, Vec<Diagnostic>) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("k.yaml");
+        fs::write(&file, text).unwrap();
+        let (images, diagnostics) = images_in_paths_as_found(&[file]);
+        (images.into_iter().map(|i| i.written).collect(), diagnostics)
+    }
+
+    #[test]
+    fn helm_release_output_is_read_without_its_notes() {
+        let text = "\
+NAME: demo
+LAST DEPLOYED: Mon Jan  1 00:00:00 2024
+NAMESPACE: default
+STATUS: pending-install
+REVISION: 1
+TEST SUITE: None
+HOOKS:
+---
+# Source: demo/templates/tests/test.yaml
+apiVersion: v1
+kind: Pod
+spec:
+  containers:
+  - image: busybox:1.36
+MANIFEST:
+---
+# Source: demo/templates/deployment.yaml
+apiVersion: apps/v1
+kind: Deployment
+spec:
+  template:
+    spec:
+      containers:
+      - image: nginx:1.25.3
+        args: [\"--sidecar-image=ghcr.io/x/side:v1\"]
+
+NOTES:
+1. Get the application URL by running these commands:
+  export POD_NAME=$(kubectl get pods -l \"app=demo\" -o jsonpath=\"{.items[0].metadata.name}\")
+  echo \"Visit http://127.0.0.1:8080 to use your application\": {
+";
+        let (images, diagnostics) = images_in_paths_in_text(text);
+        assert!(diagnostics.is_empty(), "{diagnostics:?}");
+        assert_eq!(
+            images,
+            ["busybox:1.36", "nginx:1.25.3", "ghcr.io/x/side:v1"]
+        );
+    }
+
+    /// TESTCASES.md §F8 (Sinker's standard input, derived).
+    #[test]
+    fn sinkers_standard_input_splits_as_sinker_splits_it() {
+        let file: Arc<Path> = Arc::from(Path::new("-"));
+        let images = |t: &str| sinker_images_in_input_text(&file, t).0;
+        assert_eq!(images("a:1 b:2"), ["a:1", "b:2"]);
+        assert_eq!(images("a:1 b:2\n"), ["a:1", "b:2\n"]);
+        assert_eq!(images("a:1\nb:2\n"), ["a:1", "b:2"]);
+        assert!(images("a:1").is_empty());
+        let yaml = "---\napiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - image: x:1\n";
+        assert_eq!(images(yaml), ["x:1"]);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! source into an ordinary, digest-pinned CIP manifest that is reviewed and
 //! promoted like any other.
 
+mod blang;
 pub mod import;
 pub mod input;
 pub mod job;
@@ -10,6 +11,7 @@ pub mod kubernetes;
 pub mod lock;
 pub mod pin;
 pub mod select;
+pub mod sync;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -43,7 +45,10 @@ pub fn references(manifests: &[Manifest], side: Side) -> Vec<String> {
         };
         for registry in registries {
             for image in &manifest.images {
-                let repo = registry.repository(&image.name);
+                let repo = match side {
+                    Side::Source => registry.repository(&image.name),
+                    Side::Target => registry.repository(image.destination_name()),
+                };
                 for entry in &image.digests {
                     if entry.tags.is_empty() {
                         out.insert(format!("{repo}@{}", entry.digest));

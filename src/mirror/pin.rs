@@ -15,7 +15,7 @@ use futures::stream::{self, StreamExt};
 
 use super::select::{choose, compile, Compiled};
 use crate::diag::{Diagnostic, Location};
-use crate::manifest::intent::{split_mapping, Intent, IntentImage};
+use crate::manifest::intent::{map_repository, Intent, IntentImage};
 use crate::manifest::Manifest;
 use crate::oci::{self, media_type};
 use crate::reference::{Digest, ImageName, ManifestRef, RegistryName, Tag};
@@ -30,9 +30,18 @@ pub struct Lock {
     /// Where they go.
     pub destinations: Vec<RegistryName>,
     /// Image -> digest -> what the entry says.
-    pub images: BTreeMap<ImageName, BTreeMap<Digest, Pin>>,
+    pub images: BTreeMap<ImageKey, BTreeMap<Digest, Pin>>,
     /// Image -> the tag patterns it lets move (`follow:`), as written.
-    pub follow: BTreeMap<ImageName, Vec<String>>,
+    pub follow: BTreeMap<ImageKey, Vec<String>>,
+}
+
+/// An image of a lock: its name in the source, and its path at the
+/// destinations when it is renamed (`target:`).
+pub type ImageKey = (ImageName, Option<ImageName>);
+
+/// The lock key of `image`.
+fn key_of(image: &IntentImage) -> ImageKey {
+    (image.name.clone(), image.target.clone())
 }
 
 /// One pinned digest.
@@ -143,14 +152,13 @@ pub enum PinError {
         #[source]
         source: Arc<RegistryError>,
     },
-    /// A catalog path whose destination path has another last component: a
-    /// CIP manifest keeps an image's name.
+    /// A catalog path whose destination path is not a repository path (a
+    /// replacement that left an empty or uppercase component, say).
     #[error(
-        "{location}: the mapping renames {path} to {to}; a CIP manifest keeps an image's name: \
-         map it to a path ending in /{}",
-        path.rsplit('/').next().unwrap_or(path)
+        "{location}: the mapping writes {path} to {to:?}, which is not a repository path: \
+         make `to` give lowercase components separated by single slashes"
     )]
-    Renamed {
+    BadTarget {
         /// The catalog entry.
         location: Location,
         /// The source path matched.
@@ -290,16 +298,17 @@ pub async fn expand_catalog(
         }
         for path in matched {
             let to = entry.rename.apply(path);
-            match split_mapping(&entry.source, path, &entry.destination, &to) {
-                Some((source, name, destination)) => images.push(IntentImage {
-                    name,
-                    source: Some(source),
-                    destinations: Some(vec![destination]),
+            match map_repository(&entry.source, path, &entry.destination, &to) {
+                Some(mapped) => images.push(IntentImage {
+                    name: mapped.name,
+                    target: mapped.target,
+                    source: Some(mapped.source),
+                    destinations: Some(vec![mapped.destination]),
                     select: entry.select.clone(),
                     follow: Vec::new(),
                     location: entry.location.clone(),
                 }),
-                None => errors.push(PinError::Renamed {
+                None => errors.push(PinError::BadTarget {
                     location: entry.location.clone(),
                     path: path.clone(),
                     to,
@@ -356,9 +365,9 @@ async fn pin_images(intent: &Intent, registries: &Registries, previous: &[Manife
     for (source, destinations, image, resolved) in reads {
         let lock = lock_for(&mut locks, &source, &destinations);
         lock.follow_too(image);
-        let entry = lock.images.entry(image.name.clone()).or_default();
+        let entry = lock.images.entry(key_of(image)).or_default();
         // What the previous lock pinned stays, whatever the source says now.
-        if let Some(old) = kept.get(&(source.clone(), destinations, image.name.clone())) {
+        if let Some(old) = kept.get(&(source.clone(), destinations, key_of(image))) {
             for (digest, pin) in old {
                 let into = entry.entry(digest.clone()).or_default();
                 into.tags.extend(pin.tags.iter().cloned());
@@ -394,7 +403,7 @@ impl Lock {
         if image.follow.is_empty() {
             return;
         }
-        let follow = self.follow.entry(image.name.clone()).or_default();
+        let follow = self.follow.entry(key_of(image)).or_default();
         for p in &image.follow {
             if !follow.iter().any(|f| f == p.as_str()) {
                 follow.push(p.as_str().to_string());
@@ -525,9 +534,16 @@ async fn resolve(
     } else {
         Vec::new()
     };
+    let retag = image.select.retag.as_ref().map(|r| r.value.clone());
     let wanted = choose(compiled, &listed)
         .into_iter()
-        .map(|tag| (Some(tag.clone()), ManifestRef::Tag(tag), false))
+        .map(|tag| {
+            (
+                Some(retag.clone().unwrap_or_else(|| tag.clone())),
+                ManifestRef::Tag(tag),
+                false,
+            )
+        })
         .chain(image.select.digests.iter().map(|d| {
             (
                 d.value.tag.clone(),
@@ -631,7 +647,7 @@ async fn platform_child(
 }
 
 /// Pins of a previous lock, by the (source, destinations, image) they belong to.
-type Kept = BTreeMap<(RegistryName, Vec<RegistryName>, ImageName), BTreeMap<Digest, Pin>>;
+type Kept = BTreeMap<(RegistryName, Vec<RegistryName>, ImageKey), BTreeMap<Digest, Pin>>;
 
 /// What a previous lock pins.
 fn previous_pins(previous: &[Manifest]) -> Kept {
@@ -647,7 +663,7 @@ fn previous_pins(previous: &[Manifest]) -> Kept {
                 .entry((
                     manifest.source.name.clone(),
                     destinations.clone(),
-                    image.name.clone(),
+                    (image.name.clone(), image.target.clone()),
                 ))
                 .or_default();
             for entry in &image.digests {
@@ -674,9 +690,13 @@ pub fn lock_text(lock: &Lock, intent_file: &str, images_only: bool) -> String {
             "# Written by `promoter pin` from {intent_file}.\n"
         ));
     }
-    for (name, digests) in &lock.images {
+    for (key, digests) in &lock.images {
+        let (name, target) = key;
         out.push_str(&format!("- name: {name}\n"));
-        if let Some(follow) = lock.follow.get(name) {
+        if let Some(target) = target {
+            out.push_str(&format!("  target: {target}\n"));
+        }
+        if let Some(follow) = lock.follow.get(key) {
             // JSON's double-quoted strings are YAML's: any pattern survives.
             let patterns: Vec<String> = follow
                 .iter()
@@ -758,15 +778,15 @@ mod tests {
 
     #[test]
     fn pin_errors_say_what_they_said_as_text() {
-        let renamed = PinError::Renamed {
+        let renamed = PinError::BadTarget {
             location: at(),
             path: "team/web".into(),
-            to: "mirror/frontend".into(),
+            to: "mirror//Web".into(),
         };
         assert_eq!(
             renamed.to_string(),
-            "intent.yaml:7:3: the mapping renames team/web to mirror/frontend; a CIP manifest \
-             keeps an image's name: map it to a path ending in /web"
+            "intent.yaml:7:3: the mapping writes team/web to \"mirror//Web\", which is not a \
+             repository path: make `to` give lowercase components separated by single slashes"
         );
         let moves = PinError::TagMoves {
             location: at(),

@@ -4,8 +4,9 @@
 use regex::Regex;
 use semver::{Version, VersionReq};
 
+use super::blang;
 use crate::diag::Diagnostic;
-use crate::manifest::intent::{Located, Selectors};
+use crate::manifest::intent::{Located, RangeSyntax, Selectors};
 use crate::reference::Tag;
 
 /// Selectors, compiled: what [`choose`] applies.
@@ -13,8 +14,8 @@ use crate::reference::Tag;
 pub struct Compiled {
     /// Exact tags; empty to start from every listed tag.
     pub exact: Vec<Tag>,
-    /// Alternatives (`||`) of a semver range.
-    semver: Option<Vec<VersionReq>>,
+    /// A semver range.
+    semver: Option<Range>,
     prerelease: bool,
     /// Whether digests are named directly: then no listing is read.
     pinned: bool,
@@ -30,27 +31,46 @@ impl Compiled {
     }
 }
 
+/// A range in one of the two syntaxes.
+#[derive(Debug, Clone)]
+enum Range {
+    /// Cargo's, with `||` alternatives.
+    Cargo(Vec<VersionReq>),
+    /// blang's (dregsy's).
+    Blang(blang::Range),
+}
+
 /// Compile `select`, or every problem with its place.
 pub fn compile(select: &Selectors) -> Result<Compiled, Vec<Diagnostic>> {
     let mut errors = Vec::new();
-    let semver = select
-        .semver
-        .as_ref()
-        .and_then(|range| match parse_range(&range.value) {
-            Ok(alternatives) => Some(alternatives),
-            Err(why) => {
+    let semver = select.semver.as_ref().and_then(|range| {
+        let parsed = match select.ranges {
+            RangeSyntax::Cargo => parse_range(&range.value)
+                .map(Range::Cargo)
+                .map_err(|e| e.to_string()),
+            RangeSyntax::Blang => blang::Range::parse(&range.value).map(Range::Blang),
+        };
+        let help = match select.ranges {
+            RangeSyntax::Cargo => {
+                "write comparators such as \">=1.2.0, <2.0.0\" (|| between alternatives)"
+            }
+            RangeSyntax::Blang => {
+                "write comparators of full versions, spaces between them: \">=1.2.0 <2.0.0\" \
+                 (|| between alternatives)"
+            }
+        };
+        parsed
+            .map_err(|why| {
                 errors.push(
                     Diagnostic::error(
                         range.location.clone(),
                         format!("{:?} is not a semver range: {why}", range.value),
                     )
-                    .with_help(
-                        "write comparators such as \">=1.2.0, <2.0.0\" (|| between alternatives)",
-                    ),
+                    .with_help(help),
                 );
-                None
-            }
-        });
+            })
+            .ok()
+    });
     let mut regex = |all: &[Located<String>], key: &str| {
         all.iter()
             .filter_map(|r| match Regex::new(&r.value) {
@@ -141,8 +161,12 @@ pub fn version_of(tag: &str) -> Option<Version> {
 
 /// Whether `tag` passes the semver filter.
 fn in_range(compiled: &Compiled, tag: &str) -> bool {
-    let Some(alternatives) = &compiled.semver else {
-        return true;
+    let alternatives = match &compiled.semver {
+        None => return true,
+        Some(Range::Blang(range)) => {
+            return blang::tolerant(tag).is_some_and(|v| range.matches(&v))
+        }
+        Some(Range::Cargo(alternatives)) => alternatives,
     };
     let Some(version) = version_of(tag) else {
         return false;

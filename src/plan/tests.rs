@@ -321,6 +321,7 @@ fn two_names_for_one_repository_merge() {
         destinations: vec![entry(dest)],
         images: vec![Image {
             follow: Vec::new(),
+            target: None,
             name: image(img),
             location: loc(2),
             digests: vec![DigestEntry {
@@ -340,6 +341,55 @@ fn two_names_for_one_repository_merge() {
     assert_eq!(ws.len(), 1);
     assert_eq!(ws[0].repo.to_string(), "dst.example/a/b/c");
     assert_eq!(ws[0].digests.len(), 2);
+}
+
+#[test]
+fn a_renamed_image_is_wanted_at_its_target_and_read_from_its_name() {
+    let text = format!(
+        "registries:\n- name: {SRC}\n  src: true\n- name: {DST}\n- name: dst.example/dr\nimages:\n\
+         - name: library/busybox\n  target: base/busybox-arm64\n  dmap:\n    \"{}\": [\"latest\"]\n\
+         - name: library/busybox\n  dmap:\n    \"{}\": [\"latest\"]\n",
+        digest(1),
+        digest(2)
+    );
+    let loaded = crate::manifest::load_plain_text(Path::new("m.yaml"), &text);
+    assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+    let ws = wants(&loaded.manifests);
+    let shown: Vec<(String, String, String)> = ws
+        .iter()
+        .map(|w| {
+            let (d, want) = w.digests.iter().next().unwrap();
+            let source = want.sources.iter().next().unwrap();
+            (w.repo.to_string(), source.repo.to_string(), d.to_string())
+        })
+        .collect();
+    let src = format!("{SRC}/library/busybox");
+    assert_eq!(
+        shown,
+        [
+            (
+                "dst.example/dr/base/busybox-arm64".into(),
+                src.clone(),
+                digest(1).to_string()
+            ),
+            (
+                "dst.example/dr/library/busybox".into(),
+                src.clone(),
+                digest(2).to_string()
+            ),
+            (
+                "dst.example/prod/base/busybox-arm64".into(),
+                src.clone(),
+                digest(1).to_string()
+            ),
+            (
+                "dst.example/prod/library/busybox".into(),
+                src,
+                digest(2).to_string()
+            ),
+        ]
+    );
+    assert_eq!(ws[0].image.as_str(), "base/busybox-arm64");
 }
 
 // ---------------------------------------------------------------- properties

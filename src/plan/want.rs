@@ -67,14 +67,14 @@ pub fn wants(manifests: &[Manifest]) -> Vec<RepoWant> {
     for manifest in manifests {
         for destination in &manifest.destinations {
             for image in &manifest.images {
-                let repo = destination.name.repository(&image.name);
+                let repo = destination.name.repository(image.destination_name());
                 let source = SourceRef {
                     registry: manifest.source.name.clone(),
                     repo: manifest.source.name.repository(&image.name),
                 };
                 let entry = by_repo.entry(repo.clone()).or_insert_with(|| RepoWant {
                     registry: destination.name.clone(),
-                    image: image.name.clone(),
+                    image: image.destination_name().clone(),
                     repo,
                     digests: BTreeMap::new(),
                     movable: BTreeSet::new(),

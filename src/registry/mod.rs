@@ -36,6 +36,7 @@ pub use open::{open_all, OpenOptions, Registries};
 pub use safe_url::SafeUrl;
 // What the CLI configures of the HTTP registries, named without `remote`:
 // the callers set options, the transport behind them stays the registry's.
+pub use remote::credentials::{Credential, Secret};
 pub use remote::{RegistryOptions, RemoteOptions};
 
 // The content types live on the ground floor; these names are kept for the

@@ -109,6 +109,10 @@ pub struct OpenOptions {
     pub remote: super::RemoteOptions,
     /// An explicit credentials file, consulted first.
     pub auth_file: Option<std::path::PathBuf>,
+    /// Credentials given on the command line, per host, before any file
+    /// (image-syncer's `--target-repo-auth-key` and `--access-token`):
+    /// (host, credential, the flag it came from).
+    pub credentials: Vec<(String, remote::credentials::Credential, String)>,
 }
 
 /// Open every registry `names` mention, one per endpoint. Nothing is sent
@@ -127,9 +131,12 @@ pub fn open_all<'a>(
             Endpoint::Layout { root } => Arc::new(layout::LayoutRegistry::new(root)),
             Endpoint::Http { .. } => {
                 if remotes.is_none() {
-                    let credentials = remote::credentials::CredentialStore::discover(
+                    let mut credentials = remote::credentials::CredentialStore::discover(
                         options.auth_file.as_deref(),
                     )?;
+                    for (host, credential, source) in &options.credentials {
+                        credentials = credentials.with_credential(host, credential.clone(), source);
+                    }
                     remotes = Some(remote::Remotes::new(options.remote.clone(), credentials));
                 }
                 let remotes = remotes.as_ref().expect("set just above");

@@ -19,6 +19,7 @@ use crate::shutdown::Shutdown;
 use crate::wants::{self, Selection};
 
 mod metrics;
+pub mod schedule;
 mod serve;
 
 pub use metrics::Metrics;

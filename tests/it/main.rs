@@ -31,6 +31,7 @@ mod registry_contract;
 mod remote_auth;
 mod remote_wire;
 mod secrets;
+mod seed_tools;
 mod seeds;
 mod snapshot;
 mod supply_chain;

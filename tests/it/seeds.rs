@@ -9,14 +9,14 @@ use crate::support::images::{Flavor, Platform, TestImage};
 use crate::support::skopeo;
 use crate::support::world::World;
 
-fn seed(name: &str) -> String {
+pub(crate) fn seed(name: &str) -> String {
     let path = format!("{}/testdata/seeds/{name}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 /// Registry options sending each of `to_source` to the source registry
 /// and each of `to_destination` to the destination.
-fn endpoints(w: &World, to_source: &[&str], to_destination: &[&str]) {
+pub(crate) fn endpoints(w: &World, to_source: &[&str], to_destination: &[&str]) {
     let mut registries = serde_json::Map::new();
     for (hosts, endpoint) in [(to_source, w.src_host()), (to_destination, w.dst_host())] {
         for host in hosts {
@@ -34,7 +34,7 @@ fn endpoints(w: &World, to_source: &[&str], to_destination: &[&str]) {
 }
 
 /// Pin `file` into `lock/`, promote it, and pin again: the same bytes.
-async fn pin_and_promote(w: &World, file: &str) -> String {
+pub(crate) async fn pin_and_promote(w: &World, file: &str) -> String {
     let pin = w
         .run_async(&[
             "pin",
@@ -74,7 +74,7 @@ async fn pin_and_promote(w: &World, file: &str) -> String {
 }
 
 /// Every file of the lock tree, with its path, in order.
-fn lock_text(w: &World) -> String {
+pub(crate) fn lock_text(w: &World) -> String {
     let mut files = Vec::new();
     let mut stack = vec![w.path().join("lock")];
     while let Some(dir) = stack.pop() {
@@ -101,7 +101,7 @@ fn lock_text(w: &World) -> String {
 }
 
 /// What the destination holds at `reference` is `image`, byte for byte.
-async fn holds(w: &World, reference: &str, image: &TestImage) {
+pub(crate) async fn holds(w: &World, reference: &str, image: &TestImage) {
     let target = format!("docker://{}/{reference}", w.dst_host());
     if let Some(raw) = skopeo::inspect_raw_async(&target).await {
         let held = promoter::reference::Digest::sha256_of(&raw);
@@ -110,7 +110,7 @@ async fn holds(w: &World, reference: &str, image: &TestImage) {
 }
 
 /// Nothing is at `reference` in the destination.
-async fn lacks(w: &World, reference: &str) {
+pub(crate) async fn lacks(w: &World, reference: &str) {
     let target = format!("docker://{}/{reference}", w.dst_host());
     if let Some(found) = skopeo::try_inspect_raw_async(&target).await {
         assert!(found.is_err(), "{reference} should not be there");
@@ -252,7 +252,7 @@ async fn image_syncers_images_file_pins_and_promotes() {
     w.write("external-images.yaml", file);
 
     let notes = pin_and_promote(&w, "external-images.yaml").await;
-    assert!(notes.contains("pinned the linux/amd64 manifest"), "{notes}");
+    assert!(notes.contains("`amd64Only` is not read"), "{notes}");
     let external = "kyma-project/external";
     holds(
         &w,
@@ -266,21 +266,29 @@ async fn image_syncers_images_file_pins_and_promotes() {
         &exporter_old,
     )
     .await;
-    // amd64Only: the amd64 manifest of the index, digest-preserving.
+    // amd64Only is read by no image-syncer since 2024-12 (and never chose
+    // a platform): the whole index is copied, digest-preserving.
     holds(
         &w,
         &format!("{external}/bitnami/postgres-exporter:0.11.1-debian-11-r69"),
-        &exporter.children[0],
+        &exporter,
     )
     .await;
-    // A source pinned by digest gets its `tag` in the target.
-    holds(&w, &format!("{external}/busybox:1.32.0-v1"), &busybox).await;
+    // A one-component source goes below `library/`, as `getTarget` puts
+    // it; a source pinned by digest gets its `tag` in the target.
     holds(
         &w,
-        &format!("{external}/postgres:v20230508-11.19-alpine3.17"),
+        &format!("{external}/library/busybox:1.32.0-v1"),
+        &busybox,
+    )
+    .await;
+    holds(
+        &w,
+        &format!("{external}/library/postgres:v20230508-11.19-alpine3.17"),
         &postgres,
     )
     .await;
+    lacks(&w, &format!("{external}/busybox:1.32.0-v1")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -40,6 +40,9 @@ use super::proxy::{full, serve_http, Handler, ProxyBody};
 pub const USER: &str = "promoter-test";
 /// Its password. Distinctive, so tests can grep output for it.
 pub const PASSWORD: &str = "pw-Zq8sUeVx-secret";
+/// The user the token issuer also accepts with `PASSWORD`: image-syncer's
+/// `--target-repo-auth-key` sends `_json_key` and the key file's bytes.
+pub const JSON_KEY_USER: &str = "_json_key";
 /// An identity (refresh) token the token issuer accepts for `USER`.
 pub const IDENTITY_TOKEN: &str = "idt-4Kp2Lm9Rt-secret";
 
@@ -547,9 +550,13 @@ async fn issue(
             && get("refresh_token").as_deref() == Some(IDENTITY_TOKEN))
         .then(|| "<identity-token>".to_string())
     } else {
-        basic
-            .filter(|b| *b == format!("{USER}:{PASSWORD}"))
-            .map(|_| USER.to_string())
+        // USER, or image-syncer's `_json_key` with the password as its key file.
+        basic.and_then(|b| match b.split_once(':') {
+            Some((user @ (USER | JSON_KEY_USER), password)) if password == PASSWORD => {
+                Some(user.to_string())
+            }
+            _ => None,
+        })
     };
     // Only an authenticated caller gets access; anonymous gets a token
     // without any (the registry then answers 401, as real ones do).
@@ -595,8 +602,9 @@ async fn issue(
     let body = serde_json::json!({
         "token": token,
         "access_token": token,
+        // No `issued_at`: optional, and an RFC 3339 time where given (Go
+        // clients such as skopeo refuse any other format).
         "expires_in": 300,
-        "issued_at": httpdate::fmt_http_date(SystemTime::now()),
     });
     Response::builder()
         .status(200)

@@ -56,6 +56,24 @@ pub async fn try_inspect_raw_async(target: &str) -> Option<Result<Vec<u8>, Strin
     Some(answer(target, out))
 }
 
+/// [`try_inspect_raw_async`] with `--creds user:password`.
+pub async fn try_inspect_raw_as_async(
+    target: &str,
+    creds: &str,
+) -> Option<Result<Vec<u8>, String>> {
+    let skopeo = require_binary("skopeo")?;
+    let env = CleanEnv::new();
+    let mut args = inspect_args(target);
+    let creds = format!("--creds={creds}");
+    args.insert(2, &creds);
+    let out = tokio::process::Command::from(env.command(skopeo))
+        .args(args)
+        .output()
+        .await
+        .expect("run skopeo");
+    Some(answer(target, out))
+}
+
 /// [`try_inspect_raw`], failing the test when skopeo cannot read `target`.
 pub fn inspect_raw(target: &str) -> Option<Vec<u8>> {
     try_inspect_raw(target).map(|r| r.unwrap_or_else(|e| panic!("{e}")))

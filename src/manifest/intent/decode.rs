@@ -10,7 +10,7 @@ use crate::manifest::decode::{self, fields, text, Ctx, Fields};
 use crate::manifest::yaml::{Node, Pos, Value};
 use crate::reference::{Digest, ImageName, NameError, RegistryName, Tag};
 
-const IMAGE_KEYS: [&str; 10] = [
+const IMAGE_KEYS: [&str; 11] = [
     "name",
     "source",
     "tags",
@@ -21,6 +21,7 @@ const IMAGE_KEYS: [&str; 10] = [
     "latest",
     "platforms",
     "follow",
+    "target",
 ];
 
 /// An intent in our own format.
@@ -58,6 +59,7 @@ pub(super) fn intent(root: &Node<'_>, ctx: &mut Ctx<'_>, file: &Arc<Path>) -> Op
         images,
         catalog: Vec::new(),
         format: Format::Intent,
+        schedule: None,
     })
 }
 
@@ -92,11 +94,15 @@ fn image(item: &Node<'_>, ctx: &mut Ctx<'_>) -> Option<IntentImage> {
         .value(9)
         .map(|n| decode::follow(n, ctx))
         .unwrap_or_default();
+    let target = entry
+        .value(10)
+        .and_then(|n| parsed(n, "an image path", ImageName::parse, ctx));
     if name.is_some() {
         require_a_selector(&entry, &select, item.pos, ctx);
     }
     Some(IntentImage {
         name: name?,
+        target,
         source,
         destinations: None,
         select,
@@ -106,7 +112,7 @@ fn image(item: &Node<'_>, ctx: &mut Ctx<'_>) -> Option<IntentImage> {
 }
 
 /// The selector keys of an image entry (`tags` to `platforms`).
-fn selectors(entry: &Fields<'_, '_, 10>, ctx: &mut Ctx<'_>) -> Selectors {
+fn selectors(entry: &Fields<'_, '_, 11>, ctx: &mut Ctx<'_>) -> Selectors {
     let mut select = Selectors::default();
     if let Some(node) = entry.value(2) {
         (select.tags, select.digests) = tag_list(node, ctx);
@@ -135,7 +141,7 @@ fn selectors(entry: &Fields<'_, '_, 10>, ctx: &mut Ctx<'_>) -> Selectors {
 
 /// An entry that selects nothing would pin nothing, silently.
 fn require_a_selector(
-    entry: &Fields<'_, '_, 10>,
+    entry: &Fields<'_, '_, 11>,
     select: &Selectors,
     item: Pos,
     ctx: &mut Ctx<'_>,

@@ -462,6 +462,10 @@ impl Authenticator {
                 _ => Ok(None),
             },
             Some(AuthMode::Bearer { realm, service }) => {
+                // A registry token is the bearer token itself.
+                if let Some(Credential::RegistryToken(token)) = self.credential().await? {
+                    return Ok(Some(bearer(&token)?));
+                }
                 if let Some(token) = self.cached(scopes) {
                     return Ok(Some(bearer(&token)?));
                 }
@@ -538,7 +542,10 @@ impl Authenticator {
             return Ok(Reauth::GiveUp);
         };
         self.set_mode(mode.clone());
+        let registry_token = matches!(self.credential().await?, Some(Credential::RegistryToken(_)));
         match mode {
+            // The same registry token again cannot help.
+            AuthMode::Bearer { .. } if registry_token && sent_auth => Ok(Reauth::GiveUp),
             AuthMode::Bearer { .. } => {
                 // The token may have expired early or lacked a scope: drop
                 // every cached token that would be picked for this request.

@@ -64,6 +64,36 @@ pub enum Credential {
     /// A refresh token for the OAuth2 `refresh_token` grant (docker's
     /// `identitytoken`, or a helper answering with user `<token>`).
     IdentityToken(Secret),
+    /// A token sent as it is, `Authorization: Bearer <token>`, without a
+    /// token exchange (docker's `registrytoken`; image-syncer's
+    /// `--access-token`, a cloud OAuth access token).
+    RegistryToken(Secret),
+}
+
+impl Credential {
+    /// A Google service-account key file as a registry credential:
+    /// user `_json_key`, the file's text as the password (what
+    /// image-syncer's `--target-repo-auth-key` and `docker login` with a
+    /// JSON key send). Read bounded; `flag` names where the path came from.
+    pub fn json_key_file(path: &Path, flag: &str) -> Result<Credential, RegistryError> {
+        let bytes =
+            crate::local_file::read_capped(path, crate::limits::KEY_FILE_BYTES).map_err(|e| {
+                RegistryError::Credentials(format!(
+                    "{flag} {}: cannot read the key file: {e}",
+                    path.display()
+                ))
+            })?;
+        let password = String::from_utf8(bytes).map_err(|_| {
+            RegistryError::Credentials(format!(
+                "{flag} {}: the key file is not UTF-8 text",
+                path.display()
+            ))
+        })?;
+        Ok(Credential::Basic {
+            username: "_json_key".into(),
+            password: Secret::new(password),
+        })
+    }
 }
 
 /// One parsed auth file (docker `config.json` or containers `auth.json`:
@@ -117,6 +147,8 @@ pub struct CredentialStore {
     helper_timeout: Option<Duration>,
     /// Host -> where its credentials came from, for messages.
     answered: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    /// Host -> credentials given on the command line, before any file.
+    given: HashMap<String, (Credential, String)>,
 }
 
 impl CredentialStore {
@@ -179,6 +211,15 @@ impl CredentialStore {
         self
     }
 
+    /// `credential` for `host` (as [`crate::reference::RegistryName`]
+    /// normalises it), before every file; `source` says where it came
+    /// from in messages (a flag's name, never the value).
+    pub fn with_credential(mut self, host: &str, credential: Credential, source: &str) -> Self {
+        self.given
+            .insert(host.to_string(), (credential, source.to_string()));
+        self
+    }
+
     /// How long a credential helper may take (default 60 s).
     pub fn with_helper_timeout(mut self, timeout: Duration) -> Self {
         self.helper_timeout = Some(timeout);
@@ -217,6 +258,14 @@ impl CredentialStore {
     /// or `None` to go anonymous.
     pub async fn lookup(&self, host: &str) -> Result<Option<Credential>, RegistryError> {
         let keys = host_keys(host);
+        if let Some((credential, source)) = self.given.get(host) {
+            tracing::debug!(registry = host, source = %source, "credentials found");
+            self.answered
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(host.to_string(), source.clone());
+            return Ok(Some(credential.clone()));
+        }
         // Which source answered, for -vv (never what it answered).
         // CI's way first: PROMOTER_AUTH_<HOST>=user:password.
         let variable = env_variable(host);

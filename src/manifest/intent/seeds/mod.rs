@@ -14,13 +14,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::decode::parsed;
-use super::model::{CatalogImages, Format, Intent, IntentImage, Located, Selectors};
+use super::model::{CatalogImages, Format, Intent, IntentImage, Located, Mapped, Selectors};
 use crate::manifest::decode::{Ctx, Fields};
 use crate::manifest::model::RegistryEntry;
 use crate::manifest::yaml::{Node, Pos, Value};
-use crate::reference::{ImageName, RegistryName};
+use crate::reference::RegistryName;
 
-pub(super) mod dregsy;
+pub(crate) mod dregsy;
 pub(super) mod image_syncer;
 pub(super) mod sinker;
 
@@ -28,19 +28,14 @@ const CREDENTIALS_HELP: &str = "promoter takes credentials from a docker config.
      (--auth-file, $DOCKER_CONFIG, ~/.docker/config.json), never from a reviewed file; \
      move them there and remove them from this file";
 
-/// One image of a seed file, mapped: where it is read, its name, where it goes.
-fn image(
-    source: RegistryName,
-    name: ImageName,
-    destination: RegistryName,
-    select: Selectors,
-    pos: Pos,
-    ctx: &Ctx<'_>,
-) -> IntentImage {
+/// One image of a seed file, mapped: where it is read, its name, where it
+/// goes (renamed or not).
+fn image(mapped: Mapped, select: Selectors, pos: Pos, ctx: &Ctx<'_>) -> IntentImage {
     IntentImage {
-        name,
-        source: Some(source),
-        destinations: Some(vec![destination]),
+        name: mapped.name,
+        target: mapped.target,
+        source: Some(mapped.source),
+        destinations: Some(vec![mapped.destination]),
         select,
         follow: Vec::new(),
         location: ctx.at(pos),
@@ -83,6 +78,7 @@ fn intent_of(
         images,
         catalog,
         format,
+        schedule: None,
     })
 }
 
@@ -107,6 +103,22 @@ fn located<T>(value: T, pos: Pos, ctx: &Ctx<'_>) -> Located<T> {
 /// Where `key` number `i` is written, when it is.
 fn key_pos<const N: usize>(f: &Fields<'_, '_, N>, i: usize) -> Option<Pos> {
     f.found[i].map(|(k, _)| k.pos)
+}
+
+/// The list under a key, empty when the key is absent or null (as the
+/// tools' decoders read it), or an error at it with `help`.
+fn optional_list<'n, 'a>(
+    node: Option<&'n Node<'a>>,
+    root: Pos,
+    message: &str,
+    help: &str,
+    ctx: &mut Ctx<'_>,
+) -> Option<&'n [Node<'a>]> {
+    match node {
+        None => Some(&[]),
+        Some(n) if n.is_null() => Some(&[]),
+        other => list_of(other, root, message, help, ctx),
+    }
 }
 
 /// The list under a key, or an error at it (or at `root`) with `help`.
@@ -146,7 +158,14 @@ mod tests {
             .iter()
             .map(|i| {
                 let s = &i.select;
-                let mut what: Vec<String> = s.tags.iter().map(|t| t.value.to_string()).collect();
+                let mut what: Vec<String> = s
+                    .tags
+                    .iter()
+                    .map(|t| match &s.retag {
+                        Some(r) => format!("{} as {}", t.value, r.value),
+                        None => t.value.to_string(),
+                    })
+                    .collect();
                 what.extend(s.digests.iter().map(|d| match &d.value.tag {
                     Some(t) => format!("{t}@{}", &d.value.digest.as_str()[..12]),
                     None => d.value.digest.as_str()[..12].to_string(),
@@ -162,8 +181,12 @@ mod tests {
                 if let Some(p) = &s.platform {
                     what.push(p.value.clone());
                 }
+                let renamed = match &i.target {
+                    Some(t) => format!(" -> {t}"),
+                    None => String::new(),
+                };
                 format!(
-                    "{} | {} | {} | {}",
+                    "{} | {}{renamed} | {} | {}",
                     i.source.as_ref().unwrap(),
                     i.name,
                     i.destinations.as_ref().unwrap()[0],
