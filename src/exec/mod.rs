@@ -260,6 +260,11 @@ impl Executor {
         }
     }
 
+    /// What each HTTP registry's pacer did so far.
+    pub fn pacing(&self) -> Vec<crate::registry::PacingReport> {
+        self.copier.registries.pacing()
+    }
+
     /// The transfer counters so far, over everything this executor ran.
     pub fn stats(&self) -> Stats {
         self.copier.counters.snapshot()
@@ -290,10 +295,13 @@ pub async fn execute(plan: &Plan, executor: &Executor, options: &ExecOptions) ->
         .await;
     let mut results: Vec<EdgeResult> = results.into_iter().flatten().collect();
     sort_results(&mut results);
-    Report {
+    let report = Report {
         results,
         stats: executor.stats(),
-    }
+        pacing: executor.pacing(),
+    };
+    report.log_pacing();
+    report
 }
 
 impl Copier {

@@ -167,7 +167,9 @@ impl<'a> Run<'a> {
         let report = Report {
             results,
             stats: executor.stats(),
+            pacing: executor.pacing(),
         };
+        report.log_pacing();
         let planned = PlanFile {
             version: PLAN_FILE_VERSION,
             wants,

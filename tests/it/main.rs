@@ -24,6 +24,7 @@ mod presubmit;
 mod promote_layout;
 mod promote_registry;
 mod quickstart;
+mod quota;
 mod registry_contract;
 mod remote_auth;
 mod remote_wire;
