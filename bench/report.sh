@@ -206,6 +206,20 @@ if [ -f "$R/info.snap" ]; then
   echo
 fi
 
+if [ -f "$R/quota.tsv" ]; then
+  echo "## Under quotas (issue 26)"
+  echo
+  cat "$R/quota.txt"
+  echo
+  echo "| workload | pacing | Retry-After | wall s | quota-limited optimum s | wall / optimum | requests | 429s | 429 share | failed edges | exit | client CPU s |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+  awk -F'\t' 'NR > 1 { printf "| %s | %s | %s | %.2f | %.2f | **%.3f×** | %d | %d | **%.2f%%** | %d | %d | %.2f |\n", $1, $2, ($3 == 1 ? "yes" : "no"), $4, $5, $6, $7, $8, $9, $10, $11, $12 }' "$R/quota.tsv"
+  echo
+  echo "Target (adaptive): wall ≤ 1.15 × optimum, 429s ≤ 2% of requests, 0 failed edges."
+  awk -F'\t' 'NR > 1 && $2 == "adaptive" { ok = ($6 <= 1.15 && $9 <= 2 && $10 == 0 && $11 == 0); printf "- %s, Retry-After %s: %s\n", $1, ($3 == 1 ? "yes" : "no"), (ok ? "holds" : "MISSED") }' "$R/quota.tsv"
+  echo
+fi
+
 if [ -f "$R/verified.txt" ]; then
   echo "## Verification"
   echo

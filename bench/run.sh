@@ -18,6 +18,15 @@
 #               per distinct blob, peak RSS
 #   f           no-op at scale: 200 repositories × 10 tags already in the
 #               destination (cold once, then the no-op, measured)
+#   quota       promotions into registries behind quotas (issue 26): workload
+#               q (120 images in 40 repositories) to four destinations, each
+#               behind its own quota proxy (the test suite's token buckets:
+#               BENCH_QUOTA_RPM requests and BENCH_QUOTA_WPM writes a minute),
+#               with and without Retry-After, adaptive pacing on and off; then
+#               60 of its images into one destination at 10 requests/s.
+#               Prints wall against the quota-limited optimum (the requests
+#               each registry accepted ÷ its quota), 429s as a share of
+#               requests, failed edges
 #   big         peak RSS while copying one 1 GiB layer (promoter and skopeo)
 #   parse       --parse-only on the generated 20,000-digest thin tree
 #               (needs examples/gen_thin_tree.rs)
@@ -36,6 +45,9 @@
 #   BENCH_SNAP_SKOPEO_REPOS=1000  repositories the skopeo inventory reads (fewer
 #                           saves time; the figure is then extrapolated, and
 #                           labelled so)
+#   BENCH_QUOTA_RPM=3000    quota part: requests a minute per destination
+#   BENCH_QUOTA_WPM=1200    quota part: writes a minute per destination
+#   BENCH_QUOTA_MODES="adaptive off"  quota part: pacing modes to run
 #   BENCH_NICE=             e.g. -10 (root only): run the harness, and all it
 #                           starts, at this priority, and give its scheduler
 #                           autogroup the same nice, so that other work on a
@@ -53,7 +65,10 @@ BENCH_DIR=${BENCH_DIR:-$ROOT/target/bench}
 SEED_WITH=${BENCH_SEED:-skopeo}
 JOBS=${BENCH_SKOPEO_JOBS:-4}
 SNAP_SKOPEO_REPOS=${BENCH_SNAP_SKOPEO_REPOS:-1000}
-ALL_PARTS=(floor a b c d e f big parse snap)
+ALL_PARTS=(floor a b c d e f quota big parse snap)
+QUOTA_RPM=${BENCH_QUOTA_RPM:-3000}
+QUOTA_WPM=${BENCH_QUOTA_WPM:-1200}
+QUOTA_MODES=${BENCH_QUOTA_MODES:-adaptive off}
 
 if [ $# -eq 0 ]; then
   PARTS=("${ALL_PARTS[@]}")
@@ -107,9 +122,13 @@ mkdir -p "$WORKLOADS_DIR" "$RESULTS/runs"
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/promoter-bench.XXXXXX")
 CLK_TCK=$(getconf CLK_TCK)
 
-declare -A REG_PID REG_PORT REG_DIR
+declare -A REG_PID REG_PORT REG_DIR QUOTA_PID QUOTA_HOST
 cleanup() {
   local name
+  for name in "${!QUOTA_PID[@]}"; do
+    kill "${QUOTA_PID[$name]}" 2>/dev/null || true
+    wait "${QUOTA_PID[$name]}" 2>/dev/null || true
+  done
   for name in "${!REG_PID[@]}"; do
     kill "${REG_PID[$name]}" 2>/dev/null || true
     wait "${REG_PID[$name]}" 2>/dev/null || true
@@ -399,11 +418,12 @@ cat "$RESULTS/header.txt" >&2
 
 gen=()
 for w in a b c d e f big snap; do want "$w" && gen+=("$w"); done
+want quota && gen+=(q)
 if [ ${#gen[@]} -gt 0 ]; then
   log "generating workloads: ${gen[*]} (cached in $WORKLOADS_DIR)"
   "$GENERATOR" "$WORKLOADS_DIR" "${gen[@]}"
 fi
-if want a || want b || want c || want d || want e || want f || want big; then
+if want a || want b || want c || want d || want e || want f || want quota || want big; then
   SOURCE_STORAGE=$WORKLOADS_DIR/source-registry
   mkdir -p "$SOURCE_STORAGE"
   start_registry src "$SOURCE_STORAGE"
@@ -469,6 +489,88 @@ if want e; then
   for rep in $(seq 1 "$REPS"); do
     if [ $((rep % 2)) = 1 ]; then order=(promoter skopeo-copy); else order=(skopeo-copy promoter); fi
     for tool in "${order[@]}"; do run_fanout "$rep" "$tool"; done
+  done
+fi
+
+# start_quota NAME REGISTRY RPM WPM RETRY_AFTER: the test suite's quota proxy
+# (bench_workload quota-proxy) in front of REGISTRY; its counts go to
+# $TMP/quota-NAME.stats ("requests throttled accepted accepted_writes").
+start_quota() {
+  local name=$1 reg=$2 i
+  : >"$TMP/quota-$name.addr"
+  "$GENERATOR" quota-proxy "$(host "$reg")" "$3" "$4" "$5" "$TMP/quota-$name.stats" \
+    >"$TMP/quota-$name.addr" 2>"$TMP/quota-$name.err" &
+  QUOTA_PID[$name]=$!
+  for i in $(seq 1 200); do
+    [ -s "$TMP/quota-$name.addr" ] && break
+    sleep 0.02
+  done
+  QUOTA_HOST[$name]=$(head -1 "$TMP/quota-$name.addr")
+  [ -n "${QUOTA_HOST[$name]}" ] || die "quota proxy $name would not start: $(cat "$TMP/quota-$name.err")"
+}
+
+stop_quota() {
+  kill "${QUOTA_PID[$1]}" 2>/dev/null || true
+  wait "${QUOTA_PID[$1]}" 2>/dev/null || true
+  unset "QUOTA_PID[$1]" "QUOTA_HOST[$1]"
+}
+
+# run_quota LABEL MODE RETRY_AFTER DESTINATIONS IMAGES_YAML RPM WPM VERIFY:
+# the images into DESTINATIONS fresh registries, each behind its own quota,
+# pacing MODE (adaptive, or off: the ceilings only and 429s retried like
+# any failure). One line in quota.tsv.
+run_quota() {
+  local label=$1 mode=$2 ra=$3 n=$4 images=$5 rpm=$6 wpm=$7 check=$8 i
+  local id=quota.$label.$mode.ra$ra
+  for i in $(seq 1 "$n"); do
+    start_registry "q$i"
+    start_quota "q$i" "q$i" "$rpm" "$wpm" "$ra"
+  done
+  { printf 'registries:\n- name: %s/bench-q\n  src: true\n' "$(host src)"
+    for i in $(seq 1 "$n"); do printf -- '- name: %s/bench-q\n' "${QUOTA_HOST[q$i]}"; done
+    cat "$images"; } >"$TMP/$id.yaml"
+  if [ "$mode" = off ]; then echo '{"defaults": {"adaptive": false}}'; else echo '{}'; fi >"$TMP/$id.options.json"
+  local t0 t1 rc=0
+  t0=$(date +%s%N)
+  /usr/bin/time -v -o "$RESULTS/runs/$id.time" "$PROMOTER" run --manifest "$TMP/$id.yaml" --confirm \
+    --output json --registry-config "$TMP/$id.options.json" -v \
+    >"$RESULTS/runs/$id.json" 2>"$RESULTS/runs/$id.err" || rc=$?
+  t1=$(date +%s%N)
+  sleep 0.5 # the proxies' counts are written every 200 ms
+  for i in $(seq 1 "$n"); do cp "$TMP/quota-q$i.stats" "$RESULTS/runs/$id.q$i.stats"; done
+  if [ "$check" = 1 ] && [ $rc = 0 ]; then
+    for i in $(seq 1 "$n"); do verify q "q$i" bench-q "quota $label $mode ra=$ra destination $i"; done
+  fi
+  local failed
+  failed=$(grep -c '"status": "failed"' "$RESULTS/runs/$id.json" || true)
+  cat "$RESULTS/runs/$id".q*.stats | awk -v label="$label" -v mode="$mode" -v ra="$ra" -v rc="$rc" -v failed="$failed" \
+      -v wall="$(( (t1 - t0) / 1000000 ))" -v rps="$(awk -v r="$rpm" 'BEGIN { print r / 60 }')" \
+      -v wps="$(awk -v w="$wpm" 'BEGIN { print w / 60 }')" -v cpu="$(awk -F': ' '/User time/ { u = $2 } /System time/ { s = $2 } END { print u + s }' "$RESULTS/runs/$id.time")" '
+    { requests += $1; throttled += $2
+      opt = $3 / rps; if (wps > 0 && $4 / wps > opt) opt = $4 / wps
+      if (opt > optimum) optimum = opt }
+    END { w = wall / 1000
+      printf "%s\t%s\t%s\t%.2f\t%.2f\t%.3f\t%d\t%d\t%.2f\t%d\t%d\t%.2f\n", label, mode, ra, w, optimum, w / optimum, requests, throttled, 100 * throttled / requests, failed, rc, cpu }' >>"$RESULTS/quota.tsv"
+  log "$(tail -1 "$RESULTS/quota.tsv" | awk -F'\t' '{ printf "quota %-6s %-8s retry-after=%s: %6.2fs wall, optimum %6.2fs (%.3f×), %5d requests, %4d answered 429 (%.2f%%), %d failed edges, exit %d", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 }')"
+  for i in $(seq 1 "$n"); do stop_quota "q$i"; stop_registry "q$i"; done
+}
+
+if want quota; then
+  seed q
+  printf 'workload\tmode\tretry_after\twall_s\toptimum_s\tratio\trequests\tthrottled\tthrottled_pct\tfailed_edges\texit\tclient_cpu_s\n' >"$RESULTS/quota.tsv"
+  echo "quota: q to 4 destinations at $QUOTA_RPM requests and $QUOTA_WPM writes a minute each; q60 (60 of its images) to 1 at 600 requests a minute" >"$RESULTS/quota.txt"
+  for mode in $QUOTA_MODES; do
+    for ra in 1 0; do
+      run_quota q "$mode" "$ra" 4 "$WORKLOADS_DIR/q/images.yaml" "$QUOTA_RPM" "$QUOTA_WPM" 1
+    done
+  done
+  # The issue's case: 60 new single-layer images, one destination, 10 requests/s.
+  head -60 "$WORKLOADS_DIR/q/refs.tsv" | awk -F'\t' 'BEGIN { print "images:" } $1 != last { print "- name: " $1 "\n  dmap:"; last = $1 }
+    { print "    \"" $3 "\": [\"" $2 "\"]" }' >"$TMP/q60.yaml"
+  for mode in $QUOTA_MODES; do
+    for ra in 1 0; do
+      run_quota q60 "$mode" "$ra" 1 "$TMP/q60.yaml" 600 0 0
+    done
   done
 fi
 

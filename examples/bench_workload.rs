@@ -17,6 +17,7 @@
 //! | `d`    | 40 multi-arch OCI indexes, 2 platforms each (one 4 KiB layer per platform) |
 //! | `e`    | 30 images, each 2 × 4 MiB layers, promoted to four destination registries at once |
 //! | `f`    | 200 repositories × 10 tags (2,000 single-layer images of 512 bytes), for the no-op at scale |
+//! | `q`    | 40 repositories × 3 tags (120 single-layer images of 2 KiB), promoted to four destination registries each behind its own quota |
 //! | `big`  | 1 image with one 1 GiB layer, generated streaming (never in memory) |
 //! | `snap` | 1,000 repositories × 5 tags, 5 distinct images per repository sharing one 1 KiB layer |
 //!
@@ -45,10 +46,25 @@
 //! (by tag), `head-tag`, `head-tag-absent` (in a repository that does not
 //! exist), `head-blob`, `get-manifest`, `get-blob`, `tags-list`, `mount`
 //! (POST …?mount= into a new repository), `ping` (GET /v2/).
+//!
+//! A third runs the test suite's quota proxy (`tests/support/proxy.rs`,
+//! the same code) in front of a registry, for `bench/run.sh quota`:
+//!
+//! ```text
+//! bench_workload quota-proxy UPSTREAM REQUESTS_PER_MINUTE WRITES_PER_MINUTE RETRY_AFTER STATS_FILE
+//! ```
+//!
+//! prints the proxy's `HOST:PORT`, then rewrites STATS_FILE every 200 ms
+//! with `requests throttled accepted accepted_writes` until it is killed.
+//! WRITES_PER_MINUTE 0 is no write quota; RETRY_AFTER 1 answers 429 with
+//! `Retry-After`, 0 without. Buckets hold one second's refill.
 
 #[allow(dead_code)]
 #[path = "../tests/support/images.rs"]
 mod images;
+#[allow(dead_code)]
+#[path = "../tests/support/proxy.rs"]
+mod proxy;
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -176,12 +192,32 @@ fn workload_e(root: &Path, out: &mut Written) -> std::io::Result<()> {
 /// No-op at scale: 200 repositories of 10 tags each (2,000 tags), every one
 /// already in the destination when measured.
 fn workload_f(root: &Path, out: &mut Written) -> std::io::Result<()> {
-    for r in 0..200 {
+    tagged_repositories(root, out, 200, 10, 0xF, 16, 512)
+}
+
+/// Under quotas: 40 repositories of 3 tags (120 new images), a
+/// registry.k8s.io-shaped tree scaled to a minute of quota.
+fn workload_q(root: &Path, out: &mut Written) -> std::io::Result<()> {
+    tagged_repositories(root, out, 40, 3, 0x9, 4, 2 * KIB)
+}
+
+/// `repos` repositories of `tags` single-layer images of `layer` bytes
+/// each, tagged `v1`..; `stride` spaces the seeds of one repository's.
+fn tagged_repositories(
+    root: &Path,
+    out: &mut Written,
+    repos: usize,
+    tags: usize,
+    kind: u64,
+    stride: usize,
+    layer: usize,
+) -> std::io::Result<()> {
+    for r in 0..repos {
         let name = image_name(r);
-        let images: Vec<TestImage> = (0..10)
-            .map(|t| TestImage::single_layer(seed(0xF, r * 16 + t), 512))
+        let images: Vec<TestImage> = (0..tags)
+            .map(|t| TestImage::single_layer(seed(kind, r * stride + t), layer))
             .collect();
-        let tags: Vec<String> = (1..=10).map(|t| format!("v{t}")).collect();
+        let tags: Vec<String> = (1..=tags).map(|t| format!("v{t}")).collect();
         let entries: Vec<(&TestImage, Option<&str>)> = images
             .iter()
             .zip(&tags)
@@ -346,6 +382,7 @@ fn generate(out_dir: &Path, workload: &str) -> std::io::Result<()> {
         "d" => workload_d(&root, &mut written)?,
         "e" => workload_e(&root, &mut written)?,
         "f" => workload_f(&root, &mut written)?,
+        "q" => workload_q(&root, &mut written)?,
         "big" => workload_big(&root, &mut written)?,
         "snap" => workload_snap(&root, &mut written)?,
         other => unreachable!("workload {other} was checked"),
@@ -375,7 +412,7 @@ fn generate(out_dir: &Path, workload: &str) -> std::io::Result<()> {
     Ok(())
 }
 
-const WORKLOADS: [&str; 8] = ["a", "b", "c", "d", "e", "f", "big", "snap"];
+const WORKLOADS: [&str; 9] = ["a", "b", "c", "d", "e", "f", "q", "big", "snap"];
 
 // ---------------------------------------------------------------- floor
 
@@ -534,8 +571,60 @@ fn floor(host: &str, step: &str, n: usize) -> Result<(), String> {
     })
 }
 
+/// `quota-proxy`: the suite's quota proxy in front of `upstream`, its
+/// counts written to `stats` until the process is killed.
+fn quota_proxy(args: &[String]) -> Result<(), String> {
+    let [upstream, requests, writes, retry_after, stats] = args else {
+        return Err("usage: bench_workload quota-proxy UPSTREAM REQUESTS_PER_MINUTE WRITES_PER_MINUTE RETRY_AFTER STATS_FILE".into());
+    };
+    let number = |s: &str| s.parse::<f64>().map_err(|e| format!("{s}: {e}"));
+    let mut quota = proxy::Quota::per_minute(number(requests)?);
+    let writes = number(writes)?;
+    if writes > 0.0 {
+        quota = quota.writes_per_minute(writes);
+    }
+    if retry_after == "1" {
+        quota = quota.with_retry_after();
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let proxy = proxy::Proxy::start(upstream).await;
+        proxy.set_quota(Some(quota));
+        println!("{}", proxy.host());
+        std::io::stdout().flush().map_err(|e| e.to_string())?;
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            let log = proxy.log();
+            let throttled = log.iter().filter(|r| r.status == 429).count();
+            let writes = log
+                .iter()
+                .filter(|r| r.status != 429 && !matches!(r.method.as_str(), "GET" | "HEAD"))
+                .count();
+            let line = format!(
+                "{} {throttled} {} {writes}\n",
+                log.len(),
+                log.len() - throttled
+            );
+            std::fs::write(stats, line).map_err(|e| e.to_string())?;
+        }
+    })
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("quota-proxy") {
+        return match quota_proxy(&args[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("quota-proxy: {err}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if args.first().map(String::as_str) == Some("floor") {
         let (Some(host), Some(step), Some(n)) = (
             args.get(1),

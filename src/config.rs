@@ -248,9 +248,22 @@ fn misplaced_key<'n, 'a>(
 /// The range each numeric field may take: (field, least, most, unit).
 /// Beyond them a value is a typo (or an attack on the reader), never a
 /// setting: a week of retrying, a kibibyte chunk, a million requests at once.
-const RANGES: [(&str, f64, f64, &str); 11] = [
+const RANGES: [(&str, f64, f64, &str); 14] = [
     ("max_in_flight", 1.0, 1024.0, "requests"),
     ("requests_per_second", 0.001, 1e6, "requests per second"),
+    ("requests_per_minute", 0.06, 6e7, "requests per minute"),
+    (
+        "write_requests_per_second",
+        0.001,
+        1e6,
+        "requests per second",
+    ),
+    (
+        "write_requests_per_minute",
+        0.06,
+        6e7,
+        "requests per minute",
+    ),
     ("chunk_size", 65536.0, 4294967296.0, "bytes"),
     ("retry_deadline_secs", 0.0, 604800.0, "seconds"),
     ("max_attempts", 1.0, 100.0, "attempts"),
@@ -287,6 +300,9 @@ fn out_of_range(name: &str, value: &Node<'_>) -> Option<String> {
     let whole = !matches!(
         name,
         "requests_per_second"
+            | "requests_per_minute"
+            | "write_requests_per_second"
+            | "write_requests_per_minute"
             | "retry_deadline_secs"
             | "connect_timeout_secs"
             | "read_timeout_secs"

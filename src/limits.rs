@@ -4,7 +4,8 @@
 //! Two kinds of limit stack up:
 //!
 //! - **Fan-out** (how many tasks a stage starts at once): the executor works
-//!   on [`REPOSITORIES_AT_ONCE`] destination repositories, and inside one
+//!   on [`REPOSITORIES_AT_ONCE`] destination repositories of each destination
+//!   registry (each registry's own budget, as it has its own pacer), and inside one
 //!   manifest on [`TRANSFERS_PER_MANIFEST`] children or blobs; an index's
 //!   children fan out again at the same width, so a copy of an index of
 //!   indexes may have `16 × 4 × 4` tasks ready. The inventory runs
@@ -23,8 +24,8 @@
 //! is about
 //! `permits × (chunk + manifest cap)` per registry, whatever the fan-out.
 
-/// Destination repositories the executor works on at once (also the
-/// pipelining width of a promotion).
+/// Destination repositories the executor works on at once in each
+/// destination registry (also the pipelining width of a promotion).
 pub const REPOSITORIES_AT_ONCE: usize = 16;
 
 /// Child manifests or blobs of one manifest transferred at once.
@@ -110,6 +111,14 @@ pub const WALK_ENTRIES: usize = 100_000;
 /// registries (read once, written to each). Past it, a blob is streamed
 /// from the source for each destination, as without fan-out.
 pub const SPOOL_BYTES: u64 = 4 << 30;
+
+/// Memory a run may use to hold small source blobs that go to several
+/// destination registries (read once, uploaded to each as they arrive);
+/// past it, they go to the spool file like larger ones.
+pub const SPOOL_MEMORY_BYTES: u64 = 64 << 20;
+
+/// Largest blob held for fan-out in memory rather than in a spool file.
+pub const SPOOL_IN_MEMORY_BLOB: u64 = 8 << 20;
 
 /// Attempts of a request whose connection is refused (nothing listens):
 /// a registry restarting is back within a second; one that is down, or a

@@ -100,7 +100,7 @@ impl Progress for Tee {
 #[derive(Debug, Clone)]
 /// How the executor (and the run around it) behaves.
 pub struct ExecOptions {
-    /// Destination repositories worked on at once.
+    /// Destination repositories worked on at once, per destination registry.
     pub repo_concurrency: usize,
     /// Blobs or child manifests transferred at once within one manifest.
     pub blob_concurrency: usize,
@@ -201,7 +201,10 @@ impl Executor {
                 known,
                 counters: Arc::default(),
                 progress: None,
-                spool: Arc::new(spool::Spool::new(crate::limits::SPOOL_BYTES)),
+                spool: Arc::new(spool::Spool::new(
+                    crate::limits::SPOOL_BYTES,
+                    crate::limits::SPOOL_MEMORY_BYTES,
+                )),
                 fanout: Mutex::new(HashMap::new()),
             }),
         }
@@ -260,10 +263,49 @@ impl Executor {
         }
     }
 
+    /// What each HTTP registry's pacer did so far.
+    pub fn pacing(&self) -> Vec<crate::registry::PacingReport> {
+        self.copier.registries.pacing()
+    }
+
     /// The transfer counters so far, over everything this executor ran.
     pub fn stats(&self) -> Stats {
         self.copier.counters.snapshot()
     }
+}
+
+/// `work` on each of `items`, `width` at a time **per destination
+/// registry** (`endpoint` says whose an item is), every registry at once:
+/// each registry's repositories have their own budget, as its requests
+/// have their own pacer, so a slow or throttled registry (one region of
+/// many) never holds the others' work back, and four destinations keep
+/// four times the work in flight that one would. Results in no order.
+pub async fn per_registry<T, F, Fut>(
+    items: impl IntoIterator<Item = T>,
+    endpoint: impl Fn(&T) -> Endpoint,
+    width: usize,
+    work: F,
+) -> Vec<Fut::Output>
+where
+    F: Fn(T) -> Fut,
+    Fut: std::future::Future,
+{
+    let mut groups: std::collections::BTreeMap<Endpoint, Vec<T>> = Default::default();
+    for item in items {
+        groups.entry(endpoint(&item)).or_default().push(item);
+    }
+    let work = &work;
+    let runs = groups.into_values().map(|group| {
+        stream::iter(group)
+            .map(work)
+            .buffer_unordered(width.max(1))
+            .collect::<Vec<_>>()
+    });
+    futures::future::join_all(runs)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 /// Put results in plan order, whatever order the work finished in.
@@ -279,21 +321,26 @@ pub async fn execute(plan: &Plan, executor: &Executor, options: &ExecOptions) ->
             .filter_map(|item| item.source().map(|source| (&source.repo, &item.repo))),
     );
     let groups = crate::plan::work_by_repo(plan);
-    let results: Vec<Vec<EdgeResult>> = stream::iter(groups)
-        .map(|(repo, items)| {
+    let results: Vec<Vec<EdgeResult>> = per_registry(
+        groups,
+        |(repo, _)| repo.endpoint().clone(),
+        options.repo_concurrency,
+        |(repo, items)| {
             let items: Vec<PlanItem> = items.into_iter().cloned().collect();
             let is_new = plan.new_repositories.contains(repo);
             async move { executor.run_repo(repo, items, is_new).await }
-        })
-        .buffer_unordered(options.repo_concurrency.max(1))
-        .collect()
-        .await;
+        },
+    )
+    .await;
     let mut results: Vec<EdgeResult> = results.into_iter().flatten().collect();
     sort_results(&mut results);
-    Report {
+    let report = Report {
         results,
         stats: executor.stats(),
-    }
+        pacing: executor.pacing(),
+    };
+    report.log_pacing();
+    report
 }
 
 impl Copier {

@@ -191,9 +191,38 @@ pub struct Report {
     pub results: Vec<EdgeResult>,
     /// What was transferred.
     pub stats: Stats,
+    /// What each HTTP registry's pacer did over the run (the inventory's
+    /// requests included): 429s, cuts, time waited.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pacing: Vec<crate::registry::PacingReport>,
 }
 
 impl Report {
+    /// Log what each registry's pacer did, one line each (at -v), where it
+    /// had anything to do.
+    pub fn log_pacing(&self) {
+        for p in self.pacing.iter().filter(|p| p.eventful()) {
+            let rate = |r: &Option<crate::registry::RateReport>| {
+                r.as_ref().map_or_else(
+                    || "unpaced".to_string(),
+                    |r| format!("{:.1}/s (lowest {:.1}/s)", r.last, r.lowest),
+                )
+            };
+            tracing::info!(
+                registry = %p.registry,
+                requests = p.requests,
+                throttled = p.throttled,
+                rate_cuts = p.rate_cuts,
+                latency_cuts = p.latency_cuts,
+                waited_secs = format!("{:.1}", p.waited_secs),
+                in_flight = format!("{} (lowest {} of {})", p.in_flight.last, p.in_flight.lowest, p.in_flight.most),
+                rate = %rate(&p.rate),
+                write_rate = %rate(&p.write_rate),
+                "pacing"
+            );
+        }
+    }
+
     /// The results that failed.
     pub fn failed(&self) -> impl Iterator<Item = &EdgeResult> {
         self.results

@@ -8,8 +8,6 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use futures::stream::{self, StreamExt};
-
 use crate::exec::{self, EdgeResult, ExecOptions, Executor, Progress, Report};
 use crate::inventory;
 use crate::manifest::Manifest;
@@ -135,8 +133,11 @@ impl<'a> Run<'a> {
         let planned = AtomicU64::new(0);
         let total = wants.len() as u64;
         let (reader, executor, planned, all) = (&reader, &executor, &planned, &wants);
-        let per_repo: Vec<(Inventory, Plan, Vec<EdgeResult>)> = stream::iter(&wants)
-            .map(|want| async move {
+        let per_repo: Vec<(Inventory, Plan, Vec<EdgeResult>)> = exec::per_registry(
+            &wants,
+            |want| want.repo.endpoint().clone(),
+            self.options.repo_concurrency,
+            |want| async move {
                 if self.options.stopping() {
                     return Default::default();
                 }
@@ -152,10 +153,9 @@ impl<'a> Run<'a> {
                     executor.run_repo(&want.repo, work, is_new).await
                 };
                 (inventory, plan, results)
-            })
-            .buffer_unordered(self.options.repo_concurrency.max(1))
-            .collect()
-            .await;
+            },
+        )
+        .await;
         let mut inventory = Inventory::default();
         let mut plans = Vec::with_capacity(per_repo.len());
         let mut results = Vec::new();
@@ -168,7 +168,9 @@ impl<'a> Run<'a> {
         let report = Report {
             results,
             stats: executor.stats(),
+            pacing: executor.pacing(),
         };
+        report.log_pacing();
         let planned = PlanFile {
             version: PLAN_FILE_VERSION,
             wants,

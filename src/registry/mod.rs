@@ -38,6 +38,8 @@ pub use safe_url::SafeUrl;
 // the callers set options, the transport behind them stays the registry's.
 pub use remote::credentials::{Credential, Secret};
 pub use remote::{RegistryOptions, RemoteOptions};
+// What a registry's pacer did, for the report.
+pub use remote::{InFlightReport, PacingReport, RateReport};
 
 // The content types live on the ground floor; these names are kept for the
 // library's users (tests, examples).
@@ -91,6 +93,12 @@ pub enum BlobPut {
 pub trait Registry: Send + Sync {
     /// The endpoint this registry serves.
     fn endpoint(&self) -> Endpoint;
+
+    /// What this registry's pacer did so far (requests, 429s, cuts, time
+    /// waited); `None` for a backend that is not paced (`oci:` trees).
+    fn pacing(&self) -> Option<PacingReport> {
+        None
+    }
 
     /// For messages: the endpoint's name (never with credentials).
     fn display_name(&self) -> String {

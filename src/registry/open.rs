@@ -21,6 +21,16 @@ impl Registries {
         self.by_endpoint.insert(endpoint.clone(), registry);
     }
 
+    /// What each paced registry's pacer did so far, by endpoint; only those
+    /// that sent a request.
+    pub fn pacing(&self) -> Vec<super::PacingReport> {
+        self.by_endpoint
+            .values()
+            .filter_map(|r| r.pacing())
+            .filter(|p| p.requests > 0)
+            .collect()
+    }
+
     /// Whether `endpoint` has a registry.
     pub fn contains(&self, endpoint: &Endpoint) -> bool {
         self.by_endpoint.contains_key(endpoint)

@@ -40,6 +40,19 @@ pub async fn one_edge<F: std::future::Future>(work: F) -> F::Output {
         .await
 }
 
+/// `waited` went by in a pacer's queue (a slot of a budget shared with
+/// every request to the server): that is not time spent failing, so the
+/// edge's retry window, if it has begun, moves on by as much. Without this,
+/// a queue longer than the window (a quota's backlog) failed edges that
+/// were never refused twice.
+pub fn waited_for_pace(waited: Duration) {
+    let _ = EDGE_FIRST_FAILURE.try_with(|first| {
+        if let Some(at) = first.get() {
+            first.set(Some(at + waited));
+        }
+    });
+}
+
 /// The end of the edge's retry window of `window`, once it has failed.
 fn edge_deadline(window: Duration) -> Option<Instant> {
     EDGE_FIRST_FAILURE
@@ -88,7 +101,48 @@ impl RetryClock {
         if self.attempts >= self.max_attempts {
             return None;
         }
-        let delay = match retry_after {
+        let delay = self.backoff(retry_after);
+        if !self.within_deadline(delay) {
+            return None;
+        }
+        self.attempts += 1;
+        Some(delay)
+    }
+
+    /// Whether an attempt whose wait is another's (a pacer's, which holds
+    /// every request to its server and knows when the next may go) may
+    /// follow, no sooner than `retry_after`: only the deadline decides. It
+    /// is not counted against the attempts: the pacer spaces them, and a
+    /// quota that lets one request in ten through is no broken server.
+    pub fn paced(&mut self, retry_after: Option<Duration>) -> bool {
+        let wait = retry_after.unwrap_or(Duration::ZERO);
+        match edge_deadline(self.window) {
+            // In an edge, its window alone: it discounts the pacer's queue
+            // ([`waited_for_pace`]), which this operation's deadline, fixed
+            // when it began, cannot.
+            Some(edge) => Instant::now()
+                .checked_add(wait)
+                .is_some_and(|at| at <= edge),
+            None => self.within_deadline(wait),
+        }
+    }
+
+    /// Whether an attempt `delay` from now still starts within the
+    /// deadline (and the edge's window).
+    fn within_deadline(&self, delay: Duration) -> bool {
+        let deadline = match edge_deadline(self.window) {
+            Some(edge) => edge.min(self.deadline),
+            None => self.deadline,
+        };
+        Instant::now()
+            .checked_add(delay)
+            .is_some_and(|at| at <= deadline)
+    }
+
+    /// Our own wait before the next attempt: the server's, else
+    /// exponential with jitter.
+    fn backoff(&self, retry_after: Option<Duration>) -> Duration {
+        match retry_after {
             Some(wait) => wait,
             None => {
                 let exp = Self::BASE.saturating_mul(1u32 << (self.attempts - 1).min(16));
@@ -98,19 +152,7 @@ impl RetryClock {
                 let half = capped / 2;
                 half + half.mul_f64(rand::rng().random::<f64>())
             }
-        };
-        let deadline = match edge_deadline(self.window) {
-            Some(edge) => edge.min(self.deadline),
-            None => self.deadline,
-        };
-        if Instant::now()
-            .checked_add(delay)
-            .is_none_or(|at| at > deadline)
-        {
-            return None;
         }
-        self.attempts += 1;
-        Some(delay)
     }
 }
 
@@ -122,12 +164,20 @@ pub struct Failed {
     pub error: RegistryError,
     /// How long the server asked us to wait; `None` for our own backoff.
     pub retry_after: Option<Duration>,
+    /// The next attempt waits for a pacer (which holds every request to
+    /// the server until its slot), no sooner than `retry_after`: the driver
+    /// adds no backoff of its own, so that waits do not multiply.
+    pub paced: bool,
 }
 
 impl From<RegistryError> for Failed {
     fn from(error: RegistryError) -> Failed {
         let retry_after = retry_hint(&error);
-        Failed { error, retry_after }
+        Failed {
+            error,
+            retry_after,
+            paced: false,
+        }
     }
 }
 
@@ -160,6 +210,20 @@ where
             if refused >= crate::limits::REFUSED_ATTEMPTS {
                 return Err(failed.error);
             }
+        }
+        if failed.paced {
+            if !clock.paced(failed.retry_after) {
+                return Err(failed.error);
+            }
+            // The pacer holds the next attempt at least as long as the
+            // registry asked: that wait is what progress shows.
+            match failed.retry_after {
+                Some(wait) => tracing::debug!(operation = %what(), error = %failed.error,
+                    wait_ms = wait.as_millis() as u64, "retrying at the pacer's pace"),
+                None => tracing::debug!(operation = %what(), error = %failed.error,
+                    "retrying at the pacer's pace"),
+            }
+            continue;
         }
         match clock.next_delay(failed.retry_after) {
             Some(wait) => {
@@ -243,6 +307,7 @@ mod tests {
                         Err(Failed {
                             error: unavailable(),
                             retry_after: Some(Duration::ZERO),
+                            paced: false,
                         })
                     } else {
                         Ok(n)
@@ -268,6 +333,7 @@ mod tests {
                     Err(Failed {
                         error: unavailable(),
                         retry_after: Some(Duration::ZERO),
+                        paced: false,
                     })
                 }
             },
@@ -290,5 +356,37 @@ mod tests {
         .await;
         assert!(got.is_err());
         assert_eq!(calls, 1, "a refused error is final");
+    }
+
+    #[tokio::test]
+    async fn paced_attempts_are_bounded_by_the_deadline_not_the_count() {
+        let clock = RetryClock::new(Instant::now() + Duration::from_secs(60), 2);
+        let mut calls = 0;
+        let got = with_retries(
+            clock,
+            &|| "op".to_string(),
+            |_| true,
+            || {
+                calls += 1;
+                let n = calls;
+                async move {
+                    if n < 6 {
+                        Err(Failed {
+                            error: unavailable(),
+                            retry_after: None,
+                            paced: true,
+                        })
+                    } else {
+                        Ok(n)
+                    }
+                }
+            },
+        )
+        .await;
+        assert_eq!(got.unwrap(), 6, "five paced retries, past max_attempts 2");
+        // A Retry-After past the deadline still fails at once.
+        let mut clock = RetryClock::new(Instant::now() + Duration::from_secs(2), 100);
+        assert!(!clock.paced(Some(Duration::from_secs(5))));
+        assert!(clock.paced(Some(Duration::from_secs(1))));
     }
 }

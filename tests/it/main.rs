@@ -26,6 +26,7 @@ mod presubmit;
 mod promote_layout;
 mod promote_registry;
 mod quickstart;
+mod quota;
 mod readme;
 mod registry_contract;
 mod remote_auth;

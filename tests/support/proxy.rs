@@ -14,6 +14,12 @@
 //! let log = proxy.log();
 //! ```
 //!
+//! A proxy can also stand for a quota ([`Proxy::set_quota`]): a token
+//! bucket for every request and one for writes apart, as Artifact
+//! Registry's per-region, per-minute quotas, answering 429 (with or
+//! without `Retry-After`) to what the buckets do not cover. The benchmark
+//! (`examples/bench_workload.rs quota-proxy`) runs the same code.
+//!
 //! Only plain HTTP upstreams; everything binds to 127.0.0.1; the server tasks
 //! are aborted when the `Proxy` is dropped.
 
@@ -228,6 +234,140 @@ impl Rule {
     }
 }
 
+/// A quota in front of the registry: a token bucket every request takes a
+/// token from, and one writes (POST, PUT, PATCH, DELETE) take a token from
+/// as well; a request finding a bucket empty is answered 429 (Artifact
+/// Registry's words) without reaching the registry, and takes nothing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Quota {
+    pub requests_per_minute: f64,
+    pub writes_per_minute: Option<f64>,
+    /// Seconds of refill a full bucket holds: the burst it lets through.
+    pub burst_secs: f64,
+    /// Answer with `Retry-After` (whole seconds until a token, at least 1).
+    pub retry_after: bool,
+}
+
+impl Quota {
+    /// `requests_per_minute` for every request, bursts of one second's
+    /// worth, without `Retry-After`.
+    pub fn per_minute(requests_per_minute: f64) -> Quota {
+        Quota {
+            requests_per_minute,
+            writes_per_minute: None,
+            burst_secs: 1.0,
+            retry_after: false,
+        }
+    }
+    pub fn writes_per_minute(mut self, writes: f64) -> Quota {
+        self.writes_per_minute = Some(writes);
+        self
+    }
+    pub fn with_retry_after(mut self) -> Quota {
+        self.retry_after = true;
+        self
+    }
+}
+
+/// One token bucket.
+#[derive(Debug)]
+struct Bucket {
+    per_second: f64,
+    capacity: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn new(per_minute: f64, burst_secs: f64) -> Bucket {
+        let per_second = per_minute / 60.0;
+        let capacity = (per_second * burst_secs).max(1.0);
+        Bucket {
+            per_second,
+            capacity,
+            tokens: capacity,
+            at: Instant::now(),
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.per_second).min(self.capacity);
+        self.at = now;
+    }
+
+    /// How long until a token: zero when there is one.
+    fn wait(&self) -> Duration {
+        if self.tokens >= 1.0 {
+            return Duration::ZERO;
+        }
+        Duration::from_secs_f64((1.0 - self.tokens) / self.per_second)
+    }
+}
+
+/// A quota in force, and what it let through.
+#[derive(Debug)]
+struct QuotaState {
+    quota: Quota,
+    all: Bucket,
+    writes: Option<Bucket>,
+}
+
+impl QuotaState {
+    fn new(quota: Quota) -> QuotaState {
+        QuotaState {
+            quota,
+            all: Bucket::new(quota.requests_per_minute, quota.burst_secs),
+            writes: quota
+                .writes_per_minute
+                .map(|w| Bucket::new(w, quota.burst_secs)),
+        }
+    }
+
+    /// Take the tokens `method` needs, or answer how long until they are
+    /// there and which quota ran out.
+    fn take(&mut self, method: &str) -> Result<(), (Duration, &'static str)> {
+        let now = Instant::now();
+        self.all.refill(now);
+        let mut wait = (self.all.wait(), "Requests");
+        let write = !matches!(method, "GET" | "HEAD");
+        let mut writes = self.writes.as_mut().filter(|_| write);
+        if let Some(w) = writes.as_mut() {
+            w.refill(now);
+            if w.wait() > wait.0 {
+                wait = (w.wait(), "Write requests");
+            }
+        }
+        if !wait.0.is_zero() {
+            return Err(wait);
+        }
+        self.all.tokens -= 1.0;
+        if let Some(w) = writes {
+            w.tokens -= 1.0;
+        }
+        Ok(())
+    }
+}
+
+/// The answer of a quota that ran out (`metric`: which one).
+fn quota_exceeded(quota: &Quota, wait: Duration, metric: &str) -> Response<ProxyBody> {
+    let body = serde_json::json!({"errors": [{
+        "code": "TOOMANYREQUESTS",
+        "message": format!("Quota exceeded for quota metric '{metric}' and limit '{metric} per minute per region'"),
+    }]});
+    let mut response = Response::builder()
+        .status(429)
+        .header("Content-Type", "application/json");
+    if quota.retry_after {
+        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+        response = response.header("Retry-After", secs.to_string());
+    }
+    response.body(full(body.to_string())).unwrap()
+}
+
+/// The `fault` of a request the quota answered.
+pub const QUOTA_FAULT: &str = "quota";
+
 /// The secret-looking query the sink's URLs carry, for redaction tests.
 pub const SINK_SIGNATURE: &str = "X-Signature=sink-signature-s3cr3t";
 
@@ -239,6 +379,7 @@ struct State {
     log: Mutex<Vec<Recorded>>,
     parked: Mutex<HashMap<u64, (Bytes, Option<String>)>>,
     next_id: AtomicUsize,
+    quota: Mutex<Option<QuotaState>>,
 }
 
 /// A recording, fault-injecting proxy in front of one registry.
@@ -274,6 +415,7 @@ impl Proxy {
             log: Mutex::new(Vec::new()),
             parked: Mutex::new(HashMap::new()),
             next_id: AtomicUsize::new(1),
+            quota: Mutex::new(None),
         });
         let s = state.clone();
         let main: Handler = Arc::new(move |req| {
@@ -300,6 +442,22 @@ impl Proxy {
     /// Add a scripted fault; rules are tried in the order added.
     pub fn add(&self, rule: Rule) {
         self.state.rules.lock().unwrap().push(rule);
+    }
+
+    /// Put `quota` in front of the registry (`None`: take it away); the
+    /// buckets start full. Checked before the rules.
+    pub fn set_quota(&self, quota: Option<Quota>) {
+        *self.state.quota.lock().unwrap() = quota.map(QuotaState::new);
+    }
+
+    /// Requests answered so far, and how many of them the quota answered 429.
+    pub fn quota_counts(&self) -> (usize, usize) {
+        let log = self.state.log.lock().unwrap();
+        let throttled = log
+            .iter()
+            .filter(|r| r.fault.as_deref() == Some(QUOTA_FAULT))
+            .count();
+        (log.len(), throttled)
     }
 
     pub fn clear_rules(&self) {
@@ -383,6 +541,10 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<ProxyBody
         .get(hyper::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    let req = match over_quota(&state, req, &method, &path, authorization, at, conn).await {
+        Ok(req) => req,
+        Err(answer) => return answer,
+    };
     let action = take_rule(&state, &method, req.uri().path(), &query);
     let record = |status: u16, target: Target, bytes: u64, fault: &Option<Action>| Recorded {
         method: method.clone(),
@@ -403,13 +565,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<ProxyBody
         body,
     }) = &action
     {
-        // Read (and count) the request body, as a server would.
-        let bytes = req
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes().len() as u64)
-            .unwrap_or(0);
+        let bytes = read_body(req).await;
         state
             .log
             .lock()
@@ -556,6 +712,57 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<ProxyBody
         _ => stream_body(body),
     };
     response.body(body).unwrap()
+}
+
+/// Read (and count) the request body of a request the proxy answers
+/// itself, as a server would: an answer before it leaves the client's
+/// upload hanging on the connection.
+async fn read_body(req: Request<Incoming>) -> u64 {
+    req.into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes().len() as u64)
+        .unwrap_or(0)
+}
+
+/// `req` when the quota (if any) covers it; else the 429 it gets, logged.
+async fn over_quota(
+    state: &State,
+    req: Request<Incoming>,
+    method: &str,
+    path: &str,
+    authorization: bool,
+    at: Instant,
+    conn: u64,
+) -> Result<Request<Incoming>, Response<ProxyBody>> {
+    let content_type = req
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let quota = state
+        .quota
+        .lock()
+        .unwrap()
+        .as_mut()
+        .map(|q| (q.quota, q.take(method)));
+    let Some((quota, Err((wait, metric)))) = quota else {
+        return Ok(req);
+    };
+    let bytes = read_body(req).await;
+    state.log.lock().unwrap().push(Recorded {
+        method: method.to_string(),
+        path: path.to_string(),
+        status: 429,
+        authorization,
+        content_type,
+        request_bytes: bytes,
+        target: Target::Injected,
+        at,
+        fault: Some(QUOTA_FAULT.to_string()),
+        conn,
+    });
+    Err(quota_exceeded(&quota, wait, metric))
 }
 
 /// `inner`'s bytes, one every `interval`.

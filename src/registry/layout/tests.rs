@@ -141,6 +141,36 @@ async fn a_wrong_upload_leaves_no_blob_and_no_temp_file() {
 }
 
 #[tokio::test]
+async fn a_copy_stopped_mid_blob_leaves_no_temp_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = LayoutRegistry::new(tmp.path());
+    // One chunk, then a body that never ends: the write is under way when
+    // its future is dropped, as when another transfer of the copy fails.
+    let stalled = BlobUpload {
+        digest: Digest::sha256_of(b"never all there"),
+        size: 15,
+        mount_from: None,
+        open: Arc::new(|| {
+            async {
+                let first = futures::stream::once(async { Ok(Bytes::from_static(b"never")) });
+                let s: BlobStream = Box::pin(first.chain(futures::stream::pending()));
+                Ok(s)
+            }
+            .boxed()
+        }),
+    };
+    let stopped = tokio::time::timeout(
+        std::time::Duration::from_millis(200),
+        reg.put_blob(&r("app"), &stalled),
+    )
+    .await;
+    assert!(stopped.is_err(), "the write was still under way");
+    let sha = tmp.path().join("app/blobs/sha256");
+    let left: Vec<_> = std::fs::read_dir(&sha).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[tokio::test]
 async fn leftover_temp_files_are_ignored_then_overwritten() {
     let tmp = tempfile::tempdir().unwrap();
     let reg = LayoutRegistry::new(tmp.path());

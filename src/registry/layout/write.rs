@@ -91,17 +91,9 @@ impl LayoutRegistry {
         }
         let parent = blob_dir(dir, digest);
         self.tree.create_dir_inside(&parent)?;
-        let temp = parent.join(format!("{TEMP_PREFIX}{}", digest.hex()));
-        let result = stream_to_file(&temp, digest, size, body, what).await;
-        let result = match result {
-            Ok(()) => rename_durably(&temp, &target).await,
-            Err(e) => Err(e),
-        };
-        if result.is_err() {
-            // Best effort: a leftover is harmless (ignored, overwritten later).
-            let _ = tokio::fs::remove_file(&temp).await;
-        }
-        result
+        let temp = TempFile(parent.join(format!("{TEMP_PREFIX}{}", digest.hex())));
+        stream_to_file(&temp.0, digest, size, body, what).await?;
+        rename_durably(&temp.0, &target).await
     }
 
     /// Hard-link `source` to `target`. `Ok(false)` when links are not
@@ -124,6 +116,18 @@ impl LayoutRegistry {
         }
         sync_dir_async(&parent).await?;
         Ok(true)
+    }
+}
+
+/// A blob's temp file, removed however its write ends: an error, or the
+/// write's future dropped (another transfer of the copy failed, Ctrl-C).
+/// After the rename the name is gone and removing it does nothing; only a
+/// crash leaves one (ignored by reads, overwritten by the next write).
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }
 

@@ -727,6 +727,9 @@ impl TokenRequest<'_> {
     }
 
     /// The answer if it is a success, else the failure its status stands for.
+    // A failure is the retry driver's own type (the error, its wait, whether
+    // a pacer holds the retry), passed once per attempt: its size is no cost.
+    #[allow(clippy::result_large_err)]
     fn accepted(
         &self,
         response: reqwest::Response,
@@ -749,6 +752,7 @@ impl TokenRequest<'_> {
             .into()),
             _ => Err(Failed {
                 retry_after: super::retry::retry_after(response.headers()),
+                paced: false,
                 error: RegistryError::Status {
                     method: self.method().to_string(),
                     url: shown_url.clone(),

@@ -30,6 +30,7 @@ pub mod credentials;
 mod listings;
 mod manifests;
 pub mod options;
+mod pacer;
 mod referrers;
 pub mod retry;
 mod tls;
@@ -50,6 +51,7 @@ pub use auth::Scopes;
 pub use credentials::{Credential, CredentialStore, Secret};
 pub use listings::next_link;
 pub use options::{RegistryOptions, RemoteOptions, ResolvedOptions};
+pub use pacer::{InFlightReport, PacingReport, RateReport};
 
 use self::referrers::REFERRERS_UNKNOWN;
 use self::transport::{Req, Transport};
@@ -293,6 +295,10 @@ impl Registry for RemoteRegistry {
         Endpoint::Http {
             host: self.t.host.clone(),
         }
+    }
+
+    fn pacing(&self) -> Option<PacingReport> {
+        Some(self.t.pacer.report(&self.t.host))
     }
 
     async fn list_repositories(&self, prefix: &str) -> Result<Vec<Repository>, RegistryError> {

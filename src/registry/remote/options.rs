@@ -49,9 +49,25 @@ pub struct RegistryOptions {
     pub client_key: Option<PathBuf>,
     /// Requests in flight at once to this registry. Default 16.
     pub max_in_flight: Option<usize>,
-    /// A requests-per-second budget for quota-limited registries.
-    /// Default: none (no pacing).
+    /// The most requests per second to this registry, every request
+    /// counted: a quota's ceiling. Default: none (unpaced until the
+    /// registry answers 429, when `adaptive` learns its pace).
     pub requests_per_second: Option<f64>,
+    /// The same ceiling per minute, as quotas are often written; with
+    /// both, the lower holds. Default: none.
+    pub requests_per_minute: Option<f64>,
+    /// The most writes (POST, PUT, PATCH, DELETE) per second, a budget
+    /// apart from (and within) the one above: Artifact Registry meters
+    /// writes apart. Default: none.
+    pub write_requests_per_second: Option<f64>,
+    /// The same per minute. Default: none.
+    pub write_requests_per_minute: Option<f64>,
+    /// Learn the registry's pace from its answers: a 429 cuts the request
+    /// rate to what the registry accepted and halves the in-flight limit,
+    /// rising latency cuts the in-flight limit, clean answers grow both
+    /// back (never past the ceilings above), and a 429's retry waits for
+    /// the pace rather than a backoff of its own. Default true.
+    pub adaptive: Option<bool>,
     /// Upload blobs in PATCH chunks instead of one streaming PUT.
     /// Default false; chunked is also the automatic fallback when a registry
     /// refuses a monolithic PUT.
@@ -118,6 +134,14 @@ impl RegistryOptions {
             client_key: self.client_key.clone().or_else(|| base.client_key.clone()),
             max_in_flight: self.max_in_flight.or(base.max_in_flight),
             requests_per_second: self.requests_per_second.or(base.requests_per_second),
+            requests_per_minute: self.requests_per_minute.or(base.requests_per_minute),
+            write_requests_per_second: self
+                .write_requests_per_second
+                .or(base.write_requests_per_second),
+            write_requests_per_minute: self
+                .write_requests_per_minute
+                .or(base.write_requests_per_minute),
+            adaptive: self.adaptive.or(base.adaptive),
             chunked_upload: self.chunked_upload.or(base.chunked_upload),
             chunk_size: self.chunk_size.or(base.chunk_size),
             retry_deadline_secs: self.retry_deadline_secs.or(base.retry_deadline_secs),
@@ -157,9 +181,12 @@ impl RegistryOptions {
                 .max_in_flight
                 .unwrap_or(crate::limits::REQUESTS_IN_FLIGHT_PER_REGISTRY)
                 .max(1),
-            requests_per_second: self
-                .requests_per_second
-                .filter(|r| r.is_finite() && *r > 0.0),
+            requests_per_second: per_second(self.requests_per_second, self.requests_per_minute),
+            write_requests_per_second: per_second(
+                self.write_requests_per_second,
+                self.write_requests_per_minute,
+            ),
+            adaptive: self.adaptive.unwrap_or(true),
             chunked_upload: self.chunked_upload.unwrap_or(false),
             chunk_size: self.chunk_size.unwrap_or(8 << 20).max(64 << 10),
             retry_deadline: secs(self.retry_deadline_secs, 120.0),
@@ -203,9 +230,14 @@ pub struct ResolvedOptions {
     pub client_key: Option<PathBuf>,
     /// Requests in flight at once to this registry; at least 1.
     pub max_in_flight: usize,
-    /// Requests-per-second budget; `None` for no pacing (also when the
-    /// setting was zero, negative or not finite).
+    /// The ceiling of every request's rate, per second (the lower of
+    /// `requests_per_second` and `requests_per_minute / 60`); `None` for
+    /// none (also when the settings were zero, negative or not finite).
     pub requests_per_second: Option<f64>,
+    /// The ceiling of writes' rate, per second, the same way.
+    pub write_requests_per_second: Option<f64>,
+    /// Learn the pace from 429s and latency.
+    pub adaptive: bool,
     /// Upload blobs in PATCH chunks from the start.
     pub chunked_upload: bool,
     /// Chunk size for chunked uploads, in bytes; at least 64 KiB.
@@ -235,6 +267,18 @@ pub struct ResolvedOptions {
     pub endpoint: Option<String>,
     /// TLS certificates are not verified.
     pub insecure: bool,
+}
+
+/// The lower of a per-second and a per-minute rate, per second; `None` when
+/// neither is a usable rate.
+fn per_second(per_second: Option<f64>, per_minute: Option<f64>) -> Option<f64> {
+    let usable = |r: &f64| r.is_finite() && *r > 0.0;
+    let a = per_second.filter(usable);
+    let b = per_minute.filter(usable).map(|m| m / 60.0);
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// Google's registries, whose `tags/list` lists digests too.
@@ -337,9 +381,33 @@ mod tests {
         let other = opts.for_host("quay.io");
         assert_eq!(other.max_in_flight, 4);
         assert_eq!(other.page_size, 1000);
+        assert!(gcr.adaptive, "adaptive by default");
         assert!(serde_json::from_value::<RemoteOptions>(
             serde_json::json!({"defaults": {"nope": 1}})
         )
         .is_err());
+    }
+
+    #[test]
+    fn per_minute_rates_are_per_second_ceilings_and_the_lower_holds() {
+        let opts: RemoteOptions = serde_json::from_value(serde_json::json!({
+            "defaults": {"requests_per_minute": 600.0, "requests_per_second": 20.0,
+                         "write_requests_per_minute": 120.0},
+            "registries": {"a.io": {"adaptive": false, "requests_per_second": 5.0}}
+        }))
+        .unwrap();
+        let b = opts.for_host("b.io");
+        assert_eq!(b.requests_per_second, Some(10.0));
+        assert_eq!(b.write_requests_per_second, Some(2.0));
+        assert!(b.adaptive);
+        let a = opts.for_host("a.io");
+        assert_eq!(a.requests_per_second, Some(5.0));
+        assert!(!a.adaptive);
+        assert_eq!(
+            RemoteOptions::default()
+                .for_host("c.io")
+                .requests_per_second,
+            None
+        );
     }
 }

@@ -3,13 +3,15 @@
 //!
 //! Layers, from the inside out:
 //! - [`Transport::execute`]: one logical request. Waits for an in-flight
-//!   permit (and the requests-per-second pace), attaches `Authorization` for
+//!   permit and the registry's pace ([`super::pacer`]), attaches `Authorization` for
 //!   the request's scopes, follows redirects for GET/HEAD by hand, and answers
 //!   one 401 by re-authenticating and sending again.
 //! - [`Transport::send`]: `execute` again on 429/500/502/503/504 and
 //!   connection errors, with exponential backoff and jitter, honouring
-//!   `Retry-After`, until a deadline or an attempt limit. 404 and other
-//!   client errors are answers, never retried.
+//!   `Retry-After`, until a deadline or an attempt limit; a 429 to an
+//!   adaptive pacer is retried at the pacer's pace instead (no sooner than
+//!   its `Retry-After`), bounded by the deadline. 404 and other client
+//!   errors are answers, never retried.
 //!
 //! Redirects are followed here rather than by reqwest so that the rule is
 //! explicit and tested: `Authorization` goes only to the registry's own origin
@@ -24,16 +26,18 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use reqwest::header::{
-    HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_LENGTH, LOCATION, WWW_AUTHENTICATE,
+    HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_LENGTH, LOCATION, RETRY_AFTER,
+    WWW_AUTHENTICATE,
 };
 use reqwest::{Method, Response, StatusCode};
-use tokio::sync::{OnceCell, Semaphore};
+use tokio::sync::OnceCell;
 use url::Url;
 
 use super::auth::{parse_challenges, AuthMode, Authenticator, RealmPolicy, Reauth, Scopes};
 use super::body::{paced, Pace};
 use super::credentials::CredentialStore;
 use super::options::ResolvedOptions;
+use super::pacer::{Class, Pacer};
 use super::retry::{reqwest_error, retry_after};
 use super::tls;
 use crate::oci::verify::{Expect, VerifyingStream};
@@ -192,25 +196,6 @@ impl Req {
     }
 }
 
-/// Paces requests to a steady rate: each request takes the next free slot.
-#[derive(Debug)]
-struct Pacer {
-    interval: Duration,
-    next: Mutex<Instant>,
-}
-
-impl Pacer {
-    async fn wait(&self) {
-        let slot = {
-            let mut next = self.next.lock().unwrap();
-            let slot = (*next).max(Instant::now());
-            *next = slot + self.interval;
-            slot
-        };
-        tokio::time::sleep_until(slot.into()).await;
-    }
-}
-
 /// Everything needed to talk to one registry endpoint.
 pub(crate) struct Transport {
     /// `host[:port]` as the user names it, for messages and credentials.
@@ -219,8 +204,9 @@ pub(crate) struct Transport {
     pub base: Url,
     pub opts: ResolvedOptions,
     client: reqwest::Client,
-    permits: Semaphore,
-    pacer: Option<Pacer>,
+    /// The in-flight limit and request rates of this registry: learnt
+    /// from its answers, its own (one slow region never holds another).
+    pub(crate) pacer: Pacer,
     pub auth: Authenticator,
     pinged: OnceCell<()>,
 }
@@ -255,10 +241,7 @@ impl Transport {
                 what: host.to_string(),
                 message: format!("not a usable registry host: {e}"),
             })?;
-        let pacer = opts.requests_per_second.map(|rps| Pacer {
-            interval: Duration::from_secs_f64(1.0 / rps),
-            next: Mutex::new(Instant::now()),
-        });
+        let pacer = Pacer::new(&opts);
         let realms = RealmPolicy {
             plain_http: opts.plain_http,
             extra_hosts: opts.token_realms.clone(),
@@ -267,7 +250,6 @@ impl Transport {
         Ok(Transport {
             host: host.to_string(),
             base,
-            permits: Semaphore::new(opts.max_in_flight),
             pacer,
             client,
             opts,
@@ -310,7 +292,7 @@ impl Transport {
                 let url = self.url("/v2/")?;
                 let mut req = Req::new(Method::GET, url, Scopes::none());
                 req.follow_redirects = false;
-                let response = self.send_raw(&req, None).await?;
+                let response = self.send_raw(&req, None, None).await?;
                 match response.status() {
                     StatusCode::UNAUTHORIZED => {
                         let challenges = challenges_of(response.headers());
@@ -353,31 +335,53 @@ impl Transport {
     ) -> Result<Response, RegistryError> {
         let clock = RetryClock::new(deadline, self.opts.max_attempts);
         let what = || format!("{} {}", req.method, SafeUrl::new(&req.url));
+        // A 429's retry goes no sooner than its Retry-After, and then at
+        // the pacer's next slot: one wait, not one after the other.
+        let not_before = Mutex::new(None);
         with_retries(
             clock,
             &what,
             |err| req.retry && err.is_retryable(),
             || async {
-                let response = self.execute(req, deadline).await?;
-                if !is_retryable_status(response.status().as_u16()) {
+                let after = *not_before.lock().unwrap();
+                let response = self.execute(req, deadline, after).await?;
+                let status = response.status().as_u16();
+                if !is_retryable_status(status) {
                     return Ok(response);
                 }
                 let retry_after = retry_after(response.headers());
+                let paced = status == 429 && self.pacer.adaptive();
+                if paced {
+                    *not_before.lock().unwrap() = retry_after.map(|wait| Instant::now() + wait);
+                }
                 Err(Failed {
                     error: self.status_error(&req.method, response, &req.scopes).await,
                     retry_after,
+                    paced,
                 })
             },
         )
         .await
     }
 
-    /// One logical request: permit, pace, auth (with one re-auth on 401),
-    /// redirects. No retries.
+    /// What `error` is to an operation started over (an upload sequence):
+    /// a 429 without `Retry-After` is retried at the pacer's pace (which the
+    /// 429 just cut), with no backoff of the driver's own on top.
+    pub(crate) fn retry_failure(&self, error: RegistryError) -> Failed {
+        let mut failed = Failed::from(error);
+        failed.paced = matches!(failed.error, RegistryError::RateLimited { .. })
+            && failed.retry_after.is_none()
+            && self.pacer.adaptive();
+        failed
+    }
+
+    /// One logical request: permit, pace (no sooner than `not_before`),
+    /// auth (with one re-auth on 401), redirects. No retries.
     pub(crate) async fn execute(
         &self,
         req: &Req,
         deadline: Instant,
+        not_before: Option<Instant>,
     ) -> Result<Response, RegistryError> {
         self.ensure_pinged().await?;
         let mut reauthed = false;
@@ -386,7 +390,7 @@ impl Transport {
                 .auth
                 .header(&self.client, &req.scopes, deadline, self.opts.max_attempts)
                 .await?;
-            let response = self.send_raw(req, auth.as_ref()).await?;
+            let response = self.send_raw(req, auth.as_ref(), not_before).await?;
             if response.status() == StatusCode::UNAUTHORIZED
                 && !reauthed
                 && same_origin(response.url(), &self.base)
@@ -407,17 +411,45 @@ impl Transport {
         }
     }
 
-    /// Send under the in-flight cap, following redirects for GET/HEAD.
+    /// Send under the in-flight cap and at the pacer's pace (no sooner than
+    /// `not_before`), following redirects for GET/HEAD; the pacer hears
+    /// the answer.
     async fn send_raw(
         &self,
         req: &Req,
         auth: Option<&HeaderValue>,
+        not_before: Option<Instant>,
     ) -> Result<Response, RegistryError> {
         // Held until the response headers arrive (for an upload, that is
         // after its body went out). Not held while a caller reads a blob body:
         // a copy reading from and writing to the same registry would
         // otherwise deadlock with every permit held by its downloads.
-        let _permit = self.admit().await?;
+        let admitted = self
+            .pacer
+            .admit(Class::of(&req.method), not_before)
+            .await
+            .ok_or_else(|| RegistryError::Internal {
+                what: self.host.clone(),
+                message: "transport closed".to_string(),
+            })?;
+        let response = self.follow(req, auth).await?;
+        let throttled_for = response.headers().contains_key(RETRY_AFTER);
+        let bodiless = matches!(req.body, Body::Empty);
+        self.pacer.answered(
+            &admitted,
+            response.status().as_u16(),
+            throttled_for,
+            bodiless,
+        );
+        Ok(response)
+    }
+
+    /// `req` sent, and its redirects followed (GET/HEAD only).
+    async fn follow(
+        &self,
+        req: &Req,
+        auth: Option<&HeaderValue>,
+    ) -> Result<Response, RegistryError> {
         let mut url = req.url.clone();
         let mut left_origin = false;
         let mut hops = 0;
@@ -437,22 +469,6 @@ impl Transport {
                 None => return Ok(response),
             }
         }
-    }
-
-    /// An in-flight permit, and this request's slot in the pace.
-    async fn admit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, RegistryError> {
-        let permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| RegistryError::Internal {
-                what: self.host.clone(),
-                message: "transport closed".to_string(),
-            })?;
-        if let Some(pacer) = &self.pacer {
-            pacer.wait().await;
-        }
-        Ok(permit)
     }
 
     /// `req` sent once to `url` (the request's own, or a redirect's), with

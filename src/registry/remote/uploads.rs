@@ -52,7 +52,7 @@ impl RemoteRegistry {
                 let mut from = mount_from.lock().unwrap().clone();
                 let result = self.put_blob_once(repo, upload, &mut from, deadline).await;
                 *mount_from.lock().unwrap() = from;
-                Ok(result?)
+                result.map_err(|e| self.t.retry_failure(e))
             },
         )
         .await
