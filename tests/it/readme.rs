@@ -222,3 +222,81 @@ async fn the_mirroring_walkthrough_runs_as_written() {
     );
     assert!(!work.path().join("mirror.lock.yaml").exists());
 }
+
+/// The flags, variables and commands a switching-table row names in its
+/// first column: `--dry-run[=bool]` is `--dry-run`, `-run REGEX` is `-run`,
+/// and a sinker command is its word.
+fn switching_rows(readme: &str, tool: &str) -> Vec<(String, Vec<String>)> {
+    let marker = format!("<!-- switching: {tool} -->");
+    let start = readme
+        .find(&marker)
+        .unwrap_or_else(|| panic!("README has no {marker}"));
+    let rows = readme[start..]
+        .lines()
+        .skip(3)
+        .take_while(|l| l.starts_with('|'));
+    rows.map(|row| {
+        let first = row.split('|').nth(1).unwrap_or_default();
+        let tokens = first
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(|t| {
+                let t = t.split(['[', ' ']).next().unwrap_or_default();
+                t.split_once("=FILE").map_or(t, |(f, _)| f).to_string()
+            })
+            .filter(|t| {
+                t.starts_with('-')
+                    || t.starts_with("SYNCER_")
+                    || t.starts_with("SINKER_")
+                    || t.chars().all(|c| c.is_ascii_lowercase() || c == '-')
+            })
+            .collect();
+        (row.to_string(), tokens)
+    })
+    .collect()
+}
+
+/// Every flag, variable and command a switching table names is given by a
+/// test of that tool's drop-in command (tests/it/seed_tools.rs), and every
+/// key of its file is named by its decoder's tests, so no row is a promise
+/// nothing checks.
+#[test]
+fn every_switching_table_row_is_exercised_by_a_test() {
+    let readme = readme();
+    let tests = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/it/seed_tools.rs"
+    ))
+    .unwrap();
+    let mut untested = Vec::new();
+    for (tool, decoder) in [
+        ("image-syncer", "image_syncer.rs"),
+        ("sinker", "sinker/mod.rs"),
+        ("dregsy", "dregsy.rs"),
+    ] {
+        // A key of the tool's file: named by its decoder's unit tests.
+        let decoder = std::fs::read_to_string(format!(
+            "{}/src/manifest/intent/seeds/{decoder}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        let decoder_tests = &decoder[decoder.find("#[cfg(test)]").unwrap_or(decoder.len())..];
+        let rows = switching_rows(&readme, tool);
+        assert!(rows.len() >= 5, "{tool}: {} rows", rows.len());
+        for (row, tokens) in rows {
+            for token in tokens {
+                let key = token.chars().all(|c| c.is_ascii_lowercase() || c == '-')
+                    && decoder_tests.contains(&format!("`{token}`"));
+                if !key && !tests.contains(&format!("\"{token}")) {
+                    untested.push(format!("{tool}: {token} (row {row})"));
+                }
+            }
+        }
+    }
+    assert!(
+        untested.is_empty(),
+        "no test gives:\n{}",
+        untested.join("\n")
+    );
+}

@@ -319,9 +319,33 @@ async fn image_syncer_credentials_reach_the_target_as_image_syncer_sends_them() 
             "options.json",
         ])
         .env("SYNCER_ACCESS_TOKEN", &token)
+        .env("SYNCER_DEBUG", "true")
         .run_async()
         .await;
     assert_eq!(by_token.code, 0, "{}", by_token.all());
+    assert!(
+        by_token.stdout.contains(busybox.digest().as_str()),
+        "SYNCER_DEBUG: lines in full\n{}",
+        by_token.stdout
+    );
+    // The flags say the same (the image is there now: a no-op that still
+    // reads the target, with the token).
+    for flag in ["-a", "--access-token"] {
+        let again = w
+            .run_async(&[
+                "image-syncer",
+                "-i",
+                "b.yaml",
+                "-r",
+                &prefix,
+                flag,
+                &token,
+                "--registry-config",
+                "options.json",
+            ])
+            .await;
+        assert_eq!(again.code, 0, "{flag}: {}", again.all());
+    }
     assert_eq!(
         issuer.requests().len(),
         before,
@@ -949,4 +973,96 @@ async fn wait_for(mut done: impl FnMut() -> bool) -> bool {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     false
+}
+
+/// `sinker copy`'s platform flags: `--override-os`/`--override-arch` copy
+/// that platform's manifest of an index, `--all-variants` the whole index,
+/// and `--force` never overwrites a tag (one pointing elsewhere is refused).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sinker_copy_takes_its_platform_and_force_flags() {
+    let Some(w) = World::builder().same_registry().start().await else {
+        return;
+    };
+    let platforms = [Platform::linux("amd64"), Platform::linux("arm64")];
+    let app = TestImage::multi_arch(2051, Flavor::Oci, &platforms, 100);
+    w.push("team/app", &app, &["1.0"]).await;
+    endpoints(&w, &["host.com", "docker.io"], &[]);
+    let copy = |extra: &'static [&'static str], target: &'static str| {
+        let mut args = vec![
+            "sinker",
+            "copy",
+            "--images",
+            "host.com/team/app:1.0",
+            "--target",
+            target,
+            "--registry-config",
+            "options.json",
+        ];
+        args.extend_from_slice(extra);
+        let w = &w;
+        async move { w.run_async(&args).await }
+    };
+    let arm = copy(
+        &["--override-os", "linux", "--override-arch", "arm64"],
+        "arm",
+    )
+    .await;
+    assert_eq!(arm.code, 0, "{}", arm.all());
+    holds(&w, "arm/app:1.0", &app.children[1]).await;
+    let all = copy(&["--all-variants", "--force"], "all").await;
+    assert_eq!(all.code, 0, "{}", all.all());
+    holds(&w, "all/app:1.0", &app).await;
+    assert!(all.stderr.contains("--force:"), "{}", all.stderr);
+    // A Docker Hub target flattens the path, as Sinker does. `arm`'s 1.0
+    // is the arm64 image: copying the index there with --force
+    // is refused, and the tag is left as it was.
+    let forced = copy(&["--force"], "arm").await;
+    assert_eq!(forced.code, 3, "{}", forced.all());
+    holds(&w, "arm/app:1.0", &app.children[1]).await;
+}
+
+/// Every spelling of the drop-in commands' flags means the same: the
+/// short flag, the long one and the tool's environment variable.
+#[test]
+fn the_drop_in_flags_have_every_spelling_their_tools_have() {
+    let w = crate::support::cli::Workdir::new();
+    w.write("images.yaml", "images:\n  - source: alpine:3.20.0\n");
+    for (flag, env) in [
+        (Some("--target-repo-auth-key"), None),
+        (Some("-t"), None),
+        (None, Some("SYNCER_TARGET_REPO_AUTH_KEY")),
+    ] {
+        let mut run = w.promoter().args([
+            "image-syncer",
+            "-i",
+            "images.yaml",
+            "-r",
+            "x.example/k/",
+            "--dry-run",
+        ]);
+        if let Some(flag) = flag {
+            run = run.args([flag, "nope.json"]);
+        }
+        if let Some(env) = env {
+            run = run.env(env, "nope.json");
+        }
+        let out = run.run();
+        assert_ne!(out.code, 0, "{}", out.all());
+        assert!(
+            out.stderr
+                .contains("--target-repo-auth-key nope.json: cannot read the key file"),
+            "{flag:?} {env:?}: {}",
+            out.stderr
+        );
+    }
+    let dir = format!("{}/testdata/seeds/sinker/list", env!("CARGO_MANIFEST_DIR"));
+    let expected = fixture("sinker/list/expected-target.txt");
+    let by_short = w.run(&["sinker", "list", "target", "-m", &dir]);
+    assert_eq!(by_short.stdout, expected, "{}", by_short.all());
+    let by_env = w
+        .promoter()
+        .args(["sinker", "list", "target"])
+        .env("SINKER_MANIFEST", &dir)
+        .run();
+    assert_eq!(by_env.stdout, expected, "{}", by_env.all());
 }

@@ -223,7 +223,7 @@ fn task_registry(node: &Node<'_>, side: &str, ctx: &mut Ctx<'_>) -> Option<Regis
         if n.as_scalar().is_some_and(|s| s.text == "true") {
             ctx.warning(
                 n.pos,
-                "promoter never skips TLS verification",
+                "`skip-tls-verify` is not used: promoter never skips TLS verification",
                 Some("trust the registry's certificate authority with `ca_file` in --registry-config".into()),
             );
         }
@@ -660,6 +660,12 @@ mod tests {
     fn dregsy_filters_become_one_image_each_pruned_alike() {
         let (intent, errors) = load(
             r"relay: skopeo
+skopeo:
+  binary: skopeo
+docker:
+  dockerhost: unix:///var/run/docker.sock
+lister:
+  maxItems: 100
 tasks:
 - name: task1
   interval: 60
@@ -689,9 +695,12 @@ tasks:
         assert!(!errors.iter().any(|e| e.contains("error")), "{all}");
         for warned in [
             "`relay` is not used",
+            "`skopeo` is not used",
+            "`docker` is not used",
+            "`lister` is not used",
             "`interval` is not used",
             "the source's `auth` is not read",
-            "never skips TLS verification",
+            "`skip-tls-verify` is not used",
         ] {
             assert!(all.contains(warned), "{warned}: {all}");
         }
