@@ -180,6 +180,7 @@ pub(crate) async fn dregsy(args: DregsyArgs, ctx: &Ctx) -> anyhow::Result<Exit> 
             previous: &mut previous,
             open: &open,
             shown: &shown,
+            shutdown: &shutdown,
         };
         let (ended, ok) = schedule::run(&intervals, &mut runner, &shutdown, &round).await;
         round.request();
@@ -222,6 +223,7 @@ struct Runner<'a> {
     previous: &'a mut HashMap<String, Vec<Manifest>>,
     open: &'a OpenOptions,
     shown: &'a Shown<'a>,
+    shutdown: &'a Shutdown,
 }
 
 impl Tasks for Runner<'_> {
@@ -241,6 +243,12 @@ impl Tasks for Runner<'_> {
             let (exit, synced) = sync_shown(&part, &kept, self.open, true, self.shown).await;
             if let Some(synced) = synced {
                 self.previous.insert(task.name.clone(), synced.manifests);
+            }
+            if exit != Exit::Ok && self.shutdown.requested() {
+                // Stopped by SIGTERM between copies, as dregsy stops: not a
+                // failure; what it did not reach, its next start does.
+                say(format_args!("task {}: stopped", task.name));
+                return true;
             }
             let ok = exit == Exit::Ok;
             say(format_args!(

@@ -49,7 +49,11 @@ pub(crate) async fn pin(args: PinArgs) -> anyhow::Result<Exit> {
     .await;
     output::diagnostics(&report.diagnostics);
     for note in &report.notes {
-        say(format_args!("note: {note}"));
+        if note.is_warning() {
+            output::warn(note);
+        } else {
+            say(format_args!("note: {note}"));
+        }
     }
     match report.outcome {
         Ok(written) => {

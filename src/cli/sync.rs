@@ -46,7 +46,11 @@ pub(crate) async fn sync_shown(
     match sync::sync(&request, progress).await {
         Ok(synced) => {
             for note in &synced.notes {
-                say(format_args!("note: {note}"));
+                if note.is_warning() {
+                    output::warn(note);
+                } else {
+                    say(format_args!("note: {note}"));
+                }
             }
             let finish = Finish {
                 format: shown.format,

@@ -83,6 +83,14 @@ pub enum Note {
         /// The source whose catalog was listed.
         source: String,
     },
+    /// An image's selection matched no tag of its source: the image is
+    /// left out of the lock (an empty `dmap` would make `run` refuse it).
+    NoTags {
+        /// Where the image is written.
+        location: String,
+        /// `source/image`.
+        image: String,
+    },
     /// A platform's manifest was pinned instead of its index.
     Platform {
         /// `source/image:tag`.
@@ -92,6 +100,14 @@ pub enum Note {
         /// The index it was taken from.
         index: Digest,
     },
+}
+
+impl Note {
+    /// Whether the note is something the user should act on: a selection
+    /// or pattern that found nothing.
+    pub fn is_warning(&self) -> bool {
+        matches!(self, Note::NoTags { .. } | Note::NoMatch { .. })
+    }
 }
 
 impl std::fmt::Display for Note {
@@ -120,6 +136,10 @@ impl std::fmt::Display for Note {
                 pattern,
                 source,
             } => write!(f, "{location}: {pattern} matches no repository in {source}"),
+            Note::NoTags { location, image } => write!(
+                f,
+                "{location}: no tag of {image} matches its selection; the image is left out of the lock (check its tags and selectors)"
+            ),
         }
     }
 }
@@ -375,6 +395,13 @@ async fn pin_images(intent: &Intent, registries: &Registries, previous: &[Manife
             }
         }
         match resolved {
+            Ok(resolved) if resolved.is_empty() && entry.is_empty() => {
+                out.notes.push(Note::NoTags {
+                    location: image.location.to_string(),
+                    image: format!("{source}/{}", image.name),
+                });
+                lock.images.remove(&key_of(image));
+            }
             Ok(resolved) => {
                 for found in resolved {
                     add(entry, found, &source, image, &mut out);

@@ -377,3 +377,41 @@ async fn a_followed_tag_moves_with_its_source_and_run_shows_the_move() {
         after.stdout
     );
 }
+
+/// A selection that matches no tag leaves its image out of the lock with a
+/// warning naming the entry's line, so `run` still takes the lock (an
+/// empty `dmap` would make it refuse the whole file).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_selection_matching_nothing_is_left_out_with_a_warning_naming_it() {
+    let Some(w) = World::builder().start().await else {
+        return;
+    };
+    let app = TestImage::single_layer(1750, 200);
+    w.push("stage/app", &app, &["1.0"]).await;
+    w.push("stage/tool", &TestImage::single_layer(1751, 200), &["1.0"])
+        .await;
+    let intent = format!(
+        "registries:\n- name: {}/stage\n  src: true\n- name: {}/mirror\nimages:\n\
+         - name: app\n  tags: [\"1.0\"]\n- name: tool\n  semver: \">=9.0.0\"\n",
+        w.src_host(),
+        w.dst_host()
+    );
+    w.write("intent.yaml", &intent);
+    let pin = w
+        .run_async(&["pin", "intent.yaml", "--out", "lock.yaml"])
+        .await;
+    assert_eq!(pin.code, 0, "{}", pin.all());
+    assert!(
+        pin.stderr.contains("intent.yaml:8:")
+            && pin.stderr.contains("no tag of")
+            && pin.stderr.contains("/stage/tool matches its selection"),
+        "{}",
+        pin.stderr
+    );
+    let lock = w.read("lock.yaml");
+    assert!(!lock.contains("name: tool"), "{lock}");
+    let run = w
+        .run_async(&["run", "--manifest", "lock.yaml", "--confirm"])
+        .await;
+    assert_eq!(run.code, 0, "{}", run.all());
+}
