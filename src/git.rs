@@ -379,6 +379,18 @@ fn failed(what: &str, out: &std::process::Output) -> GitError {
 mod tests {
     use super::*;
 
+    /// A new repository in a temp directory, `script` run in it.
+    fn repo_with(script: &str) -> tempfile::TempDir {
+        let repo = tempfile::tempdir().unwrap();
+        sh(
+            repo.path(),
+            &format!(
+                "git init -q . && git config user.email t@t && git config user.name t && {script}"
+            ),
+        );
+        repo
+    }
+
     fn sh(dir: &Path, script: &str) {
         let ok = Command::new("sh")
             .arg("-c")
@@ -394,11 +406,8 @@ mod tests {
 
     #[test]
     fn a_tree_and_a_file_are_read_back_as_they_were() {
-        let repo = tempfile::tempdir().unwrap();
-        sh(
-            repo.path(),
-            "git init -q . && git config user.email t@t && git config user.name t \
-             && mkdir -p tree/images/a && echo one > tree/images/a/images.yaml \
+        let repo = repo_with(
+            "mkdir -p tree/images/a && echo one > tree/images/a/images.yaml \
              && echo plain > m.yaml && git add -A && git commit -qm base \
              && echo two > tree/images/a/images.yaml && echo changed > m.yaml",
         );
@@ -420,11 +429,8 @@ mod tests {
 
     #[test]
     fn only_manifest_files_are_read_and_each_within_the_limit() {
-        let repo = tempfile::tempdir().unwrap();
-        sh(
-            repo.path(),
-            "git init -q . && git config user.email t@t && git config user.name t \
-             && mkdir -p tree/images/a tree/docs && echo one > tree/images/a/images.yaml \
+        let repo = repo_with(
+            "mkdir -p tree/images/a tree/docs && echo one > tree/images/a/images.yaml \
              && head -c 1000 /dev/zero > tree/docs/big.bin && git add -A && git commit -qm base",
         );
         let base = tree_at(&repo.path().join("tree"), "HEAD").unwrap();
@@ -453,11 +459,8 @@ mod tests {
 
     #[test]
     fn a_replace_object_cannot_change_what_a_revision_says() {
-        let repo = tempfile::tempdir().unwrap();
-        sh(
-            repo.path(),
-            "git init -q . && git config user.email t@t && git config user.name t \
-             && echo committed > m.yaml && git add -A && git commit -qm base \
+        let repo = repo_with(
+            "echo committed > m.yaml && git add -A && git commit -qm base \
              && other=$(echo substituted | git hash-object -w --stdin) \
              && git replace $(git rev-parse HEAD:m.yaml) $other",
         );

@@ -109,6 +109,15 @@ pub(crate) fn warn(text: impl std::fmt::Display) {
     tracing::warn!(target: USER, event = "message", "{text}");
 }
 
+/// What pinning noticed: a warning where the user should act on it.
+pub(crate) fn pin_note(note: &promoter::mirror::pin::Note) {
+    if note.is_warning() {
+        warn(note);
+    } else {
+        say(format_args!("note: {note}"));
+    }
+}
+
 /// Write to standard output. A reader that went away (`promoter run ... |
 /// head`) ends the program quietly, as Unix tools do, instead of the panic
 /// `print!` raises; any other write failure is an error.

@@ -49,11 +49,7 @@ pub(crate) async fn pin(args: PinArgs) -> anyhow::Result<Exit> {
     .await;
     output::diagnostics(&report.diagnostics);
     for note in &report.notes {
-        if note.is_warning() {
-            output::warn(note);
-        } else {
-            say(format_args!("note: {note}"));
-        }
+        output::pin_note(note);
     }
     match report.outcome {
         Ok(written) => {

@@ -46,11 +46,7 @@ pub(crate) async fn sync_shown(
     match sync::sync(&request, progress).await {
         Ok(synced) => {
             for note in &synced.notes {
-                if note.is_warning() {
-                    output::warn(note);
-                } else {
-                    say(format_args!("note: {note}"));
-                }
+                output::pin_note(note);
             }
             let finish = Finish {
                 format: shown.format,

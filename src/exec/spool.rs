@@ -153,7 +153,10 @@ impl Spool {
         let key = (repo.clone(), digest.clone());
         let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(shared) = held.get(&key) {
-            if !matches!(*shared.fill.borrow(), Fill::Failed(..)) {
+            // A failed read is replaced: by a new one, or (the disk having
+            // failed) by the source itself, so `reused` counts only reads
+            // a held copy really saved.
+            if !matches!(*shared.fill.borrow(), Fill::Failed(..) | Fill::DiskFailed) {
                 self.reused.fetch_add(1, Ordering::Relaxed);
                 return Ok(Some(shared.clone()));
             }

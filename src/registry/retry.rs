@@ -217,12 +217,9 @@ where
             }
             // The pacer holds the next attempt at least as long as the
             // registry asked: that wait is what progress shows.
-            match failed.retry_after {
-                Some(wait) => tracing::debug!(operation = %what(), error = %failed.error,
-                    wait_ms = wait.as_millis() as u64, "retrying at the pacer's pace"),
-                None => tracing::debug!(operation = %what(), error = %failed.error,
-                    "retrying at the pacer's pace"),
-            }
+            let wait_ms = failed.retry_after.map(|w| w.as_millis() as u64);
+            tracing::debug!(operation = %what(), error = %failed.error, wait_ms,
+                "retrying at the pacer's pace");
             continue;
         }
         match clock.next_delay(failed.retry_after) {
