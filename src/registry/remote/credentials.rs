@@ -521,6 +521,39 @@ fn entry_credential(
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_key_file_is_read_bounded_and_never_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key.json");
+        std::fs::write(&key, "{\"private_key\": \"kf-secret\"}").unwrap();
+        let credential = Credential::json_key_file(&key, "-t").unwrap();
+        assert!(
+            matches!(&credential, Credential::Basic { username, .. } if username == "_json_key")
+        );
+        assert!(!format!("{credential:?}").contains("kf-secret"));
+        // Too large, not UTF-8, or a FIFO: refused at once, naming the flag.
+        let huge = dir.path().join("huge.json");
+        std::fs::write(
+            &huge,
+            vec![b'a'; crate::limits::KEY_FILE_BYTES as usize + 1],
+        )
+        .unwrap();
+        let binary = dir.path().join("binary.json");
+        std::fs::write(&binary, [0xff, 0xfe, 0x00]).unwrap();
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        for bad in [&huge, &binary, &fifo] {
+            let err = Credential::json_key_file(bad, "-t")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&format!("-t {}", bad.display())), "{err}");
+        }
+    }
+
     fn store(json: &str) -> (tempfile::TempDir, CredentialStore) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.json");
