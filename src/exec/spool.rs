@@ -32,7 +32,6 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use futures::future::FutureExt;
 use futures::stream::StreamExt;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 
 use crate::reference::{Digest, Repository};
@@ -267,26 +266,37 @@ impl Shared {
         // The source's stream checks size and digest as it ends, and holds
         // the last chunk back until they match.
         let mut stream = self.src.get_blob(&self.repo, &self.digest).await?;
-        let mut file = match &self.store {
-            Store::File(file) => Some(tokio::fs::File::from_std(
-                file.try_clone().map_err(Failure::Disk)?,
-            )),
-            Store::Memory(_) => None,
-        };
         let mut filled = 0u64;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk?;
-            filled += chunk.len() as u64;
-            match file.as_mut() {
-                None => self.push_chunk(chunk),
-                Some(file) => {
-                    file.write_all(&chunk).await.map_err(Failure::Disk)?;
-                    // Readers read the file themselves: what they are told
-                    // is there must be past our own buffer.
-                    file.flush().await.map_err(Failure::Disk)?;
+        match &self.store {
+            Store::Memory(_) => {
+                while let Some(chunk) = stream.next().await {
+                    let chunk = chunk?;
+                    filled += chunk.len() as u64;
+                    self.push_chunk(chunk);
+                    self.fill.send_replace(Fill::Partial(filled));
                 }
             }
-            self.fill.send_replace(Fill::Partial(filled));
+            Store::File(file) => {
+                // The source's chunks are small: they are gathered into
+                // writes of WRITE_BATCH, each one trip to a blocking
+                // thread, and readers hear of bytes once they are written.
+                let mut batch = bytes::BytesMut::new();
+                loop {
+                    let next = stream.next().await.transpose()?;
+                    if let Some(chunk) = &next {
+                        batch.extend_from_slice(chunk);
+                    }
+                    let end = next.is_none();
+                    if !batch.is_empty() && (end || batch.len() >= WRITE_BATCH) {
+                        let data = batch.split().freeze();
+                        filled = write_at(file.clone(), data, filled).await?;
+                        self.fill.send_replace(Fill::Partial(filled));
+                    }
+                    if end {
+                        break;
+                    }
+                }
+            }
         }
         Ok(filled)
     }
@@ -445,6 +455,21 @@ impl Reader {
         }
     }
 }
+
+/// `data` written into `file` at `offset`, on a blocking thread; the
+/// offset past it.
+async fn write_at(file: Arc<std::fs::File>, data: Bytes, offset: u64) -> Result<u64, Failure> {
+    let end = offset + data.len() as u64;
+    tokio::task::spawn_blocking(move || file.write_all_at(&data, offset))
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|written| written)
+        .map_err(Failure::Disk)?;
+    Ok(end)
+}
+
+/// How much of the source's stream one spool file write gathers.
+const WRITE_BATCH: usize = 256 << 10;
 
 /// How much of a spool file one read takes.
 const READ_CHUNK: usize = 256 << 10;
