@@ -136,3 +136,9 @@ pub const MANIFEST_FILE_BYTES: u64 = 16 << 20;
 /// The largest registry key file read (a service-account JSON key is a
 /// few KiB).
 pub const KEY_FILE_BYTES: u64 = 1 << 20;
+
+/// Most characters of text from elsewhere (a registry's error message, a
+/// tag or repository name it lists, a media type) quoted in a message or
+/// log line; the rest is cut and counted (`text::cut`), so a
+/// hostile name cannot flood a log or hide what follows it.
+pub const QUOTED_TEXT_CHARS: usize = 200;

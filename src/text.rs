@@ -31,6 +31,41 @@ pub(crate) fn printable(text: &str, lines: Lines) -> String {
     out
 }
 
+/// `text` cut to its first `max` characters, the rest replaced by how many
+/// characters were cut (`…(99,872 more characters)`): a line quoting what a
+/// registry sent stays a line, whatever it sent, and says that something was
+/// left out. Cut before escaping (see [`printable_cut`]), so that an escape
+/// is never cut in half.
+pub(crate) fn cut(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_string(),
+        Some((at, _)) => {
+            let rest = text[at..].chars().count();
+            let plural = if rest == 1 { "" } else { "s" };
+            format!("{}…({} more character{plural})", &text[..at], grouped(rest))
+        }
+    }
+}
+
+/// [`cut`] to `max` characters, then [`printable`] on one line: how text
+/// from elsewhere is quoted in a message or a log line.
+pub(crate) fn printable_cut(text: &str, max: usize) -> String {
+    printable(&cut(text, max), Lines::Escaped)
+}
+
+/// `n` with its thousands grouped by commas, as the count of a cut reads.
+fn grouped(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
 fn misleads(c: char) -> bool {
     c.is_control()
         || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
@@ -63,6 +98,38 @@ mod tests {
         }
         // The marks beside them are not controls of embedding or override.
         assert_eq!(printable("a\u{200E}b", Lines::Escaped), "a\u{200E}b");
+    }
+
+    #[test]
+    fn long_text_is_cut_and_says_how_much_was_cut() {
+        let long = "a".repeat(100_000);
+        assert_eq!(
+            cut(&long, 128),
+            format!("{}…(99,872 more characters)", "a".repeat(128))
+        );
+        assert_eq!(cut("short", 128), "short");
+        assert_eq!(cut("exactly", 7), "exactly");
+        assert_eq!(cut("one more", 7), "one mor…(1 more character)");
+        // Characters, not bytes: a cut never splits one.
+        assert_eq!(cut("ééé", 2), "éé…(1 more character)");
+        assert_eq!(grouped(0), "0");
+        assert_eq!(grouped(999), "999");
+        assert_eq!(grouped(1_000), "1,000");
+        assert_eq!(grouped(1_234_567), "1,234,567");
+    }
+
+    #[test]
+    fn a_cut_comes_before_the_escape_so_no_escape_is_split() {
+        let text = format!("{}\u{202e}tail", "x".repeat(9));
+        // The override is the tenth character: kept whole, and escaped.
+        assert_eq!(
+            printable_cut(&text, 10),
+            format!("{}\\u{{202e}}…(4 more characters)", "x".repeat(9))
+        );
+        assert_eq!(
+            printable_cut(&text, 9),
+            format!("{}…(5 more characters)", "x".repeat(9))
+        );
     }
 
     #[test]

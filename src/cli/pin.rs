@@ -7,6 +7,7 @@ use clap::Args;
 
 use promoter::mirror::job::PinFailure;
 use promoter::mirror::lock::{LockError, Written};
+use promoter::mirror::pin::PinError;
 
 use super::args::RegistryArgs;
 use super::output::{self, say, Exit};
@@ -21,8 +22,12 @@ use super::output::{self, say, Exit};
 Then review the lock and promote it: promoter run --manifest mirror.lock.yaml --confirm
 (or --thin-manifest-dir locks).
 
-Exit: 0 pinned, 1 invalid intent or lock, 2 usage (a lock that needs --out DIR/),
-4 a source could not be read or lacks a tag.")]
+Each digest new to the lock is read and hashed; a platform's manifest must be
+in the source and be an image manifest.
+
+Exit: 0 pinned, 1 invalid intent or lock, or a source whose manifest does not
+hash to the digest it names (or whose platform manifest is no image), 2 usage
+(a lock that needs --out DIR/), 4 a source could not be read or lacks a tag.")]
 pub(crate) struct PinArgs {
     /// The intent: a CIP-shaped manifest whose images choose tags with
     /// selectors (README, "Mirroring"), or a Sinker, image-syncer or dregsy file.
@@ -91,6 +96,14 @@ fn failed(failure: PinFailure) -> Exit {
             Exit::Invalid
         }
         PinFailure::Lock(_) => Exit::Invalid,
+        // A source whose content pin refuses is wrong input, which pinning
+        // again does not mend; unless a registry also failed, whose retry may.
+        PinFailure::Sources(errors)
+            if errors.iter().any(PinError::is_refused_content)
+                && !errors.iter().any(PinError::is_registry) =>
+        {
+            Exit::Invalid
+        }
         PinFailure::Open(_) | PinFailure::Sources(_) => Exit::Failed,
     };
     match &failure {

@@ -3,6 +3,13 @@
 //! selector needs it and one HEAD per chosen tag (a GET for an index when a
 //! platform is chosen); never a blob.
 //!
+//! What it writes it has checked: a digest new to the lock is read with a
+//! GET and its bytes hashed against it (a registry whose HEAD names other
+//! bytes than it serves is refused), and a platform's manifest must be in
+//! the source and be an image manifest. A digest the lock already has is
+//! only HEADed, so pinning again with nothing new costs no GET (Docker Hub
+//! meters GETs).
+//!
 //! Pinning again keeps every digest the previous lock has and adds what is
 //! new. A tag the lock already pins is never moved to what the source now
 //! says: the digest a tag had when it was reviewed is the one promoted, and
@@ -15,11 +22,13 @@ use futures::stream::{self, StreamExt};
 
 use super::select::{choose, compile, Compiled};
 use crate::diag::{Diagnostic, Location};
+use crate::limits::QUOTED_TEXT_CHARS;
 use crate::manifest::intent::{map_repository, Intent, IntentImage};
 use crate::manifest::Manifest;
 use crate::oci::{self, media_type};
 use crate::reference::{Digest, ImageName, ManifestRef, RegistryName, Tag};
 use crate::registry::{Registries, Registry, RegistryError};
+use crate::text::printable_cut;
 
 /// One pinned manifest: a source, its destinations, and per image the
 /// digests with their tags.
@@ -225,6 +234,60 @@ pub enum PinError {
         /// The platform asked for.
         platform: String,
     },
+    /// A manifest's bytes do not hash to the digest the source named for it
+    /// (its HEAD answer, or the digest it was asked for by).
+    #[error(
+        "{location}: {reference}: the source names {named}, but the manifest it serves hashes \
+         to {served}; nothing is pinned from a source that contradicts itself (check the \
+         registry, or a proxy on the way, then pin again)"
+    )]
+    Mismatch {
+        /// The image entry.
+        location: Location,
+        /// What was read.
+        reference: String,
+        /// The digest the source named, which the lock would have held.
+        named: Digest,
+        /// The digest of the bytes it served.
+        served: Digest,
+    },
+    /// The manifest an index lists for a platform is not in the source.
+    #[error(
+        "{location}: {reference}: the index {index} lists {child} for {platform}, and the \
+         source does not have it"
+    )]
+    NoChild {
+        /// The image entry.
+        location: Location,
+        /// The index, `repository:tag` or `repository@digest`.
+        reference: String,
+        /// The platform asked for.
+        platform: String,
+        /// The index.
+        index: Digest,
+        /// The manifest it lists for the platform.
+        child: Digest,
+    },
+    /// The manifest an index lists for a platform is not an image manifest
+    /// (an index of indexes, an artifact).
+    #[error(
+        "{location}: {reference}: the {platform} manifest {child} of the index {index} is not \
+         an image manifest ({media_type}): pin the index itself (no `platforms:`)"
+    )]
+    NotImage {
+        /// The image entry.
+        location: Location,
+        /// The index, `repository:tag` or `repository@digest`.
+        reference: String,
+        /// The platform asked for.
+        platform: String,
+        /// The index.
+        index: Digest,
+        /// The manifest it lists for the platform.
+        child: Digest,
+        /// Its media type, escaped and cut (the source's text).
+        media_type: String,
+    },
     /// The intent names a digest for a tag the lock already pins elsewhere.
     #[error(
         "{location}: the intent pins {reference} at {wanted}, but the lock has it at {kept}: \
@@ -251,6 +314,14 @@ impl PinError {
             self,
             PinError::Catalog { .. } | PinError::Tags { .. } | PinError::Read { .. }
         )
+    }
+
+    /// Whether the source served what pin refuses to pin: bytes that
+    /// contradict their digest, or a platform's manifest that is no image.
+    /// Unlike a registry that failed, pinning again does not mend it: the
+    /// source's content is wrong.
+    pub fn is_refused_content(&self) -> bool {
+        matches!(self, PinError::Mismatch { .. } | PinError::NotImage { .. })
     }
 }
 
@@ -360,6 +431,7 @@ async fn pin_images(intent: &Intent, registries: &Registries, previous: &[Manife
     let default_destinations: Vec<RegistryName> =
         intent.destinations.iter().map(|d| d.name.clone()).collect();
     let defaults = &default_destinations;
+    let kept = &kept;
     let reads: Vec<_> = stream::iter(&intent.images)
         .map(|image| async move {
             let source = image
@@ -372,7 +444,10 @@ async fn pin_images(intent: &Intent, registries: &Registries, previous: &[Manife
                 .unwrap_or_else(|| defaults.clone());
             let registry = registries.get(&source.endpoint);
             let compiled = compile(&image.select).expect("checked before pinning");
-            let resolved = resolve(registry.as_ref(), &source, image, &compiled).await;
+            let previous = kept
+                .get(&(source.clone(), destinations.clone(), key_of(image)))
+                .unwrap_or(&NOTHING_PINNED);
+            let resolved = resolve(registry.as_ref(), &source, image, &compiled, previous).await;
             (source, destinations, image, resolved)
         })
         .buffered(crate::limits::INVENTORY_READS)
@@ -548,6 +623,7 @@ async fn resolve(
     source: &RegistryName,
     image: &IntentImage,
     compiled: &Compiled,
+    previous: &BTreeMap<Digest, Pin>,
 ) -> Result<Vec<Found>, PinError> {
     let repo = source.repository(&image.name);
     let listed = if compiled.needs_listing() {
@@ -561,8 +637,10 @@ async fn resolve(
     } else {
         Vec::new()
     };
+    let chosen = choose(compiled, &listed);
+    log_left_out(&repo, &listed, &chosen);
     let retag = image.select.retag.as_ref().map(|r| r.value.clone());
-    let wanted = choose(compiled, &listed)
+    let wanted = chosen
         .into_iter()
         .map(|tag| {
             (
@@ -578,100 +656,291 @@ async fn resolve(
                 true,
             )
         }));
+    let reader = Reader {
+        registry,
+        repo: &repo,
+        image,
+        previous,
+    };
     let mut out = Vec::new();
     for (tag, reference, explicit) in wanted {
-        let found = registry
-            .head_manifest(&repo, &reference)
-            .await
-            .map_err(|e| PinError::Read {
-                location: image.location.clone(),
-                reference: format!("{repo}:{reference}"),
-                source: Arc::new(e),
-            })?;
-        let shown = match &reference {
-            ManifestRef::Tag(t) => format!("{repo}:{t}"),
-            ManifestRef::Digest(d) => format!("{repo}@{d}"),
-        };
-        let Some(found) = found else {
-            return Err(PinError::Missing {
-                location: image.location.clone(),
-                reference: shown,
-            });
-        };
-        match &image.select.platform {
-            Some(platform) if media_type::is_index(&found.media_type) => {
-                let child = platform_child(registry, &repo, &found.digest, &platform.value)
-                    .await
-                    .map_err(|e| PinError::Read {
-                        location: image.location.clone(),
-                        reference: shown.clone(),
-                        source: Arc::new(e),
-                    })?;
-                let Some(child) = child else {
-                    return Err(PinError::NoPlatform {
-                        location: image.location.clone(),
-                        reference: shown,
-                        platform: platform.value.clone(),
-                    });
-                };
-                out.push(Found {
-                    tag,
-                    digest: child,
-                    comment: Some(format!("{} of {}", platform.value, found.digest)),
-                    note: Some(Note::Platform {
-                        reference: shown,
-                        platform: platform.value.clone(),
-                        index: found.digest.clone(),
-                    }),
-                    explicit,
-                });
-            }
-            _ => out.push(Found {
-                tag,
-                digest: found.digest,
-                comment: None,
-                note: None,
-                explicit,
-            }),
-        }
+        out.push(reader.found(tag, reference, explicit).await?);
     }
     Ok(out)
 }
 
-/// The digest of the `platform` manifest the index `index` lists.
-async fn platform_child(
-    registry: &dyn Registry,
-    repo: &crate::reference::Repository,
-    index: &Digest,
-    platform: &str,
-) -> Result<Option<Digest>, RegistryError> {
-    let Some(manifest) = registry
-        .get_manifest(repo, &ManifestRef::Digest(index.clone()))
-        .await?
-    else {
-        return Ok(None);
-    };
-    let body: serde_json::Value = serde_json::from_slice(&manifest.bytes).unwrap_or_default();
-    // Checked by the one reader first: a malformed index is an error.
-    oci::references(&manifest, &format!("{repo}@{index}"))?;
-    let wanted: Vec<&str> = platform.split('/').collect();
-    for child in body["manifests"].as_array().into_iter().flatten() {
-        let p = &child["platform"];
-        let mut have = vec![
-            p["os"].as_str().unwrap_or(""),
-            p["architecture"].as_str().unwrap_or(""),
-        ];
-        if wanted.len() == 3 {
-            have.push(p["variant"].as_str().unwrap_or(""));
-        }
-        if have == wanted {
-            if let Some(d) = child["digest"].as_str().and_then(|d| Digest::parse(d).ok()) {
-                return Ok(Some(d));
+/// Say (at info level, `-v`) which listed tags the selection leaves out,
+/// quoted as text from elsewhere: the names are the registry's.
+fn log_left_out(repo: &crate::reference::Repository, listed: &[String], chosen: &[Tag]) {
+    let chosen: BTreeSet<&str> = chosen.iter().map(Tag::as_str).collect();
+    let left: Vec<&str> = listed
+        .iter()
+        .map(String::as_str)
+        .filter(|t| !chosen.contains(t))
+        .collect();
+    if left.is_empty() {
+        return;
+    }
+    tracing::info!(
+        repo = %repo,
+        left_out = left.len(),
+        "the selection leaves out {} listed tag(s): {}",
+        left.len(),
+        printable_cut(&left.join(", "), QUOTED_TEXT_CHARS)
+    );
+}
+
+/// Whether `digest`, selected under `tag`, enters the lock that `previous`
+/// (the image's pins in the lock read back) was: what pin must read and
+/// hash before it writes it. A digest the lock has was checked when it
+/// came in; a tag it pins and does not follow keeps the digest it has
+/// (see [`add`]), so what the source says now never enters.
+fn enters_lock(
+    previous: &BTreeMap<Digest, Pin>,
+    tag: Option<&Tag>,
+    digest: &Digest,
+    followed: bool,
+) -> bool {
+    if previous.contains_key(digest) {
+        return false;
+    }
+    match tag {
+        Some(tag) if !followed => !previous.values().any(|pin| pin.tags.contains(tag)),
+        _ => true,
+    }
+}
+
+/// The reads of one image entry: a HEAD per selected reference, a GET of
+/// what is new to the lock (hashed against the digest it will be pinned
+/// at), and for a platform the index and its child.
+struct Reader<'a> {
+    registry: &'a dyn Registry,
+    repo: &'a crate::reference::Repository,
+    image: &'a IntentImage,
+    /// The image's pins in the lock read back.
+    previous: &'a BTreeMap<Digest, Pin>,
+}
+
+impl Reader<'_> {
+    /// The digest `reference` selects, checked as [`enters_lock`] says.
+    async fn found(
+        &self,
+        tag: Option<Tag>,
+        reference: ManifestRef,
+        explicit: bool,
+    ) -> Result<Found, PinError> {
+        let shown = match &reference {
+            ManifestRef::Tag(t) => format!("{}:{t}", self.repo),
+            ManifestRef::Digest(d) => format!("{}@{d}", self.repo),
+        };
+        let head = self
+            .registry
+            .head_manifest(self.repo, &reference)
+            .await
+            .map_err(|e| self.read_error(&format!("{}:{reference}", self.repo), e))?;
+        let Some(head) = head else {
+            return Err(self.missing(shown));
+        };
+        let followed = tag
+            .as_ref()
+            .is_some_and(|t| crate::manifest::model::follows(&self.image.follow, t.as_str()));
+        if let Some(platform) = &self.image.select.platform {
+            if media_type::is_index(&head.media_type) {
+                let child = self
+                    .platform_child(&shown, &head.digest, &platform.value)
+                    .await?;
+                let new = enters_lock(self.previous, tag.as_ref(), &child, followed);
+                self.check_child(&shown, &platform.value, &head.digest, &child, new)
+                    .await?;
+                return Ok(Found {
+                    tag,
+                    digest: child,
+                    comment: Some(format!("{} of {}", platform.value, head.digest)),
+                    note: Some(Note::Platform {
+                        reference: shown,
+                        platform: platform.value.clone(),
+                        index: head.digest,
+                    }),
+                    explicit,
+                });
             }
         }
+        if enters_lock(self.previous, tag.as_ref(), &head.digest, followed) {
+            self.fetch_hashed(&reference, &shown, &head.digest).await?;
+        }
+        Ok(Found {
+            tag,
+            digest: head.digest,
+            comment: None,
+            note: None,
+            explicit,
+        })
     }
-    Ok(None)
+
+    /// GET `reference` and check that its bytes hash to `named`, the digest
+    /// the HEAD gave and the lock will hold: a registry that names one
+    /// digest and serves other bytes is caught here, not at review.
+    async fn fetch_hashed(
+        &self,
+        reference: &ManifestRef,
+        shown: &str,
+        named: &Digest,
+    ) -> Result<(), PinError> {
+        let fetched = self
+            .registry
+            .get_manifest(self.repo, reference)
+            .await
+            .map_err(|e| self.read_error(shown, e))?;
+        let Some(fetched) = fetched else {
+            return Err(self.missing(shown.to_string()));
+        };
+        oci::check_bytes(shown, named, &fetched.bytes)
+            .map_err(|e| self.read_error(shown, RegistryError::from(e)))
+    }
+
+    /// The digest of the `platform` manifest the index `index` lists.
+    async fn platform_child(
+        &self,
+        shown: &str,
+        index: &Digest,
+        platform: &str,
+    ) -> Result<Digest, PinError> {
+        let at = format!("{}@{index}", self.repo);
+        let manifest = self
+            .registry
+            .get_manifest(self.repo, &ManifestRef::Digest(index.clone()))
+            .await
+            .map_err(|e| self.read_error(shown, e))?;
+        let Some(manifest) = manifest else {
+            return Err(self.missing(at));
+        };
+        // Checked by the one reader first: a malformed index is an error.
+        oci::references(&manifest, &at)
+            .map_err(|e| self.read_error(shown, RegistryError::from(e)))?;
+        let body: serde_json::Value = serde_json::from_slice(&manifest.bytes).unwrap_or_default();
+        let wanted: Vec<&str> = platform.split('/').collect();
+        for child in body["manifests"].as_array().into_iter().flatten() {
+            let p = &child["platform"];
+            let mut have = vec![
+                p["os"].as_str().unwrap_or(""),
+                p["architecture"].as_str().unwrap_or(""),
+            ];
+            if wanted.len() == 3 {
+                have.push(p["variant"].as_str().unwrap_or(""));
+            }
+            if have == wanted {
+                if let Some(d) = child["digest"].as_str().and_then(|d| Digest::parse(d).ok()) {
+                    return Ok(d);
+                }
+            }
+        }
+        Err(PinError::NoPlatform {
+            location: self.image.location.clone(),
+            reference: shown.to_string(),
+            platform: platform.to_string(),
+        })
+    }
+
+    /// Check the `platform` manifest `child` of `index` in the source: there,
+    /// and an image manifest (an index pinned for a platform would give the
+    /// destination every platform again). A child new to the lock is read
+    /// and hashed (by the registry layer's verified GET); one the lock has
+    /// is only HEADed.
+    async fn check_child(
+        &self,
+        shown: &str,
+        platform: &str,
+        index: &Digest,
+        child: &Digest,
+        new: bool,
+    ) -> Result<(), PinError> {
+        let at = format!("{}@{child}", self.repo);
+        let reference = ManifestRef::Digest(child.clone());
+        let refused = if new {
+            let fetched = self
+                .registry
+                .get_manifest(self.repo, &reference)
+                .await
+                .map_err(|e| self.read_error(&at, e))?;
+            match fetched {
+                Some(m) => {
+                    oci::references(&m, &at)
+                        .map_err(|e| self.read_error(&at, RegistryError::from(e)))?;
+                    Some(not_an_image(&m.media_type, Some(&m.bytes)))
+                }
+                None => None,
+            }
+        } else {
+            let head = self
+                .registry
+                .head_manifest(self.repo, &reference)
+                .await
+                .map_err(|e| self.read_error(&at, e))?;
+            head.map(|d| not_an_image(&d.media_type, None))
+        };
+        let location = self.image.location.clone();
+        match refused {
+            None => Err(PinError::NoChild {
+                location,
+                reference: shown.to_string(),
+                platform: platform.to_string(),
+                index: index.clone(),
+                child: child.clone(),
+            }),
+            Some(Some(media_type)) => Err(PinError::NotImage {
+                location,
+                reference: shown.to_string(),
+                platform: platform.to_string(),
+                index: index.clone(),
+                child: child.clone(),
+                media_type,
+            }),
+            Some(None) => Ok(()),
+        }
+    }
+
+    /// A failed read of `reference`; bytes that do not hash to the digest
+    /// they were read for are a [`PinError::Mismatch`], with both digests.
+    fn read_error(&self, reference: &str, e: RegistryError) -> PinError {
+        match e {
+            RegistryError::BadContent(oci::ContentError::DigestMismatch {
+                expected,
+                actual,
+                ..
+            }) => PinError::Mismatch {
+                location: self.image.location.clone(),
+                reference: reference.to_string(),
+                named: expected,
+                served: actual,
+            },
+            e => PinError::Read {
+                location: self.image.location.clone(),
+                reference: reference.to_string(),
+                source: Arc::new(e),
+            },
+        }
+    }
+
+    fn missing(&self, reference: String) -> PinError {
+        PinError::Missing {
+            location: self.image.location.clone(),
+            reference,
+        }
+    }
 }
+
+/// The media type a platform's manifest is refused for, if any: the type
+/// it was served as, then the one its body declares or has the shape of
+/// (the one sniffer), each of which must be an image manifest's.
+fn not_an_image(served: &str, bytes: Option<&[u8]>) -> Option<String> {
+    std::iter::once(served.to_string())
+        .chain(bytes.and_then(media_type::sniff))
+        .find(|t| !media_type::is_image_manifest(t))
+        .map(|t| printable_cut(&t, QUOTED_TEXT_CHARS))
+}
+
+/// The pins of an image the previous lock does not have.
+static NOTHING_PINNED: BTreeMap<Digest, Pin> = BTreeMap::new();
 
 /// Pins of a previous lock, by the (source, destinations, image) they belong to.
 type Kept = BTreeMap<(RegistryName, Vec<RegistryName>, ImageKey), BTreeMap<Digest, Pin>>;
@@ -838,5 +1107,103 @@ mod tests {
             "intent.yaml:7:3: a.io/app:1.0 has no linux/arm64 manifest"
         );
         assert!(!moves.is_registry() && !platform.is_registry());
+    }
+
+    #[test]
+    fn a_refused_source_names_the_entry_and_both_digests() {
+        let mismatch = PinError::Mismatch {
+            location: at(),
+            reference: "a.io/app:1.0".into(),
+            named: Digest::parse(D1).unwrap(),
+            served: Digest::parse(D2).unwrap(),
+        };
+        let text = mismatch.to_string();
+        assert!(
+            text.starts_with(&format!(
+                "intent.yaml:7:3: a.io/app:1.0: the source names {D1}, but the manifest it \
+                 serves hashes to {D2}"
+            )),
+            "{text}"
+        );
+        let nested = PinError::NotImage {
+            location: at(),
+            reference: "a.io/app:1.0".into(),
+            platform: "linux/arm64".into(),
+            index: Digest::parse(D1).unwrap(),
+            child: Digest::parse(D2).unwrap(),
+            media_type: media_type::OCI_INDEX.into(),
+        };
+        assert!(
+            nested.to_string().contains(&format!(
+                "the linux/arm64 manifest {D2} of the index {D1} is not an image manifest"
+            )),
+            "{nested}"
+        );
+        let absent = PinError::NoChild {
+            location: at(),
+            reference: "a.io/app:1.0".into(),
+            platform: "linux/arm64".into(),
+            index: Digest::parse(D1).unwrap(),
+            child: Digest::parse(D2).unwrap(),
+        };
+        assert!(
+            absent.to_string().starts_with("intent.yaml:7:3: "),
+            "{absent}"
+        );
+        assert!(mismatch.is_refused_content() && nested.is_refused_content());
+        assert!(!absent.is_refused_content() && !mismatch.is_registry());
+    }
+
+    fn pins(entries: &[(&str, &[&str])]) -> BTreeMap<Digest, Pin> {
+        entries
+            .iter()
+            .map(|(digest, tags)| {
+                let pin = Pin {
+                    tags: tags.iter().map(|t| Tag::parse(t).unwrap()).collect(),
+                    comment: None,
+                };
+                (Digest::parse(digest).unwrap(), pin)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn only_what_enters_the_lock_is_read_and_hashed() {
+        let tag = |t: &str| Tag::parse(t).unwrap();
+        let (d1, d2) = (Digest::parse(D1).unwrap(), Digest::parse(D2).unwrap());
+        let lock = pins(&[(D1, &["1.0"])]);
+        // A digest the lock has was checked when it came in.
+        assert!(!enters_lock(&lock, Some(&tag("1.1")), &d1, false));
+        assert!(!enters_lock(&lock, None, &d1, false));
+        // A pinned tag the source re-pointed keeps its digest: the new one
+        // never enters, unless the tag is followed.
+        assert!(!enters_lock(&lock, Some(&tag("1.0")), &d2, false));
+        assert!(enters_lock(&lock, Some(&tag("1.0")), &d2, true));
+        // A new tag, a new digest, a first pin: read.
+        assert!(enters_lock(&lock, Some(&tag("2.0")), &d2, false));
+        assert!(enters_lock(&lock, None, &d2, false));
+        assert!(enters_lock(&NOTHING_PINNED, Some(&tag("1.0")), &d1, false));
+    }
+
+    #[test]
+    fn a_platform_manifest_must_be_an_image_as_served_and_as_its_body_says() {
+        let image = br#"{"schemaVersion":2,"config":{},"layers":[]}"#;
+        let index = br#"{"schemaVersion":2,"manifests":[]}"#;
+        assert_eq!(not_an_image(media_type::OCI_MANIFEST, Some(image)), None);
+        assert_eq!(not_an_image(media_type::DOCKER_MANIFEST, None), None);
+        assert_eq!(
+            not_an_image(media_type::OCI_INDEX, None).as_deref(),
+            Some(media_type::OCI_INDEX)
+        );
+        // Served as an image, shaped as an index: the body is believed.
+        assert_eq!(
+            not_an_image(media_type::OCI_MANIFEST, Some(index)).as_deref(),
+            Some(media_type::OCI_INDEX)
+        );
+        // The source's text, escaped and cut.
+        let hostile = format!("x/\u{202e}{}", "y".repeat(300));
+        let shown = not_an_image(&hostile, None).unwrap();
+        assert!(shown.starts_with("x/\\u{202e}yyy"), "{shown}");
+        assert!(shown.ends_with("…(103 more characters)"), "{shown}");
     }
 }

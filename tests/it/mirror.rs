@@ -2,7 +2,10 @@
 //! registries: an intent pinned into a lock, reviewed as any CIP manifest,
 //! promoted; pinned again, byte for byte the same; what upstream does next.
 
+use promoter::oci::media_type;
+
 use crate::support::images::{Flavor, Platform, TestImage};
+use crate::support::proxy::{Action, Rule};
 use crate::support::skopeo;
 use crate::support::world::World;
 
@@ -414,4 +417,261 @@ async fn a_selection_matching_nothing_is_left_out_with_a_warning_naming_it() {
         .run_async(&["run", "--manifest", "lock.yaml", "--confirm"])
         .await;
     assert_eq!(run.code, 0, "{}", run.all());
+}
+
+/// An intent from the world's source `stage` to its destination `mirror`,
+/// with `images` (the `images:` entries) after the registries: the first
+/// image's `- name:` is line 6.
+fn intent_of(w: &World, images: &str) -> String {
+    format!(
+        "registries:\n- name: {}/stage\n  src: true\n- name: {}/mirror\nimages:\n{images}",
+        w.src_host(),
+        w.dst_host()
+    )
+}
+
+/// A digest new to the lock is read with a GET and hashed before it is
+/// written: a source whose HEAD for `app:2.0` names other bytes than it
+/// serves is refused at `pin` (and at each cycle of `watch --intent`),
+/// naming the entry's line, the reference and both digests, exit 1, and
+/// the lock stays as it was. What the lock already pins is only HEADed:
+/// pinning again with nothing new sends no GET (Docker Hub meters them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pin_hashes_what_enters_the_lock_and_only_heads_what_it_has() {
+    let Some(w) = World::builder().start().await else {
+        return;
+    };
+    let one = TestImage::single_layer(1760, 200);
+    let two = TestImage::single_layer(1761, 200);
+    let named = TestImage::single_layer(1762, 200);
+    w.push("stage/app", &one, &["1.0"]).await;
+    w.push("stage/app", &two, &["2.0"]).await;
+    w.write(
+        "intent.yaml",
+        intent_of(&w, "- name: app\n  tags: [\"1.0\"]\n"),
+    );
+    let pin = ["pin", "intent.yaml", "--out", "lock.yaml"];
+    let first = w.run_async(&pin).await;
+    assert_eq!(first.code, 0, "{}", first.all());
+    assert_eq!(
+        w.src_proxy.count("GET", "/stage/app/manifests/1.0"),
+        1,
+        "a digest new to the lock is read:\n{}",
+        w.dumps()
+    );
+    let lock = w.read("lock.yaml");
+
+    w.src_proxy.clear_log();
+    let again = w.run_async(&pin).await;
+    assert_eq!(again.code, 0, "{}", again.all());
+    assert_eq!(w.read("lock.yaml"), lock);
+    assert_eq!(
+        w.src_proxy.count("GET", "/manifests/"),
+        0,
+        "what the lock has is not read again:\n{}",
+        w.dumps()
+    );
+    assert_eq!(w.src_proxy.count("HEAD", "/stage/app/manifests/1.0"), 1);
+
+    // The source's HEAD for 2.0 names a digest whose bytes it does not serve.
+    w.src_proxy.add(
+        Rule::new("HEAD", "/stage/app/manifests/2.0")
+            .always()
+            .action(
+                Action::status(200)
+                    .header("Docker-Content-Digest", named.digest().as_str())
+                    .header("Content-Type", media_type::OCI_MANIFEST)
+                    .header("Content-Length", &named.size().to_string()),
+            ),
+    );
+    w.write(
+        "intent.yaml",
+        intent_of(&w, "- name: app\n  tags: [\"1.0\", \"2.0\"]\n"),
+    );
+    let lied = w.run_async(&pin).await;
+    assert_eq!(lied.code, 1, "{}", lied.all());
+    let said = format!(
+        "intent.yaml:6:3: {}/stage/app:2.0: the source names {}, but the manifest it serves \
+         hashes to {}",
+        w.src_host(),
+        named.digest(),
+        two.digest()
+    );
+    assert!(lied.stderr.contains(&said), "{}", lied.stderr);
+    assert!(
+        lied.stderr.contains("nothing was written"),
+        "{}",
+        lied.stderr
+    );
+    assert_eq!(w.read("lock.yaml"), lock, "the lock is left as it was");
+
+    // `watch --intent` pins through the same checks.
+    let watch = w
+        .run_async(&[
+            "watch",
+            "--intent",
+            "intent.yaml",
+            "--manifest",
+            "lock.yaml",
+            "--interval",
+            "1s",
+            "--cycles",
+            "1",
+        ])
+        .await;
+    assert!(watch.stderr.contains(&said), "{}", watch.all());
+    assert_eq!(w.read("lock.yaml"), lock);
+
+    // An honest source: 2.0 is added.
+    w.src_proxy.clear_rules();
+    let honest = w.run_async(&pin).await;
+    assert_eq!(honest.code, 0, "{}", honest.all());
+    let lock = w.read("lock.yaml");
+    assert!(
+        lock.contains(&format!("\"{}\": [\"2.0\"]", two.digest())),
+        "{lock}"
+    );
+    assert!(!lock.contains(named.digest().as_str()), "{lock}");
+}
+
+/// With `platforms:`, the index's manifest for the platform is checked in
+/// the source: one it does not have fails the pin, naming the platform, the
+/// index and the entry's line (HEADed only, once the lock has it), and one
+/// that is itself an index is refused as not an image manifest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_platform_manifest_is_checked_in_the_source() {
+    let Some(w) = World::builder().start().await else {
+        return;
+    };
+    let platforms = [Platform::linux("amd64"), Platform::linux("arm64")];
+    let multi = TestImage::multi_arch(1770, Flavor::Oci, &platforms, 200);
+    w.push("stage/multi", &multi, &["1.0"]).await;
+    let mut inner = TestImage::multi_arch(1771, Flavor::Oci, &platforms[1..], 200);
+    inner.platform = Some(Platform::linux("arm64"));
+    let nested = TestImage::index_of(
+        Flavor::Oci,
+        vec![TestImage::single_layer(1772, 200), inner.clone()],
+    );
+    w.push("stage/nested", &nested, &["1.0"]).await;
+    let arm64 = multi.children[1].digest().to_string();
+    let entry =
+        |name: &str| format!("- name: {name}\n  tags: [\"1.0\"]\n  platforms: [\"linux/arm64\"]\n");
+    w.write("intent.yaml", intent_of(&w, &entry("multi")));
+    let pin = ["pin", "intent.yaml", "--out", "lock.yaml"];
+    let first = w.run_async(&pin).await;
+    assert_eq!(first.code, 0, "{}", first.all());
+    assert_eq!(
+        w.src_proxy.count("GET", &format!("/manifests/{arm64}")),
+        1,
+        "the new child is read and hashed:\n{}",
+        w.dumps()
+    );
+    let lock = w.read("lock.yaml");
+
+    // The source loses the arm64 manifest its index lists.
+    w.src_proxy.clear_log();
+    for method in ["HEAD", "GET"] {
+        w.src_proxy.add(
+            Rule::new(method, &format!("/stage/multi/manifests/{arm64}"))
+                .always()
+                .action(Action::status(404)),
+        );
+    }
+    let lost = w.run_async(&pin).await;
+    assert_eq!(lost.code, 4, "{}", lost.all());
+    assert!(
+        lost.stderr.contains(&format!(
+            "intent.yaml:6:3: {}/stage/multi:1.0: the index {} lists {arm64} for linux/arm64, \
+             and the source does not have it",
+            w.src_host(),
+            multi.digest()
+        )),
+        "{}",
+        lost.stderr
+    );
+    assert_eq!(w.src_proxy.count("HEAD", &format!("/manifests/{arm64}")), 1);
+    assert_eq!(
+        w.src_proxy.count("GET", &format!("/manifests/{arm64}")),
+        0,
+        "a child the lock has is only HEADed:\n{}",
+        w.dumps()
+    );
+    assert_eq!(w.read("lock.yaml"), lock);
+
+    // An index whose arm64 entry is an index again.
+    w.src_proxy.clear_rules();
+    w.write("nested.yaml", intent_of(&w, &entry("nested")));
+    let refused = w
+        .run_async(&["pin", "nested.yaml", "--out", "nested.lock.yaml"])
+        .await;
+    assert_eq!(refused.code, 1, "{}", refused.all());
+    assert!(
+        refused.stderr.contains(&format!(
+            "nested.yaml:6:3: {}/stage/nested:1.0: the linux/arm64 manifest {} of the index {} \
+             is not an image manifest ({})",
+            w.src_host(),
+            inner.digest(),
+            nested.digest(),
+            media_type::OCI_INDEX
+        )),
+        "{}",
+        refused.stderr
+    );
+    assert!(!w.path().join("nested.lock.yaml").exists());
+}
+
+/// Tags a source lists that pin leaves out are quoted escaped and cut: a
+/// tag with a right-to-left override (U+202E, which would show `exe.png`
+/// as `gnp.exe`) shows as `\u{202e}`, a 100,000-character one as its start
+/// and a count of the rest; `-v` lists the tags the selection leaves out.
+/// The real registry refuses such tags, so a hostile listing stands in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_tag_names_are_shown_escaped_and_cut() {
+    let Some(w) = World::builder().start().await else {
+        return;
+    };
+    let app = TestImage::single_layer(1780, 200);
+    w.push("stage/app", &app, &["1.0"]).await;
+    let long = "a".repeat(100_000);
+    let listing = serde_json::json!({
+        "name": "stage/app",
+        "tags": ["1.0", "2.0", "evil\u{202e}gnp.exe", long],
+    });
+    w.src_proxy.add(
+        Rule::new("GET", "/stage/app/tags/list").always().action(
+            Action::status(200)
+                .header("Content-Type", "application/json")
+                .with_body(listing.to_string()),
+        ),
+    );
+    w.write(
+        "intent.yaml",
+        intent_of(&w, "- name: app\n  regex: \"^1\\\\.\"\n"),
+    );
+    let out = w
+        .run_async(&["pin", "-v", "intent.yaml", "--out", "lock.yaml"])
+        .await;
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(w.read("lock.yaml").contains(app.digest().as_str()));
+    assert!(
+        out.stderr.contains("evil\\u{202e}gnp.exe") && !out.stderr.contains('\u{202e}'),
+        "{}",
+        out.stderr
+    );
+    let kept = promoter::limits::QUOTED_TEXT_CHARS;
+    let rest = 100_000 - kept;
+    let cut = format!(
+        "{}…({},{:03} more characters)",
+        "a".repeat(kept),
+        rest / 1000,
+        rest % 1000
+    );
+    assert!(out.stderr.contains(&cut), "{}", out.stderr);
+    assert!(!out.stderr.contains(&"a".repeat(kept + 1)));
+    assert!(
+        out.stderr
+            .contains("the selection leaves out 1 listed tag(s): 2.0"),
+        "{}",
+        out.stderr
+    );
 }

@@ -12,9 +12,10 @@ use super::auth::Scopes;
 use super::body::read_capped;
 use super::transport::{self, drain, Req};
 use super::RemoteRegistry;
+use crate::limits::QUOTED_TEXT_CHARS;
 use crate::reference::{Digest, Endpoint, Repository};
 use crate::registry::{RegistryError, SafeUrl, TagListing};
-use crate::text::{printable, Lines};
+use crate::text::printable_cut;
 
 /// Most pages followed in one listing: a loop guard.
 const MAX_PAGES: usize = crate::limits::LISTING_PAGES;
@@ -63,7 +64,7 @@ impl RemoteRegistry {
             .filter_map(|name| match Repository::parse(&endpoint, &name) {
                 Ok(repo) => Some(repo),
                 Err(e) => {
-                    tracing::warn!(registry = %self.t.host, name = %printable(&name, Lines::Escaped),
+                    tracing::warn!(registry = %self.t.host, name = %printable_cut(&name, QUOTED_TEXT_CHARS),
                         "catalog lists a name that is no repository path ({}); skipped", e.message);
                     None
                 }
@@ -85,7 +86,7 @@ impl RemoteRegistry {
         tags.retain(|tag| {
             let valid = crate::reference::Tag::parse(tag).is_ok();
             if !valid {
-                tracing::warn!(repo = %repo, tag = %printable(tag, Lines::Escaped),
+                tracing::warn!(repo = %repo, tag = %printable_cut(tag, QUOTED_TEXT_CHARS),
                     "the registry lists a tag outside the tag grammar; skipped");
             }
             valid

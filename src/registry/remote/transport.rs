@@ -45,7 +45,7 @@ use crate::registry::retry::{with_retries, Failed, RetryClock};
 use crate::registry::{
     error_chain, is_retryable_status, BlobOpener, ErrorCode, RegistryError, SafeUrl,
 };
-use crate::text::{printable, Lines};
+use crate::text::printable_cut;
 
 /// Most redirects followed for one request.
 const MAX_REDIRECTS: usize = 5;
@@ -682,14 +682,7 @@ async fn read_error_detail(response: Response) -> (Option<ErrorCode>, Option<Str
         #[serde(default)]
         message: String,
     }
-    let clip = |s: &str| -> String {
-        let s = printable(s.trim(), Lines::Escaped);
-        let s = s.as_str();
-        match s.char_indices().nth(200) {
-            Some((i, _)) => format!("{}…", &s[..i]),
-            None => s.to_string(),
-        }
-    };
+    let clip = |s: &str| printable_cut(s.trim(), crate::limits::QUOTED_TEXT_CHARS);
     if let Ok(parsed) = serde_json::from_slice::<Errors>(&body) {
         let code = parsed
             .errors
