@@ -35,11 +35,12 @@ impl Waits {
         waits.retain(|(until, _)| *until > now);
         let (until, cause) = waits.iter().max_by_key(|(until, _)| *until)?;
         let left = until.saturating_duration_since(now).as_secs_f64().ceil();
+        // The count before the cause: a narrow terminal cuts the end.
         let others = match waits.len() - 1 {
             0 => String::new(),
             n => format!(" (and {n} more)"),
         };
-        Some(format!("waiting {left:.0}s: {cause}{others}"))
+        Some(format!("waiting {left:.0}s{others}: {cause}"))
     }
 }
 
@@ -183,10 +184,13 @@ struct Live {
 impl Live {
     fn start(counts: Arc<Counts>) -> Live {
         let bar = indicatif::ProgressBar::new(0);
+        // `wide_msg` takes what the terminal has left and cuts the rest,
+        // so the line never wraps into a second row that the next redraw
+        // leaves behind.
         if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} edges, eta {eta}  {msg}",
+            "{spinner} {elapsed_precise} {bar:20} {pos}/{len} edges, eta {eta_known}  {wide_msg}",
         ) {
-            bar.set_style(style);
+            bar.set_style(style.with_key("eta_known", eta_known));
         }
         bar.enable_steady_tick(Duration::from_millis(120));
         let started = Instant::now();
@@ -206,17 +210,34 @@ impl Live {
     }
 }
 
+/// The ETA once an edge is done (before, any estimate is a guess: `-`).
+fn eta_known(state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write) {
+    let _ = if state.pos() == 0 {
+        w.write_str("-")
+    } else {
+        write!(w, "{:#}", indicatif::HumanDuration(state.eta()))
+    };
+}
+
+/// What the live line says after the bar: a wait first (it explains a
+/// line that stopped moving, and the terminal's width may cut the end),
+/// then planning, bytes and failures.
 fn live_text(counts: &Counts, started: Instant) -> String {
-    let mut parts = Vec::new();
-    if let Some(planning) = counts.planning_text() {
-        parts.push(planning);
+    let mut parts: Vec<String> = counts.waits.text().into_iter().collect();
+    let (planned, repositories) = (
+        counts.planned.load(Ordering::Relaxed),
+        counts.repositories.load(Ordering::Relaxed),
+    );
+    if planned < repositories {
+        parts.push(format!("{planned}/{repositories} repos planned"));
     }
-    parts.push(counts.bytes_text(started.elapsed()));
+    let bytes = counts.bytes.load(Ordering::Relaxed);
+    let rate = bytes as f64 / started.elapsed().as_secs_f64().max(0.001);
+    parts.push(format!("{} at {}/s", human(bytes as f64), human(rate)));
     let failed = counts.failed.load(Ordering::Relaxed);
     if failed > 0 {
         parts.push(format!("{failed} failed"));
     }
-    parts.extend(counts.waits.text());
     parts.join(", ")
 }
 
@@ -361,7 +382,7 @@ mod tests {
         waits.add(Duration::from_millis(1), "gone soon".into());
         let text = waits.text().unwrap();
         assert!(
-            text.starts_with("waiting 2s: 127.0.0.1:5000: rate limited"),
+            text.starts_with("waiting 2s (and 1 more): 127.0.0.1:5000: rate limited"),
             "{text}"
         );
         std::thread::sleep(Duration::from_millis(5));

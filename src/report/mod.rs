@@ -90,7 +90,7 @@ fn results_line(report: &Report) -> String {
     let failed = report.failed().count();
     let s = &report.stats;
     format!(
-        "result: {} done, {failed} failed\n  blobs: {} uploaded ({}), {} mounted, {} present; written: {} manifests, {} tags, {} attachments",
+        "result: {} done, {failed} failed\n  blobs: {} uploaded ({}), {} mounted, {} present\n  written: {} manifests, {} tags, {} attachments",
         report.results.len() - failed,
         s.blobs_uploaded,
         human_bytes(s.bytes_uploaded),
