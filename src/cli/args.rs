@@ -13,7 +13,7 @@ use promoter::exec::ExecOptions;
 use promoter::hooks::{HookOptions, Hooks};
 use promoter::manifest::ManifestInput;
 use promoter::plan::Shard;
-use promoter::registry::OpenOptions;
+use promoter::registry::{OpenOptions, ReadBack};
 
 /// Exactly one of `--manifest` and `--thin-manifest-dir`.
 #[derive(Args, Debug, Clone)]
@@ -102,14 +102,41 @@ pub(crate) struct AttachmentArgs {
 #[derive(Args, Debug, Clone, Default)]
 #[command(next_help_heading = "Promotion")]
 pub(crate) struct WriteArgs {
-    /// Read back every manifest, tag and blob written (one HEAD each) and
-    /// fail the edge unless the registry holds exactly what was sent.
-    #[arg(long)]
-    pub(crate) verify_writes: bool,
+    /// Read back every manifest, tag and blob written and fail the edge
+    /// unless the registry holds exactly what was sent: by one HEAD each
+    /// (`--verify-writes`, or `=head`), or whole (`=deep`: every byte read
+    /// back, its digest and size checked as it streams).
+    #[arg(
+        long,
+        value_name = "DEPTH",
+        value_enum,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "head"
+    )]
+    pub(crate) verify_writes: Option<Depth>,
     /// A lost digest (in neither the source nor the destination) fails the
     /// run, exit 4, instead of a warning.
     #[arg(long)]
     pub(crate) fail_on_lost: bool,
+}
+
+/// How deep stored content is checked (`--verify-writes=DEPTH`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Depth {
+    /// One HEAD: there, with the right digest and size.
+    Head,
+    /// Read back whole: the bytes themselves, hashed as they stream.
+    Deep,
+}
+
+impl From<Depth> for ReadBack {
+    fn from(depth: Depth) -> ReadBack {
+        match depth {
+            Depth::Head => ReadBack::Head,
+            Depth::Deep => ReadBack::Deep,
+        }
+    }
 }
 
 /// Commands run around the copies.
@@ -182,12 +209,20 @@ impl PromotionArgs {
     /// What the executor and planner take.
     pub(crate) fn exec_options(&self) -> ExecOptions {
         ExecOptions {
-            attachments: !self.attachments.no_attachments,
-            verify_writes: self.writes.verify_writes,
             hooks: self.hooks.hooks(),
-            extra_attachment_types: self.attachments.attachment_type.clone(),
-            ..ExecOptions::default()
+            ..exec_options(&self.writes, &self.attachments)
         }
+    }
+}
+
+/// What the executor and planner take from the write and attachment flags
+/// (no hooks: `verify --repair` runs none).
+pub(crate) fn exec_options(writes: &WriteArgs, attachments: &AttachmentArgs) -> ExecOptions {
+    ExecOptions {
+        attachments: !attachments.no_attachments,
+        verify_writes: writes.verify_writes.map(ReadBack::from),
+        extra_attachment_types: attachments.attachment_type.clone(),
+        ..ExecOptions::default()
     }
 }
 

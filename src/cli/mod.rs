@@ -111,7 +111,8 @@ pub(crate) enum Command {
     /// Apply a plan written by `run --plan-out`, if the registries have not drifted.
     Apply(apply::ApplyArgs),
     /// Check that the destinations hold everything the manifests promote,
-    /// complete (manifests, index children, blobs, tags); reads only.
+    /// complete (manifests, index children, blobs, tags); reads only, unless
+    /// --repair --confirm copies again what is lost.
     Verify(verify::VerifyArgs),
     /// Compare two registries (or snapshot files): a unified diff of their
     /// snapshots.
@@ -267,7 +268,7 @@ pub(crate) async fn dispatch(command: Command, ctx: &Ctx) -> Exit {
     let result = match command {
         Command::Run(args) => run::run(args, ctx).await,
         Command::Apply(args) => apply::apply(args, ctx).await,
-        Command::Verify(args) => verify::verify(args).await,
+        Command::Verify(args) => verify::verify(args, ctx).await,
         Command::Diff(args) => snapshot::diff(args, ctx.color_stdout()).await,
         Command::Pin(args) => pin::pin(args).await,
         Command::List(args) => Ok(list::list(args)),

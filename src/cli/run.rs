@@ -8,8 +8,9 @@ use clap::{Args, ValueEnum};
 
 use promoter::exec::ExecOptions;
 use promoter::manifest::ManifestInput;
+use promoter::plan::{Damaged, RepoWant};
 use promoter::promote::{self, PlanFile, Run, Verdict};
-use promoter::registry::OpenOptions;
+use promoter::registry::Registries;
 use promoter::wants::{self, BaseCheck, Refusal, Request, Selected};
 
 use super::args::{self, RegistryArgs, SelectArgs};
@@ -135,17 +136,23 @@ enum Mode<'a> {
 /// A planning run, every flag decided.
 pub(crate) struct Plan<'a> {
     pub(crate) request: Request<'a>,
+    pub(crate) promotion: Promotion,
+    pub(crate) registry: RegistryArgs,
+}
+
+/// How wants are planned, carried out and reported (`run`, `verify
+/// --repair`), every flag decided.
+pub(crate) struct Promotion {
     pub(crate) confirm: bool,
     pub(crate) plan_out: Option<PathBuf>,
     pub(crate) fail_on_lost: bool,
     pub(crate) format: args::Format,
     pub(crate) wide: args::WideArgs,
     pub(crate) exec: ExecOptions,
-    pub(crate) registry: RegistryArgs,
 }
 
 /// A usage error: the message says which flags and why.
-struct Usage(String);
+pub(crate) struct Usage(pub(crate) String);
 
 impl RunArgs {
     fn mode(&self) -> Result<Mode<'_>, Usage> {
@@ -185,12 +192,14 @@ impl RunArgs {
         }
         Ok(Mode::Plan(Plan {
             request: request(input, base, &self.select),
-            confirm: self.confirm,
-            plan_out: self.plan_out.clone(),
-            fail_on_lost: self.promotion.writes.fail_on_lost,
-            format: self.plan_format()?,
-            wide: self.wide,
-            exec: self.promotion.exec_options(),
+            promotion: Promotion {
+                confirm: self.confirm,
+                plan_out: self.plan_out.clone(),
+                fail_on_lost: self.promotion.writes.fail_on_lost,
+                format: self.plan_format()?,
+                wide: self.wide,
+                exec: self.promotion.exec_options(),
+            },
             registry: self.registry.clone(),
         }))
     }
@@ -204,7 +213,10 @@ impl RunArgs {
             (self.base.is_some(), "--base"),
             (self.select.shard.is_some(), "--shard"),
             (self.parse_only, "--parse-only"),
-            (self.promotion.writes.verify_writes, "--verify-writes"),
+            (
+                self.promotion.writes.verify_writes.is_some(),
+                "--verify-writes",
+            ),
             (self.promotion.writes.fail_on_lost, "--fail-on-lost"),
             (
                 self.promotion.attachments.no_attachments,
@@ -229,7 +241,10 @@ impl RunArgs {
             (self.confirm, "--confirm"),
             (self.plan_out.is_some(), "--plan-out"),
             (self.select.shard.is_some(), "--shard"),
-            (self.promotion.writes.verify_writes, "--verify-writes"),
+            (
+                self.promotion.writes.verify_writes.is_some(),
+                "--verify-writes",
+            ),
             (self.promotion.writes.fail_on_lost, "--fail-on-lost"),
             (self.output.is_some(), "--output"),
             (
@@ -295,7 +310,7 @@ fn wrong_output(output: Output, what: &str, fits: &str) -> Usage {
     ))
 }
 
-fn refuse(given: Vec<&'static str>, what: &str) -> Result<(), Usage> {
+pub(crate) fn refuse(given: Vec<&'static str>, what: &str) -> Result<(), Usage> {
     if given.is_empty() {
         return Ok(());
     }
@@ -387,37 +402,43 @@ pub(crate) async fn run_plan(plan: Plan<'_>, ctx: &Ctx) -> anyhow::Result<Exit> 
         ));
     }
     let open = plan.registry.open_options()?;
-    promote_selected(&plan, selected, &open, ctx).await
+    let names = promote::registry_names(&selected.manifests);
+    let registries = promoter::registry::open_all(names.iter(), &open)?;
+    promote_wants(
+        &plan.promotion,
+        selected.wants,
+        &registries,
+        Damaged::new(),
+        ctx,
+    )
+    .await
 }
 
-async fn promote_selected(
-    plan: &Plan<'_>,
-    selected: Selected,
-    open: &OpenOptions,
+/// Plan `wants` (a repair of `damaged`, when it names any), and with
+/// `--confirm` carry the plan out; print the report, pick the exit code.
+pub(crate) async fn promote_wants(
+    how: &Promotion,
+    wants: Vec<RepoWant>,
+    registries: &Registries,
+    damaged: Damaged,
     ctx: &Ctx,
 ) -> anyhow::Result<Exit> {
-    let names = promote::registry_names(&selected.manifests);
-    let registries = promoter::registry::open_all(names.iter(), open)?;
-    let mut exec = plan.exec.clone();
-    let (planned, execution) = if plan.confirm {
+    let mut exec = how.exec.clone();
+    let (planned, execution) = if how.confirm {
         exec.stop = ctx.stop_on_signals();
-        let run = Run::new(&registries, &exec, ctx.progress());
-        let (planned, report) = run.promote(selected.wants).await;
+        let run = Run::new(registries, &exec, ctx.progress()).repairing(damaged);
+        let (planned, report) = run.promote(wants).await;
         (planned, Some(report))
     } else {
-        (
-            Run::new(&registries, &exec, None)
-                .plan(selected.wants)
-                .await,
-            None,
-        )
+        let run = Run::new(registries, &exec, None).repairing(damaged);
+        (run.plan(wants).await, None)
     };
-    let to_stdout = plan.plan_out.as_deref() == Some(std::path::Path::new("-"));
-    write_plan(plan.plan_out.as_deref(), &planned)?;
+    let to_stdout = how.plan_out.as_deref() == Some(std::path::Path::new("-"));
+    write_plan(how.plan_out.as_deref(), &planned)?;
     let finish = Finish {
-        format: plan.format,
-        style: ctx.style(plan.wide),
-        fail_on_lost: plan.fail_on_lost,
+        format: how.format,
+        style: ctx.style(how.wide),
+        fail_on_lost: how.fail_on_lost,
         to_stderr: to_stdout,
         interrupted: exec.stop.requested(),
     };

@@ -11,7 +11,7 @@ use futures::FutureExt;
 
 use crate::oci::Descriptor;
 use crate::plan::{Repository, SourceRef};
-use crate::registry::{BlobPut, BlobUpload, Registry, RegistryError};
+use crate::registry::{read_blob_back, BlobPut, BlobUpload, ReadBack, Registry, RegistryError};
 
 use super::{Copier, Dest, ExecError};
 
@@ -128,23 +128,27 @@ pub(super) fn upload_for(
     }
 }
 
-/// HEAD the destination blob (unless the repository is new); if absent,
-/// mount or upload it (and, with `verify`, HEAD it again to see it landed).
+/// HEAD the destination blob (unless the repository is new); unless it is
+/// there with its size, mount or upload it (and, with `verify`, read it
+/// back to see it landed).
 async fn transfer(
     dest: &dyn Registry,
     repo: &Repository,
     repository_is_new: bool,
     blob: &Descriptor,
     upload: &BlobUpload,
-    verify: bool,
+    verify: Option<ReadBack>,
 ) -> Result<Transfer, ExecError> {
     let what = || format!("blob {} into {repo}", blob.digest);
+    // A blob of another size is not this blob, whatever its name: written
+    // again, never taken as there (a registry may then keep what it had;
+    // `verify` still says so).
     if !repository_is_new
         && dest
             .blob_exists(repo, &blob.digest)
             .await
             .map_err(|e| ExecError::new(what(), e))?
-            .is_some()
+            == Some(blob.size)
     {
         return Ok(Transfer::Present);
     }
@@ -152,27 +156,41 @@ async fn transfer(
         .put_blob(repo, upload)
         .await
         .map_err(|e| ExecError::new(what(), e))?;
-    if verify {
-        let stored = dest
-            .blob_exists(repo, &blob.digest)
+    if let Some(depth) = verify {
+        read_back(dest, repo, blob, depth)
             .await
             .map_err(|e| ExecError::new(what(), e))?;
-        if stored != Some(blob.size) {
-            let message = match stored {
-                None => "accepted, but absent when read back".to_string(),
-                Some(size) => format!(
-                    "accepted, but {size} bytes when read back, not {}",
-                    blob.size
-                ),
-            };
-            return Err(ExecError::new(
-                what(),
-                RegistryError::NotStored {
-                    what: what(),
-                    message,
-                },
-            ));
-        }
     }
     Ok(Transfer::Put(put))
+}
+
+/// `--verify-writes`: the blob just written, read back by HEAD (there, with
+/// its size) or whole (its bytes); `NotStored` unless it is what was sent.
+async fn read_back(
+    dest: &dyn Registry,
+    repo: &Repository,
+    blob: &Descriptor,
+    depth: ReadBack,
+) -> Result<(), RegistryError> {
+    let not_stored = |message: String| RegistryError::NotStored {
+        what: format!("blob {} into {repo}", blob.digest),
+        message,
+    };
+    match dest.blob_exists(repo, &blob.digest).await? {
+        None => return Err(not_stored("accepted, but absent when read back".into())),
+        Some(size) if size != blob.size => {
+            return Err(not_stored(format!(
+                "accepted, but {size} bytes when read back, not {}",
+                blob.size
+            )))
+        }
+        Some(_) => {}
+    }
+    match depth {
+        ReadBack::Head => Ok(()),
+        ReadBack::Deep => match read_blob_back(dest, repo, blob).await {
+            Err(RegistryError::BadContent(e)) => Err(not_stored(format!("read back: {e}"))),
+            other => other,
+        },
+    }
 }

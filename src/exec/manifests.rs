@@ -12,13 +12,14 @@ use futures::stream::{self, TryStreamExt};
 use crate::oci::{self, GraphStep, GraphWalk};
 use crate::plan::{Repository, SourceRef};
 use crate::reference::{Digest, ManifestRef};
-use crate::registry::{RawManifest, Registry, RegistryError};
+use crate::registry::{RawManifest, ReadBack, Registry, RegistryError};
 
 use super::{Copier, Dest, ExecError};
 
 impl Copier {
-    /// Write `manifest` to `repo` as `reference`; with `verify_writes`, read
-    /// it back (one HEAD) and fail unless the registry holds exactly it there.
+    /// Write `manifest` to `repo` as `reference`; with `verify_writes`,
+    /// read it back (a HEAD, or a GET of its bytes) and fail unless the
+    /// registry holds exactly it there.
     pub(super) async fn put_manifest(
         &self,
         registry: &dyn Registry,
@@ -27,25 +28,32 @@ impl Copier {
         manifest: &RawManifest,
     ) -> Result<(), RegistryError> {
         registry.put_manifest(repo, reference, manifest).await?;
-        if !self.options.verify_writes {
-            return Ok(());
-        }
-        let stored = registry.head_manifest(repo, reference).await?;
-        match stored {
-            Some(d) if d.digest == manifest.digest => Ok(()),
-            other => Err(RegistryError::NotStored {
-                what: match reference {
-                    ManifestRef::Tag(tag) => format!("{repo}:{tag}"),
-                    ManifestRef::Digest(digest) => format!("{repo}@{digest}"),
-                },
-                message: match other {
-                    Some(d) => format!(
-                        "accepted {}, but holds {} there when read back",
-                        manifest.digest, d.digest
-                    ),
-                    None => format!("accepted {}, but absent when read back", manifest.digest),
-                },
-            }),
+        let what = || match reference {
+            ManifestRef::Tag(tag) => format!("{repo}:{tag}"),
+            ManifestRef::Digest(digest) => format!("{repo}@{digest}"),
+        };
+        let not_stored = |message| RegistryError::NotStored {
+            what: what(),
+            message,
+        };
+        let absent = || format!("accepted {}, but absent when read back", manifest.digest);
+        match self.options.verify_writes {
+            None => Ok(()),
+            Some(ReadBack::Head) => match registry.head_manifest(repo, reference).await? {
+                Some(d) if d.digest == manifest.digest => Ok(()),
+                Some(d) => Err(not_stored(format!(
+                    "accepted {}, but holds {} there when read back",
+                    manifest.digest, d.digest
+                ))),
+                None => Err(not_stored(absent())),
+            },
+            Some(ReadBack::Deep) => match registry.get_manifest(repo, reference).await {
+                Ok(Some(stored)) => oci::check_bytes(&what(), &manifest.digest, &stored.bytes)
+                    .map_err(|e| not_stored(format!("read back: {e}"))),
+                Ok(None) => Err(not_stored(absent())),
+                Err(RegistryError::BadContent(e)) => Err(not_stored(format!("read back: {e}"))),
+                Err(e) => Err(e),
+            },
         }
     }
 
@@ -153,11 +161,16 @@ impl Copier {
                             .await
                             .map_err(|e| ExecError::new(format!("{repo}@{}", child.digest), e))?
                     };
-                    if present.is_none() {
-                        let below = step.below();
-                        self.copy_manifest_at(source, dest, &child.digest, Some(child_ref), below)
-                            .await?;
-                    }
+                    // A child that is there is complete, unless a repair
+                    // says to look below it: then its parts are made
+                    // present, and it is not written again.
+                    let put_as = match present {
+                        None => Some(child_ref),
+                        Some(_) if self.options.recheck_present_children => None,
+                        Some(_) => return Ok(()),
+                    };
+                    self.copy_manifest_at(source, dest, &child.digest, put_as, step.below())
+                        .await?;
                     Ok(())
                 })
                 .await?;

@@ -1,9 +1,9 @@
 //! The executor: carries out a [`Plan`] through the [`Registry`] trait,
 //! preserving digests, in a crash-safe order.
 //!
-//! Write order, per copied digest: blobs (skipped when present, mounted
-//! within one endpoint, else streamed from the source), then child manifests
-//! of an index (recursively, by digest), then its attachments (cosign
+//! Write order, per copied digest: blobs (skipped when present with their
+//! size, mounted within one endpoint, else streamed from the source), then
+//! child manifests of an index (recursively, by digest), then its attachments (cosign
 //! signatures, attestations, SBOMs: each copied the same way, tag last),
 //! then the manifest itself, then its tags. The first tag is written by the
 //! same PUT that stores the manifest (by tag instead of by digest): it is
@@ -32,7 +32,7 @@ use futures::stream::{self, StreamExt};
 use crate::once_map::OnceMap;
 use crate::plan::{Action, Plan, PlanItem, Repository};
 use crate::reference::{Digest, Endpoint};
-use crate::registry::{ManifestCache, RawManifest, Registries, Registry};
+use crate::registry::{ManifestCache, RawManifest, ReadBack, Registries, Registry};
 
 mod attachments;
 mod blobs;
@@ -108,9 +108,14 @@ pub struct ExecOptions {
     /// `.sbom` tags) with their images: the inventory reads them and the
     /// plan has `attach` items for what is missing.
     pub attachments: bool,
-    /// Read back every manifest, tag and blob written (`--verify-writes`): a
-    /// registry that answers success without storing fails its edges.
-    pub verify_writes: bool,
+    /// Read back every manifest, tag and blob written (`--verify-writes`),
+    /// by HEAD or whole: a registry that answers success without storing
+    /// it (or, read whole, stores other bytes) fails its edges.
+    pub verify_writes: Option<ReadBack>,
+    /// A copy checks every child manifest's blobs and children, even of a
+    /// child the destination holds, instead of taking a child that is there
+    /// as complete (`verify --repair`: what was lost may be below one).
+    pub recheck_present_children: bool,
     /// Commands around the copies (`--gate`, `--after-promote`).
     pub hooks: Option<Arc<crate::hooks::Hooks>>,
     /// Artifact types admitted as attachments besides the signature,
@@ -135,7 +140,8 @@ impl Default for ExecOptions {
             repo_concurrency: crate::limits::REPOSITORIES_AT_ONCE,
             blob_concurrency: crate::limits::TRANSFERS_PER_MANIFEST,
             attachments: true,
-            verify_writes: false,
+            verify_writes: None,
+            recheck_present_children: false,
             hooks: None,
             extra_attachment_types: Vec::new(),
             stop: crate::shutdown::Shutdown::default(),

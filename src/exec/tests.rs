@@ -724,3 +724,85 @@ async fn referrers_of_unknown_types_are_skipped_unless_admitted() {
         (1, 0)
     );
 }
+
+/// The file of `digest` in `repo` of the `oci:` tree at `root`.
+fn blob_file(root: &Path, repo: &str, digest: &Digest) -> std::path::PathBuf {
+    root.join(repo)
+        .join("blobs")
+        .join("sha256")
+        .join(digest.hex())
+}
+
+/// A blob that answers with another size is not taken as there: the copy
+/// writes it again (an `oci:` tree, like Distribution, keeps the file it
+/// has, so the copy fails saying so instead of passing as done).
+#[tokio::test]
+async fn a_blob_of_another_size_under_its_digest_is_not_taken_as_there() {
+    let w = world_with(BTreeSet::new());
+    let (manifest, blobs) = image(w.src.as_ref(), "app", 70, None).await;
+    let wants = [w.want("app", &[(&manifest.digest, &["1.0"])])];
+    let (_, report) = w.promote(&wants, &options()).await;
+    assert_eq!(report.failed().count(), 0, "{report:#?}");
+    let layer = blob_file(&w._dir.path().join("dst"), "app", &blobs[1]);
+    std::fs::write(&layer, b"short").unwrap();
+    let before = w.dst.calls().len();
+
+    let plan = w.cold_plan(&wants, false);
+    let executor = Executor::new(&w.registries, &options(), Default::default());
+    let report = execute(&plan, &executor, &options()).await;
+    let puts: Vec<String> = w.dst.calls()[before..]
+        .iter()
+        .filter(|c| c.starts_with("put-blob"))
+        .cloned()
+        .collect();
+    assert_eq!(
+        puts,
+        vec![format!("put-blob app {}", blobs[1])],
+        "only the layer of the wrong size is written again"
+    );
+    let failed: Vec<_> = report.failed().collect();
+    let Outcome::Failed(failure) = &failed[0].outcome else {
+        unreachable!()
+    };
+    assert_eq!(failure.kind, FailureKind::BadContent, "{report:#?}");
+    assert!(failure.error.contains("got 5"), "{}", failure.error);
+}
+
+/// An index whose child is there but lost a layer: a repair of the index
+/// looks below the child, writes the layer, and leaves the child be.
+#[tokio::test]
+async fn a_repair_restores_a_blob_lost_below_a_child_that_is_there() {
+    let w = world_with(BTreeSet::new());
+    let (child, blobs) = image(w.src.as_ref(), "multi", 71, None).await;
+    let index = index_of(w.src.as_ref(), "multi", &[&child], 1).await;
+    let wants = [w.want("multi", &[(&index.digest, &["1.0"])])];
+    let (_, report) = w.promote(&wants, &options()).await;
+    assert_eq!(report.failed().count(), 0, "{report:#?}");
+    let layer = blob_file(&w._dir.path().join("dst"), "multi", &blobs[1]);
+    std::fs::remove_file(&layer).unwrap();
+    let before = w.dst.calls().len();
+
+    let damaged = plan::Damaged::from([(
+        wants[0].repo.clone(),
+        BTreeMap::from([(
+            index.digest.clone(),
+            plan::Damage::Incomplete("missing_blob".into()),
+        )]),
+    )]);
+    let options = options();
+    let run = crate::promote::Run::new(&w.registries, &options, None).repairing(damaged);
+    let (planned, report) = run.promote(wants.to_vec()).await;
+    assert_eq!(report.failed().count(), 0, "{report:#?}");
+    assert_eq!(planned.plan.counts().copy, 1, "{:#?}", planned.plan);
+    assert!(layer.exists(), "the lost layer is back");
+    let calls = &w.dst.calls()[before..];
+    let writes: Vec<&String> = calls.iter().filter(|c| c.starts_with("put-")).collect();
+    assert_eq!(
+        writes,
+        vec![
+            &format!("put-blob multi {}", blobs[1]),
+            &format!("put-manifest multi {}", index.digest),
+        ],
+        "only the lost layer, then the index again: {calls:#?}"
+    );
+}

@@ -174,7 +174,7 @@ async fn read_destination(
                 .map(|d| (d.clone(), Observed::Absent))
                 .collect(),
             repository_absent: true,
-            replaceable: BTreeSet::new(),
+            ..DestState::default()
         };
     }
     let (tags, _) = plan::destination_reads(want);
@@ -191,8 +191,7 @@ async fn read_destination(
     let mut state = DestState {
         tags: tag_states.into_iter().collect(),
         digests: BTreeMap::new(),
-        repository_absent: false,
-        replaceable: BTreeSet::new(),
+        ..DestState::default()
     };
     // A digest needs its own read only when no wanted tag shows it present.
     let shown: Vec<Digest> = state.tagged_digests().cloned().collect();
@@ -222,6 +221,9 @@ pub struct Reader<'a> {
     /// digest to copy is read whole (GET) instead of asked about (HEAD),
     /// and the executor does not read it again.
     manifests: Option<Arc<crate::registry::ManifestCache>>,
+    /// What a check of the destinations' graphs found damaged (`verify
+    /// --repair`), recorded in each destination's state as it is read.
+    damaged: Arc<plan::Damaged>,
 }
 
 /// How attachments are read.
@@ -244,6 +246,7 @@ impl<'a> Reader<'a> {
             concurrency: concurrency.max(1),
             attachments: None,
             manifests: None,
+            damaged: Arc::default(),
         }
     }
 
@@ -254,6 +257,13 @@ impl<'a> Reader<'a> {
         manifests: Arc<crate::registry::ManifestCache>,
     ) -> Reader<'a> {
         self.manifests = Some(manifests);
+        self
+    }
+
+    /// Record `damaged` in the destinations' states: those digests are
+    /// planned from it, not from their tags, and their sources are read.
+    pub fn with_damaged(mut self, damaged: Arc<plan::Damaged>) -> Reader<'a> {
+        self.damaged = damaged;
         self
     }
 
@@ -273,9 +283,13 @@ impl<'a> Reader<'a> {
         let registries = self.registries;
         let lists = &self.lists;
         let per_repo = (self.concurrency / 4).max(1);
+        let damaged = &self.damaged;
         let destinations: BTreeMap<Repository, DestState> = stream::iter(wants)
             .map(|want| async move {
-                let state = read_destination(want, registries, lists, per_repo).await;
+                let mut state = read_destination(want, registries, lists, per_repo).await;
+                if let Some(found) = damaged.get(&want.repo) {
+                    state.damaged = found.clone();
+                }
                 (want.repo.clone(), state)
             })
             .buffer_unordered(self.concurrency)

@@ -37,6 +37,29 @@ pub struct DestState {
     /// manifest): these may be replaced. Any other attachment tag never moves.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub replaceable: BTreeSet<Tag>,
+    /// Digests a check of their whole graph (`verify --repair`) did not
+    /// find complete here. Their tags only say the top manifest answers,
+    /// so these are planned from this instead (see [`Damage`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub damaged: BTreeMap<Digest, Damage>,
+}
+
+/// Per destination repository, the digests a check of their graphs found
+/// damaged: what `verify` hands a repair.
+pub type Damaged = BTreeMap<Repository, BTreeMap<Digest, Damage>>;
+
+/// What a check of a digest's whole graph (manifests, children, blobs)
+/// found wrong in a destination.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "state", content = "value")]
+pub enum Damage {
+    /// Part of it is missing or wrong (what was found, for people): the
+    /// digest is planned as absent, so it is copied again whatever its
+    /// tags say, and a copy re-checks every part of its graph.
+    Incomplete(String),
+    /// The check could not read it (why): the digest is unknown, so its
+    /// edges are blocked rather than read as complete.
+    Unchecked(String),
 }
 
 impl DestState {
@@ -48,8 +71,14 @@ impl DestState {
         })
     }
 
-    /// Whether `digest` is in the repository, using what the tags said too.
+    /// Whether `digest` is in the repository, using what the tags said
+    /// too, unless a check of its graph found it damaged.
     pub(super) fn digest(&self, digest: &Digest) -> Observed<()> {
+        match self.damaged.get(digest) {
+            Some(Damage::Incomplete(_)) => return Observed::Absent,
+            Some(Damage::Unchecked(reason)) => return Observed::Unknown(reason.clone()),
+            None => {}
+        }
         if self.tagged_digests().any(|d| d == digest) {
             return Observed::Present(());
         }

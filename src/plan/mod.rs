@@ -32,7 +32,7 @@ mod rules;
 mod want;
 
 pub use gate::{apply_verdicts, gated_copies, GateVerdict};
-pub use inventory::{Attachment, DestState, Inventory, Observed};
+pub use inventory::{Attachment, Damage, Damaged, DestState, Inventory, Observed};
 pub use item::{Action, Edge, PlanItem};
 pub use reads::{attachment_source, destination_reads, source_reads};
 use want::conflicting_tags;

@@ -43,7 +43,7 @@ pub fn destination_reads(want: &RepoWant) -> (BTreeSet<&Tag>, BTreeSet<&Digest>)
 }
 
 /// The source digests that must be read once the destination is known: only
-/// what must be copied. When the destination already holds everything, the
+/// what must be copied (a damaged digest is copied again). When the destination already holds everything, the
 /// source gets no request at all.
 pub fn source_reads(wants: &[RepoWant], inventory: &Inventory) -> BTreeSet<(Repository, Digest)> {
     let mut reads = BTreeSet::new();
@@ -53,6 +53,7 @@ pub fn source_reads(wants: &[RepoWant], inventory: &Inventory) -> BTreeSet<(Repo
         let conflicts = conflicting_tags(want);
         for (digest, d) in &want.digests {
             let needs_content = d.tags.is_empty()
+                || state.damaged.contains_key(digest)
                 || d.tags
                     .keys()
                     .any(|t| TagNeed::of(want, &conflicts, state, digest, t).writes());

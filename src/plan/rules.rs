@@ -106,6 +106,13 @@ impl Wanted<'_> {
     fn untagged(&self) -> bool {
         self.d.tags.is_empty()
     }
+
+    /// Whether the digest itself is an edge of the plan, apart from its
+    /// tags: an untagged entry, or a digest whose graph a check found
+    /// damaged (its content is then the work, whatever its tags say).
+    fn digest_is_an_edge(&self) -> bool {
+        self.untagged() || self.state.damaged.contains_key(self.digest)
+    }
 }
 
 /// Where the source has the digest: the first source that has it, or why
@@ -195,10 +202,11 @@ impl<'a> Planner<'a> {
         writes
     }
 
-    /// The digest's own items: a copy when the destination lacks it and a
-    /// source has it, its tag writes, or why neither can happen.
+    /// The digest's own items: a copy when the destination lacks it (or
+    /// holds it damaged) and a source has it, its tag writes, or why
+    /// neither can happen.
     fn digest(&mut self, wanted: &Wanted<'_>, writes: Vec<TagWrite<'_>>) -> Vec<PlanItem> {
-        if !wanted.untagged() && writes.is_empty() {
+        if !wanted.digest_is_an_edge() && writes.is_empty() {
             return Vec::new();
         }
         match wanted.state.digest(wanted.digest) {
@@ -334,7 +342,8 @@ fn tag_writes(wanted: &Wanted<'_>, writes: Vec<TagWrite<'_>>) -> Vec<PlanItem> {
 }
 
 /// A digest whose existence is unknown: it and its tag writes are blocked
-/// (a digest-only entry names the source it would come from).
+/// (a digest-only entry names the source it would come from; so does a
+/// damaged one, whose edge is the digest itself).
 fn blocked(
     wanted: &Wanted<'_>,
     writes: Vec<TagWrite<'_>>,
@@ -347,7 +356,7 @@ fn blocked(
             edge,
         })
     };
-    let own = wanted.untagged().then(|| {
+    let own = wanted.digest_is_an_edge().then(|| {
         block(Edge {
             tag: None,
             source: source.cloned(),
@@ -366,7 +375,7 @@ fn blocked(
 /// itself (a digest-only entry) or each tag, naming the first source asked.
 fn lost(wanted: &Wanted<'_>, writes: Vec<TagWrite<'_>>) -> Vec<PlanItem> {
     let source = wanted.d.sources.iter().next().cloned();
-    let own = wanted.untagged().then(|| {
+    let own = wanted.digest_is_an_edge().then(|| {
         wanted.item(Action::Lost(Edge {
             tag: None,
             source: source.clone(),

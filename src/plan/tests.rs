@@ -239,6 +239,57 @@ fn a_refused_move_does_not_stop_other_digests() {
 }
 
 #[test]
+fn a_damaged_digest_is_copied_again_though_its_tag_is_in_place() {
+    let w = want(&[(1, &["1.0"])]);
+    let mut inv = inventory(
+        &[("1.0", Observed::Present(digest(1)))],
+        &[],
+        &[(1, Observed::Present(()))],
+    );
+    let state = inv.destinations.get_mut(&dest_repo()).unwrap();
+    state
+        .damaged
+        .insert(digest(1), Damage::Incomplete("missing_blob".into()));
+    assert_eq!(
+        source_reads(std::slice::from_ref(&w), &inv),
+        BTreeSet::from([(source_ref("foo").repo, digest(1))]),
+        "the source is read for it"
+    );
+    let p = plan(&[w], &inv);
+    assert_eq!(kinds(&p), vec![("copy".into(), 1, None)]);
+    assert_eq!(p.already_present, 1, "the tag itself is in place");
+}
+
+#[test]
+fn a_digest_verify_could_not_check_is_blocked_not_trusted() {
+    let w = want(&[(1, &["1.0"])]);
+    let mut inv = inventory(&[("1.0", Observed::Present(digest(1)))], &[], &[]);
+    let state = inv.destinations.get_mut(&dest_repo()).unwrap();
+    state
+        .damaged
+        .insert(digest(1), Damage::Unchecked("HTTP 500".into()));
+    let p = plan(&[w], &inv);
+    assert_eq!(kinds(&p), vec![("blocked".into(), 1, None)]);
+    assert!(p.has_blocked());
+}
+
+#[test]
+fn a_damaged_digest_the_source_lost_too_is_lost() {
+    let w = want(&[(1, &["1.0"])]);
+    let mut inv = inventory(
+        &[("1.0", Observed::Present(digest(1)))],
+        &[],
+        &[(1, Observed::Absent)],
+    );
+    let state = inv.destinations.get_mut(&dest_repo()).unwrap();
+    state
+        .damaged
+        .insert(digest(1), Damage::Incomplete("missing_child".into()));
+    let p = plan(&[w], &inv);
+    assert_eq!(kinds(&p), vec![("lost".into(), 1, None)]);
+}
+
+#[test]
 fn an_untagged_entry_promotes_by_digest() {
     let w = want(&[(1, &[])]);
     let inv = inventory(&[], &[(1, Observed::Absent)], &[(1, Observed::Present(()))]);
@@ -407,6 +458,11 @@ fn world() -> impl Strategy<Value = (RepoWant, Inventory)> {
         Just(Observed::Absent),
         Just(Observed::Unknown("boom".to_string())),
     ];
+    let damage = prop_oneof![
+        3 => Just(None),
+        1 => Just(Some(Damage::Incomplete("missing_blob".to_string()))),
+        1 => Just(Some(Damage::Unchecked("boom".to_string()))),
+    ];
     (
         proptest::collection::vec(0u8..4, 5), // owner digest of tags t0..t4 (>=3 means unwanted)
         proptest::collection::btree_set(0u8..4, 0..4), // untagged/tagged digests wanted
@@ -414,9 +470,10 @@ fn world() -> impl Strategy<Value = (RepoWant, Inventory)> {
         proptest::collection::vec(observed_unit.clone(), 4),
         proptest::collection::vec(observed_unit, 4),
         proptest::collection::vec(any::<bool>(), 5), // whether t0..t4 may move (`follow`)
+        proptest::collection::vec(damage, 4),        // what verify found of d0..d3
     )
         .prop_map(
-            |(owners, extra, tag_states, dest_digests, src_digests, follow)| {
+            |(owners, extra, tag_states, dest_digests, src_digests, follow, damage)| {
                 let names = ["t0", "t1", "t2", "t3", "t4"];
                 let mut spec: BTreeMap<u8, Vec<&str>> = BTreeMap::new();
                 for n in extra {
@@ -447,6 +504,11 @@ fn world() -> impl Strategy<Value = (RepoWant, Inventory)> {
                 for d in tagged {
                     state.digests.insert(d, Observed::Present(()));
                 }
+                for (n, damage) in (0u8..4).zip(damage) {
+                    if let Some(damage) = damage {
+                        state.damaged.insert(digest(n), damage);
+                    }
+                }
                 (w, inv)
             },
         )
@@ -460,6 +522,9 @@ fn apply(plan: &Plan, inv: &Inventory) -> Inventory {
         state
             .digests
             .insert(item.digest.clone(), Observed::Present(()));
+        if matches!(item.action, Action::Copy { .. }) {
+            state.damaged.remove(&item.digest);
+        }
         if let Some(t) = item.tag() {
             state
                 .tags
@@ -546,6 +611,41 @@ proptest! {
         // Whatever was refused, lost or blocked stays so: nothing was hidden.
         let problems = |p: &Plan| p.items.iter().filter(|i| !i.action.is_work()).count();
         prop_assert_eq!(problems(&first), problems(&second));
+    }
+
+    #[test]
+    fn a_damaged_digest_is_copied_again_or_held_back_never_trusted((w, inv) in world()) {
+        let p = plan(std::slice::from_ref(&w), &inv);
+        let state = &inv.destinations[&dest_repo()];
+        for (digest, damage) in &state.damaged {
+            if !w.digests.contains_key(digest) {
+                continue;
+            }
+            let mine: Vec<&PlanItem> = p.items.iter().filter(|i| &i.digest == digest).collect();
+            // The digest itself is an edge: copied, or why it cannot be.
+            let own = mine.iter().find(|i| i.tag().is_none() && !matches!(i.action, Action::Attach { .. }));
+            let own = own.map(|i| i.action.name());
+            match damage {
+                Damage::Incomplete(_) => {
+                    let source = &inv.sources[&source_ref("foo").repo];
+                    let expected = match source.get(digest) {
+                        Some(Observed::Present(())) => "copy",
+                        Some(Observed::Absent) => "lost",
+                        _ => "blocked",
+                    };
+                    prop_assert_eq!(own, Some(expected));
+                }
+                Damage::Unchecked(_) => {
+                    prop_assert_eq!(own, Some("blocked"));
+                    prop_assert!(mine.iter().all(|i| !i.action.is_work()));
+                }
+            }
+            // A tag already at the digest is never written again.
+            for item in mine.iter().filter(|i| matches!(i.action, Action::Tag { .. })) {
+                let t = item.tag().unwrap();
+                prop_assert_ne!(state.tags.get(t), Some(&Observed::Present(digest.clone())));
+            }
+        }
     }
 
     #[test]

@@ -46,6 +46,8 @@ pub struct Run<'a> {
     /// Source manifests read this run: the inventory's, the gates' and
     /// the executor's, read once.
     manifests: Arc<ManifestCache>,
+    /// What a check of the destinations found damaged: a repair.
+    damaged: Arc<plan::Damaged>,
 }
 
 impl<'a> Run<'a> {
@@ -61,14 +63,26 @@ impl<'a> Run<'a> {
             options,
             progress,
             manifests: Arc::default(),
+            damaged: Arc::default(),
         }
+    }
+
+    /// This run as a repair (`verify --repair`): the digests in `damaged`
+    /// are planned as absent (or unknown), so the one planner and executor
+    /// copy them again from their sources, every child of their graphs
+    /// re-checked; nothing is deleted. Once nothing is damaged, it plans
+    /// what a plain run would.
+    pub fn repairing(mut self, damaged: plan::Damaged) -> Run<'a> {
+        self.damaged = Arc::new(damaged);
+        self
     }
 
     /// The inventory reader: attachments included unless turned off, their
     /// manifests kept for the executor.
     fn reader(&self) -> inventory::Reader<'a> {
         let reader = inventory::Reader::new(self.registries, inventory::DEFAULT_READ_CONCURRENCY)
-            .with_manifest_cache(self.manifests.clone());
+            .with_manifest_cache(self.manifests.clone())
+            .with_damaged(self.damaged.clone());
         if !self.options.attachments {
             return reader;
         }
@@ -79,7 +93,13 @@ impl<'a> Run<'a> {
     }
 
     fn executor(&self) -> Executor {
-        let executor = Executor::new(self.registries, self.options, self.manifests.clone());
+        // Below a damaged digest, a child that is there may lack a blob.
+        let options = ExecOptions {
+            recheck_present_children: self.options.recheck_present_children
+                || !self.damaged.is_empty(),
+            ..self.options.clone()
+        };
+        let executor = Executor::new(self.registries, &options, self.manifests.clone());
         match &self.progress {
             Some(progress) => executor.with_progress(progress.clone()),
             None => executor,

@@ -24,6 +24,7 @@ mod cache;
 mod error;
 pub mod layout;
 mod open;
+mod read_back;
 #[cfg(test)]
 pub mod recording;
 pub mod remote;
@@ -33,6 +34,7 @@ mod safe_url;
 pub use cache::ManifestCache;
 pub use error::{error_chain, is_retryable_status, ErrorCode, RegistryError};
 pub use open::{open_all, OpenOptions, Registries};
+pub use read_back::{read_blob_back, ReadBack};
 pub use safe_url::SafeUrl;
 // What the CLI configures of the HTTP registries, named without `remote`:
 // the callers set options, the transport behind them stays the registry's.

@@ -109,6 +109,24 @@ fn flags_a_subcommand_does_not_use_are_refused() {
             assert_eq!(out.code, 2, "{sub:?} {flag:?}: {}", out.all());
         }
     }
+    // verify takes the write flags only to repair.
+    let confirm = work.run(&["verify", "--manifest", "m.yaml", "--confirm"]);
+    assert_eq!(confirm.code, 2, "{}", confirm.all());
+    let hook = work.run(&[
+        "verify",
+        "--manifest",
+        "m.yaml",
+        "--repair",
+        "--gate",
+        "true",
+    ]);
+    assert_eq!(hook.code, 2, "{}", hook.all());
+    let writes = work.run(&["verify", "--manifest", "m.yaml", "--verify-writes=deep"]);
+    assert!(
+        writes.code == 2 && writes.stderr.contains("verify without --repair"),
+        "{}",
+        writes.all()
+    );
     let minimal = work.run(&["run", "--manifest", "m.yaml", "--minimal-snapshot"]);
     assert_eq!(minimal.code, 2, "{}", minimal.all());
     let tag = work.run(&["run", "--manifest", "m.yaml", "--snapshot-tag", "1.0"]);
@@ -153,10 +171,16 @@ fn help_has_headings_examples_and_the_exit_codes() {
             run.stdout
         );
     }
-    // A subcommand's help shows only its own flags.
+    // A subcommand's help shows only its own flags: verify's repair
+    // writes, and runs no hooks.
     let verify = work.run(&["verify", "--help"]);
     assert!(
-        !verify.stdout.contains("--gate") && !verify.stdout.contains("--confirm"),
+        !verify.stdout.contains("--gate") && !verify.stdout.contains("--snapshot"),
+        "{}",
+        verify.stdout
+    );
+    assert!(
+        verify.stdout.contains("--repair --confirm") && verify.stdout.contains("--deep"),
         "{}",
         verify.stdout
     );

@@ -85,3 +85,26 @@ pub async fn inspect_raw_async(target: &str) -> Option<Vec<u8>> {
         .await
         .map(|r| r.unwrap_or_else(|e| panic!("{e}")))
 }
+
+/// `skopeo copy ARGS` (`--src-tls-verify=false docker://HOST/REPO:TAG
+/// oci:DIR:TAG`...): `Ok` once skopeo copied it, every blob's digest
+/// checked as it read them; else why not.
+pub async fn try_copy_async(args: &[&str]) -> Option<Result<(), String>> {
+    let skopeo = require_binary("skopeo")?;
+    let env = CleanEnv::new();
+    let out = tokio::process::Command::from(env.command(skopeo))
+        .arg("copy")
+        .args(args)
+        .output()
+        .await
+        .expect("run skopeo");
+    Some(if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "skopeo copy {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    })
+}

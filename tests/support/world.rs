@@ -184,6 +184,34 @@ impl<T> World<T> {
         self.write("options.json", registry_options(extra));
     }
 
+    /// Delete the data of `digest` (a blob, or a manifest: Distribution
+    /// keeps both as blobs) from the destination registry's storage, as a
+    /// failing disk or a careless clean-up would: the repositories still
+    /// link it, the registry answers 404 for it.
+    pub fn lose_from_destination(&self, digest: &Digest) {
+        let hex = digest.hex();
+        let data = self
+            .dst
+            .dir
+            .path()
+            .join("storage/docker/registry/v2/blobs")
+            .join(digest.algorithm().as_str())
+            .join(&hex[..2])
+            .join(hex)
+            .join("data");
+        std::fs::remove_file(&data).unwrap_or_else(|e| panic!("{}: {e}", data.display()));
+    }
+
+    /// The writes (POST, PUT, PATCH, DELETE) the destination's proxy saw.
+    pub fn destination_writes(&self) -> Vec<String> {
+        self.dst_proxy
+            .log()
+            .into_iter()
+            .filter(|r| matches!(r.method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE"))
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect()
+    }
+
     /// Both proxies' request logs, for assertion messages.
     pub fn dumps(&self) -> String {
         format!(
