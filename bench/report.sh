@@ -127,6 +127,13 @@ if [ -f "$R/info.e" ]; then
       printf "- %s: %.2f s, %d source blob GETs for %d distinct blobs = %.2f per blob (target ≤ 1.05: %s), peak RSS %.0f MiB (target < 128: %s)\n",
         t, $5, g, b, g / b, (t != "promoter" ? "-" : (g / b <= 1.05 ? "holds" : "MISSED")), $8 / 1024, (t != "promoter" ? "-" : ($8 / 1024 < 128 ? "holds" : "MISSED")) }'
   done
+  # Client CPU per GiB written across the four destinations (issue 26: at
+  # most ocync's, or without ocync here, 0.9 CPU-s/GiB), every cold run.
+  written=$(( $(info e bytes) * 4 ))
+  awk -F'\t' -v w="$written" '$1 == "e" && $3 == "cold" {
+      cpu = $6 + $7; per = cpu / (w / 1073741824)
+      printf "- %s rep %s: client CPU %.2f s for %.2f GiB written = %.2f CPU-s/GiB%s\n", $2, $4, cpu, w / 1073741824, per,
+        ($2 == "promoter" ? (per <= 0.9 ? " (target ≤ 0.9: holds)" : " (target ≤ 0.9: MISSED)") : "") }' "$R/results.tsv"
   echo
 fi
 
