@@ -269,11 +269,26 @@ impl Shared {
         let mut filled = 0u64;
         match &self.store {
             Store::Memory(_) => {
-                while let Some(chunk) = stream.next().await {
-                    let chunk = chunk?;
-                    filled += chunk.len() as u64;
-                    self.push_chunk(chunk);
-                    self.fill.send_replace(Fill::Partial(filled));
+                // One allocation of the blob's size, handed out in slices:
+                // the source's own buffers (often larger than the bytes
+                // they carry) are freed at once, so what is held is what
+                // the memory budget counts.
+                let mut held = bytes::BytesMut::with_capacity(self.size as usize);
+                loop {
+                    let next = stream.next().await.transpose()?;
+                    if let Some(chunk) = &next {
+                        held.extend_from_slice(chunk);
+                    }
+                    let end = next.is_none();
+                    if !held.is_empty() && (end || held.len() >= MEMORY_BATCH) {
+                        let slice = held.split().freeze();
+                        filled += slice.len() as u64;
+                        self.push_chunk(slice);
+                        self.fill.send_replace(Fill::Partial(filled));
+                    }
+                    if end {
+                        break;
+                    }
                 }
             }
             Store::File(file) => {
@@ -470,6 +485,11 @@ async fn write_at(file: Arc<std::fs::File>, data: Bytes, offset: u64) -> Result<
 
 /// How much of the source's stream one spool file write gathers.
 const WRITE_BATCH: usize = 256 << 10;
+
+/// How much of the source's stream a held slice in memory gathers before
+/// uploads are told of it (small enough that they follow the source
+/// closely).
+const MEMORY_BATCH: usize = 64 << 10;
 
 /// How much of a spool file one read takes.
 const READ_CHUNK: usize = 256 << 10;
