@@ -27,6 +27,11 @@
 #               Prints wall against the quota-limited optimum (the requests
 #               each registry accepted ÷ its quota), 429s as a share of
 #               requests, failed edges
+#   k8s         the no-op inventory of a registry.k8s.io-shaped promotion
+#               (issue 26 §5): workload f (200 repositories × 10 tags) in four
+#               destination registries, each behind a counting proxy, read
+#               plainly (a HEAD per destination tag) and with Google's
+#               tags/list digest map (google_listing); requests, wall, RSS
 #   big         peak RSS while copying one 1 GiB layer (promoter and skopeo)
 #   parse       --parse-only on the generated 20,000-digest thin tree
 #               (needs examples/gen_thin_tree.rs)
@@ -65,7 +70,7 @@ BENCH_DIR=${BENCH_DIR:-$ROOT/target/bench}
 SEED_WITH=${BENCH_SEED:-skopeo}
 JOBS=${BENCH_SKOPEO_JOBS:-4}
 SNAP_SKOPEO_REPOS=${BENCH_SNAP_SKOPEO_REPOS:-1000}
-ALL_PARTS=(floor a b c d e f quota big parse snap)
+ALL_PARTS=(floor a b c d e f quota k8s big parse snap)
 QUOTA_RPM=${BENCH_QUOTA_RPM:-3000}
 QUOTA_WPM=${BENCH_QUOTA_WPM:-1200}
 QUOTA_MODES=${BENCH_QUOTA_MODES:-adaptive off}
@@ -419,11 +424,12 @@ cat "$RESULTS/header.txt" >&2
 gen=()
 for w in a b c d e f big snap; do want "$w" && gen+=("$w"); done
 want quota && gen+=(q)
+want k8s && gen+=(f)
 if [ ${#gen[@]} -gt 0 ]; then
   log "generating workloads: ${gen[*]} (cached in $WORKLOADS_DIR)"
   "$GENERATOR" "$WORKLOADS_DIR" "${gen[@]}"
 fi
-if want a || want b || want c || want d || want e || want f || want quota || want big; then
+if want a || want b || want c || want d || want e || want f || want quota || want k8s || want big; then
   SOURCE_STORAGE=$WORKLOADS_DIR/source-registry
   mkdir -p "$SOURCE_STORAGE"
   start_registry src "$SOURCE_STORAGE"
@@ -496,9 +502,16 @@ fi
 # (bench_workload quota-proxy) in front of REGISTRY; its counts go to
 # $TMP/quota-NAME.stats ("requests throttled accepted accepted_writes").
 start_quota() {
-  local name=$1 reg=$2 i
+  start_proxy "$1" quota-proxy "$(host "$2")" "$3" "$4" "$5"
+}
+
+# start_proxy NAME KIND ARGS...: bench_workload KIND ARGS... STATS_FILE,
+# its HOST:PORT in QUOTA_HOST[NAME] and its counts in $TMP/quota-NAME.stats.
+start_proxy() {
+  local name=$1 kind=$2 i
+  shift 2
   : >"$TMP/quota-$name.addr"
-  "$GENERATOR" quota-proxy "$(host "$reg")" "$3" "$4" "$5" "$TMP/quota-$name.stats" \
+  "$GENERATOR" "$kind" "$@" "$TMP/quota-$name.stats" \
     >"$TMP/quota-$name.addr" 2>"$TMP/quota-$name.err" &
   QUOTA_PID[$name]=$!
   for i in $(seq 1 200); do
@@ -506,7 +519,7 @@ start_quota() {
     sleep 0.02
   done
   QUOTA_HOST[$name]=$(head -1 "$TMP/quota-$name.addr")
-  [ -n "${QUOTA_HOST[$name]}" ] || die "quota proxy $name would not start: $(cat "$TMP/quota-$name.err")"
+  [ -n "${QUOTA_HOST[$name]}" ] || die "proxy $name would not start: $(cat "$TMP/quota-$name.err")"
 }
 
 stop_quota() {
@@ -572,6 +585,56 @@ if want quota; then
       run_quota q60 "$mode" "$ra" 1 "$TMP/q60.yaml" 600 0 0
     done
   done
+fi
+
+# run_k8s MODE REP: the no-op inventory of workload f in four destination
+# registries, each behind a counting proxy that answers tags/list plainly
+# (MODE plain: one HEAD per destination tag) or with Google's digest map
+# (MODE google: one listing per repository). One line in k8s.tsv.
+run_k8s() {
+  local mode=$1 rep=$2 i id=k8s.$1.$2 opts=""
+  for i in 1 2 3 4; do start_proxy "k8s$i" listing-proxy "$(host "k$i")" "$mode"; done
+  { printf 'registries:\n- name: %s/bench-f\n  src: true\n' "$(host src)"
+    for i in 1 2 3 4; do printf -- '- name: %s/bench-f\n' "${QUOTA_HOST[k8s$i]}"; done
+    cat "$WORKLOADS_DIR/f/images.yaml"; } >"$TMP/$id.yaml"
+  for i in 1 2 3 4; do
+    opts="$opts${opts:+, }\"${QUOTA_HOST[k8s$i]}\": {\"google_listing\": $([ "$mode" = google ] && echo true || echo false)}"
+  done
+  echo "{\"registries\": {$opts}}" >"$TMP/$id.options.json"
+  local t0 t1 rc=0
+  t0=$(date +%s%N)
+  /usr/bin/time -v -o "$RESULTS/runs/$id.time" "$PROMOTER" run --manifest "$TMP/$id.yaml" --confirm \
+    --output json --registry-config "$TMP/$id.options.json" >"$RESULTS/runs/$id.json" 2>"$RESULTS/runs/$id.err" || rc=$?
+  t1=$(date +%s%N)
+  sleep 0.5 # the proxies' counts are written every 200 ms
+  [ $rc = 0 ] || die "$id exited $rc: $(tail -3 "$RESULTS/runs/$id.err")"
+  grep -q '"copy": 0,' "$RESULTS/runs/$id.json" && grep -q '"tag": 0,' "$RESULTS/runs/$id.json" || die "$id was not a no-op"
+  local requests
+  requests=$(cat "$TMP"/quota-k8s[1-4].stats | awk '{ s += $1 } END { print s }')
+  awk -F': ' -v mode="$mode" -v rep="$rep" -v wall="$(( (t1 - t0) / 1000000 ))" -v n="$requests" -v tags="$(info_of f images)" '
+    /User time/ { u = $2 } /System time/ { s = $2 } /Maximum resident/ { r = $2 }
+    END { printf "%s\t%s\t%.3f\t%d\t%d\t%.2f\t%.0f\n", mode, rep, wall / 1000, n, tags * 4, u + s, r / 1024 }' \
+    "$RESULTS/runs/$id.time" >>"$RESULTS/k8s.tsv"
+  log "$(tail -1 "$RESULTS/k8s.tsv" | awk -F'\t' '{ printf "k8s   %-6s rep %s: %6.2fs wall, %5d destination requests for %d destination tags, client CPU %.2fs, rss %d MiB", $1, $2, $3, $4, $5, $6, $7 }')"
+  for i in 1 2 3 4; do stop_quota "k8s$i"; done
+}
+
+info_of() { sed -n "s/.*$2=\([0-9]*\).*/\1/p" "$WORKLOADS_DIR/$1/info"; }
+
+if want k8s; then
+  seed f
+  for i in 1 2 3 4; do start_registry "k$i"; done
+  { printf 'registries:\n- name: %s/bench-f\n  src: true\n' "$(host src)"
+    for i in 1 2 3 4; do printf -- '- name: %s/bench-f\n' "$(host "k$i")"; done
+    cat "$WORKLOADS_DIR/f/images.yaml"; } >"$TMP/k8s.cold.yaml"
+  log "k8s: filling four destinations with workload f (not measured)"
+  "$PROMOTER" run --manifest "$TMP/k8s.cold.yaml" --confirm -q >/dev/null 2>"$TMP/k8s.cold.err" ||
+    die "k8s cold fill: $(tail -3 "$TMP/k8s.cold.err")"
+  printf 'mode\trep\twall_s\trequests\tdestination_tags\tclient_cpu_s\tpeak_rss_mib\n' >"$RESULTS/k8s.tsv"
+  for rep in $(seq 1 "$REPS"); do
+    for mode in plain google; do run_k8s "$mode" "$rep"; done
+  done
+  for i in 1 2 3 4; do stop_registry "k$i"; done
 fi
 
 if want big; then
