@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite and benchmarks need on a fresh Debian machine:
 # the CNCF Distribution registry (the real server the tests run against),
-# skopeo (the independent client tests verify with), GNU time (peak RSS) and
+# skopeo (the independent client tests verify with), podman (the second
+# client of tests/it/clients.rs, which reads oci: trees), GNU time (peak RSS) and
 # kubernetes-validate (the deployment files' schema check).
 set -euo pipefail
 
@@ -16,6 +17,7 @@ fi
 missing=()
 command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
 command -v skopeo >/dev/null 2>&1 || missing+=(skopeo)
+command -v podman >/dev/null 2>&1 || missing+=(podman)
 [ -x /usr/bin/time ] || missing+=(time)
 
 if [ ${#missing[@]} -eq 0 ]; then

@@ -29,6 +29,7 @@ use crate::support::images::{
 };
 use crate::support::proxy::{Action, Proxy, Rule};
 use crate::support::registry::TestRegistry;
+use crate::support::skopeo;
 use crate::support::verify::{self, Skopeo, Tags};
 use crate::support::world::{images_yaml, manifest_yaml, push_tagged, registry_options, World};
 
@@ -762,4 +763,178 @@ fn a_kill_between_a_manifest_blob_and_its_index_entry_is_repaired_by_the_rerun()
         out.all()
     );
     verify::assert_layout(&dst, "after the re-run");
+}
+
+/// The images of the fan-out kill test: one whose layer is large enough to
+/// go to the spool file (in TMPDIR), an index, and a small image; all OCI,
+/// so that skopeo reads them from the `oci:` tree too.
+fn fan_out_images() -> Vec<(&'static str, TestImage)> {
+    let big_layer = TestBlob::layer(960, 9 << 20);
+    vec![
+        (
+            "big",
+            TestImage::image(960, Flavor::Oci, Platform::linux("amd64"), vec![big_layer]),
+        ),
+        ("idx", TestImage::oci_index(961, 256 * 1024)),
+        ("small", TestImage::layered(962, 2, 128 * 1024, None)),
+    ]
+}
+
+/// Every `.tmp-*` file under `dir`.
+fn temp_files(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(path);
+            } else if entry.file_name().to_string_lossy().starts_with(".tmp-") {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+fn entries_of(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect()
+}
+
+/// Start the fan-out promotion in `work` with `TMPDIR` at `tmpdir`, and
+/// SIGKILL it once `kill_when` says so (polled every millisecond), or
+/// let it finish when it never does. Answers whether it was killed.
+async fn fan_out_run(work: &Path, tmpdir: &Path, kill_when: impl Fn(Duration) -> bool) -> bool {
+    let mut child = Promoter::new(work)
+        .args(["run", "--manifest", "m.yaml", "--confirm"])
+        .env("TMPDIR", tmpdir)
+        .stderr(std::fs::File::create(work.join("stderr.txt")).unwrap())
+        .spawn();
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert_eq!(
+                status.code(),
+                Some(0),
+                "{}",
+                std::fs::read_to_string(work.join("stderr.txt")).unwrap_or_default()
+            );
+            return false;
+        }
+        if kill_when(started.elapsed()) {
+            child.start_kill().unwrap();
+            let status = child.wait().await.unwrap();
+            return status.signal() == Some(9);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the run hangs"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// A fan-out promotion (two registries and an `oci:` tree) killed with
+/// SIGKILL at several points leaves nothing behind: never a file in
+/// TMPDIR (the spool's have no name), and in the tree only `.tmp-*` files
+/// of the writes it killed, which the next run sweeps away before it
+/// completes; then skopeo reads every image everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_fan_out_leaves_nothing_behind_once_the_next_run_completes() {
+    let (Some(src), Some(dst1), Some(dst2)) = (
+        TestRegistry::plain().await,
+        TestRegistry::plain().await,
+        TestRegistry::plain().await,
+    ) else {
+        return;
+    };
+    let images = fan_out_images();
+    let client = src.remote(CredentialStore::anonymous());
+    for (repo, image) in &images {
+        push_tagged(&client, &format!("stage/{repo}"), image, &["1.0"]).await;
+    }
+    // Every source blob read waits a little before its bytes come: the
+    // tree's temp files are open (created, awaiting bytes) meanwhile.
+    let src_proxy = Proxy::start(&src.host()).await;
+    src_proxy.add(
+        Rule::new("GET", "/blobs/")
+            .always()
+            .action(Action::Delay(Duration::from_millis(150))),
+    );
+    let work = tempfile::tempdir().unwrap();
+    let tmpdir = tempfile::tempdir().unwrap();
+    let tree = work.path().join("layouts");
+    let entries: Vec<(&str, &Digest, &[&str])> = images
+        .iter()
+        .map(|(repo, image)| (*repo, image.digest(), &["1.0"][..]))
+        .collect();
+    std::fs::write(
+        work.path().join("m.yaml"),
+        format!(
+            "registries:\n- name: {}/stage\n  src: true\n- name: {}/prod\n- name: {}/prod\n\
+             - name: oci:layouts\nimages:\n{}",
+            src_proxy.host(),
+            dst1.host(),
+            dst2.host(),
+            images_yaml(&entries)
+        ),
+    )
+    .unwrap();
+
+    // In the middle of a write into the tree.
+    let killed = fan_out_run(work.path(), tmpdir.path(), |_| {
+        !temp_files(&tree).is_empty()
+    })
+    .await;
+    assert!(killed, "the run ended before any write into the tree");
+    assert!(
+        !temp_files(&tree).is_empty(),
+        "a SIGKILL leaves the temp file it was writing"
+    );
+    assert_eq!(
+        entries_of(tmpdir.path()),
+        Vec::<PathBuf>::new(),
+        "TMPDIR after the kill"
+    );
+    // Then at moments further and further into the run.
+    for after_ms in [100, 250, 400, 550] {
+        let after = Duration::from_millis(after_ms);
+        // Killed, or done by then: TMPDIR must be empty either way.
+        fan_out_run(work.path(), tmpdir.path(), |elapsed| elapsed >= after).await;
+        assert_eq!(
+            entries_of(tmpdir.path()),
+            Vec::<PathBuf>::new(),
+            "TMPDIR after a kill at {after:?}"
+        );
+    }
+    assert!(!fan_out_run(work.path(), tmpdir.path(), |_| false).await);
+    assert_eq!(
+        entries_of(tmpdir.path()),
+        Vec::<PathBuf>::new(),
+        "TMPDIR after the last run"
+    );
+    assert_eq!(
+        temp_files(&tree),
+        Vec::<PathBuf>::new(),
+        "the tree after the last run"
+    );
+    for (repo, image) in &images {
+        let targets = [
+            format!("oci:{}:1.0", repo_dir(&tree, repo).display()),
+            format!("docker://{}/prod/{repo}:1.0", dst1.host()),
+            format!("docker://{}/prod/{repo}:1.0", dst2.host()),
+        ];
+        for target in targets {
+            let Some(raw) = skopeo::inspect_raw_async(&target).await else {
+                return;
+            };
+            assert_eq!(&Digest::sha256_of(&raw), image.digest(), "{target}");
+        }
+    }
 }

@@ -307,6 +307,76 @@ async fn bursts_of_503_are_retried() {
     scenario(&f, Expect::Completes).await;
 }
 
+/// A registry (or the proxy in front of it) that fails every monolithic
+/// blob PUT with a 5xx but takes the same bytes in chunks: the first failure
+/// switches the registry to chunked uploads for the rest of the run, said
+/// once in the log, and no blob whose upload starts after the switch tries
+/// a monolithic PUT again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monolithic_uploads_failing_with_5xx_fall_back_to_chunks_once_for_the_run() {
+    let Some(f) = Fixture::start().await else {
+        return;
+    };
+    f.dst_proxy.add(
+        Rule::new("PUT", "/blobs/uploads/")
+            .carrying_a_body()
+            .always()
+            .action(status(500)),
+    );
+    let (out, _) = scenario(&f, Expect::Completes).await;
+    let switched = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("this registry is now uploaded to in chunks"))
+        .count();
+    assert_eq!(switched, 1, "said once: {}", out.stderr);
+
+    // The re-runs after it found everything there and uploaded nothing:
+    // every upload in the log is the faulty run's.
+    let log = f.dst_proxy.log();
+    let monolithic: Vec<_> = log
+        .iter()
+        .filter(|r| r.is("PUT", "/blobs/uploads/") && r.request_bytes > 0)
+        .collect();
+    assert!(
+        monolithic.iter().all(|r| r.status == 500),
+        "a monolithic PUT got through: {}",
+        f.dumps()
+    );
+    let chunked_puts = log
+        .iter()
+        .filter(|r| r.is("PUT", "/blobs/uploads/") && r.request_bytes == 0 && r.status == 201)
+        .count();
+    let first_patch = log
+        .iter()
+        .filter(|r| r.is("PATCH", "/blobs/uploads/"))
+        .map(|r| r.at)
+        .min()
+        .expect("chunks were sent");
+    // A session opened once the first chunk was on its way was opened after
+    // the switch: it must have gone to chunks directly.
+    let sessions_before_switch = log
+        .iter()
+        .filter(|r| r.is("POST", "/blobs/uploads/") && r.at < first_patch)
+        .count();
+    let sessions_after_switch = log
+        .iter()
+        .filter(|r| r.is("POST", "/blobs/uploads/") && r.at > first_patch)
+        .count();
+    assert!(
+        !monolithic.is_empty() && monolithic.len() <= sessions_before_switch,
+        "{} monolithic PUTs, {sessions_before_switch} sessions opened before the switch: {}",
+        monolithic.len(),
+        f.dumps()
+    );
+    assert!(
+        sessions_after_switch > 0 && chunked_puts > monolithic.len(),
+        "later blobs went chunked: {chunked_puts} chunked uploads, {} monolithic tries: {}",
+        monolithic.len(),
+        f.dumps()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_persistent_503_fails_only_that_image_and_exits_4() {
     let Some(f) = Fixture::start().await else {

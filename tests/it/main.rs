@@ -11,6 +11,7 @@ mod support;
 
 mod architecture;
 mod cip;
+mod clients;
 mod crash;
 mod deploy;
 mod exit_codes;

@@ -633,7 +633,7 @@ async fn retries_stop_at_the_deadline() {
 }
 
 #[tokio::test]
-async fn a_failed_upload_put_starts_a_new_session() {
+async fn a_monolithic_put_failing_with_5xx_is_sent_again_in_chunks_in_a_new_session() {
     let Some(rig) = rig().await else { return };
     rig.warm().await;
     let blob = TestBlob::layer(16, 100_000);
@@ -657,6 +657,7 @@ async fn a_failed_upload_put_starts_a_new_session() {
             ("POST".to_string(), 202),
             ("PUT".to_string(), 503),
             ("POST".to_string(), 202),
+            ("PATCH".to_string(), 202),
             ("PUT".to_string(), 201)
         ],
         "{}",

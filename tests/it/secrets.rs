@@ -186,16 +186,17 @@ impl Secrets {
     }
 
     /// Faults that make the promoter retry and follow signed redirects: one
-    /// 503 for a tag read and one for a manifest write of every run of
-    /// [`Secrets::every_level`] labelled `label` (each run writes to its own
-    /// path, so every run retries, whatever order they run in).
+    /// 503 for a tag read and one for the start of a blob upload of every
+    /// run of [`Secrets::every_level`] labelled `label` (each run writes to
+    /// its own path, so every run retries, whatever order they run in). Not
+    /// a blob's PUT: a 5xx there is not retried but sent again in chunks.
     fn arm(&self, label: &str, blob_redirect: Action) {
         self.src_proxy
             .add(Rule::new("GET", "/blobs/").always().action(blob_redirect));
         for level in LEVELS {
             for output in OUTPUTS {
                 let path = format!("/v2/{label}-{level}-{output}/");
-                for method in ["HEAD", "PUT"] {
+                for method in ["HEAD", "POST"] {
                     self.dst_proxy
                         .add(Rule::new(method, &path).action(Action::status(503)));
                 }

@@ -113,6 +113,16 @@ impl TestBlob {
         TestBlob::new(random_bytes(seed, size), OCI_LAYER_TAR)
     }
 
+    /// A layer that is a real (uncompressed) tar file holding one file of
+    /// `size` seeded random bytes, so that a client which unpacks layers
+    /// (podman) can; its digest is its diff_id, as the image config says.
+    pub fn tar_layer(seed: u64, size: usize) -> TestBlob {
+        TestBlob::new(
+            tar_of_one_file(&format!("file-{seed}"), &random_bytes(seed, size)),
+            OCI_LAYER_TAR,
+        )
+    }
+
     /// The OCI empty descriptor's blob, `{}`, used as an artifact's config.
     pub fn empty_config() -> TestBlob {
         TestBlob::new(&b"{}"[..], OCI_EMPTY)
@@ -152,6 +162,32 @@ impl TestBlob {
             open: self.opener(),
         }
     }
+}
+
+/// A ustar archive of one regular file: a 512-byte header, the content
+/// padded to 512 bytes, and the two zero blocks that end an archive.
+fn tar_of_one_file(name: &str, content: &[u8]) -> Vec<u8> {
+    let mut header = [0u8; 512];
+    let mut field =
+        |offset: usize, value: &[u8]| header[offset..offset + value.len()].copy_from_slice(value);
+    field(0, name.as_bytes());
+    field(100, b"0000644\0");
+    field(108, b"0000000\0");
+    field(116, b"0000000\0");
+    field(124, format!("{:011o}\0", content.len()).as_bytes());
+    field(136, b"00000000000\0");
+    field(156, b"0");
+    field(257, b"ustar\0");
+    field(263, b"00");
+    // The checksum is taken with its own field read as spaces.
+    field(148, b"        ");
+    let checksum: u32 = header.iter().map(|&b| u32::from(b)).sum();
+    header[148..156].copy_from_slice(format!("{checksum:06o}\0 ").as_bytes());
+    let padded = content.len().div_ceil(512) * 512;
+    let mut archive = header.to_vec();
+    archive.extend_from_slice(content);
+    archive.resize(512 + padded + 1024, 0);
+    archive
 }
 
 /// An opener that streams `bytes` in [`STREAM_CHUNK`] pieces; each call
@@ -307,8 +343,8 @@ fn manifest_from_json(value: &Value, media_type: &str) -> RawManifest {
 }
 
 fn image_config(seed: u64, platform: &Platform, layers: &[TestBlob]) -> Value {
-    // Layers are not really tar files, so diff_ids are simply their digests:
-    // nobody unpacks them.
+    // Layers are uncompressed (random bytes, or a real tar from
+    // `TestBlob::tar_layer`), so diff_ids are simply their digests.
     let diff_ids: Vec<&str> = layers.iter().map(|l| l.digest.as_str()).collect();
     let mut config = json!({
         "created": "2024-01-01T00:00:00Z",

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod hermetic;
 pub mod hostile;
 pub mod images;
+pub mod podman;
 pub mod proxy;
 pub mod registry;
 pub mod skopeo;

@@ -197,12 +197,14 @@ impl Action {
 }
 
 /// A scripted fault: requests matching `method` and containing `path` (and
-/// `query`, if set) get `action`, `times` times (then pass through).
+/// `query`, if set; carrying a body or not, if `with_body` is set) get
+/// `action`, `times` times (then pass through).
 #[derive(Debug, Clone)]
 pub struct Rule {
     pub method: String,
     pub path: String,
     pub query: Option<String>,
+    pub with_body: Option<bool>,
     pub times: usize,
     pub action: Action,
 }
@@ -213,12 +215,20 @@ impl Rule {
             method: method.to_string(),
             path: path_contains.to_string(),
             query: None,
+            with_body: None,
             times: 1,
             action: Action::Delay(Duration::ZERO),
         }
     }
     pub fn query(mut self, contains: &str) -> Rule {
         self.query = Some(contains.to_string());
+        self
+    }
+    /// Only requests that carry a body (a `Content-Length` above 0, or a
+    /// chunked one): a monolithic upload's PUT, not the empty PUT that
+    /// closes a chunked upload.
+    pub fn carrying_a_body(mut self) -> Rule {
+        self.with_body = Some(true);
         self
     }
     pub fn times(mut self, times: usize) -> Rule {
@@ -504,10 +514,19 @@ impl Proxy {
     }
 }
 
-fn take_rule(state: &State, method: &str, path: &str, query: &str) -> Option<Action> {
+fn take_rule(
+    state: &State,
+    method: &str,
+    path: &str,
+    query: &str,
+    has_body: bool,
+) -> Option<Action> {
     let mut rules = state.rules.lock().unwrap();
     for rule in rules.iter_mut() {
         if rule.times == 0 || rule.method != method || !path.contains(&rule.path) {
+            continue;
+        }
+        if rule.with_body.is_some_and(|wanted| wanted != has_body) {
             continue;
         }
         if let Some(q) = &rule.query {
@@ -545,7 +564,14 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<ProxyBody
         Ok(req) => req,
         Err(answer) => return answer,
     };
-    let action = take_rule(&state, &method, req.uri().path(), &query);
+    let has_body = req.headers().contains_key(hyper::header::TRANSFER_ENCODING)
+        || req
+            .headers()
+            .get(hyper::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|length| length > 0);
+    let action = take_rule(&state, &method, req.uri().path(), &query, has_body);
     let record = |status: u16, target: Target, bytes: u64, fault: &Option<Action>| Recorded {
         method: method.clone(),
         path: path.clone(),

@@ -108,3 +108,45 @@ pub async fn try_copy_async(args: &[&str]) -> Option<Result<(), String>> {
         ))
     })
 }
+
+/// `skopeo copy TARGET dir:…` into a fresh directory: the whole image
+/// (manifest, config, layers) as skopeo reads it, or why it could not.
+pub fn try_copy_to_dir(target: &str) -> Option<Result<(), String>> {
+    let skopeo = require_binary("skopeo")?;
+    let env = CleanEnv::new();
+    let into = tempfile::tempdir().expect("a directory to copy into");
+    let out = env
+        .command(skopeo)
+        .args(["copy", "--quiet", target])
+        .arg(format!("dir:{}", into.path().display()))
+        .output()
+        .expect("run skopeo");
+    Some(if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "skopeo copy {target}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    })
+}
+
+/// The version `skopeo --version` reports (`1.9.3`).
+pub fn version() -> Option<String> {
+    let skopeo = require_binary("skopeo")?;
+    let out = CleanEnv::new()
+        .command(skopeo)
+        .arg("--version")
+        .output()
+        .expect("run skopeo");
+    Some(last_word(&out.stdout))
+}
+
+/// The last word of a `NAME version X.Y.Z` line.
+pub fn last_word(line: &[u8]) -> String {
+    String::from_utf8_lossy(line)
+        .split_whitespace()
+        .last()
+        .unwrap_or_default()
+        .to_string()
+}

@@ -26,7 +26,7 @@ use crate::registry::RegistryError;
 
 /// The root of an `oci:` tree, and the checks every file operation in it
 /// goes through.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct Tree {
     root: PathBuf,
 }
@@ -158,16 +158,27 @@ impl Tree {
     }
 }
 
-/// Create `temp` for writing, new: a leftover of an earlier crash is removed
-/// first (removing a link removes the link, not what it points to), and the
-/// file is created exclusively without following links, so a link planted
-/// at the temp name fails the write instead of redirecting it.
-pub(super) fn create_temp(temp: &Path) -> Result<std::fs::File, RegistryError> {
-    match std::fs::remove_file(temp) {
-        Ok(()) => {}
-        Err(e) if is_absent(&e) => {}
-        Err(e) => return Err(io_error(temp, e)),
-    }
+/// Every temp file of a tree starts with this: reads only open exact names,
+/// so they never see one, and [`Tree::sweep_stale_temps`] knows them by it.
+pub(super) const TEMP_PREFIX: &str = ".tmp-";
+
+/// How many names [`create_temp`] tries: another only when a sweep took the
+/// file between its creation and its lock, or a name was taken.
+const TEMP_ATTEMPTS: usize = 8;
+
+/// A temp file being written, exclusively locked for as long as it is open:
+/// the lock is what tells a sweep (this process's or another's) that it is
+/// in use. Keep it open until it has been renamed into place.
+pub(super) struct LockedTemp {
+    pub(super) file: std::fs::File,
+    pub(super) path: PathBuf,
+}
+
+/// Create a temp file for `target_name` in `dir`, new, under a name no other
+/// writer uses (`.tmp-<target_name>.<random>`), locked. It is created
+/// exclusively and without following links, so a link planted at its name
+/// fails the write instead of redirecting it.
+pub(super) fn create_temp(dir: &Path, target_name: &str) -> Result<LockedTemp, RegistryError> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -175,7 +186,166 @@ pub(super) fn create_temp(temp: &Path) -> Result<std::fs::File, RegistryError> {
         use std::os::unix::fs::OpenOptionsExt;
         options.custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
     }
-    options.open(temp).map_err(|e| io_error(temp, e))
+    let mut last = None;
+    for _ in 0..TEMP_ATTEMPTS {
+        let path = dir.join(format!(
+            "{TEMP_PREFIX}{target_name}.{:016x}",
+            rand::random::<u64>()
+        ));
+        let file = match options.open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                last = Some(io_error(&path, e));
+                continue;
+            }
+            Err(e) => return Err(io_error(&path, e)),
+        };
+        // Not locked: a sweep opened it between its creation and this
+        // lock, and is removing it: take another name.
+        if !try_lock_exclusive(&file).map_err(|e| io_error(&path, e))? {
+            continue;
+        }
+        // Locked, but a sweep may have removed it just before: a file with
+        // no name left would be renamed from nowhere.
+        if is_unlinked(&file).map_err(|e| io_error(&path, e))? {
+            continue;
+        }
+        return Ok(LockedTemp { file, path });
+    }
+    Err(last.unwrap_or_else(|| {
+        io_error(
+            dir,
+            std::io::Error::other("no temp file could be kept from concurrent sweeps"),
+        )
+    }))
+}
+
+/// Take `file`'s exclusive flock without waiting: `false` when someone
+/// else (another open of the file, in this process or another) holds it.
+/// The lock goes with the last descriptor of that open, a kill included.
+#[cfg(unix)]
+fn try_lock_exclusive(file: &std::fs::File) -> std::io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock only reads the descriptor, which `file` owns and keeps
+    // open for the call; no memory is passed.
+    let answer = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if answer == 0 {
+        return Ok(true);
+    }
+    let error = std::io::Error::last_os_error();
+    if error.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(false)
+    } else {
+        Err(error)
+    }
+}
+
+#[cfg(not(unix))]
+fn try_lock_exclusive(_: &std::fs::File) -> std::io::Result<bool> {
+    Ok(true)
+}
+
+#[cfg(unix)]
+fn is_unlinked(file: &std::fs::File) -> std::io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    Ok(file.metadata()?.nlink() == 0)
+}
+
+#[cfg(not(unix))]
+fn is_unlinked(_: &std::fs::File) -> std::io::Result<bool> {
+    Ok(false)
+}
+
+impl Tree {
+    /// Remove the temp files a killed writer left in the layout at `dir`
+    /// (its own directory and `blobs/<alg>/`), which no drop guard removed:
+    /// only those no writer holds, this process's or another's (a writer
+    /// holds its temp file's lock until it is renamed into place). Links
+    /// named as temp files are removed, never followed; linked directories
+    /// and anything outside the tree are left alone. Best effort: what
+    /// cannot be removed now is removed by a later run. Answers how many
+    /// were removed.
+    pub(super) fn sweep_stale_temps(&self, dir: &Path) -> usize {
+        let Ok(root) = std::fs::canonicalize(&self.root) else {
+            return 0;
+        };
+        if !std::fs::canonicalize(dir).is_ok_and(|d| d.starts_with(&root)) {
+            return 0;
+        }
+        let mut dirs = vec![dir.to_path_buf()];
+        let blobs = dir.join(super::BLOBS_DIR);
+        if is_real_dir(&blobs) {
+            if let Ok(entries) = std::fs::read_dir(&blobs) {
+                dirs.extend(
+                    entries
+                        .flatten()
+                        .map(|e| e.path())
+                        .filter(|p| is_real_dir(p)),
+                );
+            }
+        }
+        dirs.iter().map(|d| sweep_dir(d)).sum()
+    }
+}
+
+/// A directory, not a link to one.
+fn is_real_dir(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir())
+}
+
+fn sweep_dir(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(TEMP_PREFIX))
+        .filter(|e| remove_if_stale(&e.path()))
+        .count()
+}
+
+/// Remove `path` if no writer holds it: a regular file whose lock can be
+/// taken, and which is still the file at that name once locked; or a link.
+fn remove_if_stale(path: &Path) -> bool {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return false;
+    };
+    if meta.file_type().is_symlink() {
+        return std::fs::remove_file(path).is_ok();
+    }
+    if !meta.is_file() {
+        return false;
+    }
+    let Ok((file, _)) = local_file::open_regular(path, true) else {
+        return false;
+    };
+    if !try_lock_exclusive(&file).unwrap_or(false) {
+        return false;
+    }
+    if !same_file(&file, path) {
+        return false;
+    }
+    let removed = std::fs::remove_file(path).is_ok();
+    if removed {
+        tracing::debug!(path = %path.display(), "removed a temp file a killed write left");
+    }
+    removed
+}
+
+/// Whether `file` is still what `path` names (not renamed away and
+/// replaced since it was opened).
+#[cfg(unix)]
+fn same_file(file: &std::fs::File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::symlink_metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn same_file(_: &std::fs::File, _: &Path) -> bool {
+    true
 }
 
 fn read_error(path: &Path, e: local_file::ReadError) -> RegistryError {
@@ -284,15 +454,61 @@ mod tests {
 
     #[cfg(unix)]
     #[test]
-    fn a_link_planted_at_a_temp_name_is_replaced_not_followed() {
+    fn a_link_planted_at_a_temp_name_is_removed_by_the_sweep_not_followed() {
         let tmp = tempfile::tempdir().unwrap();
         let victim = tmp.path().join("victim");
         std::fs::write(&victim, b"keep me").unwrap();
-        let temp = tmp.path().join(".tmp-index.json");
-        std::os::unix::fs::symlink(&victim, &temp).unwrap();
-        use std::io::Write;
-        create_temp(&temp).unwrap().write_all(b"new").unwrap();
+        let root = tmp.path().join("tree");
+        std::fs::create_dir_all(&root).unwrap();
+        let planted = root.join(".tmp-index.json");
+        std::os::unix::fs::symlink(&victim, &planted).unwrap();
+        let tree = Tree::new(root.clone());
+        assert_eq!(tree.sweep_stale_temps(&root), 1);
+        assert!(std::fs::symlink_metadata(&planted).is_err());
         assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
-        assert_eq!(std::fs::read(&temp).unwrap(), b"new");
+    }
+
+    #[test]
+    fn the_sweep_removes_only_temp_files_no_writer_holds() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_path_buf();
+        let sha = root.join("app/blobs/sha256");
+        std::fs::create_dir_all(&sha).unwrap();
+        let tree = Tree::new(root.clone());
+        // A writer's temp file, locked while it is written.
+        let held = create_temp(&sha, "abc").unwrap();
+        // What a killed writer left: its lock went with the process.
+        let stale = sha.join(".tmp-def.0123456789abcdef");
+        std::fs::write(&stale, b"partial").unwrap();
+        let stale_index = root.join("app/.tmp-index.json.00");
+        std::fs::write(&stale_index, b"{").unwrap();
+        let blob = sha.join("def");
+        std::fs::write(&blob, b"done").unwrap();
+
+        assert_eq!(tree.sweep_stale_temps(&root.join("app")), 2);
+        assert!(held.path.exists(), "a file being written is kept");
+        assert!(!stale.exists() && !stale_index.exists());
+        assert!(blob.exists(), "only temp files are swept");
+        // Once its writer is done with it, a left-over temp goes too.
+        let path = held.path.clone();
+        drop(held);
+        assert_eq!(tree.sweep_stale_temps(&root.join("app")), 1);
+        assert!(!path.exists());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_sweep_never_goes_through_a_linked_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir_all(outside.join("sha256")).unwrap();
+        let theirs = outside.join("sha256/.tmp-theirs");
+        std::fs::write(&theirs, b"not ours").unwrap();
+        let root = tmp.path().join("tree");
+        std::fs::create_dir_all(root.join("app")).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("app/blobs")).unwrap();
+        let tree = Tree::new(root.clone());
+        assert_eq!(tree.sweep_stale_temps(&root.join("app")), 0);
+        assert!(theirs.exists());
     }
 }

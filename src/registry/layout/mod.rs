@@ -8,7 +8,7 @@
 //! layout tools don't collect it).
 //!
 //! Crash safety, the order every write follows:
-//! - a blob is streamed into `blobs/<alg>/.tmp-<hex>`, hashed on the way,
+//! - a blob is streamed into `blobs/<alg>/.tmp-<hex>.<random>`, hashed on the way,
 //!   fsynced, verified, then renamed into place (and the directory fsynced):
 //!   a blob path either does not exist or holds verified content;
 //! - a manifest is only accepted once every blob or child manifest it
@@ -19,12 +19,16 @@
 //!   entry, or a child of an index with one): a manifest blob left without
 //!   its entry by a crash reads as absent, so the next put records it.
 //!
-//! Temp names are fixed per target (`.tmp-<name>`), so a leftover from a crash
-//! is ignored by every read (readers only open exact names) and overwritten by
-//! the next write of the same target. Within one process, writers of the same
-//! target take an async lock, so concurrent tag writes to one repository never
-//! lose an update. Several processes writing one tree at once are not
-//! supported (as with other layout tools).
+//! Temp names are the target's with a random suffix (`.tmp-<name>.<random>`),
+//! so no two writers share one, and every read ignores them (readers only
+//! open exact names). A temp file is held under an exclusive lock (flock)
+//! from its creation until it is renamed into place; the first write of a
+//! run to a layout sweeps away the `.tmp-*` files no writer holds, which
+//! is what a SIGKILL (that skips the drop guards) leaves. Within one
+//! process, writers of the same target take an async lock, so concurrent
+//! tag writes to one repository never lose an update. Several processes
+//! writing one tree at once are not supported (as with other layout tools),
+//! but the sweep never removes another process's file being written.
 //!
 //! Where each part lives: `index` (index.json's model, read and replaced,
 //! and what it reaches), `write` (the durable writes, in the order above),
@@ -107,6 +111,9 @@ pub struct LayoutRegistry {
     /// Per repository directory: index.json's entries by the subject they
     /// name, for the index.json they were computed from.
     referrers: std::sync::Mutex<HashMap<PathBuf, (Digest, Arc<ReferrersBySubject>)>>,
+    /// The repository directories this run has written to, each swept of
+    /// a killed writer's temp files the first time.
+    swept: std::sync::Mutex<std::collections::HashSet<PathBuf>>,
 }
 
 impl LayoutRegistry {
@@ -120,6 +127,7 @@ impl LayoutRegistry {
             locks: PathLocks::default(),
             children: std::sync::Mutex::new(HashMap::new()),
             referrers: std::sync::Mutex::new(HashMap::new()),
+            swept: std::sync::Mutex::new(std::collections::HashSet::new()),
         }
     }
 

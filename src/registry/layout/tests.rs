@@ -1,8 +1,9 @@
 //! The layout backend's own tests: crash safety, index.json upkeep,
 //! and trees that try to escape their root.
 
+use super::files::TEMP_PREFIX;
 use super::index::IndexFile;
-use super::write::{OCI_LAYOUT_CONTENT, TEMP_PREFIX};
+use super::write::OCI_LAYOUT_CONTENT;
 use super::*;
 use futures::FutureExt;
 
@@ -171,7 +172,7 @@ async fn a_copy_stopped_mid_blob_leaves_no_temp_file() {
 }
 
 #[tokio::test]
-async fn leftover_temp_files_are_ignored_then_overwritten() {
+async fn leftover_temp_files_are_ignored_then_swept_by_the_next_write() {
     let tmp = tempfile::tempdir().unwrap();
     let reg = LayoutRegistry::new(tmp.path());
     let dir = tmp.path().join("app");

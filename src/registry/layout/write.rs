@@ -18,7 +18,6 @@ use crate::reference::Digest;
 use crate::registry::{BlobStream, RegistryError};
 
 pub(super) const OCI_LAYOUT_CONTENT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
-pub(super) const TEMP_PREFIX: &str = ".tmp-";
 
 /// Async locks keyed by path: one writer per target file within a process.
 /// Entries are dropped when nobody holds or waits for them.
@@ -63,15 +62,29 @@ impl Drop for PathGuard<'_> {
 }
 
 impl LayoutRegistry {
-    /// Create the layout's skeleton (directory, `oci-layout`) if missing.
+    /// Create the layout's skeleton (directory, `oci-layout`) if missing,
+    /// and, the first time this run writes to it, sweep away the temp files
+    /// a killed writer left there (see [`files::Tree::sweep_stale_temps`]).
     pub(super) async fn ensure_layout(&self, dir: &Path) -> Result<(), RegistryError> {
         let marker = dir.join(OCI_LAYOUT_FILE);
-        if tokio::fs::metadata(&marker).await.is_ok() {
-            return Ok(());
+        if tokio::fs::metadata(&marker).await.is_err() {
+            let _guard = self.locks.lock(&marker).await;
+            self.tree.create_dir_inside(dir)?;
+            replace_file(dir, OCI_LAYOUT_FILE, OCI_LAYOUT_CONTENT.to_vec()).await?;
         }
-        let _guard = self.locks.lock(&marker).await;
-        self.tree.create_dir_inside(dir)?;
-        replace_file(dir, OCI_LAYOUT_FILE, OCI_LAYOUT_CONTENT.to_vec()).await
+        let first_write = self
+            .swept
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(dir.to_path_buf());
+        if first_write {
+            let tree = self.tree.clone();
+            let owned = dir.to_path_buf();
+            tokio::task::spawn_blocking(move || tree.sweep_stale_temps(&owned))
+                .await
+                .map_err(|e| join_error(dir, e))?;
+        }
+        Ok(())
     }
 
     /// Stream `body` into the blob `digest` of the layout at `dir`, verifying
@@ -91,8 +104,11 @@ impl LayoutRegistry {
         }
         let parent = blob_dir(dir, digest);
         self.tree.create_dir_inside(&parent)?;
-        let temp = TempFile(parent.join(format!("{TEMP_PREFIX}{}", digest.hex())));
-        stream_to_file(&temp.0, digest, size, body, what).await?;
+        let locked = files::create_temp(&parent, digest.hex())?;
+        let temp = TempFile(locked.path);
+        // Held open (and so locked) until renamed: a sweep leaves it alone.
+        let mut file = tokio::fs::File::from_std(locked.file);
+        stream_to_file(&mut file, &temp.0, digest, size, body, what).await?;
         rename_durably(&temp.0, &target).await
     }
 
@@ -122,7 +138,8 @@ impl LayoutRegistry {
 /// A blob's temp file, removed however its write ends: an error, or the
 /// write's future dropped (another transfer of the copy failed, Ctrl-C).
 /// After the rename the name is gone and removing it does nothing; only a
-/// crash leaves one (ignored by reads, overwritten by the next write).
+/// kill leaves one (ignored by reads, swept by the next run that writes
+/// to the layout).
 struct TempFile(PathBuf);
 
 impl Drop for TempFile {
@@ -131,16 +148,17 @@ impl Drop for TempFile {
     }
 }
 
-/// Write `body` to `temp` (created anew, see [`files::create_temp`]),
-/// checking that it is exactly `size` bytes hashing to `digest`, and fsync it.
+/// Write `body` to `file` (the temp file at `temp`, see
+/// [`files::create_temp`]), checking that it is exactly `size` bytes
+/// hashing to `digest`, and fsync it.
 async fn stream_to_file(
+    file: &mut tokio::fs::File,
     temp: &Path,
     digest: &Digest,
     size: u64,
     body: BlobStream,
     what: &str,
 ) -> Result<(), RegistryError> {
-    let mut file = tokio::fs::File::from_std(files::create_temp(temp)?);
     // The verifier stops a body longer than announced at once, and holds
     // back the last chunk of a wrong one: the file is never complete and
     // wrong, and the caller removes it on any error.
@@ -202,13 +220,15 @@ pub(super) async fn replace_file(
 }
 
 /// Replace `dir/name` with `bytes`: temp file, fsync, rename, fsync dir.
-/// Callers hold the lock for `dir/name`, so the fixed temp name is theirs.
+/// The temp file stays open, and so locked, until it is renamed.
 fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), RegistryError> {
     use std::io::Write;
-    let temp = dir.join(format!("{TEMP_PREFIX}{name}"));
     let target = dir.join(name);
+    let files::LockedTemp {
+        mut file,
+        path: temp,
+    } = files::create_temp(dir, name)?;
     let result = (|| {
-        let mut file = files::create_temp(&temp)?;
         file.write_all(bytes).map_err(|e| io_error(&temp, e))?;
         file.sync_all().map_err(|e| io_error(&temp, e))?;
         std::fs::rename(&temp, &target).map_err(|e| io_error(&target, e))?;

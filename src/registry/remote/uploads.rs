@@ -1,6 +1,7 @@
 //! Blob uploads: a cross-repository mount where one is offered, else an
 //! upload session (POST) closed by one streaming PUT, or by PATCHes and a
-//! PUT for a registry that refuses monolithic uploads; and the check that
+//! PUT for a registry that refuses monolithic uploads or fails them with a
+//! 5xx (remembered for the run); and the check that
 //! what the registry says it stored is what was sent.
 
 use std::sync::atomic::Ordering;
@@ -130,25 +131,53 @@ impl RemoteRegistry {
             })
             // The session may hold part of a failed body: the caller starts over.
             .no_retry();
-        let response = self.t.send_until(&req, deadline).await?;
+        let response = match self.t.send_until(&req, deadline).await {
+            Ok(response) => response,
+            // A 5xx after the transport's retries (500, 502, 503, 504): some
+            // registries or the proxies in front of them fail a large
+            // streaming PUT where they take the same bytes in chunks.
+            Err(RegistryError::Status { status, .. }) if is_server_error(status) => {
+                self.switch_to_chunked(status, "failed");
+                return Box::pin(self.put_blob_once(repo, upload, &mut None, deadline)).await;
+            }
+            Err(e) => return Err(e),
+        };
         match response.status() {
             StatusCode::CREATED | StatusCode::NO_CONTENT | StatusCode::OK => {
                 self.check_stored_digest(repo, &upload.digest, response.headers())?;
                 drain(response).await;
                 Ok(BlobPut::Uploaded)
             }
-            StatusCode::METHOD_NOT_ALLOWED
-            | StatusCode::LENGTH_REQUIRED
-            | StatusCode::PAYLOAD_TOO_LARGE
-            | StatusCode::NOT_IMPLEMENTED => {
-                // This registry wants chunks. Remember, and start over.
-                tracing::info!(registry = %self.t.host, status = response.status().as_u16(),
-                    "monolithic blob upload refused; switching to chunked uploads");
+            status
+                if is_server_error(status.as_u16())
+                    || [
+                        StatusCode::METHOD_NOT_ALLOWED,
+                        StatusCode::LENGTH_REQUIRED,
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                    ]
+                    .contains(&status) =>
+            {
+                // This registry wants chunks, or fails without them.
                 drain(response).await;
-                self.chunked.store(true, Ordering::Relaxed);
+                self.switch_to_chunked(status.as_u16(), "refused");
                 Box::pin(self.put_blob_once(repo, upload, &mut None, deadline)).await
             }
             _ => Err(self.error(&req, response).await),
+        }
+    }
+
+    /// Upload to this registry in chunks for the rest of the run, starting
+    /// with the blob whose monolithic PUT just `failed` or was `refused`
+    /// with `status`. Said once per registry: blobs in flight at the same
+    /// moment may all meet the failure, but only the first switches.
+    fn switch_to_chunked(&self, status: u16, how: &str) {
+        if self
+            .chunked
+            .compare_exchange(false, true, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            tracing::info!(registry = %self.t.host, status,
+                "monolithic blob upload {how}; this registry is now uploaded to in chunks for the rest of the run");
         }
     }
 
@@ -234,4 +263,9 @@ impl RemoteRegistry {
             message: "upload answer has no usable Location".to_string(),
         })
     }
+}
+
+/// An HTTP 5xx: the server's own failure.
+fn is_server_error(status: u16) -> bool {
+    (500..600).contains(&status)
 }
