@@ -58,6 +58,13 @@
 //! with `requests throttled accepted accepted_writes` until it is killed.
 //! WRITES_PER_MINUTE 0 is no write quota; RETRY_AFTER 1 answers 429 with
 //! `Retry-After`, 0 without. Buckets hold one second's refill.
+//!
+//! A fourth counts requests in front of a registry and, in `google` mode,
+//! answers `tags/list` with Google's digest map, for `bench/run.sh k8s`:
+//!
+//! ```text
+//! bench_workload listing-proxy UPSTREAM plain|google STATS_FILE
+//! ```
 
 #[allow(dead_code)]
 #[path = "../tests/support/images.rs"]
@@ -586,6 +593,40 @@ fn quota_proxy(args: &[String]) -> Result<(), String> {
     if retry_after == "1" {
         quota = quota.with_retry_after();
     }
+    serve_counting(upstream, stats, move |proxy| proxy.set_quota(Some(quota)))
+}
+
+/// `listing-proxy`: a proxy in front of `upstream` that only counts
+/// (`plain`), or also answers `tags/list` as Google's registries do
+/// (`google`: with the digests of every tag), for `bench/run.sh k8s`.
+fn listing_proxy(args: &[String]) -> Result<(), String> {
+    let [upstream, mode, stats] = args else {
+        return Err("usage: bench_workload listing-proxy UPSTREAM plain|google STATS_FILE".into());
+    };
+    let google = match mode.as_str() {
+        "plain" => false,
+        "google" => true,
+        other => return Err(format!("mode {other:?}: plain or google")),
+    };
+    serve_counting(upstream, stats, move |proxy| {
+        if google {
+            proxy.add(
+                proxy::Rule::new("GET", "/tags/list")
+                    .always()
+                    .action(proxy::Action::GoogleListing),
+            );
+        }
+    })
+}
+
+/// Run the suite's proxy in front of `upstream`, set up by `setup`: print
+/// its `HOST:PORT`, then rewrite `stats` every 200 ms with `requests
+/// throttled accepted accepted_writes` until killed.
+fn serve_counting(
+    upstream: &str,
+    stats: &str,
+    setup: impl FnOnce(&proxy::Proxy),
+) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -593,7 +634,7 @@ fn quota_proxy(args: &[String]) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     runtime.block_on(async {
         let proxy = proxy::Proxy::start(upstream).await;
-        proxy.set_quota(Some(quota));
+        setup(&proxy);
         println!("{}", proxy.host());
         std::io::stdout().flush().map_err(|e| e.to_string())?;
         loop {
@@ -621,6 +662,15 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
                 eprintln!("quota-proxy: {err}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if args.first().map(String::as_str) == Some("listing-proxy") {
+        return match listing_proxy(&args[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("listing-proxy: {err}");
                 ExitCode::FAILURE
             }
         };
