@@ -8,7 +8,7 @@
 //! instead of strings, so that a registry.k8s.io-sized tree (some 700,000
 //! edges per side) compares in tens of milliseconds and megabytes.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::rc::Rc;
 
 use crate::diag::{Diagnostic, Location};
@@ -192,10 +192,18 @@ impl Edges<'_> {
 
 /// The edges of `manifests`; repository names are built once per
 /// (destination, image), not once per edge.
-fn edges<'a>(manifests: &'a [Manifest], names: &mut Names<'a>, built: &'a Built) -> Edges<'a> {
+fn edges<'a>(
+    manifests: &'a [Manifest],
+    names: &mut Names<'a>,
+    built: &'a Built,
+    read: impl Fn(usize, usize) -> bool,
+) -> Edges<'a> {
     let mut out = Edges::default();
     for (m, manifest) in manifests.iter().enumerate() {
         for (i, image) in manifest.images.iter().enumerate() {
+            if !read(m, i) {
+                continue;
+            }
             let source = names.id(&built.sources[m][i]);
             // Each entry's digest and sorted tags, once for all destinations.
             let interned: Vec<(u32, Vec<u32>, Rc<[u32]>)> = image
@@ -285,11 +293,43 @@ fn built(manifests: &[Manifest]) -> Built {
 }
 
 /// Every edge of `base` that `head` moves or drops, in a stable order.
+///
+/// Only what changed is compared: a base image the head has unchanged
+/// (same source, destinations, digests and tags, wherever its lines moved)
+/// keeps every edge it had, since loading already refused two digests for
+/// one destination tag; so the base's edges are those of its changed
+/// images, and the head's those of its images writing into the
+/// repositories they touch.
 pub fn compare(base: &[Manifest], head: &[Manifest]) -> Vec<Finding> {
     let (base_built, head_built) = (built(base), built(head));
+    let head_images: HashSet<String> = image_keys(head).into_iter().flatten().collect();
+    let changed: Vec<Vec<bool>> = image_keys(base)
+        .into_iter()
+        .map(|keys| {
+            keys.into_iter()
+                .map(|k| !head_images.contains(&k))
+                .collect()
+        })
+        .collect();
+    let touched: HashSet<&str> = changed
+        .iter()
+        .enumerate()
+        .flat_map(|(m, images)| {
+            let built = &base_built;
+            images
+                .iter()
+                .enumerate()
+                .filter(|(_, &c)| c)
+                .flat_map(move |(i, _)| built.destinations[m][i].iter().map(String::as_str))
+        })
+        .collect();
     let mut names = Names::default();
-    let old = edges(base, &mut names, &base_built);
-    let new = edges(head, &mut names, &head_built);
+    let old = edges(base, &mut names, &base_built, |m, i| changed[m][i]);
+    let new = edges(head, &mut names, &head_built, |m, i| {
+        head_built.destinations[m][i]
+            .iter()
+            .any(|repo| touched.contains(repo.as_str()))
+    });
     let mut findings = Vec::new();
     for (&(repo, tag), &(digest, at)) in &old.tags {
         // A tag the head lets move (`follow:`) may move or go.
@@ -327,6 +367,38 @@ pub fn compare(base: &[Manifest], head: &[Manifest]) -> Vec<Finding> {
     }
     findings.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
     by_entry(findings)
+}
+
+/// Each image of each manifest as what it promotes, without where it is
+/// written: its source, destinations, names, `follow:` patterns, and
+/// digest entries with their tags.
+fn image_keys(manifests: &[Manifest]) -> Vec<Vec<String>> {
+    use std::fmt::Write as _;
+    manifests
+        .iter()
+        .map(|m| {
+            let mut registries = m.source.name.to_string();
+            for d in &m.destinations {
+                let _ = write!(registries, " {}", d.name);
+            }
+            m.images
+                .iter()
+                .map(|image| {
+                    let mut key = format!("{registries}|{}|{:?}|", image.name, image.target);
+                    for p in &image.follow {
+                        let _ = write!(key, "{} ", p.as_str());
+                    }
+                    for entry in &image.digests {
+                        let _ = write!(key, "|{}", entry.digest);
+                        for t in &entry.tags {
+                            let _ = write!(key, " {}", t.tag);
+                        }
+                    }
+                    key
+                })
+                .collect()
+        })
+        .collect()
 }
 
 fn sort_key(f: &Finding) -> (&str, &str, &str) {
@@ -382,8 +454,8 @@ fn by_entry(findings: Vec<Finding>) -> Vec<Finding> {
 pub fn changed(base: &[Manifest], head: &[Manifest]) -> BTreeSet<(String, String)> {
     let (base_built, head_built) = (built(base), built(head));
     let mut names = Names::default();
-    let old = edges(base, &mut names, &base_built);
-    let new = edges(head, &mut names, &head_built);
+    let old = edges(base, &mut names, &base_built, |_, _| true);
+    let new = edges(head, &mut names, &head_built, |_, _| true);
     let mut out = BTreeSet::new();
     for (key, entry) in &new.digests {
         let same = old
@@ -429,6 +501,36 @@ mod tests {
         let loaded = load_plain_text(Path::new("m.yaml"), &text);
         assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
         loaded.manifests
+    }
+
+    /// Two manifests of one tree: the images of each, one file apiece.
+    fn two_files(first: &str, second: &str) -> Vec<Manifest> {
+        let mut both = manifests_of(first);
+        both.extend(manifests_of(second));
+        both
+    }
+
+    #[test]
+    fn only_changed_images_are_compared_yet_an_unchanged_one_still_holds_their_tags() {
+        let entry = format!("- name: a\n  dmap:\n    \"{D1}\": [\"1.0\"]\n");
+        let other = format!("- name: b\n  dmap:\n    \"{D2}\": [\"2.0\"]\n");
+        // `a:1.0` was promoted by both files; the head drops one of them:
+        // the other still promotes it, so nothing is removed.
+        let base = two_files(&entry, &format!("{entry}{other}"));
+        let head = two_files(&other, &format!("{entry}{other}"));
+        assert!(
+            compare(&base, &head).is_empty(),
+            "{:?}",
+            compare(&base, &head)
+        );
+        // Dropped from both: removed, though the second file changed only
+        // by losing it.
+        let gone = two_files(&other, &other);
+        let findings = compare(&base, &gone);
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        // Lines moving (an image added above) change nothing.
+        let moved = manifests_of(&format!("{other}{entry}"));
+        assert!(compare(&manifests_of(&format!("{entry}{other}")), &moved).is_empty());
     }
 
     #[test]

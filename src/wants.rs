@@ -33,16 +33,16 @@ pub struct BaseCheck<'a> {
     pub allow_removals: bool,
 }
 
-/// What selecting found: what to tell the user, and the wants or why there
-/// are none.
+/// What selecting found: what to tell the user, and the wants (or, for a
+/// check that plans nothing, the valid manifests) or why there are none.
 #[derive(Debug)]
-pub struct Selection {
+pub struct Selection<T = Selected> {
     /// The manifests' diagnostics, then the base's findings, in print order.
     pub diagnostics: Vec<Diagnostic>,
     /// Remarks without a line of their own (the base has problems of its own).
     pub warnings: Vec<String>,
     /// The wants, or why nothing may be planned.
-    pub outcome: Result<Selected, Refusal>,
+    pub outcome: Result<T, Refusal>,
 }
 
 /// The wants a run works on.
@@ -98,6 +98,22 @@ pub enum Refusal {
 
 /// Load the manifests and select the wants `request` asks for.
 pub fn select(request: &Request<'_>) -> Selection {
+    let validated = validate(request);
+    let mut warnings = validated.warnings;
+    let outcome = validated
+        .outcome
+        .and_then(|manifests| choose(request, manifests, &mut warnings));
+    Selection {
+        diagnostics: validated.diagnostics,
+        warnings,
+        outcome,
+    }
+}
+
+/// Load the manifests and hold them against `--base`, planning nothing:
+/// a `--parse-only` check, which needs no per-destination wants (on the
+/// registry.k8s.io tree those are 724,636 (destination, digest) pairs).
+pub fn validate(request: &Request<'_>) -> Selection<Vec<Manifest>> {
     let loaded = manifest::load_named(request.input, request.named);
     let mut selection = Selection {
         diagnostics: loaded.diagnostics,
@@ -113,18 +129,25 @@ pub fn select(request: &Request<'_>) -> Selection {
         selection.outcome = Err(Refusal::Invalid { errors });
         return selection;
     }
-    selection.outcome = choose(request, loaded.manifests, &mut selection);
+    selection.outcome = match request.base {
+        Some(base) => hold_against_base(
+            request.input,
+            &loaded.manifests,
+            base,
+            &mut selection.diagnostics,
+            &mut selection.warnings,
+        )
+        .map(|()| loaded.manifests),
+        None => Ok(loaded.manifests),
+    };
     selection
 }
 
 fn choose(
     request: &Request<'_>,
     manifests: Vec<Manifest>,
-    selection: &mut Selection,
+    warnings: &mut Vec<String>,
 ) -> Result<Selected, Refusal> {
-    if let Some(base) = request.base {
-        hold_against_base(request.input, &manifests, base, selection)?;
-    }
     let mut wants = plan::wants(&manifests);
     let mut since = None;
     if let Some(rev) = request.since {
@@ -134,7 +157,7 @@ fn choose(
                 rev: rev.to_string(),
                 source,
             })?;
-        selection.warnings.extend(warning);
+        warnings.extend(warning);
         let changed = crate::review::changed(&base.manifests, &manifests);
         wants = crate::review::only_changed(wants, &changed);
         since = Some(Since {
@@ -156,14 +179,15 @@ fn hold_against_base(
     input: ManifestInput<'_>,
     manifests: &[Manifest],
     base: BaseCheck<'_>,
-    selection: &mut Selection,
+    diagnostics_out: &mut Vec<Diagnostic>,
+    warnings: &mut Vec<String>,
 ) -> Result<(), Refusal> {
     let (at_base, warning) = load_at(input, base.rev).map_err(|source| Refusal::Unreadable {
         flag: "--base",
         rev: base.rev.to_string(),
         source,
     })?;
-    selection.warnings.extend(warning);
+    warnings.extend(warning);
     let findings = crate::review::compare(&at_base.manifests, manifests);
     let mut diagnostics: Vec<_> = findings
         .iter()
@@ -171,7 +195,7 @@ fn hold_against_base(
         .collect();
     crate::diag::sort(&mut diagnostics);
     let errors = diagnostics.iter().filter(|d| d.is_error()).count();
-    selection.diagnostics.extend(diagnostics);
+    diagnostics_out.extend(diagnostics);
     if errors == 0 {
         return Ok(());
     }

@@ -11,7 +11,7 @@ use promoter::manifest::ManifestInput;
 use promoter::plan::{Damaged, RepoWant};
 use promoter::promote::{self, PlanFile, Run, Verdict};
 use promoter::registry::Registries;
-use promoter::wants::{self, BaseCheck, Refusal, Request, Selected};
+use promoter::wants::{self, BaseCheck, Refusal, Request};
 
 use super::args::{self, RegistryArgs, SelectArgs};
 use super::output::{self, emit, say, Exit};
@@ -344,18 +344,14 @@ pub(crate) async fn run(args: RunArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
 
 /// `--parse-only`: every problem, and a count when there is none.
 fn check(request: &Request<'_>) -> Exit {
-    let selected = match selected(wants::select(request)) {
-        Ok(selected) => selected,
+    let manifests = match selected(wants::validate(request)) {
+        Ok(manifests) => manifests,
         Err(exit) => return exit,
     };
-    let digests: usize = selected
-        .manifests
-        .iter()
-        .map(|m| m.digest_entries().count())
-        .sum();
+    let digests: usize = manifests.iter().map(|m| m.digest_entries().count()).sum();
     say(format_args!(
         "ok: {} manifest(s), {} digest entr{} valid",
-        selected.manifests.len(),
+        manifests.len(),
         digests,
         if digests == 1 { "y" } else { "ies" }
     ));
@@ -363,7 +359,7 @@ fn check(request: &Request<'_>) -> Exit {
 }
 
 /// Show what selecting found; the wants, or the exit code when there are none.
-pub(crate) fn selected(selection: wants::Selection) -> Result<Selected, Exit> {
+pub(crate) fn selected<T>(selection: wants::Selection<T>) -> Result<T, Exit> {
     output::diagnostics(&selection.diagnostics);
     for warning in &selection.warnings {
         output::warn(format_args!("{warning}"));
