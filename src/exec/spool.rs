@@ -265,7 +265,7 @@ impl Shared {
     async fn copy_in(&self) -> Result<u64, Failure> {
         // The source's stream checks size and digest as it ends, and holds
         // the last chunk back until they match.
-        let mut stream = self.src.get_blob(&self.repo, &self.digest).await?;
+        let stream = self.src.get_blob(&self.repo, &self.digest).await?;
         let mut filled = 0u64;
         match &self.store {
             Store::Memory(_) => {
@@ -273,43 +273,21 @@ impl Shared {
                 // the source's own buffers (often larger than the bytes
                 // they carry) are freed at once, so what is held is what
                 // the memory budget counts.
-                let mut held = bytes::BytesMut::with_capacity(self.size as usize);
-                loop {
-                    let next = stream.next().await.transpose()?;
-                    if let Some(chunk) = &next {
-                        held.extend_from_slice(chunk);
-                    }
-                    let end = next.is_none();
-                    if !held.is_empty() && (end || held.len() >= MEMORY_BATCH) {
-                        let slice = held.split().freeze();
-                        filled += slice.len() as u64;
-                        self.push_chunk(slice);
-                        self.fill.send_replace(Fill::Partial(filled));
-                    }
-                    if end {
-                        break;
-                    }
+                let mut slices = Batches::new(stream, self.size as usize, MEMORY_BATCH);
+                while let Some(slice) = slices.next().await? {
+                    filled += slice.len() as u64;
+                    self.push_chunk(slice);
+                    self.fill.send_replace(Fill::Partial(filled));
                 }
             }
             Store::File(file) => {
                 // The source's chunks are small: they are gathered into
                 // writes of WRITE_BATCH, each one trip to a blocking
                 // thread, and readers hear of bytes once they are written.
-                let mut batch = bytes::BytesMut::new();
-                loop {
-                    let next = stream.next().await.transpose()?;
-                    if let Some(chunk) = &next {
-                        batch.extend_from_slice(chunk);
-                    }
-                    let end = next.is_none();
-                    if !batch.is_empty() && (end || batch.len() >= WRITE_BATCH) {
-                        let data = batch.split().freeze();
-                        filled = write_at(file.clone(), data, filled).await?;
-                        self.fill.send_replace(Fill::Partial(filled));
-                    }
-                    if end {
-                        break;
-                    }
+                let mut writes = Batches::new(stream, WRITE_BATCH, WRITE_BATCH);
+                while let Some(data) = writes.next().await? {
+                    filled = write_at(file.clone(), data, filled).await?;
+                    self.fill.send_replace(Fill::Partial(filled));
                 }
             }
         }
@@ -468,6 +446,38 @@ impl Reader {
                 return Some(Ok(rest));
             }
         }
+    }
+}
+
+/// The source's chunks gathered into pieces of at least `batch` bytes (the
+/// last one shorter), copied into a buffer of `capacity` to begin with.
+struct Batches {
+    stream: BlobStream,
+    buffer: bytes::BytesMut,
+    batch: usize,
+    ended: bool,
+}
+
+impl Batches {
+    fn new(stream: BlobStream, capacity: usize, batch: usize) -> Batches {
+        Batches {
+            stream,
+            buffer: bytes::BytesMut::with_capacity(capacity),
+            batch,
+            ended: false,
+        }
+    }
+
+    /// The next piece; `None` once the source's stream ended and all it
+    /// sent was handed out.
+    async fn next(&mut self) -> Result<Option<Bytes>, RegistryError> {
+        while !self.ended && self.buffer.len() < self.batch {
+            match self.stream.next().await.transpose()? {
+                Some(chunk) => self.buffer.extend_from_slice(&chunk),
+                None => self.ended = true,
+            }
+        }
+        Ok((!self.buffer.is_empty()).then(|| self.buffer.split().freeze()))
     }
 }
 
