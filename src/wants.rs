@@ -114,33 +114,43 @@ pub fn select(request: &Request<'_>) -> Selection {
 /// a `--parse-only` check, which needs no per-destination wants (on the
 /// registry.k8s.io tree those are 724,636 (destination, digest) pairs).
 pub fn validate(request: &Request<'_>) -> Selection<Vec<Manifest>> {
-    let loaded = manifest::load_named(request.input, request.named);
-    let mut selection = Selection {
-        diagnostics: loaded.diagnostics,
-        warnings: Vec::new(),
-        outcome: Err(Refusal::Invalid { errors: 0 }),
-    };
-    let errors = selection
-        .diagnostics
-        .iter()
-        .filter(|d| d.is_error())
-        .count();
-    if errors > 0 {
-        selection.outcome = Err(Refusal::Invalid { errors });
-        return selection;
-    }
-    selection.outcome = match request.base {
-        Some(base) => hold_against_base(
-            request.input,
-            &loaded.manifests,
-            base,
-            &mut selection.diagnostics,
-            &mut selection.warnings,
-        )
-        .map(|()| loaded.manifests),
-        None => Ok(loaded.manifests),
-    };
-    selection
+    // The base revision is read and parsed while the working copy is: the
+    // two are independent, and on a 2-core machine that halves the wait.
+    std::thread::scope(|scope| {
+        let at_base = request
+            .base
+            .map(|base| scope.spawn(move || load_at(request.input, base.rev)));
+        let loaded = manifest::load_named(request.input, request.named);
+        let mut selection = Selection {
+            diagnostics: loaded.diagnostics,
+            warnings: Vec::new(),
+            outcome: Err(Refusal::Invalid { errors: 0 }),
+        };
+        let errors = selection
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .count();
+        if errors > 0 {
+            selection.outcome = Err(Refusal::Invalid { errors });
+            return selection;
+        }
+        selection.outcome = match (request.base, at_base) {
+            (Some(base), Some(at_base)) => {
+                let at_base = at_base.join().expect("reading the base revision panicked");
+                hold_against_base(
+                    at_base,
+                    &loaded.manifests,
+                    base,
+                    &mut selection.diagnostics,
+                    &mut selection.warnings,
+                )
+                .map(|()| loaded.manifests)
+            }
+            _ => Ok(loaded.manifests),
+        };
+        selection
+    })
 }
 
 fn choose(
@@ -176,13 +186,13 @@ fn choose(
 }
 
 fn hold_against_base(
-    input: ManifestInput<'_>,
+    at_base: Result<(Loaded, Option<String>), GitError>,
     manifests: &[Manifest],
     base: BaseCheck<'_>,
     diagnostics_out: &mut Vec<Diagnostic>,
     warnings: &mut Vec<String>,
 ) -> Result<(), Refusal> {
-    let (at_base, warning) = load_at(input, base.rev).map_err(|source| Refusal::Unreadable {
+    let (at_base, warning) = at_base.map_err(|source| Refusal::Unreadable {
         flag: "--base",
         rev: base.rev.to_string(),
         source,
