@@ -130,7 +130,7 @@ impl Observer for Shown<'_> {
     fn pinned(&self, report: &PinReport) {
         self.diagnostics_once(&report.diagnostics);
         for note in &report.notes {
-            say(format_args!("note: {note}"));
+            output::pin_note(note);
         }
         if let Err(failure) = &report.outcome {
             output::error(format_args!("{}", output::shown(failure)));
