@@ -98,15 +98,19 @@ pub async fn try_copy_async(args: &[&str]) -> Option<Result<(), String>> {
         .output()
         .await
         .expect("run skopeo");
-    Some(if out.status.success() {
+    Some(copied(&out, &args.join(" ")))
+}
+
+/// What a `skopeo copy WHAT` that ended as `out` says: `Ok`, or why not.
+fn copied(out: &std::process::Output, what: &str) -> Result<(), String> {
+    if out.status.success() {
         Ok(())
     } else {
         Err(format!(
-            "skopeo copy {}: {}",
-            args.join(" "),
+            "skopeo copy {what}: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         ))
-    })
+    }
 }
 
 /// `skopeo copy TARGET dir:…` into a fresh directory: the whole image
@@ -121,14 +125,7 @@ pub fn try_copy_to_dir(target: &str) -> Option<Result<(), String>> {
         .arg(format!("dir:{}", into.path().display()))
         .output()
         .expect("run skopeo");
-    Some(if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "skopeo copy {target}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    })
+    Some(copied(&out, target))
 }
 
 /// The version `skopeo --version` reports (`1.9.3`).
